@@ -1,0 +1,548 @@
+//! Test harness: starts a real nats-server and the real component binaries
+//! (cloud-controller, router, dea, health-manager) in a temp dir, drives them
+//! with the real `cf` binary, and cleans every process up on drop.
+//!
+//! The binaries are looked up next to the test executable's target dir, so
+//! build them first: `cargo build --workspace --bins`.
+
+pub mod procs;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::time::Instant;
+
+pub use procs::{pids_with_cwd_under, process_alive};
+
+/// Where the component binaries live (`target/<profile>/`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PAAS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test binaries live in target/<profile>/deps.
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.exists() {
+        bail!("{} not found: run `cargo build --workspace --bins` first", p.display());
+    }
+    Ok(p)
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+fn read_addr_file(path: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// One child process of the platform.
+pub struct Component {
+    pub name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Component {
+    fn spawn(name: &str, bin: PathBuf, args: Vec<String>, log_dir: &Path) -> Result<Component> {
+        let mut c = Component {
+            name: name.to_string(),
+            bin,
+            args,
+            log_path: log_dir.join(format!("{name}.log")),
+            child: None,
+        };
+        c.start()?;
+        Ok(c)
+    }
+
+    /// (Re)starts the process, appending to its log.
+    pub fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let err = log.try_clone()?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// kill -9 and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit status
+    /// when it exited by itself.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        procs::signal(c.id(), libc::SIGTERM);
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last `n` lines of the component's log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Options for [`Platform::start`].
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    pub deas: usize,
+    pub health_manager: bool,
+    /// `postgres://...` to run the controller on Postgres instead of SQLite.
+    pub database_url: Option<String>,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        PlatformOptions { deas: 1, health_manager: true, database_url: None }
+    }
+}
+
+/// The whole platform, started from real binaries.
+pub struct Platform {
+    pub dir: tempfile::TempDir,
+    pub nats: Component,
+    pub nats_url: String,
+    pub cc: Component,
+    pub cc_addr: SocketAddr,
+    pub router: Component,
+    pub router_addr: SocketAddr,
+    pub router_admin_addr: SocketAddr,
+    pub deas: Vec<Component>,
+    pub hm: Option<Component>,
+    pub internal_token: String,
+    pub cf_home: PathBuf,
+}
+
+pub const APPS_DOMAIN: &str = "localhost";
+pub const SYSTEM_DOMAIN: &str = "sys.localhost";
+
+impl Platform {
+    pub async fn start() -> Result<Platform> {
+        Self::start_with(PlatformOptions::default()).await
+    }
+
+    pub async fn start_with(opts: PlatformOptions) -> Result<Platform> {
+        let dir = tempfile::Builder::new().prefix("paas-it-").tempdir()?;
+        let root = dir.path().to_path_buf();
+        let logs = root.join("logs");
+        let conf = root.join("config");
+        for d in [&logs, &conf] {
+            std::fs::create_dir_all(d)?;
+        }
+
+        // NATS with JetStream on a free port.
+        let nats_port = free_port()?;
+        let nats_bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or_else(|| anyhow!("nats-server not installed (Debian package nats-server)"))?;
+        let nats = Component::spawn(
+            "nats",
+            nats_bin,
+            vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                nats_port.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                root.join("nats").display().to_string(),
+            ],
+            &logs,
+        )?;
+        let nats_addr: SocketAddr = format!("127.0.0.1:{nats_port}").parse()?;
+        wait_for("nats-server", Duration::from_secs(10), || async move {
+            TcpStream::connect_timeout(&nats_addr, Duration::from_millis(200)).ok().map(|_| ())
+        })
+        .await?;
+        let nats_url = format!("nats://127.0.0.1:{nats_port}");
+        let internal_token = uuid::Uuid::new_v4().to_string();
+
+        // Cloud controller on a fixed free port so restarts keep its address.
+        let cc_port = free_port()?;
+        let cc_addr_file = root.join("cc.addr");
+        let db_line = match &opts.database_url {
+            Some(u) => format!("database_url = \"{u}\"\n"),
+            None => String::new(),
+        };
+        std::fs::write(
+            conf.join("cc.toml"),
+            format!(
+                "listen = \"127.0.0.1:{cc_port}\"\naddr_file = \"{}\"\nnats_url = \"{nats_url}\"\ndata_dir = \"{}\"\n{db_line}system_domain = \"{SYSTEM_DOMAIN}\"\napps_domain = \"{APPS_DOMAIN}\"\ninternal_api_token = \"{internal_token}\"\n",
+                cc_addr_file.display(),
+                root.join("cc").display()
+            ),
+        )?;
+        let cc = Component::spawn("cloud-controller", bin("cloud-controller")?, config_args(&conf, "cc"), &logs)?;
+
+        // Router on port 0.
+        let r_addr_file = root.join("router.addr");
+        let r_admin_file = root.join("router-admin.addr");
+        std::fs::write(
+            conf.join("router.toml"),
+            format!(
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\n",
+                r_addr_file.display(),
+                r_admin_file.display()
+            ),
+        )?;
+        let router = Component::spawn("router", bin("router")?, config_args(&conf, "router"), &logs)?;
+
+        let mut deas = Vec::new();
+        for i in 0..opts.deas {
+            deas.push(spawn_dea(&root, &conf, &logs, &nats_url, i)?);
+        }
+
+        let mut platform = Platform {
+            cc_addr: "127.0.0.1:0".parse()?,
+            router_addr: "127.0.0.1:0".parse()?,
+            router_admin_addr: "127.0.0.1:0".parse()?,
+            dir,
+            nats,
+            nats_url: nats_url.clone(),
+            cc,
+            router,
+            deas,
+            hm: None,
+            internal_token: internal_token.clone(),
+            cf_home: root.join("cfhome"),
+        };
+        std::fs::create_dir_all(&platform.cf_home)?;
+
+        platform.cc_addr = platform.wait_addr_file(&cc_addr_file, "cloud-controller").await?.parse()?;
+        platform.wait_cc_ready().await?;
+        platform.router_addr = platform.wait_addr_file(&r_addr_file, "router").await?.parse()?;
+        platform.router_admin_addr = platform.wait_addr_file(&r_admin_file, "router admin").await?.parse()?;
+        for i in 0..platform.deas.len() {
+            let f = root.join(format!("dea{i}.addr"));
+            platform.wait_addr_file(&f, "dea").await?;
+        }
+        if opts.health_manager {
+            std::fs::write(
+                conf.join("hm.toml"),
+                format!(
+                    "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\n",
+                    platform.cc_addr,
+                    root.join("hm.addr").display()
+                ),
+            )?;
+            platform.hm = Some(Component::spawn("health-manager", bin("health-manager")?, config_args(&conf, "hm"), &logs)?);
+            platform.wait_addr_file(&root.join("hm.addr"), "health-manager").await?;
+        }
+        // The API is reachable through the router once the controller's route is known.
+        let api = platform.api_url();
+        wait_for("api route through the router", Duration::from_secs(20), || {
+            let api = api.clone();
+            async move {
+                let c = http_client();
+                let r = c.get(&api).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", platform.logs_tail()))?;
+        Ok(platform)
+    }
+
+    async fn wait_addr_file(&self, path: &Path, what: &str) -> Result<String> {
+        let p = path.to_path_buf();
+        wait_for(what, Duration::from_secs(30), || {
+            let p = p.clone();
+            async move { read_addr_file(&p) }
+        })
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    /// Waits until the controller answers `GET /` directly.
+    pub async fn wait_cc_ready(&self) -> Result<()> {
+        let url = format!("http://{}/", self.cc_addr);
+        wait_for("cloud-controller GET /", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move {
+                let r = reqwest::get(&url).await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The API URL as users see it: through the router.
+    pub fn api_url(&self) -> String {
+        format!("http://api.{SYSTEM_DOMAIN}:{}", self.router_addr.port())
+    }
+
+    /// Tails of every component's log, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        let mut all: Vec<&Component> = vec![&self.nats, &self.cc, &self.router];
+        all.extend(self.deas.iter());
+        all.extend(self.hm.iter());
+        for c in all {
+            out.push_str(&format!("--- {} ---\n{}\n", c.name, c.log_tail(30)));
+        }
+        out
+    }
+
+    /// Runs the real `cf` binary with this platform's `CF_HOME`.
+    pub async fn cf(&self, args: &[&str]) -> Result<CfOutput> {
+        let out = tokio::process::Command::new(bin("cf")?)
+            .args(args)
+            .env("CF_HOME", &self.cf_home)
+            .env_remove("CF_TRACE")
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        Ok(CfOutput {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `cf`, failing with its output when it exits non-zero.
+    pub async fn cf_ok(&self, args: &[&str]) -> Result<CfOutput> {
+        let out = self.cf(args).await?;
+        if out.status != 0 {
+            bail!("cf {} exited {}:\n{}\n{}\n{}", args.join(" "), out.status, out.stdout, out.stderr, self.logs_tail());
+        }
+        Ok(out)
+    }
+
+    /// `cf api` + `cf login` as admin.
+    pub async fn login(&self) -> Result<()> {
+        let api = self.api_url();
+        self.cf_ok(&["login", "-a", &api, "-u", "admin", "-p", "admin"]).await?;
+        Ok(())
+    }
+
+    /// GET `path` through the router with `Host: host`.
+    pub async fn get_via_router(&self, host: &str, path: &str) -> Result<(u16, String)> {
+        let c = http_client();
+        let url = format!("http://{host}:{}{path}", self.router_addr.port());
+        let r = c.get(url).send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await?))
+    }
+
+    /// Waits until GET through the router answers `want`.
+    pub async fn wait_route_status(&self, host: &str, want: u16, timeout: Duration) -> Result<String> {
+        wait_for(&format!("{host} to answer {want}"), timeout, || async move {
+            match self.get_via_router(host, "/").await {
+                Ok((s, body)) if s == want => Some(body),
+                _ => None,
+            }
+        })
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    /// A token for direct API calls, from the password grant.
+    pub async fn admin_token(&self) -> Result<String> {
+        let c = reqwest::Client::new();
+        let r = c
+            .post(format!("http://{}/oauth/token", self.cc_addr))
+            .basic_auth("cf", Some(""))
+            .form(&[("grant_type", "password"), ("username", "admin"), ("password", "admin")])
+            .send()
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        v["access_token"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no access_token in {v}"))
+    }
+
+    /// Authenticated GET on the controller (direct), as JSON.
+    pub async fn api_get(&self, token: &str, path: &str) -> Result<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.cc_addr))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: serde_json::Value = r.json().await?;
+        if !status.is_success() {
+            bail!("GET {path} → {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Guid of the app named `name`.
+    pub async fn app_guid(&self, token: &str, name: &str) -> Result<String> {
+        let v = self.api_get(token, &format!("/v3/apps?names={name}")).await?;
+        v["resources"][0]["guid"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no app {name}: {v}"))
+    }
+
+    /// Per-instance stats of the app's web process.
+    pub async fn stats(&self, token: &str, app_guid: &str) -> Result<Vec<serde_json::Value>> {
+        let v = self.api_get(token, &format!("/v3/apps/{app_guid}/processes/web/stats")).await?;
+        Ok(v["resources"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until exactly `n` instances of the app report RUNNING.
+    pub async fn wait_running(&self, token: &str, app_guid: &str, n: usize, timeout: Duration) -> Result<()> {
+        wait_for(&format!("{n} running instances"), timeout, || async move {
+            let s = self.stats(token, app_guid).await.ok()?;
+            let running = s.iter().filter(|r| r["state"] == "RUNNING").count();
+            (running == n && s.len() == n).then_some(())
+        })
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    /// Kills every process left under the platform's temp dir (app instances
+    /// whose DEA died), then the components.
+    pub fn shutdown(&mut self) {
+        if let Some(hm) = self.hm.as_mut() {
+            hm.kill9();
+        }
+        for d in self.deas.iter_mut() {
+            d.terminate(Duration::from_secs(5));
+        }
+        self.router.terminate(Duration::from_secs(3));
+        self.cc.terminate(Duration::from_secs(3));
+        self.nats.kill9();
+        procs::kill_all_under(self.dir.path());
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn config_args(conf: &Path, name: &str) -> Vec<String> {
+    vec!["--config".into(), conf.join(format!("{name}.toml")).display().to_string()]
+}
+
+fn spawn_dea(root: &Path, conf: &Path, logs: &Path, nats_url: &str, i: usize) -> Result<Component> {
+    std::fs::write(
+        conf.join(format!("dea{i}.toml")),
+        format!(
+            "nats_url = \"{nats_url}\"\nid = \"dea-{i}\"\nzone = \"z{i}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\n",
+            root.join(format!("dea{i}")).display(),
+            root.join(format!("dea{i}.addr")).display()
+        ),
+    )?;
+    Component::spawn(&format!("dea{i}"), bin("dea")?, config_args(conf, &format!("dea{i}")), logs)
+}
+
+/// An HTTP client that resolves every name to loopback, like the CLI's own
+/// `*.localhost` resolution; URLs carry the router's port.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(std::sync::Arc::new(LoopbackResolver))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
+struct LoopbackResolver;
+
+impl reqwest::dns::Resolve for LoopbackResolver {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs: Box<dyn Iterator<Item = SocketAddr> + Send> =
+                Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+            Ok(addrs)
+        })
+    }
+}
+
+/// What a `cf` run printed.
+#[derive(Debug)]
+pub struct CfOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The fixture apps shipped with this crate.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}

@@ -1,0 +1,67 @@
+//! Process helpers for clean-up guards: signals, liveness, and finding
+//! processes by working directory.
+
+use std::path::Path;
+
+pub fn signal(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) with a valid signal number has no memory effects.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // State is the field after the parenthesised command name.
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Pids whose working directory or executable lies under `dir`.
+pub fn pids_with_cwd_under(dir: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let under = |link: &str| {
+            std::fs::read_link(format!("/proc/{pid}/{link}")).map(|p| p.starts_with(dir)).unwrap_or(false)
+        };
+        if (under("cwd") || under("exe")) && process_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGKILLs every process working under `dir`.
+pub fn kill_all_under(dir: &Path) {
+    for pid in pids_with_cwd_under(dir) {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Pids whose command line mentions `needle` (e.g. a state dir path).
+pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) && process_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}

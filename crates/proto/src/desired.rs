@@ -1,0 +1,49 @@
+//! The controller's internal desired-state document, served at
+//! `GET /internal/v1/desired` for the health manager.
+
+use serde::{Deserialize, Serialize};
+
+/// One app the controller wants running (state STARTED with a droplet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredApp {
+    pub app_id: String,
+    pub name: String,
+    /// Current version; instances of other versions are stale.
+    pub version: String,
+    pub instances: u32,
+    /// `STARTED` or `STOPPED`; stopped apps are listed so the HM can stop leftovers.
+    pub state: String,
+    /// RFC 3339 of the last change; the HM ignores actual state older than this.
+    pub updated_at: String,
+}
+
+/// One page of desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredPage {
+    pub apps: Vec<DesiredApp>,
+    /// Token for the next page (`?token=`), `None` on the last page.
+    #[serde(default)]
+    pub next_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let p = DesiredPage {
+            apps: vec![DesiredApp {
+                app_id: "a".into(),
+                name: "n".into(),
+                version: "v".into(),
+                instances: 3,
+                state: "STARTED".into(),
+                updated_at: "2026-11-22T00:00:00Z".into(),
+            }],
+            next_token: None,
+        };
+        let s = serde_json::to_string(&p).expect("ser");
+        assert_eq!(serde_json::from_str::<DesiredPage>(&s).expect("de"), p);
+    }
+}

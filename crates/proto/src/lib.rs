@@ -1,0 +1,25 @@
+//! The contract between the platform's components: NATS subjects, message
+//! payloads, the droplet format and the internal desired-state document.
+//!
+//! Subjects and payload structs live here and nowhere else (ARCHITECTURE §3).
+
+pub mod bus;
+pub mod desired;
+pub mod droplet;
+pub mod messages;
+pub mod subjects;
+
+pub use bus::{Bus, BusError};
+pub use messages::*;
+
+/// Current time as RFC 3339 UTC with second precision, the format used in
+/// every payload and API resource.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Current time as seconds since the Unix epoch (fractional).
+pub fn now_unix() -> f64 {
+    let now = chrono::Utc::now();
+    now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0
+}

@@ -1,0 +1,529 @@
+//! Payloads of every subject in ARCHITECTURE §3. JSON, snake_case.
+//! Optional fields default so that older/newer peers interoperate.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `router.start` and the reply to `router.greet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterStart {
+    pub id: String,
+    pub minimum_register_interval_s: u64,
+    pub prune_threshold_s: u64,
+}
+
+/// `router.register` / `router.unregister`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteRegistration {
+    pub host: String,
+    pub port: u16,
+    pub uris: Vec<String>,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// Instance id (private: not shown to users).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub stale_threshold_s: Option<u64>,
+}
+
+/// `dea.advertise`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeaAdvertise {
+    pub id: String,
+    pub stacks: Vec<String>,
+    pub available_memory_mb: u64,
+    pub available_disk_mb: u64,
+    #[serde(default)]
+    pub app_id_to_count: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub zone: String,
+    /// Base URL of the DEA's own HTTP endpoint, if any.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `staging.<dea_id>.start` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagingRequest {
+    pub staging_id: String,
+    pub app_id: String,
+    pub stack: String,
+    /// Buildpack name requested by the user; `None` = detect.
+    #[serde(default)]
+    pub buildpack: Option<String>,
+    /// User environment as `KEY=VALUE`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    /// Signed URL to GET the package zip.
+    pub package_uri: String,
+    /// Signed URL to PUT (or POST) the droplet tarball.
+    pub droplet_upload_uri: String,
+    /// Signed URL to GET the buildpack cache (404 when there is none yet).
+    #[serde(default)]
+    pub cache_download_uri: Option<String>,
+    /// Signed URL to PUT the buildpack cache.
+    #[serde(default)]
+    pub cache_upload_uri: Option<String>,
+    /// Start command given by the user (`-c`, manifest); wins over Procfile
+    /// and buildpack defaults.
+    #[serde(default)]
+    pub start_command: Option<String>,
+}
+
+/// `staging.<dea_id>.start` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagingResponse {
+    pub staging_id: String,
+    #[serde(default)]
+    pub detected_buildpack: Option<String>,
+    #[serde(default)]
+    pub start_command: Option<String>,
+    #[serde(default)]
+    pub droplet_sha256: Option<String>,
+    /// Human-readable reason when staging failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Resource limits of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub fds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mb: 256, disk_mb: 1024, fds: 16384 }
+    }
+}
+
+/// Health check kind of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckType {
+    #[default]
+    Port,
+    Http,
+    Process,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    #[serde(rename = "type", default)]
+    pub kind: HealthCheckType,
+    pub timeout_s: u64,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck { kind: HealthCheckType::Port, timeout_s: 60, endpoint: None }
+    }
+}
+
+/// `dea.<dea_id>.start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub app_id: String,
+    pub app_name: String,
+    pub version: String,
+    pub index: u32,
+    /// Signed URL to GET the droplet tarball.
+    pub droplet_uri: String,
+    pub droplet_sha256: String,
+    #[serde(default)]
+    pub uris: Vec<String>,
+    /// User environment as `KEY=VALUE`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub limits: Limits,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    pub start_command: String,
+    pub stack: String,
+    /// The `VCAP_APPLICATION` document (JSON object).
+    #[serde(default)]
+    pub vcap_application: serde_json::Value,
+}
+
+/// `dea.stop`: every field narrows the filter; absent = any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StopRequest {
+    pub app_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<Vec<u32>>,
+}
+
+/// `dea.update`: route changes without a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    pub app_id: String,
+    pub uris: Vec<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `dea.find.droplet` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FindDropletRequest {
+    pub app_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<Vec<u32>>,
+    #[serde(default)]
+    pub include_stats: bool,
+}
+
+/// Instance states (ARCHITECTURE §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstanceState {
+    Born,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Crashed,
+    Evacuating,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Born => "BORN",
+            InstanceState::Starting => "STARTING",
+            InstanceState::Running => "RUNNING",
+            InstanceState::Stopping => "STOPPING",
+            InstanceState::Stopped => "STOPPED",
+            InstanceState::Crashed => "CRASHED",
+            InstanceState::Evacuating => "EVACUATING",
+        }
+    }
+
+    /// Whether the instance is alive (counts towards the desired count).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Born
+                | InstanceState::Starting
+                | InstanceState::Running
+                | InstanceState::Evacuating
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct InstanceStats {
+    /// CPU usage as a fraction of one core (0.0–n).
+    pub cpu: f64,
+    /// Resident memory in bytes.
+    pub mem: u64,
+    /// Disk usage in bytes.
+    pub disk: u64,
+    /// Seconds since the instance started.
+    pub uptime: u64,
+}
+
+/// One reply to `dea.find.droplet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindDropletResponse {
+    pub dea_id: String,
+    pub app_id: String,
+    pub version: String,
+    pub instance_id: String,
+    pub index: u32,
+    pub state: InstanceState,
+    /// Unix seconds of the last state change.
+    pub since: f64,
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub stats: Option<InstanceStats>,
+}
+
+/// One instance in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceHeartbeat {
+    pub app_id: String,
+    pub version: String,
+    pub index: u32,
+    pub instance_id: String,
+    pub state: InstanceState,
+    /// Unix seconds of the last state change.
+    pub since: f64,
+}
+
+/// `dea.heartbeat`: full list, replaces that DEA's view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub dea_id: String,
+    pub instances: Vec<InstanceHeartbeat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExitReason {
+    Crashed,
+    Stopped,
+    Evacuating,
+}
+
+/// `droplet.exited`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropletExited {
+    pub app_id: String,
+    pub version: String,
+    pub index: u32,
+    pub instance_id: String,
+    pub reason: ExitReason,
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    #[serde(default)]
+    pub exit_description: String,
+    /// Unix seconds.
+    pub crash_timestamp: f64,
+}
+
+/// `dea.shutdown`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeaShutdown {
+    pub id: String,
+    #[serde(default)]
+    pub app_id_to_count: BTreeMap<String, u32>,
+}
+
+/// `health.start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthStart {
+    pub app_id: String,
+    pub version: String,
+    pub indices: Vec<u32>,
+    pub reason: String,
+}
+
+/// `health.stop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthStop {
+    pub app_id: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    pub instance_ids: Vec<String>,
+    pub reason: String,
+}
+
+/// Source of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogSource {
+    App,
+    Stg,
+    Rtr,
+    Api,
+    Hm,
+}
+
+impl LogSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogSource::App => "APP",
+            LogSource::Stg => "STG",
+            LogSource::Rtr => "RTR",
+            LogSource::Api => "API",
+            LogSource::Hm => "HM",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+/// `logs.<app_id>`; also the shape the controller serves to the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogMessage {
+    pub app_id: String,
+    pub source: LogSource,
+    #[serde(default)]
+    pub instance_index: Option<u32>,
+    #[serde(default)]
+    pub stream: LogStream,
+    /// RFC 3339 with milliseconds.
+    pub timestamp: String,
+    pub line: String,
+}
+
+impl LogMessage {
+    pub fn new(app_id: &str, source: LogSource, index: Option<u32>, stream: LogStream, line: impl Into<String>) -> Self {
+        LogMessage {
+            app_id: app_id.to_string(),
+            source,
+            instance_index: index,
+            stream,
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            line: line.into(),
+        }
+    }
+}
+
+/// `component.announce` and replies to `component.discover`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentAnnounce {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    #[serde(default)]
+    pub admin_url: Option<String>,
+    pub uptime_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) {
+        let s = serde_json::to_string(v).expect("serialize");
+        let back: T = serde_json::from_str(&s).expect("deserialize");
+        assert_eq!(&back, v, "round trip of {s}");
+    }
+
+    #[test]
+    fn every_payload_round_trips() {
+        round_trip(&RouterStart { id: "r".into(), minimum_register_interval_s: 5, prune_threshold_s: 20 });
+        round_trip(&RouteRegistration {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            uris: vec!["a.localhost".into()],
+            app_id: Some("app".into()),
+            instance_id: Some("i".into()),
+            tags: BTreeMap::from([("component".into(), "x".into())]),
+            stale_threshold_s: Some(20),
+        });
+        round_trip(&DeaAdvertise {
+            id: "d".into(),
+            stacks: vec!["host".into()],
+            available_memory_mb: 1024,
+            available_disk_mb: 2048,
+            app_id_to_count: BTreeMap::from([("a".into(), 2)]),
+            zone: "z1".into(),
+            url: None,
+        });
+        round_trip(&StagingRequest {
+            staging_id: "s".into(),
+            app_id: "a".into(),
+            stack: "host".into(),
+            buildpack: Some("python".into()),
+            env: vec!["A=B".into()],
+            memory_mb: 256,
+            disk_mb: 1024,
+            package_uri: "http://x/p".into(),
+            droplet_upload_uri: "http://x/d".into(),
+            cache_download_uri: Some("http://x/c".into()),
+            cache_upload_uri: None,
+            start_command: None,
+        });
+        round_trip(&StagingResponse {
+            staging_id: "s".into(),
+            detected_buildpack: Some("python".into()),
+            start_command: Some("python3 app.py".into()),
+            droplet_sha256: Some("ab".into()),
+            error: None,
+        });
+        round_trip(&StartRequest {
+            app_id: "a".into(),
+            app_name: "n".into(),
+            version: "v".into(),
+            index: 2,
+            droplet_uri: "http://x".into(),
+            droplet_sha256: "ab".into(),
+            uris: vec!["n.localhost".into()],
+            env: vec![],
+            limits: Limits::default(),
+            health_check: HealthCheck { kind: HealthCheckType::Http, timeout_s: 10, endpoint: Some("/h".into()) },
+            start_command: "./run".into(),
+            stack: "host".into(),
+            vcap_application: serde_json::json!({"name": "n"}),
+        });
+        round_trip(&StopRequest { app_id: "a".into(), version: None, instance_ids: Some(vec!["i".into()]), indices: None });
+        round_trip(&UpdateRequest { app_id: "a".into(), uris: vec![], version: Some("v".into()) });
+        round_trip(&FindDropletRequest { app_id: "a".into(), include_stats: true, ..Default::default() });
+        round_trip(&FindDropletResponse {
+            dea_id: "d".into(),
+            app_id: "a".into(),
+            version: "v".into(),
+            instance_id: "i".into(),
+            index: 0,
+            state: InstanceState::Running,
+            since: 1.5,
+            host: "127.0.0.1".into(),
+            port: 1234,
+            stats: Some(InstanceStats { cpu: 0.1, mem: 10, disk: 20, uptime: 3 }),
+        });
+        round_trip(&Heartbeat {
+            dea_id: "d".into(),
+            instances: vec![InstanceHeartbeat {
+                app_id: "a".into(),
+                version: "v".into(),
+                index: 0,
+                instance_id: "i".into(),
+                state: InstanceState::Crashed,
+                since: 2.0,
+            }],
+        });
+        round_trip(&DropletExited {
+            app_id: "a".into(),
+            version: "v".into(),
+            index: 1,
+            instance_id: "i".into(),
+            reason: ExitReason::Crashed,
+            exit_status: Some(137),
+            exit_description: "killed".into(),
+            crash_timestamp: 3.0,
+        });
+        round_trip(&DeaShutdown { id: "d".into(), app_id_to_count: BTreeMap::new() });
+        round_trip(&HealthStart { app_id: "a".into(), version: "v".into(), indices: vec![0, 2], reason: "missing".into() });
+        round_trip(&HealthStop { app_id: "a".into(), version: None, instance_ids: vec!["i".into()], reason: "extra".into() });
+        round_trip(&LogMessage::new("a", LogSource::Stg, None, LogStream::Stderr, "hello"));
+        round_trip(&ComponentAnnounce { kind: "router".into(), id: "r".into(), admin_url: None, uptime_s: 4 });
+    }
+
+    #[test]
+    fn wire_names_match_the_contract() {
+        let v = serde_json::to_value(InstanceState::Evacuating).expect("json");
+        assert_eq!(v, "EVACUATING");
+        let v = serde_json::to_value(LogSource::Rtr).expect("json");
+        assert_eq!(v, "RTR");
+        let hc: HealthCheck = serde_json::from_str(r#"{"type":"http","timeout_s":5,"endpoint":"/x"}"#).expect("hc");
+        assert_eq!(hc.kind, HealthCheckType::Http);
+        // Optional fields may be absent.
+        let r: RouteRegistration = serde_json::from_str(r#"{"host":"h","port":1,"uris":["u"]}"#).expect("reg");
+        assert!(r.app_id.is_none() && r.tags.is_empty());
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors_not_panics() {
+        assert!(serde_json::from_str::<Heartbeat>("{").is_err());
+        assert!(serde_json::from_str::<Heartbeat>(r#"{"dea_id":5,"instances":[]}"#).is_err());
+        assert!(serde_json::from_str::<StartRequest>(r#"{"app_id":"a"}"#).is_err());
+    }
+}

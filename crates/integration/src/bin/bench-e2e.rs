@@ -1,0 +1,66 @@
+//! Benchmark (not a test): time from `cf push` of the fixture app to its first
+//! 200 through the router (median of 5), and the idle RSS of each component
+//! with one app running.
+//!
+//! Run: `scripts/bench-e2e.sh` (builds release binaries first).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use integration::{fixture, Platform, APPS_DOMAIN};
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let p = Platform::start().await?;
+    p.login().await?;
+    let dir = fixture("pyapp");
+    let dir = dir.to_str().context("fixture path")?;
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let name = format!("bench{i}");
+        let host = format!("{name}.{APPS_DOMAIN}");
+        let t0 = Instant::now();
+        let push = p.cf_ok(&["push", &name, "-p", dir]);
+        let first_200 = async {
+            loop {
+                if let Ok((200, _)) = p.get_via_router(&host, "/").await {
+                    return t0.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let (push, t) = tokio::join!(push, tokio::time::timeout(Duration::from_secs(120), first_200));
+        push?;
+        let t = t.context("no 200 within 120 s")?;
+        println!("push {i}: first 200 after {:.0} ms", t.as_secs_f64() * 1000.0);
+        times.push(t);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!("push → first 200 through the router: median {:.0} ms over {runs} (min {:.0}, max {:.0})",
+        median.as_secs_f64() * 1000.0,
+        times[0].as_secs_f64() * 1000.0,
+        times[times.len() - 1].as_secs_f64() * 1000.0);
+
+    // Leave one app running and let the platform idle.
+    for i in 1..runs {
+        p.cf_ok(&["delete", &format!("bench{i}"), "-f", "-r"]).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!("idle RSS with one app running:");
+    let mut comps = vec![&p.nats, &p.cc, &p.router];
+    comps.extend(p.deas.iter());
+    comps.extend(p.hm.iter());
+    for c in comps {
+        if let Some(pid) = c.pid() {
+            println!("  {:<18} {:>7} KiB", c.name, rss_kib(pid).unwrap_or(0));
+        }
+    }
+    Ok(())
+}

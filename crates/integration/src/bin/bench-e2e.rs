@@ -26,7 +26,8 @@ async fn main() -> Result<()> {
         let name = format!("bench{i}");
         let host = format!("{name}.{APPS_DOMAIN}");
         let t0 = Instant::now();
-        let push = p.cf_ok(&["push", &name, "-p", dir]);
+        let args = ["push", name.as_str(), "-p", dir];
+        let push = p.cf_ok(&args);
         let first_200 = async {
             loop {
                 if let Ok((200, _)) = p.get_via_router(&host, "/").await {

@@ -1,0 +1,575 @@
+//! `/v3/apps`: CRUD, lifecycle actions, environment, current droplet.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use proto::StopRequest;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use crate::context::{Actor, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{self, App};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/apps", get(list).post(create))
+        .route("/v3/apps/{guid}", get(show).patch(update).delete(delete))
+        .route("/v3/apps/{guid}/actions/start", post(start))
+        .route("/v3/apps/{guid}/actions/stop", post(stop))
+        .route("/v3/apps/{guid}/actions/restart", post(restart))
+        .route("/v3/apps/{guid}/env", get(env))
+        .route(
+            "/v3/apps/{guid}/environment_variables",
+            get(env_vars).patch(patch_env_vars),
+        )
+        .route("/v3/apps/{guid}/packages", get(packages))
+        .route("/v3/apps/{guid}/droplets", get(droplets))
+        .route("/v3/apps/{guid}/droplets/current", get(current_droplet))
+        .route(
+            "/v3/apps/{guid}/relationships/current_droplet",
+            get(current_droplet_rel).patch(set_current_droplet),
+        )
+        .route("/v3/apps/{guid}/routes", get(app_routes))
+}
+
+pub fn present(base: &BaseUrl, app: &App) -> Value {
+    let p = format!("/v3/apps/{}", app.guid);
+    let buildpacks: Vec<&str> = app.buildpack.iter().map(String::as_str).collect();
+    json!({
+        "guid": app.guid,
+        "name": app.name,
+        "state": app.state,
+        "created_at": app.created_at,
+        "updated_at": app.updated_at,
+        "lifecycle": {"type": "buildpack", "data": {"buildpacks": buildpacks, "stack": app.stack}},
+        "relationships": {"space": rel(&app.space_guid)},
+        "metadata": metadata(),
+        "links": {
+            "self": base.link(&p),
+            "space": base.link(&format!("/v3/spaces/{}", app.space_guid)),
+            "processes": base.link(&format!("{p}/processes")),
+            "packages": base.link(&format!("{p}/packages")),
+            "environment_variables": base.link(&format!("{p}/environment_variables")),
+            "current_droplet": base.link(&format!("{p}/droplets/current")),
+            "droplets": base.link(&format!("{p}/droplets")),
+            "tasks": base.link(&format!("{p}/tasks")),
+            "start": base.action(&format!("{p}/actions/start"), "POST"),
+            "stop": base.action(&format!("{p}/actions/stop"), "POST"),
+            "revisions": base.link(&format!("{p}/revisions")),
+            "deployed_revisions": base.link(&format!("{p}/revisions/deployed")),
+            "features": base.link(&format!("{p}/features")),
+        },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GuidRef {
+    pub guid: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ToOne {
+    pub data: GuidRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct SpaceRel {
+    space: ToOne,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct LifecycleData {
+    #[serde(default)]
+    buildpacks: Option<Vec<String>>,
+    #[serde(default)]
+    stack: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Lifecycle {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    data: Option<LifecycleData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateApp {
+    name: String,
+    relationships: SpaceRel,
+    #[serde(default)]
+    lifecycle: Option<Lifecycle>,
+    #[serde(default)]
+    environment_variables: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateApp {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    lifecycle: Option<Lifecycle>,
+}
+
+fn check_lifecycle(l: &Lifecycle) -> ApiResult<()> {
+    match l.kind.as_deref() {
+        None | Some("buildpack") => Ok(()),
+        Some(other) => Err(ApiError::Unprocessable(format!(
+            "Lifecycle type '{other}' is not supported"
+        ))),
+    }
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() {
+        return Err(ApiError::Unprocessable("Name can't be blank".into()));
+    }
+    Ok(())
+}
+
+async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+    let (names, spaces, guids) = (
+        filter(&q, "names"),
+        filter(&q, "space_guids"),
+        filter(&q, "guids"),
+    );
+    let items = ctx
+        .store
+        .apps()
+        .await?
+        .iter()
+        .filter(|a| {
+            matches(&names, &a.name) && matches(&spaces, &a.space_guid) && matches(&guids, &a.guid)
+        })
+        .map(|a| present(&base, a))
+        .collect();
+    Ok(Json(paginate(&base, "/v3/apps", &q, items)?))
+}
+
+async fn create(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: CreateApp = parse_json(&body)?;
+    check_name(&req.name)?;
+    let space_guid = req.relationships.space.data.guid;
+    ctx.store.space(&space_guid).await.map_err(|_| {
+        ApiError::Unprocessable(
+            "Invalid space. Ensure that the space exists and you have access to it.".into(),
+        )
+    })?;
+    let (mut buildpack, mut stack) = (None, "host".to_string());
+    if let Some(l) = &req.lifecycle {
+        check_lifecycle(l)?;
+        if let Some(d) = &l.data {
+            buildpack = d.buildpacks.as_ref().and_then(|b| b.first().cloned());
+            if let Some(s) = &d.stack {
+                stack = s.clone();
+            }
+        }
+    }
+    let env = Value::Object(req.environment_variables.unwrap_or_default()).to_string();
+    let app = ctx
+        .store
+        .create_app(
+            req.name.trim(),
+            &space_guid,
+            buildpack.as_deref(),
+            &stack,
+            &env,
+        )
+        .await?;
+    ctx.audit_app(
+        &actor,
+        "audit.app.create",
+        &app,
+        json!({"request": {"name": app.name}}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(present(&base, &app))).into_response())
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(present(&base, &ctx.store.app(&guid).await?)))
+}
+
+async fn update(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: UpdateApp = parse_json(&body)?;
+    let mut app = ctx.store.app(&guid).await?;
+    if let Some(name) = &req.name {
+        check_name(name)?;
+        app.name = name.trim().to_string();
+    }
+    if let Some(l) = &req.lifecycle {
+        check_lifecycle(l)?;
+        if let Some(d) = &l.data {
+            if let Some(b) = &d.buildpacks {
+                app.buildpack = b
+                    .first()
+                    .cloned()
+                    .filter(|s| !s.is_empty() && s != "default" && s != "null");
+            }
+            if let Some(s) = &d.stack {
+                app.stack = s.clone();
+            }
+        }
+    }
+    let app = ctx.store.update_app(&app).await?;
+    ctx.audit_app(
+        &actor,
+        "audit.app.update",
+        &app,
+        json!({"request": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)}),
+    )
+    .await;
+    Ok(Json(present(&base, &app)))
+}
+
+async fn delete(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let app = ctx.store.app(&guid).await?;
+    let routes = ctx.store.app_routes(&guid).await?;
+    ctx.stop_instances(StopRequest {
+        app_id: guid.clone(),
+        ..Default::default()
+    })
+    .await;
+    ctx.store.delete_app(&guid).await?;
+    ctx.audit_app(
+        &actor,
+        "audit.app.delete-request",
+        &app,
+        json!({"recursive": true}),
+    )
+    .await;
+    ctx.logs.forget(&guid);
+    tracing::info!(app_id = %guid, routes = routes.len(), "app deleted");
+    let job = ctx.add_job("app.delete");
+    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+}
+
+/// Puts an app into STARTED with a fresh version and starts every index.
+async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
+    if app.current_droplet_guid.is_none() {
+        return Err(ApiError::Unprocessable(
+            "Assign a droplet before starting this app.".into(),
+        ));
+    }
+    let was_started = app.started();
+    if was_started && !restart {
+        return Ok(app);
+    }
+    let old_version = app.version.clone();
+    app.state = "STARTED".into();
+    app.version = store::new_guid();
+    app.state_changed_at = store::now();
+    let app = ctx.store.update_app(&app).await?;
+    if was_started {
+        ctx.stop_instances(StopRequest {
+            app_id: app.guid.clone(),
+            version: Some(old_version),
+            ..Default::default()
+        })
+        .await;
+    }
+    let process = ctx.store.web_process(&app.guid).await?;
+    ctx.api_log(
+        &app.guid,
+        format!(
+            "{} app with guid {}",
+            if restart { "Restarting" } else { "Starting" },
+            app.guid
+        ),
+    )
+    .await;
+    let indices: Vec<u32> = (0..u32::try_from(process.instances.max(0)).unwrap_or(0)).collect();
+    ctx.start_indices(&app, &indices).await?;
+    Ok(app)
+}
+
+async fn start(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let app = ctx.store.app(&guid).await?;
+    let was_started = app.started();
+    let app = do_start(&ctx, app, false).await?;
+    if !was_started {
+        ctx.audit_app(&actor, "audit.app.start", &app, Value::Null)
+            .await;
+    }
+    Ok(Json(present(&base, &app)))
+}
+
+async fn restart(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let app = do_start(&ctx, ctx.store.app(&guid).await?, true).await?;
+    ctx.audit_app(&actor, "audit.app.restart", &app, Value::Null)
+        .await;
+    Ok(Json(present(&base, &app)))
+}
+
+async fn stop(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let mut app = ctx.store.app(&guid).await?;
+    if app.started() {
+        app.state = "STOPPED".into();
+        app.state_changed_at = store::now();
+        app = ctx.store.update_app(&app).await?;
+        ctx.api_log(&app.guid, format!("Stopping app with guid {}", app.guid))
+            .await;
+        ctx.stop_instances(StopRequest {
+            app_id: app.guid.clone(),
+            ..Default::default()
+        })
+        .await;
+        ctx.audit_app(&actor, "audit.app.stop", &app, Value::Null)
+            .await;
+    }
+    Ok(Json(present(&base, &app)))
+}
+
+async fn env(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let app = ctx.store.app(&guid).await?;
+    let process = ctx.store.web_process(&guid).await?;
+    let space = ctx.store.space(&app.space_guid).await?;
+    let org = ctx.store.org(&space.organization_guid).await?;
+    let uris = ctx.app_uris(&guid).await?;
+    Ok(Json(json!({
+        "staging_env_json": {},
+        "running_env_json": {},
+        "environment_variables": app.env_map(),
+        "system_env_json": {"VCAP_SERVICES": {}},
+        "application_env_json": {"VCAP_APPLICATION": {
+            "application_id": app.guid, "application_name": app.name, "application_uris": uris, "uris": uris,
+            "name": app.name, "version": app.version, "application_version": app.version,
+            "space_id": space.guid, "space_name": space.name, "organization_id": org.guid, "organization_name": org.name,
+            "limits": {"mem": process.memory_in_mb, "disk": process.disk_in_mb, "fds": 16384},
+        }},
+    })))
+}
+
+fn env_body(base: &BaseUrl, app: &App) -> Value {
+    json!({
+        "var": app.env_map(),
+        "links": {
+            "self": base.link(&format!("/v3/apps/{}/environment_variables", app.guid)),
+            "app": base.link(&format!("/v3/apps/{}", app.guid)),
+        },
+    })
+}
+
+async fn env_vars(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(env_body(&base, &ctx.store.app(&guid).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvPatch {
+    var: Map<String, Value>,
+}
+
+async fn patch_env_vars(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: EnvPatch = parse_json(&body)?;
+    let mut app = ctx.store.app(&guid).await?;
+    let mut env = app.env_map();
+    let mut changed = Vec::new();
+    for (k, v) in req.var {
+        if k.is_empty() {
+            return Err(ApiError::Unprocessable(
+                "Environment variable names can't be blank".into(),
+            ));
+        }
+        match v {
+            Value::Null => {
+                env.remove(&k);
+            }
+            other => {
+                env.insert(k.clone(), other);
+            }
+        }
+        changed.push(k);
+    }
+    app.env = Value::Object(env).to_string();
+    let app = ctx.store.update_app(&app).await?;
+    ctx.audit_app(
+        &actor,
+        "audit.app.update",
+        &app,
+        json!({"request": {"environment_variables": changed}}),
+    )
+    .await;
+    Ok(Json(env_body(&base, &app)))
+}
+
+async fn packages(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.store.app(&guid).await?;
+    let items = ctx
+        .store
+        .packages_of(&guid)
+        .await?
+        .iter()
+        .map(|p| super::packages::present(&base, p))
+        .collect();
+    Ok(Json(paginate(
+        &base,
+        &format!("/v3/apps/{guid}/packages"),
+        &q,
+        items,
+    )?))
+}
+
+async fn droplets(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.store.app(&guid).await?;
+    let states = filter(&q, "states");
+    let items = ctx
+        .store
+        .droplets_of(&guid)
+        .await?
+        .iter()
+        .filter(|d| matches(&states, &d.state))
+        .map(|d| super::droplets::present(&base, d))
+        .collect();
+    Ok(Json(paginate(
+        &base,
+        &format!("/v3/apps/{guid}/droplets"),
+        &q,
+        items,
+    )?))
+}
+
+async fn current_droplet(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let app = ctx.store.app(&guid).await?;
+    let dg = app
+        .current_droplet_guid
+        .ok_or_else(|| ApiError::not_found("Droplet"))?;
+    Ok(Json(super::droplets::present(
+        &base,
+        &ctx.store.droplet(&dg).await?,
+    )))
+}
+
+fn droplet_rel(base: &BaseUrl, app: &App) -> Value {
+    json!({
+        "data": app.current_droplet_guid.as_ref().map(|g| json!({"guid": g})),
+        "links": {
+            "self": base.link(&format!("/v3/apps/{}/relationships/current_droplet", app.guid)),
+            "related": base.link(&format!("/v3/apps/{}/droplets/current", app.guid)),
+        },
+    })
+}
+
+async fn current_droplet_rel(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(droplet_rel(&base, &ctx.store.app(&guid).await?)))
+}
+
+async fn set_current_droplet(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: ToOne = parse_json(&body)?;
+    let mut app = ctx.store.app(&guid).await?;
+    let droplet = match ctx.store.droplet(&req.data.guid).await {
+        Ok(d) if d.app_guid == app.guid => d,
+        _ => return Err(ApiError::Unprocessable(
+            "Unable to assign current droplet. Ensure the droplet exists and belongs to this app."
+                .into(),
+        )),
+    };
+    if droplet.state != "STAGED" {
+        return Err(ApiError::Unprocessable(
+            "Unable to assign current droplet: the droplet is not STAGED.".into(),
+        ));
+    }
+    app.current_droplet_guid = Some(droplet.guid.clone());
+    let app = ctx.store.update_app(&app).await?;
+    ctx.audit_app(
+        &actor,
+        "audit.app.droplet.mapped",
+        &app,
+        json!({"request": {"droplet_guid": droplet.guid}}),
+    )
+    .await;
+    Ok(Json(droplet_rel(&base, &app)))
+}
+
+async fn app_routes(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.store.app(&guid).await?;
+    let mut items = Vec::new();
+    for r in ctx.store.app_routes(&guid).await? {
+        items.push(super::routes::present(&ctx, &base, &r.route).await?);
+    }
+    Ok(Json(paginate(
+        &base,
+        &format!("/v3/apps/{guid}/routes"),
+        &q,
+        items,
+    )?))
+}

@@ -1,0 +1,56 @@
+//! `/v3/audit_events`.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{filter, matches, paginate, BaseUrl, Query};
+use crate::context::Ctx;
+use crate::error::ApiResult;
+use crate::store::AuditEvent;
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/audit_events", get(list))
+        .route("/v3/audit_events/{guid}", get(show))
+}
+
+fn present(base: &BaseUrl, e: &AuditEvent) -> Value {
+    json!({
+        "guid": e.guid,
+        "created_at": e.created_at,
+        "updated_at": e.created_at,
+        "type": e.kind,
+        "actor": {"guid": e.actor_guid, "type": e.actor_type, "name": e.actor_name},
+        "target": {"guid": e.target_guid, "type": e.target_type, "name": e.target_name},
+        "data": serde_json::from_str::<Value>(&e.data).unwrap_or_else(|_| json!({})),
+        "space": e.space_guid.as_ref().map(|g| json!({"guid": g})),
+        "organization": e.organization_guid.as_ref().map(|g| json!({"guid": g})),
+        "links": {"self": base.link(&format!("/v3/audit_events/{}", e.guid))},
+    })
+}
+
+async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+    let (targets, types) = (filter(&q, "target_guids"), filter(&q, "types"));
+    let mut events: Vec<AuditEvent> = ctx
+        .store
+        .events()
+        .await?
+        .into_iter()
+        .filter(|e| matches(&targets, &e.target_guid) && matches(&types, &e.kind))
+        .collect();
+    if q.get("order_by").is_some_and(|o| o.starts_with('-')) {
+        events.reverse();
+    }
+    let items = events.iter().map(|e| present(&base, e)).collect();
+    Ok(Json(paginate(&base, "/v3/audit_events", &q, items)?))
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(present(&base, &ctx.store.event(&guid).await?)))
+}

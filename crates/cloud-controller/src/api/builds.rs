@@ -1,0 +1,106 @@
+//! `/v3/builds`: create (staging runs in the background) and show.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::apps::GuidRef;
+use super::{metadata, parse_json, rel, BaseUrl};
+use crate::context::{Actor, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::store::Build;
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/builds", axum::routing::post(create))
+        .route("/v3/builds/{guid}", get(show))
+}
+
+async fn present(ctx: &Ctx, base: &BaseUrl, b: &Build) -> Value {
+    let (buildpacks, stack) = match ctx.store.app(&b.app_guid).await {
+        Ok(a) => (a.buildpack.into_iter().collect::<Vec<_>>(), a.stack),
+        Err(_) => (Vec::new(), "host".to_string()),
+    };
+    let mut links = json!({
+        "self": base.link(&format!("/v3/builds/{}", b.guid)),
+        "app": base.link(&format!("/v3/apps/{}", b.app_guid)),
+    });
+    if let Some(d) = &b.droplet_guid {
+        links["droplet"] = base.link(&format!("/v3/droplets/{d}"));
+    }
+    json!({
+        "guid": b.guid,
+        "created_at": b.created_at,
+        "updated_at": b.updated_at,
+        "state": b.state,
+        "staging_memory_in_mb": 1024,
+        "staging_disk_in_mb": 2048,
+        "error": b.error,
+        "lifecycle": {"type": "buildpack", "data": {"buildpacks": buildpacks, "stack": stack}},
+        "package": {"guid": b.package_guid},
+        "droplet": b.droplet_guid.as_ref().map(|d| json!({"guid": d, "href": format!("{}/v3/droplets/{d}", base.0)})),
+        "created_by": {"guid": b.created_by_guid, "name": b.created_by_name, "email": ""},
+        "relationships": {"app": rel(&b.app_guid)},
+        "metadata": metadata(),
+        "links": links,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBuild {
+    package: GuidRef,
+}
+
+async fn create(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: CreateBuild = parse_json(&body)?;
+    let pkg = ctx.store.package(&req.package.guid).await.map_err(|_| {
+        ApiError::Unprocessable(
+            "Unable to use package. Ensure that the package exists and you have access to it."
+                .into(),
+        )
+    })?;
+    if pkg.state != "READY" {
+        return Err(ApiError::Unprocessable(format!(
+            "Package must be READY to stage (it is {})",
+            pkg.state
+        )));
+    }
+    let build = ctx
+        .store
+        .create_build(&pkg.app_guid, &pkg.guid, &actor.guid, &actor.name)
+        .await?;
+    if let Ok(app) = ctx.store.app(&pkg.app_guid).await {
+        ctx.audit_app(
+            &actor,
+            "audit.app.build.create",
+            &app,
+            json!({"build_guid": build.guid, "package_guid": pkg.guid}),
+        )
+        .await;
+    }
+    tokio::spawn(crate::staging::run_build(ctx.clone(), build.clone(), actor));
+    Ok((
+        StatusCode::CREATED,
+        Json(present(&ctx, &base, &build).await),
+    )
+        .into_response())
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let b = ctx.store.build(&guid).await?;
+    Ok(Json(present(&ctx, &base, &b).await))
+}

@@ -1,0 +1,206 @@
+//! Internal API for components: desired state (Bearer internal token) and
+//! signed blob endpoints for DEAs.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use proto::desired::{DesiredApp, DesiredPage};
+use serde_json::json;
+
+use super::{Query, MAX_UPLOAD_BYTES};
+use crate::auth;
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/internal/v1/desired", get(desired))
+        .route(
+            "/internal/v1/packages/{guid}/download",
+            get(package_download),
+        )
+        .route(
+            "/internal/v1/droplets/{guid}/upload",
+            put(droplet_upload)
+                .post(droplet_upload)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route(
+            "/internal/v1/droplets/{guid}/download",
+            get(droplet_download),
+        )
+        .route(
+            "/internal/v1/buildpack_cache/{guid}",
+            get(cache_download)
+                .put(cache_upload)
+                .post(cache_upload)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+}
+
+async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<DesiredPage>> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer);
+    if token != Some(ctx.cfg.internal_api_token.as_str()) {
+        return Err(ApiError::InvalidAuthToken);
+    }
+    let mut apps = Vec::new();
+    for app in ctx.store.apps().await? {
+        if app.current_droplet_guid.is_none() {
+            continue;
+        }
+        let instances = match ctx.store.web_process(&app.guid).await {
+            Ok(p) => u32::try_from(p.instances.max(0)).unwrap_or(0),
+            Err(_) => continue,
+        };
+        apps.push(DesiredApp {
+            app_id: app.guid,
+            name: app.name,
+            version: app.version,
+            instances,
+            state: app.state,
+            updated_at: app.state_changed_at,
+        });
+    }
+    Ok(Json(DesiredPage {
+        apps,
+        next_token: None,
+    }))
+}
+
+fn check_signature(ctx: &Ctx, method: &Method, uri: &Uri, q: &Query) -> ApiResult<()> {
+    let now = chrono::Utc::now().timestamp();
+    let ok = crate::signing::verify(
+        &ctx.blob_key,
+        method.as_str(),
+        uri.path(),
+        q.get("expires").map(String::as_str),
+        q.get("signature").map(String::as_str),
+        now,
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("invalid or expired signature".into()))
+    }
+}
+
+async fn send_file(path: PathBuf, what: &str) -> ApiResult<Response> {
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(what))
+        }
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
+    let len = file
+        .metadata()
+        .await
+        .map(|m| m.len())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Response::builder()
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .header(CONTENT_LENGTH, len)
+        .body(body)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn package_download(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    check_signature(&ctx, &method, &uri, &q)?;
+    let pkg = ctx.store.package(&guid).await?;
+    let sha = pkg
+        .sha256
+        .ok_or_else(|| ApiError::not_found("Package bits"))?;
+    send_file(ctx.blobs.path(&sha), "Package bits").await
+}
+
+async fn droplet_download(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    check_signature(&ctx, &method, &uri, &q)?;
+    let d = ctx.store.droplet(&guid).await?;
+    let sha = d
+        .sha256
+        .ok_or_else(|| ApiError::not_found("Droplet bits"))?;
+    send_file(ctx.blobs.path(&sha), "Droplet bits").await
+}
+
+async fn droplet_upload(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    q: Query,
+    Path(guid): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    // Uploads are signed for PUT; POST is accepted with the same signature.
+    check_signature(&ctx, &Method::PUT, &uri, &q)
+        .or_else(|_| check_signature(&ctx, &method, &uri, &q))?;
+    ctx.store.build(&guid).await?;
+    let staged = ctx
+        .blobs
+        .stage(body.into_data_stream())
+        .await
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    ctx.blobs.commit(&staged).await?;
+    ctx.store.set_build_uploaded(&guid, &staged.sha256).await?;
+    tracing::info!(build = %guid, sha256 = %staged.sha256, bytes = staged.size, "droplet uploaded");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"sha256": staged.sha256, "size": staged.size})),
+    )
+        .into_response())
+}
+
+async fn cache_download(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    check_signature(&ctx, &method, &uri, &q)?;
+    send_file(ctx.blobs.cache_path(&guid), "Buildpack cache").await
+}
+
+async fn cache_upload(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    q: Query,
+    Path(guid): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    check_signature(&ctx, &Method::PUT, &uri, &q)
+        .or_else(|_| check_signature(&ctx, &method, &uri, &q))?;
+    let staged = ctx
+        .blobs
+        .stage(body.into_data_stream())
+        .await
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    ctx.blobs.commit_cache(&staged, &guid).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"sha256": staged.sha256, "size": staged.size})),
+    )
+        .into_response())
+}

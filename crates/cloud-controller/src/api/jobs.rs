@@ -1,0 +1,37 @@
+//! `/v3/jobs/:guid` (deletes finish synchronously; the job reports COMPLETE).
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::BaseUrl;
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new().route("/v3/jobs/{guid}", get(show))
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let job = ctx
+        .jobs
+        .lock()
+        .ok()
+        .and_then(|j| j.get(&guid).cloned())
+        .ok_or_else(|| ApiError::not_found("Job"))?;
+    Ok(Json(json!({
+        "guid": job.guid,
+        "created_at": job.created_at,
+        "updated_at": job.created_at,
+        "operation": job.operation,
+        "state": job.state,
+        "errors": [],
+        "warnings": [],
+        "links": {"self": base.link(&format!("/v3/jobs/{}", job.guid))},
+    })))
+}

@@ -1,0 +1,244 @@
+//! The HTTP API: CF v3 resources (one file each), tokens and the internal API.
+
+mod apps;
+mod audit;
+mod builds;
+mod domains;
+mod droplets;
+mod internal;
+mod jobs;
+mod logs;
+mod orgs;
+mod packages;
+mod processes;
+mod root;
+mod routes;
+mod spaces;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::auth::{self, TokenKind};
+use crate::context::{Actor, Ctx};
+use crate::error::{ApiError, ApiResult};
+
+/// Upload bodies (packages, droplets, caches) may be large.
+pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
+
+/// The whole API.
+pub fn router(ctx: Ctx) -> Router {
+    let v3 = Router::new()
+        .merge(orgs::routes())
+        .merge(spaces::routes())
+        .merge(apps::routes())
+        .merge(processes::routes())
+        .merge(packages::routes())
+        .merge(builds::routes())
+        .merge(droplets::routes())
+        .merge(routes::routes())
+        .merge(domains::routes())
+        .merge(audit::routes())
+        .merge(jobs::routes())
+        .merge(logs::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            require_token,
+        ));
+    Router::new()
+        .merge(root::routes())
+        .merge(internal::routes())
+        .merge(v3)
+        .fallback(|| async { ApiError::UnknownRequest })
+        .with_state(ctx)
+}
+
+/// `scheme://host` of the request, from `Host` and `X-Forwarded-Proto`.
+#[derive(Debug, Clone)]
+pub struct BaseUrl(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let h = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+        };
+        let proto = h("x-forwarded-proto")
+            .filter(|p| p == "http" || p == "https")
+            .unwrap_or_else(|| "http".into());
+        let host = h("host")
+            .filter(|s| !s.is_empty())
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| "localhost".into());
+        Ok(BaseUrl(format!("{proto}://{host}")))
+    }
+}
+
+impl BaseUrl {
+    pub fn link(&self, path: &str) -> Value {
+        json!({"href": format!("{}{}", self.0, path)})
+    }
+
+    pub fn action(&self, path: &str, method: &str) -> Value {
+        json!({"href": format!("{}{}", self.0, path), "method": method})
+    }
+}
+
+async fn require_token(State(ctx): State<Ctx>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer);
+    let now = chrono::Utc::now().timestamp();
+    match token.map(|t| auth::verify(t, &ctx.jwt_key, TokenKind::Access, now)) {
+        Some(Ok(claims)) => {
+            req.extensions_mut().insert(Actor {
+                guid: claims.sub,
+                name: claims.user_name,
+                kind: "user",
+            });
+            next.run(req).await
+        }
+        _ => ApiError::InvalidAuthToken.into_response(),
+    }
+}
+
+/// Parses a JSON body: malformed JSON → 400, wrong shape → 422.
+pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    let v: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::MessageParse(e.to_string()))?
+    };
+    serde_json::from_value(v).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+pub fn metadata() -> Value {
+    json!({"labels": {}, "annotations": {}})
+}
+
+pub fn rel(guid: &str) -> Value {
+    json!({"data": {"guid": guid}})
+}
+
+/// Query parameters (flat; repeated keys keep the last value).
+pub type Query = axum::extract::Query<BTreeMap<String, String>>;
+
+/// A comma-separated filter (`names=a,b`), `None` when absent.
+pub fn filter(q: &BTreeMap<String, String>, key: &str) -> Option<Vec<String>> {
+    q.get(key).map(|v| {
+        v.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+pub fn matches(filter: &Option<Vec<String>>, value: &str) -> bool {
+    filter.as_ref().is_none_or(|f| f.iter().any(|x| x == value))
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~,".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// CF pagination over an in-memory list, with absolute hrefs that keep the filters.
+pub fn paginate(
+    base: &BaseUrl,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    items: Vec<Value>,
+) -> ApiResult<Value> {
+    let num = |key: &str, default: usize| -> ApiResult<usize> {
+        match q.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::BadQuery(format!("{key} must be a positive integer"))),
+        }
+    };
+    let page = num("page", 1)?;
+    let per_page = num("per_page", 50)?.min(5000);
+    let total = items.len();
+    let total_pages = total.div_ceil(per_page).max(1);
+    let extra: String = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "page" && k.as_str() != "per_page")
+        .map(|(k, v)| format!("&{}={}", encode(k), encode(v)))
+        .collect();
+    let href = |p: usize| json!({"href": format!("{}{}?page={}&per_page={}{}", base.0, path, p, per_page, extra)});
+    let resources: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .collect();
+    Ok(json!({
+        "pagination": {
+            "total_results": total,
+            "total_pages": total_pages,
+            "first": href(1),
+            "last": href(total_pages),
+            "next": if page < total_pages { href(page + 1) } else { Value::Null },
+            "previous": if page > 1 { href(page - 1) } else { Value::Null },
+        },
+        "resources": resources,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination_shape() {
+        let base = BaseUrl("http://api.x".into());
+        let q = BTreeMap::from([
+            ("per_page".to_string(), "2".to_string()),
+            ("names".to_string(), "a b".to_string()),
+        ]);
+        let items = (0..5).map(|i| json!(i)).collect();
+        let p = paginate(&base, "/v3/apps", &q, items).expect("page");
+        assert_eq!(p["pagination"]["total_results"], 5);
+        assert_eq!(p["pagination"]["total_pages"], 3);
+        assert_eq!(
+            p["pagination"]["next"]["href"],
+            "http://api.x/v3/apps?page=2&per_page=2&names=a%20b"
+        );
+        assert_eq!(p["pagination"]["previous"], Value::Null);
+        assert_eq!(p["resources"], json!([0, 1]));
+        let q3 = BTreeMap::from([
+            ("page".to_string(), "3".to_string()),
+            ("per_page".to_string(), "2".to_string()),
+        ]);
+        let p = paginate(&base, "/v3/apps", &q3, (0..5).map(|i| json!(i)).collect()).expect("page");
+        assert_eq!(p["resources"], json!([4]));
+        assert_eq!(p["pagination"]["next"], Value::Null);
+        let bad = BTreeMap::from([("page".to_string(), "0".to_string())]);
+        assert!(paginate(&base, "/v3/apps", &bad, vec![]).is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! `/v3/processes` and `/v3/apps/:guid/processes`: show, update, scale, stats.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use proto::StopRequest;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use crate::context::{Actor, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{self, Process};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/processes", get(list))
+        .route("/v3/processes/{guid}", get(show).patch(update))
+        .route("/v3/processes/{guid}/actions/scale", post(scale))
+        .route("/v3/processes/{guid}/stats", get(stats))
+        .route("/v3/apps/{guid}/processes", get(list_for_app))
+        .route(
+            "/v3/apps/{guid}/processes/{kind}",
+            get(show_for_app).patch(update_for_app),
+        )
+        .route(
+            "/v3/apps/{guid}/processes/{kind}/actions/scale",
+            post(scale_for_app),
+        )
+        .route("/v3/apps/{guid}/processes/{kind}/stats", get(stats_for_app))
+}
+
+async fn present(ctx: &Ctx, base: &BaseUrl, p: &Process) -> ApiResult<Value> {
+    let app = ctx.store.app(&p.app_guid).await?;
+    let mut command = p.command.clone();
+    if command.is_none() {
+        if let Some(dg) = &app.current_droplet_guid {
+            command = ctx
+                .store
+                .droplet(dg)
+                .await
+                .ok()
+                .and_then(|d| d.web_command());
+        }
+    }
+    let path = format!("/v3/processes/{}", p.guid);
+    Ok(json!({
+        "guid": p.guid,
+        "type": p.kind,
+        "command": command,
+        "instances": p.instances,
+        "memory_in_mb": p.memory_in_mb,
+        "disk_in_mb": p.disk_in_mb,
+        "log_rate_limit_in_bytes_per_second": -1,
+        "health_check": {"type": p.health_check_type, "data": {
+            "timeout": p.health_check_timeout, "invocation_timeout": null, "endpoint": p.health_check_endpoint,
+        }},
+        "readiness_health_check": {"type": "process", "data": {"invocation_timeout": null, "interval": null}},
+        "relationships": {"app": rel(&p.app_guid), "revision": {"data": null}},
+        "metadata": metadata(),
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "links": {
+            "self": base.link(&path),
+            "scale": base.action(&format!("{path}/actions/scale"), "POST"),
+            "app": base.link(&format!("/v3/apps/{}", p.app_guid)),
+            "space": base.link(&format!("/v3/spaces/{}", app.space_guid)),
+            "stats": base.link(&format!("{path}/stats")),
+        },
+    }))
+}
+
+async fn by_app(ctx: &Ctx, app_guid: &str, kind: &str) -> ApiResult<Process> {
+    ctx.store.app(app_guid).await?;
+    ctx.store
+        .processes_of(app_guid)
+        .await?
+        .into_iter()
+        .find(|p| p.kind == kind)
+        .ok_or_else(|| ApiError::not_found("Process"))
+}
+
+async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+    let app_guids = filter(&q, "app_guids");
+    let mut items = Vec::new();
+    for app in ctx
+        .store
+        .apps()
+        .await?
+        .iter()
+        .filter(|a| matches(&app_guids, &a.guid))
+    {
+        for p in ctx.store.processes_of(&app.guid).await? {
+            items.push(present(&ctx, &base, &p).await?);
+        }
+    }
+    Ok(Json(paginate(&base, "/v3/processes", &q, items)?))
+}
+
+async fn list_for_app(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    q: Query,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.store.app(&guid).await?;
+    let mut items = Vec::new();
+    for p in ctx.store.processes_of(&guid).await? {
+        items.push(present(&ctx, &base, &p).await?);
+    }
+    Ok(Json(paginate(
+        &base,
+        &format!("/v3/apps/{guid}/processes"),
+        &q,
+        items,
+    )?))
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let p = ctx.store.process(&guid).await?;
+    Ok(Json(present(&ctx, &base, &p).await?))
+}
+
+async fn show_for_app(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path((guid, kind)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let p = by_app(&ctx, &guid, &kind).await?;
+    Ok(Json(present(&ctx, &base, &p).await?))
+}
+
+async fn do_update(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> ApiResult<Process> {
+    let v: Value = parse_json(body)?;
+    if let Some(c) = v.get("command") {
+        p.command = match c {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            _ => return Err(ApiError::Unprocessable("Command must be a string".into())),
+        };
+    }
+    if let Some(hc) = v.get("health_check") {
+        if let Some(t) = hc.get("type") {
+            match t.as_str() {
+                Some(t @ ("port" | "process" | "http")) => p.health_check_type = t.to_string(),
+                _ => {
+                    return Err(ApiError::Unprocessable(
+                        "Health check type must be \"port\", \"process\", or \"http\"".into(),
+                    ))
+                }
+            }
+        }
+        if let Some(data) = hc.get("data") {
+            if let Some(t) = data.get("timeout") {
+                p.health_check_timeout = match t {
+                    Value::Null => None,
+                    t => Some(t.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
+                        ApiError::Unprocessable(
+                            "Health check timeout must be a positive integer".into(),
+                        )
+                    })?),
+                };
+            }
+            if let Some(e) = data.get("endpoint") {
+                p.health_check_endpoint = e.as_str().map(str::to_string);
+            }
+        }
+        if p.health_check_type != "http" {
+            p.health_check_endpoint = None;
+        }
+    }
+    let p = ctx.store.update_process(&p).await?;
+    let app = ctx.store.app(&p.app_guid).await?;
+    ctx.audit_app(
+        actor,
+        "audit.app.process.update",
+        &app,
+        json!({"request": v}),
+    )
+    .await;
+    Ok(p)
+}
+
+async fn update(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let p = do_update(&ctx, &actor, ctx.store.process(&guid).await?, &body).await?;
+    Ok(Json(present(&ctx, &base, &p).await?))
+}
+
+async fn update_for_app(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path((guid, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let p = do_update(&ctx, &actor, by_app(&ctx, &guid, &kind).await?, &body).await?;
+    Ok(Json(present(&ctx, &base, &p).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct Scale {
+    #[serde(default)]
+    instances: Option<i64>,
+    #[serde(default)]
+    memory_in_mb: Option<i64>,
+    #[serde(default)]
+    disk_in_mb: Option<i64>,
+}
+
+async fn do_scale(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> ApiResult<Process> {
+    let req: Scale = parse_json(body)?;
+    if req.instances.is_some_and(|n| !(0..=1000).contains(&n)) {
+        return Err(ApiError::Unprocessable(
+            "Instances must be between 0 and 1000".into(),
+        ));
+    }
+    if req.memory_in_mb.is_some_and(|n| n < 1) || req.disk_in_mb.is_some_and(|n| n < 1) {
+        return Err(ApiError::Unprocessable(
+            "Memory and disk must be greater than 0MB".into(),
+        ));
+    }
+    let old = p.instances;
+    if let Some(n) = req.instances {
+        p.instances = n;
+    }
+    if let Some(m) = req.memory_in_mb {
+        p.memory_in_mb = m;
+    }
+    if let Some(d) = req.disk_in_mb {
+        p.disk_in_mb = d;
+    }
+    let p = ctx.store.update_process(&p).await?;
+    let mut app = ctx.store.app(&p.app_guid).await?;
+    app.state_changed_at = store::now();
+    let app = ctx.store.update_app(&app).await?;
+    ctx.api_log(
+        &app.guid,
+        format!(
+            "Scaling app with guid {} to {} instance(s), {} MB memory, {} MB disk",
+            app.guid, p.instances, p.memory_in_mb, p.disk_in_mb
+        ),
+    )
+    .await;
+    if app.started() && p.instances != old {
+        let (old, new) = (
+            u32::try_from(old).unwrap_or(0),
+            u32::try_from(p.instances).unwrap_or(0),
+        );
+        if new > old {
+            let indices: Vec<u32> = (old..new).collect();
+            ctx.start_indices(&app, &indices).await?;
+        } else {
+            ctx.stop_instances(StopRequest {
+                app_id: app.guid.clone(),
+                indices: Some((new..old).collect()),
+                ..Default::default()
+            })
+            .await;
+        }
+    }
+    let data = json!({"request": {"instances": req.instances, "memory_in_mb": req.memory_in_mb, "disk_in_mb": req.disk_in_mb}, "process_type": p.kind});
+    ctx.audit_app(actor, "audit.app.process.scale", &app, data)
+        .await;
+    Ok(p)
+}
+
+async fn scale(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let p = do_scale(&ctx, &actor, ctx.store.process(&guid).await?, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(present(&ctx, &base, &p).await?)).into_response())
+}
+
+async fn scale_for_app(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path((guid, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let p = do_scale(&ctx, &actor, by_app(&ctx, &guid, &kind).await?, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(present(&ctx, &base, &p).await?)).into_response())
+}
+
+async fn stats_of(ctx: &Ctx, p: &Process) -> ApiResult<Json<Value>> {
+    let app = ctx.store.app(&p.app_guid).await?;
+    Ok(Json(json!({"resources": ctx.process_stats(&app, p).await})))
+}
+
+async fn stats(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    stats_of(&ctx, &ctx.store.process(&guid).await?).await
+}
+
+async fn stats_for_app(
+    State(ctx): State<Ctx>,
+    Path((guid, kind)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    stats_of(&ctx, &by_app(&ctx, &guid, &kind).await?).await
+}

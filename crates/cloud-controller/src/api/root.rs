@@ -1,0 +1,179 @@
+//! `GET /` discovery and the UAA-compatible `POST /oauth/token`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::BaseUrl;
+use crate::auth::{self, Claims, TokenKind};
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+
+/// Refresh tokens live 30 days.
+const REFRESH_TTL_S: u64 = 30 * 24 * 3600;
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/", get(root))
+        .route("/v3", get(v3))
+        .route("/oauth/token", post(token))
+}
+
+async fn root(base: BaseUrl) -> Json<Value> {
+    let b = &base.0;
+    Json(json!({"links": {
+        "self": {"href": b},
+        "cloud_controller_v3": {"href": format!("{b}/v3"), "meta": {"version": "3.180.0"}},
+        "login": {"href": b},
+        "uaa": {"href": b},
+        "logging": null,
+    }}))
+}
+
+async fn v3(base: BaseUrl) -> Json<Value> {
+    let l = |p: &str| base.link(&format!("/v3{p}"));
+    Json(json!({"links": {
+        "self": l(""), "apps": l("/apps"), "organizations": l("/organizations"), "spaces": l("/spaces"),
+        "domains": l("/domains"), "routes": l("/routes"), "packages": l("/packages"), "builds": l("/builds"),
+        "droplets": l("/droplets"), "processes": l("/processes"), "audit_events": l("/audit_events"),
+    }}))
+}
+
+fn client_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match header {
+        Some(h) => {
+            let Some((scheme, rest)) = h.trim().split_once(' ') else {
+                return false;
+            };
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return false;
+            }
+            let Ok(decoded) = STANDARD.decode(rest.trim()) else {
+                return false;
+            };
+            let decoded = String::from_utf8_lossy(&decoded);
+            decoded.split(':').next() == Some("cf")
+        }
+        None => form.get("client_id").is_none_or(|c| c == "cf"),
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> ApiResult<Response> {
+    let Ok(Form(form)) = form else {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected a form-urlencoded body",
+        ));
+    };
+    if !client_ok(&headers, &form) {
+        return Err(ApiError::BadCredentials);
+    }
+    let now = chrono::Utc::now().timestamp();
+    let (user_guid, user_name, refresh) = match form.get("grant_type").map(String::as_str) {
+        Some("password") => {
+            let (Some(name), Some(password)) = (form.get("username"), form.get("password")) else {
+                return Ok(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                ));
+            };
+            let user = ctx.store.user_by_name(name).await?;
+            let hash = user.as_ref().map(|u| u.password_hash.clone());
+            let pw = password.clone();
+            // argon2 is CPU-heavy: keep it off the async workers.
+            let ok = tokio::task::spawn_blocking(move || {
+                hash.is_some_and(|h| auth::verify_password(&pw, &h))
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            match (ok, user) {
+                (true, Some(u)) => {
+                    let refresh = auth::sign(
+                        &Claims::new(&u.guid, &u.username, TokenKind::Refresh, REFRESH_TTL_S, now),
+                        &ctx.jwt_key,
+                    );
+                    (u.guid, u.username, refresh)
+                }
+                _ => return Err(ApiError::BadCredentials),
+            }
+        }
+        Some("refresh_token") => {
+            let Some(rt) = form.get("refresh_token") else {
+                return Ok(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                ));
+            };
+            let claims = match auth::verify(rt, &ctx.jwt_key, TokenKind::Refresh, now) {
+                Ok(c) => c,
+                Err(_) => {
+                    return Ok(oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "Invalid refresh token",
+                    ))
+                }
+            };
+            match ctx.store.user(&claims.sub).await? {
+                Some(u) => (u.guid, u.username, rt.clone()),
+                None => {
+                    return Ok(oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "Invalid refresh token",
+                    ))
+                }
+            }
+        }
+        _ => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "supported grants: password, refresh_token",
+            ))
+        }
+    };
+    let claims = Claims::new(
+        &user_guid,
+        &user_name,
+        TokenKind::Access,
+        ctx.cfg.token_ttl_s,
+        now,
+    );
+    let jti = claims.jti.clone();
+    let access = auth::sign(&claims, &ctx.jwt_key);
+    Ok(Json(json!({
+        "access_token": access,
+        "token_type": "bearer",
+        "refresh_token": refresh,
+        "expires_in": ctx.cfg.token_ttl_s,
+        "scope": auth::SCOPES.join(" "),
+        "jti": jti,
+    }))
+    .into_response())
+}

@@ -1,0 +1,284 @@
+//! `/v3/routes` and their destinations.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::apps::{GuidRef, ToOne};
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use crate::context::{Actor, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Route, RouteUrl};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/routes", get(list).post(create))
+        .route("/v3/routes/{guid}", get(show).delete(remove))
+        .route(
+            "/v3/routes/{guid}/destinations",
+            get(destinations).post(add_destinations),
+        )
+        .route(
+            "/v3/routes/{guid}/destinations/{dest}",
+            delete(remove_destination),
+        )
+}
+
+async fn destinations_json(ctx: &Ctx, route_guid: &str) -> ApiResult<Vec<Value>> {
+    Ok(ctx
+        .store
+        .destinations(route_guid)
+        .await?
+        .iter()
+        .map(|d| json!({"guid": d.guid, "app": {"guid": d.app_guid, "process": {"type": d.process_type}}, "weight": null, "port": 8080, "protocol": "http1"}))
+        .collect())
+}
+
+pub async fn present(ctx: &Ctx, base: &BaseUrl, r: &Route) -> ApiResult<Value> {
+    let domain = ctx.store.domain(&r.domain_guid).await?;
+    let url = RouteUrl {
+        route: r.clone(),
+        domain: domain.name,
+    }
+    .url();
+    let path = format!("/v3/routes/{}", r.guid);
+    Ok(json!({
+        "guid": r.guid,
+        "protocol": "http",
+        "port": null,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "host": r.host,
+        "path": r.path,
+        "url": url,
+        "destinations": destinations_json(ctx, &r.guid).await?,
+        "options": {},
+        "metadata": metadata(),
+        "relationships": {"space": rel(&r.space_guid), "domain": rel(&r.domain_guid)},
+        "links": {
+            "self": base.link(&path),
+            "space": base.link(&format!("/v3/spaces/{}", r.space_guid)),
+            "domain": base.link(&format!("/v3/domains/{}", r.domain_guid)),
+            "destinations": base.link(&format!("{path}/destinations")),
+        },
+    }))
+}
+
+async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+    let (hosts, domains, spaces, paths) = (
+        filter(&q, "hosts"),
+        filter(&q, "domain_guids"),
+        filter(&q, "space_guids"),
+        filter(&q, "paths"),
+    );
+    let app_routes: Option<BTreeSet<String>> = match filter(&q, "app_guids") {
+        None => None,
+        Some(apps) => Some(
+            ctx.store
+                .all_destinations()
+                .await?
+                .into_iter()
+                .filter(|d| apps.contains(&d.app_guid))
+                .map(|d| d.route_guid)
+                .collect(),
+        ),
+    };
+    let mut items = Vec::new();
+    for r in ctx.store.routes().await? {
+        if matches(&hosts, &r.host)
+            && matches(&domains, &r.domain_guid)
+            && matches(&spaces, &r.space_guid)
+            && matches(&paths, &r.path)
+            && app_routes.as_ref().is_none_or(|s| s.contains(&r.guid))
+        {
+            items.push(present(&ctx, &base, &r).await?);
+        }
+    }
+    Ok(Json(paginate(&base, "/v3/routes", &q, items)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct RouteRels {
+    domain: ToOne,
+    space: ToOne,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateRoute {
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    path: String,
+    relationships: RouteRels,
+}
+
+fn valid_host(h: &str) -> bool {
+    h.len() <= 63
+        && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+}
+
+async fn create(State(ctx): State<Ctx>, base: BaseUrl, body: Bytes) -> ApiResult<Response> {
+    let req: CreateRoute = parse_json(&body)?;
+    let host = req.host.to_ascii_lowercase();
+    if !valid_host(&host) {
+        return Err(ApiError::Unprocessable(
+            "Host must be letters, digits and '-' (at most 63 characters)".into(),
+        ));
+    }
+    let path = req.path.trim_end_matches('/').to_string();
+    if !path.is_empty() && (!path.starts_with('/') || path.contains('?') || path.contains(' ')) {
+        return Err(ApiError::Unprocessable(
+            "Path must start with a '/' and contain no '?' or spaces".into(),
+        ));
+    }
+    let domain_guid = req.relationships.domain.data.guid;
+    let space_guid = req.relationships.space.data.guid;
+    ctx.store.domain(&domain_guid).await.map_err(|_| {
+        ApiError::Unprocessable(
+            "Invalid domain. Ensure that the domain exists and you have access to it.".into(),
+        )
+    })?;
+    ctx.store.space(&space_guid).await.map_err(|_| {
+        ApiError::Unprocessable(
+            "Invalid space. Ensure that the space exists and you have access to it.".into(),
+        )
+    })?;
+    let r = ctx
+        .store
+        .create_route(&host, &domain_guid, &path, &space_guid)
+        .await?;
+    Ok((StatusCode::CREATED, Json(present(&ctx, &base, &r).await?)).into_response())
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let r = ctx.store.route(&guid).await?;
+    Ok(Json(present(&ctx, &base, &r).await?))
+}
+
+async fn remove(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    ctx.store.route(&guid).await?;
+    let apps: BTreeSet<String> = ctx
+        .store
+        .destinations(&guid)
+        .await?
+        .into_iter()
+        .map(|d| d.app_guid)
+        .collect();
+    ctx.store.delete_route(&guid).await?;
+    for app in apps {
+        ctx.update_routes(&app).await?;
+    }
+    let job = ctx.add_job("route.delete");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("{}/v3/jobs/{}", base.0, job.guid))],
+    )
+        .into_response())
+}
+
+fn destinations_body(base: &BaseUrl, route_guid: &str, destinations: Vec<Value>) -> Value {
+    json!({
+        "destinations": destinations,
+        "links": {
+            "self": base.link(&format!("/v3/routes/{route_guid}/destinations")),
+            "route": base.link(&format!("/v3/routes/{route_guid}")),
+        },
+    })
+}
+
+async fn destinations(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.store.route(&guid).await?;
+    Ok(Json(destinations_body(
+        &base,
+        &guid,
+        destinations_json(&ctx, &guid).await?,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+struct Destination {
+    app: GuidRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct AddDestinations {
+    destinations: Vec<Destination>,
+}
+
+async fn add_destinations(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: AddDestinations = parse_json(&body)?;
+    let route = ctx.store.route(&guid).await?;
+    let mut apps = Vec::new();
+    for d in &req.destinations {
+        let app = ctx.store.app(&d.app.guid).await.map_err(|_| {
+            ApiError::Unprocessable(format!(
+                "App with guid '{}' does not exist or you do not have access to it.",
+                d.app.guid
+            ))
+        })?;
+        apps.push(app);
+    }
+    for app in &apps {
+        ctx.store.add_destination(&route.guid, &app.guid).await?;
+        ctx.update_routes(&app.guid).await?;
+        ctx.audit_app(
+            &actor,
+            "audit.app.map-route",
+            app,
+            json!({"route_guid": route.guid}),
+        )
+        .await;
+    }
+    Ok(Json(destinations_body(
+        &base,
+        &guid,
+        destinations_json(&ctx, &guid).await?,
+    )))
+}
+
+async fn remove_destination(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    Path((guid, dest)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    ctx.store.route(&guid).await?;
+    let d = ctx.store.remove_destination(&guid, &dest).await?;
+    ctx.update_routes(&d.app_guid).await?;
+    if let Ok(app) = ctx.store.app(&d.app_guid).await {
+        ctx.audit_app(
+            &actor,
+            "audit.app.unmap-route",
+            &app,
+            json!({"route_guid": guid}),
+        )
+        .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,116 @@
+//! Controller configuration (docs/conventions.md "Cloud controller config").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub addr_file: Option<PathBuf>,
+    pub nats_url: String,
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default `sqlite://<data_dir>/cc.db?mode=rwc`.
+    pub database_url: Option<String>,
+    pub system_domain: String,
+    pub apps_domain: String,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub internal_api_token: String,
+    pub token_ttl_s: u64,
+    pub staging_timeout_s: u64,
+    pub register_route: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9022)),
+            addr_file: None,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            data_dir: PathBuf::from("./.cc"),
+            database_url: None,
+            system_domain: "sys.localhost".into(),
+            apps_domain: "localhost".into(),
+            admin_user: "admin".into(),
+            admin_password: "admin".into(),
+            internal_api_token: "dev-internal-token".into(),
+            token_ttl_s: 3600,
+            staging_timeout_s: 600,
+            register_route: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Loads the TOML file (or defaults when `path` is `None`), then applies
+    /// the `NATS_URL` environment override.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+                    path: p.into(),
+                    source,
+                })?
+            }
+        };
+        if let Ok(url) = std::env::var("NATS_URL") {
+            if !url.is_empty() {
+                cfg.nats_url = url;
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("cc.db").display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c =
+            Config::from_toml("listen = \"127.0.0.1:0\"\ndata_dir = \"/tmp/x\"").expect("parse");
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.database_url(), "sqlite:///tmp/x/cc.db?mode=rwc");
+        assert_eq!(c.system_domain, "sys.localhost");
+        assert!(Config::from_toml("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! Shared state of a running controller.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use proto::Bus;
+use serde_json::json;
+
+use crate::blobstore::BlobStore;
+use crate::config::Config;
+use crate::logs::LogHub;
+use crate::placement::PlacementTable;
+use crate::store::{self, App, AuditEvent, Store, StoreError};
+
+/// Who did something (from the access token, or the system itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub guid: String,
+    pub name: String,
+    pub kind: &'static str,
+}
+
+impl Actor {
+    pub fn system() -> Actor {
+        Actor {
+            guid: "system".into(),
+            name: "system".into(),
+            kind: "system",
+        }
+    }
+}
+
+/// An asynchronous job (app delete); finished synchronously, kept for polling.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub guid: String,
+    pub operation: String,
+    pub state: String,
+    pub created_at: String,
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub cfg: Config,
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub jwt_key: Vec<u8>,
+    pub blob_key: Vec<u8>,
+    pub bus: Option<Bus>,
+    pub placement: Mutex<PlacementTable>,
+    pub logs: LogHub,
+    pub jobs: Mutex<HashMap<String, Job>>,
+    /// Base URL DEAs use to reach this controller directly (`http://ip:port`).
+    pub internal_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ctx(Arc<Inner>);
+
+impl Deref for Ctx {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+fn random_key() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+impl Ctx {
+    /// Loads (or creates once) the signing keys from the database.
+    pub async fn new(
+        cfg: Config,
+        store: Store,
+        blobs: BlobStore,
+        bus: Option<Bus>,
+        internal_url: String,
+    ) -> Result<Ctx, StoreError> {
+        let jwt_key = store
+            .setting_or_insert("jwt_signing_key", &random_key())
+            .await?
+            .into_bytes();
+        let blob_key = store
+            .setting_or_insert("blob_signing_key", &random_key())
+            .await?
+            .into_bytes();
+        Ok(Ctx(Arc::new(Inner {
+            cfg,
+            store,
+            blobs,
+            jwt_key,
+            blob_key,
+            bus,
+            placement: Mutex::new(PlacementTable::default()),
+            logs: LogHub::default(),
+            jobs: Mutex::new(HashMap::new()),
+            internal_url,
+        })))
+    }
+
+    /// Records an audit event about an app; failures are logged, not returned.
+    pub async fn audit_app(&self, actor: &Actor, kind: &str, app: &App, data: serde_json::Value) {
+        let org = match self.store.space(&app.space_guid).await {
+            Ok(s) => Some(s.organization_guid),
+            Err(_) => None,
+        };
+        let e = AuditEvent {
+            guid: store::new_guid(),
+            kind: kind.to_string(),
+            actor_guid: actor.guid.clone(),
+            actor_type: actor.kind.to_string(),
+            actor_name: actor.name.clone(),
+            target_guid: app.guid.clone(),
+            target_type: "app".into(),
+            target_name: app.name.clone(),
+            data: if data.is_null() {
+                json!({}).to_string()
+            } else {
+                data.to_string()
+            },
+            space_guid: Some(app.space_guid.clone()),
+            organization_guid: org,
+            created_at: store::now(),
+        };
+        if let Err(err) = self.store.add_event(&e).await {
+            tracing::warn!(kind, app_id = %app.guid, error = %err, "cannot record audit event");
+        }
+    }
+
+    pub fn add_job(&self, operation: &str) -> Job {
+        let job = Job {
+            guid: store::new_guid(),
+            operation: operation.into(),
+            state: "COMPLETE".into(),
+            created_at: store::now(),
+        };
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.insert(job.guid.clone(), job.clone());
+        }
+        job
+    }
+}

@@ -1,0 +1,783 @@
+//! Persistent state: sqlx over the `Any` driver, so one schema and one set of
+//! queries serve SQLite and Postgres. Timestamps are RFC 3339 text, ids are
+//! uuid text, booleans are BIGINT 0/1.
+
+mod models;
+
+pub use models::*;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, FromRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("password hashing: {0}")]
+    Hash(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// RFC 3339 UTC with microseconds (sorts lexicographically).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(what.into());
+        }
+    }
+    StoreError::Db(e)
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at";
+const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
+const PKG_COLS: &str = "guid, app_guid, type, state, sha256, error, created_at, updated_at";
+const BUILD_COLS: &str = "guid, app_guid, package_guid, state, error, droplet_guid, uploaded_sha256, created_by_guid, created_by_name, created_at, updated_at";
+const DROPLET_COLS: &str = "guid, app_guid, package_guid, state, sha256, process_types, buildpack, stack, error, created_at, updated_at";
+const ROUTE_COLS: &str = "guid, host, domain_guid, path, space_guid, created_at, updated_at";
+const EVENT_COLS: &str = "guid, type, actor_guid, actor_type, actor_name, target_guid, target_type, target_name, data, space_guid, organization_guid, created_at";
+
+impl Store {
+    /// Connects and runs the migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let max = if url.starts_with("sqlite") { 4 } else { 10 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn all<T>(&self, sql: &str, binds: &[&str]) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let mut q = sqlx::query_as::<_, T>(sql);
+        for b in binds {
+            q = q.bind(b.to_string());
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    async fn one<T>(&self, sql: &str, binds: &[&str], what: &'static str) -> Result<T>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.all(sql, binds)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(StoreError::NotFound(what))
+    }
+
+    // ---- settings ----
+
+    /// Returns the stored value, inserting `value` first if the key is new.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key.to_string())
+        .bind(value.to_string())
+        .execute(&self.pool)
+        .await?;
+        let row: (String,) = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+            .bind(key.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.0)
+    }
+
+    // ---- bootstrap ----
+
+    /// Idempotent: admin user, org `dev` with space `dev`, the system and apps domains.
+    pub async fn bootstrap(
+        &self,
+        admin: &str,
+        password: &str,
+        system_domain: &str,
+        apps_domain: &str,
+    ) -> Result<()> {
+        if self.user_by_name(admin).await?.is_none() {
+            match self.create_user(admin, password).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let org = match self.org_by_name("dev").await? {
+            Some(o) => o,
+            None => {
+                let t = now();
+                let guid = new_guid();
+                sqlx::query("INSERT INTO organizations (guid, name, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING")
+                    .bind(guid)
+                    .bind("dev".to_string())
+                    .bind(t)
+                    .execute(&self.pool)
+                    .await?;
+                self.org_by_name("dev")
+                    .await?
+                    .ok_or(StoreError::NotFound("organization"))?
+            }
+        };
+        let t = now();
+        sqlx::query("INSERT INTO spaces (guid, name, organization_guid, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (organization_guid, name) DO NOTHING")
+            .bind(new_guid())
+            .bind("dev".to_string())
+            .bind(org.guid)
+            .bind(t.clone())
+            .execute(&self.pool)
+            .await?;
+        for d in [system_domain, apps_domain] {
+            sqlx::query("INSERT INTO domains (guid, name, internal, created_at, updated_at) VALUES ($1, $2, 0, $3, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(new_guid())
+                .bind(d.to_string())
+                .bind(t.clone())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    // ---- users ----
+
+    pub async fn create_user(&self, username: &str, password: &str) -> Result<User> {
+        let hash = crate::auth::hash_password(password).map_err(StoreError::Hash)?;
+        let u = User {
+            guid: new_guid(),
+            username: username.to_string(),
+            password_hash: hash,
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO users (guid, username, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(u.guid.clone())
+        .bind(u.username.clone())
+        .bind(u.password_hash.clone())
+        .bind(u.created_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique(e, format!("user {username}")))?;
+        Ok(u)
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        Ok(self
+            .all(
+                "SELECT guid, username, password_hash, created_at FROM users WHERE username = $1",
+                &[name],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    pub async fn user(&self, guid: &str) -> Result<Option<User>> {
+        Ok(self
+            .all(
+                "SELECT guid, username, password_hash, created_at FROM users WHERE guid = $1",
+                &[guid],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    // ---- organizations, spaces, domains ----
+
+    pub async fn orgs(&self) -> Result<Vec<Organization>> {
+        self.all("SELECT guid, name, created_at, updated_at FROM organizations ORDER BY created_at, guid", &[]).await
+    }
+
+    pub async fn org(&self, guid: &str) -> Result<Organization> {
+        self.one(
+            "SELECT guid, name, created_at, updated_at FROM organizations WHERE guid = $1",
+            &[guid],
+            "Organization",
+        )
+        .await
+    }
+
+    pub async fn org_by_name(&self, name: &str) -> Result<Option<Organization>> {
+        Ok(self
+            .all(
+                "SELECT guid, name, created_at, updated_at FROM organizations WHERE name = $1",
+                &[name],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    pub async fn spaces(&self) -> Result<Vec<Space>> {
+        self.all("SELECT guid, name, organization_guid, created_at, updated_at FROM spaces ORDER BY created_at, guid", &[]).await
+    }
+
+    pub async fn space(&self, guid: &str) -> Result<Space> {
+        self.one("SELECT guid, name, organization_guid, created_at, updated_at FROM spaces WHERE guid = $1", &[guid], "Space").await
+    }
+
+    pub async fn domains(&self) -> Result<Vec<Domain>> {
+        self.all("SELECT guid, name, internal, created_at, updated_at FROM domains ORDER BY created_at, guid", &[]).await
+    }
+
+    pub async fn domain(&self, guid: &str) -> Result<Domain> {
+        self.one(
+            "SELECT guid, name, internal, created_at, updated_at FROM domains WHERE guid = $1",
+            &[guid],
+            "Domain",
+        )
+        .await
+    }
+
+    pub async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
+        Ok(self
+            .all(
+                "SELECT guid, name, internal, created_at, updated_at FROM domains WHERE name = $1",
+                &[name],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    // ---- apps and processes ----
+
+    /// Creates an app (STOPPED) with its web process.
+    pub async fn create_app(
+        &self,
+        name: &str,
+        space_guid: &str,
+        buildpack: Option<&str>,
+        stack: &str,
+        env: &str,
+    ) -> Result<App> {
+        self.space(space_guid).await?;
+        let t = now();
+        let app = App {
+            guid: new_guid(),
+            name: name.to_string(),
+            space_guid: space_guid.to_string(),
+            state: "STOPPED".into(),
+            version: new_guid(),
+            buildpack: buildpack.map(str::to_string),
+            stack: stack.to_string(),
+            env: env.to_string(),
+            current_droplet_guid: None,
+            state_changed_at: t.clone(),
+            created_at: t.clone(),
+            updated_at: t.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"))
+            .bind(app.guid.clone())
+            .bind(app.name.clone())
+            .bind(app.space_guid.clone())
+            .bind(app.state.clone())
+            .bind(app.version.clone())
+            .bind(app.buildpack.clone())
+            .bind(app.stack.clone())
+            .bind(app.env.clone())
+            .bind(None::<String>)
+            .bind(t.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unique(e, format!("App with the name '{name}'")))?;
+        sqlx::query(&format!("INSERT INTO processes ({PROC_COLS}) VALUES ($1, $2, 'web', NULL, 1, 256, 1024, 'port', NULL, NULL, $3, $3)"))
+            .bind(new_guid())
+            .bind(app.guid.clone())
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    pub async fn apps(&self) -> Result<Vec<App>> {
+        self.all(
+            &format!("SELECT {APP_COLS} FROM apps ORDER BY created_at, guid"),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn app(&self, guid: &str) -> Result<App> {
+        self.one(
+            &format!("SELECT {APP_COLS} FROM apps WHERE guid = $1"),
+            &[guid],
+            "App",
+        )
+        .await
+    }
+
+    /// Writes every mutable column of `app` and bumps `updated_at`.
+    pub async fn update_app(&self, app: &App) -> Result<App> {
+        let mut app = app.clone();
+        app.updated_at = now();
+        let r = sqlx::query("UPDATE apps SET name = $1, state = $2, version = $3, buildpack = $4, stack = $5, env = $6, current_droplet_guid = $7, state_changed_at = $8, updated_at = $9 WHERE guid = $10")
+            .bind(app.name.clone())
+            .bind(app.state.clone())
+            .bind(app.version.clone())
+            .bind(app.buildpack.clone())
+            .bind(app.stack.clone())
+            .bind(app.env.clone())
+            .bind(app.current_droplet_guid.clone())
+            .bind(app.state_changed_at.clone())
+            .bind(app.updated_at.clone())
+            .bind(app.guid.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique(e, format!("App with the name '{}'", app.name)))?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("App"));
+        }
+        Ok(app)
+    }
+
+    /// Deletes the app and everything that belongs to it.
+    pub async fn delete_app(&self, guid: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "processes",
+            "packages",
+            "builds",
+            "droplets",
+            "route_destinations",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE app_guid = $1"))
+                .bind(guid.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let r = sqlx::query("DELETE FROM apps WHERE guid = $1")
+            .bind(guid.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("App"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn processes_of(&self, app_guid: &str) -> Result<Vec<Process>> {
+        self.all(
+            &format!(
+                "SELECT {PROC_COLS} FROM processes WHERE app_guid = $1 ORDER BY created_at, guid"
+            ),
+            &[app_guid],
+        )
+        .await
+    }
+
+    pub async fn process(&self, guid: &str) -> Result<Process> {
+        self.one(
+            &format!("SELECT {PROC_COLS} FROM processes WHERE guid = $1"),
+            &[guid],
+            "Process",
+        )
+        .await
+    }
+
+    pub async fn web_process(&self, app_guid: &str) -> Result<Process> {
+        self.one(
+            &format!("SELECT {PROC_COLS} FROM processes WHERE app_guid = $1 AND type = 'web'"),
+            &[app_guid],
+            "Process",
+        )
+        .await
+    }
+
+    pub async fn update_process(&self, p: &Process) -> Result<Process> {
+        let mut p = p.clone();
+        p.updated_at = now();
+        sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8 WHERE guid = $9")
+            .bind(p.command.clone())
+            .bind(p.instances)
+            .bind(p.memory_in_mb)
+            .bind(p.disk_in_mb)
+            .bind(p.health_check_type.clone())
+            .bind(p.health_check_timeout)
+            .bind(p.health_check_endpoint.clone())
+            .bind(p.updated_at.clone())
+            .bind(p.guid.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(p)
+    }
+
+    // ---- packages ----
+
+    pub async fn create_package(&self, app_guid: &str) -> Result<Package> {
+        let t = now();
+        let p = Package {
+            guid: new_guid(),
+            app_guid: app_guid.to_string(),
+            kind: "bits".into(),
+            state: "AWAITING_UPLOAD".into(),
+            sha256: None,
+            error: None,
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        sqlx::query(&format!(
+            "INSERT INTO packages ({PKG_COLS}) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5)"
+        ))
+        .bind(p.guid.clone())
+        .bind(p.app_guid.clone())
+        .bind(p.kind.clone())
+        .bind(p.state.clone())
+        .bind(p.created_at.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(p)
+    }
+
+    pub async fn package(&self, guid: &str) -> Result<Package> {
+        self.one(
+            &format!("SELECT {PKG_COLS} FROM packages WHERE guid = $1"),
+            &[guid],
+            "Package",
+        )
+        .await
+    }
+
+    pub async fn packages_of(&self, app_guid: &str) -> Result<Vec<Package>> {
+        self.all(
+            &format!(
+                "SELECT {PKG_COLS} FROM packages WHERE app_guid = $1 ORDER BY created_at, guid"
+            ),
+            &[app_guid],
+        )
+        .await
+    }
+
+    pub async fn set_package_state(
+        &self,
+        guid: &str,
+        state: &str,
+        sha256: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<Package> {
+        sqlx::query("UPDATE packages SET state = $1, sha256 = $2, error = $3, updated_at = $4 WHERE guid = $5")
+            .bind(state.to_string())
+            .bind(sha256.map(str::to_string))
+            .bind(error.map(str::to_string))
+            .bind(now())
+            .bind(guid.to_string())
+            .execute(&self.pool)
+            .await?;
+        self.package(guid).await
+    }
+
+    // ---- builds ----
+
+    pub async fn create_build(
+        &self,
+        app_guid: &str,
+        package_guid: &str,
+        actor_guid: &str,
+        actor_name: &str,
+    ) -> Result<Build> {
+        let t = now();
+        let b = Build {
+            guid: new_guid(),
+            app_guid: app_guid.to_string(),
+            package_guid: package_guid.to_string(),
+            state: "STAGING".into(),
+            error: None,
+            droplet_guid: None,
+            uploaded_sha256: None,
+            created_by_guid: actor_guid.to_string(),
+            created_by_name: actor_name.to_string(),
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        sqlx::query(&format!("INSERT INTO builds ({BUILD_COLS}) VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6, $7, $7)"))
+            .bind(b.guid.clone())
+            .bind(b.app_guid.clone())
+            .bind(b.package_guid.clone())
+            .bind(b.state.clone())
+            .bind(b.created_by_guid.clone())
+            .bind(b.created_by_name.clone())
+            .bind(b.created_at.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(b)
+    }
+
+    pub async fn build(&self, guid: &str) -> Result<Build> {
+        self.one(
+            &format!("SELECT {BUILD_COLS} FROM builds WHERE guid = $1"),
+            &[guid],
+            "Build",
+        )
+        .await
+    }
+
+    pub async fn set_build_uploaded(&self, guid: &str, sha256: &str) -> Result<()> {
+        let r =
+            sqlx::query("UPDATE builds SET uploaded_sha256 = $1, updated_at = $2 WHERE guid = $3")
+                .bind(sha256.to_string())
+                .bind(now())
+                .bind(guid.to_string())
+                .execute(&self.pool)
+                .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("Build"));
+        }
+        Ok(())
+    }
+
+    pub async fn finish_build(
+        &self,
+        guid: &str,
+        state: &str,
+        error: Option<&str>,
+        droplet_guid: Option<&str>,
+    ) -> Result<Build> {
+        sqlx::query("UPDATE builds SET state = $1, error = $2, droplet_guid = $3, updated_at = $4 WHERE guid = $5")
+            .bind(state.to_string())
+            .bind(error.map(str::to_string))
+            .bind(droplet_guid.map(str::to_string))
+            .bind(now())
+            .bind(guid.to_string())
+            .execute(&self.pool)
+            .await?;
+        self.build(guid).await
+    }
+
+    // ---- droplets ----
+
+    pub async fn create_droplet(&self, d: &Droplet) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO droplets ({DROPLET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"))
+            .bind(d.guid.clone())
+            .bind(d.app_guid.clone())
+            .bind(d.package_guid.clone())
+            .bind(d.state.clone())
+            .bind(d.sha256.clone())
+            .bind(d.process_types.clone())
+            .bind(d.buildpack.clone())
+            .bind(d.stack.clone())
+            .bind(d.error.clone())
+            .bind(d.created_at.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn droplet(&self, guid: &str) -> Result<Droplet> {
+        self.one(
+            &format!("SELECT {DROPLET_COLS} FROM droplets WHERE guid = $1"),
+            &[guid],
+            "Droplet",
+        )
+        .await
+    }
+
+    pub async fn droplets_of(&self, app_guid: &str) -> Result<Vec<Droplet>> {
+        self.all(
+            &format!(
+                "SELECT {DROPLET_COLS} FROM droplets WHERE app_guid = $1 ORDER BY created_at, guid"
+            ),
+            &[app_guid],
+        )
+        .await
+    }
+
+    // ---- routes ----
+
+    pub async fn create_route(
+        &self,
+        host: &str,
+        domain_guid: &str,
+        path: &str,
+        space_guid: &str,
+    ) -> Result<Route> {
+        let domain = self.domain(domain_guid).await?;
+        self.space(space_guid).await?;
+        let t = now();
+        let r = Route {
+            guid: new_guid(),
+            host: host.to_string(),
+            domain_guid: domain_guid.to_string(),
+            path: path.to_string(),
+            space_guid: space_guid.to_string(),
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        let url = RouteUrl {
+            route: r.clone(),
+            domain: domain.name,
+        }
+        .url();
+        sqlx::query(&format!(
+            "INSERT INTO routes ({ROUTE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+        ))
+        .bind(r.guid.clone())
+        .bind(r.host.clone())
+        .bind(r.domain_guid.clone())
+        .bind(r.path.clone())
+        .bind(r.space_guid.clone())
+        .bind(r.created_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique(e, format!("Route {url}")))?;
+        Ok(r)
+    }
+
+    pub async fn routes(&self) -> Result<Vec<Route>> {
+        self.all(
+            &format!("SELECT {ROUTE_COLS} FROM routes ORDER BY created_at, guid"),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn route(&self, guid: &str) -> Result<Route> {
+        self.one(
+            &format!("SELECT {ROUTE_COLS} FROM routes WHERE guid = $1"),
+            &[guid],
+            "Route",
+        )
+        .await
+    }
+
+    pub async fn delete_route(&self, guid: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM route_destinations WHERE route_guid = $1")
+            .bind(guid.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM routes WHERE guid = $1")
+            .bind(guid.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("Route"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn destinations(&self, route_guid: &str) -> Result<Vec<RouteDestination>> {
+        self.all("SELECT guid, route_guid, app_guid, process_type, created_at FROM route_destinations WHERE route_guid = $1 ORDER BY created_at, guid", &[route_guid]).await
+    }
+
+    pub async fn all_destinations(&self) -> Result<Vec<RouteDestination>> {
+        self.all("SELECT guid, route_guid, app_guid, process_type, created_at FROM route_destinations ORDER BY created_at, guid", &[]).await
+    }
+
+    /// Adds a destination unless the app is already one (idempotent).
+    pub async fn add_destination(&self, route_guid: &str, app_guid: &str) -> Result<()> {
+        sqlx::query("INSERT INTO route_destinations (guid, route_guid, app_guid, process_type, created_at) VALUES ($1, $2, $3, 'web', $4) ON CONFLICT (route_guid, app_guid, process_type) DO NOTHING")
+            .bind(new_guid())
+            .bind(route_guid.to_string())
+            .bind(app_guid.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a destination by its guid; returns it.
+    pub async fn remove_destination(
+        &self,
+        route_guid: &str,
+        dest_guid: &str,
+    ) -> Result<RouteDestination> {
+        let d: RouteDestination = self
+            .one("SELECT guid, route_guid, app_guid, process_type, created_at FROM route_destinations WHERE route_guid = $1 AND guid = $2", &[route_guid, dest_guid], "Destination")
+            .await?;
+        sqlx::query("DELETE FROM route_destinations WHERE guid = $1")
+            .bind(dest_guid.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(d)
+    }
+
+    /// The routes mapped to an app, with domain names.
+    pub async fn app_routes(&self, app_guid: &str) -> Result<Vec<RouteUrl>> {
+        let routes: Vec<Route> = self
+            .all("SELECT r.guid, r.host, r.domain_guid, r.path, r.space_guid, r.created_at, r.updated_at FROM routes r JOIN route_destinations d ON d.route_guid = r.guid WHERE d.app_guid = $1 ORDER BY r.created_at, r.guid", &[app_guid])
+            .await?;
+        let domains = self.domains().await?;
+        let mut out = Vec::new();
+        for route in routes {
+            if out.iter().any(|u: &RouteUrl| u.route.guid == route.guid) {
+                continue;
+            }
+            let domain = domains
+                .iter()
+                .find(|d| d.guid == route.domain_guid)
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+            out.push(RouteUrl { route, domain });
+        }
+        Ok(out)
+    }
+
+    // ---- audit events ----
+
+    pub async fn add_event(&self, e: &AuditEvent) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO audit_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+            .bind(e.guid.clone())
+            .bind(e.kind.clone())
+            .bind(e.actor_guid.clone())
+            .bind(e.actor_type.clone())
+            .bind(e.actor_name.clone())
+            .bind(e.target_guid.clone())
+            .bind(e.target_type.clone())
+            .bind(e.target_name.clone())
+            .bind(e.data.clone())
+            .bind(e.space_guid.clone())
+            .bind(e.organization_guid.clone())
+            .bind(e.created_at.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn events(&self) -> Result<Vec<AuditEvent>> {
+        self.all(
+            &format!("SELECT {EVENT_COLS} FROM audit_events ORDER BY created_at, guid"),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn event(&self, guid: &str) -> Result<AuditEvent> {
+        self.one(
+            &format!("SELECT {EVENT_COLS} FROM audit_events WHERE guid = $1"),
+            &[guid],
+            "Event",
+        )
+        .await
+    }
+}

@@ -1,0 +1,192 @@
+//! Rows of the controller's tables.
+
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct User {
+    pub guid: String,
+    pub username: String,
+    pub password_hash: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Organization {
+    pub guid: String,
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Space {
+    pub guid: String,
+    pub name: String,
+    pub organization_guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Domain {
+    pub guid: String,
+    pub name: String,
+    pub internal: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct App {
+    pub guid: String,
+    pub name: String,
+    pub space_guid: String,
+    /// `STARTED` or `STOPPED`.
+    pub state: String,
+    pub version: String,
+    pub buildpack: Option<String>,
+    pub stack: String,
+    /// JSON object of user environment variables.
+    pub env: String,
+    pub current_droplet_guid: Option<String>,
+    /// Last start/stop/restart/scale (the desired document's `updated_at`).
+    pub state_changed_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl App {
+    pub fn env_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(&self.env).unwrap_or_default()
+    }
+
+    pub fn started(&self) -> bool {
+        self.state == "STARTED"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Process {
+    pub guid: String,
+    pub app_guid: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub command: Option<String>,
+    pub instances: i64,
+    pub memory_in_mb: i64,
+    pub disk_in_mb: i64,
+    pub health_check_type: String,
+    pub health_check_timeout: Option<i64>,
+    pub health_check_endpoint: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Package {
+    pub guid: String,
+    pub app_guid: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub state: String,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Build {
+    pub guid: String,
+    pub app_guid: String,
+    pub package_guid: String,
+    pub state: String,
+    pub error: Option<String>,
+    pub droplet_guid: Option<String>,
+    pub uploaded_sha256: Option<String>,
+    pub created_by_guid: String,
+    pub created_by_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Droplet {
+    pub guid: String,
+    pub app_guid: String,
+    pub package_guid: String,
+    pub state: String,
+    pub sha256: Option<String>,
+    /// JSON object `{type: command}`.
+    pub process_types: String,
+    pub buildpack: Option<String>,
+    pub stack: String,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Droplet {
+    pub fn web_command(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.process_types).ok()?;
+        v.get("web")?.as_str().map(str::to_string)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct Route {
+    pub guid: String,
+    pub host: String,
+    pub domain_guid: String,
+    pub path: String,
+    pub space_guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct RouteDestination {
+    pub guid: String,
+    pub route_guid: String,
+    pub app_guid: String,
+    pub process_type: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct AuditEvent {
+    pub guid: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub actor_guid: String,
+    pub actor_type: String,
+    pub actor_name: String,
+    pub target_guid: String,
+    pub target_type: String,
+    pub target_name: String,
+    /// JSON object.
+    pub data: String,
+    pub space_guid: Option<String>,
+    pub organization_guid: Option<String>,
+    pub created_at: String,
+}
+
+/// A route with its domain name resolved, as apps see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteUrl {
+    pub route: Route,
+    pub domain: String,
+}
+
+impl RouteUrl {
+    /// `host.domain[/path]` (no scheme).
+    pub fn url(&self) -> String {
+        let mut s = if self.route.host.is_empty() {
+            self.domain.clone()
+        } else {
+            format!("{}.{}", self.route.host, self.domain)
+        };
+        s.push_str(&self.route.path);
+        s
+    }
+}

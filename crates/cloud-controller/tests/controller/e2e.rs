@@ -1,0 +1,508 @@
+//! End to end over a real nats-server: `run()` with a fake DEA that stages
+//! (downloading the package and uploading a droplet through signed URLs),
+//! receives starts/stops, answers `dea.find.droplet`, crashes and logs.
+
+use std::time::Duration;
+
+use proto::{
+    subjects, Bus, DeaAdvertise, DropletExited, ExitReason, FindDropletRequest,
+    FindDropletResponse, HealthStart, InstanceState, InstanceStats, LogMessage, LogSource,
+    LogStream, RouteRegistration, StagingRequest, StagingResponse, StartRequest, StopRequest,
+};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::support::{eventually, multipart, zip_bytes, Nats};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Minimal HTTP/1.1 client (Connection: close).
+async fn http(
+    addr: &str,
+    method: &str,
+    url_or_path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let path = match url_or_path.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
+        None => url_or_path,
+    };
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: api.sys.localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size");
+            let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16)
+                .expect("hex");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, body)
+}
+
+struct Client {
+    addr: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = format!("bearer {}", self.token);
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, raw) = http(
+            &self.addr,
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &bytes,
+        )
+        .await;
+        (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+}
+
+enum DeaEvent {
+    Start(Box<StartRequest>),
+    Stop(StopRequest),
+}
+
+/// A fake DEA: advertises, stages, records starts and stops.
+async fn fake_dea(bus: Bus, cc_addr: String, events: mpsc::UnboundedSender<DeaEvent>) {
+    let mut staging = bus
+        .subscribe::<StagingRequest>(subjects::staging_start("dea1"))
+        .await
+        .expect("sub");
+    let mut starts = bus
+        .subscribe::<StartRequest>(subjects::dea_start("dea1"))
+        .await
+        .expect("sub");
+    let mut stops = bus
+        .subscribe::<StopRequest>(subjects::DEA_STOP)
+        .await
+        .expect("sub");
+    let mut finds = bus
+        .subscribe::<FindDropletRequest>(subjects::DEA_FIND_DROPLET)
+        .await
+        .expect("sub");
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let ad = DeaAdvertise { id: "dea1".into(), stacks: vec!["host".into()], available_memory_mb: 8192, available_disk_mb: 16384, app_id_to_count: Default::default(), zone: "default".into(), url: None };
+                let _ = bus.publish(subjects::DEA_ADVERTISE, &ad).await;
+            }
+            Some(m) = staging.next() => {
+                let req = m.payload;
+                let (status, pkg) = http(&cc_addr, "GET", &req.package_uri, &[], &[]).await;
+                assert_eq!(status, 200, "package download");
+                assert!(pkg.starts_with(b"PK"), "package is the zip");
+                let (status, _) = http(&cc_addr, "GET", req.cache_download_uri.as_deref().expect("cache uri"), &[], &[]).await;
+                assert_eq!(status, 404, "no cache yet");
+                let droplet = b"fake droplet tarball".to_vec();
+                let (status, _) = http(&cc_addr, "PUT", &req.droplet_upload_uri, &[], &droplet).await;
+                assert_eq!(status, 201, "droplet upload");
+                let reply = StagingResponse {
+                    staging_id: req.staging_id,
+                    detected_buildpack: Some("python".into()),
+                    start_command: Some("python3 app.py".into()),
+                    droplet_sha256: Some(hex::encode(Sha256::digest(&droplet))),
+                    error: None,
+                };
+                let _ = bus.reply(m.reply.as_deref().expect("reply inbox"), &reply).await;
+            }
+            Some(m) = starts.next() => { let _ = events.send(DeaEvent::Start(Box::new(m.payload))); }
+            Some(m) = stops.next() => { let _ = events.send(DeaEvent::Stop(m.payload)); }
+            Some(m) = finds.next() => {
+                let r = FindDropletResponse {
+                    dea_id: "dea1".into(), app_id: m.payload.app_id, version: "v".into(), instance_id: "i0".into(), index: 0,
+                    state: InstanceState::Running, since: 1.0, host: "127.0.0.1".into(), port: 61001,
+                    stats: Some(InstanceStats { cpu: 0.5, mem: 1024, disk: 2048, uptime: 7 }),
+                };
+                let _ = bus.reply(m.reply.as_deref().expect("reply inbox"), &r).await;
+            }
+        }
+    }
+}
+
+async fn next_start(rx: &mut mpsc::UnboundedReceiver<DeaEvent>) -> StartRequest {
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a start request")
+            .expect("channel")
+        {
+            DeaEvent::Start(s) => return *s,
+            DeaEvent::Stop(_) => continue,
+        }
+    }
+}
+
+async fn next_stop(rx: &mut mpsc::UnboundedReceiver<DeaEvent>) -> StopRequest {
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a stop request")
+            .expect("channel")
+        {
+            DeaEvent::Stop(s) => return s,
+            DeaEvent::Start(_) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_stage_start_scale_stop_over_nats() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr_file = dir.path().join("cc.addr");
+    let cfg = cloud_controller::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        addr_file: Some(addr_file.clone()),
+        nats_url: nats.url.clone(),
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
+    let mut registrations = bus
+        .subscribe::<RouteRegistration>(subjects::ROUTER_REGISTER)
+        .await
+        .expect("sub");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cloud_controller::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    let addr = eventually("addr file", WAIT, || async {
+        std::fs::read_to_string(&addr_file)
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .await;
+
+    // The controller announces its own route.
+    let reg = tokio::time::timeout(WAIT, registrations.next())
+        .await
+        .expect("registration")
+        .expect("sub");
+    assert_eq!(reg.payload.uris, vec!["api.sys.localhost"]);
+    assert_eq!(format!("{}:{}", reg.payload.host, reg.payload.port), addr);
+    assert_eq!(
+        reg.payload.tags.get("component").map(String::as_str),
+        Some("CloudController")
+    );
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
+
+    // Login.
+    let (status, raw) = http(
+        &addr,
+        "POST",
+        "/oauth/token",
+        &[
+            ("Authorization", "Basic Y2Y6"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"grant_type=password&username=admin&password=admin",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token: Value = serde_json::from_slice(&raw).expect("json");
+    let c = Client {
+        addr: addr.clone(),
+        token: token["access_token"].as_str().expect("token").into(),
+    };
+
+    // Push: app, package, bits, build.
+    let (_, spaces) = c.call("GET", "/v3/spaces", None).await;
+    let space = spaces["resources"][0]["guid"]
+        .as_str()
+        .expect("space")
+        .to_string();
+    let (status, app) = c.call("POST", "/v3/apps", Some(json!({"name": "e2e", "relationships": {"space": {"data": {"guid": space}}}, "environment_variables": {"GREETING": "hi"}}))).await;
+    assert_eq!(status, 201, "{app}");
+    let g = app["guid"].as_str().expect("app").to_string();
+    let (_, pkg) = c
+        .call(
+            "POST",
+            "/v3/packages",
+            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": g}}}})),
+        )
+        .await;
+    let pg = pkg["guid"].as_str().expect("pkg").to_string();
+    let (ct, body) = multipart("bits", &zip_bytes(&[("app.py", "print(1)")]));
+    let auth = format!("bearer {}", c.token);
+    let (status, _) = http(
+        &addr,
+        "POST",
+        &format!("/v3/packages/{pg}/upload"),
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let build = eventually("build STAGED", WAIT, || async {
+        let (status, b) = c
+            .call("POST", "/v3/builds", Some(json!({"package": {"guid": pg}})))
+            .await;
+        assert_eq!(status, 201);
+        let bg = b["guid"].as_str().expect("build").to_string();
+        let done = eventually("build done", WAIT, || async {
+            let (_, b) = c.call("GET", &format!("/v3/builds/{bg}"), None).await;
+            (b["state"] != "STAGING").then_some(b)
+        })
+        .await;
+        // The first build may race the first advert; retry then.
+        (done["state"] == "STAGED").then_some(done)
+    })
+    .await;
+    let dg = build["droplet"]["guid"]
+        .as_str()
+        .expect("droplet")
+        .to_string();
+    let (_, droplet) = c.call("GET", &format!("/v3/droplets/{dg}"), None).await;
+    assert_eq!(droplet["process_types"]["web"], "python3 app.py");
+    assert_eq!(droplet["buildpacks"][0]["name"], "python");
+    assert_eq!(droplet["state"], "STAGED");
+    let (status, _) = c
+        .call(
+            "PATCH",
+            &format!("/v3/apps/{g}/relationships/current_droplet"),
+            Some(json!({"data": {"guid": dg}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Route, then start.
+    let (_, domains) = c.call("GET", "/v3/domains?names=localhost", None).await;
+    let domain = domains["resources"][0]["guid"]
+        .as_str()
+        .expect("domain")
+        .to_string();
+    let (_, route) = c.call("POST", "/v3/routes", Some(json!({"host": "e2e", "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": space}}}}))).await;
+    let rg = route["guid"].as_str().expect("route").to_string();
+    c.call(
+        "POST",
+        &format!("/v3/routes/{rg}/destinations"),
+        Some(json!({"destinations": [{"app": {"guid": g}}]})),
+    )
+    .await;
+    let (status, started) = c
+        .call("POST", &format!("/v3/apps/{g}/actions/start"), None)
+        .await;
+    assert_eq!((status, started["state"].as_str()), (200, Some("STARTED")));
+    let s0 = next_start(&mut rx).await;
+    assert_eq!(
+        (s0.app_id.as_str(), s0.index, s0.uris.clone()),
+        (g.as_str(), 0, vec!["e2e.localhost".to_string()])
+    );
+    assert_eq!(s0.start_command, "python3 app.py");
+    assert_eq!(s0.env, vec!["GREETING=hi"]);
+    assert_eq!(s0.vcap_application["application_name"], "e2e");
+    assert_eq!(s0.vcap_application["space_name"], "dev");
+    let (status, bytes) = http(&addr, "GET", &s0.droplet_uri, &[], &[]).await;
+    assert_eq!(
+        (status, bytes.as_slice()),
+        (200, &b"fake droplet tarball"[..])
+    );
+    assert_eq!(
+        s0.droplet_sha256,
+        hex::encode(Sha256::digest(b"fake droplet tarball"))
+    );
+
+    // Desired state for the HM.
+    let (status, raw) = http(
+        &addr,
+        "GET",
+        "/internal/v1/desired",
+        &[("Authorization", "Bearer dev-internal-token")],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let desired: proto::desired::DesiredPage = serde_json::from_slice(&raw).expect("desired");
+    assert_eq!(desired.apps.len(), 1);
+    assert_eq!(
+        (
+            desired.apps[0].version.as_str(),
+            desired.apps[0].instances,
+            desired.apps[0].state.as_str()
+        ),
+        (s0.version.as_str(), 1, "STARTED")
+    );
+
+    // Stats from dea.find.droplet.
+    let (_, stats) = c
+        .call("GET", &format!("/v3/apps/{g}/processes/web/stats"), None)
+        .await;
+    assert_eq!(stats["resources"][0]["state"], "RUNNING");
+    assert_eq!(
+        stats["resources"][0]["instance_ports"][0]["external"],
+        61001
+    );
+    assert_eq!(stats["resources"][0]["mem_quota"], 256u64 * 1024 * 1024);
+
+    // Scale up: only index 1 starts, version kept.
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("/v3/apps/{g}/processes/web/actions/scale"),
+            Some(json!({"instances": 2})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let s1 = next_start(&mut rx).await;
+    assert_eq!((s1.index, s1.version.as_str()), (1, s0.version.as_str()));
+
+    // Health requests: a stale one is ignored, a valid one acted on.
+    bus.publish(
+        subjects::HEALTH_START,
+        &HealthStart {
+            app_id: g.clone(),
+            version: "old".into(),
+            indices: vec![1],
+            reason: "missing".into(),
+        },
+    )
+    .await
+    .expect("pub");
+    bus.publish(
+        subjects::HEALTH_START,
+        &HealthStart {
+            app_id: g.clone(),
+            version: s0.version.clone(),
+            indices: vec![5, 0],
+            reason: "missing".into(),
+        },
+    )
+    .await
+    .expect("pub");
+    let s = next_start(&mut rx).await;
+    assert_eq!(s.index, 0);
+
+    // Scale down: stop index 1.
+    c.call(
+        "POST",
+        &format!("/v3/apps/{g}/processes/web/actions/scale"),
+        Some(json!({"instances": 1})),
+    )
+    .await;
+    let stop = next_stop(&mut rx).await;
+    assert_eq!(
+        (stop.app_id.as_str(), stop.indices.clone()),
+        (g.as_str(), Some(vec![1]))
+    );
+
+    // Crash → audit event; app log lines → recent logs.
+    let exited = DropletExited {
+        app_id: g.clone(),
+        version: s0.version.clone(),
+        index: 0,
+        instance_id: "i0".into(),
+        reason: ExitReason::Crashed,
+        exit_status: Some(1),
+        exit_description: "app exited".into(),
+        crash_timestamp: 1.0,
+    };
+    bus.publish(subjects::DROPLET_EXITED, &exited)
+        .await
+        .expect("pub");
+    bus.publish(
+        subjects::logs(&g),
+        &LogMessage::new(
+            &g,
+            LogSource::App,
+            Some(0),
+            LogStream::Stdout,
+            "hello from app",
+        ),
+    )
+    .await
+    .expect("pub");
+    eventually("crash event", WAIT, || async {
+        let (_, ev) = c
+            .call(
+                "GET",
+                &format!("/v3/audit_events?target_guids={g}&types=app.crash"),
+                None,
+            )
+            .await;
+        (ev["pagination"]["total_results"] == 1).then_some(())
+    })
+    .await;
+    eventually("app log line", WAIT, || async {
+        let (_, logs) = c
+            .call("GET", &format!("/v3/apps/{g}/logs/recent"), None)
+            .await;
+        logs["resources"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .any(|l| l["line"] == "hello from app" && l["source"] == "APP")
+            .then_some(())
+    })
+    .await;
+
+    // Restart: new version, old version stopped.
+    c.call("POST", &format!("/v3/apps/{g}/actions/restart"), None)
+        .await;
+    let stop = next_stop(&mut rx).await;
+    assert_eq!(stop.version.as_deref(), Some(s0.version.as_str()));
+    let s = next_start(&mut rx).await;
+    assert_ne!(s.version, s0.version);
+
+    // Stop.
+    c.call("POST", &format!("/v3/apps/{g}/actions/stop"), None)
+        .await;
+    let stop = next_stop(&mut rx).await;
+    assert_eq!(
+        (
+            stop.app_id.as_str(),
+            stop.indices.clone(),
+            stop.version.clone()
+        ),
+        (g.as_str(), None, None)
+    );
+
+    dea.abort();
+    let _ = stop_tx.send(());
+    let r = tokio::time::timeout(WAIT, server)
+        .await
+        .expect("shutdown in time")
+        .expect("join");
+    assert!(r.is_ok(), "{r:?}");
+}

@@ -1,0 +1,6 @@
+//! Controller tests: store (SQLite and Postgres), HTTP API, end to end over NATS.
+
+mod api;
+mod e2e;
+mod store;
+mod support;

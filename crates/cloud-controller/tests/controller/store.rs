@@ -1,0 +1,241 @@
+//! Store tests, each run on SQLite (temp file) and Postgres (fresh database).
+
+use cloud_controller::store::{Store, StoreError};
+
+use crate::support::{create_pg_db, drop_pg_db};
+
+async fn bootstrapped(url: &str) -> Store {
+    let s = Store::open(url).await.expect("open store");
+    s.bootstrap("admin", "pw", "sys.localhost", "localhost")
+        .await
+        .expect("bootstrap");
+    s
+}
+
+async fn dev_space(s: &Store) -> String {
+    s.spaces()
+        .await
+        .expect("spaces")
+        .into_iter()
+        .find(|sp| sp.name == "dev")
+        .expect("dev space")
+        .guid
+}
+
+async fn apps_and_processes(url: &str) {
+    let s = bootstrapped(url).await;
+    let space = dev_space(&s).await;
+    let app = s
+        .create_app("web", &space, Some("python"), "host", r#"{"A":"1"}"#)
+        .await
+        .expect("create app");
+    assert_eq!(app.state, "STOPPED");
+    assert_eq!(s.app(&app.guid).await.expect("get"), app);
+    let p = s.web_process(&app.guid).await.expect("web process");
+    assert_eq!(
+        (
+            p.kind.as_str(),
+            p.instances,
+            p.memory_in_mb,
+            p.health_check_type.as_str()
+        ),
+        ("web", 1, 256, "port")
+    );
+    let mut p2 = p.clone();
+    p2.instances = 3;
+    p2.command = Some("./run".into());
+    p2.health_check_timeout = Some(30);
+    s.update_process(&p2).await.expect("update process");
+    let p3 = s.process(&p.guid).await.expect("process");
+    assert_eq!(
+        (p3.instances, p3.command.as_deref(), p3.health_check_timeout),
+        (3, Some("./run"), Some(30))
+    );
+
+    match s.create_app("web", &space, None, "host", "{}").await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected conflict, got {other:?}"),
+    }
+    let mut renamed = app.clone();
+    renamed.state = "STARTED".into();
+    renamed.current_droplet_guid = Some("d1".into());
+    let renamed = s.update_app(&renamed).await.expect("update");
+    assert_eq!(s.app(&app.guid).await.expect("get"), renamed);
+    assert_eq!(s.apps().await.expect("apps").len(), 1);
+
+    let pkg = s.create_package(&app.guid).await.expect("package");
+    let pkg = s
+        .set_package_state(&pkg.guid, "READY", Some("abc"), None)
+        .await
+        .expect("ready");
+    assert_eq!(
+        (pkg.state.as_str(), pkg.sha256.as_deref()),
+        ("READY", Some("abc"))
+    );
+    let b = s
+        .create_build(&app.guid, &pkg.guid, "u", "admin")
+        .await
+        .expect("build");
+    s.set_build_uploaded(&b.guid, "def")
+        .await
+        .expect("uploaded");
+    let b = s
+        .finish_build(&b.guid, "FAILED", Some("boom"), None)
+        .await
+        .expect("finish");
+    assert_eq!(
+        (
+            b.state.as_str(),
+            b.error.as_deref(),
+            b.uploaded_sha256.as_deref()
+        ),
+        ("FAILED", Some("boom"), Some("def"))
+    );
+
+    s.delete_app(&app.guid).await.expect("delete");
+    assert!(matches!(
+        s.app(&app.guid).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.processes_of(&app.guid).await.expect("procs").is_empty());
+    assert!(s.packages_of(&app.guid).await.expect("pkgs").is_empty());
+    s.close().await;
+}
+
+async fn routes(url: &str) {
+    let s = bootstrapped(url).await;
+    let space = dev_space(&s).await;
+    let domain = s
+        .domain_by_name("localhost")
+        .await
+        .expect("q")
+        .expect("apps domain");
+    let app = s
+        .create_app("r", &space, None, "host", "{}")
+        .await
+        .expect("app");
+    let r = s
+        .create_route("myapp", &domain.guid, "/api", &space)
+        .await
+        .expect("route");
+    assert!(matches!(
+        s.create_route("myapp", &domain.guid, "/api", &space).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.create_route("myapp", &domain.guid, "", &space)
+        .await
+        .expect("same host, other path");
+    s.add_destination(&r.guid, &app.guid).await.expect("dest");
+    s.add_destination(&r.guid, &app.guid)
+        .await
+        .expect("idempotent");
+    let dests = s.destinations(&r.guid).await.expect("dests");
+    assert_eq!(dests.len(), 1);
+    let urls: Vec<String> = s
+        .app_routes(&app.guid)
+        .await
+        .expect("app routes")
+        .iter()
+        .map(|u| u.url())
+        .collect();
+    assert_eq!(urls, vec!["myapp.localhost/api"]);
+    s.remove_destination(&r.guid, &dests[0].guid)
+        .await
+        .expect("remove");
+    assert!(s
+        .app_routes(&app.guid)
+        .await
+        .expect("app routes")
+        .is_empty());
+    s.delete_route(&r.guid).await.expect("delete route");
+    assert!(matches!(
+        s.route(&r.guid).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.routes().await.expect("routes").len(), 1);
+    s.close().await;
+}
+
+async fn survives_reopen(url: &str) {
+    let s = bootstrapped(url).await;
+    let key = s.setting_or_insert("k", "first").await.expect("setting");
+    s.create_user("alice", "secret").await.expect("user");
+    s.close().await;
+    let s = bootstrapped(url).await; // bootstrap again: idempotent
+    assert_eq!(
+        s.setting_or_insert("k", "second").await.expect("setting"),
+        key
+    );
+    let u = s
+        .user_by_name("alice")
+        .await
+        .expect("q")
+        .expect("alice survives");
+    assert!(cloud_controller::auth::verify_password(
+        "secret",
+        &u.password_hash
+    ));
+    assert!(s.user_by_name("admin").await.expect("q").is_some());
+    assert!(matches!(
+        s.create_user("alice", "x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.orgs().await.expect("orgs").len(), 1);
+    assert_eq!(s.spaces().await.expect("spaces").len(), 1);
+    assert_eq!(s.domains().await.expect("domains").len(), 2);
+    s.close().await;
+}
+
+async fn bad_input(url: &str) {
+    let s = bootstrapped(url).await;
+    assert!(matches!(
+        s.create_app("x", "no-such-space", None, "host", "{}").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(s.app("nope").await, Err(StoreError::NotFound(_))));
+    let space = dev_space(&s).await;
+    assert!(matches!(
+        s.create_route("h", "no-such-domain", "", &space).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_app("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_build_uploaded("nope", "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.close().await;
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
+                    super::$name(&url).await;
+                }
+            )*
+        }
+        mod postgres {
+            use futures_util::FutureExt;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = super::create_pg_db().await;
+                    let r = std::panic::AssertUnwindSafe(super::$name(&db.url)).catch_unwind().await;
+                    super::drop_pg_db(&db).await;
+                    if let Err(p) = r {
+                        std::panic::resume_unwind(p);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(apps_and_processes, routes, survives_reopen, bad_input);

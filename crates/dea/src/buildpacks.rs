@@ -1,0 +1,169 @@
+//! Built-in buildpacks (shell scripts embedded in the binary) and the pure
+//! parts of the buildpack contract: Procfile, `bin/release` output, start
+//! command priority.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{DeaError, Result};
+
+pub struct Builtin {
+    pub name: &'static str,
+    pub detect: &'static str,
+    pub compile: &'static str,
+    pub release: &'static str,
+    /// Whether plain detection may pick it (binary only matches a Procfile).
+    pub detectable: bool,
+}
+
+/// In detection order.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "python",
+        detect: include_str!("buildpacks/python/detect"),
+        compile: include_str!("buildpacks/python/compile"),
+        release: include_str!("buildpacks/python/release"),
+        detectable: true,
+    },
+    Builtin {
+        name: "binary",
+        detect: include_str!("buildpacks/binary/detect"),
+        compile: include_str!("buildpacks/binary/compile"),
+        release: include_str!("buildpacks/binary/release"),
+        detectable: true,
+    },
+];
+
+/// Fallback used when nothing detects but the user gave a start command.
+pub const FALLBACK: &str = "binary";
+
+/// Writes every built-in to `<dir>/<name>/bin/{detect,compile,release}`.
+pub fn install(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for bp in BUILTINS {
+        let bin = dir.join(bp.name).join("bin");
+        std::fs::create_dir_all(&bin).map_err(|e| DeaError::io(&bin, e))?;
+        for (file, text) in [
+            ("detect", bp.detect),
+            ("compile", bp.compile),
+            ("release", bp.release),
+        ] {
+            let p = bin.join(file);
+            std::fs::write(&p, text).map_err(|e| DeaError::io(&p, e))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| DeaError::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Directory of an installed built-in.
+pub fn path(dir: &Path, name: &str) -> Option<PathBuf> {
+    BUILTINS
+        .iter()
+        .any(|b| b.name == name)
+        .then(|| dir.join(name))
+}
+
+/// The `web:` command of a Procfile.
+pub fn procfile_web(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "web" && !v.trim().is_empty()).then(|| v.trim().to_string())
+    })
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Release {
+    #[serde(default)]
+    default_process_types: Option<BTreeMap<String, String>>,
+}
+
+/// The `web` command of a `bin/release` YAML output.
+pub fn release_web(yaml: &str) -> Result<Option<String>> {
+    if yaml.trim().is_empty() {
+        return Ok(None);
+    }
+    let r: Release = serde_yaml::from_str(yaml)
+        .map_err(|e| DeaError::Staging(format!("invalid bin/release output: {e}")))?;
+    Ok(r.default_process_types
+        .and_then(|m| m.get("web").cloned())
+        .filter(|s| !s.trim().is_empty()))
+}
+
+/// Start command priority: request > Procfile `web:` > release's web.
+pub fn choose_start_command(
+    request: Option<&str>,
+    procfile: Option<&str>,
+    release: Option<&str>,
+) -> Option<String> {
+    [request, procfile, release]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procfile_parsing() {
+        assert_eq!(
+            procfile_web("worker: x\nweb: ./run --port $PORT\n"),
+            Some("./run --port $PORT".into())
+        );
+        assert_eq!(procfile_web("web:\n"), None);
+        assert_eq!(procfile_web("# nothing"), None);
+        assert_eq!(
+            procfile_web("web: python3 -c 'a:b'"),
+            Some("python3 -c 'a:b'".into())
+        );
+    }
+
+    #[test]
+    fn release_parsing() {
+        assert_eq!(
+            release_web("default_process_types:\n  web: python3 app.py\n").expect("ok"),
+            Some("python3 app.py".into())
+        );
+        assert_eq!(
+            release_web("default_process_types: {web: ./x}\n").expect("ok"),
+            Some("./x".into())
+        );
+        assert_eq!(
+            release_web("default_process_types: {}\n").expect("ok"),
+            None
+        );
+        assert_eq!(release_web("").expect("ok"), None);
+        assert!(release_web("- [").is_err());
+    }
+
+    #[test]
+    fn start_command_priority() {
+        assert_eq!(
+            choose_start_command(Some("a"), Some("b"), Some("c")),
+            Some("a".into())
+        );
+        assert_eq!(
+            choose_start_command(None, Some("b"), Some("c")),
+            Some("b".into())
+        );
+        assert_eq!(
+            choose_start_command(Some(" "), None, Some("c")),
+            Some("c".into())
+        );
+        assert_eq!(choose_start_command(None, None, None), None);
+    }
+
+    #[test]
+    fn installs_scripts() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        install(tmp.path()).expect("install");
+        assert!(tmp.path().join("python/bin/compile").exists());
+        assert!(path(tmp.path(), "binary").is_some());
+        assert!(path(tmp.path(), "ruby").is_none());
+    }
+}

@@ -1,0 +1,119 @@
+//! DEA configuration (docs/conventions.md "DEA config").
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats_url: String,
+    /// DEA id; a random uuid when empty.
+    pub id: String,
+    pub zone: String,
+    pub state_dir: PathBuf,
+    pub host_ip: String,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub stacks: Vec<String>,
+    /// Container backend: `process` (the only one for now).
+    pub backend: String,
+    pub heartbeat_interval_s: u64,
+    pub advertise_interval_s: u64,
+    /// Written with `ready` once connected and advertising.
+    pub addr_file: Option<PathBuf>,
+    /// Extension: grace period between SIGTERM and SIGKILL when stopping.
+    pub stop_grace_s: u64,
+    /// Extension: limit for each buildpack step of a staging.
+    pub staging_timeout_s: u64,
+    /// Extension: how long CRASHED instances stay visible.
+    pub crashed_retention_s: u64,
+    /// Extension: longest a drain (SIGUSR2) waits for replacements.
+    pub evacuation_timeout_s: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            id: String::new(),
+            zone: "default".into(),
+            state_dir: PathBuf::from("./.dea"),
+            host_ip: "127.0.0.1".into(),
+            memory_mb: 8192,
+            disk_mb: 16384,
+            stacks: vec!["host".into()],
+            backend: "process".into(),
+            heartbeat_interval_s: 2,
+            advertise_interval_s: 2,
+            addr_file: None,
+            stop_grace_s: 10,
+            staging_timeout_s: 900,
+            crashed_retention_s: 60,
+            evacuation_timeout_s: 120,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Loads the TOML file (or defaults), applies `NATS_URL`, fills the id.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.into(),
+                    source,
+                })?
+            }
+        };
+        if let Ok(url) = std::env::var("NATS_URL") {
+            if !url.is_empty() {
+                cfg.nats_url = url;
+            }
+        }
+        cfg.fill_id();
+        Ok(cfg)
+    }
+
+    /// Gives the DEA a random id when none is configured.
+    pub fn fill_id(&mut self) {
+        if self.id.is_empty() {
+            self.id = uuid::Uuid::new_v4().to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_partial_toml_and_rejects_unknown() {
+        let c: Config = toml::from_str("zone = \"z1\"\nmemory_mb = 100").expect("parse");
+        assert_eq!(c.zone, "z1");
+        assert_eq!(c.memory_mb, 100);
+        assert_eq!(c.heartbeat_interval_s, 2);
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! Errors of the DEA library.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeaError {
+    #[error(transparent)]
+    Bus(#[from] proto::BusError),
+    #[error("io error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http: {0}")]
+    Http(String),
+    #[error("archive: {0}")]
+    Archive(String),
+    #[error("droplet checksum mismatch: expected {expected}, got {actual}")]
+    Checksum { expected: String, actual: String },
+    #[error("backend: {0}")]
+    Backend(String),
+    #[error("unknown backend {0}")]
+    UnknownBackend(String),
+    #[error("{0}")]
+    Staging(String),
+}
+
+impl DeaError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DeaError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = DeaError> = std::result::Result<T, E>;

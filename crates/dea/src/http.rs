@@ -1,0 +1,72 @@
+//! Blob transfers with the controller: GET (droplet, package, cache) and PUT.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{DeaError, Result};
+
+/// Downloads `url` into `path`, returning the sha256 hex of the body, or
+/// `None` on 404.
+pub async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<Option<String>> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| DeaError::Http(format!("GET {}: {e}", redact(url))))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(DeaError::Http(format!(
+            "GET {}: status {}",
+            redact(url),
+            resp.status()
+        )));
+    }
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| DeaError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| DeaError::Http(format!("GET {}: {e}", redact(url))))?
+    {
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| DeaError::io(path, e))?;
+    }
+    file.flush().await.map_err(|e| DeaError::io(path, e))?;
+    Ok(Some(hex::encode(hasher.finalize())))
+}
+
+/// Uploads `body` with PUT.
+pub async fn upload(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<()> {
+    let resp = client
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| DeaError::Http(format!("PUT {}: {e}", redact(url))))?;
+    if !resp.status().is_success() {
+        return Err(DeaError::Http(format!(
+            "PUT {}: status {}",
+            redact(url),
+            resp.status()
+        )));
+    }
+    Ok(())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The URL without its query (signatures stay out of logs and errors).
+pub fn redact(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}

@@ -1,0 +1,1009 @@
+//! The instance logic of the DEA: start (droplet → container → process →
+//! health check → RUNNING → route), crash handling, stop, update, find,
+//! heartbeats and advertisements. Everything outgoing goes through the
+//! `Outbox`, so this module is tested with a fake backend and no NATS.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use proto::subjects;
+use proto::{
+    DeaAdvertise, DeaShutdown, DropletExited, ExitReason, FindDropletRequest, FindDropletResponse,
+    HealthCheckType, Heartbeat, InstanceState, LogSource, LogStream, RouteRegistration,
+    StartRequest, StopRequest, UpdateRequest,
+};
+use tokio::sync::mpsc;
+
+use crate::backend::{Backend, ContainerSpec, ExitInfo, ProcessSpec};
+use crate::config::Config;
+use crate::env::{build_env, start_script, EnvInput};
+use crate::error::{DeaError, Result};
+use crate::outbox::{spawn_line_reader, Outbox};
+use crate::registry::{Filter, Instance, Registry};
+use crate::state::Lifecycle;
+use InstanceState::*;
+
+pub struct Agent {
+    pub cfg: Config,
+    pub backend: Arc<dyn Backend>,
+    pub outbox: Outbox,
+    pub http: reqwest::Client,
+    registry: Mutex<Registry>,
+    register_interval_s: AtomicU64,
+    stale_threshold_s: AtomicU64,
+    draining: AtomicBool,
+}
+
+impl Agent {
+    pub fn new(cfg: Config, backend: Arc<dyn Backend>, outbox: Outbox) -> Arc<Agent> {
+        Arc::new(Agent {
+            cfg,
+            backend,
+            outbox,
+            http: reqwest::Client::new(),
+            registry: Mutex::new(Registry::default()),
+            register_interval_s: AtomicU64::new(5),
+            stale_threshold_s: AtomicU64::new(20),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn instances_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("instances")
+    }
+
+    pub fn state_of(&self, id: &str) -> Option<InstanceState> {
+        self.lock().instances.get(id).map(|i| i.life.state)
+    }
+
+    /// Applies a transition; returns a copy of the instance when allowed.
+    /// Publishes a heartbeat on every change.
+    fn transition(&self, id: &str, to: InstanceState) -> Option<Instance> {
+        let copy = {
+            let mut reg = self.lock();
+            let i = reg.instances.get_mut(id)?;
+            if let Err(e) = i.life.transition(to, proto::now_unix()) {
+                tracing::debug!(instance_id = %id, error = %e, "transition refused");
+                return None;
+            }
+            i.clone()
+        };
+        tracing::info!(instance_id = %id, app_id = %copy.app_id, index = copy.index, state = to.as_str(), "instance state");
+        self.publish_heartbeat();
+        Some(copy)
+    }
+
+    // ---- periodic messages -------------------------------------------------
+
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            dea_id: self.cfg.id.clone(),
+            instances: self.lock().heartbeats(),
+        }
+    }
+
+    pub fn publish_heartbeat(&self) {
+        self.outbox.send(subjects::DEA_HEARTBEAT, &self.heartbeat());
+    }
+
+    pub fn advertisement(&self) -> DeaAdvertise {
+        let c = self.lock().capacity(self.cfg.memory_mb, self.cfg.disk_mb);
+        DeaAdvertise {
+            id: self.cfg.id.clone(),
+            stacks: self.cfg.stacks.clone(),
+            available_memory_mb: c.available_memory_mb,
+            available_disk_mb: c.available_disk_mb,
+            app_id_to_count: c.app_id_to_count,
+            zone: self.cfg.zone.clone(),
+            url: None,
+        }
+    }
+
+    /// Advertises capacity (not while draining: no new placements here).
+    pub fn publish_advertise(&self) {
+        if self.is_draining() {
+            return;
+        }
+        self.outbox
+            .send(subjects::DEA_ADVERTISE, &self.advertisement());
+    }
+
+    // ---- routes ------------------------------------------------------------
+
+    pub fn register_interval(&self) -> Duration {
+        Duration::from_secs(self.register_interval_s.load(Ordering::Relaxed).max(1))
+    }
+
+    /// Applies a `router.start` and re-registers at once.
+    pub fn on_router_start(&self, msg: &proto::RouterStart) {
+        if msg.minimum_register_interval_s > 0 {
+            self.register_interval_s
+                .store(msg.minimum_register_interval_s, Ordering::Relaxed);
+        }
+        if msg.prune_threshold_s > 0 {
+            self.stale_threshold_s
+                .store(msg.prune_threshold_s, Ordering::Relaxed);
+        }
+        self.register_all();
+    }
+
+    fn route(&self, i: &Instance, uris: Vec<String>) -> RouteRegistration {
+        RouteRegistration {
+            host: self.cfg.host_ip.clone(),
+            port: i.port,
+            uris,
+            app_id: Some(i.app_id.clone()),
+            instance_id: Some(i.id.clone()),
+            tags: BTreeMap::new(),
+            stale_threshold_s: Some(self.stale_threshold_s.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn send_route(&self, subject: &str, i: &Instance, uris: Vec<String>) {
+        if !uris.is_empty() && i.port != 0 {
+            self.outbox.send(subject, &self.route(i, uris));
+        }
+    }
+
+    /// (Re-)registers every routable instance.
+    pub fn register_all(&self) {
+        let list: Vec<Instance> = self
+            .lock()
+            .instances
+            .values()
+            .filter(|i| matches!(i.life.state, Running | Evacuating))
+            .cloned()
+            .collect();
+        for i in list {
+            self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
+        }
+    }
+
+    // ---- start -------------------------------------------------------------
+
+    /// Accepts a `dea.<id>.start`: records the instance (BORN) and starts it
+    /// in the background. Returns the instance id.
+    pub fn start(self: &Arc<Self>, req: StartRequest) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let inst = Instance {
+            id: id.clone(),
+            app_id: req.app_id.clone(),
+            version: req.version.clone(),
+            index: req.index,
+            limits: req.limits,
+            uris: req.uris.clone(),
+            life: Lifecycle::new(proto::now_unix()),
+            port: 0,
+            container: None,
+        };
+        self.lock().instances.insert(id.clone(), inst);
+        tracing::info!(instance_id = %id, app_id = %req.app_id, index = req.index, version = %req.version, "starting instance");
+        self.publish_heartbeat();
+        let me = self.clone();
+        let iid = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.launch(&iid, &req).await {
+                tracing::warn!(instance_id = %iid, app_id = %req.app_id, error = %e, "instance failed to start");
+                me.outbox.log(
+                    &req.app_id,
+                    LogSource::App,
+                    Some(req.index),
+                    LogStream::Stderr,
+                    &format!("Failed to start instance: {e}"),
+                );
+                me.crashed(&iid, None, format!("failed to start: {e}"))
+                    .await;
+            }
+        });
+        id
+    }
+
+    /// Whether the instance is still in `state` (a stop may have come in).
+    fn still(&self, id: &str, state: InstanceState) -> bool {
+        self.state_of(id) == Some(state)
+    }
+
+    async fn launch(self: &Arc<Self>, id: &str, req: &StartRequest) -> Result<()> {
+        if self.transition(id, Starting).is_none() {
+            return Ok(());
+        }
+        let droplet = self.fetch_droplet(req).await?;
+        let root = self.instances_dir().join(id);
+        let container = self
+            .backend
+            .create(ContainerSpec {
+                id: id.to_string(),
+                root: root.clone(),
+                memory_mb: req.limits.memory_mb,
+                disk_mb: req.limits.disk_mb,
+            })
+            .await?;
+        let attached = {
+            let mut reg = self.lock();
+            match reg.instances.get_mut(id) {
+                Some(i) if i.life.state == Starting => {
+                    i.container = Some(container.clone());
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !attached {
+            let _ = self.backend.destroy(&container).await;
+            return Ok(());
+        }
+        let (d, r) = (droplet.clone(), root.clone());
+        tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&d).map_err(|e| DeaError::io(&d, e))?;
+            crate::archive::untar_gz_safe(std::io::BufReader::new(f), &r)
+        })
+        .await
+        .map_err(|e| DeaError::Backend(format!("extract task: {e}")))??;
+        for d in [root.join("app"), root.join("tmp")] {
+            tokio::fs::create_dir_all(&d)
+                .await
+                .map_err(|e| DeaError::io(&d, e))?;
+        }
+        let command = match req.start_command.trim() {
+            "" => tokio::fs::read_to_string(root.join(proto::droplet::STAGING_INFO_FILE))
+                .await
+                .ok()
+                .and_then(|t| proto::droplet::StagingInfo::from_json_or_simple_yaml(&t))
+                .map(|i| i.start_command)
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| DeaError::Backend("no start command".into()))?,
+            c => c.to_string(),
+        };
+        let port = pick_port(&self.cfg.host_ip)?;
+        {
+            let mut reg = self.lock();
+            if let Some(i) = reg.instances.get_mut(id) {
+                i.port = port;
+            }
+        }
+        let started_at = proto::now_rfc3339();
+        let path = crate::staging::host_path();
+        let env = build_env(&EnvInput {
+            req,
+            instance_id: id,
+            host_ip: &self.cfg.host_ip,
+            port,
+            instance_dir: &root,
+            started_at: &started_at,
+            started_at_unix: chrono::Utc::now().timestamp(),
+            path: &path,
+        });
+        if !self.still(id, Starting) {
+            return Ok(());
+        }
+        let spawned = self
+            .backend
+            .spawn(
+                &container,
+                ProcessSpec {
+                    script: start_script(&command),
+                    env,
+                    cwd: root.join("app"),
+                },
+            )
+            .await?;
+        tracing::info!(instance_id = %id, pid = ?spawned.pid, port, command = %command, "instance process started");
+        self.forward_logs(req, spawned.stdout, spawned.stderr);
+        let me = self.clone();
+        let iid = id.to_string();
+        let wait = spawned.wait;
+        tokio::spawn(async move {
+            match wait.await {
+                Ok(exit) => me.crashed(&iid, Some(exit), exit.description()).await,
+                Err(e) => me.crashed(&iid, None, e.to_string()).await,
+            }
+        });
+        if !self.still(id, Starting) {
+            // Stopped while we were spawning: make sure nothing survives.
+            let _ = self.backend.stop(&container, Duration::ZERO).await;
+            return Ok(());
+        }
+        self.health_check(id, req, port).await
+    }
+
+    fn forward_logs(
+        &self,
+        req: &StartRequest,
+        stdout: Option<crate::backend::BoxRead>,
+        stderr: Option<crate::backend::BoxRead>,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        spawn_line_reader(stdout, LogStream::Stdout, tx.clone());
+        spawn_line_reader(stderr, LogStream::Stderr, tx);
+        let outbox = self.outbox.clone();
+        let (app_id, index) = (req.app_id.clone(), req.index);
+        tokio::spawn(async move {
+            while let Some((stream, line)) = rx.recv().await {
+                outbox.log(&app_id, LogSource::App, Some(index), stream, &line);
+            }
+        });
+    }
+
+    async fn health_check(self: &Arc<Self>, id: &str, req: &StartRequest, port: u16) -> Result<()> {
+        let hc = &req.health_check;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(hc.timeout_s.max(1));
+        let host = self.cfg.host_ip.clone();
+        loop {
+            if !self.still(id, Starting) {
+                return Ok(());
+            }
+            let ok = match hc.kind {
+                HealthCheckType::Process => true,
+                HealthCheckType::Port => {
+                    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+                    matches!(
+                        tokio::time::timeout(Duration::from_secs(1), connect).await,
+                        Ok(Ok(_))
+                    )
+                }
+                HealthCheckType::Http => {
+                    let ep = hc.endpoint.as_deref().unwrap_or("/");
+                    let sep = if ep.starts_with('/') { "" } else { "/" };
+                    let url = format!("http://{host}:{port}{sep}{ep}");
+                    let r = self
+                        .http
+                        .get(&url)
+                        .timeout(Duration::from_secs(1))
+                        .send()
+                        .await;
+                    matches!(r, Ok(resp) if resp.status() == reqwest::StatusCode::OK)
+                }
+            };
+            if ok {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let desc = format!(
+                    "health check ({:?}) timed out after {}s",
+                    hc.kind, hc.timeout_s
+                )
+                .to_lowercase();
+                self.outbox.log(
+                    &req.app_id,
+                    LogSource::App,
+                    Some(req.index),
+                    LogStream::Stderr,
+                    &desc,
+                );
+                self.crashed(id, None, desc).await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(i) = self.transition(id, Running) {
+            self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
+        }
+        Ok(())
+    }
+
+    /// The droplet from the local cache (by sha256) or downloaded into it.
+    async fn fetch_droplet(&self, req: &StartRequest) -> Result<PathBuf> {
+        let dir = self.cfg.state_dir.join("droplets");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| DeaError::io(&dir, e))?;
+        let expected = req.droplet_sha256.trim().to_ascii_lowercase();
+        let valid = !expected.is_empty() && expected.bytes().all(|b| b.is_ascii_hexdigit());
+        if valid {
+            let cached = dir.join(format!("{expected}.tgz"));
+            if tokio::fs::metadata(&cached).await.is_ok() {
+                return Ok(cached);
+            }
+        }
+        let tmp = dir.join(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        let got = crate::http::download(&self.http, &req.droplet_uri, &tmp).await;
+        let actual = match got {
+            Ok(Some(sha)) => sha,
+            Ok(None) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(DeaError::Http("droplet not found".into()));
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        if !expected.is_empty() && actual != expected {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(DeaError::Checksum { expected, actual });
+        }
+        let path = dir.join(format!("{actual}.tgz"));
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| DeaError::io(&path, e))?;
+        Ok(path)
+    }
+
+    // ---- exits -------------------------------------------------------------
+
+    /// An unexpected end (process exit, failed start, health check): CRASHED,
+    /// unregister, `droplet.exited`, forget after the retention period.
+    /// No-op when the instance is not live (e.g. it is being stopped).
+    pub async fn crashed(self: &Arc<Self>, id: &str, exit: Option<ExitInfo>, description: String) {
+        let was_routed = matches!(self.state_of(id), Some(Running | Evacuating));
+        let Some(i) = self.transition(id, Crashed) else {
+            return;
+        };
+        tracing::warn!(instance_id = %id, app_id = %i.app_id, index = i.index, reason = %description, "instance crashed");
+        if was_routed {
+            self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
+        }
+        self.outbox.send(
+            subjects::DROPLET_EXITED,
+            &DropletExited {
+                app_id: i.app_id.clone(),
+                version: i.version.clone(),
+                index: i.index,
+                instance_id: i.id.clone(),
+                reason: ExitReason::Crashed,
+                exit_status: exit.map(|e| e.status()),
+                exit_description: description,
+                crash_timestamp: proto::now_unix(),
+            },
+        );
+        if let Some(c) = &i.container {
+            let _ = self.backend.stop(c, Duration::from_secs(1)).await;
+        }
+        let me = self.clone();
+        let id = id.to_string();
+        let retention = Duration::from_secs(self.cfg.crashed_retention_s);
+        tokio::spawn(async move {
+            tokio::time::sleep(retention).await;
+            me.forget_crashed(&id).await;
+        });
+    }
+
+    async fn forget_crashed(&self, id: &str) {
+        let removed = {
+            let mut reg = self.lock();
+            match reg.instances.get(id) {
+                Some(i) if i.life.state == Crashed => reg.instances.remove(id),
+                _ => None,
+            }
+        };
+        if let Some(i) = removed {
+            if let Some(c) = &i.container {
+                let _ = self.backend.destroy(c).await;
+            }
+            self.publish_heartbeat();
+        }
+    }
+
+    // ---- stop / update / find ----------------------------------------------
+
+    pub async fn stop_matching(self: &Arc<Self>, req: &StopRequest) {
+        let f = Filter {
+            app_id: &req.app_id,
+            version: req.version.as_deref(),
+            instance_ids: req.instance_ids.as_deref(),
+            indices: req.indices.as_deref(),
+        };
+        let ids = self.lock().matching(&f);
+        let tasks: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                let me = self.clone();
+                tokio::spawn(async move { me.stop_instance(&id).await })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// STOPPING → unregister → stop → STOPPED, `droplet.exited` STOPPED,
+    /// files removed. A CRASHED instance is just forgotten.
+    pub async fn stop_instance(self: &Arc<Self>, id: &str) {
+        self.stop_instance_with(id, ExitReason::Stopped).await
+    }
+
+    async fn stop_instance_with(self: &Arc<Self>, id: &str, reason: ExitReason) {
+        if self.state_of(id) == Some(Crashed) {
+            self.forget_crashed(id).await;
+            return;
+        }
+        let was_routed = matches!(self.state_of(id), Some(Running | Evacuating));
+        let Some(i) = self.transition(id, Stopping) else {
+            return;
+        };
+        if was_routed {
+            self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
+        }
+        // The container may have been attached after our copy was taken.
+        let container = self
+            .lock()
+            .instances
+            .get(id)
+            .and_then(|x| x.container.clone());
+        if let Some(c) = &container {
+            if let Err(e) = self
+                .backend
+                .stop(c, Duration::from_secs(self.cfg.stop_grace_s))
+                .await
+            {
+                tracing::warn!(instance_id = %id, error = %e, "stop failed");
+            }
+        }
+        let _ = self.transition(id, Stopped);
+        self.lock().instances.remove(id);
+        self.outbox.send(
+            subjects::DROPLET_EXITED,
+            &DropletExited {
+                app_id: i.app_id.clone(),
+                version: i.version.clone(),
+                index: i.index,
+                instance_id: i.id.clone(),
+                reason,
+                exit_status: None,
+                exit_description: match reason {
+                    ExitReason::Evacuating => "evacuated".into(),
+                    _ => "stopped".into(),
+                },
+                crash_timestamp: proto::now_unix(),
+            },
+        );
+        if let Some(c) = &container {
+            if let Err(e) = self.backend.destroy(c).await {
+                tracing::warn!(instance_id = %id, error = %e, "cannot remove instance files");
+            }
+        }
+        self.publish_heartbeat();
+    }
+
+    /// `dea.update`: new uris for the app's instances.
+    pub fn update(&self, req: &UpdateRequest) {
+        let mut changes = Vec::new();
+        {
+            let mut reg = self.lock();
+            for i in reg.instances.values_mut() {
+                if i.app_id != req.app_id || req.version.as_deref().is_some_and(|v| v != i.version)
+                {
+                    continue;
+                }
+                let removed: Vec<String> = i
+                    .uris
+                    .iter()
+                    .filter(|u| !req.uris.contains(u))
+                    .cloned()
+                    .collect();
+                let added: Vec<String> = req
+                    .uris
+                    .iter()
+                    .filter(|u| !i.uris.contains(u))
+                    .cloned()
+                    .collect();
+                i.uris = req.uris.clone();
+                if matches!(i.life.state, Running | Evacuating) {
+                    changes.push((i.clone(), removed, added));
+                }
+            }
+        }
+        for (i, removed, added) in changes {
+            self.send_route(subjects::ROUTER_UNREGISTER, &i, removed);
+            self.send_route(subjects::ROUTER_REGISTER, &i, added);
+        }
+    }
+
+    pub async fn find(&self, req: &FindDropletRequest) -> Vec<FindDropletResponse> {
+        let f = Filter {
+            app_id: &req.app_id,
+            version: req.version.as_deref(),
+            instance_ids: req.instance_ids.as_deref(),
+            indices: req.indices.as_deref(),
+        };
+        let list: Vec<Instance> = self
+            .lock()
+            .instances
+            .values()
+            .filter(|i| f.matches(i))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(list.len());
+        for i in list {
+            let stats = match (&i.container, req.include_stats && i.life.state == Running) {
+                (Some(c), true) => self.backend.stats(c).await.ok(),
+                _ => None,
+            };
+            out.push(FindDropletResponse {
+                dea_id: self.cfg.id.clone(),
+                app_id: i.app_id,
+                version: i.version,
+                instance_id: i.id,
+                index: i.index,
+                state: i.life.state,
+                since: i.life.since,
+                host: self.cfg.host_ip.clone(),
+                port: i.port,
+                stats,
+            });
+        }
+        out.sort_by_key(|r| r.index);
+        out
+    }
+
+    // ---- drain (evacuation) ------------------------------------------------
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Starts draining: RUNNING instances become EVACUATING, advertising
+    /// stops and `dea.shutdown` tells the controller to place replacements.
+    pub fn evacuate(&self) {
+        if self.draining.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let counts = self
+            .lock()
+            .capacity(self.cfg.memory_mb, self.cfg.disk_mb)
+            .app_id_to_count;
+        let running: Vec<String> = self
+            .lock()
+            .instances
+            .values()
+            .filter(|i| i.life.state == Running)
+            .map(|i| i.id.clone())
+            .collect();
+        for id in running {
+            let _ = self.transition(&id, Evacuating);
+        }
+        self.outbox.send(
+            subjects::DEA_SHUTDOWN,
+            &DeaShutdown {
+                id: self.cfg.id.clone(),
+                app_id_to_count: counts,
+            },
+        );
+    }
+
+    /// While draining: an evacuating instance is stopped once another DEA
+    /// reports a RUNNING instance of the same app and index.
+    pub async fn on_peer_heartbeat(self: &Arc<Self>, hb: &Heartbeat) {
+        if hb.dea_id == self.cfg.id || !self.is_draining() {
+            return;
+        }
+        let replaced: Vec<String> = {
+            let reg = self.lock();
+            reg.instances
+                .values()
+                .filter(|i| i.life.state == Evacuating)
+                .filter(|i| {
+                    hb.instances
+                        .iter()
+                        .any(|r| r.state == Running && r.app_id == i.app_id && r.index == i.index)
+                })
+                .map(|i| i.id.clone())
+                .collect()
+        };
+        for id in replaced {
+            tracing::info!(instance_id = %id, replacement_dea = %hb.dea_id, "replacement running, stopping evacuated instance");
+            self.stop_instance_with(&id, ExitReason::Evacuating).await;
+        }
+    }
+
+    /// Instances still holding resources.
+    pub fn live_count(&self) -> usize {
+        self.lock()
+            .instances
+            .values()
+            .filter(|i| i.reserves())
+            .count()
+    }
+
+    // ---- shutdown ------------------------------------------------------------
+
+    /// Stops every instance cleanly (unregister first), kills leftovers and
+    /// says `dea.shutdown`.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let counts = self.advertisement().app_id_to_count;
+        let ids: Vec<String> = self.lock().instances.keys().cloned().collect();
+        let tasks: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                let me = self.clone();
+                tokio::spawn(async move { me.stop_instance(&id).await })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.backend.kill_all();
+        if self.is_draining() {
+            return; // `dea.shutdown` already sent
+        }
+        self.outbox.send(
+            subjects::DEA_SHUTDOWN,
+            &DeaShutdown {
+                id: self.cfg.id.clone(),
+                app_id_to_count: counts,
+            },
+        );
+    }
+}
+
+/// A free port on `host` (bind port 0, then release it).
+pub fn pick_port(host: &str) -> Result<u16> {
+    let l = std::net::TcpListener::bind((host, 0))
+        .or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .map_err(|e| DeaError::Backend(format!("cannot pick a port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| DeaError::Backend(format!("cannot pick a port: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::FakeBackend;
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    struct Setup {
+        agent: Arc<Agent>,
+        fake: Arc<FakeBackend>,
+        rx: UnboundedReceiver<crate::outbox::Outgoing>,
+        _tmp: tempfile::TempDir,
+        sha: String,
+    }
+
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = Config {
+            id: "dea-1".into(),
+            state_dir: tmp.path().to_path_buf(),
+            memory_mb: 1000,
+            ..Config::default()
+        };
+        // A droplet already in the cache: no download needed.
+        let app = tmp.path().join("src");
+        std::fs::create_dir_all(&app).expect("mkdir");
+        std::fs::write(app.join("run.sh"), "echo hi").expect("write");
+        let tgz =
+            crate::archive::tar_gz(Vec::new(), &[("app", &app)], &[("staging_info.yml", b"{}")])
+                .expect("tar");
+        let sha = crate::http::sha256_hex(&tgz);
+        std::fs::create_dir_all(tmp.path().join("droplets")).expect("mkdir");
+        std::fs::write(tmp.path().join("droplets").join(format!("{sha}.tgz")), &tgz)
+            .expect("write");
+        let fake = Arc::new(FakeBackend {
+            output: vec!["hello from app".into()],
+            ..Default::default()
+        });
+        let (outbox, rx) = Outbox::channel();
+        let agent = Agent::new(cfg, fake.clone(), outbox);
+        Setup {
+            agent,
+            fake,
+            rx,
+            _tmp: tmp,
+            sha,
+        }
+    }
+
+    fn request(sha: &str) -> StartRequest {
+        serde_json::from_value(serde_json::json!({
+            "app_id": "app-1", "app_name": "web", "version": "v1", "index": 0,
+            "droplet_uri": "http://127.0.0.1:9/unused", "droplet_sha256": sha,
+            "uris": ["web.localhost"], "limits": {"memory_mb": 256, "disk_mb": 100, "fds": 10},
+            "health_check": {"type": "process", "timeout_s": 5},
+            "start_command": "./run.sh", "stack": "host"
+        }))
+        .expect("req")
+    }
+
+    async fn wait_state(agent: &Agent, id: &str, want: Option<InstanceState>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while agent.state_of(id) != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "state {:?} != {want:?}",
+                agent.state_of(id)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn drain(
+        rx: &mut UnboundedReceiver<crate::outbox::Outgoing>,
+    ) -> Vec<(String, serde_json::Value)> {
+        let mut v = Vec::new();
+        while let Ok((s, b)) = rx.try_recv() {
+            v.push((s, serde_json::from_slice(&b).expect("json")));
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn start_run_crash() {
+        let mut s = setup();
+        let id = s.agent.start(request(&s.sha));
+        wait_state(&s.agent, &id, Some(Running)).await;
+        assert_eq!(s.agent.advertisement().available_memory_mb, 744);
+        let spawned = s.fake.spawned.lock().expect("lock").clone();
+        assert!(spawned[0].script.contains("exec bash -c './run.sh'"));
+        assert!(spawned[0]
+            .env
+            .iter()
+            .any(|(k, v)| k == "CF_INSTANCE_GUID" && v == &id));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let msgs = drain(&mut s.rx);
+        let reg = msgs
+            .iter()
+            .find(|(s, _)| s == "router.register")
+            .expect("registered");
+        assert_eq!(reg.1["uris"][0], "web.localhost");
+        let log = msgs
+            .iter()
+            .find(|(s, _)| s == "logs.app-1")
+            .expect("log line");
+        assert_eq!(
+            (log.1["line"].as_str(), log.1["source"].as_str()),
+            (Some("hello from app"), Some("APP"))
+        );
+        assert!(msgs
+            .iter()
+            .any(|(s, m)| s == "dea.heartbeat" && m["instances"][0]["state"] == "RUNNING"));
+
+        s.fake.crash(
+            &id,
+            ExitInfo {
+                code: Some(1),
+                signal: None,
+            },
+        );
+        wait_state(&s.agent, &id, Some(Crashed)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let msgs = drain(&mut s.rx);
+        assert!(msgs.iter().any(|(s, _)| s == "router.unregister"));
+        let exited = msgs
+            .iter()
+            .find(|(s, _)| s == "droplet.exited")
+            .expect("exited");
+        assert_eq!(exited.1["reason"], "CRASHED");
+        assert_eq!(exited.1["exit_description"], "exited with status 1");
+        assert_eq!(exited.1["exit_status"], 1);
+        // Still visible, but no longer reserving capacity.
+        assert_eq!(s.agent.heartbeat().instances.len(), 1);
+        assert_eq!(s.agent.advertisement().available_memory_mb, 1000);
+        let found = s
+            .agent
+            .find(&FindDropletRequest {
+                app_id: "app-1".into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(found[0].state, Crashed);
+    }
+
+    #[tokio::test]
+    async fn stop_and_update() {
+        let mut s = setup();
+        let id = s.agent.start(request(&s.sha));
+        wait_state(&s.agent, &id, Some(Running)).await;
+        let dir = s.agent.instances_dir().join(&id);
+        assert!(dir.join("app/run.sh").exists());
+        drain(&mut s.rx);
+
+        s.agent.update(&UpdateRequest {
+            app_id: "app-1".into(),
+            uris: vec!["b.localhost".into()],
+            version: None,
+        });
+        let msgs = drain(&mut s.rx);
+        assert_eq!(msgs[0].0, "router.unregister");
+        assert_eq!(msgs[0].1["uris"][0], "web.localhost");
+        assert_eq!(msgs[1].0, "router.register");
+        assert_eq!(msgs[1].1["uris"][0], "b.localhost");
+
+        let found = s
+            .agent
+            .find(&FindDropletRequest {
+                app_id: "app-1".into(),
+                include_stats: true,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(found.len(), 1);
+        assert!(found[0].stats.is_some());
+        assert!(s
+            .agent
+            .find(&FindDropletRequest {
+                app_id: "other".into(),
+                ..Default::default()
+            })
+            .await
+            .is_empty());
+
+        s.agent
+            .stop_matching(&StopRequest {
+                app_id: "app-1".into(),
+                indices: Some(vec![0]),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(s.agent.state_of(&id), None);
+        assert!(!dir.exists());
+        let msgs = drain(&mut s.rx);
+        let subjects: Vec<&str> = msgs
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .filter(|s| *s != "dea.heartbeat")
+            .collect();
+        assert_eq!(subjects, vec!["router.unregister", "droplet.exited"]);
+        assert_eq!(
+            msgs.iter()
+                .find(|(s, _)| s == "droplet.exited")
+                .expect("exited")
+                .1["reason"],
+            "STOPPED"
+        );
+    }
+
+    #[tokio::test]
+    async fn evacuation_waits_for_replacement() {
+        let mut s = setup();
+        let id = s.agent.start(request(&s.sha));
+        wait_state(&s.agent, &id, Some(Running)).await;
+        drain(&mut s.rx);
+        s.agent.evacuate();
+        assert_eq!(s.agent.state_of(&id), Some(Evacuating));
+        let msgs = drain(&mut s.rx);
+        let sd = msgs
+            .iter()
+            .find(|(s, _)| s == "dea.shutdown")
+            .expect("shutdown");
+        assert_eq!(sd.1["app_id_to_count"]["app-1"], 1);
+        s.agent.publish_advertise();
+        assert!(drain(&mut s.rx).is_empty(), "no advertising while draining");
+        let peer = |state: InstanceState, index: u32| Heartbeat {
+            dea_id: "other".into(),
+            instances: vec![proto::InstanceHeartbeat {
+                app_id: "app-1".into(),
+                version: "v1".into(),
+                index,
+                instance_id: "x".into(),
+                state,
+                since: 0.0,
+            }],
+        };
+        s.agent.on_peer_heartbeat(&peer(Starting, 0)).await;
+        s.agent.on_peer_heartbeat(&peer(Running, 1)).await;
+        assert_eq!(s.agent.state_of(&id), Some(Evacuating));
+        s.agent.on_peer_heartbeat(&peer(Running, 0)).await;
+        assert_eq!(s.agent.state_of(&id), None);
+        assert_eq!(s.agent.live_count(), 0);
+        let msgs = drain(&mut s.rx);
+        let exited = msgs
+            .iter()
+            .find(|(s, _)| s == "droplet.exited")
+            .expect("exited");
+        assert_eq!(exited.1["reason"], "EVACUATING");
+        assert!(msgs.iter().any(|(s, _)| s == "router.unregister"));
+    }
+
+    #[tokio::test]
+    async fn failed_download_crashes() {
+        let mut s = setup();
+        let mut req = request(&"0".repeat(64));
+        req.droplet_uri = "http://127.0.0.1:1/droplet".into();
+        let id = s.agent.start(req);
+        wait_state(&s.agent, &id, Some(Crashed)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let msgs = drain(&mut s.rx);
+        assert!(msgs
+            .iter()
+            .any(|(s, m)| s == "droplet.exited" && m["reason"] == "CRASHED"));
+        assert!(!msgs.iter().any(|(s, _)| s == "router.register"));
+    }
+}

@@ -1,0 +1,20 @@
+//! The Droplet Execution Agent (ARCHITECTURE §5): stages apps and runs their
+//! instances in containers, reporting over NATS.
+
+pub mod agent;
+pub mod archive;
+pub mod backend;
+pub mod buildpacks;
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod http;
+pub mod instances;
+pub mod outbox;
+pub mod registry;
+pub mod staging;
+pub mod state;
+
+pub use agent::run;
+pub use config::Config;
+pub use error::DeaError;

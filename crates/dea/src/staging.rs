@@ -1,0 +1,401 @@
+//! Staging (ARCHITECTURE §5, conventions "Staging"): package → buildpack
+//! detect/compile/release → droplet, all output streamed as STG logs.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::{LogSource, LogStream, StagingRequest, StagingResponse};
+use tokio::sync::mpsc;
+
+use crate::backend::{Backend, Container, ContainerSpec, ExitInfo, ProcessSpec};
+use crate::buildpacks;
+use crate::env::{parse_env_list, shell_quote};
+use crate::error::{DeaError, Result};
+use crate::outbox::{spawn_line_reader, Outbox};
+
+pub const NO_APP_DETECTED: &str =
+    "NoAppDetectedError: An app was not successfully detected by any available buildpack";
+pub const NO_START_COMMAND: &str = "no start command: specify one with -c or a Procfile";
+const TAIL_LINES: usize = 20;
+
+#[derive(Clone)]
+pub struct Stager {
+    pub backend: Arc<dyn Backend>,
+    pub outbox: Outbox,
+    pub http: reqwest::Client,
+    pub state_dir: PathBuf,
+    pub step_timeout: Duration,
+}
+
+/// Result of building a droplet from a prepared `app/` and `cache/`.
+#[derive(Debug)]
+pub struct Built {
+    pub buildpack: String,
+    pub start_command: String,
+    pub droplet: Vec<u8>,
+    pub sha256: String,
+}
+
+struct StepOutput {
+    exit: ExitInfo,
+    stdout: Vec<String>,
+    tail: VecDeque<String>,
+}
+
+/// Keeps ids usable as directory names.
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Stager {
+    fn buildpacks_dir(&self) -> PathBuf {
+        self.state_dir.join("buildpacks")
+    }
+
+    fn log(&self, app_id: &str, line: &str) {
+        self.outbox
+            .log(app_id, LogSource::Stg, None, LogStream::Stdout, line);
+    }
+
+    /// Runs one staging and always produces a reply.
+    pub async fn handle(&self, req: StagingRequest) -> StagingResponse {
+        let dir = self
+            .state_dir
+            .join("staging")
+            .join(sanitize(&req.staging_id));
+        let result = self.stage(&req, &dir).await;
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot clean staging dir");
+            }
+        }
+        match result {
+            Ok(b) => {
+                tracing::info!(staging_id = %req.staging_id, app_id = %req.app_id, buildpack = %b.buildpack, "staging done");
+                StagingResponse {
+                    staging_id: req.staging_id,
+                    detected_buildpack: Some(b.buildpack),
+                    start_command: Some(b.start_command),
+                    droplet_sha256: Some(b.sha256),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::warn!(staging_id = %req.staging_id, app_id = %req.app_id, error = %msg, "staging failed");
+                self.outbox.log(
+                    &req.app_id,
+                    LogSource::Stg,
+                    None,
+                    LogStream::Stderr,
+                    &format!("Staging failed: {msg}"),
+                );
+                StagingResponse {
+                    staging_id: req.staging_id,
+                    detected_buildpack: None,
+                    start_command: None,
+                    droplet_sha256: None,
+                    error: Some(msg),
+                }
+            }
+        }
+    }
+
+    async fn stage(&self, req: &StagingRequest, dir: &Path) -> Result<Built> {
+        let _ = tokio::fs::remove_dir_all(dir).await;
+        let container = self
+            .backend
+            .create(ContainerSpec {
+                id: format!("staging-{}", sanitize(&req.staging_id)),
+                root: dir.to_path_buf(),
+                memory_mb: req.memory_mb,
+                disk_mb: req.disk_mb,
+            })
+            .await?;
+        let result = self.stage_in(req, &container).await;
+        if let Err(e) = self.backend.destroy(&container).await {
+            tracing::warn!(error = %e, "cannot destroy staging container");
+        }
+        result
+    }
+
+    async fn stage_in(&self, req: &StagingRequest, c: &Container) -> Result<Built> {
+        let dir = &c.root;
+        let app = dir.join("app");
+        let cache = dir.join("cache");
+        for d in [&app, &cache, &dir.join("tmp")] {
+            tokio::fs::create_dir_all(d)
+                .await
+                .map_err(|e| DeaError::io(d, e))?;
+        }
+        self.log(&req.app_id, "-----> Downloading app package");
+        let pkg = dir.join("package.zip");
+        if crate::http::download(&self.http, &req.package_uri, &pkg)
+            .await?
+            .is_none()
+        {
+            return Err(DeaError::Staging("app package not found".into()));
+        }
+        let (p, a) = (pkg.clone(), app.clone());
+        tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&p).map_err(|e| DeaError::io(&p, e))?;
+            crate::archive::unzip_safe(std::io::BufReader::new(f), &a)
+        })
+        .await
+        .map_err(|e| DeaError::Staging(format!("unzip task: {e}")))??;
+        let _ = tokio::fs::remove_file(&pkg).await;
+
+        if let Some(uri) = req.cache_download_uri.as_deref().filter(|u| !u.is_empty()) {
+            let tgz = dir.join("cache.tgz");
+            match crate::http::download(&self.http, uri, &tgz).await {
+                Ok(Some(_)) => {
+                    self.log(&req.app_id, "-----> Downloaded build cache");
+                    let (t, cd) = (tgz.clone(), cache.clone());
+                    let r = tokio::task::spawn_blocking(move || {
+                        let f = std::fs::File::open(&t).map_err(|e| DeaError::io(&t, e))?;
+                        crate::archive::untar_gz_safe(std::io::BufReader::new(f), &cd)
+                    })
+                    .await;
+                    if !matches!(r, Ok(Ok(_))) {
+                        tracing::warn!(staging_id = %req.staging_id, "ignoring unreadable build cache");
+                    }
+                    let _ = tokio::fs::remove_file(&tgz).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot download build cache"),
+            }
+        }
+
+        let built = self.build(req, c).await?;
+
+        self.log(&req.app_id, "-----> Uploading droplet");
+        let size = built.droplet.len();
+        crate::http::upload(&self.http, &req.droplet_upload_uri, built.droplet.clone()).await?;
+        self.log(
+            &req.app_id,
+            &format!(
+                "-----> Uploaded droplet ({:.1}M)",
+                size as f64 / 1_048_576.0
+            ),
+        );
+        if let Some(uri) = req.cache_upload_uri.as_deref().filter(|u| !u.is_empty()) {
+            let cd = cache.clone();
+            let tgz = tokio::task::spawn_blocking(move || {
+                crate::archive::tar_gz(Vec::new(), &[(".", &cd)], &[])
+            })
+            .await
+            .map_err(|e| DeaError::Staging(format!("cache tar task: {e}")))?;
+            match tgz {
+                Ok(bytes) => {
+                    if let Err(e) = crate::http::upload(&self.http, uri, bytes).await {
+                        tracing::warn!(error = %e, "cannot upload build cache");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot pack build cache"),
+            }
+        }
+        Ok(built)
+    }
+
+    /// Detect, compile, release and pack `<container>/app` into a droplet.
+    pub async fn build(&self, req: &StagingRequest, c: &Container) -> Result<Built> {
+        let app = c.root.join("app");
+        let cache = c.root.join("cache");
+        let bps = self.buildpacks_dir();
+        let requested = req
+            .buildpack
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let name = match requested {
+            Some(name) => {
+                buildpacks::path(&bps, name)
+                    .ok_or_else(|| DeaError::Staging(format!("buildpack {name} not found")))?;
+                name.to_string()
+            }
+            None => self.detect(req, c, &app).await?,
+        };
+        let bp = bps.join(&name);
+        self.log(&req.app_id, &format!("-----> Using buildpack {name}"));
+
+        let script = format!(
+            "{} {} {}",
+            shell_quote(&bp.join("bin/compile").display().to_string()),
+            q(&app),
+            q(&cache)
+        );
+        let out = self.step(req, c, script).await?;
+        if !out.exit.success() {
+            let tail: Vec<String> = out.tail.into_iter().collect();
+            return Err(DeaError::Staging(format!(
+                "BuildpackCompileFailed: {}",
+                tail.join("\n")
+            )));
+        }
+
+        let script = format!(
+            "{} {}",
+            shell_quote(&bp.join("bin/release").display().to_string()),
+            q(&app)
+        );
+        let out = self.step(req, c, script).await?;
+        if !out.exit.success() {
+            return Err(DeaError::Staging(format!(
+                "BuildpackReleaseFailed: {}",
+                out.exit.description()
+            )));
+        }
+        let release = buildpacks::release_web(&out.stdout.join("\n"))?;
+        let procfile = tokio::fs::read_to_string(app.join("Procfile"))
+            .await
+            .ok()
+            .and_then(|t| buildpacks::procfile_web(&t));
+        let start_command = buildpacks::choose_start_command(
+            req.start_command.as_deref(),
+            procfile.as_deref(),
+            release.as_deref(),
+        )
+        .ok_or_else(|| DeaError::Staging(NO_START_COMMAND.into()))?;
+
+        let info = proto::droplet::StagingInfo {
+            detected_buildpack: name.clone(),
+            start_command: start_command.clone(),
+        };
+        let root = c.root.clone();
+        let droplet = tokio::task::spawn_blocking(move || {
+            crate::archive::tar_gz(
+                Vec::new(),
+                &[(proto::droplet::APP_DIR, &root.join("app"))],
+                &[(proto::droplet::STAGING_INFO_FILE, info.to_yaml().as_bytes())],
+            )
+        })
+        .await
+        .map_err(|e| DeaError::Staging(format!("droplet tar task: {e}")))??;
+        let sha256 = crate::http::sha256_hex(&droplet);
+        Ok(Built {
+            buildpack: name,
+            start_command,
+            droplet,
+            sha256,
+        })
+    }
+
+    async fn detect(&self, req: &StagingRequest, c: &Container, app: &Path) -> Result<String> {
+        let bps = self.buildpacks_dir();
+        for b in buildpacks::BUILTINS.iter().filter(|b| b.detectable) {
+            let script = format!(
+                "{} {}",
+                shell_quote(&bps.join(b.name).join("bin/detect").display().to_string()),
+                q(app)
+            );
+            if self.step(req, c, script).await?.exit.success() {
+                return Ok(b.name.to_string());
+            }
+        }
+        if req
+            .start_command
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty())
+        {
+            return Ok(buildpacks::FALLBACK.to_string());
+        }
+        Err(DeaError::Staging(NO_APP_DETECTED.into()))
+    }
+
+    fn step_env(&self, req: &StagingRequest, c: &Container) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PATH".to_string(), host_path()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ];
+        env.extend(parse_env_list(&req.env));
+        env.extend([
+            ("HOME".to_string(), c.root.display().to_string()),
+            (
+                "TMPDIR".to_string(),
+                c.root.join("tmp").display().to_string(),
+            ),
+            ("MEMORY_LIMIT".to_string(), format!("{}m", req.memory_mb)),
+            ("CF_STACK".to_string(), req.stack.clone()),
+        ]);
+        env
+    }
+
+    /// Runs one buildpack script, streaming its lines as STG logs.
+    async fn step(
+        &self,
+        req: &StagingRequest,
+        c: &Container,
+        script: String,
+    ) -> Result<StepOutput> {
+        let spec = ProcessSpec {
+            script,
+            env: self.step_env(req, c),
+            cwd: c.root.join("app"),
+        };
+        let sp = self.backend.spawn(c, spec).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        spawn_line_reader(sp.stdout, LogStream::Stdout, tx.clone());
+        spawn_line_reader(sp.stderr, LogStream::Stderr, tx);
+        let wait = sp.wait;
+        let run = async {
+            let mut stdout = Vec::new();
+            let mut tail = VecDeque::new();
+            while let Some((stream, line)) = rx.recv().await {
+                self.outbox
+                    .log(&req.app_id, LogSource::Stg, None, stream, &line);
+                if stream == LogStream::Stdout {
+                    stdout.push(line.clone());
+                }
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            let exit = wait.await?;
+            Ok::<_, DeaError>(StepOutput { exit, stdout, tail })
+        };
+        match tokio::time::timeout(self.step_timeout, run).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = self.backend.stop(c, Duration::from_secs(1)).await;
+                Err(DeaError::Staging(format!(
+                    "staging timed out after {}s",
+                    self.step_timeout.as_secs()
+                )))
+            }
+        }
+    }
+}
+
+fn q(p: &Path) -> String {
+    shell_quote(&p.display().to_string())
+}
+
+/// The DEA's own PATH (the host's runtimes), or a sane default.
+pub fn host_path() -> String {
+    std::env::var("PATH")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizes_ids() {
+        assert_eq!(sanitize("../a b"), "___a_b");
+        assert_eq!(sanitize("ab-1_2"), "ab-1_2");
+    }
+}

@@ -1,0 +1,257 @@
+//! Real staging of a small python app with the real buildpack scripts, then
+//! the droplet runs with the process backend and answers HTTP on its PORT.
+//! Blobs are served by a tiny in-test HTTP server; NATS is not needed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dea::backend::Backend;
+use dea::instances::Agent;
+use dea::outbox::Outbox;
+use dea::staging::Stager;
+use proto::{InstanceState, StagingRequest, StartRequest, StopRequest};
+
+mod common;
+use common::{blob_server, http_get, zip_dir, APP_PY};
+
+fn staging_request(
+    base: &str,
+    id: &str,
+    buildpack: Option<&str>,
+    start: Option<&str>,
+) -> StagingRequest {
+    StagingRequest {
+        staging_id: id.into(),
+        app_id: "app-1".into(),
+        stack: "host".into(),
+        buildpack: buildpack.map(str::to_string),
+        env: vec![],
+        memory_mb: 256,
+        disk_mb: 1024,
+        package_uri: format!("{base}/package/{id}?signature=x"),
+        droplet_upload_uri: format!("{base}/droplet/{id}"),
+        cache_download_uri: Some(format!("{base}/cache/{id}")),
+        cache_upload_uri: Some(format!("{base}/cache/{id}")),
+        start_command: start.map(str::to_string),
+    }
+}
+
+fn stager(
+    state: &Path,
+    backend: Arc<dyn Backend>,
+) -> (
+    Stager,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+) {
+    dea::agent::prepare_state_dir(state).expect("prepare");
+    let (outbox, rx) = Outbox::channel();
+    let s = Stager {
+        backend,
+        outbox,
+        http: reqwest::Client::new(),
+        state_dir: state.to_path_buf(),
+        step_timeout: Duration::from_secs(120),
+    };
+    (s, rx)
+}
+
+#[tokio::test]
+async fn stages_a_python_app_and_runs_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let (base, blobs) = blob_server().await;
+    blobs.lock().expect("lock").insert(
+        "/package/s1".into(),
+        zip_dir(&[
+            ("app.py", APP_PY),
+            ("requirements.txt", "# nothing\n"),
+            ("../escape.txt", "x"),
+        ]),
+    );
+    let backend = dea::backend::by_name("process").expect("backend");
+    let (stager, mut logs) = stager(&state, backend.clone());
+
+    let resp = stager
+        .handle(staging_request(&base, "s1", None, None))
+        .await;
+    assert_eq!(resp.error, None);
+    assert_eq!(resp.detected_buildpack.as_deref(), Some("python"));
+    assert_eq!(resp.start_command.as_deref(), Some("python3 app.py"));
+    assert!(!tmp.path().join("escape.txt").exists() && !state.join("staging/escape.txt").exists());
+    assert!(!state.join("staging/s1").exists(), "staging dir cleaned");
+    let droplet = blobs
+        .lock()
+        .expect("lock")
+        .get("/droplet/s1")
+        .cloned()
+        .expect("droplet uploaded");
+    assert_eq!(
+        resp.droplet_sha256.as_deref(),
+        Some(dea::http::sha256_hex(&droplet).as_str())
+    );
+    assert!(
+        blobs.lock().expect("lock").contains_key("/cache/s1"),
+        "cache uploaded"
+    );
+    let mut lines = Vec::new();
+    while let Ok((subject, bytes)) = logs.try_recv() {
+        assert_eq!(subject, "logs.app-1");
+        let m: proto::LogMessage = serde_json::from_slice(&bytes).expect("log");
+        assert_eq!(m.source, proto::LogSource::Stg);
+        lines.push(m.line);
+    }
+    for want in [
+        "-----> Downloading app package",
+        "-----> Python app detected",
+        "-----> Uploading droplet",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "missing {want:?} in {lines:?}"
+        );
+    }
+
+    // Run it.
+    let cfg = dea::Config {
+        id: "dea-t".into(),
+        state_dir: state.clone(),
+        ..dea::Config::default()
+    };
+    let (outbox, mut out) = Outbox::channel();
+    let agent = Agent::new(cfg, backend, outbox);
+    let req: StartRequest = serde_json::from_value(serde_json::json!({
+        "app_id": "app-1", "app_name": "web", "version": "v1", "index": 3,
+        "droplet_uri": format!("{base}/droplet/s1"), "droplet_sha256": resp.droplet_sha256,
+        "uris": ["web.localhost"], "limits": {"memory_mb": 128, "disk_mb": 512, "fds": 100},
+        "health_check": {"type": "http", "timeout_s": 30, "endpoint": "/"},
+        "start_command": "", "stack": "host"
+    }))
+    .expect("req");
+    let id = agent.start(req);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while agent.state_of(&id) != Some(InstanceState::Running) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not running: {:?}",
+            agent.state_of(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found = agent
+        .find(&proto::FindDropletRequest {
+            app_id: "app-1".into(),
+            include_stats: true,
+            ..Default::default()
+        })
+        .await;
+    let port = found[0].port;
+    let stats = found[0].stats.expect("stats");
+    assert!(stats.mem > 0 && stats.disk > 0, "{stats:?}");
+    let body = http_get(port).await.expect("http");
+    assert!(body.ends_with("hello from index 3"), "{body}");
+
+    let dir = state.join("instances").join(&id);
+    assert!(dir.exists());
+    agent
+        .stop_matching(&StopRequest {
+            app_id: "app-1".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(agent.state_of(&id), None);
+    assert!(!dir.exists());
+    assert!(
+        http_get(port).await.is_none(),
+        "app still answering after stop"
+    );
+    let mut app_lines = Vec::new();
+    while let Ok((subject, bytes)) = out.try_recv() {
+        if subject == "logs.app-1" {
+            let m: proto::LogMessage = serde_json::from_slice(&bytes).expect("log");
+            app_lines.push(m.line);
+        }
+    }
+    assert!(
+        app_lines.iter().any(|l| l.starts_with("listening on")),
+        "{app_lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn staging_errors_are_reported() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let (base, blobs) = blob_server().await;
+    let backend = dea::backend::by_name("process").expect("backend");
+    let (stager, _logs) = stager(&state, backend);
+    {
+        let mut b = blobs.lock().expect("lock");
+        b.insert("/package/none".into(), zip_dir(&[("README", "hi")]));
+        b.insert("/package/bin".into(), zip_dir(&[("run.sh", "echo hi")]));
+        b.insert(
+            "/package/procfile".into(),
+            zip_dir(&[("Procfile", "web: ./server --port $PORT\n")]),
+        );
+        b.insert("/package/lib".into(), zip_dir(&[("setup.py", "")]));
+        b.insert(
+            "/package/bad".into(),
+            zip_dir(&[(
+                "requirements.txt",
+                "this-package-does-not-exist-anywhere==0.0.0\n",
+            )]),
+        );
+    }
+    let r = stager
+        .handle(staging_request(&base, "none", None, None))
+        .await;
+    assert_eq!(r.error.as_deref(), Some(dea::staging::NO_APP_DETECTED));
+    let r = stager
+        .handle(staging_request(&base, "none", Some("ruby"), None))
+        .await;
+    assert_eq!(r.error.as_deref(), Some("buildpack ruby not found"));
+    let r = stager
+        .handle(staging_request(&base, "bin", Some("binary"), None))
+        .await;
+    assert_eq!(r.error.as_deref(), Some(dea::staging::NO_START_COMMAND));
+    let r = stager
+        .handle(staging_request(
+            &base,
+            "bin",
+            Some("binary"),
+            Some("bash run.sh"),
+        ))
+        .await;
+    assert_eq!(
+        (r.error, r.start_command.as_deref()),
+        (None, Some("bash run.sh"))
+    );
+    let r = stager
+        .handle(staging_request(&base, "bin", None, Some("bash run.sh")))
+        .await;
+    assert_eq!(r.detected_buildpack.as_deref(), Some("binary"));
+    let r = stager
+        .handle(staging_request(&base, "procfile", None, None))
+        .await;
+    assert_eq!(
+        (r.detected_buildpack.as_deref(), r.start_command.as_deref()),
+        (Some("binary"), Some("./server --port $PORT"))
+    );
+    let r = stager
+        .handle(staging_request(&base, "lib", None, None))
+        .await;
+    assert_eq!(r.error.as_deref(), Some(dea::staging::NO_START_COMMAND));
+    let r = stager
+        .handle(staging_request(&base, "missing", None, None))
+        .await;
+    assert!(r.error.is_some());
+    let r = stager
+        .handle(staging_request(&base, "bad", None, Some("x")))
+        .await;
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("BuildpackCompileFailed: ")),
+        "{r:?}"
+    );
+}

@@ -1,0 +1,564 @@
+//! Helpers shared by the commands: target context, app lookup, staging,
+//! routes, waiting for instances, the `cf app` view.
+
+use crate::client::Client;
+use crate::config::{cf_home, Config, Target};
+use crate::error::{CliError, Result};
+use crate::format::{since, AppView, InstanceView, ProcessView};
+use crate::models::{App, Build, Domain, Droplet, Job, Process, ProcessStat, Route};
+use futures_util::StreamExt;
+use proto::{LogMessage, LogSource};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// A client plus the targeted org, space and user.
+pub struct Ctx {
+    pub client: Client,
+    pub org: Target,
+    pub space: Target,
+    pub user: String,
+}
+
+pub fn client() -> Result<Client> {
+    let home = cf_home();
+    Client::new(Config::load(&home)?, home)
+}
+
+impl Ctx {
+    pub fn load() -> Result<Ctx> {
+        let client = client()?;
+        let (org, space, user) = client.config().target()?;
+        Ok(Ctx {
+            client,
+            org,
+            space,
+            user,
+        })
+    }
+
+    /// `in org O / space S as U`
+    pub fn where_(&self) -> String {
+        format!(
+            "in org {} / space {} as {}",
+            self.org.name, self.space.name, self.user
+        )
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn find_app_opt(ctx: &Ctx, name: &str) -> Result<Option<App>> {
+    let apps: Vec<App> = ctx
+        .client
+        .list(&format!(
+            "/v3/apps?names={}&space_guids={}",
+            enc(name),
+            ctx.space.guid
+        ))
+        .await?;
+    Ok(apps.into_iter().find(|a| a.name == name))
+}
+
+pub async fn find_app(ctx: &Ctx, name: &str) -> Result<App> {
+    find_app_opt(ctx, name)
+        .await?
+        .ok_or_else(|| CliError::AppNotFound(name.to_string()))
+}
+
+pub async fn processes(ctx: &Ctx, app_guid: &str) -> Result<Vec<Process>> {
+    ctx.client
+        .list(&format!("/v3/apps/{app_guid}/processes"))
+        .await
+}
+
+pub async fn web_process(ctx: &Ctx, app_guid: &str) -> Result<Process> {
+    processes(ctx, app_guid)
+        .await?
+        .into_iter()
+        .find(|p| p.kind == "web")
+        .ok_or_else(|| CliError::other("The app has no web process."))
+}
+
+pub async fn stats(ctx: &Ctx, process_guid: &str) -> Result<Vec<ProcessStat>> {
+    let v: crate::models::List<ProcessStat> = ctx
+        .client
+        .get(&format!("/v3/processes/{process_guid}/stats"))
+        .await?;
+    Ok(v.resources)
+}
+
+pub async fn domains(ctx: &Ctx) -> Result<Vec<Domain>> {
+    ctx.client.list("/v3/domains").await
+}
+
+/// The org's default domain, else the first non-internal domain.
+pub async fn default_domain(ctx: &Ctx) -> Result<Domain> {
+    if let Ok(Some(d)) = ctx
+        .client
+        .get_opt::<Domain>(&format!(
+            "/v3/organizations/{}/domains/default",
+            ctx.org.guid
+        ))
+        .await
+    {
+        if !d.guid.is_empty() {
+            return Ok(d);
+        }
+    }
+    domains(ctx)
+        .await?
+        .into_iter()
+        .find(|d| !d.internal)
+        .ok_or_else(|| CliError::other("No domains available. The platform has no shared domain."))
+}
+
+pub async fn app_routes(ctx: &Ctx, app_guid: &str) -> Result<Vec<Route>> {
+    ctx.client
+        .list(&format!("/v3/apps/{app_guid}/routes"))
+        .await
+}
+
+/// Route URLs for display (domain names looked up only when `url` is absent).
+pub async fn route_urls(ctx: &Ctx, routes: &[Route]) -> Result<Vec<String>> {
+    let need_domains = routes.iter().any(|r| r.url.is_empty());
+    let doms = if need_domains {
+        domains(ctx).await?
+    } else {
+        vec![]
+    };
+    Ok(routes
+        .iter()
+        .map(|r| {
+            let d = doms
+                .iter()
+                .find(|d| d.guid == r.domain_guid())
+                .map(|d| d.name.as_str())
+                .unwrap_or("");
+            r.display_url(d)
+        })
+        .collect())
+}
+
+pub async fn find_route(
+    ctx: &Ctx,
+    host: &str,
+    domain: &Domain,
+    path: &str,
+) -> Result<Option<Route>> {
+    let mut q = format!("/v3/routes?domain_guids={}", domain.guid);
+    if !host.is_empty() {
+        q.push_str(&format!("&hosts={}", enc(host)));
+    }
+    if !path.is_empty() {
+        q.push_str(&format!("&paths={}", enc(path)));
+    }
+    let routes: Vec<Route> = ctx.client.list(&q).await?;
+    Ok(routes.into_iter().find(|r| {
+        r.host == host
+            && r.domain_guid() == domain.guid
+            && r.path.trim_end_matches('/') == path.trim_end_matches('/')
+    }))
+}
+
+/// Make sure the route exists and sends to `app_guid`. Returns the URL.
+pub async fn ensure_route(
+    ctx: &Ctx,
+    host: &str,
+    domain: &Domain,
+    path: &str,
+    app_guid: &str,
+) -> Result<String> {
+    let route = match find_route(ctx, host, domain, path).await? {
+        Some(r) => r,
+        None => {
+            let mut body = json!({
+                "host": host,
+                "relationships": {"space": {"data": {"guid": ctx.space.guid}}, "domain": {"data": {"guid": domain.guid}}}
+            });
+            if !path.is_empty() {
+                body["path"] = json!(path);
+            }
+            ctx.client.post::<Route>("/v3/routes", body).await?
+        }
+    };
+    if !route.destinations.iter().any(|d| d.app.guid == app_guid) {
+        let _: Value = ctx
+            .client
+            .post(
+                &format!("/v3/routes/{}/destinations", route.guid),
+                json!({"destinations": [{"app": {"guid": app_guid}}]}),
+            )
+            .await?;
+    }
+    Ok(route.display_url(&domain.name))
+}
+
+/// Read an ndjson log stream, calling `f` for each message (empty lines and
+/// malformed lines are skipped). Returns when the stream ends.
+pub async fn read_log_stream(resp: reqwest::Response, mut f: impl FnMut(LogMessage)) -> Result<()> {
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            if let Ok(m) = serde_json::from_slice::<LogMessage>(&line) {
+                f(m);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Create a build for `package_guid`, print the STG lines of the log stream
+/// (opened first), wait for STAGED/FAILED and return the droplet guid.
+pub async fn stage(ctx: &Ctx, app_guid: &str, package_guid: &str) -> Result<String> {
+    println!("\nStaging app and tracing logs...");
+    let logs = match ctx
+        .client
+        .stream(&format!("/v3/apps/{app_guid}/logs/stream"))
+        .await
+    {
+        Ok(resp) => Some(tokio::spawn(read_log_stream(resp, |m| {
+            if m.source == LogSource::Stg {
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "   {}", m.line.trim_end_matches(['\n', '\r']));
+                let _ = out.flush();
+            }
+        }))),
+        Err(e) => {
+            eprintln!("Warning: could not stream staging logs: {e}");
+            None
+        }
+    };
+    let result = poll_build(ctx, package_guid).await;
+    if let Some(task) = logs {
+        // Let lines already in flight arrive, then stop reading.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        task.abort();
+    }
+    result
+}
+
+async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
+    let build: Build = ctx
+        .client
+        .post("/v3/builds", json!({"package": {"guid": package_guid}}))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(env_secs("CF_STAGING_TIMEOUT", 900));
+    let mut b = build;
+    loop {
+        match b.state.as_str() {
+            "STAGED" => {
+                return b
+                    .droplet
+                    .map(|d| d.guid)
+                    .filter(|g| !g.is_empty())
+                    .ok_or_else(|| CliError::other("The build is staged but has no droplet."))
+            }
+            "FAILED" => {
+                return Err(CliError::other(format!(
+                    "Error staging application: {}",
+                    b.error.unwrap_or_else(|| "unknown error".into())
+                )))
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::other(
+                "Error staging application: staging timed out",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b = ctx.client.get(&format!("/v3/builds/{}", b.guid)).await?;
+    }
+}
+
+pub fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn state_rank(s: &str) -> u8 {
+    match s {
+        "RUNNING" => 4,
+        "STARTING" => 3,
+        "CRASHED" => 2,
+        _ => 1,
+    }
+}
+
+/// Best state per index `0..instances`: (running, starting, crashed, down).
+pub fn count_states(instances: u32, stats: &[ProcessStat]) -> (u32, u32, u32, u32) {
+    let mut c = (0, 0, 0, 0);
+    for i in 0..instances {
+        let best = stats
+            .iter()
+            .filter(|s| s.index == i)
+            .map(|s| s.state.to_ascii_uppercase())
+            .max_by_key(|s| state_rank(s));
+        match best.as_deref() {
+            Some("RUNNING") => c.0 += 1,
+            Some("STARTING") => c.1 += 1,
+            Some("CRASHED") => c.2 += 1,
+            _ => c.3 += 1,
+        }
+    }
+    c
+}
+
+pub fn progress_line(
+    instances: u32,
+    (running, starting, crashed, down): (u32, u32, u32, u32),
+) -> String {
+    let mut s = format!("{running} of {instances} running");
+    for (n, what) in [(starting, "starting"), (crashed, "crashed"), (down, "down")] {
+        if n > 0 {
+            s.push_str(&format!(", {n} {what}"));
+        }
+    }
+    s
+}
+
+/// Poll the web process until every instance runs. Fails when all instances
+/// stay crashed for a few seconds or after `CF_STARTUP_TIMEOUT` seconds (60).
+pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
+    println!("Waiting for app {} to start...\n", app.name);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(env_secs("CF_STARTUP_TIMEOUT", 60));
+    let mut last = String::new();
+    let mut all_crashed_since: Option<Instant> = None;
+    let fail = |why: &str| {
+        CliError::other(format!(
+            "{why}\n\nTIP: use 'cf logs {} --recent' for more information",
+            app.name
+        ))
+    };
+    loop {
+        let p = web_process(ctx, &app.guid).await?;
+        if p.instances == 0 {
+            return Ok(());
+        }
+        let st = stats(ctx, &p.guid).await.unwrap_or_default();
+        let counts = count_states(p.instances, &st);
+        let line = progress_line(p.instances, counts);
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if counts.0 == p.instances {
+            println!();
+            return Ok(());
+        }
+        if counts.2 == p.instances {
+            let since = *all_crashed_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(3)
+                && started.elapsed() > Duration::from_secs(3)
+            {
+                return Err(fail(&format!(
+                    "Start unsuccessful: all instances of app {} crashed",
+                    app.name
+                )));
+            }
+        } else {
+            all_crashed_since = None;
+        }
+        if Instant::now() > deadline {
+            return Err(fail(&format!(
+                "Start app timeout: app {} did not start within {} seconds",
+                app.name,
+                (deadline - started).as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Everything the `cf app` block shows.
+pub async fn app_view(ctx: &Ctx, app: &App, with_stats: bool) -> Result<AppView> {
+    let routes = app_routes(ctx, &app.guid).await?;
+    let urls = route_urls(ctx, &routes).await?;
+    let droplet: Option<Droplet> = ctx
+        .client
+        .get_opt(&format!("/v3/apps/{}/droplets/current", app.guid))
+        .await
+        .unwrap_or(None);
+    let now = chrono::Utc::now();
+    let mut views = Vec::new();
+    for p in processes(ctx, &app.guid).await? {
+        let st = if with_stats {
+            stats(ctx, &p.guid).await.unwrap_or_default()
+        } else {
+            vec![]
+        };
+        let mut stats: Vec<InstanceView> = st
+            .iter()
+            .map(|s| InstanceView {
+                index: s.index,
+                state: s.state.clone(),
+                since: if s.uptime > 0 || s.state == "RUNNING" {
+                    since(now, s.uptime)
+                } else {
+                    String::new()
+                },
+                cpu: s.usage.cpu,
+                mem: s.usage.mem,
+                mem_quota: s.mem_quota.unwrap_or(p.memory_in_mb << 20),
+                disk: s.usage.disk,
+                disk_quota: s.disk_quota.unwrap_or(p.disk_in_mb << 20),
+                details: s.details.clone().filter(|d| !d.is_empty()),
+            })
+            .collect();
+        stats.sort_by_key(|s| s.index);
+        let command = p
+            .command
+            .clone()
+            .filter(|c| !c.is_empty())
+            .or_else(|| {
+                droplet
+                    .as_ref()
+                    .and_then(|d| d.process_types.get(&p.kind).cloned())
+            })
+            .unwrap_or_default();
+        views.push(ProcessView {
+            kind: p.kind.clone(),
+            instances: p.instances,
+            memory_mb: p.memory_in_mb,
+            disk_mb: p.disk_in_mb,
+            command,
+            stats,
+        });
+    }
+    views.sort_by_key(|p| p.kind != "web");
+    let buildpacks = match &droplet {
+        Some(d) if !d.buildpacks.is_empty() => {
+            d.buildpacks.iter().map(|b| b.name.clone()).collect()
+        }
+        _ => app.lifecycle.data.buildpacks.clone(),
+    };
+    Ok(AppView {
+        name: app.name.clone(),
+        state: app.state.clone(),
+        routes: urls,
+        last_uploaded: droplet
+            .as_ref()
+            .map(|d| d.created_at.clone())
+            .filter(|s| !s.is_empty()),
+        stack: droplet
+            .as_ref()
+            .and_then(|d| d.stack.clone())
+            .or_else(|| app.lifecycle.data.stack.clone())
+            .unwrap_or_default(),
+        buildpacks,
+        processes: views,
+    })
+}
+
+pub async fn print_app(ctx: &Ctx, app_guid: &str) -> Result<()> {
+    let app: App = ctx.client.get(&format!("/v3/apps/{app_guid}")).await?;
+    let view = app_view(ctx, &app, true).await?;
+    print!("{}", crate::format::app_block(&view));
+    Ok(())
+}
+
+/// Wait for a job (from a 202's Location) to finish.
+pub async fn wait_job(ctx: &Ctx, location: Option<String>) -> Result<()> {
+    let Some(loc) = location else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job: Job = ctx.client.get(&loc).await?;
+        match job.state.as_str() {
+            "COMPLETE" => return Ok(()),
+            "FAILED" => {
+                let detail = job
+                    .errors
+                    .first()
+                    .and_then(|e| e.get("detail"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("job failed")
+                    .to_string();
+                return Err(CliError::other(detail));
+            }
+            _ if Instant::now() > deadline => {
+                return Err(CliError::other("Timed out waiting for the job to complete"))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// Ask `prompt [yN]:` on stdout and read one line from stdin (also when it is
+/// not a terminal, so `echo y | cf delete app` works; EOF means no).
+pub fn confirm(prompt: &str) -> bool {
+    print!("{prompt} [yN]: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => {
+            println!();
+            false
+        }
+        Ok(_) => {
+            if !stdin_is_tty() {
+                println!();
+            }
+            matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        }
+    }
+}
+
+pub fn stdin_is_tty() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+pub fn ok() {
+    println!("OK");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(index: u32, state: &str) -> ProcessStat {
+        ProcessStat {
+            index,
+            state: state.into(),
+            ..ProcessStat::default()
+        }
+    }
+
+    #[test]
+    fn counts_best_state_per_index() {
+        let s = vec![
+            st(0, "RUNNING"),
+            st(1, "STARTING"),
+            st(1, "CRASHED"),
+            st(2, "CRASHED"),
+        ];
+        assert_eq!(count_states(4, &s), (1, 1, 1, 1));
+        assert_eq!(
+            progress_line(4, count_states(4, &s)),
+            "1 of 4 running, 1 starting, 1 crashed, 1 down"
+        );
+        assert_eq!(progress_line(3, (0, 3, 0, 0)), "0 of 3 running, 3 starting");
+    }
+
+    #[test]
+    fn url_encoding() {
+        assert_eq!(enc("my app/x"), "my%20app%2Fx");
+        assert_eq!(enc("a-b_c.d"), "a-b_c.d");
+    }
+}

@@ -1,0 +1,452 @@
+//! `cf dev start|stop|status`: the whole platform as local processes.
+
+use crate::config::cf_home;
+use crate::devenv::{self as d, DevState, Layout, COMPONENTS};
+use crate::error::{CliError, Result};
+use crate::format::table;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DevCommand {
+    /// Start nats-server and every component in the background
+    Start(StartArgs),
+    /// Stop everything `cf dev start` started
+    Stop(DirArgs),
+    /// Show the components' processes and health
+    Status(DirArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DirArgs {
+    /// State directory (default $CF_HOME/.cfdev or $HOME/.cfdev)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// State directory (default $CF_HOME/.cfdev or $HOME/.cfdev)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Router port on 127.0.0.1
+    #[arg(long, default_value_t = 8080)]
+    pub router_port: u16,
+}
+
+fn layout(dir: Option<PathBuf>) -> Result<Layout> {
+    let dir = dir.unwrap_or_else(|| cf_home().join(".cfdev"));
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        std::env::current_dir()
+            .map_err(|e| CliError::io("current directory", e))?
+            .join(dir)
+    };
+    Ok(Layout::new(dir))
+}
+
+pub async fn run(cmd: DevCommand) -> Result<()> {
+    match cmd {
+        DevCommand::Start(a) => start(layout(a.dir)?, a.router_port).await,
+        DevCommand::Stop(a) => stop(&layout(a.dir)?).await,
+        DevCommand::Status(a) => status(&layout(a.dir)?).await,
+    }
+}
+
+fn load_state(l: &Layout) -> DevState {
+    std::fs::read(l.state())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn running(l: &Layout) -> Vec<(&'static str, Option<i32>)> {
+    COMPONENTS
+        .iter()
+        .map(|c| (*c, d::read_pid(l, c).filter(|p| d::is_alive(*p, c))))
+        .collect()
+}
+
+fn print_summary(l: &Layout, st: &DevState) {
+    println!("API endpoint:   {}", st.api_url);
+    println!(
+        "apps domain:    localhost (apps answer at http://<app>.localhost:{})",
+        st.router_port
+    );
+    println!("logs:           {}", l.logs().display());
+    println!(
+        "\nLog in with:\n  cf login -a {} -u admin -p admin",
+        st.api_url
+    );
+}
+
+/// Processes started so far; stopped again (reverse order) on failure.
+struct Started {
+    layout: Layout,
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Started {
+    fn fail(&mut self, component: &str, why: String) -> CliError {
+        let log = self.layout.log(component);
+        let msg = format!(
+            "{component} failed to start: {why}\n\nLast 20 lines of {}:\n{}",
+            log.display(),
+            d::tail(&log, 20)
+        );
+        eprintln!("Stopping the components started so far...");
+        while let Some((name, mut child)) = self.children.pop() {
+            let pid = child.id() as i32;
+            d::signal(pid, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                d::signal(pid, libc::SIGKILL);
+            }
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.layout.pid(name));
+        }
+        kill_leftovers(&self.layout);
+        CliError::Other(msg)
+    }
+
+    /// Error if the child already exited.
+    fn exited(&mut self, component: &str) -> Option<String> {
+        let (_, child) = self.children.iter_mut().find(|(n, _)| *n == component)?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(format!("the process exited ({status})")),
+            _ => None,
+        }
+    }
+}
+
+async fn http_ok(client: &reqwest::Client, url: &str, host: Option<&str>) -> bool {
+    let mut rb = client.get(url).timeout(Duration::from_secs(2));
+    if let Some(h) = host {
+        rb = rb.header(reqwest::header::HOST, h);
+    }
+    matches!(rb.send().await, Ok(r) if r.status() == reqwest::StatusCode::OK)
+}
+
+fn read_addr(l: &Layout, c: &str) -> Option<String> {
+    let s = std::fs::read_to_string(l.addr(c)).ok()?;
+    let s = s.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Poll `check` until it yields, the child exits, or the deadline passes.
+async fn wait_ready<T, F, Fut>(
+    started: &mut Started,
+    component: &str,
+    secs: u64,
+    what: &str,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if let Some(why) = started.exited(component) {
+            return Err(started.fail(component, why));
+        }
+        if Instant::now() > deadline {
+            return Err(started.fail(component, format!("not ready after {secs}s ({what})")));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn start(l: Layout, router_port: u16) -> Result<()> {
+    l.create()?;
+    let live = running(&l);
+    let alive: Vec<_> = live.iter().filter(|(_, p)| p.is_some()).collect();
+    if !alive.is_empty() {
+        if alive.len() == COMPONENTS.len() {
+            println!(
+                "The platform is already running (dir {}).\n",
+                l.dir.display()
+            );
+            print_summary(&l, &load_state(&l));
+            return Ok(());
+        }
+        let names: Vec<&str> = alive.iter().map(|(n, _)| *n).collect();
+        return Err(CliError::other(format!(
+            "The platform is partially running ({}). Run 'cf dev stop --dir {}' first.",
+            names.join(", "),
+            l.dir.display()
+        )));
+    }
+    for c in COMPONENTS {
+        let _ = std::fs::remove_file(l.pid(c));
+    }
+    let bins: Vec<PathBuf> = COMPONENTS
+        .iter()
+        .map(|c| d::find_binary(c))
+        .collect::<Result<_>>()?;
+    if std::net::TcpListener::bind(("127.0.0.1", router_port)).is_err() {
+        return Err(CliError::other(format!(
+            "Port {router_port} on 127.0.0.1 is in use; choose another with --router-port PORT."
+        )));
+    }
+    for c in [
+        "cloud-controller",
+        "router",
+        "router-admin",
+        "dea",
+        "health-manager",
+    ] {
+        let _ = std::fs::remove_file(l.addr(c));
+    }
+    println!("Starting the platform in {}...", l.dir.display());
+    let nats_port = d::free_port()?;
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let write = |c: &str, text: String| {
+        let p = l.config(c);
+        std::fs::write(&p, text).map_err(|e| CliError::io(format!("writing {}", p.display()), e))
+    };
+    write("cloud-controller", d::cc_config(&l, &nats_url, &token))?;
+    write("router", d::router_config(&l, &nats_url, router_port))?;
+    write("dea", d::dea_config(&l, &nats_url))?;
+    let http = crate::client::http_client()?;
+    let mut st = Started {
+        layout: l.clone(),
+        children: vec![],
+    };
+    let cfg_args = |c: &str| vec!["--config".to_string(), l.config(c).display().to_string()];
+
+    // nats
+    let nats_args = [
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &nats_port.to_string(),
+        "-js",
+        "-sd",
+        &l.dir.join("nats").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>();
+    st.children
+        .push(("nats", d::spawn(&l, "nats", &bins[0], &nats_args)?));
+    wait_ready(&mut st, "nats", 20, "TCP connect", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", nats_port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await?;
+    println!("  nats-server        ready on {nats_url}");
+
+    // cloud controller
+    st.children.push((
+        "cloud-controller",
+        d::spawn(
+            &l,
+            "cloud-controller",
+            &bins[1],
+            &cfg_args("cloud-controller"),
+        )?,
+    ));
+    let cc_addr = wait_ready(
+        &mut st,
+        "cloud-controller",
+        90,
+        "addr_file, then GET / = 200",
+        || {
+            let (l, http) = (l.clone(), http.clone());
+            async move {
+                let a = read_addr(&l, "cloud-controller")?;
+                http_ok(&http, &format!("http://{a}/"), None)
+                    .await
+                    .then_some(a)
+            }
+        },
+    )
+    .await?;
+    println!("  cloud-controller   ready on http://{cc_addr}");
+
+    // router
+    st.children.push((
+        "router",
+        d::spawn(&l, "router", &bins[2], &cfg_args("router"))?,
+    ));
+    let admin = wait_ready(
+        &mut st,
+        "router",
+        30,
+        "addr_file, then admin /health = 200",
+        || {
+            let (l, http) = (l.clone(), http.clone());
+            async move {
+                read_addr(&l, "router")?;
+                let a = read_addr(&l, "router-admin")?;
+                http_ok(&http, &format!("http://{a}/health"), None)
+                    .await
+                    .then_some(a)
+            }
+        },
+    )
+    .await?;
+    println!("  router             ready on 127.0.0.1:{router_port} (admin {admin})");
+
+    // dea and health manager (started together)
+    write(
+        "health-manager",
+        d::hm_config(&l, &nats_url, &format!("http://{cc_addr}"), &token),
+    )?;
+    st.children
+        .push(("dea", d::spawn(&l, "dea", &bins[3], &cfg_args("dea"))?));
+    st.children.push((
+        "health-manager",
+        d::spawn(&l, "health-manager", &bins[4], &cfg_args("health-manager"))?,
+    ));
+    for c in ["dea", "health-manager"] {
+        wait_ready(&mut st, c, 30, "addr_file", || {
+            let l = l.clone();
+            async move { read_addr(&l, c) }
+        })
+        .await?;
+        println!("  {c:<18} ready");
+    }
+
+    // the API through the router
+    let api_url = format!("http://api.sys.localhost:{router_port}");
+    let host = format!("api.sys.localhost:{router_port}");
+    wait_ready(
+        &mut st,
+        "router",
+        60,
+        "api.sys.localhost did not answer through the router",
+        || {
+            let (http, host) = (http.clone(), host.clone());
+            async move {
+                http_ok(
+                    &http,
+                    &format!("http://127.0.0.1:{router_port}/"),
+                    Some(&host),
+                )
+                .await
+                .then_some(())
+            }
+        },
+    )
+    .await?;
+
+    let state = DevState {
+        router_port,
+        nats_port,
+        api_url,
+        cc_addr,
+        router_admin_addr: admin,
+    };
+    let body = serde_json::to_vec_pretty(&state).map_err(|e| CliError::other(e.to_string()))?;
+    std::fs::write(l.state(), body).map_err(|e| CliError::io("writing dev.json", e))?;
+    // The processes live on in their own sessions.
+    st.children.clear();
+    println!("\nOK\n");
+    print_summary(&l, &state);
+    Ok(())
+}
+
+fn kill_leftovers(l: &Layout) {
+    for pid in d::pids_with_cwd_under(&l.dir.join("dea")) {
+        d::signal(pid, libc::SIGKILL);
+    }
+}
+
+async fn stop(l: &Layout) -> Result<()> {
+    println!("Stopping the platform in {}...", l.dir.display());
+    let mut any = false;
+    for c in COMPONENTS.iter().rev() {
+        let Some(pid) = d::read_pid(l, c) else {
+            continue;
+        };
+        if d::is_alive(pid, c) {
+            any = true;
+            d::signal(pid, libc::SIGTERM);
+            let grace = if *c == "dea" { 25 } else { 10 };
+            let deadline = Instant::now() + Duration::from_secs(grace);
+            while d::is_alive(pid, c) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if d::is_alive(pid, c) {
+                d::signal(pid, libc::SIGKILL);
+                println!("  {c:<18} killed (pid {pid})");
+            } else {
+                println!("  {c:<18} stopped (pid {pid})");
+            }
+        }
+        let _ = std::fs::remove_file(l.pid(c));
+    }
+    kill_leftovers(l);
+    if !any {
+        println!("Nothing was running.");
+    }
+    println!("OK");
+    Ok(())
+}
+
+async fn status(l: &Layout) -> Result<()> {
+    let st = load_state(l);
+    let http = crate::client::http_client()?;
+    let mut rows = vec![vec![
+        "name".to_string(),
+        "pid".into(),
+        "state".into(),
+        "health".into(),
+    ]];
+    let live = running(l);
+    for (c, pid) in &live {
+        let health = match (pid, *c) {
+            (None, _) => "-".to_string(),
+            (Some(_), "nats") => ok_str(
+                tokio::net::TcpStream::connect(("127.0.0.1", st.nats_port))
+                    .await
+                    .is_ok(),
+            ),
+            (Some(_), "cloud-controller") => {
+                ok_str(http_ok(&http, &format!("http://{}/", st.cc_addr), None).await)
+            }
+            (Some(_), "router") => ok_str(
+                http_ok(
+                    &http,
+                    &format!("http://{}/health", st.router_admin_addr),
+                    None,
+                )
+                .await,
+            ),
+            (Some(_), other) => ok_str(read_addr(l, other).is_some()),
+        };
+        rows.push(vec![
+            c.to_string(),
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            if pid.is_some() {
+                "running".into()
+            } else {
+                "stopped".into()
+            },
+            health,
+        ]);
+    }
+    print!("{}", table(&rows));
+    if live.iter().all(|(_, p)| p.is_some()) && !st.api_url.is_empty() {
+        println!();
+        print_summary(l, &st);
+    }
+    Ok(())
+}
+
+fn ok_str(b: bool) -> String {
+    if b { "healthy" } else { "unhealthy" }.to_string()
+}

@@ -1,0 +1,103 @@
+//! `cf scale NAME [-i N] [-m M] [-k D] [-f]`.
+
+use super::common::{confirm, find_app, print_app, stdin_is_tty, wait_for_start, web_process, Ctx};
+use crate::error::{CliError, Result};
+use crate::format::kv;
+use crate::size::{format_mb, parse_mb};
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Name of the app
+    pub name: String,
+    /// Number of instances
+    #[arg(short = 'i')]
+    pub instances: Option<u32>,
+    /// Memory limit (e.g. 256M, 1024M, 1G)
+    #[arg(short = 'm')]
+    pub memory: Option<String>,
+    /// Disk limit (e.g. 256M, 1024M, 1G)
+    #[arg(short = 'k')]
+    pub disk: Option<String>,
+    /// Force restart of app without prompt
+    #[arg(short = 'f')]
+    pub force: bool,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let ctx = Ctx::load()?;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(parse_mb)
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let disk = args
+        .disk
+        .as_deref()
+        .map(parse_mb)
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let app = find_app(&ctx, &args.name).await?;
+    let web = web_process(&ctx, &app.guid).await?;
+    if args.instances.is_none() && memory.is_none() && disk.is_none() {
+        println!(
+            "Showing current scale of app {} {}...\n",
+            args.name,
+            ctx.where_()
+        );
+        print!(
+            "{}",
+            kv(
+                &[
+                    ("memory", format_mb(web.memory_in_mb)),
+                    ("disk", format_mb(web.disk_in_mb)),
+                    ("instances", web.instances.to_string())
+                ],
+                11
+            )
+        );
+        return Ok(());
+    }
+    let restart = (memory.is_some() || disk.is_some()) && app.state == "STARTED";
+    if restart
+        && !args.force
+        && stdin_is_tty()
+        && !confirm(&format!(
+            "This will cause the app to restart. Are you sure you want to scale {}?",
+            args.name
+        ))
+    {
+        println!("Scaling cancelled");
+        return Ok(());
+    }
+    println!("Scaling app {} {}...", args.name, ctx.where_());
+    let mut body = Map::new();
+    if let Some(i) = args.instances {
+        body.insert("instances".into(), json!(i));
+    }
+    if let Some(m) = memory {
+        body.insert("memory_in_mb".into(), json!(m));
+    }
+    if let Some(d) = disk {
+        body.insert("disk_in_mb".into(), json!(d));
+    }
+    let _: Value = ctx
+        .client
+        .post(
+            &format!("/v3/processes/{}/actions/scale", web.guid),
+            Value::Object(body),
+        )
+        .await?;
+    if restart {
+        println!("Stopping app...\nRestarting app...");
+        let _: Value = ctx
+            .client
+            .post(&format!("/v3/apps/{}/actions/restart", app.guid), json!({}))
+            .await?;
+        wait_for_start(&ctx, &app).await?;
+        return print_app(&ctx, &app.guid).await;
+    }
+    println!("OK");
+    Ok(())
+}

@@ -34,7 +34,10 @@ pub fn bin_dir() -> PathBuf {
 pub fn bin(name: &str) -> Result<PathBuf> {
     let p = bin_dir().join(name);
     if !p.exists() {
-        bail!("{} not found: run `cargo build --workspace --bins` first", p.display());
+        bail!(
+            "{} not found: run `cargo build --workspace --bins` first",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -95,11 +98,17 @@ impl Component {
 
     /// (Re)starts the process, appending to its log.
     pub fn start(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         let err = log.try_clone()?;
         let child = Command::new(&self.bin)
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -173,7 +182,11 @@ pub struct PlatformOptions {
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        PlatformOptions { deas: 1, health_manager: true, database_url: None }
+        PlatformOptions {
+            deas: 1,
+            health_manager: true,
+            database_url: None,
+        }
     }
 }
 
@@ -233,7 +246,9 @@ impl Platform {
         )?;
         let nats_addr: SocketAddr = format!("127.0.0.1:{nats_port}").parse()?;
         wait_for("nats-server", Duration::from_secs(10), || async move {
-            TcpStream::connect_timeout(&nats_addr, Duration::from_millis(200)).ok().map(|_| ())
+            TcpStream::connect_timeout(&nats_addr, Duration::from_millis(200))
+                .ok()
+                .map(|_| ())
         })
         .await?;
         let nats_url = format!("nats://127.0.0.1:{nats_port}");
@@ -254,7 +269,12 @@ impl Platform {
                 root.join("cc").display()
             ),
         )?;
-        let cc = Component::spawn("cloud-controller", bin("cloud-controller")?, config_args(&conf, "cc"), &logs)?;
+        let cc = Component::spawn(
+            "cloud-controller",
+            bin("cloud-controller")?,
+            config_args(&conf, "cc"),
+            &logs,
+        )?;
 
         // Router on port 0.
         let r_addr_file = root.join("router.addr");
@@ -267,7 +287,12 @@ impl Platform {
                 r_admin_file.display()
             ),
         )?;
-        let router = Component::spawn("router", bin("router")?, config_args(&conf, "router"), &logs)?;
+        let router = Component::spawn(
+            "router",
+            bin("router")?,
+            config_args(&conf, "router"),
+            &logs,
+        )?;
 
         let mut deas = Vec::new();
         for i in 0..opts.deas {
@@ -290,10 +315,19 @@ impl Platform {
         };
         std::fs::create_dir_all(&platform.cf_home)?;
 
-        platform.cc_addr = platform.wait_addr_file(&cc_addr_file, "cloud-controller").await?.parse()?;
+        platform.cc_addr = platform
+            .wait_addr_file(&cc_addr_file, "cloud-controller")
+            .await?
+            .parse()?;
         platform.wait_cc_ready().await?;
-        platform.router_addr = platform.wait_addr_file(&r_addr_file, "router").await?.parse()?;
-        platform.router_admin_addr = platform.wait_addr_file(&r_admin_file, "router admin").await?.parse()?;
+        platform.router_addr = platform
+            .wait_addr_file(&r_addr_file, "router")
+            .await?
+            .parse()?;
+        platform.router_admin_addr = platform
+            .wait_addr_file(&r_admin_file, "router admin")
+            .await?
+            .parse()?;
         for i in 0..platform.deas.len() {
             let f = root.join(format!("dea{i}.addr"));
             platform.wait_addr_file(&f, "dea").await?;
@@ -307,19 +341,30 @@ impl Platform {
                     root.join("hm.addr").display()
                 ),
             )?;
-            platform.hm = Some(Component::spawn("health-manager", bin("health-manager")?, config_args(&conf, "hm"), &logs)?);
-            platform.wait_addr_file(&root.join("hm.addr"), "health-manager").await?;
+            platform.hm = Some(Component::spawn(
+                "health-manager",
+                bin("health-manager")?,
+                config_args(&conf, "hm"),
+                &logs,
+            )?);
+            platform
+                .wait_addr_file(&root.join("hm.addr"), "health-manager")
+                .await?;
         }
         // The API is reachable through the router once the controller's route is known.
         let api = platform.api_url();
-        wait_for("api route through the router", Duration::from_secs(20), || {
-            let api = api.clone();
-            async move {
-                let c = http_client();
-                let r = c.get(&api).send().await.ok()?;
-                r.status().is_success().then_some(())
-            }
-        })
+        wait_for(
+            "api route through the router",
+            Duration::from_secs(20),
+            || {
+                let api = api.clone();
+                async move {
+                    let c = http_client();
+                    let r = c.get(&api).send().await.ok()?;
+                    r.status().is_success().then_some(())
+                }
+            },
+        )
         .await
         .map_err(|e| anyhow!("{e}\n{}", platform.logs_tail()))?;
         Ok(platform)
@@ -390,7 +435,14 @@ impl Platform {
     pub async fn cf_ok(&self, args: &[&str]) -> Result<CfOutput> {
         let out = self.cf(args).await?;
         if out.status != 0 {
-            bail!("cf {} exited {}:\n{}\n{}\n{}", args.join(" "), out.status, out.stdout, out.stderr, self.logs_tail());
+            bail!(
+                "cf {} exited {}:\n{}\n{}\n{}",
+                args.join(" "),
+                out.status,
+                out.stdout,
+                out.stderr,
+                self.logs_tail()
+            );
         }
         Ok(out)
     }
@@ -398,7 +450,8 @@ impl Platform {
     /// `cf api` + `cf login` as admin.
     pub async fn login(&self) -> Result<()> {
         let api = self.api_url();
-        self.cf_ok(&["login", "-a", &api, "-u", "admin", "-p", "admin"]).await?;
+        self.cf_ok(&["login", "-a", &api, "-u", "admin", "-p", "admin"])
+            .await?;
         Ok(())
     }
 
@@ -412,13 +465,22 @@ impl Platform {
     }
 
     /// Waits until GET through the router answers `want`.
-    pub async fn wait_route_status(&self, host: &str, want: u16, timeout: Duration) -> Result<String> {
-        wait_for(&format!("{host} to answer {want}"), timeout, || async move {
-            match self.get_via_router(host, "/").await {
-                Ok((s, body)) if s == want => Some(body),
-                _ => None,
-            }
-        })
+    pub async fn wait_route_status(
+        &self,
+        host: &str,
+        want: u16,
+        timeout: Duration,
+    ) -> Result<String> {
+        wait_for(
+            &format!("{host} to answer {want}"),
+            timeout,
+            || async move {
+                match self.get_via_router(host, "/").await {
+                    Ok((s, body)) if s == want => Some(body),
+                    _ => None,
+                }
+            },
+        )
         .await
         .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
     }
@@ -429,11 +491,18 @@ impl Platform {
         let r = c
             .post(format!("http://{}/oauth/token", self.cc_addr))
             .basic_auth("cf", Some(""))
-            .form(&[("grant_type", "password"), ("username", "admin"), ("password", "admin")])
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "admin"),
+                ("password", "admin"),
+            ])
             .send()
             .await?;
         let v: serde_json::Value = r.json().await?;
-        v["access_token"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no access_token in {v}"))
+        v["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no access_token in {v}"))
     }
 
     /// Authenticated GET on the controller (direct), as JSON.
@@ -453,18 +522,31 @@ impl Platform {
 
     /// Guid of the app named `name`.
     pub async fn app_guid(&self, token: &str, name: &str) -> Result<String> {
-        let v = self.api_get(token, &format!("/v3/apps?names={name}")).await?;
-        v["resources"][0]["guid"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no app {name}: {v}"))
+        let v = self
+            .api_get(token, &format!("/v3/apps?names={name}"))
+            .await?;
+        v["resources"][0]["guid"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no app {name}: {v}"))
     }
 
     /// Per-instance stats of the app's web process.
     pub async fn stats(&self, token: &str, app_guid: &str) -> Result<Vec<serde_json::Value>> {
-        let v = self.api_get(token, &format!("/v3/apps/{app_guid}/processes/web/stats")).await?;
+        let v = self
+            .api_get(token, &format!("/v3/apps/{app_guid}/processes/web/stats"))
+            .await?;
         Ok(v["resources"].as_array().cloned().unwrap_or_default())
     }
 
     /// Waits until exactly `n` instances of the app report RUNNING.
-    pub async fn wait_running(&self, token: &str, app_guid: &str, n: usize, timeout: Duration) -> Result<()> {
+    pub async fn wait_running(
+        &self,
+        token: &str,
+        app_guid: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<()> {
         wait_for(&format!("{n} running instances"), timeout, || async move {
             let s = self.stats(token, app_guid).await.ok()?;
             let running = s.iter().filter(|r| r["state"] == "RUNNING").count();
@@ -497,7 +579,10 @@ impl Drop for Platform {
 }
 
 fn config_args(conf: &Path, name: &str) -> Vec<String> {
-    vec!["--config".into(), conf.join(format!("{name}.toml")).display().to_string()]
+    vec![
+        "--config".into(),
+        conf.join(format!("{name}.toml")).display().to_string(),
+    ]
 }
 
 fn spawn_dea(root: &Path, conf: &Path, logs: &Path, nats_url: &str, i: usize) -> Result<Component> {
@@ -509,7 +594,12 @@ fn spawn_dea(root: &Path, conf: &Path, logs: &Path, nats_url: &str, i: usize) ->
             root.join(format!("dea{i}.addr")).display()
         ),
     )?;
-    Component::spawn(&format!("dea{i}"), bin("dea")?, config_args(conf, &format!("dea{i}")), logs)
+    Component::spawn(
+        &format!("dea{i}"),
+        bin("dea")?,
+        config_args(conf, &format!("dea{i}")),
+        logs,
+    )
 }
 
 /// An HTTP client that resolves every name to loopback, like the CLI's own
@@ -544,5 +634,7 @@ pub struct CfOutput {
 
 /// The fixture apps shipped with this crate.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }

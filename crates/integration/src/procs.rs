@@ -17,7 +17,9 @@ pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // State is the field after the parenthesised command name.
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         }
         Err(_) => false,
@@ -27,11 +29,17 @@ pub fn process_alive(pid: u32) -> bool {
 /// Pids whose working directory or executable lies under `dir`.
 pub fn pids_with_cwd_under(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         let under = |link: &str| {
-            std::fs::read_link(format!("/proc/{pid}/{link}")).map(|p| p.starts_with(dir)).unwrap_or(false)
+            std::fs::read_link(format!("/proc/{pid}/{link}"))
+                .map(|p| p.starts_with(dir))
+                .unwrap_or(false)
         };
         if (under("cwd") || under("exe")) && process_alive(pid) {
             out.push(pid);
@@ -50,14 +58,20 @@ pub fn kill_all_under(dir: &Path) {
 /// Pids whose command line mentions `needle` (e.g. a state dir path).
 pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     let me = std::process::id();
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
         if cmdline.contains(needle) && process_alive(pid) {
             out.push(pid);

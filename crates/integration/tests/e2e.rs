@@ -19,8 +19,14 @@ fn body_json(body: &str) -> Result<serde_json::Value> {
 
 async fn push_fixture(p: &Platform, name: &str) -> Result<()> {
     let dir = fixture("pyapp");
-    let out = p.cf_ok(&["push", name, "-p", dir.to_str().unwrap_or_default()]).await?;
-    assert!(out.stdout.contains("running"), "push output shows instances: {}", out.stdout);
+    let out = p
+        .cf_ok(&["push", name, "-p", dir.to_str().unwrap_or_default()])
+        .await?;
+    assert!(
+        out.stdout.contains("running"),
+        "push output shows instances: {}",
+        out.stdout
+    );
     Ok(())
 }
 
@@ -37,8 +43,16 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
 
     // `cf app` shows the route and one running instance.
     let app = p.cf_ok(&["app", "pyapp"]).await?;
-    assert!(app.stdout.contains("routes:") && app.stdout.contains(&h), "{}", app.stdout);
-    assert!(app.stdout.contains("#0") && app.stdout.contains("running"), "{}", app.stdout);
+    assert!(
+        app.stdout.contains("routes:") && app.stdout.contains(&h),
+        "{}",
+        app.stdout
+    );
+    assert!(
+        app.stdout.contains("#0") && app.stdout.contains("running"),
+        "{}",
+        app.stdout
+    );
 
     // Scale to three: three RUNNING, and the router reaches all three.
     p.cf_ok(&["scale", "pyapp", "-i", "3"]).await?;
@@ -49,7 +63,10 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
         let mut seen = BTreeSet::new();
         for _ in 0..30 {
             if let Ok((200, body)) = p.get_via_router(&h, "/").await {
-                if let Some(i) = body_json(&body).ok().and_then(|v| v["index"].as_str().map(String::from)) {
+                if let Some(i) = body_json(&body)
+                    .ok()
+                    .and_then(|v| v["index"].as_str().map(String::from))
+                {
                     seen.insert(i);
                 }
             }
@@ -60,24 +77,34 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
         None
     })
     .await?;
-    assert_eq!(seen, BTreeSet::from(["0".to_string(), "1".to_string(), "2".to_string()]));
+    assert_eq!(
+        seen,
+        BTreeSet::from(["0".to_string(), "1".to_string(), "2".to_string()])
+    );
 
     // kill -9 one instance's process: three RUNNING again.
     let (_, body) = p.get_via_router(&h, "/").await?;
     let victim = body_json(&body)?["pid"].as_u64().context("pid in body")? as u32;
     integration::procs::signal(victim, 9);
-    wait_for("victim to die", T, || async { (!process_alive(victim)).then_some(()) }).await?;
-    wait_for("three running after kill -9, victim replaced", T, || async {
-        let s = p.stats(&token, &guid).await.ok()?;
-        let running = s.iter().filter(|r| r["state"] == "RUNNING").count();
-        if running != 3 {
-            return None;
-        }
-        // Every instance answering is alive (the victim is not among them).
-        let (_, b) = p.get_via_router(&h, "/").await.ok()?;
-        let pid = body_json(&b).ok()?["pid"].as_u64()? as u32;
-        (pid != victim).then_some(())
+    wait_for("victim to die", T, || async {
+        (!process_alive(victim)).then_some(())
     })
+    .await?;
+    wait_for(
+        "three running after kill -9, victim replaced",
+        T,
+        || async {
+            let s = p.stats(&token, &guid).await.ok()?;
+            let running = s.iter().filter(|r| r["state"] == "RUNNING").count();
+            if running != 3 {
+                return None;
+            }
+            // Every instance answering is alive (the victim is not among them).
+            let (_, b) = p.get_via_router(&h, "/").await.ok()?;
+            let pid = body_json(&b).ok()?["pid"].as_u64()? as u32;
+            (pid != victim).then_some(())
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", p.logs_tail()))?;
 
@@ -99,9 +126,17 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
     p.cf_ok(&["delete", "pyapp", "-f", "-r"]).await?;
     p.wait_route_status(&h, 404, T).await?;
     let apps = p.api_get(&token, "/v3/apps?names=pyapp").await?;
-    assert_eq!(apps["resources"].as_array().map(Vec::len), Some(0), "{apps}");
+    assert_eq!(
+        apps["resources"].as_array().map(Vec::len),
+        Some(0),
+        "{apps}"
+    );
     let routes = p.api_get(&token, "/v3/routes?hosts=pyapp").await?;
-    assert_eq!(routes["resources"].as_array().map(Vec::len), Some(0), "{routes}");
+    assert_eq!(
+        routes["resources"].as_array().map(Vec::len),
+        Some(0),
+        "{routes}"
+    );
     wait_for("instance processes gone", T, || async {
         pids.iter().all(|pid| !process_alive(*pid)).then_some(())
     })
@@ -110,7 +145,6 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
     assert_ne!(app.status, 0, "cf app of a deleted app fails");
     Ok(())
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_restart_keeps_state_and_instances() -> Result<()> {
@@ -151,17 +185,27 @@ async fn bad_input_is_refused_and_loses_nothing() -> Result<()> {
     assert_eq!(r.status(), 401);
     let v: serde_json::Value = r.json().await?;
     assert_eq!(v["errors"][0]["code"], 1000, "{v}");
-    let r = client.get(format!("{cc}/v3/apps")).bearer_auth("not-a-jwt").send().await?;
+    let r = client
+        .get(format!("{cc}/v3/apps"))
+        .bearer_auth("not-a-jwt")
+        .send()
+        .await?;
     assert_eq!(r.status(), 401);
     let r = client
         .post(format!("{cc}/oauth/token"))
         .basic_auth("cf", Some(""))
-        .form(&[("grant_type", "password"), ("username", "admin"), ("password", "wrong")])
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "wrong"),
+        ])
         .send()
         .await?;
     assert_eq!(r.status(), 401);
     let api = p.api_url();
-    let bad = p.cf(&["login", "-a", &api, "-u", "admin", "-p", "wrong"]).await?;
+    let bad = p
+        .cf(&["login", "-a", &api, "-u", "admin", "-p", "wrong"])
+        .await?;
     assert_ne!(bad.status, 0, "login with a wrong password fails");
 
     p.login().await?;
@@ -182,8 +226,11 @@ async fn bad_input_is_refused_and_loses_nothing() -> Result<()> {
         .json()
         .await?;
     let pkg_guid = pkg["guid"].as_str().context("package guid")?;
-    let form = reqwest::multipart::Form::new()
-        .part("bits", reqwest::multipart::Part::bytes(b"PK\x03\x04 this is not a zip".to_vec()).file_name("app.zip"));
+    let form = reqwest::multipart::Form::new().part(
+        "bits",
+        reqwest::multipart::Part::bytes(b"PK\x03\x04 this is not a zip".to_vec())
+            .file_name("app.zip"),
+    );
     let r = client
         .post(format!("{cc}/v3/packages/{pkg_guid}/upload"))
         .bearer_auth(&token)
@@ -192,18 +239,35 @@ async fn bad_input_is_refused_and_loses_nothing() -> Result<()> {
         .await?;
     let status = r.status().as_u16();
     let v: serde_json::Value = r.json().await?;
-    assert!((400..500).contains(&status), "corrupt zip answered {status}: {v}");
-    assert!(v["errors"][0]["title"].as_str().is_some_and(|t| t.starts_with("CF-")), "{v}");
+    assert!(
+        (400..500).contains(&status),
+        "corrupt zip answered {status}: {v}"
+    );
+    assert!(
+        v["errors"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("CF-")),
+        "{v}"
+    );
     let (s, body) = p.get_via_router(&h, "/").await?;
     assert_eq!(s, 200);
-    assert_eq!(body_json(&body)?["pid"].as_u64(), pid, "same instance still serving");
+    assert_eq!(
+        body_json(&body)?["pid"].as_u64(),
+        pid,
+        "same instance still serving"
+    );
 
     // An app no buildpack detects: staging fails clearly, push exits non-zero.
     let dir = fixture("noapp");
-    let out = p.cf(&["push", "noapp", "-p", dir.to_str().unwrap_or_default()]).await?;
+    let out = p
+        .cf(&["push", "noapp", "-p", dir.to_str().unwrap_or_default()])
+        .await?;
     assert_ne!(out.status, 0);
     let all = format!("{}{}", out.stdout, out.stderr);
-    assert!(all.contains("NoAppDetectedError"), "clear staging error: {all}");
+    assert!(
+        all.contains("NoAppDetectedError"),
+        "clear staging error: {all}"
+    );
     assert!(out.stderr.contains("FAILED"), "{all}");
 
     // Everything already stored is still there and still serving.
@@ -222,17 +286,36 @@ async fn cf_dev_start_then_stop_leaves_no_process() -> Result<()> {
     let cf = integration::bin("cf")?;
     let guard = DevGuard(state.clone());
     let out = tokio::process::Command::new(&cf)
-        .args(["dev", "start", "--dir", state.to_str().unwrap_or_default(), "--router-port", &port.to_string()])
+        .args([
+            "dev",
+            "start",
+            "--dir",
+            state.to_str().unwrap_or_default(),
+            "--router-port",
+            &port.to_string(),
+        ])
         .env("CF_HOME", &home)
         .stdin(std::process::Stdio::null())
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "cf dev start: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("cf login -a http://api.sys.localhost:{port} -u admin -p admin")), "{stdout}");
+    assert!(
+        out.status.success(),
+        "cf dev start: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "cf login -a http://api.sys.localhost:{port} -u admin -p admin"
+        )),
+        "{stdout}"
+    );
     let needle = state.display().to_string();
     let running = integration::procs::pids_with_cmdline_containing(&needle);
-    assert!(running.len() >= 5, "nats + 4 components running: {running:?}");
+    assert!(
+        running.len() >= 5,
+        "nats + 4 components running: {running:?}"
+    );
 
     let st = tokio::process::Command::new(&cf)
         .args(["dev", "status", "--dir", &needle])
@@ -246,10 +329,20 @@ async fn cf_dev_start_then_stop_leaves_no_process() -> Result<()> {
         .env("CF_HOME", &home)
         .output()
         .await?;
-    assert!(out.status.success(), "cf dev stop: {}", String::from_utf8_lossy(&out.stderr));
-    wait_for("no process left behind", Duration::from_secs(30), || async {
-        integration::procs::pids_with_cmdline_containing(&needle).is_empty().then_some(())
-    })
+    assert!(
+        out.status.success(),
+        "cf dev stop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "no process left behind",
+        Duration::from_secs(30),
+        || async {
+            integration::procs::pids_with_cmdline_containing(&needle)
+                .is_empty()
+                .then_some(())
+        },
+    )
     .await?;
     for pid in running {
         assert!(!process_alive(pid), "pid {pid} left behind");

@@ -93,7 +93,10 @@ impl Bus {
             })
             .connect(url)
             .await
-            .map_err(|source| BusError::Connect { url: url.to_string(), source })?;
+            .map_err(|source| BusError::Connect {
+                url: url.to_string(),
+                source,
+            })?;
         Ok(Bus { client, events: tx })
     }
 
@@ -112,32 +115,56 @@ impl Bus {
         self.events.subscribe()
     }
 
-    pub async fn publish<T: Serialize + ?Sized>(&self, subject: impl Into<String>, msg: &T) -> Result<(), BusError> {
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        subject: impl Into<String>,
+        msg: &T,
+    ) -> Result<(), BusError> {
         let subject = subject.into();
         let bytes = encode(&subject, msg)?;
         self.client
             .publish(subject.clone(), bytes.into())
             .await
-            .map_err(|e| BusError::Publish { subject, message: e.to_string() })
+            .map_err(|e| BusError::Publish {
+                subject,
+                message: e.to_string(),
+            })
     }
 
     /// Publishes raw bytes (tests use this to send malformed messages).
-    pub async fn publish_raw(&self, subject: impl Into<String>, bytes: Vec<u8>) -> Result<(), BusError> {
+    pub async fn publish_raw(
+        &self,
+        subject: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), BusError> {
         let subject = subject.into();
         self.client
             .publish(subject.clone(), bytes.into())
             .await
-            .map_err(|e| BusError::Publish { subject, message: e.to_string() })
+            .map_err(|e| BusError::Publish {
+                subject,
+                message: e.to_string(),
+            })
     }
 
-    pub async fn subscribe<T: DeserializeOwned>(&self, subject: impl Into<String>) -> Result<Subscription<T>, BusError> {
+    pub async fn subscribe<T: DeserializeOwned>(
+        &self,
+        subject: impl Into<String>,
+    ) -> Result<Subscription<T>, BusError> {
         let subject = subject.into();
-        let inner = self
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| BusError::Subscribe { subject: subject.clone(), message: e.to_string() })?;
-        Ok(Subscription { inner, subject, _t: PhantomData })
+        let inner =
+            self.client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+        Ok(Subscription {
+            inner,
+            subject,
+            _t: PhantomData,
+        })
     }
 
     pub async fn queue_subscribe<T: DeserializeOwned>(
@@ -150,8 +177,15 @@ impl Bus {
             .client
             .queue_subscribe(subject.clone(), group.into())
             .await
-            .map_err(|e| BusError::Subscribe { subject: subject.clone(), message: e.to_string() })?;
-        Ok(Subscription { inner, subject, _t: PhantomData })
+            .map_err(|e| BusError::Subscribe {
+                subject: subject.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Subscription {
+            inner,
+            subject,
+            _t: PhantomData,
+        })
     }
 
     /// Request/reply with one answer.
@@ -166,7 +200,12 @@ impl Bus {
         let fut = self.client.request(subject.clone(), bytes.into());
         let msg = match tokio::time::timeout(timeout, fut).await {
             Err(_) => return Err(BusError::Timeout { subject }),
-            Ok(Err(e)) => return Err(BusError::Request { subject, message: e.to_string() }),
+            Ok(Err(e)) => {
+                return Err(BusError::Request {
+                    subject,
+                    message: e.to_string(),
+                })
+            }
             Ok(Ok(m)) => m,
         };
         serde_json::from_slice(&msg.payload).map_err(|source| BusError::Decode { subject, source })
@@ -184,22 +223,30 @@ impl Bus {
         let subject = subject.into();
         let bytes = encode(&subject, req)?;
         let inbox = self.client.new_inbox();
-        let mut sub = self
-            .client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| BusError::Subscribe { subject: inbox.clone(), message: e.to_string() })?;
+        let mut sub =
+            self.client
+                .subscribe(inbox.clone())
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    subject: inbox.clone(),
+                    message: e.to_string(),
+                })?;
         self.client
             .publish_with_reply(subject.clone(), inbox, bytes.into())
             .await
-            .map_err(|e| BusError::Publish { subject: subject.clone(), message: e.to_string() })?;
+            .map_err(|e| BusError::Publish {
+                subject: subject.clone(),
+                message: e.to_string(),
+            })?;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut out = Vec::new();
         while max.is_none_or(|m| out.len() < m) {
             match tokio::time::timeout_at(deadline, sub.next()).await {
                 Ok(Some(msg)) => match serde_json::from_slice(&msg.payload) {
                     Ok(v) => out.push(v),
-                    Err(e) => tracing::warn!(subject = %subject, error = %e, "skipping malformed reply"),
+                    Err(e) => {
+                        tracing::warn!(subject = %subject, error = %e, "skipping malformed reply")
+                    }
                 },
                 Ok(None) | Err(_) => break,
             }
@@ -209,21 +256,28 @@ impl Bus {
     }
 
     /// Answers a request received on a subscription.
-    pub async fn reply<T: Serialize + ?Sized>(&self, reply_to: &str, msg: &T) -> Result<(), BusError> {
+    pub async fn reply<T: Serialize + ?Sized>(
+        &self,
+        reply_to: &str,
+        msg: &T,
+    ) -> Result<(), BusError> {
         self.publish(reply_to.to_string(), msg).await
     }
 
     /// Flushes pending publishes to the server.
     pub async fn flush(&self) -> Result<(), BusError> {
-        self.client
-            .flush()
-            .await
-            .map_err(|e| BusError::Publish { subject: "<flush>".into(), message: e.to_string() })
+        self.client.flush().await.map_err(|e| BusError::Publish {
+            subject: "<flush>".into(),
+            message: e.to_string(),
+        })
     }
 }
 
 fn encode<T: Serialize + ?Sized>(subject: &str, msg: &T) -> Result<Vec<u8>, BusError> {
-    serde_json::to_vec(msg).map_err(|source| BusError::Encode { subject: subject.to_string(), source })
+    serde_json::to_vec(msg).map_err(|source| BusError::Encode {
+        subject: subject.to_string(),
+        source,
+    })
 }
 
 /// A typed subscription.

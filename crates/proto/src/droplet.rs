@@ -39,7 +39,10 @@ impl StagingInfo {
                 }
             }
         }
-        Some(StagingInfo { detected_buildpack: bp?, start_command: cmd? })
+        Some(StagingInfo {
+            detected_buildpack: bp?,
+            start_command: cmd?,
+        })
     }
 }
 
@@ -49,8 +52,14 @@ mod tests {
 
     #[test]
     fn staging_info_round_trips_both_forms() {
-        let i = StagingInfo { detected_buildpack: "python".into(), start_command: "python3 app.py".into() };
-        assert_eq!(StagingInfo::from_json_or_simple_yaml(&i.to_yaml()), Some(i.clone()));
+        let i = StagingInfo {
+            detected_buildpack: "python".into(),
+            start_command: "python3 app.py".into(),
+        };
+        assert_eq!(
+            StagingInfo::from_json_or_simple_yaml(&i.to_yaml()),
+            Some(i.clone())
+        );
         let y = "detected_buildpack: python\nstart_command: python3 app.py\n";
         assert_eq!(StagingInfo::from_json_or_simple_yaml(y), Some(i));
         assert_eq!(StagingInfo::from_json_or_simple_yaml("nothing"), None);

@@ -101,7 +101,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 256, disk_mb: 1024, fds: 16384 }
+        Limits {
+            memory_mb: 256,
+            disk_mb: 1024,
+            fds: 16384,
+        }
     }
 }
 
@@ -126,7 +130,11 @@ pub struct HealthCheck {
 
 impl Default for HealthCheck {
     fn default() -> Self {
-        HealthCheck { kind: HealthCheckType::Port, timeout_s: 60, endpoint: None }
+        HealthCheck {
+            kind: HealthCheckType::Port,
+            timeout_s: 60,
+            endpoint: None,
+        }
     }
 }
 
@@ -373,7 +381,13 @@ pub struct LogMessage {
 }
 
 impl LogMessage {
-    pub fn new(app_id: &str, source: LogSource, index: Option<u32>, stream: LogStream, line: impl Into<String>) -> Self {
+    pub fn new(
+        app_id: &str,
+        source: LogSource,
+        index: Option<u32>,
+        stream: LogStream,
+        line: impl Into<String>,
+    ) -> Self {
         LogMessage {
             app_id: app_id.to_string(),
             source,
@@ -409,7 +423,11 @@ mod tests {
 
     #[test]
     fn every_payload_round_trips() {
-        round_trip(&RouterStart { id: "r".into(), minimum_register_interval_s: 5, prune_threshold_s: 20 });
+        round_trip(&RouterStart {
+            id: "r".into(),
+            minimum_register_interval_s: 5,
+            prune_threshold_s: 20,
+        });
         round_trip(&RouteRegistration {
             host: "127.0.0.1".into(),
             port: 8080,
@@ -459,14 +477,31 @@ mod tests {
             uris: vec!["n.localhost".into()],
             env: vec![],
             limits: Limits::default(),
-            health_check: HealthCheck { kind: HealthCheckType::Http, timeout_s: 10, endpoint: Some("/h".into()) },
+            health_check: HealthCheck {
+                kind: HealthCheckType::Http,
+                timeout_s: 10,
+                endpoint: Some("/h".into()),
+            },
             start_command: "./run".into(),
             stack: "host".into(),
             vcap_application: serde_json::json!({"name": "n"}),
         });
-        round_trip(&StopRequest { app_id: "a".into(), version: None, instance_ids: Some(vec!["i".into()]), indices: None });
-        round_trip(&UpdateRequest { app_id: "a".into(), uris: vec![], version: Some("v".into()) });
-        round_trip(&FindDropletRequest { app_id: "a".into(), include_stats: true, ..Default::default() });
+        round_trip(&StopRequest {
+            app_id: "a".into(),
+            version: None,
+            instance_ids: Some(vec!["i".into()]),
+            indices: None,
+        });
+        round_trip(&UpdateRequest {
+            app_id: "a".into(),
+            uris: vec![],
+            version: Some("v".into()),
+        });
+        round_trip(&FindDropletRequest {
+            app_id: "a".into(),
+            include_stats: true,
+            ..Default::default()
+        });
         round_trip(&FindDropletResponse {
             dea_id: "d".into(),
             app_id: "a".into(),
@@ -477,7 +512,12 @@ mod tests {
             since: 1.5,
             host: "127.0.0.1".into(),
             port: 1234,
-            stats: Some(InstanceStats { cpu: 0.1, mem: 10, disk: 20, uptime: 3 }),
+            stats: Some(InstanceStats {
+                cpu: 0.1,
+                mem: 10,
+                disk: 20,
+                uptime: 3,
+            }),
         });
         round_trip(&Heartbeat {
             dea_id: "d".into(),
@@ -500,11 +540,35 @@ mod tests {
             exit_description: "killed".into(),
             crash_timestamp: 3.0,
         });
-        round_trip(&DeaShutdown { id: "d".into(), app_id_to_count: BTreeMap::new() });
-        round_trip(&HealthStart { app_id: "a".into(), version: "v".into(), indices: vec![0, 2], reason: "missing".into() });
-        round_trip(&HealthStop { app_id: "a".into(), version: None, instance_ids: vec!["i".into()], reason: "extra".into() });
-        round_trip(&LogMessage::new("a", LogSource::Stg, None, LogStream::Stderr, "hello"));
-        round_trip(&ComponentAnnounce { kind: "router".into(), id: "r".into(), admin_url: None, uptime_s: 4 });
+        round_trip(&DeaShutdown {
+            id: "d".into(),
+            app_id_to_count: BTreeMap::new(),
+        });
+        round_trip(&HealthStart {
+            app_id: "a".into(),
+            version: "v".into(),
+            indices: vec![0, 2],
+            reason: "missing".into(),
+        });
+        round_trip(&HealthStop {
+            app_id: "a".into(),
+            version: None,
+            instance_ids: vec!["i".into()],
+            reason: "extra".into(),
+        });
+        round_trip(&LogMessage::new(
+            "a",
+            LogSource::Stg,
+            None,
+            LogStream::Stderr,
+            "hello",
+        ));
+        round_trip(&ComponentAnnounce {
+            kind: "router".into(),
+            id: "r".into(),
+            admin_url: None,
+            uptime_s: 4,
+        });
     }
 
     #[test]
@@ -513,10 +577,12 @@ mod tests {
         assert_eq!(v, "EVACUATING");
         let v = serde_json::to_value(LogSource::Rtr).expect("json");
         assert_eq!(v, "RTR");
-        let hc: HealthCheck = serde_json::from_str(r#"{"type":"http","timeout_s":5,"endpoint":"/x"}"#).expect("hc");
+        let hc: HealthCheck =
+            serde_json::from_str(r#"{"type":"http","timeout_s":5,"endpoint":"/x"}"#).expect("hc");
         assert_eq!(hc.kind, HealthCheckType::Http);
         // Optional fields may be absent.
-        let r: RouteRegistration = serde_json::from_str(r#"{"host":"h","port":1,"uris":["u"]}"#).expect("reg");
+        let r: RouteRegistration =
+            serde_json::from_str(r#"{"host":"h","port":1,"uris":["u"]}"#).expect("reg");
         assert!(r.app_id.is_none() && r.tags.is_empty());
     }
 

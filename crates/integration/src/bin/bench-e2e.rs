@@ -11,12 +11,18 @@ use integration::{fixture, Platform, APPS_DOMAIN};
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let p = Platform::start().await?;
     p.login().await?;
     let dir = fixture("pyapp");
@@ -36,22 +42,31 @@ async fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
-        let (push, t) = tokio::join!(push, tokio::time::timeout(Duration::from_secs(120), first_200));
+        let (push, t) = tokio::join!(
+            push,
+            tokio::time::timeout(Duration::from_secs(120), first_200)
+        );
         push?;
         let t = t.context("no 200 within 120 s")?;
-        println!("push {i}: first 200 after {:.0} ms", t.as_secs_f64() * 1000.0);
+        println!(
+            "push {i}: first 200 after {:.0} ms",
+            t.as_secs_f64() * 1000.0
+        );
         times.push(t);
     }
     times.sort();
     let median = times[times.len() / 2];
-    println!("push → first 200 through the router: median {:.0} ms over {runs} (min {:.0}, max {:.0})",
+    println!(
+        "push → first 200 through the router: median {:.0} ms over {runs} (min {:.0}, max {:.0})",
         median.as_secs_f64() * 1000.0,
         times[0].as_secs_f64() * 1000.0,
-        times[times.len() - 1].as_secs_f64() * 1000.0);
+        times[times.len() - 1].as_secs_f64() * 1000.0
+    );
 
     // Leave one app running and let the platform idle.
     for i in 1..runs {
-        p.cf_ok(&["delete", &format!("bench{i}"), "-f", "-r"]).await?;
+        p.cf_ok(&["delete", &format!("bench{i}"), "-f", "-r"])
+            .await?;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!("idle RSS with one app running:");

@@ -1,0 +1,39 @@
+//! Admin endpoints: `GET /health`, `GET /routes`, `GET /metrics`.
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{full, RespBody};
+use crate::metrics::Metrics;
+use crate::table::Snapshot;
+
+pub fn handle(
+    routes: &ArcSwap<Snapshot>,
+    metrics: &Metrics,
+    req: &Request<Incoming>,
+) -> Response<RespBody> {
+    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics.render(routes.load().route_count()),
+        ),
+        (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok".to_string()),
+        (&Method::GET, "/routes") => match serde_json::to_string(&routes.load().dump()) {
+            Ok(json) => (StatusCode::OK, "application/json", json),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                e.to_string(),
+            ),
+        },
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found".to_string()),
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp
+}

@@ -1,0 +1,163 @@
+//! Body wrappers: a request body that can be re-sent when the first
+//! connection attempt failed before reading it, and a response body that
+//! counts bytes and reports when it is done (for the access log).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// The body type every response of the router has.
+pub type RespBody = BoxBody<Bytes, hyper::Error>;
+
+/// A complete in-memory response body.
+pub fn full(text: impl Into<Bytes>) -> RespBody {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+struct SharedState {
+    body: Mutex<Option<Incoming>>,
+    polled: AtomicBool,
+    bytes: AtomicU64,
+}
+
+/// The client's request body, shared between retry attempts. Only the attempt
+/// that actually reads it consumes it; [`RetryBody::reusable`] says whether a
+/// new attempt can still send it whole.
+#[derive(Clone)]
+pub struct RetryBody {
+    state: Arc<SharedState>,
+}
+
+impl RetryBody {
+    pub fn new(body: Incoming) -> RetryBody {
+        RetryBody {
+            state: Arc::new(SharedState {
+                body: Mutex::new(Some(body)),
+                polled: AtomicBool::new(false),
+                bytes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// True while no byte of the body has been read.
+    pub fn reusable(&self) -> bool {
+        !self.state.polled.load(Ordering::Acquire)
+    }
+
+    /// Bytes read from the client so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.state.bytes.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Incoming>> {
+        self.state.body.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Body for RetryBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.state.polled.store(true, Ordering::Release);
+        let mut guard = self.lock();
+        let Some(body) = guard.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let res = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &res {
+            if let Some(data) = frame.data_ref() {
+                self.state
+                    .bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.lock().as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.lock()
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
+    }
+}
+
+/// Callback run once with the number of body bytes sent, when the response
+/// body is finished or dropped.
+pub type OnDone = Box<dyn FnOnce(u64) + Send + Sync>;
+
+/// Wraps a response body, counting bytes and calling `on_done` at the end.
+pub struct Counted<B> {
+    inner: B,
+    bytes: u64,
+    on_done: Option<OnDone>,
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, on_done: OnDone) -> Counted<B> {
+        Counted {
+            inner,
+            bytes: 0,
+            on_done: Some(on_done),
+        }
+    }
+}
+
+impl<B> Drop for Counted<B> {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_done.take() {
+            f(self.bytes);
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let res = Pin::new(&mut self.inner).poll_frame(cx);
+        match &res {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                let bytes = self.bytes;
+                if let Some(f) = self.on_done.take() {
+                    f(bytes);
+                }
+            }
+            _ => {}
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

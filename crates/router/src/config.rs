@@ -1,0 +1,93 @@
+//! Router configuration (docs/conventions.md "Router config").
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::RouterError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Proxy address (port 0 = any free port).
+    pub listen: String,
+    /// Where to write the bound proxy address once listening.
+    pub addr_file: Option<PathBuf>,
+    /// Admin address (`/health`, `/routes`).
+    pub admin_listen: String,
+    pub admin_addr_file: Option<PathBuf>,
+    pub nats_url: String,
+    /// Announced in `router.start`: how often registrars must re-register.
+    pub minimum_register_interval_s: u64,
+    /// Default stale threshold of a route without its own `stale_threshold_s`.
+    pub prune_threshold_s: u64,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub drain_timeout_s: u64,
+    /// Backend connect timeout.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            addr_file: None,
+            admin_listen: "127.0.0.1:0".into(),
+            admin_addr_file: None,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            minimum_register_interval_s: 5,
+            prune_threshold_s: 20,
+            drain_timeout_s: 10,
+            connect_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the TOML file (if any), then applies `NATS_URL`.
+    pub fn load(path: Option<&Path>) -> Result<Config, RouterError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| RouterError::Io {
+                    what: format!("reading config {}", p.display()),
+                    source,
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| RouterError::Config(format!("{}: {e}", p.display())))?
+            }
+            None => Config::default(),
+        };
+        if let Ok(url) = std::env::var("NATS_URL") {
+            if !url.is_empty() {
+                config.nats_url = url;
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Writes `contents` to `path` atomically (temp file, then rename).
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), RouterError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| RouterError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_partial_and_rejects_unknown() {
+        let c: Config =
+            toml::from_str("listen = \"127.0.0.1:0\"\nprune_threshold_s = 3").expect("parse");
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.prune_threshold_s, 3);
+        assert_eq!(c.minimum_register_interval_s, 5);
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+}

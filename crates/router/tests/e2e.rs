@@ -1,0 +1,652 @@
+//! Real router + real nats-server + real backend HTTP servers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use proto::{subjects, Bus, LogMessage, RouteRegistration, RouterStart};
+use tokio::net::TcpListener;
+
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn start_nats() -> Nats {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let child = Command::new("/usr/sbin/nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nats-server");
+    let nats = Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats
+}
+
+async fn wait_file(path: &Path) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if let Ok(a) = s.trim().parse() {
+                return a;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "addr file {} not written",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Router {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Router {
+    async fn start(nats_url: &str) -> Router {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = router::Config {
+            listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            addr_file: Some(dir.path().join("addr")),
+            admin_addr_file: Some(dir.path().join("admin")),
+            nats_url: nats_url.into(),
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            router::run(config, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("router run");
+        });
+        let addr = wait_file(&dir.path().join("addr")).await;
+        let admin = wait_file(&dir.path().join("admin")).await;
+        Router {
+            addr,
+            admin,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .expect("router stops")
+            .expect("join");
+    }
+}
+
+/// A backend answering its name and recording request headers.
+struct Backend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+async fn backend(name: &'static str) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().expect("lock").push(req.headers().clone());
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let text = if body.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{name}:{}", String::from_utf8_lossy(&body))
+                        };
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            text,
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Backend { addr, seen }
+}
+
+fn reg(uri: &str, addr: SocketAddr, instance: &str, stale: Option<u64>) -> RouteRegistration {
+    RouteRegistration {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        uris: vec![uri.to_string()],
+        app_id: Some("app-1".into()),
+        instance_id: Some(instance.into()),
+        tags: BTreeMap::from([("component".to_string(), "test".to_string())]),
+        stale_threshold_s: stale,
+    }
+}
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+async fn get(
+    c: &TestClient,
+    router: SocketAddr,
+    host: &str,
+    path: &str,
+) -> (StatusCode, HeaderMap, String) {
+    let req = Request::builder()
+        .uri(format!("http://{router}{path}"))
+        .header("host", host)
+        .header("user-agent", "e2e")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let resp = c.request(req).await.expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn wait_status(c: &TestClient, router: SocketAddr, host: &str, want: StatusCode) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _, _) = get(c, router, host, "/").await;
+        if s == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host} never answered {want}, last {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_round_robin_headers_logs_and_admin() {
+    let nats = start_nats().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let mut starts = bus
+        .subscribe::<RouterStart>(subjects::ROUTER_START)
+        .await
+        .expect("sub");
+    let mut logs = bus
+        .subscribe::<LogMessage>(subjects::logs("app-1"))
+        .await
+        .expect("sub");
+    bus.flush().await.expect("flush");
+    let router = Router::start(&nats.url).await;
+
+    // router.start at boot, and router.greet answered with the same payload.
+    let start = tokio::time::timeout(Duration::from_secs(5), starts.next())
+        .await
+        .expect("router.start")
+        .expect("msg")
+        .payload;
+    assert_eq!(start.minimum_register_interval_s, 5);
+    assert_eq!(start.prune_threshold_s, 20);
+    let greet: RouterStart = bus
+        .request(
+            subjects::ROUTER_GREET,
+            &serde_json::json!({}),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("greet");
+    assert_eq!(greet, start);
+
+    let a = backend("a").await;
+    let b = backend("b").await;
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("app.localhost", a.addr, "inst-a", None),
+    )
+    .await
+    .expect("pub");
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("app.localhost", b.addr, "inst-b", None),
+    )
+    .await
+    .expect("pub");
+    let c = client();
+    // Wait for both to be known (admin /routes), then check round robin.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _, body) = get(&c, router.admin, "admin", "/routes").await;
+        assert_eq!(s, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["app.localhost"].as_array().map(Vec::len) == Some(2) {
+            assert_eq!(v["app.localhost"][0]["app_id"], "app-1");
+            assert_eq!(v["app.localhost"][0]["tags"]["component"], "test");
+            break;
+        }
+        assert!(Instant::now() < deadline, "routes never registered: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let (s, _, body) = get(&c, router.addr, "APP.localhost:8080", "/hello?x=1").await;
+        assert_eq!(s, StatusCode::OK);
+        bodies.push(body);
+    }
+    assert!(
+        bodies.contains(&"a".to_string()) && bodies.contains(&"b".to_string()),
+        "{bodies:?}"
+    );
+
+    // Headers at the backend.
+    let h = a.seen.lock().expect("lock")[0].clone();
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "APP.localhost:8080");
+    assert_eq!(h["host"], "APP.localhost:8080");
+    assert_eq!(h["x-cf-instanceid"], "inst-a");
+    assert!(
+        h["x-request-start"]
+            .to_str()
+            .expect("str")
+            .parse::<i64>()
+            .expect("ms")
+            > 1_600_000_000_000
+    );
+    assert!(uuid::Uuid::parse_str(h["x-vcap-request-id"].to_str().expect("str")).is_ok());
+
+    // An incoming request id is kept; a body is streamed through.
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/p", router.addr))
+        .header("host", "app.localhost")
+        .header("x-vcap-request-id", "my-id")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .expect("req");
+    let resp = c.request(req).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(body.ends_with(b":payload"), "{body:?}");
+    let all: Vec<HeaderMap> = a
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .chain(b.seen.lock().expect("lock").iter())
+        .cloned()
+        .collect();
+    assert!(all
+        .iter()
+        .any(|h| h.get("x-vcap-request-id").is_some_and(|v| v == "my-id")));
+
+    // Access log lines for the app on logs.<app_id>.
+    let msg = tokio::time::timeout(Duration::from_secs(5), logs.next())
+        .await
+        .expect("log")
+        .expect("msg")
+        .payload;
+    assert_eq!(msg.source, proto::LogSource::Rtr);
+    assert!(
+        msg.line.contains("\"GET /hello?x=1 HTTP/1.1\" 200"),
+        "{}",
+        msg.line
+    );
+    assert!(msg.line.contains("app_id:\"app-1\""), "{}", msg.line);
+
+    // Admin health; unknown route.
+    let (s, _, body) = get(&c, router.admin, "admin", "/health").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "ok"));
+    let (s, _, body) = get(&c, router.admin, "admin", "/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("router_responses_total{status=\"2xx\"} 5"),
+        "{body}"
+    );
+    assert!(body.contains("router_routes 1"), "{body}");
+    let (s, h, _) = get(&c, router.addr, "nope.localhost", "/").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(h["x-cf-routererror"], "unknown_route");
+
+    // Unregister both: unknown again.
+    bus.publish(
+        subjects::ROUTER_UNREGISTER,
+        &reg("app.localhost", a.addr, "inst-a", None),
+    )
+    .await
+    .expect("pub");
+    bus.publish(
+        subjects::ROUTER_UNREGISTER,
+        &reg("app.localhost", b.addr, "inst-b", None),
+    )
+    .await
+    .expect("pub");
+    wait_status(&c, router.addr, "app.localhost", StatusCode::NOT_FOUND).await;
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_dead_endpoints_then_502() {
+    let nats = start_nats().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let router = Router::start(&nats.url).await;
+    let c = client();
+
+    let live = backend("live").await;
+    let dead = dead_addr().await;
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("retry.localhost", dead, "dead", None),
+    )
+    .await
+    .expect("pub");
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("retry.localhost", live.addr, "live", None),
+    )
+    .await
+    .expect("pub");
+    wait_status(&c, router.addr, "retry.localhost", StatusCode::OK).await;
+    // Give the second registration time to land, then every request succeeds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..6 {
+        let (s, _, body) = get(&c, router.addr, "retry.localhost", "/").await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "live"));
+    }
+
+    let d1 = dead_addr().await;
+    let d2 = dead_addr().await;
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("dead.localhost", d1, "d1", None),
+    )
+    .await
+    .expect("pub");
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("dead.localhost", d2, "d2", None),
+    )
+    .await
+    .expect("pub");
+    wait_status(&c, router.addr, "dead.localhost", StatusCode::BAD_GATEWAY).await;
+    let (s, h, _) = get(&c, router.addr, "dead.localhost", "/").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(h["x-cf-routererror"], "endpoint_failure");
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prunes_stale_routes() {
+    let nats = start_nats().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let router = Router::start(&nats.url).await;
+    let c = client();
+    let a = backend("a").await;
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("stale.localhost", a.addr, "i", Some(1)),
+    )
+    .await
+    .expect("pub");
+    wait_status(&c, router.addr, "stale.localhost", StatusCode::OK).await;
+    let t = Instant::now();
+    wait_status(&c, router.addr, "stale.localhost", StatusCode::NOT_FOUND).await;
+    assert!(t.elapsed() < Duration::from_secs(5));
+    router.stop().await;
+}
+
+/// A backend that switches to an echo protocol on `Upgrade: echo`.
+async fn upgrade_backend() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|mut req: Request<Incoming>| async move {
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(up) = on.await {
+                            let mut io = TokioIo::new(up);
+                            let mut buf = [0u8; 64];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                    let resp = Response::builder()
+                        .status(StatusCode::SWITCHING_PROTOCOLS)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "echo")
+                        .body(Full::new(Bytes::new()))
+                        .expect("resp");
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_upgraded_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let nats = start_nats().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let router = Router::start(&nats.url).await;
+    let ws = upgrade_backend().await;
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("ws.localhost", ws, "w", None),
+    )
+    .await
+    .expect("pub");
+    // Wait for the route (a plain GET also gets 101 from this backend).
+    let c = client();
+    wait_status(
+        &c,
+        router.addr,
+        "ws.localhost",
+        StatusCode::SWITCHING_PROTOCOLS,
+    )
+    .await;
+
+    let mut s = tokio::net::TcpStream::connect(router.addr)
+        .await
+        .expect("connect");
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: ws.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .expect("read")
+            .expect("read");
+        assert!(n == 1, "closed early: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    s.write_all(b"ping").await.expect("write");
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .expect("echo")
+        .expect("echo");
+    assert_eq!(&buf, b"ping");
+    router.stop().await;
+}
+
+/// A TCP relay in front of NATS that can be cut and restored, so that only
+/// the router loses its connection while the test keeps watching the bus.
+struct Relay {
+    port: u16,
+    target: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn new(target: u16) -> Relay {
+        let mut r = Relay {
+            port: free_port(),
+            target,
+            task: None,
+        };
+        r.restore();
+        r
+    }
+
+    fn restore(&mut self) {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_reuseaddr(true).expect("reuseaddr");
+        sock.bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .expect("bind relay");
+        let listener = sock.listen(64).expect("listen");
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut down, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    async fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_is_suspended_while_nats_is_down_and_start_is_reannounced() {
+    let nats = start_nats().await;
+    let nats_port: u16 = nats
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut relay = Relay::new(nats_port).await;
+    let router = Router::start(&format!("nats://127.0.0.1:{}", relay.port)).await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let mut starts = bus
+        .subscribe::<RouterStart>(subjects::ROUTER_START)
+        .await
+        .expect("sub");
+    bus.flush().await.expect("flush");
+    let c = client();
+    let a = backend("a").await;
+    bus.publish(
+        subjects::ROUTER_REGISTER,
+        &reg("outage.localhost", a.addr, "i", Some(1)),
+    )
+    .await
+    .expect("pub");
+    wait_status(&c, router.addr, "outage.localhost", StatusCode::OK).await;
+
+    // The router loses NATS: the 1 s route survives well past its threshold.
+    relay.cut().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (s, _, _) = get(&c, router.addr, "outage.localhost", "/").await;
+    assert_eq!(s, StatusCode::OK, "route pruned while NATS was down");
+
+    // Back: router.start is announced again, then the stale route goes.
+    relay.restore();
+    let got = tokio::time::timeout(Duration::from_secs(10), starts.next()).await;
+    assert!(
+        matches!(got, Ok(Some(_))),
+        "no router.start after reconnect"
+    );
+    wait_status(&c, router.addr, "outage.localhost", StatusCode::NOT_FOUND).await;
+    router.stop().await;
+}

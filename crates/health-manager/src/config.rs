@@ -1,0 +1,103 @@
+//! Health manager configuration (docs/conventions.md "Health manager config").
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::HmError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats_url: String,
+    /// Cloud controller base URL (for `/internal/v1/desired`).
+    pub cc_url: String,
+    pub internal_api_token: String,
+    pub pass_interval_ms: u64,
+    /// DEA heartbeat interval; a DEA silent for 3 intervals is gone, and the
+    /// HM waits 3 intervals after boot before acting.
+    pub heartbeat_interval_s: f64,
+    pub desired_refresh_ms: u64,
+    /// Written with `ready` once connected and listening.
+    pub addr_file: Option<PathBuf>,
+    /// At most this many instance starts per pass.
+    pub max_starts_per_pass: usize,
+    /// A start issued for (app, index, version) is not re-issued for this long
+    /// (unless that index crashes).
+    pub start_timeout_s: f64,
+    /// Crashes of one index restarted at once; later ones wait.
+    pub crash_immediate_restarts: u32,
+    /// First backoff delay after the immediate restarts; doubles each crash.
+    pub crash_backoff_initial_s: f64,
+    pub crash_backoff_max_s: f64,
+    /// An index's crash count is forgotten after this long without a crash.
+    pub crash_reset_s: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            cc_url: "http://127.0.0.1:9022".into(),
+            internal_api_token: "dev-internal-token".into(),
+            pass_interval_ms: 1000,
+            heartbeat_interval_s: 2.0,
+            desired_refresh_ms: 2000,
+            addr_file: None,
+            max_starts_per_pass: 50,
+            start_timeout_s: 60.0,
+            crash_immediate_restarts: 3,
+            crash_backoff_initial_s: 30.0,
+            crash_backoff_max_s: 960.0,
+            crash_reset_s: 1800.0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the TOML file (if any), then applies `NATS_URL`.
+    pub fn load(path: Option<&Path>) -> Result<Config, HmError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| HmError::Io {
+                    what: format!("reading config {}", p.display()),
+                    source,
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| HmError::Config(format!("{}: {e}", p.display())))?
+            }
+            None => Config::default(),
+        };
+        if let Ok(url) = std::env::var("NATS_URL") {
+            if !url.is_empty() {
+                config.nats_url = url;
+            }
+        }
+        Ok(config)
+    }
+
+    /// A DEA not heard from for this long is gone.
+    pub fn dea_timeout_s(&self) -> f64 {
+        3.0 * self.heartbeat_interval_s
+    }
+
+    /// Desired state older than this is not acted upon.
+    pub fn desired_max_age_s(&self) -> f64 {
+        3.0 * self.desired_refresh_ms as f64 / 1000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_as_seconds_and_unknown_fields_fail() {
+        let c: Config =
+            toml::from_str("heartbeat_interval_s = 2\ncc_url = \"http://x\"").expect("parse");
+        assert_eq!(c.heartbeat_interval_s, 2.0);
+        assert_eq!(c.dea_timeout_s(), 6.0);
+        assert_eq!(c.desired_max_age_s(), 6.0);
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+    }
+}

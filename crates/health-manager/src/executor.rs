@@ -1,0 +1,78 @@
+//! Carries out the planner's actions: `health.start` / `health.stop` to the
+//! controller, plus an HM line in the app's log.
+
+use proto::{subjects, Bus, HealthStart, HealthStop, LogMessage, LogSource, LogStream};
+
+use crate::planner::Action;
+use crate::state::CrashHistory;
+
+/// Publishes every action and remembers the starts issued.
+pub async fn execute(bus: &Bus, actions: &[Action], history: &mut CrashHistory, now: f64) {
+    for action in actions {
+        let (result, line) = match action {
+            Action::Start {
+                app_id,
+                version,
+                indices,
+                reason,
+            } => {
+                tracing::info!(app_id = %app_id, version = %version, indices = ?indices, reason = %reason, "requesting start");
+                let msg = HealthStart {
+                    app_id: app_id.clone(),
+                    version: version.clone(),
+                    indices: indices.clone(),
+                    reason: reason.clone(),
+                };
+                let result = bus.publish(subjects::HEALTH_START, &msg).await;
+                if result.is_ok() {
+                    for &i in indices {
+                        history.note_start(app_id, version, i, now);
+                    }
+                }
+                (
+                    result,
+                    format!("Requesting start of instance(s) {indices:?} (reason: {reason})"),
+                )
+            }
+            Action::Stop {
+                app_id,
+                version,
+                instance_ids,
+                reason,
+            } => {
+                tracing::info!(app_id = %app_id, version = ?version, instance_ids = ?instance_ids, reason = %reason, "requesting stop");
+                let msg = HealthStop {
+                    app_id: app_id.clone(),
+                    version: version.clone(),
+                    instance_ids: instance_ids.clone(),
+                    reason: reason.clone(),
+                };
+                let result = bus.publish(subjects::HEALTH_STOP, &msg).await;
+                (
+                    result,
+                    format!(
+                        "Requesting stop of {} instance(s) (reason: {reason})",
+                        instance_ids.len()
+                    ),
+                )
+            }
+        };
+        match result {
+            Ok(()) => {
+                let log = LogMessage::new(
+                    action.app_id(),
+                    LogSource::Hm,
+                    None,
+                    LogStream::Stdout,
+                    line,
+                );
+                if let Err(e) = bus.publish(subjects::logs(action.app_id()), &log).await {
+                    tracing::debug!(error = %e, "cannot publish HM log line");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(app_id = %action.app_id(), error = %e, "cannot publish action")
+            }
+        }
+    }
+}

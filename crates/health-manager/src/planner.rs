@@ -1,0 +1,670 @@
+//! The pure planner: compares desired and actual state and decides what to
+//! start and stop. No I/O; time passed in (Unix seconds).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::{InstanceHeartbeat, InstanceState};
+
+use crate::config::Config;
+use crate::desired::{unix_time, Desired};
+use crate::state::{Actual, CrashHistory};
+
+/// What the executor should ask the controller to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Start {
+        app_id: String,
+        version: String,
+        indices: Vec<u32>,
+        reason: String,
+    },
+    Stop {
+        app_id: String,
+        version: Option<String>,
+        instance_ids: Vec<String>,
+        reason: String,
+    },
+}
+
+impl Action {
+    pub fn app_id(&self) -> &str {
+        match self {
+            Action::Start { app_id, .. } | Action::Stop { app_id, .. } => app_id,
+        }
+    }
+}
+
+pub mod reason {
+    pub const MISSING: &str = "missing";
+    pub const CRASHED: &str = "crashed";
+    pub const EXTRA: &str = "extra";
+    pub const OLD_VERSION: &str = "old version";
+    pub const DUPLICATE: &str = "duplicate";
+    pub const NOT_DESIRED: &str = "app not desired";
+    pub const APP_STOPPED: &str = "app stopped";
+}
+
+/// Delay before restarting an index that crashed `count` times.
+pub fn crash_backoff_s(count: u32, cfg: &Config) -> f64 {
+    if count <= cfg.crash_immediate_restarts {
+        return 0.0;
+    }
+    let doublings = (count - cfg.crash_immediate_restarts - 1).min(30);
+    (cfg.crash_backoff_initial_s * f64::from(1u32 << doublings)).min(cfg.crash_backoff_max_s)
+}
+
+/// Preference when several instances share an index (lower is kept).
+fn keep_rank(state: InstanceState) -> u8 {
+    match state {
+        InstanceState::Running => 0,
+        InstanceState::Starting => 1,
+        InstanceState::Born => 2,
+        InstanceState::Evacuating => 3,
+        _ => 4,
+    }
+}
+
+/// Whether both views are trustworthy right now.
+pub fn can_act(desired: &Desired, actual: &Actual, cfg: &Config, now: f64) -> bool {
+    let fresh = desired
+        .fetched_at
+        .is_some_and(|t| now - t <= cfg.desired_max_age_s());
+    let warm = now - actual.listening_since >= cfg.dea_timeout_s();
+    fresh && warm
+}
+
+/// Decides the actions of one pass.
+pub fn plan(
+    desired: &Desired,
+    actual: &Actual,
+    history: &CrashHistory,
+    cfg: &Config,
+    now: f64,
+) -> Vec<Action> {
+    let Some(fetched_at) = desired.fetched_at else {
+        return Vec::new();
+    };
+    if !can_act(desired, actual, cfg, now) {
+        return Vec::new();
+    }
+    // Only instances whose state was reported before the desired copy was
+    // taken are stopped: newer ones may be the controller's own recent work.
+    let known = |i: &InstanceHeartbeat| i.since < fetched_at;
+    let settle = 2.0 * cfg.heartbeat_interval_s;
+
+    let mut by_app: BTreeMap<&str, Vec<&InstanceHeartbeat>> = BTreeMap::new();
+    for i in actual.live(now, cfg.dea_timeout_s()) {
+        by_app.entry(i.app_id.as_str()).or_default().push(i);
+    }
+    let app_ids: BTreeSet<&str> = by_app
+        .keys()
+        .copied()
+        .chain(desired.apps.keys().map(String::as_str))
+        .collect();
+
+    let mut actions = Vec::new();
+    let mut starts_left = cfg.max_starts_per_pass;
+    for app_id in app_ids {
+        let live = by_app.get(app_id).map(Vec::as_slice).unwrap_or(&[]);
+        let app = desired.apps.get(app_id);
+        if app.is_some_and(|a| unix_time(&a.updated_at) > now - settle) {
+            continue; // the controller is still acting on it
+        }
+        let Some(app) = app.filter(|a| a.state == "STARTED") else {
+            let ids: Vec<String> = live
+                .iter()
+                .filter(|i| known(i))
+                .map(|i| i.instance_id.clone())
+                .collect();
+            if !ids.is_empty() {
+                let why = if app.is_some() {
+                    reason::APP_STOPPED
+                } else {
+                    reason::NOT_DESIRED
+                };
+                actions.push(stop(app_id, None, ids, why));
+            }
+            continue;
+        };
+
+        let (mut old, mut extra, mut dups) = (Vec::new(), Vec::new(), Vec::new());
+        let mut at_index: BTreeMap<u32, Vec<&InstanceHeartbeat>> = BTreeMap::new();
+        for &i in live {
+            if i.version != app.version {
+                if known(i) {
+                    old.push(i.instance_id.clone());
+                }
+            } else if i.index >= app.instances {
+                if known(i) {
+                    extra.push(i.instance_id.clone());
+                }
+            } else {
+                at_index.entry(i.index).or_default().push(i);
+            }
+        }
+        for insts in at_index.values_mut().filter(|v| v.len() > 1) {
+            insts.sort_by(|a, b| {
+                (keep_rank(a.state), a.since)
+                    .partial_cmp(&(keep_rank(b.state), b.since))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then_with(|| a.instance_id.cmp(&b.instance_id))
+            });
+            dups.extend(
+                insts
+                    .iter()
+                    .skip(1)
+                    .filter(|i| known(i))
+                    .map(|i| i.instance_id.clone()),
+            );
+        }
+
+        let (mut missing, mut crashed) = (Vec::new(), Vec::new());
+        for index in (0..app.instances).filter(|i| !at_index.contains_key(i)) {
+            if starts_left == 0 {
+                break;
+            }
+            if history
+                .pending_start(app_id, index, &app.version)
+                .is_some_and(|t| now - t < cfg.start_timeout_s)
+            {
+                continue;
+            }
+            match history.crashes(app_id, index, now, cfg.crash_reset_s) {
+                Some(r) if now < r.last_crash + crash_backoff_s(r.count, cfg) => continue,
+                Some(_) => crashed.push(index),
+                None => missing.push(index),
+            }
+            starts_left -= 1;
+        }
+
+        for (indices, why) in [(missing, reason::MISSING), (crashed, reason::CRASHED)] {
+            if !indices.is_empty() {
+                actions.push(Action::Start {
+                    app_id: app_id.to_string(),
+                    version: app.version.clone(),
+                    indices,
+                    reason: why.to_string(),
+                });
+            }
+        }
+        for (ids, version, why) in [
+            (old, None, reason::OLD_VERSION),
+            (extra, Some(app.version.clone()), reason::EXTRA),
+            (dups, Some(app.version.clone()), reason::DUPLICATE),
+        ] {
+            if !ids.is_empty() {
+                actions.push(stop(app_id, version, ids, why));
+            }
+        }
+    }
+    actions
+}
+
+fn stop(app_id: &str, version: Option<String>, instance_ids: Vec<String>, why: &str) -> Action {
+    Action::Stop {
+        app_id: app_id.to_string(),
+        version,
+        instance_ids,
+        reason: why.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::desired::DesiredApp;
+    use proto::Heartbeat;
+    use InstanceState::*;
+
+    const NOW: f64 = 1000.0;
+    const OLD: &str = "1970-01-01T00:00:00Z";
+
+    fn cfg() -> Config {
+        Config {
+            max_starts_per_pass: 50,
+            ..Config::default()
+        }
+    }
+
+    fn app(id: &str, version: &str, instances: u32, state: &str) -> DesiredApp {
+        DesiredApp {
+            app_id: id.into(),
+            name: id.into(),
+            version: version.into(),
+            instances,
+            state: state.into(),
+            updated_at: OLD.into(),
+        }
+    }
+
+    /// (app, version, index, instance id, state, since)
+    type I = (
+        &'static str,
+        &'static str,
+        u32,
+        &'static str,
+        InstanceState,
+        f64,
+    );
+
+    fn actual(instances: &[I], received_at: f64) -> Actual {
+        let mut a = Actual::new(0.0);
+        a.apply_heartbeat(
+            Heartbeat {
+                dea_id: "dea".into(),
+                instances: instances
+                    .iter()
+                    .map(
+                        |&(app_id, version, index, id, state, since)| InstanceHeartbeat {
+                            app_id: app_id.into(),
+                            version: version.into(),
+                            index,
+                            instance_id: id.into(),
+                            state,
+                            since,
+                        },
+                    )
+                    .collect(),
+            },
+            received_at,
+        );
+        a
+    }
+
+    fn start(app: &str, version: &str, indices: &[u32], why: &str) -> Action {
+        Action::Start {
+            app_id: app.into(),
+            version: version.into(),
+            indices: indices.to_vec(),
+            reason: why.into(),
+        }
+    }
+
+    fn stop_(app: &str, version: Option<&str>, ids: &[&str], why: &str) -> Action {
+        Action::Stop {
+            app_id: app.into(),
+            version: version.map(str::to_string),
+            instance_ids: ids.iter().map(|s| s.to_string()).collect(),
+            reason: why.into(),
+        }
+    }
+
+    fn run(
+        apps: Vec<DesiredApp>,
+        instances: &[I],
+        history: &CrashHistory,
+        now: f64,
+    ) -> Vec<Action> {
+        // Both views fresh at `now`.
+        let desired = Desired::new(apps, now);
+        plan(&desired, &actual(instances, now), history, &cfg(), now)
+    }
+
+    #[test]
+    fn table() {
+        struct Case {
+            name: &'static str,
+            apps: Vec<DesiredApp>,
+            instances: Vec<I>,
+            expect: Vec<Action>,
+        }
+        let cases = vec![
+            Case {
+                name: "converged: nothing to do",
+                apps: vec![app("a", "v1", 2, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "i0", Running, 1.0),
+                    ("a", "v1", 1, "i1", Starting, 1.0),
+                ],
+                expect: vec![],
+            },
+            Case {
+                name: "missing index",
+                apps: vec![app("a", "v1", 3, "STARTED")],
+                instances: vec![("a", "v1", 1, "i1", Running, 1.0)],
+                expect: vec![start("a", "v1", &[0, 2], reason::MISSING)],
+            },
+            Case {
+                name: "nothing running",
+                apps: vec![app("a", "v1", 2, "STARTED"), app("b", "v9", 1, "STARTED")],
+                instances: vec![],
+                expect: vec![
+                    start("a", "v1", &[0, 1], reason::MISSING),
+                    start("b", "v9", &[0], reason::MISSING),
+                ],
+            },
+            Case {
+                name: "crashed / stopped instances do not count",
+                apps: vec![app("a", "v1", 2, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "i0", Crashed, 1.0),
+                    ("a", "v1", 1, "i1", Stopping, 1.0),
+                ],
+                expect: vec![start("a", "v1", &[0, 1], reason::MISSING)],
+            },
+            Case {
+                name: "born, starting and evacuating count as live",
+                apps: vec![app("a", "v1", 3, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "i0", Born, 1.0),
+                    ("a", "v1", 1, "i1", Starting, 1.0),
+                    ("a", "v1", 2, "i2", Evacuating, 1.0),
+                ],
+                expect: vec![],
+            },
+            Case {
+                name: "extra index",
+                apps: vec![app("a", "v1", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "i0", Running, 1.0),
+                    ("a", "v1", 1, "i1", Running, 1.0),
+                    ("a", "v1", 5, "i5", Starting, 1.0),
+                ],
+                expect: vec![stop_("a", Some("v1"), &["i1", "i5"], reason::EXTRA)],
+            },
+            Case {
+                name: "old version stopped and replaced",
+                apps: vec![app("a", "v2", 1, "STARTED")],
+                instances: vec![("a", "v1", 0, "old", Running, 1.0)],
+                expect: vec![
+                    start("a", "v2", &[0], reason::MISSING),
+                    stop_("a", None, &["old"], reason::OLD_VERSION),
+                ],
+            },
+            Case {
+                name: "duplicates: keep running over starting",
+                apps: vec![app("a", "v1", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "s", Starting, 1.0),
+                    ("a", "v1", 0, "r", Running, 5.0),
+                ],
+                expect: vec![stop_("a", Some("v1"), &["s"], reason::DUPLICATE)],
+            },
+            Case {
+                name: "duplicates: keep the oldest running",
+                apps: vec![app("a", "v1", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "young", Running, 9.0),
+                    ("a", "v1", 0, "old", Running, 2.0),
+                    ("a", "v1", 0, "mid", Running, 5.0),
+                ],
+                expect: vec![stop_("a", Some("v1"), &["mid", "young"], reason::DUPLICATE)],
+            },
+            Case {
+                name: "app not desired",
+                apps: vec![],
+                instances: vec![
+                    ("ghost", "v1", 0, "g0", Running, 1.0),
+                    ("ghost", "v1", 1, "g1", Crashed, 1.0),
+                ],
+                expect: vec![stop_("ghost", None, &["g0"], reason::NOT_DESIRED)],
+            },
+            Case {
+                name: "stopped app with leftovers",
+                apps: vec![app("a", "v1", 2, "STOPPED")],
+                instances: vec![("a", "v1", 0, "i0", Running, 1.0)],
+                expect: vec![stop_("a", None, &["i0"], reason::APP_STOPPED)],
+            },
+            Case {
+                name: "stopped app without instances",
+                apps: vec![app("a", "v1", 2, "STOPPED")],
+                instances: vec![],
+                expect: vec![],
+            },
+            Case {
+                name: "instances newer than the desired copy are not stopped",
+                apps: vec![app("a", "v1", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "i0", Running, 1.0),
+                    ("a", "v1", 1, "new-extra", Starting, NOW + 0.5),
+                    ("a", "v0", 0, "new-old", Running, NOW + 0.5),
+                    ("b", "v1", 0, "new-undesired", Running, NOW + 0.5),
+                ],
+                expect: vec![],
+            },
+            Case {
+                name: "zero instances wanted",
+                apps: vec![app("a", "v1", 0, "STARTED")],
+                instances: vec![("a", "v1", 0, "i0", Running, 1.0)],
+                expect: vec![stop_("a", Some("v1"), &["i0"], reason::EXTRA)],
+            },
+            Case {
+                name: "everything at once",
+                apps: vec![app("a", "v2", 2, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "old0", Running, 1.0),
+                    ("a", "v2", 1, "d1", Running, 3.0),
+                    ("a", "v2", 1, "d2", Running, 2.0),
+                    ("a", "v2", 2, "x", Running, 1.0),
+                ],
+                expect: vec![
+                    start("a", "v2", &[0], reason::MISSING),
+                    stop_("a", None, &["old0"], reason::OLD_VERSION),
+                    stop_("a", Some("v2"), &["x"], reason::EXTRA),
+                    stop_("a", Some("v2"), &["d1"], reason::DUPLICATE),
+                ],
+            },
+        ];
+        for c in cases {
+            let got = run(c.apps, &c.instances, &CrashHistory::new(), NOW);
+            assert_eq!(got, c.expect, "case: {}", c.name);
+        }
+    }
+
+    #[test]
+    fn recently_updated_apps_are_left_to_the_controller() {
+        let mut a = app("a", "v1", 2, "STARTED");
+        // updated 3 s before NOW (= 1000 s after the epoch); 2 intervals = 4 s.
+        a.updated_at = "1970-01-01T00:16:37Z".into();
+        assert!(run(vec![a.clone()], &[], &CrashHistory::new(), NOW).is_empty());
+        // Also for stops.
+        a.state = "STOPPED".into();
+        assert!(run(
+            vec![a.clone()],
+            &[("a", "v1", 0, "i", Running, 1.0)],
+            &CrashHistory::new(),
+            NOW
+        )
+        .is_empty());
+        // Once settled, act.
+        assert_eq!(
+            run(
+                vec![a],
+                &[("a", "v1", 0, "i", Running, 1.0)],
+                &CrashHistory::new(),
+                NOW + 2.0
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn acts_only_on_fresh_desired_and_warm_actual() {
+        let c = cfg();
+        let apps = vec![app("a", "v1", 1, "STARTED")];
+        let h = CrashHistory::new();
+        // Never fetched.
+        assert!(plan(&Desired::default(), &actual(&[], NOW), &h, &c, NOW).is_empty());
+        // Fetched 7 s ago with a 2 s refresh: stale.
+        assert!(plan(
+            &Desired::new(apps.clone(), NOW - 7.0),
+            &actual(&[], NOW),
+            &h,
+            &c,
+            NOW
+        )
+        .is_empty());
+        assert_eq!(
+            plan(
+                &Desired::new(apps.clone(), NOW - 5.0),
+                &actual(&[], NOW),
+                &h,
+                &c,
+                NOW
+            )
+            .len(),
+            1
+        );
+        // Listening for less than 3 heartbeat intervals: not warm.
+        let mut cold = actual(&[], NOW);
+        cold.listening_since = NOW - 5.0;
+        assert!(plan(&Desired::new(apps.clone(), NOW), &cold, &h, &c, NOW).is_empty());
+        cold.listening_since = NOW - 6.0;
+        assert_eq!(plan(&Desired::new(apps, NOW), &cold, &h, &c, NOW).len(), 1);
+    }
+
+    #[test]
+    fn silent_dea_means_missing_instances() {
+        let apps = vec![app("a", "v1", 1, "STARTED")];
+        let desired = Desired::new(apps, NOW + 10.0);
+        let a = actual(&[("a", "v1", 0, "i0", Running, 1.0)], NOW);
+        assert!(plan(&desired, &a, &CrashHistory::new(), &cfg(), NOW + 6.0).is_empty());
+        assert_eq!(
+            plan(&desired, &a, &CrashHistory::new(), &cfg(), NOW + 6.5),
+            vec![start("a", "v1", &[0], reason::MISSING)]
+        );
+    }
+
+    #[test]
+    fn crash_exit_restarts_at_once_without_a_heartbeat() {
+        let desired = Desired::new(vec![app("a", "v1", 1, "STARTED")], NOW);
+        let mut a = actual(&[("a", "v1", 0, "i0", Running, 1.0)], NOW);
+        let mut h = CrashHistory::new();
+        let exit = proto::DropletExited {
+            app_id: "a".into(),
+            version: "v1".into(),
+            index: 0,
+            instance_id: "i0".into(),
+            reason: proto::ExitReason::Crashed,
+            exit_status: Some(1),
+            exit_description: "boom".into(),
+            crash_timestamp: NOW,
+        };
+        a.apply_exit(&exit, NOW + 0.1);
+        h.observe_exit(&exit, NOW + 0.1, cfg().crash_reset_s);
+        assert_eq!(
+            plan(&desired, &a, &h, &cfg(), NOW + 0.2),
+            vec![start("a", "v1", &[0], reason::CRASHED)]
+        );
+    }
+
+    fn crashed_times(h: &mut CrashHistory, index: u32, n: u32, at: f64) {
+        for k in 0..n {
+            h.record_crash(
+                "a",
+                index,
+                &format!("c{index}-{k}-{at}"),
+                at,
+                cfg().crash_reset_s,
+            );
+        }
+    }
+
+    #[test]
+    fn crash_backoff_schedule() {
+        let c = cfg();
+        let delays: Vec<f64> = (1..=12).map(|n| crash_backoff_s(n, &c)).collect();
+        assert_eq!(
+            delays,
+            vec![0.0, 0.0, 0.0, 30.0, 60.0, 120.0, 240.0, 480.0, 960.0, 960.0, 960.0, 960.0]
+        );
+        assert_eq!(crash_backoff_s(u32::MAX, &c), 960.0);
+        let tuned = Config {
+            crash_immediate_restarts: 1,
+            crash_backoff_initial_s: 5.0,
+            crash_backoff_max_s: 12.0,
+            ..cfg()
+        };
+        assert_eq!(
+            (1..=4)
+                .map(|n| crash_backoff_s(n, &tuned))
+                .collect::<Vec<_>>(),
+            vec![0.0, 5.0, 10.0, 12.0]
+        );
+    }
+
+    #[test]
+    fn crashed_index_waits_for_its_backoff() {
+        let apps = || vec![app("a", "v1", 3, "STARTED")];
+        let mut h = CrashHistory::new();
+        crashed_times(&mut h, 0, 3, NOW - 1.0); // 3 crashes: immediate
+        crashed_times(&mut h, 1, 4, NOW - 10.0); // 4 crashes: wait 30 s
+        crashed_times(&mut h, 2, 6, NOW - 99.0); // 6 crashes: wait 120 s
+        assert_eq!(
+            run(apps(), &[], &h, NOW),
+            vec![start("a", "v1", &[0], reason::CRASHED)]
+        );
+        assert_eq!(
+            run(apps(), &[], &h, NOW + 20.0),
+            vec![start("a", "v1", &[0, 1], reason::CRASHED)]
+        );
+        assert_eq!(
+            run(apps(), &[], &h, NOW + 21.0),
+            vec![start("a", "v1", &[0, 1, 2], reason::CRASHED)]
+        );
+    }
+
+    #[test]
+    fn crash_counts_expire_after_a_quiet_period() {
+        let mut h = CrashHistory::new();
+        crashed_times(&mut h, 0, 10, NOW - cfg().crash_reset_s - 1.0);
+        assert_eq!(
+            run(vec![app("a", "v1", 1, "STARTED")], &[], &h, NOW),
+            vec![start("a", "v1", &[0], reason::MISSING)]
+        );
+    }
+
+    #[test]
+    fn issued_starts_are_not_repeated_until_timeout_or_crash() {
+        let apps = || vec![app("a", "v1", 2, "STARTED")];
+        let mut h = CrashHistory::new();
+        h.note_start("a", "v1", 0, NOW - 10.0);
+        h.note_start("a", "v1", 1, NOW - 61.0);
+        h.note_start("a", "v0", 1, NOW - 1.0); // other version: irrelevant
+        assert_eq!(
+            run(apps(), &[], &h, NOW),
+            vec![start("a", "v1", &[1], reason::MISSING)]
+        );
+        // A crash of index 0 clears its pending start.
+        h.record_crash("a", 0, "c", NOW, cfg().crash_reset_s);
+        h.note_start("a", "v1", 1, NOW);
+        assert_eq!(
+            run(apps(), &[], &h, NOW),
+            vec![start("a", "v1", &[0], reason::CRASHED)]
+        );
+    }
+
+    #[test]
+    fn starts_per_pass_are_capped() {
+        let desired = Desired::new(
+            vec![app("a", "v1", 3, "STARTED"), app("b", "v1", 3, "STARTED")],
+            NOW,
+        );
+        let c = Config {
+            max_starts_per_pass: 4,
+            ..cfg()
+        };
+        let got = plan(&desired, &actual(&[], NOW), &CrashHistory::new(), &c, NOW);
+        assert_eq!(
+            got,
+            vec![
+                start("a", "v1", &[0, 1, 2], reason::MISSING),
+                start("b", "v1", &[0], reason::MISSING)
+            ]
+        );
+        // Stops are not capped.
+        let c = Config {
+            max_starts_per_pass: 0,
+            ..cfg()
+        };
+        let got = plan(
+            &desired,
+            &actual(&[("b", "v0", 0, "o", Running, 1.0)], NOW),
+            &CrashHistory::new(),
+            &c,
+            NOW,
+        );
+        assert_eq!(got, vec![stop_("b", None, &["o"], reason::OLD_VERSION)]);
+    }
+}

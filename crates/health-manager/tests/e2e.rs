@@ -1,0 +1,211 @@
+//! Real nats-server + fake controller desired endpoint + fake heartbeats.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Json;
+use proto::desired::{DesiredApp, DesiredPage};
+use proto::{subjects, Bus, HealthStart, HealthStop, Heartbeat, InstanceHeartbeat, InstanceState};
+
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_nats() -> Nats {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new("/usr/sbin/nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nats-server");
+    let nats = Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats
+}
+
+fn app(id: &str, instances: u32, state: &str) -> DesiredApp {
+    DesiredApp {
+        app_id: id.into(),
+        name: id.into(),
+        version: "v1".into(),
+        instances,
+        state: state.into(),
+        updated_at: "2020-01-01T00:00:00Z".into(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    token: Option<String>,
+}
+
+async fn desired(
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<DesiredPage>, StatusCode> {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer test-token") {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    Ok(Json(match q.token.as_deref() {
+        None => DesiredPage {
+            apps: vec![app("a", 2, "STARTED")],
+            next_token: Some("p2".into()),
+        },
+        Some(_) => DesiredPage {
+            apps: vec![app("b", 1, "STOPPED")],
+            next_token: None,
+        },
+    }))
+}
+
+fn inst(app_id: &str, index: u32, id: &str, since: f64) -> InstanceHeartbeat {
+    InstanceHeartbeat {
+        app_id: app_id.into(),
+        version: "v1".into(),
+        index,
+        instance_id: id.into(),
+        state: InstanceState::Running,
+        since,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_missing_and_stops_extra_instances() {
+    let nats = start_nats().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let cc_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/internal/v1/desired", get(desired));
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let mut starts = bus
+        .subscribe::<HealthStart>(subjects::HEALTH_START)
+        .await
+        .expect("sub");
+    let mut stops = bus
+        .subscribe::<HealthStop>(subjects::HEALTH_STOP)
+        .await
+        .expect("sub");
+    bus.flush().await.expect("flush");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let ready = dir.path().join("ready");
+    let config = health_manager::Config {
+        nats_url: nats.url.clone(),
+        cc_url: format!("http://{cc_addr}"),
+        internal_api_token: "test-token".into(),
+        pass_interval_ms: 100,
+        heartbeat_interval_s: 0.3,
+        desired_refresh_ms: 200,
+        addr_file: Some(ready.clone()),
+        ..Default::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let hm = tokio::spawn(health_manager::run(config, async {
+        let _ = stop_rx.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&ready)
+        .map(|s| s.trim() != "ready")
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "addr file not written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A DEA heartbeating: a/0 fine, a/2 extra (a wants 2), b/0 left over (b is STOPPED); a/1 missing.
+    let hb_bus = bus.clone();
+    let beats = tokio::spawn(async move {
+        let since = proto::now_unix() - 100.0;
+        loop {
+            let hb = Heartbeat {
+                dea_id: "dea-1".into(),
+                instances: vec![
+                    inst("a", 0, "a0", since),
+                    inst("a", 2, "a2", since),
+                    inst("b", 0, "b0", since),
+                ],
+            };
+            let _ = hb_bus.publish(subjects::DEA_HEARTBEAT, &hb).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+
+    let start = tokio::time::timeout(Duration::from_secs(15), starts.next())
+        .await
+        .expect("health.start")
+        .expect("msg")
+        .payload;
+    assert_eq!(
+        (
+            start.app_id.as_str(),
+            start.version.as_str(),
+            start.indices.as_slice()
+        ),
+        ("a", "v1", &[1u32][..])
+    );
+    assert_eq!(start.reason, "missing");
+
+    let mut stopped = Vec::new();
+    while stopped.len() < 2 {
+        let s = tokio::time::timeout(Duration::from_secs(15), stops.next())
+            .await
+            .expect("health.stop")
+            .expect("msg")
+            .payload;
+        if !stopped.iter().any(|x: &HealthStop| x.app_id == s.app_id) {
+            stopped.push(s);
+        }
+    }
+    stopped.sort_by(|x, y| x.app_id.cmp(&y.app_id));
+    assert_eq!(stopped[0].instance_ids, vec!["a2"]);
+    assert_eq!(stopped[0].reason, "extra");
+    assert_eq!(stopped[1].instance_ids, vec!["b0"]);
+    assert_eq!(stopped[1].reason, "app stopped");
+
+    // The start is not repeated while pending (start_timeout_s = 60).
+    let again = tokio::time::timeout(Duration::from_millis(800), starts.next()).await;
+    assert!(again.is_err(), "start re-issued: {again:?}");
+
+    beats.abort();
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), hm)
+        .await
+        .expect("hm stops")
+        .expect("join")
+        .expect("run ok");
+}

@@ -1,5 +1,4 @@
-//! End-to-end tests of issue 2: every component real (nats-server, the
-//! controller, router, DEA and health manager binaries, the `cf` CLI).
+//! Issue 2: push → staged → running → routed, scaling, healing, restarts, bad input, `cf dev`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,0 +1,5 @@
+//! The one end-to-end test binary: every component real (nats-server, the
+//! controller, router, DEA and health manager binaries, the `cf` CLI).
+//! Each module is one area; each test starts its own platform.
+
+mod platform;

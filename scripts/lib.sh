@@ -24,10 +24,16 @@ ensure_cmd() {
 ensure_base() {
   ensure_cmd nats-server nats-server
   ensure_cmd python3 python3
+  ensure_cmd node nodejs
   ensure_cmd curl curl
   ensure_cmd cc gcc
   ensure_cmd pkg-config pkg-config
   ensure_cmd pg_isready postgresql-client
+  ensure_cmd openssl openssl
+  ensure_cmd wrk wrk
+  ensure_cmd nginx nginx
+  ensure_cmd iptables iptables
+  ensure_cmd ip iproute2
   if ! command -v cargo >/dev/null 2>&1; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
       export PATH="$HOME/.cargo/bin:$PATH"

@@ -9,8 +9,19 @@ use crate::context::{Actor, Ctx};
 use crate::placement::Need;
 use crate::store::{self, Build, Droplet};
 
+/// Minimum staging limits; an app with larger quotas stages with its own
+/// (Cloud Foundry's `minimum_staging_memory_mb` / `minimum_staging_disk_mb`).
 const STAGING_MEMORY_MB: u64 = 1024;
 const STAGING_DISK_MB: u64 = 2048;
+
+/// The staging container's (memory, disk) in MB for an app's process quotas.
+pub fn staging_limits(memory_in_mb: i64, disk_in_mb: i64) -> (u64, u64) {
+    let q = |v: i64| u64::try_from(v).unwrap_or(0);
+    (
+        q(memory_in_mb).max(STAGING_MEMORY_MB),
+        q(disk_in_mb).max(STAGING_DISK_MB),
+    )
+}
 
 /// Outcome of staging, before it is recorded.
 #[derive(Debug)]
@@ -51,17 +62,18 @@ async fn stage(ctx: &Ctx, build: &Build) -> Outcome {
     let Some(bus) = ctx.bus.clone() else {
         return Outcome::Failed("InsufficientResources: no DEA available".into());
     };
+    let (memory_mb, disk_mb) = staging_limits(process.memory_in_mb, process.disk_in_mb);
     let need = Need {
         app_id: &app.guid,
         stack: &app.stack,
-        memory_mb: STAGING_MEMORY_MB,
-        disk_mb: STAGING_DISK_MB,
+        memory_mb,
+        disk_mb,
     };
     let picked = ctx
         .placement
         .lock()
         .ok()
-        .and_then(|mut t| t.place(&need, 1, Instant::now()).into_iter().next());
+        .and_then(|mut t| t.place_for_staging(&need, Instant::now()));
     let Some(dea_id) = picked else {
         return Outcome::Failed("InsufficientResources: no DEA available".into());
     };
@@ -80,8 +92,8 @@ async fn stage(ctx: &Ctx, build: &Build) -> Outcome {
                 other => format!("{k}={other}"),
             })
             .collect(),
-        memory_mb: STAGING_MEMORY_MB,
-        disk_mb: STAGING_DISK_MB,
+        memory_mb,
+        disk_mb,
         package_uri: ctx.signed_url(
             "GET",
             &format!("/internal/v1/packages/{}/download", build.package_guid),
@@ -103,6 +115,7 @@ async fn stage(ctx: &Ctx, build: &Build) -> Outcome {
             ttl,
         )),
         start_command: process.command.clone().filter(|c| !c.is_empty()),
+        admin_buildpacks: crate::api::buildpacks::for_staging(ctx, &app.stack, ttl).await,
     };
     tracing::info!(build = %build.guid, app_id = %app.guid, dea_id = %dea_id, "staging");
     ctx.api_log(
@@ -210,4 +223,16 @@ async fn record(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::staging_limits;
+
+    #[test]
+    fn staging_limits_are_the_app_quotas_with_a_floor() {
+        assert_eq!(staging_limits(256, 1024), (1024, 2048));
+        assert_eq!(staging_limits(4096, 8192), (4096, 8192));
+        assert_eq!(staging_limits(-1, -1), (1024, 2048));
+    }
 }

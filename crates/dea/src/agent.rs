@@ -65,7 +65,7 @@ pub async fn run_with_drain(
         }
     }
     prepare_state_dir(&cfg.state_dir)?;
-    let backend = crate::backend::by_name(&cfg.backend)?;
+    let backend = crate::backend::from_config(&cfg)?;
     let bus = Bus::connect(&cfg.nats_url, "dea").await?;
     tracing::info!(id = %cfg.id, nats = %cfg.nats_url, backend = backend.name(), state_dir = %cfg.state_dir.display(), "dea starting");
     let (outbox, rx) = Outbox::channel();

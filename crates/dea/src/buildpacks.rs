@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DeaError, Result};
 
+pub mod admin;
+
 pub struct Builtin {
     pub name: &'static str,
     pub detect: &'static str,
@@ -26,6 +28,13 @@ pub const BUILTINS: &[Builtin] = &[
         detectable: true,
     },
     Builtin {
+        name: "nodejs",
+        detect: include_str!("buildpacks/nodejs/detect"),
+        compile: include_str!("buildpacks/nodejs/compile"),
+        release: include_str!("buildpacks/nodejs/release"),
+        detectable: true,
+    },
+    Builtin {
         name: "binary",
         detect: include_str!("buildpacks/binary/detect"),
         compile: include_str!("buildpacks/binary/compile"),
@@ -39,22 +48,33 @@ pub const FALLBACK: &str = "binary";
 
 /// Writes every built-in to `<dir>/<name>/bin/{detect,compile,release}`.
 pub fn install(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     for bp in BUILTINS {
-        let bin = dir.join(bp.name).join("bin");
-        std::fs::create_dir_all(&bin).map_err(|e| DeaError::io(&bin, e))?;
-        for (file, text) in [
-            ("detect", bp.detect),
-            ("compile", bp.compile),
-            ("release", bp.release),
-        ] {
-            let p = bin.join(file);
-            std::fs::write(&p, text).map_err(|e| DeaError::io(&p, e))?;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| DeaError::io(&p, e))?;
-        }
+        install_one(bp, &dir.join(bp.name))?;
     }
     Ok(())
+}
+
+/// Writes one built-in to `<dest>/bin/{detect,compile,release}`.
+pub fn install_one(bp: &Builtin, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dest.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| DeaError::io(&bin, e))?;
+    for (file, text) in [
+        ("detect", bp.detect),
+        ("compile", bp.compile),
+        ("release", bp.release),
+    ] {
+        let p = bin.join(file);
+        std::fs::write(&p, text).map_err(|e| DeaError::io(&p, e))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| DeaError::io(&p, e))?;
+    }
+    Ok(())
+}
+
+/// The built-in named `name`.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
 }
 
 /// Directory of an installed built-in.

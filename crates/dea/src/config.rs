@@ -16,8 +16,20 @@ pub struct Config {
     pub memory_mb: u64,
     pub disk_mb: u64,
     pub stacks: Vec<String>,
-    /// Container backend: `process` (the only one for now).
+    /// Container backend: `auto` (namespaces when root on Linux, else
+    /// process), `namespaces` or `process`.
     pub backend: String,
+    /// namespaces: containers kept ready (network and cgroups set up);
+    /// 0 disables the pool.
+    pub warm_pool_size: usize,
+    /// namespaces: most processes (and threads) per container.
+    pub pids_limit: u64,
+    /// namespaces: egress allowed beyond the public internet, `CIDR` or
+    /// `CIDR:PORT` (host, private ranges and other containers are closed).
+    pub egress_allow: Vec<String>,
+    /// namespaces: the binary with the `container-init` entry (default: the
+    /// running DEA binary).
+    pub container_init_exe: Option<PathBuf>,
     pub heartbeat_interval_s: u64,
     pub advertise_interval_s: u64,
     /// Written with `ready` once connected and advertising.
@@ -43,7 +55,11 @@ impl Default for Config {
             memory_mb: 8192,
             disk_mb: 16384,
             stacks: vec!["host".into()],
-            backend: "process".into(),
+            backend: "auto".into(),
+            warm_pool_size: 2,
+            pids_limit: 1024,
+            egress_allow: Vec::new(),
+            container_init_exe: None,
             heartbeat_interval_s: 2,
             advertise_interval_s: 2,
             addr_file: None,

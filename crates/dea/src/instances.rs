@@ -26,6 +26,9 @@ use crate::registry::{Filter, Instance, Registry};
 use crate::state::Lifecycle;
 use InstanceState::*;
 
+/// Between unregistering an evacuated instance and stopping it.
+const EVACUATION_UNREGISTER_GRACE: Duration = Duration::from_secs(1);
+
 pub struct Agent {
     pub cfg: Config,
     pub backend: Arc<dyn Backend>,
@@ -270,7 +273,7 @@ impl Agent {
         }
         let started_at = proto::now_rfc3339();
         let path = crate::staging::host_path();
-        let env = build_env(&EnvInput {
+        let mut env = build_env(&EnvInput {
             req,
             instance_id: id,
             host_ip: &self.cfg.host_ip,
@@ -280,6 +283,16 @@ impl Agent {
             started_at_unix: chrono::Utc::now().timestamp(),
             path: &path,
         });
+        if let Some(inside) = self.backend.app_port() {
+            // The app listens on its own port inside the container; the
+            // host port reaches it through the backend (DNAT).
+            self.backend.expose(&container, port).await?;
+            for (k, v) in env.iter_mut() {
+                if k == "PORT" {
+                    *v = inside.to_string();
+                }
+            }
+        }
         if !self.still(id, Starting) {
             return Ok(());
         }
@@ -299,9 +312,16 @@ impl Agent {
         let me = self.clone();
         let iid = id.to_string();
         let wait = spawned.wait;
+        let c = container.clone();
         tokio::spawn(async move {
             match wait.await {
-                Ok(exit) => me.crashed(&iid, Some(exit), exit.description()).await,
+                Ok(exit) => {
+                    let desc = me
+                        .backend
+                        .exit_reason(&c)
+                        .unwrap_or_else(|| exit.description());
+                    me.crashed(&iid, Some(exit), desc).await
+                }
                 Err(e) => me.crashed(&iid, None, e.to_string()).await,
             }
         });
@@ -520,6 +540,11 @@ impl Agent {
         };
         if was_routed {
             self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
+            if reason == ExitReason::Evacuating {
+                // Evacuation promises no failed request: let the routers
+                // drop the route and in-flight requests finish first.
+                tokio::time::sleep(EVACUATION_UNREGISTER_GRACE).await;
+            }
         }
         // The container may have been attached after our copy was taken.
         let container = self

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod backend;
 pub mod buildpacks;
 pub mod config;
+pub mod drain;
 pub mod env;
 pub mod error;
 pub mod http;

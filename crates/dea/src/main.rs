@@ -40,6 +40,26 @@ async fn drain_signal() {
 }
 
 fn main() -> std::process::ExitCode {
+    // A container's PID 1: a minimal path before any runtime or logging.
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if dea::backend::namespaces::init::invoked(&argv) {
+        let code = dea::backend::namespaces::init::main(&argv[2..]);
+        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    // `dea container-cleanup <tag>...`: removes what a namespaces backend
+    // with that tag left on the host (docs/containers.md).
+    if argv.get(1).map(String::as_str) == Some("container-cleanup") {
+        for tag in &argv[2..] {
+            dea::backend::namespaces::NamespacesBackend::cleanup_tag(tag);
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    // `dea drain [--config FILE]`: SIGUSR2 to the DEA on that state dir.
+    if argv.get(1).map(String::as_str) == Some("drain") {
+        return std::process::ExitCode::from(dea::drain::command(&argv[2..]));
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -65,11 +85,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(dea::agent::run_with_drain(
+    let state_dir = cfg.state_dir.clone();
+    if let Err(e) = dea::drain::write_pid_file(&state_dir) {
+        tracing::warn!(error = %e, "cannot write the pid file (dea drain will not find this DEA)");
+    }
+    let result = rt.block_on(dea::agent::run_with_drain(
         cfg,
         shutdown_signal(),
         drain_signal(),
-    )) {
+    ));
+    dea::drain::remove_pid_file(&state_dir);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "dea failed");

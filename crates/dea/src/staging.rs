@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::{Backend, Container, ContainerSpec, ExitInfo, ProcessSpec};
 use crate::buildpacks;
-use crate::env::{parse_env_list, shell_quote};
+use crate::env::parse_env_list;
 use crate::error::{DeaError, Result};
 use crate::outbox::{spawn_line_reader, Outbox};
 
@@ -38,6 +38,28 @@ pub struct Built {
     pub sha256: String,
 }
 
+/// A buildpack laid out at `<staging root>/buildpacks/<dir>`.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub dir: String,
+}
+
+/// The shell line running a buildpack script. The process starts in
+/// `<root>/app`, so `..` is the staging root wherever the backend shows it
+/// (the host path for `process`, `/home/vcap` inside a namespaced
+/// container): paths are computed in the shell, not on the host.
+fn bp_script(dir: &str, script: &str, with_cache: bool) -> String {
+    let args = if with_cache {
+        r#" "$PWD/app" "$PWD/cache""#
+    } else {
+        r#" "$PWD/app""#
+    };
+    format!(
+        r#"cd .. && export HOME="$PWD" TMPDIR="$PWD/tmp" && exec "$PWD/buildpacks/{dir}/bin/{script}"{args}"#
+    )
+}
+
 struct StepOutput {
     exit: ExitInfo,
     stdout: Vec<String>,
@@ -58,10 +80,6 @@ fn sanitize(id: &str) -> String {
 }
 
 impl Stager {
-    fn buildpacks_dir(&self) -> PathBuf {
-        self.state_dir.join("buildpacks")
-    }
-
     fn log(&self, app_id: &str, line: &str) {
         self.outbox
             .log(app_id, LogSource::Stg, None, LogStream::Stdout, line);
@@ -113,6 +131,10 @@ impl Stager {
 
     async fn stage(&self, req: &StagingRequest, dir: &Path) -> Result<Built> {
         let _ = tokio::fs::remove_dir_all(dir).await;
+        // Everything the container needs is laid out under its root first
+        // (host side: the container reaches neither the controller nor the
+        // DEA's files), so a backend may map or re-own the root as a whole.
+        let candidates = self.prepare(req, dir).await?;
         let container = self
             .backend
             .create(ContainerSpec {
@@ -122,18 +144,19 @@ impl Stager {
                 disk_mb: req.disk_mb,
             })
             .await?;
-        let result = self.stage_in(req, &container).await;
+        let result = self.stage_in(req, &container, &candidates).await;
         if let Err(e) = self.backend.destroy(&container).await {
             tracing::warn!(error = %e, "cannot destroy staging container");
         }
         result
     }
 
-    async fn stage_in(&self, req: &StagingRequest, c: &Container) -> Result<Built> {
-        let dir = &c.root;
+    /// Lays out `<dir>/{app,cache,tmp,buildpacks/N}`: the package, the
+    /// previous build cache, and the buildpacks to try (in order).
+    async fn prepare(&self, req: &StagingRequest, dir: &Path) -> Result<Vec<Candidate>> {
         let app = dir.join("app");
         let cache = dir.join("cache");
-        for d in [&app, &cache, &dir.join("tmp")] {
+        for d in [&app, &cache, &dir.join("tmp"), &dir.join("buildpacks")] {
             tokio::fs::create_dir_all(d)
                 .await
                 .map_err(|e| DeaError::io(d, e))?;
@@ -147,13 +170,19 @@ impl Stager {
             return Err(DeaError::Staging("app package not found".into()));
         }
         let (p, a) = (pkg.clone(), app.clone());
-        tokio::task::spawn_blocking(move || {
+        let skipped = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&p).map_err(|e| DeaError::io(&p, e))?;
             crate::archive::unzip_safe(std::io::BufReader::new(f), &a)
         })
         .await
         .map_err(|e| DeaError::Staging(format!("unzip task: {e}")))??;
         let _ = tokio::fs::remove_file(&pkg).await;
+        if skipped > 0 {
+            self.log(
+                &req.app_id,
+                &format!("-----> Skipped {skipped} unsafe entries of the package (paths or links leaving the app)"),
+            );
+        }
 
         if let Some(uri) = req.cache_download_uri.as_deref().filter(|u| !u.is_empty()) {
             let tgz = dir.join("cache.tgz");
@@ -175,8 +204,88 @@ impl Stager {
                 Err(e) => tracing::warn!(error = %e, "cannot download build cache"),
             }
         }
+        self.lay_out_buildpacks(req, dir).await
+    }
 
-        let built = self.build(req, c).await?;
+    /// Copies the buildpacks to try into `<dir>/buildpacks/<n>`: the requested
+    /// one, or every admin buildpack (position order) then the built-ins.
+    async fn lay_out_buildpacks(&self, req: &StagingRequest, dir: &Path) -> Result<Vec<Candidate>> {
+        let requested = req
+            .buildpack
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && *s != "default" && *s != "null");
+        let admin: Vec<&proto::AdminBuildpack> = match requested {
+            Some(name) => req
+                .admin_buildpacks
+                .iter()
+                .filter(|b| b.name == name)
+                .take(1)
+                .collect(),
+            None => req.admin_buildpacks.iter().collect(),
+        };
+        let mut out = Vec::new();
+        let cache_dir = self.state_dir.join("admin_buildpacks");
+        for bp in admin {
+            if requested.is_none() {
+                self.log(
+                    &req.app_id,
+                    &format!("-----> Fetching buildpack {}", bp.name),
+                );
+            }
+            let src = buildpacks::admin::ensure(&self.http, &cache_dir, bp).await?;
+            let dst = dir.join("buildpacks").join(out.len().to_string());
+            tokio::task::spawn_blocking(move || buildpacks::admin::copy_dir(&src, &dst))
+                .await
+                .map_err(|e| DeaError::Staging(format!("copy task: {e}")))??;
+            out.push(Candidate {
+                name: bp.name.clone(),
+                dir: out.len().to_string(),
+            });
+        }
+        let builtins: Vec<&buildpacks::Builtin> = match requested {
+            Some(_) if !out.is_empty() => Vec::new(),
+            Some(name) => vec![buildpacks::builtin(name)
+                .ok_or_else(|| DeaError::Staging(format!("buildpack {name} not found")))?],
+            None => buildpacks::BUILTINS
+                .iter()
+                .filter(|b| b.detectable)
+                .collect(),
+        };
+        for b in builtins {
+            let dst = dir.join("buildpacks").join(out.len().to_string());
+            buildpacks::install_one(b, &dst)?;
+            out.push(Candidate {
+                name: b.name.to_string(),
+                dir: out.len().to_string(),
+            });
+        }
+        if requested.is_none()
+            && req
+                .start_command
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
+            && !out.iter().any(|c| c.name == buildpacks::FALLBACK)
+        {
+            if let Some(b) = buildpacks::builtin(buildpacks::FALLBACK) {
+                let dst = dir.join("buildpacks").join(out.len().to_string());
+                buildpacks::install_one(b, &dst)?;
+                out.push(Candidate {
+                    name: b.name.to_string(),
+                    dir: out.len().to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stage_in(
+        &self,
+        req: &StagingRequest,
+        c: &Container,
+        candidates: &[Candidate],
+    ) -> Result<Built> {
+        let built = self.build(req, c, candidates).await?;
 
         self.log(&req.app_id, "-----> Uploading droplet");
         let size = built.droplet.len();
@@ -189,7 +298,7 @@ impl Stager {
             ),
         );
         if let Some(uri) = req.cache_upload_uri.as_deref().filter(|u| !u.is_empty()) {
-            let cd = cache.clone();
+            let cd = c.root.join("cache");
             let tgz = tokio::task::spawn_blocking(move || {
                 crate::archive::tar_gz(Vec::new(), &[(".", &cd)], &[])
             })
@@ -208,33 +317,31 @@ impl Stager {
     }
 
     /// Detect, compile, release and pack `<container>/app` into a droplet.
-    pub async fn build(&self, req: &StagingRequest, c: &Container) -> Result<Built> {
+    pub async fn build(
+        &self,
+        req: &StagingRequest,
+        c: &Container,
+        candidates: &[Candidate],
+    ) -> Result<Built> {
         let app = c.root.join("app");
-        let cache = c.root.join("cache");
-        let bps = self.buildpacks_dir();
-        let requested = req
+        let explicit = req
             .buildpack
             .as_deref()
             .map(str::trim)
-            .filter(|s| !s.is_empty());
-        let name = match requested {
-            Some(name) => {
-                buildpacks::path(&bps, name)
-                    .ok_or_else(|| DeaError::Staging(format!("buildpack {name} not found")))?;
-                name.to_string()
-            }
-            None => self.detect(req, c, &app).await?,
+            .is_some_and(|s| !s.is_empty() && s != "default" && s != "null");
+        let bp = if explicit {
+            candidates
+                .first()
+                .ok_or_else(|| DeaError::Staging("no buildpack to run".into()))?
+        } else {
+            self.detect(req, c, candidates).await?
         };
-        let bp = bps.join(&name);
+        let name = bp.name.clone();
         self.log(&req.app_id, &format!("-----> Using buildpack {name}"));
 
-        let script = format!(
-            "{} {} {}",
-            shell_quote(&bp.join("bin/compile").display().to_string()),
-            q(&app),
-            q(&cache)
-        );
-        let out = self.step(req, c, script).await?;
+        let out = self
+            .step(req, c, bp_script(&bp.dir, "compile", true))
+            .await?;
         if !out.exit.success() {
             let tail: Vec<String> = out.tail.into_iter().collect();
             return Err(DeaError::Staging(format!(
@@ -243,12 +350,9 @@ impl Stager {
             )));
         }
 
-        let script = format!(
-            "{} {}",
-            shell_quote(&bp.join("bin/release").display().to_string()),
-            q(&app)
-        );
-        let out = self.step(req, c, script).await?;
+        let out = self
+            .step(req, c, bp_script(&bp.dir, "release", false))
+            .await?;
         if !out.exit.success() {
             return Err(DeaError::Staging(format!(
                 "BuildpackReleaseFailed: {}",
@@ -266,6 +370,10 @@ impl Stager {
             release.as_deref(),
         )
         .ok_or_else(|| DeaError::Staging(NO_START_COMMAND.into()))?;
+        // Nothing of the build may still be writing while the droplet is packed.
+        if let Err(e) = self.backend.stop(c, Duration::from_millis(500)).await {
+            tracing::warn!(error = %e, "cannot stop staging processes");
+        }
 
         let info = proto::droplet::StagingInfo {
             detected_buildpack: name.clone(),
@@ -290,26 +398,32 @@ impl Stager {
         })
     }
 
-    async fn detect(&self, req: &StagingRequest, c: &Container, app: &Path) -> Result<String> {
-        let bps = self.buildpacks_dir();
-        for b in buildpacks::BUILTINS.iter().filter(|b| b.detectable) {
-            let script = format!(
-                "{} {}",
-                shell_quote(&bps.join(b.name).join("bin/detect").display().to_string()),
-                q(app)
-            );
-            if self.step(req, c, script).await?.exit.success() {
-                return Ok(b.name.to_string());
+    /// The first candidate whose `bin/detect` exits 0.
+    async fn detect<'a>(
+        &self,
+        req: &StagingRequest,
+        c: &Container,
+        candidates: &'a [Candidate],
+    ) -> Result<&'a Candidate> {
+        for cand in candidates {
+            if self
+                .step(req, c, bp_script(&cand.dir, "detect", false))
+                .await?
+                .exit
+                .success()
+            {
+                return Ok(cand);
             }
         }
-        if req
+        // Nothing detected, but the user said how to run it.
+        let has_command = req
             .start_command
             .as_deref()
-            .is_some_and(|s| !s.trim().is_empty())
-        {
-            return Ok(buildpacks::FALLBACK.to_string());
-        }
-        Err(DeaError::Staging(NO_APP_DETECTED.into()))
+            .is_some_and(|s| !s.trim().is_empty());
+        candidates
+            .iter()
+            .find(|c| has_command && c.name == buildpacks::FALLBACK)
+            .ok_or_else(|| DeaError::Staging(NO_APP_DETECTED.into()))
     }
 
     fn step_env(&self, req: &StagingRequest, c: &Container) -> Vec<(String, String)> {
@@ -377,10 +491,6 @@ impl Stager {
     }
 }
 
-fn q(p: &Path) -> String {
-    shell_quote(&p.display().to_string())
-}
-
 /// The DEA's own PATH (the host's runtimes), or a sane default.
 pub fn host_path() -> String {
     std::env::var("PATH")
@@ -392,6 +502,34 @@ pub fn host_path() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buildpack_scripts_resolve_paths_from_the_working_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().canonicalize().expect("canon");
+        let bin = root.join("buildpacks/3/bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::create_dir_all(root.join("app")).expect("mkdir");
+        std::fs::write(
+            bin.join("compile"),
+            "#!/bin/sh\necho \"$1|$2|$HOME|$TMPDIR\"\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(bin.join("compile"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(bp_script("3", "compile", true))
+            .current_dir(root.join("app"))
+            .output()
+            .expect("run");
+        let r = root.display();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{r}/app|{r}/cache|{r}|{r}/tmp")
+        );
+    }
 
     #[test]
     fn sanitizes_ids() {

@@ -154,6 +154,7 @@ async fn dea_over_nats() {
         cache_download_uri: None,
         cache_upload_uri: None,
         start_command: None,
+        admin_buildpacks: vec![],
     };
     let resp: proto::StagingResponse = bus
         .request(
@@ -330,6 +331,7 @@ async fn binary_instances_die_with_the_dea() {
             cache_download_uri: None,
             cache_upload_uri: None,
             start_command: None,
+            admin_buildpacks: vec![],
         };
         let resp: proto::StagingResponse = bus
             .request(subjects::staging_start(&id), &req, Duration::from_secs(60))

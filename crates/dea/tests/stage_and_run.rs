@@ -34,6 +34,7 @@ fn staging_request(
         cache_download_uri: Some(format!("{base}/cache/{id}")),
         cache_upload_uri: Some(format!("{base}/cache/{id}")),
         start_command: start.map(str::to_string),
+        admin_buildpacks: vec![],
     }
 }
 

@@ -74,6 +74,20 @@ pub struct StagingRequest {
     /// and buildpack defaults.
     #[serde(default)]
     pub start_command: Option<String>,
+    /// Enabled admin buildpacks with bits, in position order; tried before
+    /// the built-in ones, and selectable by name with `buildpack`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_buildpacks: Vec<AdminBuildpack>,
+}
+
+/// An admin buildpack offered to a stager: a zip at a signed URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminBuildpack {
+    pub name: String,
+    /// Signed URL to GET the buildpack zip.
+    pub uri: String,
+    /// sha256 of the zip (the DEA caches by it and checks it).
+    pub sha256: String,
 }
 
 /// `staging.<dea_id>.start` reply.
@@ -459,6 +473,11 @@ mod tests {
             cache_download_uri: Some("http://x/c".into()),
             cache_upload_uri: None,
             start_command: None,
+            admin_buildpacks: vec![AdminBuildpack {
+                name: "custom".into(),
+                uri: "http://x/b".into(),
+                sha256: "cd".into(),
+            }],
         });
         round_trip(&StagingResponse {
             staging_id: "s".into(),
@@ -569,6 +588,18 @@ mod tests {
             admin_url: None,
             uptime_s: 4,
         });
+    }
+
+    #[test]
+    fn staging_request_without_admin_buildpacks_parses() {
+        let v = serde_json::json!({
+            "staging_id": "s", "app_id": "a", "stack": "host", "memory_mb": 1,
+            "disk_mb": 1, "package_uri": "p", "droplet_upload_uri": "d"
+        });
+        let r: StagingRequest = serde_json::from_value(v).expect("parse");
+        assert!(r.admin_buildpacks.is_empty());
+        let s = serde_json::to_string(&r).expect("serialize");
+        assert!(!s.contains("admin_buildpacks"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod apps;
+pub mod buildpacks;
 pub mod common;
 pub mod delete;
 pub mod dev;
@@ -97,6 +98,12 @@ pub enum Command {
     UnmapRoute(map_route::Args),
     /// Show recent app events
     Events(AppName),
+    /// List all buildpacks
+    Buildpacks,
+    /// Create a buildpack
+    CreateBuildpack(buildpacks::CreateArgs),
+    /// Delete a buildpack
+    DeleteBuildpack(buildpacks::DeleteArgs),
     /// Run the whole platform on this machine
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -125,6 +132,9 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::MapRoute(a) => map_route::map(a).await,
         Command::UnmapRoute(a) => map_route::unmap(a).await,
         Command::Events(a) => events::run(&a.name).await,
+        Command::Buildpacks => buildpacks::list().await,
+        Command::CreateBuildpack(a) => buildpacks::create(a).await,
+        Command::DeleteBuildpack(a) => buildpacks::delete(a).await,
         Command::Dev(d) => dev::run(d).await,
     }
 }

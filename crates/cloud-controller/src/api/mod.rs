@@ -2,6 +2,7 @@
 
 mod apps;
 mod audit;
+pub mod buildpacks;
 mod builds;
 mod domains;
 mod droplets;
@@ -44,6 +45,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(processes::routes())
         .merge(packages::routes())
         .merge(builds::routes())
+        .merge(buildpacks::routes())
         .merge(droplets::routes())
         .merge(routes::routes())
         .merge(domains::routes())
@@ -57,6 +59,7 @@ pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .merge(root::routes())
         .merge(internal::routes())
+        .merge(buildpacks::internal_routes())
         .merge(v3)
         .fallback(|| async { ApiError::UnknownRequest })
         .with_state(ctx)

@@ -2,8 +2,10 @@
 //! queries serve SQLite and Postgres. Timestamps are RFC 3339 text, ids are
 //! uuid text, booleans are BIGINT 0/1.
 
+mod buildpacks;
 mod models;
 
+pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use models::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -768,6 +770,20 @@ impl Store {
         self.all(
             &format!("SELECT {EVENT_COLS} FROM audit_events ORDER BY created_at, guid"),
             &[],
+        )
+        .await
+    }
+
+    /// Events of one kind about one target since an RFC 3339 time, oldest first.
+    pub async fn target_events_since(
+        &self,
+        target_guid: &str,
+        kind: &str,
+        since: &str,
+    ) -> Result<Vec<AuditEvent>> {
+        self.all(
+            &format!("SELECT {EVENT_COLS} FROM audit_events WHERE target_guid = $1 AND type = $2 AND created_at >= $3 ORDER BY created_at, guid"),
+            &[target_guid, kind, since],
         )
         .await
     }

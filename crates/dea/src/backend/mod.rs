@@ -1,6 +1,8 @@
-//! Container backends behind one object-safe trait (ARCHITECTURE §5). Only
-//! `process` exists today; a `namespaces` backend plugs in behind the same
-//! trait (its `create` sets up the namespaces/cgroups, `spawn` enters them).
+//! Container backends behind one object-safe trait (ARCHITECTURE §5):
+//! `process` (plain child processes, for laptops and non-root runs) and
+//! `namespaces` (real containers, docs/containers.md). `auto` picks
+//! `namespaces` when the DEA runs as root on Linux with cgroups, `ip` and
+//! `iptables`.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use crate::error::{DeaError, Result};
 
 #[cfg(test)]
 pub mod fake;
+pub mod namespaces;
 pub mod process;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -98,16 +101,81 @@ pub trait Backend: Send + Sync {
     /// Kills whatever is left and removes the container's files.
     fn destroy<'a>(&'a self, container: &'a Container) -> BoxFut<'a, Result<()>>;
     fn stats<'a>(&'a self, container: &'a Container) -> BoxFut<'a, Result<proto::InstanceStats>>;
-    /// Kills every process of every container (DEA shutdown).
+    /// Kills every process of every container (DEA shutdown) and removes
+    /// what the backend set up on the host.
     fn kill_all(&self);
+    /// The port the app listens on inside the container (`PORT`), when it
+    /// differs from the host port (the namespaces backend: 8080).
+    fn app_port(&self) -> Option<u16> {
+        None
+    }
+    /// Makes `host_port` on the DEA's host reach the container's app port.
+    fn expose<'a>(&'a self, _container: &'a Container, _host_port: u16) -> BoxFut<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Why the container's process died when the backend knows better than
+    /// the exit status ("out of memory", "disk quota exceeded").
+    fn exit_reason(&self, _container: &Container) -> Option<String> {
+        None
+    }
 }
 
-/// The backend named in the config.
+/// The backend named in the config (`process` only: `namespaces` needs the
+/// config, see [`from_config`]).
 pub fn by_name(name: &str) -> Result<Arc<dyn Backend>> {
     match name {
         "process" => Ok(Arc::new(process::ProcessBackend::default())),
         other => Err(DeaError::UnknownBackend(other.to_string())),
     }
+}
+
+/// The binary with the `container-init` entry: the running executable when
+/// it is `dea`, else a `dea` next to it or one directory up (a test binary
+/// in `target/<profile>/deps` embedding the DEA).
+fn find_dea_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_name().is_some_and(|n| n == "dea") {
+        return Some(exe);
+    }
+    let dir = exe.parent()?;
+    [dir.join("dea"), dir.parent()?.join("dea")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// The backend chosen by the config: `auto` (default), `namespaces` or
+/// `process`.
+pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
+    let init_exe = cfg.container_init_exe.clone().or_else(find_dea_binary);
+    let name = match cfg.backend.as_str() {
+        "auto" if namespaces::available() && init_exe.is_some() => "namespaces",
+        "auto" => "process",
+        n => n,
+    };
+    if name != "namespaces" {
+        return by_name(name);
+    }
+    let mut egress = Vec::new();
+    for e in &cfg.egress_allow {
+        egress.push(
+            namespaces::net::Egress::parse(e)
+                .ok_or_else(|| DeaError::Backend(format!("bad egress_allow entry {e:?}")))?,
+        );
+    }
+    let init_exe = init_exe.ok_or_else(|| {
+        DeaError::Backend("no dea binary for container-init (set container_init_exe)".into())
+    })?;
+    let settings = namespaces::Settings {
+        tag: namespaces::tag_for(&cfg.id, &cfg.state_dir),
+        state_dir: cfg.state_dir.clone(),
+        init_exe,
+        warm_pool_size: cfg.warm_pool_size,
+        pids_limit: cfg.pids_limit,
+        egress_allow: egress,
+        host_ip: cfg.host_ip.clone(),
+        ro_paths: vec![cfg.state_dir.join("buildpacks")],
+    };
+    Ok(Arc::new(namespaces::NamespacesBackend::new(settings)?))
 }
 
 #[cfg(test)]

@@ -1,0 +1,244 @@
+//! Container benchmark (docs/containers.md): create + start + destroy of a
+//! namespaces container, median and p99 over N runs, without and with the
+//! warm pool, next to `unshare --fork --pid --mount --net --uts --ipc true`
+//! measured in the same run (the time the caller waits: a destroy's
+//! network teardown and the pool's refill run in the background and are
+//! let finish between runs); then density: D containers running `sleep`,
+//! the memory this process (standing in for the DEA) and the container
+//! inits add per instance.
+//!
+//! Run as root: `scripts/bench-containers.sh` (release build), or
+//! `cargo run --release -p dea --example bench_containers -- [N] [D]`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dea::backend::namespaces::{self, NamespacesBackend, Settings};
+use dea::backend::{Backend, ContainerSpec, ProcessSpec};
+
+fn dea_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/examples/bench_containers → target/<profile>/dea
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("dea"))
+        .unwrap_or_default()
+}
+
+fn settings(dir: &Path, pool: usize) -> Settings {
+    Settings {
+        tag: namespaces::tag_for(&format!("bench-{pool}"), dir),
+        state_dir: dir.to_path_buf(),
+        init_exe: dea_binary(),
+        warm_pool_size: pool,
+        pids_limit: 64,
+        egress_allow: vec![],
+        host_ip: "127.0.0.1".into(),
+        ro_paths: vec![],
+    }
+}
+
+fn stats(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let med = ms(v[v.len() / 2]);
+    let p99 = ms(v[((v.len() as f64 * 0.99).ceil() as usize)
+        .saturating_sub(1)
+        .min(v.len() - 1)]);
+    (med, p99)
+}
+
+fn spec(dir: &Path, i: usize) -> ContainerSpec {
+    ContainerSpec {
+        id: format!("b{i}"),
+        root: dir.join(format!("c{i}")),
+        memory_mb: 64,
+        disk_mb: 64,
+    }
+}
+
+fn proc_spec(c: &dea::backend::Container, script: &str) -> ProcessSpec {
+    ProcessSpec {
+        script: script.into(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: c.root.clone(),
+    }
+}
+
+/// create + spawn `true` + wait + destroy: total and the four phases.
+async fn one(b: &NamespacesBackend, dir: &Path, i: usize) -> [Duration; 5] {
+    let t = Instant::now();
+    let c = b.create(spec(dir, i)).await.expect("create");
+    let t1 = Instant::now();
+    let sp = b.spawn(&c, proc_spec(&c, "true")).await.expect("spawn");
+    let t2 = Instant::now();
+    drop((sp.stdout, sp.stderr));
+    let exit = sp.wait.await.expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let t3 = Instant::now();
+    b.destroy(&c).await.expect("destroy");
+    let t4 = Instant::now();
+    [t4 - t, t1 - t, t2 - t1, t3 - t2, t4 - t3]
+}
+
+/// Median and p99 of the totals, medians of the phases.
+fn report(name: &str, runs: &[[Duration; 5]], peer_median: f64) -> (f64, f64) {
+    let col = |k: usize| runs.iter().map(|r| r[k]).collect::<Vec<_>>();
+    let (m, p) = stats(col(0));
+    let ph: Vec<String> = ["create", "spawn", "run+exit", "destroy"]
+        .iter()
+        .enumerate()
+        .map(|(k, n)| format!("{n} {:.2}", stats(col(k + 1)).0))
+        .collect();
+    println!(
+        "  {name:<51} median {m:7.2}  p99 {p:7.2}  ({:.1}x unshare; phase medians: {})",
+        m / peer_median,
+        ph.join(", ")
+    );
+    (m, p)
+}
+
+fn kb(field: &str, pid: u32, file: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(100);
+    let density = args.get(1).copied().unwrap_or(200);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !namespaces::available() {
+        eprintln!("bench-containers needs root, cgroups, ip and iptables");
+        std::process::exit(2);
+    }
+    if !dea_binary().is_file() {
+        eprintln!(
+            "{} missing: cargo build --release -p dea",
+            dea_binary().display()
+        );
+        std::process::exit(2);
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+
+    // Peer: unshare(1) with the same namespaces (minus cgroups, network
+    // set-up, mounts and the uid switch).
+    let mut peer = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let st = std::process::Command::new("unshare")
+            .args([
+                "--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "true",
+            ])
+            .status()
+            .expect("unshare");
+        assert!(st.success());
+        peer.push(t.elapsed());
+    }
+    let (pm, pp) = stats(peer);
+
+    let dir0 = tmp.path().join("nopool");
+    std::fs::create_dir_all(&dir0).expect("dir");
+    let s0 = settings(&dir0, 0);
+    let tag0 = s0.tag.clone();
+    let b0 = NamespacesBackend::new(s0).expect("backend");
+    let mut cold = Vec::new();
+    for i in 0..n {
+        // Not timed: the previous run's background teardown.
+        b0.pool_filled(Duration::from_secs(30)).await;
+        cold.push(one(&b0, &dir0, i).await);
+    }
+    b0.kill_all();
+    drop(b0);
+
+    let dir1 = tmp.path().join("pool");
+    std::fs::create_dir_all(&dir1).expect("dir");
+    let s1 = settings(&dir1, 4);
+    let tag1 = s1.tag.clone();
+    let b1 = NamespacesBackend::new(s1).expect("backend");
+    let mut warm = Vec::new();
+    for i in 0..n {
+        // Not timed: a steady state where the pool has a ready slot (and
+        // no background teardown or refill competes for the CPU).
+        b1.pool_filled(Duration::from_secs(30)).await;
+        warm.push(one(&b1, &dir1, i).await);
+    }
+    println!("container create+start+destroy over {n} runs (ms):");
+    println!(
+        "  unshare --fork --pid --mount --net --uts --ipc true  median {pm:7.2}  p99 {pp:7.2}"
+    );
+    report("namespaces backend, no pool", &cold, pm);
+    report("namespaces backend, warm pool", &warm, pm);
+
+    // Density: D containers running `sleep`; what the platform adds per
+    // instance: this process's growth (bookkeeping, pipes) and each
+    // container-init (PID 1) process.
+    let me = std::process::id();
+    let rss0 = kb("VmRSS:", me, "status");
+    let mut live = Vec::new();
+    let t = Instant::now();
+    for i in 0..density {
+        let c = b1.create(spec(&dir1, 10_000 + i)).await.expect("create");
+        let sp = b1
+            .spawn(&c, proc_spec(&c, "exec sleep 600"))
+            .await
+            .expect("spawn");
+        live.push((c, sp));
+    }
+    let started = t.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss1 = kb("VmRSS:", me, "status");
+    let (mut init_rss, mut init_pss, mut app_rss) = (0, 0, 0);
+    for (_, sp) in &live {
+        let pid = sp.pid.unwrap_or(0);
+        init_rss += kb("Rss:", pid, "smaps_rollup");
+        init_pss += kb("Pss:", pid, "smaps_rollup");
+        let kids =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for k in kids
+            .split_whitespace()
+            .filter_map(|k| k.parse::<u32>().ok())
+        {
+            app_rss += kb("Rss:", k, "smaps_rollup");
+        }
+    }
+    let d = density.max(1) as f64;
+    println!(
+        "density: {density} containers running `sleep` started in {:.2}s",
+        started.as_secs_f64()
+    );
+    println!(
+        "  bench process (the DEA's backend) RSS {} KB -> {} KB: {:.1} KB per instance",
+        rss0,
+        rss1,
+        (rss1 as f64 - rss0 as f64) / d
+    );
+    println!(
+        "  container-init per instance: RSS {:.0} KB, PSS {:.0} KB (shared pages split)",
+        init_rss as f64 / d,
+        init_pss as f64 / d
+    );
+    println!(
+        "  the app itself (sleep) per instance: RSS {:.0} KB",
+        app_rss as f64 / d
+    );
+    println!(
+        "  platform overhead per instance (init PSS + bookkeeping): {:.0} KB",
+        init_pss as f64 / d + (rss1 as f64 - rss0 as f64) / d
+    );
+    for (c, _) in &live {
+        let _ = b1.destroy(c).await;
+    }
+    b1.kill_all();
+    NamespacesBackend::cleanup_tag(&tag0);
+    NamespacesBackend::cleanup_tag(&tag1);
+}

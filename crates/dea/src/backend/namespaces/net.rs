@@ -1,0 +1,532 @@
+//! Container networking with `ip` and `iptables` (iproute2 and iptables
+//! commands, batched: `ip -batch`, `iptables-restore --noflush`).
+//!
+//! Per DEA: a bridge `pb<tag>` holding `10.254.<k>.1/24` (the subnet index
+//! `k` is claimed host-wide with a file under `/run/paas/subnets/`), and
+//! iptables chains named `PAAS-<tag>-...` jumped to from the built-in chains.
+//! Per container (slot `n`): a named network namespace `paas-<tag>-<n>` and a
+//! veth pair `pv<tag><n>` ⇄ `eth0` holding `10.254.<k>.<n>`. Bridge ports are
+//! isolated (`bridge_slave isolated on`), so containers of a bridge never
+//! reach each other; everything else is filtered in the DEA's chains.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{DeaError, Result};
+
+const SUBNETS_DIR: &str = "/run/paas/subnets";
+pub const CONTAINER_PORT: u16 = 8080;
+/// Ranges a container never reaches unless allowed (host, private, link-local,
+/// CGNAT, loopback).
+const PRIVATE: &str =
+    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,100.64.0.0/10,127.0.0.0/8";
+
+/// One egress allow-list entry: `CIDR` or `CIDR:PORT` (tcp and udp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    pub cidr: String,
+    pub port: Option<u16>,
+}
+
+impl Egress {
+    pub fn parse(s: &str) -> Option<Egress> {
+        let s = s.trim();
+        let (cidr, port) = match s.rsplit_once(':') {
+            Some((c, p)) => (c, Some(p.parse().ok()?)),
+            None => (s, None),
+        };
+        let (ip, len) = cidr.split_once('/').unwrap_or((cidr, "32"));
+        ip.parse::<Ipv4Addr>().ok()?;
+        let len: u8 = len.parse().ok()?;
+        (len <= 32).then(|| Egress {
+            cidr: format!("{ip}/{len}"),
+            port,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Net {
+    pub tag: String,
+    /// Subnet index: `10.254.<k>.0/24`.
+    pub k: u8,
+}
+
+pub fn bridge_name(tag: &str) -> String {
+    format!("pb{tag}")
+}
+
+pub fn veth_name(tag: &str, n: u8) -> String {
+    format!("pv{tag}{n:02x}")
+}
+
+pub fn netns_name(tag: &str, n: u8) -> String {
+    format!("paas-{tag}-{n}")
+}
+
+pub fn chain(tag: &str, which: &str) -> String {
+    format!("PAAS-{tag}-{which}")
+}
+
+fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<()> {
+    let mut c = Command::new(cmd);
+    c.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .map_err(|e| DeaError::Backend(format!("cannot run {cmd}: {e}")))?;
+    if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
+        let _ = w.write_all(input.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| DeaError::Backend(format!("{cmd}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DeaError::Backend(format!(
+            "{cmd} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default()
+}
+
+/// The jump rules from built-in chains to ours: (table, built-in chain, spec).
+fn jumps(tag: &str) -> Vec<(&'static str, &'static str, String)> {
+    let br = bridge_name(tag);
+    vec![
+        (
+            "filter",
+            "INPUT",
+            format!("-i {br} -j {}", chain(tag, "IN")),
+        ),
+        (
+            "filter",
+            "FORWARD",
+            format!("-i {br} -j {}", chain(tag, "FWD")),
+        ),
+        (
+            "filter",
+            "FORWARD",
+            format!("-o {br} -j {}", chain(tag, "FWD")),
+        ),
+        (
+            "nat",
+            "PREROUTING",
+            format!("-m addrtype --dst-type LOCAL -j {}", chain(tag, "PRE")),
+        ),
+        (
+            "nat",
+            "OUTPUT",
+            format!("-m addrtype --dst-type LOCAL -j {}", chain(tag, "OUT")),
+        ),
+        ("nat", "POSTROUTING", format!("-j {}", chain(tag, "POST"))),
+    ]
+}
+
+/// Rejects (rather than drops) so that blocked connections and DNS lookups
+/// fail at once instead of timing out.
+fn reject(chain: &str, matches: &str) -> String {
+    let m = if matches.is_empty() {
+        String::new()
+    } else {
+        format!("{matches} ")
+    };
+    format!(
+        "-A {chain} {m}-p tcp -j REJECT --reject-with tcp-reset\n-A {chain} {m}-j REJECT --reject-with icmp-port-unreachable\n"
+    )
+}
+
+fn claim_file(k: u8) -> PathBuf {
+    Path::new(SUBNETS_DIR).join(k.to_string())
+}
+
+/// A claim file's `tag pid`.
+fn claim_owner(text: &str) -> (String, Option<i32>) {
+    let mut it = text.split_whitespace();
+    let tag = it.next().unwrap_or_default().to_string();
+    (tag, it.next().and_then(|p| p.parse().ok()))
+}
+
+/// Tags of DEAs on this host that died without cleaning up: their subnet
+/// claim names a process that no longer exists.
+pub fn dead_owners() -> Vec<String> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir(SUBNETS_DIR) else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let (tag, pid) = claim_owner(&text);
+        // SAFETY: kill with signal 0 only checks for existence.
+        let dead = pid.is_some_and(|p| {
+            p > 0
+                && unsafe { libc::kill(p, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        });
+        if dead && !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            v.push(tag);
+        }
+    }
+    v
+}
+
+/// Claims a free `10.254.<k>.0/24` host-wide (k in 1..=254). A claim whose
+/// bridge no longer exists and that is older than 30 s is stale.
+fn claim_subnet(tag: &str) -> Result<u8> {
+    std::fs::create_dir_all(SUBNETS_DIR).map_err(|e| DeaError::io(SUBNETS_DIR, e))?;
+    for k in 1..=254u8 {
+        let f = claim_file(k);
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            let owner = claim_owner(&text).0;
+            if owner == tag {
+                return Ok(k);
+            }
+            let bridge_gone = !Path::new("/sys/class/net")
+                .join(bridge_name(&owner))
+                .exists();
+            let old = std::fs::metadata(&f)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d.as_secs() > 30);
+            if bridge_gone && old {
+                let _ = std::fs::remove_file(&f);
+            } else {
+                continue;
+            }
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&f)
+        {
+            Ok(mut file) => {
+                let _ = file.write_all(format!("{tag} {}\n", std::process::id()).as_bytes());
+                return Ok(k);
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(DeaError::Backend(
+        "no free container subnet in 10.254.0.0/16".into(),
+    ))
+}
+
+impl Net {
+    /// Sets up the DEA's bridge and chains (after removing leftovers of a
+    /// previous run with the same tag).
+    pub fn init(tag: &str, egress: &[Egress]) -> Result<Net> {
+        cleanup(tag);
+        let k = claim_subnet(tag)?;
+        let net = Net {
+            tag: tag.to_string(),
+            k,
+        };
+        let br = bridge_name(tag);
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+        run(
+            "ip",
+            &["-batch", "-"],
+            Some(&format!(
+                "link add {br} type bridge\naddr add {}/24 dev {br}\nlink set {br} up\n",
+                net.gateway()
+            )),
+        )?;
+        // Lets locally generated traffic to 127.0.0.1:<host port> be DNATed
+        // to a container (only on our bridge).
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1");
+        let subnet = net.subnet();
+        let (inc, fwd, pre, out, post) = (
+            chain(tag, "IN"),
+            chain(tag, "FWD"),
+            chain(tag, "PRE"),
+            chain(tag, "OUT"),
+            chain(tag, "POST"),
+        );
+        let mut f = format!("*filter\n:{inc} - [0:0]\n:{fwd} - [0:0]\n");
+        f += &format!("-A {inc} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+        f += &reject(&inc, "");
+        f += &format!("-A {fwd} -o {br} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+        f += &format!(
+            "-A {fwd} -o {br} -p tcp --dport {CONTAINER_PORT} -m conntrack --ctstate DNAT -j ACCEPT\n"
+        );
+        f += &reject(&fwd, &format!("-o {br}"));
+        f += &format!("-A {fwd} -i {br} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+        for e in egress {
+            match e.port {
+                Some(p) => {
+                    for proto in ["tcp", "udp"] {
+                        f += &format!(
+                            "-A {fwd} -i {br} -d {} -p {proto} --dport {p} -j ACCEPT\n",
+                            e.cidr
+                        );
+                    }
+                }
+                None => f += &format!("-A {fwd} -i {br} -d {} -j ACCEPT\n", e.cidr),
+            }
+        }
+        f += &reject(&fwd, &format!("-i {br} -d {PRIVATE}"));
+        f += &format!("-A {fwd} -i {br} -j ACCEPT\nCOMMIT\n");
+        f += &format!("*nat\n:{pre} - [0:0]\n:{out} - [0:0]\n:{post} - [0:0]\n");
+        f += &format!("-A {post} -s {subnet} ! -o {br} -j MASQUERADE\n");
+        f += &format!("-A {post} -o {br} -m addrtype --src-type LOCAL -j MASQUERADE\nCOMMIT\n");
+        run("iptables-restore", &["--noflush", "-w"], Some(&f))?;
+        for (table, builtin, spec) in jumps(tag) {
+            let args: Vec<&str> = ["-w", "-t", table, "-I", builtin, "1"]
+                .into_iter()
+                .chain(spec.split(' '))
+                .collect();
+            run("iptables", &args, None)?;
+        }
+        Ok(net)
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 254, self.k, 1)
+    }
+
+    pub fn subnet(&self) -> String {
+        format!("10.254.{}.0/24", self.k)
+    }
+
+    pub fn ip(&self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 254, self.k, n)
+    }
+
+    /// Creates the slot's network namespace and veth pair.
+    pub fn create_slot(&self, n: u8) -> Result<()> {
+        let (ns, veth, br) = (
+            netns_name(&self.tag, n),
+            veth_name(&self.tag, n),
+            bridge_name(&self.tag),
+        );
+        let _ = run("ip", &["netns", "del", &ns], None);
+        run(
+            "ip",
+            &["-batch", "-"],
+            Some(&format!(
+                "netns add {ns}\nlink add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br}\nlink set {veth} type bridge_slave isolated on\nlink set {veth} up\n"
+            )),
+        )?;
+        run(
+            "ip",
+            &["-n", &ns, "-batch", "-"],
+            Some(&format!(
+                "addr add {}/24 dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via {}\n",
+                self.ip(n),
+                self.gateway()
+            )),
+        )
+    }
+
+    pub fn netns_path(&self, n: u8) -> PathBuf {
+        Path::new("/run/netns").join(netns_name(&self.tag, n))
+    }
+
+    /// Removes the slot's namespace (its veth pair goes with it).
+    pub fn destroy_slot(&self, n: u8) {
+        if let Err(e) = run("ip", &["netns", "del", &netns_name(&self.tag, n)], None) {
+            tracing::debug!(error = %e, "netns del");
+        }
+        let veth = veth_name(&self.tag, n);
+        if Path::new("/sys/class/net").join(&veth).exists() {
+            let _ = run("ip", &["link", "del", &veth], None);
+        }
+    }
+
+    fn dnat_rules(&self, n: u8, host_port: u16) -> String {
+        let to = format!("{}:{CONTAINER_PORT}", self.ip(n));
+        let mut s = String::new();
+        for which in ["PRE", "OUT"] {
+            s += &format!(
+                "-A {} -p tcp --dport {host_port} -j DNAT --to-destination {to}\n",
+                chain(&self.tag, which)
+            );
+        }
+        s
+    }
+
+    /// DNAT from every local address's `host_port` to the container's 8080.
+    pub fn expose(&self, n: u8, host_port: u16) -> Result<()> {
+        let rules = self.dnat_rules(n, host_port);
+        run(
+            "iptables-restore",
+            &["--noflush", "-w"],
+            Some(&format!("*nat\n{rules}COMMIT\n")),
+        )
+    }
+
+    pub fn unexpose(&self, n: u8, host_port: u16) {
+        let rules = self.dnat_rules(n, host_port).replace("-A ", "-D ");
+        if let Err(e) = run(
+            "iptables-restore",
+            &["--noflush", "-w"],
+            Some(&format!("*nat\n{rules}COMMIT\n")),
+        ) {
+            tracing::warn!(error = %e, "cannot remove DNAT rules");
+        }
+    }
+}
+
+/// Removes everything named with `tag`: jumps and chains, namespaces, veths,
+/// the bridge and the subnet claim. Never touches other rules.
+pub fn cleanup(tag: &str) {
+    for (table, builtin, spec) in jumps(tag) {
+        // Delete every copy of the jump.
+        for _ in 0..8 {
+            let args: Vec<&str> = ["-w", "-t", table, "-D", builtin]
+                .into_iter()
+                .chain(spec.split(' '))
+                .collect();
+            if run("iptables", &args, None).is_err() {
+                break;
+            }
+        }
+    }
+    for (table, names) in [
+        ("filter", ["IN", "FWD", ""]),
+        ("nat", ["PRE", "OUT", "POST"]),
+    ] {
+        for w in names.iter().filter(|w| !w.is_empty()) {
+            let c = chain(tag, w);
+            let _ = run("iptables", &["-w", "-t", table, "-F", &c], None);
+            let _ = run("iptables", &["-w", "-t", table, "-X", &c], None);
+        }
+    }
+    let prefix = format!("paas-{tag}-");
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&prefix) {
+                let _ = run("ip", &["netns", "del", &name], None);
+            }
+        }
+    }
+    let vprefix = format!("pv{tag}");
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&vprefix) {
+                let _ = run("ip", &["link", "del", &name], None);
+            }
+        }
+    }
+    let br = bridge_name(tag);
+    if Path::new("/sys/class/net").join(&br).exists() {
+        let _ = run("ip", &["link", "del", &br], None);
+    }
+    if let Ok(rd) = std::fs::read_dir(SUBNETS_DIR) {
+        for e in rd.flatten() {
+            if std::fs::read_to_string(e.path()).is_ok_and(|o| claim_owner(&o).0 == tag) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Everything still named with `tag` (for tests and diagnostics): netns,
+/// links, iptables lines.
+pub fn leftovers(tag: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    let prefix = format!("paas-{tag}-");
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&prefix) {
+                v.push(format!("netns {name}"));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&format!("pv{tag}")) || name == bridge_name(tag) {
+                v.push(format!("link {name}"));
+            }
+        }
+    }
+    let needle = format!("PAAS-{tag}-");
+    for table in ["filter", "nat"] {
+        for l in output("iptables", &["-w", "-t", table, "-S"]).lines() {
+            if l.contains(&needle) {
+                v.push(format!("iptables {table} {l}"));
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_interface_limits() {
+        let tag = "abcdef";
+        assert!(veth_name(tag, 254).len() <= 15);
+        assert_eq!(veth_name(tag, 10), "pvabcdef0a");
+        assert_eq!(bridge_name(tag), "pbabcdef");
+        assert_eq!(netns_name(tag, 3), "paas-abcdef-3");
+        assert_eq!(chain(tag, "FWD"), "PAAS-abcdef-FWD");
+    }
+
+    #[test]
+    fn parses_claims() {
+        assert_eq!(claim_owner("abc123 42\n"), ("abc123".to_string(), Some(42)));
+        assert_eq!(claim_owner("abc123"), ("abc123".to_string(), None));
+    }
+
+    #[test]
+    fn parses_egress_entries() {
+        assert_eq!(
+            Egress::parse("10.1.0.0/16:5432"),
+            Some(Egress {
+                cidr: "10.1.0.0/16".into(),
+                port: Some(5432)
+            })
+        );
+        assert_eq!(
+            Egress::parse("8.8.8.8"),
+            Some(Egress {
+                cidr: "8.8.8.8/32".into(),
+                port: None
+            })
+        );
+        assert_eq!(Egress::parse("nope"), None);
+        assert_eq!(Egress::parse("1.2.3.4/40"), None);
+    }
+
+    #[test]
+    fn dnat_rules_use_our_chains() {
+        let n = Net {
+            tag: "t1".into(),
+            k: 7,
+        };
+        let r = n.dnat_rules(3, 61000);
+        assert!(r.contains(
+            "-A PAAS-t1-PRE -p tcp --dport 61000 -j DNAT --to-destination 10.254.7.3:8080"
+        ));
+        assert!(r.contains("-A PAAS-t1-OUT "));
+    }
+}

@@ -1,0 +1,435 @@
+//! Issue 3 (containers): the namespaces backend seen from inside an app and
+//! from the host: isolation, limits (memory → "out of memory", pids), and no
+//! leftovers after stop, delete, DEA shutdown and DEA crash + restart.
+//! Needs root (real namespaces, cgroups, iptables); skipped otherwise.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use integration::{fixture, process_alive, wait_for, Platform, PlatformOptions, APPS_DOMAIN};
+
+const T: Duration = Duration::from_secs(120);
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED: container tests need root (namespaces, cgroups, iptables)");
+    }
+    root
+}
+
+fn opts(dea_config: &str) -> PlatformOptions {
+    PlatformOptions {
+        dea_config: format!("backend = \"namespaces\"\n{dea_config}"),
+        ..PlatformOptions::default()
+    }
+}
+
+fn tag(p: &Platform) -> Result<String> {
+    let f = p.root().join("dea0/namespaces.tag");
+    Ok(std::fs::read_to_string(&f)
+        .with_context(|| format!("{}", f.display()))?
+        .trim()
+        .to_string())
+}
+
+async fn push_probe(p: &Platform, name: &str, extra: &[&str]) -> Result<()> {
+    let dir = fixture("probeapp");
+    let mut args = vec!["push", name, "-p", dir.to_str().unwrap_or_default()];
+    args.extend_from_slice(extra);
+    p.cf_ok(&args).await?;
+    Ok(())
+}
+
+async fn get_json(p: &Platform, app: &str, path: &str) -> Result<serde_json::Value> {
+    let (st, body) = p
+        .get_via_router(&format!("{app}.{APPS_DOMAIN}"), path)
+        .await?;
+    anyhow::ensure!(st == 200, "{path}: {st} {body}");
+    serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))
+}
+
+fn cgroup_dirs(tag: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let root = Path::new("/sys/fs/cgroup");
+    let mut parents = vec![root.join(format!("paas-{tag}"))];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        parents.extend(rd.flatten().map(|e| e.path().join(format!("paas-{tag}"))));
+    }
+    for p in parents {
+        if p.is_dir() {
+            v.push(p.clone());
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                v.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// What the DEA with `tag` (state under `root`) holds on the host.
+#[derive(Debug, Default)]
+struct HostObjects {
+    netns: Vec<String>,
+    veths: Vec<String>,
+    bridge: bool,
+    /// Per-container cgroups (`paas-<tag>/c<n>` under any controller).
+    container_cgroups: Vec<PathBuf>,
+    parent_cgroups: Vec<PathBuf>,
+    chains: Vec<String>,
+    dnat_rules: Vec<String>,
+    mounts: Vec<String>,
+}
+
+fn iptables_lines(table: &str) -> Vec<String> {
+    std::process::Command::new("iptables")
+        .args(["-w", "-t", table, "-S"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn host_objects(tag: &str, root: &Path) -> HostObjects {
+    let mut h = HostObjects::default();
+    let names = |dir: &str, prefix: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    h.netns = names("/run/netns", &format!("paas-{tag}-"));
+    h.veths = names("/sys/class/net", &format!("pv{tag}"));
+    h.bridge = Path::new("/sys/class/net")
+        .join(format!("pb{tag}"))
+        .exists();
+    for d in cgroup_dirs(tag) {
+        if d.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("paas-"))
+        {
+            h.parent_cgroups.push(d);
+        } else {
+            h.container_cgroups.push(d);
+        }
+    }
+    let needle = format!("PAAS-{tag}-");
+    for table in ["filter", "nat"] {
+        for l in iptables_lines(table) {
+            if l.contains(&needle) {
+                if l.contains("-j DNAT") {
+                    h.dnat_rules.push(l.clone());
+                }
+                h.chains.push(l);
+            }
+        }
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let r = root.display().to_string();
+    h.mounts = mountinfo
+        .lines()
+        .filter(|l| l.contains(&format!("paas-{tag}")) || l.contains(&r))
+        .map(String::from)
+        .collect();
+    h
+}
+
+/// Host objects left once no instance runs: only the warm pool's slots.
+fn only_pool(h: &HostObjects, pool: usize) -> bool {
+    h.netns.len() == pool
+        && h.veths.len() == pool
+        && h.dnat_rules.is_empty()
+        // the pool's network namespaces are bind mounts under /run/netns
+        && h.mounts.iter().filter(|m| !m.contains(" /run/netns/")).count() == 0
+        && h.mounts.len() == pool
+        // one group per slot (under each controller root)
+        && h
+            .container_cgroups
+            .iter()
+            .filter_map(|d| d.file_name())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == pool
+}
+
+fn nothing_left(h: &HostObjects) -> bool {
+    h.netns.is_empty()
+        && h.veths.is_empty()
+        && !h.bridge
+        && h.container_cgroups.is_empty()
+        && h.parent_cgroups.is_empty()
+        && h.chains.is_empty()
+        && h.mounts.is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_seen_from_inside_an_app_and_no_leftovers() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let mut p = Platform::start_with(opts("warm_pool_size = 1\n")).await?;
+    p.login().await?;
+    let tag = tag(&p)?;
+    push_probe(&p, "probe", &["-i", "2"]).await?;
+    let token = p.admin_token().await?;
+    let guid = p.app_guid(&token, "probe").await?;
+    p.wait_running(&token, &guid, 2, T).await?;
+
+    // Two instances: learn both addresses.
+    let mut ips = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + T;
+    while ips.len() < 2 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "two instances answering"
+        );
+        if let Ok(v) = get_json(&p, "probe", "/checks").await {
+            if let Some(ip) = v["ip"].as_str() {
+                ips.insert(ip.to_string());
+            }
+        }
+    }
+    let ips: Vec<String> = ips.into_iter().collect();
+    let gateway = format!(
+        "{}.1",
+        ips[0].rsplit_once('.').map(|(a, _)| a).unwrap_or_default()
+    );
+    // A listener on every host address: reachable from a container only if
+    // the firewall let it through.
+    let host_listener = std::net::TcpListener::bind("0.0.0.0:0")?;
+    let hport = host_listener.local_addr()?.port();
+    let nats_port = p
+        .nats_url
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let cc_port = p.cc_addr.port();
+    let db = p.root().join("cc/cc.db");
+    let instances_dir = p.root().join("dea0/instances");
+    let targets = [
+        format!("127.0.0.1:{nats_port}"),
+        format!("{gateway}:{nats_port}"),
+        format!("127.0.0.1:{cc_port}"),
+        format!("{gateway}:{cc_port}"),
+        format!("{gateway}:{hport}"),
+    ];
+    let paths = [
+        db.display().to_string(),
+        instances_dir.display().to_string(),
+        "/root".to_string(),
+        p.root().display().to_string(),
+    ];
+    // Ask the instance at ips[1] to reach ips[0]:8080 (the other container).
+    let q = format!(
+        "/checks?connect={},{}:8080&paths={}",
+        targets.join(","),
+        ips[0],
+        paths.join(",")
+    );
+    let v = wait_for("the second instance answering", T, || async {
+        let v = get_json(&p, "probe", &q).await.ok()?;
+        (v["ip"] == ips[1].as_str()).then_some(v)
+    })
+    .await?;
+    println!("{v:#}");
+    let uid = v["uid"].as_u64().context("uid")?;
+    assert!(uid >= 10_000, "unprivileged uid: {v}");
+    assert_eq!(v["cap_eff"], "0000000000000000", "no capabilities: {v}");
+    assert_eq!(v["no_new_privs"], "1", "{v}");
+    assert_eq!(v["port"], "8080", "{v}");
+    assert_eq!(v["stack_writable"], false, "read-only stack: {v}");
+    assert_eq!(v["home_writable"], true, "{v}");
+    // ps: only the container's own processes (init, the app, maybe bash).
+    let pids = v["pids"].as_array().context("pids")?;
+    assert!(pids.len() <= 3, "only the container's processes: {v}");
+    assert_eq!(pids[0], 1, "{v}");
+    assert!(
+        v["cmdlines"]["1"]
+            .as_str()
+            .is_some_and(|c| c.contains("container-init")),
+        "PID 1 is container-init: {v}"
+    );
+    for path in &paths {
+        assert_eq!(v["visible"][path], false, "{path} must not be visible: {v}");
+    }
+    for t in targets.iter().chain([&format!("{}:8080", ips[0])]) {
+        assert_eq!(v["connect"][t], false, "{t} must be unreachable: {v}");
+    }
+    drop(host_listener);
+
+    // Stop → only the warm pool remains; delete likewise.
+    p.cf_ok(&["stop", "probe"]).await?;
+    let root = p.root().to_path_buf();
+    wait_for("only the warm pool after stop", T, || async {
+        only_pool(&host_objects(&tag, &root), 1).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}", host_objects(&tag, &root)))?;
+    p.cf_ok(&["start", "probe"]).await?;
+    p.wait_running(&token, &guid, 2, T).await?;
+    p.cf_ok(&["delete", "probe", "-f", "-r"]).await?;
+    wait_for("only the warm pool after delete", T, || async {
+        only_pool(&host_objects(&tag, &root), 1).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}", host_objects(&tag, &root)))?;
+
+    // DEA shutdown: nothing named with its tag remains.
+    p.deas[0].terminate(Duration::from_secs(20));
+    let h = host_objects(&tag, &root);
+    assert!(nothing_left(&h), "leftovers after DEA shutdown: {h:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_and_fork_bomb() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let p = Platform::start_with(opts("warm_pool_size = 0\npids_limit = 48\n")).await?;
+    p.login().await?;
+    let tag = tag(&p)?;
+    push_probe(&p, "hog", &["-m", "64M"]).await?;
+    let token = p.admin_token().await?;
+    let guid = p.app_guid(&token, "hog").await?;
+    p.wait_running(&token, &guid, 1, T).await?;
+    let bus = proto::Bus::connect(&p.nats_url, "test").await?;
+    let mut exited = bus
+        .subscribe::<proto::DropletExited>(proto::subjects::DROPLET_EXITED)
+        .await?;
+    let before = integration::procs::app_instance_pids(&guid);
+    // Past the quota: killed, reported as out of memory, restarted.
+    let _ = get_json(&p, "hog", "/alloc?mb=200").await;
+    let msg = tokio::time::timeout(T, async {
+        while let Some(m) = exited.next().await {
+            if m.payload.app_id == guid {
+                return Some(m.payload);
+            }
+        }
+        None
+    })
+    .await?
+    .context("droplet.exited")?;
+    assert_eq!(msg.exit_description, "out of memory", "{msg:?}");
+    wait_for("the health manager restarting the instance", T, || async {
+        let now = integration::procs::app_instance_pids(&guid);
+        let s = p.stats(&token, &guid).await.ok()?;
+        (s.iter().filter(|r| r["state"] == "RUNNING").count() == 1
+            && !now.is_empty()
+            && now != before)
+            .then_some(())
+    })
+    .await?;
+    p.wait_route_status(&format!("hog.{APPS_DOMAIN}"), 200, T)
+        .await?;
+
+    // A fork bomb stops at the pids limit; the DEA keeps answering.
+    let _ = get_json(&p, "hog", "/forkbomb").await;
+    let hit = wait_for("the fork bomb hitting pids.max", T, || async {
+        cgroup_dirs(&tag).into_iter().find_map(|d| {
+            let max: u64 = std::fs::read_to_string(d.join("pids.max"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let cur: u64 = std::fs::read_to_string(d.join("pids.current"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (cur >= max).then_some((cur, max))
+        })
+    })
+    .await?;
+    assert_eq!(hit.1, 48, "pids limit from the config: {hit:?}");
+    let started = std::time::Instant::now();
+    let s = p.stats(&token, &guid).await?;
+    assert!(!s.is_empty(), "the DEA answers stats while the bomb runs");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    p.cf_ok(&["delete", "hog", "-f", "-r"]).await?;
+    let root = p.root().to_path_buf();
+    wait_for(
+        "nothing but the DEA's bridge and chains after delete",
+        T,
+        || async { only_pool(&host_objects(&tag, &root), 0).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}", host_objects(&tag, &root)))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dea_crash_leftovers_removed_on_restart() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let mut p = Platform::start_with(opts("warm_pool_size = 2\n")).await?;
+    p.login().await?;
+    let tag = tag(&p)?;
+    push_probe(&p, "crashy", &[]).await?;
+    let token = p.admin_token().await?;
+    let guid = p.app_guid(&token, "crashy").await?;
+    p.wait_running(&token, &guid, 1, T).await?;
+    let old = integration::procs::app_instance_pids(&guid);
+    assert_eq!(old.len(), 1, "{old:?}");
+    let root = p.root().to_path_buf();
+    p.deas[0].kill9();
+    // The instance dies with its DEA (parent-death signal on its PID 1)...
+    wait_for("the old instance process gone", T, || async {
+        (!process_alive(old[0].1)).then_some(())
+    })
+    .await?;
+    // ...but the crashed DEA left cgroups, network and rules behind...
+    let h = host_objects(&tag, &root);
+    assert!(
+        !h.netns.is_empty() && h.bridge && !h.dnat_rules.is_empty(),
+        "{h:?}"
+    );
+    let inodes = |names: &[String]| -> Vec<u64> {
+        use std::os::unix::fs::MetadataExt;
+        names
+            .iter()
+            .filter_map(|n| std::fs::metadata(Path::new("/run/netns").join(n)).ok())
+            .map(|m| m.ino())
+            .collect()
+    };
+    let old_netns = inodes(&h.netns);
+    let old_dnat = h.dnat_rules.clone();
+    // ...which the restarted DEA (same id and state dir) removes.
+    p.deas[0].start()?;
+    wait_for(
+        "the previous run's namespaces and rules removed",
+        T,
+        || async {
+            let h = host_objects(&tag, &root);
+            let now = inodes(&h.netns);
+            (old_netns.iter().all(|i| !now.contains(i))
+                && old_dnat.iter().all(|r| !h.dnat_rules.contains(r)))
+            .then_some(())
+        },
+    )
+    .await?;
+    p.wait_running(&token, &guid, 1, T).await?;
+    p.cf_ok(&["delete", "crashy", "-f", "-r"]).await?;
+    wait_for("only the warm pool after delete", T, || async {
+        only_pool(&host_objects(&tag, &root), 2).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}", host_objects(&tag, &root)))?;
+    p.deas[0].terminate(Duration::from_secs(20));
+    let h = host_objects(&tag, &root);
+    assert!(nothing_left(&h), "leftovers after DEA shutdown: {h:?}");
+    Ok(())
+}

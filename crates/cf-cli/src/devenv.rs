@@ -16,13 +16,47 @@ pub const COMPONENTS: [&str; 5] = [
     "health-manager",
 ];
 
-/// Binary name of a component.
+/// Binary name of a component (`dea1`, `dea2`... are more DEAs).
 pub fn binary_name(component: &str) -> &str {
     if component == "nats" {
         "nats-server"
+    } else if is_extra_dea(component) {
+        "dea"
     } else {
         component
     }
+}
+
+/// Component name of the `i`th DEA: `dea`, then `dea1`, `dea2`...
+pub fn dea_name(i: usize) -> String {
+    match i {
+        0 => "dea".to_string(),
+        i => format!("dea{i}"),
+    }
+}
+
+/// `dea1`, `dea2`...: the DEAs after the first (`cf dev start --deas N`).
+pub fn is_extra_dea(component: &str) -> bool {
+    component
+        .strip_prefix("dea")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The extra DEAs that have pid files, in order.
+pub fn extra_deas(l: &Layout) -> Vec<String> {
+    let mut out: Vec<(usize, String)> = std::fs::read_dir(l.dir.join("pids"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.strip_suffix(".pid")?.to_string();
+                    let n = name.strip_prefix("dea")?.parse::<usize>().ok()?;
+                    is_extra_dea(&name).then_some((n, name))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.into_iter().map(|(_, n)| n).collect()
 }
 
 /// The directory layout under the dev dir.
@@ -131,6 +165,17 @@ pub fn dea_config(l: &Layout, nats_url: &str) -> String {
         ("nats_url", nats_url.into()),
         ("state_dir", l.dir.join("dea").display().to_string()),
         ("addr_file", l.addr("dea").display().to_string()),
+    ])
+}
+
+/// Config of the `i`th DEA when several run: its own state dir and zone.
+pub fn dea_config_n(l: &Layout, nats_url: &str, i: usize) -> String {
+    let name = dea_name(i);
+    toml_doc(&[
+        ("nats_url", nats_url.into()),
+        ("state_dir", l.dir.join(&name).display().to_string()),
+        ("addr_file", l.addr(&name).display().to_string()),
+        ("zone", format!("z{i}")),
     ])
 }
 
@@ -318,6 +363,15 @@ mod tests {
         assert!(r.contains_key("admin_addr_file"));
         let d: toml::Table = toml::from_str(&dea_config(&l, "nats://n")).expect("dea toml");
         assert_eq!(d["state_dir"].as_str(), Some("/tmp/dev \"x\"/dea"));
+        let d2: toml::Table = toml::from_str(&dea_config_n(&l, "nats://n", 2)).expect("dea2 toml");
+        assert_eq!(d2["state_dir"].as_str(), Some("/tmp/dev \"x\"/dea2"));
+        assert_eq!(d2["zone"].as_str(), Some("z2"));
+        assert!(d2["addr_file"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("run/dea2.addr")));
+        assert!(is_extra_dea("dea2") && is_extra_dea("dea10"));
+        assert!(!is_extra_dea("dea") && !is_extra_dea("dead"));
+        assert_eq!(binary_name("dea3"), "dea");
         let h: toml::Table =
             toml::from_str(&hm_config(&l, "nats://n", "http://127.0.0.1:1", "tok"))
                 .expect("hm toml");

@@ -166,7 +166,16 @@ pub fn app_block(app: &AppView) -> String {
         out.push_str(&kv(
             &[
                 ("type", p.kind.clone()),
-                ("instances", format!("{}/{}", p.running(), p.instances)),
+                ("instances", {
+                    // The controller marks an index that keeps crashing.
+                    let flapping = p.stats.iter().any(|s| {
+                        s.details
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with("flapping"))
+                    });
+                    let flag = if flapping { " (flapping)" } else { "" };
+                    format!("{}/{}{flag}", p.running(), p.instances)
+                }),
                 ("memory usage", format_mb(p.memory_mb)),
                 ("start command", p.command.clone()),
             ],
@@ -294,6 +303,17 @@ mod tests {
             "{s}"
         );
         assert!(!s.lines().any(|l| l.ends_with(' ')));
+    }
+
+    #[test]
+    fn app_block_flags_flapping() {
+        let mut v = view();
+        v.processes[0].stats[2].details =
+            Some("flapping: crashed 4 times in 10 min (last: exited with status 3)".into());
+        let s = app_block(&v);
+        assert!(s.contains("instances:      2/3 (flapping)\n"), "{s}");
+        assert!(s.contains("details"), "{s}");
+        assert!(s.contains("flapping: crashed 4 times"), "{s}");
     }
 
     #[test]

@@ -91,9 +91,10 @@ pub fn pick_many(candidates: &mut [Candidate], need: &Need<'_>, n: usize) -> Vec
     out
 }
 
-/// A DEA that announced `dea.shutdown` is not used again for this long,
-/// even if it still advertises while it drains.
-pub const DRAIN_EXCLUSION: Duration = Duration::from_secs(30);
+/// A DEA that announced `dea.shutdown` is not used again for this long, so
+/// adverts it sent just before are ignored. Short: a draining DEA stops
+/// advertising, and a DEA restarted under the same id must be usable again.
+pub const DRAIN_EXCLUSION: Duration = Duration::from_secs(5);
 
 /// The in-memory table of fresh adverts.
 #[derive(Debug, Default)]
@@ -127,6 +128,20 @@ impl PlacementTable {
         v
     }
 
+    /// Picks a DEA for a staging task and reserves its memory and disk (not an
+    /// instance of the app: staging must not push the app's instances away
+    /// from that DEA) until the next advert.
+    pub fn place_for_staging(&mut self, need: &Need<'_>, now: Instant) -> Option<String> {
+        let cands = self.fresh(now);
+        let i = pick(&cands, need)?;
+        let id = cands[i].id.clone();
+        if let Some((slot, _)) = self.deas.get_mut(&id) {
+            slot.available_memory_mb = slot.available_memory_mb.saturating_sub(need.memory_mb);
+            slot.available_disk_mb = slot.available_disk_mb.saturating_sub(need.disk_mb);
+        }
+        Some(id)
+    }
+
     /// Places `n` instances and keeps the reservations until the next advert.
     pub fn place(&mut self, need: &Need<'_>, n: usize, now: Instant) -> Vec<String> {
         let mut cands = self.fresh(now);
@@ -153,6 +168,31 @@ mod tests {
             available_disk_mb: 10_000,
             app_id_to_count: apps.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
         }
+    }
+
+    #[test]
+    fn staging_does_not_count_as_an_instance() {
+        let now = Instant::now();
+        let mut t = PlacementTable::default();
+        for id in ["d0", "d1"] {
+            t.advertise(
+                &DeaAdvertise {
+                    id: id.into(),
+                    stacks: vec!["host".into()],
+                    available_memory_mb: 8192,
+                    available_disk_mb: 16384,
+                    app_id_to_count: BTreeMap::new(),
+                    zone: id.into(),
+                    url: None,
+                },
+                now,
+            );
+        }
+        assert_eq!(t.place_for_staging(&need(1024), now).as_deref(), Some("d0"));
+        // Two instances right after staging on d0: one on each DEA.
+        let mut picks = t.place(&need(256), 2, now);
+        picks.sort();
+        assert_eq!(picks, vec!["d0".to_string(), "d1".to_string()]);
     }
 
     fn need(mem: u64) -> Need<'static> {

@@ -226,12 +226,50 @@ impl Ctx {
 
     /// CF process stats: one resource per index `0..instances`.
     pub async fn process_stats(&self, app: &App, process: &Process) -> Vec<Value> {
-        let found = if app.started() {
-            self.find_instances(&app.guid).await
+        let (found, crashes) = if app.started() {
+            (
+                self.find_instances(&app.guid).await,
+                self.recent_crashes(app).await,
+            )
         } else {
-            Vec::new()
+            (Vec::new(), BTreeMap::new())
         };
-        stats_resources(process, &app.version, &found)
+        stats_resources(process, &app.version, &found, &crashes)
+    }
+
+    /// Crashes of the app's current version per index within
+    /// `FLAPPING_WINDOW_S`, from the `app.crash` audit events.
+    pub async fn recent_crashes(&self, app: &App) -> BTreeMap<u32, IndexCrashes> {
+        let since = (chrono::Utc::now() - chrono::Duration::seconds(FLAPPING_WINDOW_S))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let events = match self
+            .store
+            .target_events_since(&app.guid, "app.crash", &since)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(app_id = %app.guid, error = %e, "cannot read crash events");
+                return BTreeMap::new();
+            }
+        };
+        let mut out: BTreeMap<u32, IndexCrashes> = BTreeMap::new();
+        for e in events {
+            let Ok(data) = serde_json::from_str::<Value>(&e.data) else {
+                continue;
+            };
+            if data["version"].as_str().is_some_and(|v| v != app.version) {
+                continue;
+            }
+            let Some(index) = data["index"].as_u64().and_then(|i| u32::try_from(i).ok()) else {
+                continue;
+            };
+            let c = out.entry(index).or_default();
+            c.count += 1;
+            c.last_reason = data["reason"].as_str().unwrap_or_default().to_string();
+            c.last_exit_status = data["exit_status"].as_i64();
+        }
+        out
     }
 }
 
@@ -261,6 +299,47 @@ fn health_check(p: &Process) -> HealthCheck {
     }
 }
 
+/// Crashes counted for the flapping flag are those of the last 10 minutes.
+pub const FLAPPING_WINDOW_S: i64 = 600;
+/// An index that crashed this many times within the window is flapping
+/// (the health manager restarts the first 3 crashes at once, later ones
+/// with a growing delay).
+pub const FLAPPING_CRASHES: u32 = 3;
+
+/// Recent crashes of one index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexCrashes {
+    pub count: u32,
+    pub last_reason: String,
+    pub last_exit_status: Option<i64>,
+}
+
+impl IndexCrashes {
+    pub fn flapping(&self) -> bool {
+        self.count >= FLAPPING_CRASHES
+    }
+
+    /// The `details` of a crashed index in process stats.
+    pub fn details(&self) -> String {
+        let status = self
+            .last_exit_status
+            .map(|s| format!(", exit status {s}"))
+            .unwrap_or_default();
+        let what = if self.flapping() { "flapping: " } else { "" };
+        let times = if self.count == 1 { "time" } else { "times" };
+        format!(
+            "{what}crashed {} {times} in {} min (last: {}{status})",
+            self.count,
+            FLAPPING_WINDOW_S / 60,
+            if self.last_reason.is_empty() {
+                "exited"
+            } else {
+                &self.last_reason
+            }
+        )
+    }
+}
+
 fn state_rank(s: InstanceState) -> u8 {
     match s {
         InstanceState::Running => 0,
@@ -272,10 +351,13 @@ fn state_rank(s: InstanceState) -> u8 {
 
 /// Pure: builds stats resources for indices `0..instances`, preferring
 /// RUNNING (then current version) when several instances share an index.
+/// An index with no running instance and recent crashes shows as CRASHED,
+/// with the crash count (and "flapping") in `details`.
 pub fn stats_resources(
     process: &Process,
     version: &str,
     found: &[FindDropletResponse],
+    crashes: &BTreeMap<u32, IndexCrashes>,
 ) -> Vec<Value> {
     let mut best: BTreeMap<u32, &FindDropletResponse> = BTreeMap::new();
     for f in found {
@@ -296,11 +378,16 @@ pub fn stats_resources(
     (0..n)
         .map(|index| match best.get(&index) {
             Some(f) => {
-                let state = match f.state {
-                    InstanceState::Running => "RUNNING",
-                    InstanceState::Born | InstanceState::Starting => "STARTING",
-                    InstanceState::Crashed => "CRASHED",
+                let crashed = crashes.get(&index).filter(|c| c.count > 0);
+                let state = match (f.state, crashed) {
+                    (InstanceState::Running, _) => "RUNNING",
+                    (InstanceState::Born | InstanceState::Starting, _) => "STARTING",
+                    (InstanceState::Crashed, _) | (_, Some(_)) => "CRASHED",
                     _ => "DOWN",
+                };
+                let details = match (state, crashed) {
+                    ("CRASHED" | "STARTING", Some(c)) => Value::String(c.details()),
+                    _ => Value::Null,
                 };
                 let stats = f.stats.unwrap_or_default();
                 json!({
@@ -310,16 +397,25 @@ pub fn stats_resources(
                     "uptime": stats.uptime,
                     "usage": {"time": proto::now_rfc3339(), "cpu": stats.cpu, "mem": stats.mem, "disk": stats.disk},
                     "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
-                    "details": null,
+                    "details": details,
                 })
             }
-            None => json!({
+            None => match crashes.get(&index).filter(|c| c.count > 0) {
+                Some(c) => json!({
+                    "type": process.kind, "index": index, "state": "CRASHED",
+                    "host": "", "instance_ports": [], "uptime": 0,
+                    "usage": {"time": proto::now_rfc3339(), "cpu": 0.0, "mem": 0, "disk": 0},
+                    "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
+                    "details": c.details(),
+                }),
+                None => json!({
                 "type": process.kind, "index": index, "state": "DOWN",
                 "host": "", "instance_ports": [], "uptime": 0,
                 "usage": {"time": proto::now_rfc3339(), "cpu": 0.0, "mem": 0, "disk": 0},
                 "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
                 "details": null,
-            }),
+                }),
+            },
         })
         .collect()
 }
@@ -391,7 +487,7 @@ pub async fn spawn_subscribers(
                 continue;
             }
             if let Ok(app) = c.store.app(&e.app_id).await {
-                let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id});
+                let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version});
                 c.audit_app(&Actor { guid: app.guid.clone(), name: app.name.clone(), kind: "app" }, "app.crash", &app, data).await;
             }
         }
@@ -529,7 +625,7 @@ mod tests {
             found(2, InstanceState::Running, "old", 5),
             found(2, InstanceState::Running, "v", 6),
         ];
-        let r = stats_resources(&process(4), "v", &f);
+        let r = stats_resources(&process(4), "v", &f, &BTreeMap::new());
         assert_eq!(r.len(), 4);
         assert_eq!(
             (
@@ -542,6 +638,40 @@ mod tests {
         assert_eq!(r[2]["instance_ports"][0]["external"], 6);
         assert_eq!(r[3]["state"], "DOWN");
         assert_eq!(r[3]["mem_quota"], 256u64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn crashed_and_flapping_indices() {
+        let crash = |count| IndexCrashes {
+            count,
+            last_reason: "exited with status 3".into(),
+            last_exit_status: Some(3),
+        };
+        // 0: running despite crashes; 1: crashing, nothing live (flapping);
+        // 2: crashed once, restarting; 3: never crashed, nothing live.
+        let f = [
+            found(0, InstanceState::Running, "v", 1),
+            found(2, InstanceState::Starting, "v", 2),
+        ];
+        let crashes = BTreeMap::from([(0, crash(5)), (1, crash(4)), (2, crash(1))]);
+        let r = stats_resources(&process(4), "v", &f, &crashes);
+        assert_eq!(
+            (r[0]["state"].as_str(), &r[0]["details"]),
+            (Some("RUNNING"), &Value::Null)
+        );
+        assert_eq!(r[1]["state"], "CRASHED");
+        assert_eq!(
+            r[1]["details"],
+            "flapping: crashed 4 times in 10 min (last: exited with status 3, exit status 3)"
+        );
+        assert_eq!(r[2]["state"], "STARTING");
+        assert!(r[2]["details"]
+            .as_str()
+            .is_some_and(|d| !d.contains("flapping")));
+        assert_eq!(
+            (r[3]["state"].as_str(), &r[3]["details"]),
+            (Some("DOWN"), &Value::Null)
+        );
     }
 
     #[test]

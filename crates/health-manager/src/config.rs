@@ -23,7 +23,10 @@ pub struct Config {
     /// At most this many instance starts per pass.
     pub max_starts_per_pass: usize,
     /// A start issued for (app, index, version) is not re-issued for this long
-    /// (unless that index crashes).
+    /// unless that index crashes; once a heartbeat shows the index live the
+    /// start is settled. The DEA reports a started instance at once (BORN),
+    /// so a start not seen within this time was lost (e.g. sent to a DEA that
+    /// had just died) and is issued again.
     pub start_timeout_s: f64,
     /// Crashes of one index restarted at once; later ones wait.
     pub crash_immediate_restarts: u32,
@@ -32,6 +35,16 @@ pub struct Config {
     pub crash_backoff_max_s: f64,
     /// An index's crash count is forgotten after this long without a crash.
     pub crash_reset_s: f64,
+    /// This HM's name in the leader lock (default: a random uuid).
+    pub id: String,
+    /// Act only while holding the leader lock (a JetStream KV key). When
+    /// false, this HM always acts (one HM, or NATS without JetStream).
+    pub leader_lock: bool,
+    /// KV bucket of the lock; its `max_age` is the lock's TTL.
+    pub leader_bucket: String,
+    /// The lock expires this long after its holder's last renewal (renewed
+    /// every pass, so it must exceed `pass_interval_ms`).
+    pub leader_ttl_s: f64,
 }
 
 impl Default for Config {
@@ -45,11 +58,15 @@ impl Default for Config {
             desired_refresh_ms: 2000,
             addr_file: None,
             max_starts_per_pass: 50,
-            start_timeout_s: 60.0,
+            start_timeout_s: 5.0,
             crash_immediate_restarts: 3,
             crash_backoff_initial_s: 30.0,
             crash_backoff_max_s: 960.0,
             crash_reset_s: 1800.0,
+            id: uuid::Uuid::new_v4().to_string(),
+            leader_lock: true,
+            leader_bucket: "hm_leader".into(),
+            leader_ttl_s: 3.0,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! instances (ARCHITECTURE §7).
 //!
 //! Layout: [`state`] (actual state, crash history), [`desired`] (fetching),
-//! [`planner`] (pure decisions), [`executor`] (publishing). A leader lock
-//! would gate [`executor::execute`] in the pass loop.
+//! [`planner`] (pure decisions), [`executor`] (publishing), [`leader`] (the
+//! JetStream KV lock that lets only one of several HMs act). Every HM keeps
+//! its views current; only the leader executes plans.
 
 pub mod config;
 pub mod desired;
 pub mod executor;
+pub mod leader;
 pub mod planner;
 pub mod state;
 
@@ -97,6 +99,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         desired_tx,
     );
 
+    let mut bus_events = bus.events();
+    let mut lock = config.leader_lock.then(|| {
+        leader::LeaderLock::new(
+            bus.client().clone(),
+            &config.leader_bucket,
+            &config.id,
+            Duration::from_secs_f64(config.leader_ttl_s.max(0.5)),
+        )
+    });
+    if config.leader_ttl_s * 1000.0 <= config.pass_interval_ms as f64 {
+        tracing::warn!(
+            leader_ttl_s = config.leader_ttl_s,
+            pass_interval_ms = config.pass_interval_ms,
+            "leader_ttl_s should exceed the pass interval (the lock is renewed every pass)"
+        );
+    }
+
     let mut actual = state::Actual::new(proto::now_unix());
     let mut history = state::CrashHistory::new();
     let mut desired = desired::Desired::default();
@@ -106,7 +125,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(path) = &config.addr_file {
         write_ready(path)?;
     }
-    tracing::info!(nats = %config.nats_url, cc = %config.cc_url, "health manager running");
+    tracing::info!(id = %config.id, nats = %config.nats_url, cc = %config.cc_url, leader_lock = config.leader_lock, "health manager running");
 
     tokio::pin!(shutdown);
     loop {
@@ -114,6 +133,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             msg = heartbeats.next() => {
                 let Some(msg) = msg else { break };
                 let now = proto::now_unix();
+                for i in &msg.payload.instances {
+                    history.settle_start(i);
+                }
                 actual.apply_heartbeat(msg.payload, now);
                 // Crashes seen only in heartbeats (a missed exit message) count too.
                 let crashed: Vec<_> = actual.crashed().map(|i| (i.app_id.clone(), i.index, i.instance_id.clone())).collect();
@@ -138,11 +160,37 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     desired = d;
                 }
             }
+            ev = bus_events.recv() => match ev {
+                Ok(proto::bus::BusEvent::Disconnected) => {
+                    tracing::warn!("bus down: not acting until it is back and every DEA heard again");
+                    actual.bus_down();
+                }
+                Ok(proto::bus::BusEvent::Connected) => {
+                    tracing::info!(wait_s = config.dea_timeout_s(), "bus back: listening before acting");
+                    actual.bus_up(proto::now_unix());
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed events: be safe, start listening afresh.
+                    actual.bus_up(proto::now_unix());
+                    if !bus.is_connected() {
+                        actual.bus_down();
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    bus_events = bus.events();
+                }
+            },
             _ = pass.tick() => {
+                let leading = match lock.as_mut() {
+                    Some(l) => l.tick().await == leader::Outcome::Leading,
+                    None => true,
+                };
                 let now = proto::now_unix();
-                let actions = plan(&desired, &actual, &history, &config, now);
-                if !actions.is_empty() {
-                    executor::execute(&bus, &actions, &mut history, now).await;
+                if leading {
+                    let actions = plan(&desired, &actual, &history, &config, now);
+                    if !actions.is_empty() {
+                        executor::execute(&bus, &actions, &mut history, now).await;
+                    }
                 }
                 actual.gc(now, config.dea_timeout_s());
                 history.gc(now, config.crash_reset_s, config.start_timeout_s);
@@ -151,6 +199,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     tracing::info!("health manager stopping");
+    if let Some(l) = lock.as_mut() {
+        l.release().await;
+    }
     let _ = bus.flush().await;
     Ok(())
 }

@@ -42,6 +42,7 @@ pub mod reason {
     pub const DUPLICATE: &str = "duplicate";
     pub const NOT_DESIRED: &str = "app not desired";
     pub const APP_STOPPED: &str = "app stopped";
+    pub const EVACUATING: &str = "evacuating";
 }
 
 /// Delay before restarting an index that crashed `count` times.
@@ -59,21 +60,38 @@ fn keep_rank(state: InstanceState) -> u8 {
         InstanceState::Running => 0,
         InstanceState::Starting => 1,
         InstanceState::Born => 2,
-        InstanceState::Evacuating => 3,
-        _ => 4,
+        _ => 3,
     }
 }
 
-/// Whether both views are trustworthy right now.
+/// Whether both views are trustworthy right now: the desired copy is recent,
+/// the bus is up, and the HM has listened for 3 heartbeat intervals since it
+/// started or reconnected (so every live DEA has been heard).
 pub fn can_act(desired: &Desired, actual: &Actual, cfg: &Config, now: f64) -> bool {
     let fresh = desired
         .fetched_at
         .is_some_and(|t| now - t <= cfg.desired_max_age_s());
-    let warm = now - actual.listening_since >= cfg.dea_timeout_s();
+    let warm = actual.connected && now - actual.listening_since >= cfg.dea_timeout_s();
     fresh && warm
 }
 
 /// Decides the actions of one pass.
+///
+/// Rules, per app (skipped while the controller itself changed it within two
+/// heartbeat intervals):
+/// - app not desired or STOPPED → stop its instances;
+/// - instance of another version → stop (`old version`);
+/// - index ≥ desired instances → stop (`extra`);
+/// - several BORN/STARTING/RUNNING instances at one index → keep one
+///   (RUNNING, then STARTING, then BORN; the oldest), stop the rest;
+/// - an index whose only instances are EVACUATING → start a replacement
+///   (its DEA stops the old one once the replacement runs);
+/// - an index with no live instance → start (`missing`), or after a crash,
+///   restart after the crash backoff (`crashed`);
+/// - a start already issued and not yet seen is not repeated for
+///   `start_timeout_s`; at most `max_starts_per_pass` starts per pass.
+///
+/// Only instances reported before the desired copy was taken are stopped.
 pub fn plan(
     desired: &Desired,
     actual: &Actual,
@@ -129,6 +147,7 @@ pub fn plan(
 
         let (mut old, mut extra, mut dups) = (Vec::new(), Vec::new(), Vec::new());
         let mut at_index: BTreeMap<u32, Vec<&InstanceHeartbeat>> = BTreeMap::new();
+        let mut evacuating: BTreeSet<u32> = BTreeSet::new();
         for &i in live {
             if i.version != app.version {
                 if known(i) {
@@ -138,6 +157,8 @@ pub fn plan(
                 if known(i) {
                     extra.push(i.instance_id.clone());
                 }
+            } else if i.state == InstanceState::Evacuating {
+                evacuating.insert(i.index);
             } else {
                 at_index.entry(i.index).or_default().push(i);
             }
@@ -158,7 +179,7 @@ pub fn plan(
             );
         }
 
-        let (mut missing, mut crashed) = (Vec::new(), Vec::new());
+        let (mut missing, mut crashed, mut replace) = (Vec::new(), Vec::new(), Vec::new());
         for index in (0..app.instances).filter(|i| !at_index.contains_key(i)) {
             if starts_left == 0 {
                 break;
@@ -169,15 +190,23 @@ pub fn plan(
             {
                 continue;
             }
-            match history.crashes(app_id, index, now, cfg.crash_reset_s) {
-                Some(r) if now < r.last_crash + crash_backoff_s(r.count, cfg) => continue,
-                Some(_) => crashed.push(index),
-                None => missing.push(index),
+            if evacuating.contains(&index) {
+                replace.push(index);
+            } else {
+                match history.crashes(app_id, index, now, cfg.crash_reset_s) {
+                    Some(r) if now < r.last_crash + crash_backoff_s(r.count, cfg) => continue,
+                    Some(_) => crashed.push(index),
+                    None => missing.push(index),
+                }
             }
             starts_left -= 1;
         }
 
-        for (indices, why) in [(missing, reason::MISSING), (crashed, reason::CRASHED)] {
+        for (indices, why) in [
+            (missing, reason::MISSING),
+            (crashed, reason::CRASHED),
+            (replace, reason::EVACUATING),
+        ] {
             if !indices.is_empty() {
                 actions.push(Action::Start {
                     app_id: app_id.to_string(),
@@ -343,14 +372,96 @@ mod tests {
                 expect: vec![start("a", "v1", &[0, 1], reason::MISSING)],
             },
             Case {
-                name: "born, starting and evacuating count as live",
-                apps: vec![app("a", "v1", 3, "STARTED")],
+                name: "born and starting count as live",
+                apps: vec![app("a", "v1", 2, "STARTED")],
                 instances: vec![
                     ("a", "v1", 0, "i0", Born, 1.0),
                     ("a", "v1", 1, "i1", Starting, 1.0),
-                    ("a", "v1", 2, "i2", Evacuating, 1.0),
                 ],
                 expect: vec![],
+            },
+            Case {
+                name: "evacuating alone: replacement started first, old one left to its DEA",
+                apps: vec![app("a", "v1", 3, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "i0", Running, 1.0),
+                    ("a", "v1", 1, "e1", Evacuating, 1.0),
+                    ("a", "v1", 2, "e2", Evacuating, 1.0),
+                ],
+                expect: vec![start("a", "v1", &[1, 2], reason::EVACUATING)],
+            },
+            Case {
+                name: "evacuating with its replacement starting or running: nothing",
+                apps: vec![app("a", "v1", 2, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "e0", Evacuating, 1.0),
+                    ("a", "v1", 0, "r0", Starting, 2.0),
+                    ("a", "v1", 1, "e1", Evacuating, 1.0),
+                    ("a", "v1", 1, "r1", Running, 2.0),
+                ],
+                expect: vec![],
+            },
+            Case {
+                name: "evacuating at an extra index or old version: stopped, not replaced",
+                apps: vec![app("a", "v2", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v2", 0, "r0", Running, 1.0),
+                    ("a", "v2", 1, "e1", Evacuating, 1.0),
+                    ("a", "v1", 0, "e0", Evacuating, 1.0),
+                ],
+                expect: vec![
+                    stop_("a", None, &["e0"], reason::OLD_VERSION),
+                    stop_("a", Some("v2"), &["e1"], reason::EXTRA),
+                ],
+            },
+            Case {
+                name: "evacuating instances of an undesired app are stopped",
+                apps: vec![],
+                instances: vec![("gone", "v1", 0, "e0", Evacuating, 1.0)],
+                expect: vec![stop_("gone", None, &["e0"], reason::NOT_DESIRED)],
+            },
+            Case {
+                name: "duplicates next to an evacuating one: keep one live, ignore evacuating",
+                apps: vec![app("a", "v1", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "e", Evacuating, 0.5),
+                    ("a", "v1", 0, "r1", Running, 2.0),
+                    ("a", "v1", 0, "r2", Running, 3.0),
+                ],
+                expect: vec![stop_("a", Some("v1"), &["r2"], reason::DUPLICATE)],
+            },
+            Case {
+                name: "duplicates: keep born over nothing, starting over born",
+                apps: vec![app("a", "v1", 1, "STARTED")],
+                instances: vec![
+                    ("a", "v1", 0, "b", Born, 1.0),
+                    ("a", "v1", 0, "s", Starting, 2.0),
+                ],
+                expect: vec![stop_("a", Some("v1"), &["b"], reason::DUPLICATE)],
+            },
+            Case {
+                name: "several apps at once, each with its own rule",
+                apps: vec![
+                    app("a", "v1", 2, "STARTED"),
+                    app("b", "v2", 1, "STARTED"),
+                    app("c", "v1", 1, "STOPPED"),
+                    app("d", "v1", 1, "STARTED"),
+                ],
+                instances: vec![
+                    ("a", "v1", 0, "a0", Running, 1.0),
+                    ("b", "v1", 0, "b0", Running, 1.0),
+                    ("c", "v1", 0, "c0", Running, 1.0),
+                    ("d", "v1", 0, "d0", Evacuating, 1.0),
+                    ("x", "v1", 0, "x0", Running, 1.0),
+                ],
+                expect: vec![
+                    start("a", "v1", &[1], reason::MISSING),
+                    start("b", "v2", &[0], reason::MISSING),
+                    stop_("b", None, &["b0"], reason::OLD_VERSION),
+                    stop_("c", None, &["c0"], reason::APP_STOPPED),
+                    start("d", "v1", &[0], reason::EVACUATING),
+                    stop_("x", None, &["x0"], reason::NOT_DESIRED),
+                ],
             },
             Case {
                 name: "extra index",
@@ -449,6 +560,120 @@ mod tests {
             let got = run(c.apps, &c.instances, &CrashHistory::new(), NOW);
             assert_eq!(got, c.expect, "case: {}", c.name);
         }
+    }
+
+    /// Rules that depend on the HM's memory (crashes, issued starts) and on
+    /// time, combined: every case runs at `NOW + at` with the same history.
+    #[test]
+    fn table_with_history() {
+        // Crash history: index 0 crashed 3 times (immediate restarts used up
+        // on the next one), index 1 crashed 4 times 10 s ago (30 s backoff),
+        // index 2 crashed once long ago (expired). A start of index 3 was
+        // issued 2 s ago (pending), of index 4 10 s ago (timed out).
+        let mut h = CrashHistory::new();
+        crashed_times(&mut h, 0, 3, NOW - 1.0);
+        crashed_times(&mut h, 1, 4, NOW - 10.0);
+        crashed_times(&mut h, 2, 1, NOW - cfg().crash_reset_s - 5.0);
+        h.note_start("a", "v1", 3, NOW - 2.0);
+        h.note_start("a", "v1", 4, NOW - 10.0);
+        struct Case {
+            name: &'static str,
+            at: f64,
+            instances: Vec<I>,
+            expect: Vec<Action>,
+        }
+        let cases = vec![
+            Case {
+                name: "nothing live: crashed restarts, backoff waits, expired is missing, pending waits",
+                at: 0.0,
+                instances: vec![],
+                expect: vec![
+                    start("a", "v1", &[2, 4], reason::MISSING),
+                    start("a", "v1", &[0], reason::CRASHED),
+                ],
+            },
+            Case {
+                name: "after the backoff and the start timeout",
+                at: 21.0,
+                instances: vec![],
+                expect: vec![
+                    start("a", "v1", &[2, 3, 4], reason::MISSING),
+                    start("a", "v1", &[0, 1], reason::CRASHED),
+                ],
+            },
+            Case {
+                name: "evacuating index ignores its crash backoff",
+                at: 0.0,
+                instances: vec![
+                    ("a", "v1", 0, "r0", Running, 1.0),
+                    ("a", "v1", 1, "e1", Evacuating, 1.0),
+                    ("a", "v1", 2, "r2", Running, 1.0),
+                    ("a", "v1", 3, "e3", Evacuating, 1.0),
+                    ("a", "v1", 4, "r4", Running, 1.0),
+                ],
+                expect: vec![start("a", "v1", &[1], reason::EVACUATING)],
+            },
+            Case {
+                name: "a live instance at a crashed index: no restart, duplicates still stopped",
+                at: 0.0,
+                instances: vec![
+                    ("a", "v1", 0, "r0", Running, 1.0),
+                    ("a", "v1", 0, "r0b", Running, 2.0),
+                    ("a", "v1", 1, "r1", Starting, 1.0),
+                    ("a", "v1", 2, "r2", Running, 1.0),
+                    ("a", "v1", 3, "r3", Running, 1.0),
+                    ("a", "v1", 4, "r4", Running, 1.0),
+                    ("a", "v1", 5, "x5", Crashed, 1.0),
+                ],
+                expect: vec![stop_("a", Some("v1"), &["r0b"], reason::DUPLICATE)],
+            },
+        ];
+        for c in cases {
+            let got = run(
+                vec![app("a", "v1", 5, "STARTED")],
+                &c.instances,
+                &h,
+                NOW + c.at,
+            );
+            assert_eq!(got, c.expect, "case: {}", c.name);
+        }
+    }
+
+    #[test]
+    fn nothing_while_the_bus_is_down_or_just_back() {
+        let desired = Desired::new(vec![app("a", "v1", 1, "STARTED")], NOW);
+        let mut a = actual(&[], NOW);
+        a.bus_down();
+        let h = CrashHistory::new();
+        assert!(plan(&desired, &a, &h, &cfg(), NOW).is_empty());
+        a.bus_up(NOW - 1.0);
+        assert!(plan(&desired, &a, &h, &cfg(), NOW).is_empty());
+        assert_eq!(
+            plan(&desired, &a, &h, &cfg(), NOW + 5.0).len(),
+            1,
+            "acts once warm again"
+        );
+    }
+
+    #[test]
+    fn evacuation_replacements_count_against_the_cap() {
+        let desired = Desired::new(vec![app("a", "v1", 3, "STARTED")], NOW);
+        let c = Config {
+            max_starts_per_pass: 2,
+            ..cfg()
+        };
+        let a = actual(
+            &[
+                ("a", "v1", 0, "e0", Evacuating, 1.0),
+                ("a", "v1", 1, "e1", Evacuating, 1.0),
+                ("a", "v1", 2, "e2", Evacuating, 1.0),
+            ],
+            NOW,
+        );
+        assert_eq!(
+            plan(&desired, &a, &CrashHistory::new(), &c, NOW),
+            vec![start("a", "v1", &[0, 1], reason::EVACUATING)]
+        );
     }
 
     #[test]
@@ -619,8 +844,8 @@ mod tests {
     fn issued_starts_are_not_repeated_until_timeout_or_crash() {
         let apps = || vec![app("a", "v1", 2, "STARTED")];
         let mut h = CrashHistory::new();
-        h.note_start("a", "v1", 0, NOW - 10.0);
-        h.note_start("a", "v1", 1, NOW - 61.0);
+        h.note_start("a", "v1", 0, NOW - 1.0);
+        h.note_start("a", "v1", 1, NOW - cfg().start_timeout_s - 1.0);
         h.note_start("a", "v0", 1, NOW - 1.0); // other version: irrelevant
         assert_eq!(
             run(apps(), &[], &h, NOW),

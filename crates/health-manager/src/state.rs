@@ -16,8 +16,11 @@ pub struct DeaView {
 /// Actual state from `dea.heartbeat` and `droplet.exited`.
 #[derive(Debug, Clone)]
 pub struct Actual {
-    /// When the HM started listening (it acts only once warm).
+    /// When the HM started listening, or last reconnected to NATS (it acts
+    /// only once warm: every live DEA has heartbeated since).
     pub listening_since: f64,
+    /// False while the bus is down: nothing heard, nothing trusted.
+    pub connected: bool,
     deas: BTreeMap<String, DeaView>,
     /// instance id → when its exit was received; overrides heartbeats received before.
     exited: HashMap<String, f64>,
@@ -27,6 +30,7 @@ impl Actual {
     pub fn new(listening_since: f64) -> Actual {
         Actual {
             listening_since,
+            connected: true,
             deas: BTreeMap::new(),
             exited: HashMap::new(),
         }
@@ -41,6 +45,18 @@ impl Actual {
                 instances: hb.instances,
             },
         );
+    }
+
+    /// The bus went down: the view is stale until it is back and warm again.
+    pub fn bus_down(&mut self) {
+        self.connected = false;
+    }
+
+    /// The bus is back: listen for a while (3 heartbeat intervals) before
+    /// trusting the view again, since DEAs were not heard while it was down.
+    pub fn bus_up(&mut self, now: f64) {
+        self.connected = true;
+        self.listening_since = now;
     }
 
     /// Marks the instance as gone at once (its next heartbeat confirms).
@@ -156,6 +172,19 @@ impl CrashHistory {
     pub fn note_start(&mut self, app_id: &str, version: &str, index: u32, now: f64) {
         self.pending
             .insert((app_id.to_string(), index, version.to_string()), now);
+    }
+
+    /// A heartbeat shows (app, index, version) BORN, STARTING or RUNNING: a
+    /// start issued for it has landed (EVACUATING instances do not count:
+    /// they are what the start replaces).
+    pub fn settle_start(&mut self, i: &InstanceHeartbeat) {
+        if matches!(
+            i.state,
+            InstanceState::Born | InstanceState::Starting | InstanceState::Running
+        ) {
+            self.pending
+                .remove(&(i.app_id.clone(), i.index, i.version.clone()));
+        }
     }
 
     /// When a start of that (app, index, version) was issued, if any.
@@ -294,5 +323,27 @@ mod tests {
         h.note_start("a", "v", 1, 200.0);
         h.gc(261.0, 100.0, 60.0);
         assert_eq!(h.pending_start("a", 1, "v"), None);
+    }
+
+    #[test]
+    fn starts_settle_when_seen_live_but_not_evacuating() {
+        let mut h = CrashHistory::new();
+        h.note_start("a", "v", 0, 5.0);
+        h.settle_start(&inst("x", 0, InstanceState::Evacuating));
+        h.settle_start(&inst("y", 0, InstanceState::Crashed));
+        assert_eq!(h.pending_start("a", 0, "v"), Some(5.0));
+        h.settle_start(&inst("z", 0, InstanceState::Born));
+        assert_eq!(h.pending_start("a", 0, "v"), None);
+    }
+
+    #[test]
+    fn bus_outage_makes_the_view_cold() {
+        let mut a = Actual::new(0.0);
+        assert!(a.connected);
+        a.bus_down();
+        assert!(!a.connected);
+        a.bus_up(50.0);
+        assert!(a.connected);
+        assert_eq!(a.listening_since, 50.0);
     }
 }

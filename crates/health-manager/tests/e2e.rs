@@ -101,6 +101,10 @@ fn inst(app_id: &str, index: u32, id: &str, since: f64) -> InstanceHeartbeat {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_missing_and_stops_extra_instances() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .try_init();
     let nats = start_nats().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -197,7 +201,7 @@ async fn starts_missing_and_stops_extra_instances() {
     assert_eq!(stopped[1].instance_ids, vec!["b0"]);
     assert_eq!(stopped[1].reason, "app stopped");
 
-    // The start is not repeated while pending (start_timeout_s = 60).
+    // The start is not repeated while pending (start_timeout_s = 5).
     let again = tokio::time::timeout(Duration::from_millis(800), starts.next()).await;
     assert!(again.is_err(), "start re-issued: {again:?}");
 
@@ -208,4 +212,84 @@ async fn starts_missing_and_stops_extra_instances() {
         .expect("hm stops")
         .expect("join")
         .expect("run ok");
+}
+
+async fn leader_of(js: &async_nats::jetstream::Context) -> Option<String> {
+    let kv = js.get_key_value("hm_leader").await.ok()?;
+    let e = kv.entry(health_manager::leader::KEY).await.ok()??;
+    (e.operation == async_nats::jetstream::kv::Operation::Put)
+        .then(|| String::from_utf8_lossy(&e.value).into_owned())
+}
+
+async fn wait_leader(
+    js: &async_nats::jetstream::Context,
+    want: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(l) = leader_of(js).await {
+            if want(&l) {
+                return l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no matching leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_and_a_standby_takes_over() {
+    let nats = start_nats().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let cc_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/internal/v1/desired", get(desired));
+        let _ = axum::serve(listener, app).await;
+    });
+    let config = |id: &str| health_manager::Config {
+        id: id.into(),
+        nats_url: nats.url.clone(),
+        cc_url: format!("http://{cc_addr}"),
+        internal_api_token: "test-token".into(),
+        pass_interval_ms: 100,
+        heartbeat_interval_s: 0.3,
+        desired_refresh_ms: 200,
+        leader_ttl_s: 1.0,
+        ..Default::default()
+    };
+    let hm_a = tokio::spawn(health_manager::run(config("hm-a"), std::future::pending()));
+    let (stop_b, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let hm_b = tokio::spawn(health_manager::run(config("hm-b"), async {
+        let _ = stop_rx.await;
+    }));
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let first = wait_leader(&js, |_| true, Duration::from_secs(10)).await;
+    // The leader keeps the lock while alive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(leader_of(&js).await.as_deref(), Some(first.as_str()));
+
+    // The leader dies without releasing: the other takes over after the TTL.
+    let t = Instant::now();
+    let (dead, survivor) = if first == "hm-a" {
+        hm_a.abort();
+        (None, hm_b)
+    } else {
+        let _ = stop_b.send(()); // hm-b stops cleanly: releases at once
+        (Some(hm_b), hm_a)
+    };
+    let second = wait_leader(&js, |l| l != first, Duration::from_secs(5)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "takeover took {:?}",
+        t.elapsed()
+    );
+    assert_ne!(second, first);
+    if let Some(d) = dead {
+        let _ = d.await;
+    }
+    survivor.abort();
 }

@@ -178,6 +178,15 @@ pub struct PlatformOptions {
     pub health_manager: bool,
     /// `postgres://...` to run the controller on Postgres instead of SQLite.
     pub database_url: Option<String>,
+    /// Health managers besides the first (standbys contending for the
+    /// leader lock); only with `health_manager`.
+    pub extra_health_managers: usize,
+    /// Extra TOML lines appended to each component's config (keys the
+    /// harness does not already set).
+    pub hm_config: String,
+    pub dea_config: String,
+    pub cc_config: String,
+    pub router_config: String,
 }
 
 impl Default for PlatformOptions {
@@ -186,6 +195,11 @@ impl Default for PlatformOptions {
             deas: 1,
             health_manager: true,
             database_url: None,
+            extra_health_managers: 0,
+            hm_config: String::new(),
+            dea_config: String::new(),
+            cc_config: String::new(),
+            router_config: String::new(),
         }
     }
 }
@@ -202,6 +216,8 @@ pub struct Platform {
     pub router_admin_addr: SocketAddr,
     pub deas: Vec<Component>,
     pub hm: Option<Component>,
+    /// Standby health managers (`extra_health_managers`), ids `hm-1`, `hm-2`...
+    pub extra_hms: Vec<Component>,
     pub internal_token: String,
     pub cf_home: PathBuf,
 }
@@ -264,9 +280,10 @@ impl Platform {
         std::fs::write(
             conf.join("cc.toml"),
             format!(
-                "listen = \"127.0.0.1:{cc_port}\"\naddr_file = \"{}\"\nnats_url = \"{nats_url}\"\ndata_dir = \"{}\"\n{db_line}system_domain = \"{SYSTEM_DOMAIN}\"\napps_domain = \"{APPS_DOMAIN}\"\ninternal_api_token = \"{internal_token}\"\n",
+                "listen = \"127.0.0.1:{cc_port}\"\naddr_file = \"{}\"\nnats_url = \"{nats_url}\"\ndata_dir = \"{}\"\n{db_line}system_domain = \"{SYSTEM_DOMAIN}\"\napps_domain = \"{APPS_DOMAIN}\"\ninternal_api_token = \"{internal_token}\"\n{}\n",
                 cc_addr_file.display(),
-                root.join("cc").display()
+                root.join("cc").display(),
+                opts.cc_config
             ),
         )?;
         let cc = Component::spawn(
@@ -282,9 +299,10 @@ impl Platform {
         std::fs::write(
             conf.join("router.toml"),
             format!(
-                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\n",
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\n{}\n",
                 r_addr_file.display(),
-                r_admin_file.display()
+                r_admin_file.display(),
+                opts.router_config
             ),
         )?;
         let router = Component::spawn(
@@ -296,7 +314,14 @@ impl Platform {
 
         let mut deas = Vec::new();
         for i in 0..opts.deas {
-            deas.push(spawn_dea(&root, &conf, &logs, &nats_url, i)?);
+            deas.push(spawn_dea_with(
+                &root,
+                &conf,
+                &logs,
+                &nats_url,
+                i,
+                &opts.dea_config,
+            )?);
         }
 
         let mut platform = Platform {
@@ -310,6 +335,7 @@ impl Platform {
             router,
             deas,
             hm: None,
+            extra_hms: Vec::new(),
             internal_token: internal_token.clone(),
             cf_home: root.join("cfhome"),
         };
@@ -333,23 +359,37 @@ impl Platform {
             platform.wait_addr_file(&f, "dea").await?;
         }
         if opts.health_manager {
-            std::fs::write(
-                conf.join("hm.toml"),
-                format!(
-                    "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\n",
-                    platform.cc_addr,
-                    root.join("hm.addr").display()
-                ),
-            )?;
-            platform.hm = Some(Component::spawn(
-                "health-manager",
-                bin("health-manager")?,
-                config_args(&conf, "hm"),
-                &logs,
-            )?);
-            platform
-                .wait_addr_file(&root.join("hm.addr"), "health-manager")
-                .await?;
+            for n in 0..=opts.extra_health_managers {
+                let (name, addr) = match n {
+                    0 => ("hm".to_string(), root.join("hm.addr")),
+                    n => (format!("hm{n}"), root.join(format!("hm{n}.addr"))),
+                };
+                std::fs::write(
+                    conf.join(format!("{name}.toml")),
+                    format!(
+                        "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\nid = \"hm-{n}\"\n{}\n",
+                        platform.cc_addr,
+                        addr.display(),
+                        opts.hm_config
+                    ),
+                )?;
+                let c = Component::spawn(
+                    &if n == 0 {
+                        "health-manager".to_string()
+                    } else {
+                        format!("health-manager{n}")
+                    },
+                    bin("health-manager")?,
+                    config_args(&conf, &name),
+                    &logs,
+                )?;
+                if n == 0 {
+                    platform.hm = Some(c);
+                } else {
+                    platform.extra_hms.push(c);
+                }
+                platform.wait_addr_file(&addr, "health-manager").await?;
+            }
         }
         // The API is reachable through the router once the controller's route is known.
         let api = platform.api_url();
@@ -378,6 +418,40 @@ impl Platform {
         })
         .await
         .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    /// Waits until nats-server accepts connections again (after `nats.start()`).
+    pub async fn wait_nats(&self) -> Result<()> {
+        let addr: SocketAddr = self
+            .nats_url
+            .trim_start_matches("nats://")
+            .parse()
+            .context("nats url")?;
+        wait_for("nats-server", Duration::from_secs(10), || async move {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .ok()
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Stops nats-server (SIGTERM); `start_nats` brings it back on the same
+    /// port and store dir.
+    pub fn stop_nats(&mut self) {
+        self.nats.terminate(Duration::from_secs(5));
+    }
+
+    pub async fn start_nats(&mut self) -> Result<()> {
+        self.nats.start()?;
+        self.wait_nats().await
+    }
+
+    /// Every health manager (the first, then the standbys).
+    pub fn hms_mut(&mut self) -> Vec<&mut Component> {
+        self.hm
+            .iter_mut()
+            .chain(self.extra_hms.iter_mut())
+            .collect()
     }
 
     /// Waits until the controller answers `GET /` directly.
@@ -409,6 +483,7 @@ impl Platform {
         let mut all: Vec<&Component> = vec![&self.nats, &self.cc, &self.router];
         all.extend(self.deas.iter());
         all.extend(self.hm.iter());
+        all.extend(self.extra_hms.iter());
         for c in all {
             out.push_str(&format!("--- {} ---\n{}\n", c.name, c.log_tail(30)));
         }
@@ -562,6 +637,9 @@ impl Platform {
         if let Some(hm) = self.hm.as_mut() {
             hm.kill9();
         }
+        for hm in self.extra_hms.iter_mut() {
+            hm.kill9();
+        }
         for d in self.deas.iter_mut() {
             d.terminate(Duration::from_secs(5));
         }
@@ -569,6 +647,33 @@ impl Platform {
         self.cc.terminate(Duration::from_secs(3));
         self.nats.kill9();
         procs::kill_all_under(self.dir.path());
+        cleanup_containers(self.dir.path());
+    }
+}
+
+/// Removes what namespaces-backend DEAs under `root` left on the host
+/// (cgroups, netns, veths, iptables rules) when they could not clean up
+/// themselves: `dea container-cleanup <tag>` for each `dea*/namespaces.tag`.
+pub fn cleanup_containers(root: &Path) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    let tags: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("namespaces.tag")).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tags.is_empty() {
+        return;
+    }
+    if let Ok(dea) = bin("dea") {
+        let _ = Command::new(dea)
+            .arg("container-cleanup")
+            .args(&tags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -585,11 +690,18 @@ fn config_args(conf: &Path, name: &str) -> Vec<String> {
     ]
 }
 
-fn spawn_dea(root: &Path, conf: &Path, logs: &Path, nats_url: &str, i: usize) -> Result<Component> {
+fn spawn_dea_with(
+    root: &Path,
+    conf: &Path,
+    logs: &Path,
+    nats_url: &str,
+    i: usize,
+    extra: &str,
+) -> Result<Component> {
     std::fs::write(
         conf.join(format!("dea{i}.toml")),
         format!(
-            "nats_url = \"{nats_url}\"\nid = \"dea-{i}\"\nzone = \"z{i}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\n",
+            "nats_url = \"{nats_url}\"\nid = \"dea-{i}\"\nzone = \"z{i}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\n{extra}\n",
             root.join(format!("dea{i}")).display(),
             root.join(format!("dea{i}.addr")).display()
         ),

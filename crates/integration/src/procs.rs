@@ -79,3 +79,43 @@ pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
     }
     out
 }
+
+/// Host pids of an app's instance processes with their `CF_INSTANCE_INDEX`,
+/// found by environment (`VCAP_APPLICATION` naming the app's guid), so that
+/// it works on every backend, including apps in their own PID namespace
+/// (whose own pid means nothing on the host). Container inits are skipped.
+pub fn app_instance_pids(app_guid: &str) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let env = String::from_utf8_lossy(&raw);
+        let mut index = None;
+        let mut ours = false;
+        for kv in env.split('\0') {
+            if let Some(i) = kv.strip_prefix("CF_INSTANCE_INDEX=") {
+                index = i.parse::<u32>().ok();
+            }
+            if kv.starts_with("VCAP_APPLICATION=") && kv.contains(app_guid) {
+                ours = true;
+            }
+        }
+        let init = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains("container-init"))
+            .unwrap_or(false);
+        if let (true, Some(i), false) = (ours, index, init) {
+            if process_alive(pid) {
+                out.push((i, pid));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}

@@ -33,6 +33,10 @@ pub struct StartArgs {
     /// Router port on 127.0.0.1
     #[arg(long, default_value_t = 8080)]
     pub router_port: u16,
+    /// How many DEAs to run (each in its own zone); kill one to watch the
+    /// platform heal
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub deas: u16,
 }
 
 fn layout(dir: Option<PathBuf>) -> Result<Layout> {
@@ -49,7 +53,7 @@ fn layout(dir: Option<PathBuf>) -> Result<Layout> {
 
 pub async fn run(cmd: DevCommand) -> Result<()> {
     match cmd {
-        DevCommand::Start(a) => start(layout(a.dir)?, a.router_port).await,
+        DevCommand::Start(a) => start(layout(a.dir)?, a.router_port, usize::from(a.deas)).await,
         DevCommand::Stop(a) => stop(&layout(a.dir)?).await,
         DevCommand::Status(a) => status(&layout(a.dir)?).await,
     }
@@ -62,10 +66,25 @@ fn load_state(l: &Layout) -> DevState {
         .unwrap_or_default()
 }
 
-fn running(l: &Layout) -> Vec<(&'static str, Option<i32>)> {
-    COMPONENTS
-        .iter()
-        .map(|c| (*c, d::read_pid(l, c).filter(|p| d::is_alive(*p, c))))
+/// Every component in start order, with the extra DEAs after the first.
+fn components(l: &Layout) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in COMPONENTS {
+        out.push(c.to_string());
+        if c == "dea" {
+            out.extend(d::extra_deas(l));
+        }
+    }
+    out
+}
+
+fn running(l: &Layout) -> Vec<(String, Option<i32>)> {
+    components(l)
+        .into_iter()
+        .map(|c| {
+            let pid = d::read_pid(l, &c).filter(|p| d::is_alive(*p, &c));
+            (c, pid)
+        })
         .collect()
 }
 
@@ -85,7 +104,7 @@ fn print_summary(l: &Layout, st: &DevState) {
 /// Processes started so far; stopped again (reverse order) on failure.
 struct Started {
     layout: Layout,
-    children: Vec<(&'static str, Child)>,
+    children: Vec<(String, Child)>,
 }
 
 impl Started {
@@ -108,7 +127,7 @@ impl Started {
                 d::signal(pid, libc::SIGKILL);
             }
             let _ = child.wait();
-            let _ = std::fs::remove_file(self.layout.pid(name));
+            let _ = std::fs::remove_file(self.layout.pid(&name));
         }
         kill_leftovers(&self.layout);
         CliError::Other(msg)
@@ -165,12 +184,12 @@ where
     }
 }
 
-async fn start(l: Layout, router_port: u16) -> Result<()> {
+async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     l.create()?;
     let live = running(&l);
     let alive: Vec<_> = live.iter().filter(|(_, p)| p.is_some()).collect();
     if !alive.is_empty() {
-        if alive.len() == COMPONENTS.len() {
+        if alive.len() == live.len() {
             println!(
                 "The platform is already running (dir {}).\n",
                 l.dir.display()
@@ -178,15 +197,15 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
             print_summary(&l, &load_state(&l));
             return Ok(());
         }
-        let names: Vec<&str> = alive.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = alive.iter().map(|(n, _)| n.as_str()).collect();
         return Err(CliError::other(format!(
             "The platform is partially running ({}). Run 'cf dev stop --dir {}' first.",
             names.join(", "),
             l.dir.display()
         )));
     }
-    for c in COMPONENTS {
-        let _ = std::fs::remove_file(l.pid(c));
+    for c in components(&l) {
+        let _ = std::fs::remove_file(l.pid(&c));
     }
     let bins: Vec<PathBuf> = COMPONENTS
         .iter()
@@ -217,6 +236,15 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
     write("cloud-controller", d::cc_config(&l, &nats_url, &token))?;
     write("router", d::router_config(&l, &nats_url, router_port))?;
     write("dea", d::dea_config(&l, &nats_url))?;
+    let extra_deas: Vec<String> = (1..dea_count).map(d::dea_name).collect();
+    if dea_count > 1 {
+        // Several DEAs: each its own state dir and zone (the first is z0).
+        write("dea", d::dea_config_n(&l, &nats_url, 0))?;
+        for (i, name) in extra_deas.iter().enumerate() {
+            let _ = std::fs::remove_file(l.addr(name));
+            write(name, d::dea_config_n(&l, &nats_url, i + 1))?;
+        }
+    }
     let http = crate::client::http_client()?;
     let mut st = Started {
         layout: l.clone(),
@@ -238,7 +266,7 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
     .map(|s| s.to_string())
     .collect::<Vec<_>>();
     st.children
-        .push(("nats", d::spawn(&l, "nats", &bins[0], &nats_args)?));
+        .push(("nats".into(), d::spawn(&l, "nats", &bins[0], &nats_args)?));
     wait_ready(&mut st, "nats", 20, "TCP connect", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", nats_port))
             .await
@@ -250,7 +278,7 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
 
     // cloud controller
     st.children.push((
-        "cloud-controller",
+        "cloud-controller".into(),
         d::spawn(
             &l,
             "cloud-controller",
@@ -278,7 +306,7 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
 
     // router
     st.children.push((
-        "router",
+        "router".into(),
         d::spawn(&l, "router", &bins[2], &cfg_args("router"))?,
     ));
     let admin = wait_ready(
@@ -305,13 +333,22 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
         "health-manager",
         d::hm_config(&l, &nats_url, &format!("http://{cc_addr}"), &token),
     )?;
-    st.children
-        .push(("dea", d::spawn(&l, "dea", &bins[3], &cfg_args("dea"))?));
     st.children.push((
-        "health-manager",
+        "dea".into(),
+        d::spawn(&l, "dea", &bins[3], &cfg_args("dea"))?,
+    ));
+    for name in &extra_deas {
+        st.children
+            .push((name.clone(), d::spawn(&l, name, &bins[3], &cfg_args(name))?));
+    }
+    st.children.push((
+        "health-manager".into(),
         d::spawn(&l, "health-manager", &bins[4], &cfg_args("health-manager"))?,
     ));
-    for c in ["dea", "health-manager"] {
+    let mut waits = vec!["dea".to_string()];
+    waits.extend(extra_deas.iter().cloned());
+    waits.push("health-manager".into());
+    for c in &waits {
         wait_ready(&mut st, c, 30, "addr_file", || {
             let l = l.clone();
             async move { read_addr(&l, c) }
@@ -360,22 +397,44 @@ async fn start(l: Layout, router_port: u16) -> Result<()> {
 }
 
 fn kill_leftovers(l: &Layout) {
-    for pid in d::pids_with_cwd_under(&l.dir.join("dea")) {
-        d::signal(pid, libc::SIGKILL);
+    let mut dirs = vec!["dea".to_string()];
+    dirs.extend(d::extra_deas(l));
+    kill_leftovers_in(l, &dirs);
+}
+
+/// Kills app instances left under the given DEAs' state dirs.
+fn kill_leftovers_in(l: &Layout, dirs: &[String]) {
+    for dir in dirs {
+        for pid in d::pids_with_cwd_under(&l.dir.join(dir)) {
+            d::signal(pid, libc::SIGKILL);
+        }
     }
 }
 
 async fn stop(l: &Layout) -> Result<()> {
     println!("Stopping the platform in {}...", l.dir.display());
     let mut any = false;
-    for c in COMPONENTS.iter().rev() {
+    let all = components(l);
+    // Leftover instances are found by the DEA dirs, known from the pid
+    // files (removed below).
+    let dea_dirs: Vec<String> = all
+        .iter()
+        .filter(|c| c.as_str() == "dea" || d::is_extra_dea(c))
+        .cloned()
+        .collect();
+    for c in all.iter().rev() {
+        let c = c.as_str();
         let Some(pid) = d::read_pid(l, c) else {
             continue;
         };
         if d::is_alive(pid, c) {
             any = true;
             d::signal(pid, libc::SIGTERM);
-            let grace = if *c == "dea" { 25 } else { 10 };
+            let grace = if c == "dea" || d::is_extra_dea(c) {
+                25
+            } else {
+                10
+            };
             let deadline = Instant::now() + Duration::from_secs(grace);
             while d::is_alive(pid, c) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -389,7 +448,7 @@ async fn stop(l: &Layout) -> Result<()> {
         }
         let _ = std::fs::remove_file(l.pid(c));
     }
-    kill_leftovers(l);
+    kill_leftovers_in(l, &dea_dirs);
     if !any {
         println!("Nothing was running.");
     }
@@ -408,7 +467,7 @@ async fn status(l: &Layout) -> Result<()> {
     ]];
     let live = running(l);
     for (c, pid) in &live {
-        let health = match (pid, *c) {
+        let health = match (pid, c.as_str()) {
             (None, _) => "-".to_string(),
             (Some(_), "nats") => ok_str(
                 tokio::net::TcpStream::connect(("127.0.0.1", st.nats_port))

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use integration::{fixture, process_alive, wait_for, Platform, APPS_DOMAIN};
+use integration::{fixture, process_alive, wait_for, Platform, PlatformOptions, APPS_DOMAIN};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -31,7 +31,21 @@ async fn push_fixture(p: &Platform, name: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_scale_heal_stop_start_delete() -> Result<()> {
-    let p = Platform::start().await?;
+    // The default backend: `auto` (namespaces when the tests run as root).
+    main_flow(PlatformOptions::default()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_scale_heal_stop_start_delete_on_process_backend() -> Result<()> {
+    main_flow(PlatformOptions {
+        dea_config: "backend = \"process\"".into(),
+        ..PlatformOptions::default()
+    })
+    .await
+}
+
+async fn main_flow(opts: PlatformOptions) -> Result<()> {
+    let p = Platform::start_with(opts).await?;
     p.login().await?;
     push_fixture(&p, "pyapp").await?;
     let h = host("pyapp");
@@ -81,9 +95,20 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
         BTreeSet::from(["0".to_string(), "1".to_string(), "2".to_string()])
     );
 
-    // kill -9 one instance's process: three RUNNING again.
+    // kill -9 one instance's process: three RUNNING again. The host pid is
+    // found by environment: in a PID namespace the app's own pid is not it.
     let (_, body) = p.get_via_router(&h, "/").await?;
-    let victim = body_json(&body)?["pid"].as_u64().context("pid in body")? as u32;
+    let index: u32 = body_json(&body)?["index"]
+        .as_str()
+        .and_then(|i| i.parse().ok())
+        .context("index in body")?;
+    let host_pid = |i: u32| {
+        integration::procs::app_instance_pids(&guid)
+            .into_iter()
+            .find(|(x, _)| *x == i)
+            .map(|(_, pid)| pid)
+    };
+    let victim = host_pid(index).context("host pid of the instance")?;
     integration::procs::signal(victim, 9);
     wait_for("victim to die", T, || async {
         (!process_alive(victim)).then_some(())
@@ -98,9 +123,8 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
             if running != 3 {
                 return None;
             }
-            // Every instance answering is alive (the victim is not among them).
-            let (_, b) = p.get_via_router(&h, "/").await.ok()?;
-            let pid = body_json(&b).ok()?["pid"].as_u64()? as u32;
+            // The victim's index runs again in a new process.
+            let pid = host_pid(index)?;
             (pid != victim).then_some(())
         },
     )
@@ -113,13 +137,11 @@ async fn push_scale_heal_stop_start_delete() -> Result<()> {
     p.cf_ok(&["start", "pyapp"]).await?;
     p.wait_route_status(&h, 200, T).await?;
     p.wait_running(&token, &guid, 3, T).await?;
-    let mut pids = BTreeSet::new();
-    for _ in 0..12 {
-        let (_, b) = p.get_via_router(&h, "/").await?;
-        if let Some(pid) = body_json(&b)?["pid"].as_u64() {
-            pids.insert(pid as u32);
-        }
-    }
+    let pids: BTreeSet<u32> = integration::procs::app_instance_pids(&guid)
+        .into_iter()
+        .map(|(_, pid)| pid)
+        .collect();
+    assert_eq!(pids.len(), 3, "three instance processes: {pids:?}");
 
     // Delete: app, route and instances gone.
     p.cf_ok(&["delete", "pyapp", "-f", "-r"]).await?;

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Router benchmark: the same small backend and the same load tool (wrk) at
+# several concurrencies, measured (a) directly, (b) through nginx as a reverse
+# proxy with a keepalive upstream, (c) through the router (release build)
+# with the route registered over NATS; then the router again with 100,000
+# routes registered. Prints requests/s, p50, p99 and the ratios.
+#
+# CPU layout on this 2-core machine (fair to both proxies): the proxy under
+# test (nginx with worker_processes 1, or the router with worker_threads 1 and
+# its access-log thread) is pinned to CPU 1; wrk (1 thread) and the backend
+# (nginx, 1 worker, `return 200`) share CPU 0. Both proxies write an access
+# log (nginx buffered to a file, the router to stdout redirected to a file).
+#
+# The four set-ups run side by side (each proxy idle while another is
+# measured) and are measured in turn, REPEAT times per concurrency; the run
+# with the median requests/s is reported, so that noise from other work on
+# the machine hits all of them alike.
+#
+# Environment: DURATION per run (default 5s), REPEAT (default 3),
+# CONCURRENCY (default "1 4 16 64"), ROUTES (default 100000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. scripts/lib.sh
+ensure_cmd wrk wrk
+ensure_cmd nginx nginx
+ensure_cmd nats-server nats-server
+ensure_cmd python3 python3
+
+DURATION=${DURATION:-5s}
+REPEAT=${REPEAT:-3}
+CONCURRENCY=${CONCURRENCY:-"1 4 16 64"}
+ROUTES=${ROUTES:-100000}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
+
+cargo build --release -p router >&2
+ROUTER=$PWD/target/release/router
+
+WORK=$(mktemp -d /tmp/bench-router.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for conf in "$WORK"/nginx-*.conf; do
+    [ -f "$conf" ] && "$NGINX" -c "$conf" -p "$WORK" -s stop 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "port $1 never opened" >&2; return 1
+}
+
+BACKEND_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+NATS_PORT=$(free_port)
+NATS2_PORT=$(free_port)
+ROUTER_PORT=$(free_port)
+ROUTER2_PORT=$(free_port)
+
+# Backend: nginx answering a small body on every path.
+cat >"$WORK/nginx-backend.conf" <<EOF
+worker_processes 1;
+worker_cpu_affinity 01;
+pid $WORK/backend.pid;
+error_log $WORK/backend-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+    location / { return 200 "hello from the backend\n"; }
+  }
+}
+EOF
+"$NGINX" -c "$WORK/nginx-backend.conf" -p "$WORK"
+wait_port "$BACKEND_PORT"
+
+run_wrk() { # URL HOST CONNECTIONS -> "rps p50_ms p99_ms"
+  taskset -c 0 wrk -t1 -c"$3" -d"$DURATION" --latency -H "Host: $2" "$1" 2>&1 | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", text)
+p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+errs = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+if not (rps and p50 and p99):
+    sys.stderr.write(text); sys.exit(1)
+print("%.0f %.3f %.3f %s" % (float(rps.group(1)), ms(*p50.groups()), ms(*p99.groups()), errs.group(1) if errs else "0"))
+'
+}
+
+LOAD=$(cut -d" " -f1-3 /proc/loadavg)
+
+# (b) nginx as reverse proxy, keepalive upstream.
+cat >"$WORK/nginx-proxy.conf" <<EOF
+worker_processes 1;
+worker_cpu_affinity 10;
+pid $WORK/proxy.pid;
+error_log $WORK/proxy-error.log;
+events { worker_connections 4096; }
+http {
+  access_log $WORK/proxy-access.log combined buffer=64k flush=1s;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:$PROXY_PORT backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Request-Start \$msec;
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+"$NGINX" -c "$WORK/nginx-proxy.conf" -p "$WORK"
+wait_port "$PROXY_PORT"
+
+# (c) the router, one per private nats-server: one with the bench route
+# only, one with ROUTES more.
+start_router() { # NAME ROUTER_PORT NATS_PORT
+  "$NATS_SERVER" -a 127.0.0.1 -p "$3" >"$WORK/nats-$1.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$3"
+  cat >"$WORK/router-$1.toml" <<EOF
+listen = "127.0.0.1:$2"
+admin_listen = "127.0.0.1:0"
+admin_addr_file = "$WORK/router-$1-admin"
+nats_url = "nats://127.0.0.1:$3"
+worker_threads = 1
+prune_threshold_s = 3600
+EOF
+  RUST_LOG=warn taskset -c 1 "$ROUTER" --config "$WORK/router-$1.toml" >"$WORK/router-$1-access.log" 2>"$WORK/router-$1.log" &
+  PIDS+=($!)
+  eval "PID_$1=$!"
+  wait_port "$2"
+  for _ in $(seq 1 100); do [ -s "$WORK/router-$1-admin" ] && break; sleep 0.05; done
+}
+
+# Registers N extra routes plus bench.localhost over NATS (raw protocol),
+# then waits until the router's /metrics shows them all.
+register_routes() { # NAME NATS_PORT N
+  python3 -c '
+import json, socket, sys
+nats_port, backend_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", nats_port))
+s.recv(4096)  # INFO
+buf = [b"CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"bench\"}\r\n"]
+def reg(uri, i):
+    p = json.dumps({"host": "127.0.0.1", "port": backend_port, "uris": [uri],
+                    "app_id": "bench-app-%d" % i, "instance_id": "bench-%d" % i,
+                    "tags": {"component": "bench"}, "stale_threshold_s": 3600}).encode()
+    return b"PUB router.register %d\r\n%s\r\n" % (len(p), p)
+buf.append(reg("bench.localhost", 0))
+for i in range(n):
+    buf.append(reg("app-%d.bench.localhost" % i, i + 1))
+    if len(buf) > 2000:
+        s.sendall(b"".join(buf)); buf = []
+buf.append(b"PING\r\n")
+s.sendall(b"".join(buf))
+data = b""
+while b"PONG" not in data:
+    data += s.recv(4096)
+' "$2" "$BACKEND_PORT" "$3"
+  local admin want
+  admin=$(cat "$WORK/router-$1-admin")
+  want=$(($3 + 1))
+  for _ in $(seq 1 600); do
+    if curl -fsS "http://$admin/metrics" | grep -qx "router_routes $want"; then return 0; fi
+    sleep 0.1
+  done
+  echo "router $1 never reached $want routes" >&2; return 1
+}
+
+start_router one "$ROUTER_PORT" "$NATS_PORT"
+start_router many "$ROUTER2_PORT" "$NATS2_PORT"
+register_routes one "$NATS_PORT" 0
+RSS_ONE=$(awk '/VmRSS/ {print $2}' "/proc/$PID_one/status")
+T0=$(date +%s.%N)
+register_routes many "$NATS2_PORT" "$ROUTES"
+T1=$(date +%s.%N)
+RSS_MANY=$(awk '/VmRSS/ {print $2}' "/proc/$PID_many/status")
+
+declare -A URL=(
+  [direct]="http://127.0.0.1:$BACKEND_PORT/"
+  [nginx]="http://127.0.0.1:$PROXY_PORT/"
+  [router]="http://127.0.0.1:$ROUTER_PORT/"
+  [router-many]="http://127.0.0.1:$ROUTER2_PORT/"
+)
+SETUPS="direct nginx router router-many"
+declare -A RESULT
+for c in $CONCURRENCY; do
+  for s in $SETUPS; do
+    taskset -c 0 wrk -t1 -c"$c" -d1s -H "Host: bench.localhost" "${URL[$s]}" >/dev/null 2>&1 || true
+    : >"$WORK/runs-$s-$c"
+  done
+  for r in $(seq 1 "$REPEAT"); do
+    for s in $SETUPS; do
+      line=$(run_wrk "${URL[$s]}" "bench.localhost" "$c")
+      echo "$line" >>"$WORK/runs-$s-$c"
+      echo "  c=$c run $r $s: $line" >&2
+    done
+  done
+  for s in $SETUPS; do
+    RESULT["$s,$c"]=$(sort -n "$WORK/runs-$s-$c" | sed -n "$(((REPEAT + 1) / 2))p")
+  done
+done
+echo
+echo "Router benchmark ($(nproc) CPUs, load average before: $LOAD; wrk -t1 -d$DURATION, median of $REPEAT; proxies pinned to CPU 1 with one worker; wrk + backend on CPU 0)"
+printf "%-6s | %-26s | %-26s | %-26s | %-14s | %-9s\n" "conns" "direct rps/p50/p99 ms" "nginx rps/p50/p99 ms" "router rps/p50/p99 ms" "router/nginx" "p99 - direct"
+for c in $CONCURRENCY; do
+  read -r dr d50 d99 _ <<<"${RESULT["direct,$c"]}"
+  read -r nr n50 n99 _ <<<"${RESULT["nginx,$c"]}"
+  read -r rr r50 r99 rerr <<<"${RESULT["router,$c"]}"
+  printf "%-6s | %8s %7s %8s | %8s %7s %8s | %8s %7s %8s | %6.2f (%4.2fx direct) | %+7.3f ms%s\n" \
+    "$c" "$dr" "$d50" "$d99" "$nr" "$n50" "$n99" "$rr" "$r50" "$r99" \
+    "$(calc "$rr / $nr")" "$(calc "$rr / $dr")" "$(calc "$r99 - $d99")" \
+    "$([ "$rerr" != 0 ] && echo " ($rerr non-2xx!)")"
+done
+echo
+echo "Router with $ROUTES routes registered (a second router, measured in turn with the others) (registered and visible in $(calc "$T1 - $T0") s; RSS $RSS_ONE KiB -> $RSS_MANY KiB):"
+for c in $CONCURRENCY; do
+  read -r rr _ r99 _ <<<"${RESULT["router,$c"]}"
+  read -r mr _ m99 _ <<<"${RESULT["router-many,$c"]}"
+  printf "  c=%-4s router %8s rps -> %8s rps (%+.1f %%), p99 %s -> %s ms\n" "$c" "$rr" "$mr" "$(calc "($mr - $rr) * 100 / $rr")" "$r99" "$m99"
+done

@@ -193,13 +193,14 @@ impl Ctx {
             include_stats: true,
             ..Default::default()
         };
-        // DEAs may answer once per instance or with an array: gather until the deadline.
+        // DEAs may answer once per instance or with an array: gather until
+        // replies stop coming (or the deadline).
         let replies: Vec<Value> = match bus
-            .request_many(
+            .request_gather(
                 subjects::DEA_FIND_DROPLET,
                 &req,
                 Duration::from_millis(500),
-                None,
+                Duration::from_millis(100),
             )
             .await
         {

@@ -340,7 +340,7 @@ impl Stager {
         self.log(&req.app_id, &format!("-----> Using buildpack {name}"));
 
         let out = self
-            .step(req, c, bp_script(&bp.dir, "compile", true))
+            .step(req, c, bp_script(&bp.dir, "compile", true), true)
             .await?;
         if !out.exit.success() {
             let tail: Vec<String> = out.tail.into_iter().collect();
@@ -351,7 +351,7 @@ impl Stager {
         }
 
         let out = self
-            .step(req, c, bp_script(&bp.dir, "release", false))
+            .step(req, c, bp_script(&bp.dir, "release", false), false)
             .await?;
         if !out.exit.success() {
             return Err(DeaError::Staging(format!(
@@ -407,7 +407,7 @@ impl Stager {
     ) -> Result<&'a Candidate> {
         for cand in candidates {
             if self
-                .step(req, c, bp_script(&cand.dir, "detect", false))
+                .step(req, c, bp_script(&cand.dir, "detect", false), false)
                 .await?
                 .exit
                 .success()
@@ -444,12 +444,15 @@ impl Stager {
         env
     }
 
-    /// Runs one buildpack script, streaming its lines as STG logs.
+    /// Runs one buildpack script, streaming its lines as STG logs (stdout
+    /// only when `echo_stdout`: detect and release print machine-readable
+    /// answers, not progress).
     async fn step(
         &self,
         req: &StagingRequest,
         c: &Container,
         script: String,
+        echo_stdout: bool,
     ) -> Result<StepOutput> {
         let spec = ProcessSpec {
             script,
@@ -465,8 +468,10 @@ impl Stager {
             let mut stdout = Vec::new();
             let mut tail = VecDeque::new();
             while let Some((stream, line)) = rx.recv().await {
-                self.outbox
-                    .log(&req.app_id, LogSource::Stg, None, stream, &line);
+                if echo_stdout || stream == LogStream::Stderr {
+                    self.outbox
+                        .log(&req.app_id, LogSource::Stg, None, stream, &line);
+                }
                 if stream == LogStream::Stdout {
                     stdout.push(line.clone());
                 }

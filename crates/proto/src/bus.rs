@@ -255,6 +255,61 @@ impl Bus {
         Ok(out)
     }
 
+    /// Like [`Bus::request_many`], but once the first reply arrived it stops
+    /// as soon as no further reply comes within `quiet` (peers on a healthy
+    /// bus answer within milliseconds of each other), so callers do not
+    /// always pay the whole `timeout`.
+    pub async fn request_gather<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        subject: impl Into<String>,
+        req: &Req,
+        timeout: Duration,
+        quiet: Duration,
+    ) -> Result<Vec<Resp>, BusError> {
+        let subject = subject.into();
+        let bytes = encode(&subject, req)?;
+        let inbox = self.client.new_inbox();
+        let mut sub =
+            self.client
+                .subscribe(inbox.clone())
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    subject: inbox.clone(),
+                    message: e.to_string(),
+                })?;
+        self.client
+            .publish_with_reply(subject.clone(), inbox, bytes.into())
+            .await
+            .map_err(|e| BusError::Publish {
+                subject: subject.clone(),
+                message: e.to_string(),
+            })?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut got_any = false;
+        loop {
+            let until = if got_any {
+                deadline.min(tokio::time::Instant::now() + quiet)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(until, sub.next()).await {
+                Ok(Some(msg)) => {
+                    got_any = true;
+                    match serde_json::from_slice(&msg.payload) {
+                        Ok(v) => out.push(v),
+                        Err(e) => {
+                            tracing::warn!(subject = %subject, error = %e, "skipping malformed reply")
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(out)
+    }
+
     /// Answers a request received on a subscription.
     pub async fn reply<T: Serialize + ?Sized>(
         &self,

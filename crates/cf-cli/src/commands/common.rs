@@ -245,7 +245,7 @@ pub async fn stage(ctx: &Ctx, app_guid: &str, package_guid: &str) -> Result<Stri
     let result = poll_build(ctx, package_guid).await;
     if let Some(task) = logs {
         // Let lines already in flight arrive, then stop reading.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         task.abort();
     }
     result
@@ -258,6 +258,7 @@ async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
         .await?;
     let deadline = Instant::now() + Duration::from_secs(env_secs("CF_STAGING_TIMEOUT", 900));
     let mut b = build;
+    let mut backoff = Backoff::new(Duration::from_millis(500));
     loop {
         match b.state.as_str() {
             "STAGED" => {
@@ -280,7 +281,7 @@ async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
                 "Error staging application: staging timed out",
             ));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        backoff.wait().await;
         b = ctx.client.get(&format!("/v3/builds/{}", b.guid)).await?;
     }
 }
@@ -341,6 +342,7 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
     let deadline = started + Duration::from_secs(env_secs("CF_STARTUP_TIMEOUT", 60));
     let mut last = String::new();
     let mut all_crashed_since: Option<Instant> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(500));
     let fail = |why: &str| {
         CliError::other(format!(
             "{why}\n\nTIP: use 'cf logs {} --recent' for more information",
@@ -383,7 +385,7 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
                 (deadline - started).as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        backoff.wait().await;
     }
 }
 
@@ -526,6 +528,28 @@ pub fn stdin_is_tty() -> bool {
 
 pub fn ok() {
     println!("OK");
+}
+
+/// Delays between polls of something that usually finishes quickly: 25 ms,
+/// doubling up to `max`, so fast operations are seen fast and slow ones are
+/// not hammered.
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Self {
+        Backoff {
+            next: Duration::from_millis(25).min(max),
+            max,
+        }
+    }
+
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
 }
 
 #[cfg(test)]

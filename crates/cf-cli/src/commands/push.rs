@@ -148,6 +148,7 @@ async fn upload(ctx: &Ctx, app: &App, path: &Path) -> Result<String> {
         .await?;
     println!("Waiting for API to complete processing files...");
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut backoff = super::common::Backoff::new(Duration::from_millis(300));
     loop {
         match pkg.state.as_str() {
             "READY" => return Ok(pkg.guid),
@@ -164,7 +165,7 @@ async fn upload(ctx: &Ctx, app: &App, path: &Path) -> Result<String> {
             }
             _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        backoff.wait().await;
         pkg = ctx
             .client
             .get(&format!("/v3/packages/{}", pkg.guid))

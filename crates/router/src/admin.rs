@@ -18,10 +18,10 @@ pub fn handle(
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics.render(routes.load().route_count()),
+            metrics.render(&routes.load()),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok".to_string()),
-        (&Method::GET, "/routes") => match serde_json::to_string(&routes.load().dump()) {
+        (&Method::GET, "/routes") => match serde_json::to_string(&routes.load_full().dump()) {
             Ok(json) => (StatusCode::OK, "application/json", json),
             Err(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

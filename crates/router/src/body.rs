@@ -26,7 +26,17 @@ struct SharedState {
     body: Mutex<Option<Incoming>>,
     polled: AtomicBool,
     bytes: AtomicU64,
+    /// 0 = unlimited.
+    limit: u64,
 }
+
+/// Error of a request body: the client's, or the size limit.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body went over `max_request_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct TooLarge(pub u64);
 
 /// The client's request body, shared between retry attempts. Only the attempt
 /// that actually reads it consumes it; [`RetryBody::reusable`] says whether a
@@ -37,12 +47,15 @@ pub struct RetryBody {
 }
 
 impl RetryBody {
-    pub fn new(body: Incoming) -> RetryBody {
+    /// `limit`: largest body in bytes (0 = unlimited); going over fails the
+    /// body (the backend sees an aborted request).
+    pub fn new(body: Incoming, limit: u64) -> RetryBody {
         RetryBody {
             state: Arc::new(SharedState {
                 body: Mutex::new(Some(body)),
                 polled: AtomicBool::new(false),
                 bytes: AtomicU64::new(0),
+                limit,
             }),
         }
     }
@@ -64,26 +77,36 @@ impl RetryBody {
 
 impl Body for RetryBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.state.polled.store(true, Ordering::Release);
         let mut guard = self.lock();
         let Some(body) = guard.as_mut() else {
             return Poll::Ready(None);
         };
-        let res = Pin::new(body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &res {
-            if let Some(data) = frame.data_ref() {
-                self.state
-                    .bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let total = self
+                        .state
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
+                    if self.state.limit > 0 && total > self.state.limit {
+                        *guard = None;
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(self.state.limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
             }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
-        res
     }
 
     fn is_end_stream(&self) -> bool {

@@ -25,6 +25,38 @@ pub struct Config {
     pub drain_timeout_s: u64,
     /// Backend connect timeout.
     pub connect_timeout_ms: u64,
+    /// A client must send a request's headers within this time; it also
+    /// closes idle keep-alive connections (slow-loris protection).
+    pub client_header_timeout_ms: u64,
+    /// How long to wait for a backend's response headers (502 after).
+    pub endpoint_timeout_ms: u64,
+    /// Upgraded (websocket) connections with no bytes either way are closed
+    /// after this long.
+    pub idle_timeout_s: u64,
+    /// Largest request head (request line + headers); larger → 431 / 414.
+    pub max_header_bytes: usize,
+    /// Largest request body (0 = unlimited); a larger `Content-Length` → 413.
+    pub max_request_body_bytes: u64,
+    /// Requests in flight per backend (0 = unlimited); when every backend of
+    /// a route is full → 503 `no_endpoints`.
+    pub max_conns_per_backend: usize,
+    /// Runtime worker threads (0 = one per core).
+    pub worker_threads: usize,
+    /// Write the access log to stdout (it always goes to `logs.<app_id>`).
+    pub access_log_stdout: bool,
+    /// HTTPS listener (none by default); needs `tls_certificates`.
+    pub tls_listen: Option<String>,
+    pub tls_addr_file: Option<PathBuf>,
+    /// Certificates served by SNI (the first one without a match or SNI).
+    pub tls_certificates: Vec<TlsCertificate>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for Config {
@@ -39,6 +71,17 @@ impl Default for Config {
             prune_threshold_s: 20,
             drain_timeout_s: 10,
             connect_timeout_ms: 5000,
+            client_header_timeout_ms: 15_000,
+            endpoint_timeout_ms: 900_000,
+            idle_timeout_s: 900,
+            max_header_bytes: 64 * 1024,
+            max_request_body_bytes: 0,
+            max_conns_per_backend: 0,
+            worker_threads: 0,
+            access_log_stdout: true,
+            tls_listen: None,
+            tls_addr_file: None,
+            tls_certificates: Vec::new(),
         }
     }
 }
@@ -89,5 +132,10 @@ mod tests {
         assert_eq!(c.prune_threshold_s, 3);
         assert_eq!(c.minimum_register_interval_s, 5);
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
+        let c: Config = toml::from_str(
+            "tls_listen = \"127.0.0.1:0\"\n[[tls_certificates]]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"",
+        )
+        .expect("tls");
+        assert_eq!(c.tls_certificates.len(), 1);
     }
 }

@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod table;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,8 +69,15 @@ fn write_addr(file: Option<&Path>, addr: SocketAddr) -> Result<(), RouterError> 
 /// Runs the router until `shutdown` resolves, then drains.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RouterError> {
     let id = uuid::Uuid::new_v4().to_string();
+    let tls = match &config.tls_listen {
+        Some(_) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            &config.tls_certificates,
+        )?)),
+        None => None,
+    };
     let bus = Bus::connect(&config.nats_url, "router").await?;
     let routes = Arc::new(ArcSwap::from_pointee(table::Snapshot::default()));
+    let metrics = Arc::new(metrics::Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let start = RouterStart {
@@ -82,52 +90,101 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         routes.clone(),
         start,
         Duration::from_secs(config.prune_threshold_s),
+        metrics.clone(),
     )
     .spawn(stop_rx.clone())
     .await?;
 
     let (proxy_listener, proxy_addr) = bind(&config.listen).await?;
+    let tls_listener = match &config.tls_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let (admin_listener, admin_addr) = bind(&config.admin_listen).await?;
-    tracing::info!(id = %id, listen = %proxy_addr, admin = %admin_addr, nats = %config.nats_url, "router listening");
+    tracing::info!(
+        id = %id,
+        listen = %proxy_addr,
+        tls = ?tls_listener.as_ref().map(|l| l.1),
+        admin = %admin_addr,
+        nats = %config.nats_url,
+        "router listening"
+    );
 
     let drain = Duration::from_secs(config.drain_timeout_s);
-    let metrics = Arc::new(metrics::Metrics::default());
+    let limits = server::Limits {
+        header_timeout: Duration::from_millis(config.client_header_timeout_ms),
+        max_header_bytes: config.max_header_bytes,
+    };
     let proxy = Arc::new(proxy::Proxy::new(
         routes.clone(),
-        access_log::AccessLog::start(bus.clone()),
+        access_log::AccessLog::start(Some(bus.clone()), config.access_log_stdout, metrics.clone()),
         metrics.clone(),
-        Duration::from_millis(config.connect_timeout_ms),
+        proxy::ProxyOptions {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            endpoint_timeout: Duration::from_millis(config.endpoint_timeout_ms),
+            idle_timeout: Duration::from_secs(config.idle_timeout_s.max(1)),
+            max_request_body_bytes: config.max_request_body_bytes,
+            max_conns_per_backend: config.max_conns_per_backend,
+        },
     ));
-    let proxy_task = tokio::spawn(server::serve(
+    let handler = move |req, conn| {
+        let proxy = proxy.clone();
+        async move { proxy.handle(req, conn).await }
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(server::serve(
         "proxy",
         proxy_listener,
-        move |req, peer| {
-            let proxy = proxy.clone();
-            async move { proxy.handle(req, peer).await }
-        },
+        None,
+        limits.clone(),
+        handler.clone(),
         stop_rx.clone(),
         drain,
-    ));
+    )));
+    let tls_addr = match (tls_listener, tls) {
+        (Some((listener, addr)), Some(acceptor)) => {
+            tasks.push(tokio::spawn(server::serve(
+                "proxy-tls",
+                listener,
+                Some(acceptor),
+                limits.clone(),
+                handler,
+                stop_rx.clone(),
+                drain,
+            )));
+            Some(addr)
+        }
+        _ => None,
+    };
     let admin_routes = routes.clone();
-    let admin_task = tokio::spawn(server::serve(
+    tasks.push(tokio::spawn(server::serve(
         "admin",
         admin_listener,
-        move |req, _peer| {
+        None,
+        limits,
+        move |req, _conn| {
             let resp = admin::handle(&admin_routes, &metrics, &req);
             async move { resp }
         },
         stop_rx,
         Duration::from_secs(1),
-    ));
+    )));
 
     write_addr(config.admin_addr_file.as_deref(), admin_addr)?;
+    if let Some(addr) = tls_addr {
+        write_addr(config.tls_addr_file.as_deref(), addr)?;
+    }
     write_addr(config.addr_file.as_deref(), proxy_addr)?;
 
     shutdown.await;
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(proxy_task, admin_task, registry);
-    let _ = bus.flush().await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = registry.await;
+    // Flushing waits for a connection: do not hang when NATS is gone.
+    let _ = tokio::time::timeout(Duration::from_secs(2), bus.flush()).await;
     tracing::info!("router stopped");
     Ok(())
 }

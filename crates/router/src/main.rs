@@ -34,8 +34,7 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -44,6 +43,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = router::Config::load(args.config.as_deref())?;
-    router::run(config, shutdown_signal()).await?;
+    // One worker: a current-thread runtime (no work-stealing machinery).
+    let mut rt = if config.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.worker_threads > 1 {
+        rt.worker_threads(config.worker_threads);
+    }
+    let rt = rt.enable_all().build()?;
+    rt.block_on(router::run(config, shutdown_signal()))?;
     Ok(())
 }

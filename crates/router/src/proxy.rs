@@ -1,22 +1,29 @@
 //! The HTTP proxy: route lookup, load balancing with retry on connection
-//! failure, forwarding headers, streaming bodies.
+//! failure, sticky sessions, forwarding headers, streaming bodies, upgrades.
 
-use std::net::SocketAddr;
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use http::header::{HeaderName, HeaderValue, HOST, REFERER, USER_AGENT};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, REFERER, SET_COOKIE,
+    UPGRADE, USER_AGENT,
+};
+use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::body::{full, Counted, RespBody, RetryBody};
-use crate::metrics::Metrics;
-use crate::table::{normalize_host, Snapshot};
+use crate::body::{full, Counted, RespBody, RetryBody, TooLarge};
+use crate::metrics::{BackendError, Metrics};
+use crate::server::ConnInfo;
+use crate::table::{ActiveGuard, Choice, Endpoint, Pool, Snapshot};
 
 pub const X_CF_ROUTER_ERROR: &str = "x-cf-routererror";
 pub const X_VCAP_REQUEST_ID: &str = "x-vcap-request-id";
@@ -25,6 +32,10 @@ pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
 pub const X_REQUEST_START: &str = "x-request-start";
+/// Sticky-session cookie set by the router.
+pub const VCAP_ID: &str = "__VCAP_ID__";
+/// The app's session cookie that turns stickiness on.
+pub const JSESSIONID: &str = "JSESSIONID";
 
 /// Tries per request (first attempt + retries on connection failure).
 pub const MAX_ATTEMPTS: usize = 3;
@@ -42,24 +53,49 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Proxy behaviour from the config.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    pub connect_timeout: Duration,
+    pub endpoint_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_request_body_bytes: u64,
+    pub max_conns_per_backend: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            connect_timeout: Duration::from_secs(5),
+            endpoint_timeout: Duration::from_secs(900),
+            idle_timeout: Duration::from_secs(900),
+            max_request_body_bytes: 0,
+            max_conns_per_backend: 0,
+        }
+    }
+}
+
 pub struct Proxy {
     routes: Arc<ArcSwap<Snapshot>>,
     client: Client<HttpConnector, RetryBody>,
     log: AccessLog,
     metrics: Arc<Metrics>,
+    opts: ProxyOptions,
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(CONNECTION) {
+        // Headers named in Connection are hop-by-hop too.
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for n in HOP_BY_HOP {
         headers.remove(n);
@@ -67,73 +103,89 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(http::header::TRANSFER_ENCODING);
 }
 
-fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    }
-}
-
-fn version_str(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
-    }
-}
-
 /// The `Upgrade` protocol when the request asks for a connection upgrade.
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
-        .get_all(http::header::CONNECTION)
+        .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     if wants {
-        headers.get(http::header::UPGRADE).cloned()
+        headers.get(UPGRADE).cloned()
     } else {
         None
     }
 }
 
-/// Copies bytes both ways between an upgraded client and backend connection.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
-    address: String,
-) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::warn!(backend = %address, error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut backend = TokioIo::new(backend);
-    match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        Ok((up, down)) => {
-            tracing::debug!(backend = %address, up, down, "upgraded connection closed")
-        }
-        Err(e) => tracing::debug!(backend = %address, error = %e, "upgraded connection ended"),
-    }
+/// The `__VCAP_ID__` cookie of the request, if any.
+fn sticky_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == VCAP_ID)
+        .map(|(_, value)| value.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
 }
 
-fn error_response(status: StatusCode, code: &'static str, text: &str) -> Response<RespBody> {
+/// The attributes (`; Path=/; Max-Age=...`) of the app's `JSESSIONID`
+/// cookie when the response sets one.
+fn jsessionid_attributes(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| {
+            c.split_once('=')
+                .is_some_and(|(name, _)| name.trim() == JSESSIONID)
+        })
+        .map(|c| c.split_once(';').map_or("", |(_, attrs)| attrs).to_string())
+}
+
+fn sticky_cookie(instance_id: &str, attributes: &str, tls: bool) -> Option<HeaderValue> {
+    let mut cookie = format!("{VCAP_ID}={instance_id}");
+    let attrs: Vec<&str> = attributes
+        .split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let has = |name: &str| {
+        attrs.iter().any(|a| {
+            a.split('=')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        })
+    };
+    for a in &attrs {
+        cookie.push_str("; ");
+        cookie.push_str(a);
+    }
+    if !has("path") {
+        cookie.push_str("; Path=/");
+    }
+    if !has("httponly") {
+        cookie.push_str("; HttpOnly");
+    }
+    if tls && !has("secure") {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::try_from(cookie).ok()
+}
+
+fn error_response(
+    status: StatusCode,
+    code: Option<&'static str>,
+    text: &str,
+) -> Response<RespBody> {
     let mut resp = Response::new(full(format!("{text}\n")));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(X_CF_ROUTER_ERROR, HeaderValue::from_static(code));
+    if let Some(code) = code {
+        resp.headers_mut()
+            .insert(X_CF_ROUTER_ERROR, HeaderValue::from_static(code));
+    }
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -141,60 +193,213 @@ fn error_response(status: StatusCode, code: &'static str, text: &str) -> Respons
     resp
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn is_too_large(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<TooLarge>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Copies one direction of a tunnel, recording activity.
+async fn pump<R, W>(mut r: R, mut w: W, last: &AtomicU64, epoch: Instant) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            let _ = w.shutdown().await;
+            return Ok(total);
+        }
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        total += n as u64;
+        last.store(
+            u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and backend connection
+/// until both sides close or nothing moved for `idle`.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    endpoint: Arc<Endpoint>,
+    guard: ActiveGuard,
+    idle: Duration,
+) {
+    let _guard = guard;
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(backend = %endpoint.address, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (cr, cw) = tokio::io::split(TokioIo::new(client));
+    let (br, bw) = tokio::io::split(TokioIo::new(backend));
+    let epoch = Instant::now();
+    let last = AtomicU64::new(0);
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let watchdog = async {
+        loop {
+            tokio::time::sleep((idle / 4).max(Duration::from_millis(10))).await;
+            let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if now.saturating_sub(last.load(Ordering::Relaxed)) >= idle_ms {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        (up, down) = async { tokio::join!(pump(cr, bw, &last, epoch), pump(br, cw, &last, epoch)) } => {
+            tracing::debug!(backend = %endpoint.address, up = ?up, down = ?down, "upgraded connection closed");
+        }
+        () = watchdog => {
+            tracing::debug!(backend = %endpoint.address, "upgraded connection idle, closing");
+        }
+    }
+}
+
+/// Per-request state carried to the end of the response body.
+struct Finish {
+    record: AccessRecord,
+    pool: Option<Arc<Pool>>,
+    body: Option<RetryBody>,
+    guard: Option<ActiveGuard>,
+    started: Instant,
+}
+
 impl Proxy {
     pub fn new(
         routes: Arc<ArcSwap<Snapshot>>,
         log: AccessLog,
         metrics: Arc<Metrics>,
-        connect_timeout: Duration,
+        opts: ProxyOptions,
     ) -> Proxy {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_connect_timeout(Some(opts.connect_timeout));
         connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(1024)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Proxy {
             routes,
             client,
             log,
             metrics,
+            opts,
         }
     }
 
     /// Handles one client request end to end.
-    pub async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Response<RespBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<RespBody> {
         let started = Instant::now();
+        let wall = SystemTime::now();
         // Websocket / HTTP upgrade: remember the protocol and the client side.
         let mut upgrade =
             upgrade_protocol(req.headers()).map(|proto| (proto, hyper::upgrade::on(&mut req)));
         let (mut parts, body) = req.into_parts();
-        let host_header = parts
-            .headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_default();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let host_str = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
             .to_string();
-        let request_id = match parts
-            .headers
-            .get(X_VCAP_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(id) if !id.is_empty() => id.to_string(),
-            _ => uuid::Uuid::new_v4().to_string(),
+        let record = AccessRecord {
+            host: host.clone(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            status: 0,
+            referer: parts.headers.get(REFERER).cloned(),
+            user_agent: parts.headers.get(USER_AGENT).cloned(),
+            client: conn.peer,
+            endpoint: None,
+            x_forwarded_for: None,
+            request_id: None,
+            started: wall,
+            bytes_in: 0,
+            bytes_out: 0,
+            elapsed: Duration::ZERO,
         };
-        let client_ip = client.ip().to_string();
+        let mut fin = Finish {
+            record,
+            pool: None,
+            body: None,
+            guard: None,
+            started,
+        };
+
+        // Short-lived guard: the pool is an Arc, the snapshot guard is not held across awaits.
+        let pool = self.routes.load().lookup(&host_str, parts.uri.path());
+        let Some(pool) = pool else {
+            let text = format!(
+                "Requested route ('{}') does not exist.",
+                crate::table::normalize_host(&host_str)
+            );
+
+            return self.finish(
+                error_response(StatusCode::NOT_FOUND, Some("unknown_route"), &text),
+                fin,
+            );
+        };
+        fin.pool = Some(pool.clone());
+
+        if self.opts.max_request_body_bytes > 0 {
+            let declared = parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > self.opts.max_request_body_bytes) {
+                return self.finish(
+                    error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        None,
+                        "Request body too large.",
+                    ),
+                    fin,
+                );
+            }
+        }
+
+        let request_id = match parts.headers.get(X_VCAP_REQUEST_ID) {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => {
+                let mut buf = uuid::Uuid::encode_buffer();
+                // A v4 uuid from the thread-local fast generator (no syscall).
+                let random = fastrand::u128(..).to_le_bytes();
+                let id = uuid::Builder::from_random_bytes(random)
+                    .into_uuid()
+                    .hyphenated()
+                    .encode_lower(&mut buf);
+                HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+            }
+        };
+        let client_ip = conn.peer.ip().to_string();
         let xff = match parts
             .headers
             .get(X_FORWARDED_FOR)
@@ -203,93 +408,111 @@ impl Proxy {
             Some(prev) if !prev.is_empty() => format!("{prev}, {client_ip}"),
             _ => client_ip,
         };
-        let mut record = AccessRecord {
-            host: normalize_host(&host_header),
-            method: parts.method.to_string(),
-            path: path_and_query.clone(),
-            protocol: version_str(parts.version).to_string(),
-            status: 0,
-            referer: header_str(&parts.headers, REFERER),
-            user_agent: header_str(&parts.headers, USER_AGENT),
-            client_addr: client.to_string(),
-            backend_addr: None,
-            x_forwarded_for: xff.clone(),
-            request_id: request_id.clone(),
-            app_id: None,
-            start_time: chrono::Utc::now()
-                .format("%Y-%m-%dT%H:%M:%S%.3f%z")
-                .to_string(),
-        };
-
-        // Short-lived guard: the pool is an Arc, the snapshot guard is not held across awaits.
-        let pool = self.routes.load().lookup(&host_header, parts.uri.path());
-        let Some(pool) = pool else {
-            let text = format!("Requested route ('{}') does not exist.", record.host);
-            return self.finish(
-                error_response(StatusCode::NOT_FOUND, "unknown_route", &text),
-                record,
-                None,
-                started,
-            );
-        };
-        if pool.endpoints.is_empty() {
-            let text = format!(
-                "Requested route ('{}') has no available endpoints.",
-                record.host
-            );
-            return self.finish(
-                error_response(StatusCode::SERVICE_UNAVAILABLE, "no_endpoints", &text),
-                record,
-                None,
-                started,
-            );
-        }
+        let xff = HeaderValue::try_from(xff).ok();
+        fin.record.x_forwarded_for = xff.clone();
+        fin.record.request_id = Some(request_id.clone());
+        let sticky = sticky_id(&parts.headers);
 
         strip_hop_by_hop(&mut parts.headers);
         if let Some((proto, _)) = &upgrade {
-            parts.headers.insert(
-                http::header::CONNECTION,
-                HeaderValue::from_static("upgrade"),
-            );
-            parts.headers.insert(http::header::UPGRADE, proto.clone());
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, proto.clone());
         }
-        if !parts.headers.contains_key(HOST) && !host_header.is_empty() {
-            set(&mut parts.headers, "host", &host_header);
+        if let Some(h) = &host {
+            if !parts.headers.contains_key(HOST) {
+                parts.headers.insert(HOST, h.clone());
+            }
+            if !parts.headers.contains_key(X_FORWARDED_HOST) {
+                parts.headers.insert(X_FORWARDED_HOST, h.clone());
+            }
         }
-        set(&mut parts.headers, X_FORWARDED_FOR, &xff);
+        if let Some(v) = xff {
+            parts.headers.insert(X_FORWARDED_FOR, v);
+        }
         if !parts.headers.contains_key(X_FORWARDED_PROTO) {
-            set(&mut parts.headers, X_FORWARDED_PROTO, "http");
+            parts.headers.insert(
+                X_FORWARDED_PROTO,
+                HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            );
         }
-        if !parts.headers.contains_key(X_FORWARDED_HOST) && !host_header.is_empty() {
-            set(&mut parts.headers, X_FORWARDED_HOST, &host_header);
-        }
-        set(
-            &mut parts.headers,
-            X_REQUEST_START,
-            &chrono::Utc::now().timestamp_millis().to_string(),
-        );
-        set(&mut parts.headers, X_VCAP_REQUEST_ID, &request_id);
+        parts
+            .headers
+            .insert(X_REQUEST_START, HeaderValue::from(now_ms()));
+        parts.headers.insert(X_VCAP_REQUEST_ID, request_id);
 
-        let body = RetryBody::new(body);
-        let mut tried = Vec::with_capacity(MAX_ATTEMPTS);
-        while tried.len() < MAX_ATTEMPTS {
-            let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
-            let Some((i, endpoint)) = pool.next(&tried, now_ms) else {
-                break;
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let body = RetryBody::new(body, self.opts.max_request_body_bytes);
+        fin.body = Some(body.clone());
+        let max_conns = self.opts.max_conns_per_backend;
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let mut attempts = 0;
+        let mut last_error: Option<(StatusCode, &'static str)> = None;
+        while attempts < MAX_ATTEMPTS {
+            let now = now_ms();
+            let choice = match sticky.as_deref().filter(|_| attempts == 0) {
+                Some(id) => match pool.sticky(id, now, max_conns) {
+                    Some((i, e)) => Choice::Endpoint(i, e),
+                    None => pool.next(&tried[..attempts], now, max_conns),
+                },
+                None => pool.next(&tried[..attempts], now, max_conns),
             };
-            tried.push(i);
-            record.backend_addr = Some(endpoint.address.clone());
-            record.app_id = endpoint.app_id.clone();
-            let uri: Uri = match format!("http://{}{}", endpoint.address, path_and_query).parse() {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(address = %endpoint.address, error = %e, "bad endpoint address");
-                    continue;
+            let (i, endpoint) = match choice {
+                Choice::Endpoint(i, e) => (i, e),
+                Choice::Overloaded if attempts == 0 => {
+                    let text = format!(
+                        "Requested route ('{}') has no available endpoints.",
+                        pool.key
+                    );
+                    return self.finish(
+                        error_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Some("no_endpoints"),
+                            &text,
+                        ),
+                        fin,
+                    );
                 }
+                Choice::Overloaded | Choice::Exhausted => break,
             };
-            let mut headers = parts.headers.clone();
+            tried[attempts] = i;
+            attempts += 1;
+            if attempts > 1 {
+                self.metrics.record_retry();
+            }
+            fin.record.endpoint = Some(endpoint.clone());
+            let Some(authority) = endpoint.authority.clone() else {
+                tracing::warn!(address = %endpoint.address, "bad endpoint address");
+                continue;
+            };
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            uri.path_and_query = Some(path_and_query.clone());
+            let Ok(uri) = Uri::from_parts(uri) else {
+                continue;
+            };
+            // Keep the headers for another attempt only when one can follow.
+            let last_try = attempts == MAX_ATTEMPTS || attempts >= pool.endpoints.len();
+            let mut headers = if last_try {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
             match &endpoint.instance_id {
-                Some(id) => set(&mut headers, X_CF_INSTANCE_ID, id),
+                Some(id) => match HeaderValue::from_str(id) {
+                    Ok(v) => {
+                        headers.insert(X_CF_INSTANCE_ID, v);
+                    }
+                    Err(_) => {
+                        headers.remove(X_CF_INSTANCE_ID);
+                    }
+                },
                 None => {
                     headers.remove(X_CF_INSTANCE_ID);
                 }
@@ -299,51 +522,87 @@ impl Proxy {
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
             *out.headers_mut() = headers;
-            match self.client.request(out).await {
-                Ok(mut resp) => {
+            let guard = endpoint.acquire();
+            let sent =
+                tokio::time::timeout(self.opts.endpoint_timeout, self.client.request(out)).await;
+            match sent {
+                Ok(Ok(mut resp)) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some((_, client_side)) = upgrade.take() {
                             let backend_side = hyper::upgrade::on(&mut resp);
                             tokio::spawn(tunnel(
                                 client_side,
                                 backend_side,
-                                endpoint.address.clone(),
+                                endpoint.clone(),
+                                guard,
+                                self.opts.idle_timeout,
                             ));
-                            return self.finish(resp, record, Some(body), started);
+                            return self.finish(resp, fin);
                         }
                     }
                     let (mut rparts, rbody) = resp.into_parts();
                     strip_hop_by_hop(&mut rparts.headers);
-                    let resp = Response::from_parts(rparts, rbody);
-                    return self.finish(resp, record, Some(body), started);
+                    if let Some(id) = endpoint.instance_id.as_deref() {
+                        let attrs = jsessionid_attributes(&rparts.headers).or_else(|| {
+                            // The session was pinned elsewhere: re-pin it here.
+                            sticky
+                                .as_deref()
+                                .filter(|s| *s != id)
+                                .map(|_| String::new())
+                        });
+                        if let Some(cookie) = attrs.and_then(|a| sticky_cookie(id, &a, conn.tls)) {
+                            rparts.headers.append(SET_COOKIE, cookie);
+                        }
+                    }
+                    fin.guard = Some(guard);
+                    return self.finish(Response::from_parts(rparts, rbody), fin);
                 }
-                Err(e) if e.is_connect() && body.reusable() => {
-                    pool.mark_failed(i, now_ms + FAILED_ENDPOINT_SKIP_MS);
-                    self.metrics.record_connect_failure();
-                    tracing::warn!(route = %pool.key, backend = %endpoint.address, error = %e, attempt = tried.len(), "backend connection failed, retrying");
+                Ok(Err(e)) if e.is_connect() && body.reusable() => {
+                    endpoint.mark_failed(now + FAILED_ENDPOINT_SKIP_MS);
+                    self.metrics.record_backend_error(BackendError::Connect);
+                    tracing::warn!(route = %pool.key, backend = %endpoint.address, error = %e, attempt = attempts, "backend connection failed, retrying");
+                    last_error = Some((StatusCode::BAD_GATEWAY, "endpoint_failure"));
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
+                    if is_too_large(&e) {
+                        return self.finish(
+                            error_response(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                None,
+                                "Request body too large.",
+                            ),
+                            fin,
+                        );
+                    }
+                    self.metrics.record_backend_error(if e.is_connect() {
+                        BackendError::Connect
+                    } else {
+                        BackendError::Request
+                    });
                     tracing::warn!(route = %pool.key, backend = %endpoint.address, error = %e, "backend request failed");
+                    last_error = Some((StatusCode::BAD_GATEWAY, "endpoint_failure"));
+                    break;
+                }
+                Err(_) => {
+                    self.metrics.record_backend_error(BackendError::Timeout);
+                    tracing::warn!(route = %pool.key, backend = %endpoint.address, "backend response timeout");
+                    last_error = Some((StatusCode::BAD_GATEWAY, "endpoint_failure"));
                     break;
                 }
             }
         }
+        let (status, code) = last_error.unwrap_or((StatusCode::BAD_GATEWAY, "endpoint_failure"));
         let resp = error_response(
-            StatusCode::BAD_GATEWAY,
-            "endpoint_failure",
+            status,
+            Some(code),
             "Registered endpoint failed to handle the request.",
         );
-        self.finish(resp, record, Some(body), started)
+        self.finish(resp, fin)
     }
 
-    /// Wraps the response body so that the access log is written when it ends.
-    fn finish<B>(
-        &self,
-        resp: Response<B>,
-        mut record: AccessRecord,
-        body: Option<RetryBody>,
-        started: Instant,
-    ) -> Response<RespBody>
+    /// Wraps the response body so that the access log and metrics are
+    /// written when it ends (or is dropped).
+    fn finish<B>(&self, resp: Response<B>, fin: Finish) -> Response<RespBody>
     where
         B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error>
             + Unpin
@@ -351,18 +610,61 @@ impl Proxy {
             + Sync
             + 'static,
     {
-        record.status = resp.status().as_u16();
+        let status = resp.status().as_u16();
         let log = self.log.clone();
         let metrics = self.metrics.clone();
         let (parts, inner) = resp.into_parts();
         let counted = Counted::new(
             inner,
             Box::new(move |bytes_out| {
-                let bytes_in = body.map_or(0, |b| b.bytes_read());
-                metrics.record_response(record.status, bytes_out);
-                log.emit(&record, bytes_in, bytes_out, started.elapsed());
+                let Finish {
+                    mut record,
+                    pool,
+                    body,
+                    guard,
+                    started,
+                } = fin;
+                drop(guard);
+                let elapsed = started.elapsed();
+                metrics.record_response(status, bytes_out, elapsed);
+                if let Some(pool) = pool {
+                    pool.stats.record(status);
+                }
+                record.status = status;
+                record.bytes_in = body.map_or(0, |b| b.bytes_read());
+                record.bytes_out = bytes_out;
+                record.elapsed = elapsed;
+                log.emit(record);
             }),
         );
         Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; __VCAP_ID__=inst-2"));
+        assert_eq!(sticky_id(&h).as_deref(), Some("inst-2"));
+        let mut r = HeaderMap::new();
+        r.append(SET_COOKIE, HeaderValue::from_static("other=1"));
+        assert_eq!(jsessionid_attributes(&r), None);
+        r.append(
+            SET_COOKIE,
+            HeaderValue::from_static("JSESSIONID=abc; Path=/app; Max-Age=60"),
+        );
+        let attrs = jsessionid_attributes(&r).expect("attrs");
+        assert_eq!(
+            sticky_cookie("i1", &attrs, true).expect("cookie"),
+            "__VCAP_ID__=i1; Path=/app; Max-Age=60; HttpOnly; Secure"
+        );
+        assert_eq!(
+            sticky_cookie("i1", "", false).expect("cookie"),
+            "__VCAP_ID__=i1; Path=/; HttpOnly"
+        );
     }
 }

@@ -11,6 +11,7 @@ use proto::{subjects, Bus, RouteRegistration, RouterStart};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
 use crate::table::{Snapshot, Table};
 use crate::RouterError;
 
@@ -19,7 +20,13 @@ pub struct Registry {
     routes: Arc<ArcSwap<Snapshot>>,
     start: RouterStart,
     default_stale: Duration,
+    metrics: Arc<Metrics>,
 }
+
+/// Shortest delay between a change and the snapshot that shows it.
+const MIN_PUBLISH_DELAY: Duration = Duration::from_millis(5);
+/// Longest delay, however large the table.
+const MAX_PUBLISH_DELAY: Duration = Duration::from_millis(250);
 
 impl Registry {
     pub fn new(
@@ -27,12 +34,14 @@ impl Registry {
         routes: Arc<ArcSwap<Snapshot>>,
         start: RouterStart,
         default_stale: Duration,
+        metrics: Arc<Metrics>,
     ) -> Registry {
         Registry {
             bus,
             routes,
             start,
             default_stale,
+            metrics,
         }
     }
 
@@ -74,23 +83,45 @@ impl Registry {
     ) {
         let mut table = Table::new();
         let mut connected = true;
+        self.metrics.set_nats_connected(self.bus.is_connected());
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Changes are batched: a snapshot is built at most once per `delay`
+        // (which grows with the cost of building one), so that a burst of
+        // registrations costs a few snapshots, not one per message.
+        let flush = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flush);
+        let mut dirty = false;
+        let mut delay = MIN_PUBLISH_DELAY;
         loop {
             tokio::select! {
                 msg = register.next() => {
                     let Some(msg) = msg else { break };
+                    self.metrics.record_registrations(1, 0, 0);
                     if table.register(&msg.payload, self.default_stale, Instant::now()) {
                         tracing::debug!(uris = ?msg.payload.uris, host = %msg.payload.host, port = msg.payload.port, "route registered");
-                        self.publish(&table);
+                        if !dirty {
+                            dirty = true;
+                            flush.as_mut().reset(tokio::time::Instant::now() + delay);
+                        }
                     }
                 }
                 msg = unregister.next() => {
                     let Some(msg) = msg else { break };
+                    self.metrics.record_registrations(0, 1, 0);
                     if table.unregister(&msg.payload) {
                         tracing::info!(uris = ?msg.payload.uris, host = %msg.payload.host, port = msg.payload.port, "route unregistered");
-                        self.publish(&table);
+                        if !dirty {
+                            dirty = true;
+                            flush.as_mut().reset(tokio::time::Instant::now() + delay);
+                        }
                     }
+                }
+                () = &mut flush, if dirty => {
+                    dirty = false;
+                    let t = Instant::now();
+                    self.publish(&mut table);
+                    delay = (t.elapsed() * 10).clamp(MIN_PUBLISH_DELAY, MAX_PUBLISH_DELAY);
                 }
                 msg = greet.next() => {
                     let Some(msg) = msg else { break };
@@ -104,22 +135,29 @@ impl Registry {
                     Ok(BusEvent::Connected) => {
                         tracing::info!("bus reconnected: resuming pruning, announcing router.start");
                         connected = true;
+                        self.metrics.set_nats_connected(true);
                         table.touch_all(Instant::now());
                         self.announce().await;
                     }
                     Ok(BusEvent::Disconnected) => {
                         tracing::warn!("bus disconnected: pruning suspended");
                         connected = false;
+                        self.metrics.set_nats_connected(false);
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => connected = self.bus.is_connected(),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        connected = self.bus.is_connected();
+                        self.metrics.set_nats_connected(connected);
+                    }
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
                 _ = tick.tick() => {
                     if connected && self.bus.is_connected() {
                         let removed = table.prune(Instant::now());
                         if removed > 0 {
+                            self.metrics.record_registrations(0, 0, removed as u64);
                             tracing::info!(removed, routes = table.len(), "pruned stale endpoints");
-                            self.publish(&table);
+                            self.publish(&mut table);
+                            dirty = false;
                         }
                     }
                 }
@@ -129,7 +167,7 @@ impl Registry {
         tracing::debug!("registry stopped");
     }
 
-    fn publish(&self, table: &Table) {
+    fn publish(&self, table: &mut Table) {
         self.routes.store(Arc::new(table.snapshot()));
     }
 }

@@ -1,34 +1,81 @@
-//! Accept loop shared by the proxy and admin listeners, with graceful drain.
+//! Accept loop shared by the HTTP, HTTPS and admin listeners: HTTP/1.1 with
+//! keep-alive and HTTP/2 (h2c, or ALPN over TLS), header-read timeout and
+//! size limits, graceful drain.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::RespBody;
 
-/// Serves HTTP/1.1 (keep-alive) and h2c on `listener` until `stop` turns
-/// true, then waits up to `drain` for open connections to finish.
+/// What the handler knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Connection-level limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request headers must arrive within this time (also closes idle
+    /// keep-alive connections; covers the TLS handshake and the first byte).
+    pub header_timeout: Duration,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(15),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Serves `listener` (TLS when `tls` is set) until `stop` turns true, then
+/// waits up to `drain` for open connections to finish.
 pub async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
     handler: H,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<RespBody>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -42,16 +89,35 @@ pub async fn serve<H, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let info = ConnInfo { peer, tls: tls.is_some() };
                 let handler = handler.clone();
-                let service = service_fn(move |req| {
-                    let fut = handler(req, peer);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let mut stopping = stop.clone();
+                let tls = tls.clone();
+                let timeout = limits.header_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(listener = name, peer = %peer, error = %e, "connection ended with error");
+                    match tls {
+                        None => {
+                            // Do not hand hyper a connection that never
+                            // sends a byte (protocol detection has no timeout).
+                            let mut b = [0u8; 1];
+                            tokio::select! {
+                                r = tokio::time::timeout(timeout, stream.peek(&mut b)) => match r {
+                                    Ok(Ok(n)) if n > 0 => {}
+                                    _ => return,
+                                },
+                                _ = stopping.changed() => return,
+                            }
+                            serve_conn(name, stream, info, handler, &builder, watcher).await;
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => serve_conn(name, s, info, handler, &builder, watcher).await,
+                                Ok(Err(e)) => tracing::debug!(listener = name, peer = %peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(listener = name, peer = %peer, "TLS handshake timeout"),
+                            }
+                        }
                     }
                 });
             }
@@ -68,5 +134,30 @@ pub async fn serve<H, F>(
             listener = name,
             "drain timeout, closing remaining connections"
         );
+    }
+}
+
+async fn serve_conn<S, H, F>(
+    name: &'static str,
+    stream: S,
+    info: ConnInfo,
+    handler: H,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<RespBody>> + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let fut = handler(req, info);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    if let Err(e) = conn.await {
+        tracing::debug!(listener = name, peer = %info.peer, error = %e, "connection ended with error");
     }
 }

@@ -1,238 +1,24 @@
-//! Real router + real nats-server + real backend HTTP servers.
+//! Real router + real nats-server + real backend HTTP servers: routing,
+//! round robin, headers, access log on NATS, admin, retries, pruning,
+//! upgrades, NATS outage.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::*;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use proto::{subjects, Bus, LogMessage, RouteRegistration, RouterStart};
+use hyper_util::rt::TokioIo;
+use proto::{subjects, Bus, LogMessage, RouterStart};
 use tokio::net::TcpListener;
 
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn start_nats() -> Nats {
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let child = Command::new("/usr/sbin/nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nats-server");
-    let nats = Nats {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    nats
-}
-
-async fn wait_file(path: &Path) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if let Ok(a) = s.trim().parse() {
-                return a;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "addr file {} not written",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct Router {
-    addr: SocketAddr,
-    admin: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Router {
-    async fn start(nats_url: &str) -> Router {
-        let dir = tempfile::tempdir().expect("tmp");
-        let config = router::Config {
-            listen: "127.0.0.1:0".into(),
-            admin_listen: "127.0.0.1:0".into(),
-            addr_file: Some(dir.path().join("addr")),
-            admin_addr_file: Some(dir.path().join("admin")),
-            nats_url: nats_url.into(),
-            ..Default::default()
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            router::run(config, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("router run");
-        });
-        let addr = wait_file(&dir.path().join("addr")).await;
-        let admin = wait_file(&dir.path().join("admin")).await;
-        Router {
-            addr,
-            admin,
-            stop: Some(tx),
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
-            .await
-            .expect("router stops")
-            .expect("join");
-    }
-}
-
-/// A backend answering its name and recording request headers.
-struct Backend {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<HeaderMap>>>,
-}
-
-async fn backend(name: &'static str) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen2.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        seen.lock().expect("lock").push(req.headers().clone());
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
-                        let text = if body.is_empty() {
-                            name.to_string()
-                        } else {
-                            format!("{name}:{}", String::from_utf8_lossy(&body))
-                        };
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                            text,
-                        ))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Backend { addr, seen }
-}
-
-fn reg(uri: &str, addr: SocketAddr, instance: &str, stale: Option<u64>) -> RouteRegistration {
-    RouteRegistration {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-        uris: vec![uri.to_string()],
-        app_id: Some("app-1".into()),
-        instance_id: Some(instance.into()),
-        tags: BTreeMap::from([("component".to_string(), "test".to_string())]),
-        stale_threshold_s: stale,
-    }
-}
-
-type TestClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client() -> TestClient {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
-}
-
-async fn get(
-    c: &TestClient,
-    router: SocketAddr,
-    host: &str,
-    path: &str,
-) -> (StatusCode, HeaderMap, String) {
-    let req = Request::builder()
-        .uri(format!("http://{router}{path}"))
-        .header("host", host)
-        .header("user-agent", "e2e")
-        .body(Full::new(Bytes::new()))
-        .expect("req");
-    let resp = c.request(req).await.expect("request");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn wait_status(c: &TestClient, router: SocketAddr, host: &str, want: StatusCode) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (s, _, _) = get(c, router, host, "/").await;
-        if s == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{host} never answered {want}, last {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr")
+    Nats::start().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,53 +344,6 @@ async fn tunnels_upgraded_connections() {
         .expect("echo");
     assert_eq!(&buf, b"ping");
     router.stop().await;
-}
-
-/// A TCP relay in front of NATS that can be cut and restored, so that only
-/// the router loses its connection while the test keeps watching the bus.
-struct Relay {
-    port: u16,
-    target: u16,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Relay {
-    async fn new(target: u16) -> Relay {
-        let mut r = Relay {
-            port: free_port(),
-            target,
-            task: None,
-        };
-        r.restore();
-        r
-    }
-
-    fn restore(&mut self) {
-        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-        sock.set_reuseaddr(true).expect("reuseaddr");
-        sock.bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
-            .expect("bind relay");
-        let listener = sock.listen(64).expect("listen");
-        let target = self.target;
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((mut down, _)) = listener.accept().await {
-                conns.spawn(async move {
-                    if let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    async fn cut(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

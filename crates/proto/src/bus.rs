@@ -220,39 +220,7 @@ impl Bus {
         timeout: Duration,
         max: Option<usize>,
     ) -> Result<Vec<Resp>, BusError> {
-        let subject = subject.into();
-        let bytes = encode(&subject, req)?;
-        let inbox = self.client.new_inbox();
-        let mut sub =
-            self.client
-                .subscribe(inbox.clone())
-                .await
-                .map_err(|e| BusError::Subscribe {
-                    subject: inbox.clone(),
-                    message: e.to_string(),
-                })?;
-        self.client
-            .publish_with_reply(subject.clone(), inbox, bytes.into())
-            .await
-            .map_err(|e| BusError::Publish {
-                subject: subject.clone(),
-                message: e.to_string(),
-            })?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut out = Vec::new();
-        while max.is_none_or(|m| out.len() < m) {
-            match tokio::time::timeout_at(deadline, sub.next()).await {
-                Ok(Some(msg)) => match serde_json::from_slice(&msg.payload) {
-                    Ok(v) => out.push(v),
-                    Err(e) => {
-                        tracing::warn!(subject = %subject, error = %e, "skipping malformed reply")
-                    }
-                },
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let _ = sub.unsubscribe().await;
-        Ok(out)
+        self.gather(subject.into(), req, timeout, max, None).await
     }
 
     /// Like [`Bus::request_many`], but once the first reply arrived it stops
@@ -266,7 +234,18 @@ impl Bus {
         timeout: Duration,
         quiet: Duration,
     ) -> Result<Vec<Resp>, BusError> {
-        let subject = subject.into();
+        self.gather(subject.into(), req, timeout, None, Some(quiet))
+            .await
+    }
+
+    async fn gather<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        subject: String,
+        req: &Req,
+        timeout: Duration,
+        max: Option<usize>,
+        quiet: Option<Duration>,
+    ) -> Result<Vec<Resp>, BusError> {
         let bytes = encode(&subject, req)?;
         let inbox = self.client.new_inbox();
         let mut sub =
@@ -287,11 +266,10 @@ impl Bus {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut out = Vec::new();
         let mut got_any = false;
-        loop {
-            let until = if got_any {
-                deadline.min(tokio::time::Instant::now() + quiet)
-            } else {
-                deadline
+        while max.is_none_or(|m| out.len() < m) {
+            let until = match quiet {
+                Some(q) if got_any => deadline.min(tokio::time::Instant::now() + q),
+                _ => deadline,
             };
             match tokio::time::timeout_at(until, sub.next()).await {
                 Ok(Some(msg)) => {

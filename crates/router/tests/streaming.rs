@@ -406,7 +406,22 @@ async fn hundred_megabytes_each_way_with_flat_router_memory() {
         "router memory grew from {baseline} KiB to {peak} KiB while streaming 100 MB"
     );
 
-    // SIGTERM: clean exit; the access log went to stdout, one line per request.
+    // The access log goes to stdout, one line per request, written once the
+    // response body has ended (the client may see its last byte first), so
+    // poll for both lines; then SIGTERM: clean exit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let download_line = format!(" 200 0 {SIZE} ");
+    loop {
+        let log = std::fs::read_to_string(&router.stdout).unwrap_or_default();
+        let has_up = log.contains("\"PUT /upload HTTP/1.1\"");
+        let has_down = log
+            .lines()
+            .any(|l| l.contains("\"GET /download?n=") && l.contains(&download_line));
+        if (has_up && has_down) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = router.terminate();
     assert!(status.success(), "{status:?}");
     let log = std::fs::read_to_string(&router.stdout).expect("stdout");

@@ -557,7 +557,10 @@ impl Proxy {
                     fin.guard = Some(guard);
                     return self.finish(Response::from_parts(rparts, rbody), fin);
                 }
-                Ok(Err(e)) if e.is_connect() && body.reusable() => {
+                Ok(Err(e))
+                    if body.reusable()
+                        && (e.is_connect() || closed_before_response(&e, &parts.method)) =>
+                {
                     endpoint.mark_failed(now + FAILED_ENDPOINT_SKIP_MS);
                     self.metrics.record_backend_error(BackendError::Connect);
                     tracing::warn!(route = %pool.key, backend = %endpoint.address, error = %e, attempt = attempts, "backend connection failed, retrying");
@@ -639,6 +642,38 @@ impl Proxy {
         );
         Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
     }
+}
+
+/// An idempotent request whose connection the backend closed or reset before
+/// answering anything (e.g. it sat in the listen backlog of a process that
+/// just died). Like gorouter's `IdempotentRequestEOF`, such requests are
+/// retried on another endpoint: repeating a GET the app may never have read
+/// is safe, unlike repeating a POST.
+fn closed_before_response(e: &hyper_util::client::legacy::Error, method: &http::Method) -> bool {
+    if !matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

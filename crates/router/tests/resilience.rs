@@ -109,7 +109,13 @@ async fn backend_killed_under_load_is_retried_without_client_errors() {
         errors.extend(w.await.expect("join"));
     }
     assert!(errors.is_empty(), "client saw errors: {errors:?}");
-    assert_eq!(victim.hits.load(Ordering::SeqCst), hits_at_kill);
+    // Connections the victim accepted before it died may still finish (at
+    // most one per client); after that it gets nothing.
+    let victim_hits = victim.hits.load(Ordering::SeqCst);
+    assert!(
+        victim_hits <= hits_at_kill + 8,
+        "victim served {victim_hits} > {hits_at_kill} + 8 requests after it died"
+    );
     assert!(first.hits.load(Ordering::SeqCst) > 0 && third.hits.load(Ordering::SeqCst) > 0);
     // The router did hit the refused endpoint and retried elsewhere.
     let connect_errors = metric(

@@ -71,42 +71,14 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid config {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: toml::de::Error,
-    },
-}
+pub use proto::config::ConfigError;
 
 impl Config {
     /// Loads the TOML file (or defaults), applies `NATS_URL`, fills the id.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut cfg = match path {
-            None => Config::default(),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.into(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                    path: p.into(),
-                    source,
-                })?
-            }
-        };
-        if let Ok(url) = std::env::var("NATS_URL") {
-            if !url.is_empty() {
-                cfg.nats_url = url;
-            }
+        let mut cfg: Config = proto::config::load_toml(path)?;
+        if let Some(url) = proto::config::nats_url_override() {
+            cfg.nats_url = url;
         }
         cfg.fill_id();
         Ok(cfg)

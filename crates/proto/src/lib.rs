@@ -4,6 +4,7 @@
 //! Subjects and payload structs live here and nowhere else (ARCHITECTURE §3).
 
 pub mod bus;
+pub mod config;
 pub mod desired;
 pub mod droplet;
 pub mod messages;

@@ -89,21 +89,10 @@ impl Default for Config {
 impl Config {
     /// Reads the TOML file (if any), then applies `NATS_URL`.
     pub fn load(path: Option<&Path>) -> Result<Config, RouterError> {
-        let mut config = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| RouterError::Io {
-                    what: format!("reading config {}", p.display()),
-                    source,
-                })?;
-                toml::from_str(&text)
-                    .map_err(|e| RouterError::Config(format!("{}: {e}", p.display())))?
-            }
-            None => Config::default(),
-        };
-        if let Ok(url) = std::env::var("NATS_URL") {
-            if !url.is_empty() {
-                config.nats_url = url;
-            }
+        let mut config: Config =
+            proto::config::load_toml(path).map_err(|e| RouterError::Config(e.to_string()))?;
+        if let Some(url) = proto::config::nats_url_override() {
+            config.nats_url = url;
         }
         Ok(config)
     }

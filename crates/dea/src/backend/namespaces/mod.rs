@@ -202,7 +202,9 @@ impl NamespacesBackend {
         let layout = Layout::detect()
             .ok_or_else(|| DeaError::Backend("no usable cgroup hierarchy".into()))?;
         // Leftovers of DEAs on this host that died without cleaning up
-        // (their subnet claim names a dead pid), then our own.
+        // (their subnet claim names a dead pid), then our own; under the
+        // host lock until our own claim names this process.
+        let host_lock = net::HostLock::acquire();
         for dead in net::dead_owners() {
             if dead != s.tag {
                 tracing::info!(tag = %dead, "removing the leftovers of a dead DEA");
@@ -211,6 +213,7 @@ impl NamespacesBackend {
         }
         layout.destroy_all(&s.tag);
         let net = Net::init(&s.tag, &s.egress_allow)?;
+        drop(host_lock);
         layout
             .init_parent(&s.tag)
             .map_err(|e| DeaError::Backend(format!("cgroup parent: {e}")))?;

@@ -166,6 +166,39 @@ fn claim_owner(text: &str) -> (String, Option<i32>) {
     (tag, it.next().and_then(|p| p.parse().ok()))
 }
 
+/// Holds the host-wide lock under which DEAs remove dead DEAs' leftovers
+/// and set up (and claim) their own, so one DEA never tears down what
+/// another is building. Released on drop.
+pub struct HostLock {
+    _file: Option<std::fs::File>,
+}
+
+impl HostLock {
+    pub fn acquire() -> HostLock {
+        let path = Path::new(SUBNETS_DIR).with_file_name("lock");
+        let _ = std::fs::create_dir_all(SUBNETS_DIR);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        match file {
+            Ok(f) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: flock on a file descriptor we own.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    tracing::warn!(path = %path.display(), "cannot lock; going on without");
+                }
+                HostLock { _file: Some(f) }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open host lock");
+                HostLock { _file: None }
+            }
+        }
+    }
+}
+
 /// Tags of DEAs on this host that died without cleaning up: their subnet
 /// claim names a process that no longer exists.
 pub fn dead_owners() -> Vec<String> {
@@ -200,6 +233,10 @@ fn claim_subnet(tag: &str) -> Result<u8> {
         if let Ok(text) = std::fs::read_to_string(&f) {
             let owner = claim_owner(&text).0;
             if owner == tag {
+                // Ours from a previous run: name this process as the owner,
+                // or other DEAs would take it for a dead DEA's leftovers.
+                std::fs::write(&f, format!("{tag} {}\n", std::process::id()))
+                    .map_err(|e| DeaError::io(&f, e))?;
                 return Ok(k);
             }
             let bridge_gone = !Path::new("/sys/class/net")

@@ -7,10 +7,13 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 apt_updated=0
 apt_install() {
   if [ "$apt_updated" -eq 0 ]; then
-    $SUDO apt-get update -qq
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+  # The lock timeout: another apt on the machine (a parallel setup) is waited
+  # for instead of failing at once.
+  $SUDO env DEBIAN_FRONTEND=noninteractive ${APT_ENV:-} \
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
 }
 
 # ensure_cmd COMMAND PACKAGE: installs PACKAGE when COMMAND is missing.
@@ -41,6 +44,41 @@ ensure_base() {
       echo "==> installing Debian's rust toolchain (cargo); the code needs Rust >= 1.85"
       apt_install cargo rustc
     fi
+  fi
+}
+
+# A Debian kernel under /boot whose modules are installed.
+have_vm_kernel() {
+  local k
+  for k in /boot/vmlinuz-*; do
+    [ -f "$k" ] && [ -f "/lib/modules/${k#/boot/vmlinuz-}/modules.dep" ] && return 0
+  done
+  return 1
+}
+
+# What the cgroup v2 VM test (crates/dea/tests/cgroup_v2_vm.rs, through
+# scripts/vm/run-in-vm.sh) needs: qemu, a Debian kernel with its modules, a
+# static busybox, cpio and kmod. Root only (the test is skipped otherwise),
+# and not with DEA_SKIP_VM_TESTS=1.
+ensure_vm_tools() {
+  if [ "$(id -u)" -ne 0 ] || [ "${DEA_SKIP_VM_TESTS:-}" = 1 ]; then return 0; fi
+  local pkgs=()
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || pkgs+=(qemu-system-x86)
+  dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static)
+  command -v cpio >/dev/null 2>&1 || pkgs+=(cpio)
+  [ -x /usr/sbin/modprobe ] || [ -x /sbin/modprobe ] || pkgs+=(kmod)
+  have_vm_kernel || pkgs+=(linux-image-amd64)
+  [ "${#pkgs[@]}" -eq 0 ] && return 0
+  echo "==> installing ${pkgs[*]} (for the cgroup v2 VM test)"
+  # INITRD=No: the kernel's hooks build no initramfs (the VM script builds
+  # its own); a failing bootloader hook is fine as long as the kernel and its
+  # modules are in place.
+  if ! APT_ENV="INITRD=No" apt_install --no-install-recommends "${pkgs[@]}"; then
+    if ! have_vm_kernel || ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+      echo "cannot install the VM test's tools (${pkgs[*]})" >&2
+      return 1
+    fi
+    echo "==> a package hook failed, but the kernel and qemu are installed"
   fi
 }
 

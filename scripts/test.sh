@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_base
+ensure_vm_tools
 ensure_postgres
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

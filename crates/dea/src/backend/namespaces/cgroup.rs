@@ -90,16 +90,35 @@ impl Layout {
             .collect()
     }
 
-    /// Creates the DEA's parent groups (v2: enabling the controllers).
+    /// Creates the DEA's parent groups (v2: enabling the controllers for
+    /// the containers' groups, in the root and in the parent; memory and
+    /// pids are required, cpu is not).
     pub fn init_parent(&self, tag: &str) -> std::io::Result<()> {
         for d in self.parent_dirs(tag) {
             mkdir(&d)?;
         }
         if *self == Layout::V2 {
-            let want = "+memory +pids +cpu";
-            let _ = std::fs::write(Path::new(ROOT).join("cgroup.subtree_control"), want);
+            let root = Path::new(ROOT);
             for d in self.parent_dirs(tag) {
-                std::fs::write(d.join("cgroup.subtree_control"), want)?;
+                for c in V2_REQUIRED.iter().chain(V2_OPTIONAL) {
+                    // The root may have it already, or not be ours to change.
+                    let _ = enable(root, c);
+                    match enable(&d, c) {
+                        Ok(()) => {}
+                        Err(e) if V2_REQUIRED.contains(c) => {
+                            let msg = format!(
+                                "cannot enable the {c} controller in {}: {e} (it must be in \
+                                 {ROOT}/cgroup.controllers; a non-root group holding processes \
+                                 cannot pass controllers on)",
+                                d.display()
+                            );
+                            return Err(std::io::Error::new(e.kind(), msg));
+                        }
+                        Err(e) => {
+                            tracing::warn!(controller = c, error = %e, "no such cgroup v2 limit")
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -228,7 +247,15 @@ impl Layout {
     }
 
     /// SIGKILLs every process of the group until it is empty (bounded).
+    /// v2 first writes `cgroup.kill` (Linux 5.14+): one atomic kill that a
+    /// fork bomb cannot outrun.
     pub fn kill_all(&self, tag: &str, name: &str) {
+        if *self == Layout::V2 {
+            let kill = self.memory_dir(tag, name).join("cgroup.kill");
+            if kill.exists() {
+                let _ = std::fs::write(kill, "1");
+            }
+        }
         for _ in 0..200 {
             let pids = self.pids(tag, name);
             if pids.is_empty() {
@@ -271,6 +298,20 @@ impl Layout {
             rmdir_retry(&parent);
         }
     }
+}
+
+/// cgroup v2 controllers the containers' groups need, and would like.
+const V2_REQUIRED: &[&str] = &["memory", "pids"];
+const V2_OPTIONAL: &[&str] = &["cpu"];
+
+/// Enables controller `c` for the children of `dir` (v2), unless it is.
+fn enable(dir: &Path, c: &str) -> std::io::Result<()> {
+    let f = dir.join("cgroup.subtree_control");
+    let on = std::fs::read_to_string(&f)?;
+    if on.split_whitespace().any(|x| x == c) {
+        return Ok(());
+    }
+    std::fs::write(&f, format!("+{c}"))
 }
 
 fn mkdir(d: &Path) -> std::io::Result<()> {

@@ -1,11 +1,12 @@
-//! Container benchmark (docs/containers.md): create + start + destroy of a
-//! namespaces container, median and p99 over N runs, without and with the
-//! warm pool, next to `unshare --fork --pid --mount --net --uts --ipc true`
-//! measured in the same run (the time the caller waits: a destroy's
-//! network teardown and the pool's refill run in the background and are
-//! let finish between runs); then density: D containers running `sleep`,
-//! the memory this process (standing in for the DEA) and the container
-//! inits add per instance.
+//! Container benchmark (docs/containers.md): create, start (`exec true`)
+//! and destroy of a namespaces container, median and p99 over N runs,
+//! without and with the warm pool (and `true` through bash from the pool),
+//! next to `unshare --fork --pid --mount --net --uts --ipc true` measured in
+//! the same run, round-robin (the time the caller waits: a destroy's network
+//! teardown and the pool's refill run in the background and are let finish
+//! between runs); then density: D containers running `sleep`, the memory
+//! this process (standing in for the DEA) and the container inits add per
+//! instance.
 //!
 //! Run as root: `scripts/bench-containers.sh` (release build), or
 //! `cargo run --release -p dea --example bench_containers -- [N] [D]`.
@@ -48,6 +49,10 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     (med, p99)
 }
 
+/// The process: `exec true` runs `true` directly (no shell syntax, so no
+/// bash), as `unshare ... true` does.
+const TRUE: &str = "exec true";
+
 fn spec(dir: &Path, i: usize) -> ContainerSpec {
     ContainerSpec {
         id: format!("b{i}"),
@@ -65,12 +70,12 @@ fn proc_spec(c: &dea::backend::Container, script: &str) -> ProcessSpec {
     }
 }
 
-/// create + spawn `true` + wait + destroy: total and the four phases.
-async fn one(b: &NamespacesBackend, dir: &Path, i: usize) -> [Duration; 5] {
+/// create + spawn `script` + wait + destroy: total and the four phases.
+async fn one(b: &NamespacesBackend, dir: &Path, i: usize, script: &str) -> [Duration; 5] {
     let t = Instant::now();
     let c = b.create(spec(dir, i)).await.expect("create");
     let t1 = Instant::now();
-    let sp = b.spawn(&c, proc_spec(&c, "true")).await.expect("spawn");
+    let sp = b.spawn(&c, proc_spec(&c, script)).await.expect("spawn");
     let t2 = Instant::now();
     drop((sp.stdout, sp.stderr));
     let exit = sp.wait.await.expect("wait");
@@ -130,10 +135,32 @@ async fn main() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
 
-    // Peer: unshare(1) with the same namespaces (minus cgroups, network
-    // set-up, mounts and the uid switch).
-    let mut peer = Vec::new();
-    for _ in 0..n {
+    let dir0 = tmp.path().join("nopool");
+    std::fs::create_dir_all(&dir0).expect("dir");
+    let s0 = settings(&dir0, 0);
+    let tag0 = s0.tag.clone();
+    let b0 = NamespacesBackend::new(s0).expect("backend");
+    let dir1 = tmp.path().join("pool");
+    std::fs::create_dir_all(&dir1).expect("dir");
+    let s1 = settings(&dir1, 4);
+    let tag1 = s1.tag.clone();
+    let b1 = NamespacesBackend::new(s1).expect("backend");
+
+    // Round-robin, so that the peer and each variant see the same load (on
+    // a shared machine it changes during a run). Before each timed run, not
+    // timed: the previous runs' background teardown and the pool's refill
+    // (a steady state where the pool has a ready slot and nothing competes
+    // for the CPU).
+    let settle = || async {
+        b0.pool_filled(Duration::from_secs(30)).await;
+        b1.pool_filled(Duration::from_secs(30)).await;
+    };
+    let (mut peer, mut cold, mut warm, mut warm_bash) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        // Peer: unshare(1) with the same namespaces (minus cgroups, network
+        // set-up, mounts and the uid switch).
+        settle().await;
         let t = Instant::now();
         let st = std::process::Command::new("unshare")
             .args([
@@ -143,41 +170,27 @@ async fn main() {
             .expect("unshare");
         assert!(st.success());
         peer.push(t.elapsed());
-    }
-    let (pm, pp) = stats(peer);
-
-    let dir0 = tmp.path().join("nopool");
-    std::fs::create_dir_all(&dir0).expect("dir");
-    let s0 = settings(&dir0, 0);
-    let tag0 = s0.tag.clone();
-    let b0 = NamespacesBackend::new(s0).expect("backend");
-    let mut cold = Vec::new();
-    for i in 0..n {
-        // Not timed: the previous run's background teardown.
-        b0.pool_filled(Duration::from_secs(30)).await;
-        cold.push(one(&b0, &dir0, i).await);
+        settle().await;
+        cold.push(one(&b0, &dir0, i, TRUE).await);
+        settle().await;
+        warm.push(one(&b1, &dir1, i, TRUE).await);
+        settle().await;
+        warm_bash.push(one(&b1, &dir1, n + i, "true").await);
     }
     b0.kill_all();
     drop(b0);
-
-    let dir1 = tmp.path().join("pool");
-    std::fs::create_dir_all(&dir1).expect("dir");
-    let s1 = settings(&dir1, 4);
-    let tag1 = s1.tag.clone();
-    let b1 = NamespacesBackend::new(s1).expect("backend");
-    let mut warm = Vec::new();
-    for i in 0..n {
-        // Not timed: a steady state where the pool has a ready slot (and
-        // no background teardown or refill competes for the CPU).
-        b1.pool_filled(Duration::from_secs(30)).await;
-        warm.push(one(&b1, &dir1, i).await);
-    }
+    let (pm, pp) = stats(peer);
     println!("container create+start+destroy over {n} runs (ms):");
     println!(
         "  unshare --fork --pid --mount --net --uts --ipc true  median {pm:7.2}  p99 {pp:7.2}"
     );
     report("namespaces backend, no pool", &cold, pm);
     report("namespaces backend, warm pool", &warm, pm);
+    report(
+        "warm pool, `true` through bash (shell syntax)",
+        &warm_bash,
+        pm,
+    );
 
     // Density: D containers running `sleep`; what the platform adds per
     // instance: this process's growth (bookkeeping, pipes) and each

@@ -1,18 +1,33 @@
 //! `dea container-init`: PID 1 of a container. Runs before tokio or tracing
 //! start (see `main.rs`), uses only std and libc, and stays small: it builds
-//! the container's root file system, then forks the process (`bash -c`),
+//! the container's root file system, then forks the process (`bash -c`, or a
+//! plain `exec CMD ARG...` directly),
 //! forwards SIGTERM to it, reaps every zombie and reports the process's exit
 //! on fd 3 (`exit N` or `signal N`).
 //!
 //! It is started by the DEA with `clone(CLONE_NEWPID|CLONE_NEWNS|
 //! CLONE_NEWUTS|CLONE_NEWIPC)`, already inside the container's network
-//! namespace and cgroup, with the process's environment as its own.
+//! namespace and cgroup, with an empty environment, then:
 //!
-//! Arguments: `container-init <hostname> <uid> <rootfs_dir> <home_src>
-//! <cwd> <ro_path>... -- <argv>...`.
+//! 1. builds the root file system (everything but the container's own
+//!    directory), forks the process-to-be (it drops every privilege, then
+//!    waits on a pipe for the spec) and writes `r` on the control socket
+//!    (fd 4): ready;
+//! 2. waits there for the process ([`Spec`], in a memfd) and the container's
+//!    directory and `tmp/` as detached mounts (`open_tree`), all passed
+//!    with `SCM_RIGHTS` — right away for a container started on demand,
+//!    later for one waiting in the warm pool;
+//! 3. attaches them on `/home/vcap` and `/tmp`, sets the hostname and
+//!    writes the spec to the child, which execs it.
+//!
+//! Arguments: `container-init <rootfs_dir> <uid> [etc=<dir>] [<ro_path>...]`
+//! (`container-init --fingerprint`: prints [`fingerprint`]).
+//! Descriptors: 0 `/dev/null`, 1 and 2 the output pipes, 3 the status pipe,
+//! 4 the control socket.
 
 use std::ffi::CString;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Host paths bind-mounted read-only as the stack (the ones that exist).
 const STACK_DIRS: &[&str] = &[
@@ -49,31 +64,118 @@ const DEVICES: &[(&str, u32, u32)] = &[
     ("tty", 5, 0),
 ];
 
+/// The command line: `container-init <rootfs_dir> <uid> [etc=<dir>]
+/// [<ro_path>...]`.
 struct Args {
-    hostname: String,
-    uid: u32,
     rootfs: String,
-    home_src: String,
-    cwd: String,
+    /// The container's uid (10000 + slot).
+    uid: u32,
     ro: Vec<String>,
-    argv: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Option<Args> {
-    let sep = args.iter().position(|a| a == "--")?;
-    let (head, tail) = args.split_at(sep);
-    if head.len() < 5 || tail.len() < 2 {
+    let (rootfs, rest) = args.split_first()?;
+    let (uid, ro) = rest.split_first()?;
+    Some(Args {
+        rootfs: rootfs.clone(),
+        uid: uid.parse().ok()?,
+        ro: ro.to_vec(),
+    })
+}
+
+/// What to run, sent by the DEA once the root file system is ready (see
+/// [`encode_spec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub hostname: String,
+    pub uid: u32,
+    pub cwd: String,
+    /// `bash -c <script>` ...
+    pub script: String,
+    /// ... unless this is a plain `exec CMD ARG...` (no shell syntax):
+    /// then `CMD ARG...` is exec'd directly (PATH lookup as bash does;
+    /// `bash -c <script>` when CMD is not found, for bash's error).
+    pub direct: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// NUL-separated fields: hostname, uid, cwd, script, argc, argv...,
+/// then `KEY=VALUE` entries.
+pub fn encode_spec(s: &Spec) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut put = |f: &str| {
+        out.extend_from_slice(f.as_bytes());
+        out.push(0);
+    };
+    put(&s.hostname);
+    put(&s.uid.to_string());
+    put(&s.cwd);
+    put(&s.script);
+    put(&s.direct.len().to_string());
+    for a in &s.direct {
+        put(a);
+    }
+    for (k, v) in &s.env {
+        put(&format!("{k}={v}"));
+    }
+    out
+}
+
+pub fn decode_spec(b: &[u8]) -> Option<Spec> {
+    let b = b.strip_suffix(&[0]).unwrap_or(b);
+    let mut it = b
+        .split(|&c| c == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned());
+    let hostname = it.next()?;
+    let uid = it.next()?.parse().ok()?;
+    let cwd = it.next()?;
+    let script = it.next()?;
+    let argc: usize = it.next()?.parse().ok()?;
+    let mut direct = Vec::with_capacity(argc.min(1024));
+    for _ in 0..argc {
+        direct.push(it.next()?);
+    }
+    let env = it
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e, String::new()),
+        })
+        .collect();
+    Some(Spec {
+        hostname,
+        uid,
+        cwd,
+        script,
+        direct,
+        env,
+    })
+}
+
+/// The words of `exec CMD ARG...` when the script is exactly that with no
+/// shell syntax at all (so running them without bash changes nothing).
+pub fn plain_exec(script: &str) -> Option<Vec<String>> {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.bytes().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(
+                        c,
+                        b'_' | b'-' | b'.' | b'/' | b',' | b':' | b'+' | b'@' | b'%' | b'='
+                    )
+            })
+    };
+    let mut words = script.split([' ', '\t']).filter(|w| !w.is_empty());
+    if words.next()? != "exec" {
         return None;
     }
-    Some(Args {
-        hostname: head[0].clone(),
-        uid: head[1].parse().ok()?,
-        rootfs: head[2].clone(),
-        home_src: head[3].clone(),
-        cwd: head[4].clone(),
-        ro: head[5..].to_vec(),
-        argv: tail[1..].to_vec(),
-    })
+    let rest: Vec<String> = words.map(String::from).collect();
+    let first = rest.first()?;
+    // `exec -a name`, `exec VAR=x` and the like stay with bash.
+    if first.starts_with('-') || first.contains('=') {
+        return None;
+    }
+    (!script.contains('\n') && rest.iter().all(|w| plain(w))).then_some(rest)
 }
 
 fn cstr(s: &str) -> Result<CString, String> {
@@ -167,10 +269,11 @@ fn setup_root(a: &Args) -> Result<(), String> {
         bind(p, &format!("{r}{p}"), RO)?;
     }
     const RW: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
-    bind(&a.home_src, &format!("{r}/home/vcap"), RW)?;
-    let tmp_src = format!("{}/tmp", a.home_src);
-    let _ = std::fs::create_dir_all(&tmp_src);
-    bind(&tmp_src, &format!("{r}/tmp"), RW)?;
+    // Mount points of the container's own directories, attached when the
+    // process is known (`attach`).
+    for d in ["/home/vcap", "/tmp"] {
+        std::fs::create_dir_all(format!("{r}{d}")).map_err(|e| format!("{d}: {e}"))?;
+    }
     let dev = format!("{r}/dev");
     std::fs::create_dir_all(&dev).map_err(|e| format!("dev: {e}"))?;
     mount(
@@ -251,11 +354,6 @@ fn setup_root(a: &Args) -> Result<(), String> {
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
         "",
     )?;
-    let h = cstr(&a.hostname)?;
-    // SAFETY: valid buffer and length.
-    if unsafe { libc::sethostname(h.as_ptr(), a.hostname.len()) } != 0 {
-        return Err(err("sethostname"));
-    }
     Ok(())
 }
 
@@ -267,38 +365,103 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     }
 }
 
-/// In the forked child: drop every privilege and exec the process.
-fn exec_child(a: &Args, argv: &[CString]) -> String {
+/// The file `name` would be exec'd as by bash (`exec name`): itself when it
+/// has a slash, else the first executable regular file named so in `path`.
+fn lookup(name: &str, path: &str) -> Option<String> {
+    let executable = |p: &str| {
+        let Ok(c) = cstr(p) else { return false };
+        let is_file = std::fs::metadata(p).is_ok_and(|m| m.is_file());
+        // SAFETY: valid path string.
+        is_file && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    };
+    if name.contains('/') {
+        return Some(name.to_string());
+    }
+    path.split(':')
+        .map(|d| if d.is_empty() { "." } else { d })
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| executable(p))
+}
+
+/// In the forked child: drop every privilege (before the process is known:
+/// the uid is the slot's).
+fn drop_privileges(uid: u32) -> Result<(), String> {
     // SAFETY: plain syscalls in a single-threaded child.
     unsafe {
+        // Rust starts with SIGPIPE ignored; the process gets the default.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::setsid();
         for cap in 0..=63 {
             libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
         }
         if libc::setgroups(0, std::ptr::null()) != 0 {
-            return err("setgroups");
+            return Err(err("setgroups"));
         }
-        if libc::setgid(a.uid) != 0 {
-            return err("setgid");
+        if libc::setgid(uid) != 0 {
+            return Err(err("setgid"));
         }
         // From uid 0 to a non-zero uid without SECBIT_KEEP_CAPS: the
         // permitted, effective and ambient sets are cleared.
-        if libc::setuid(a.uid) != 0 {
-            return err("setuid");
+        if libc::setuid(uid) != 0 {
+            return Err(err("setuid"));
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return err("no_new_privs");
+            return Err(err("no_new_privs"));
         }
-        if let Ok(c) = cstr(&a.cwd) {
-            if libc::chdir(c.as_ptr()) != 0 {
-                libc::chdir(c"/home/vcap".as_ptr());
-            }
-        }
-        let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-        ptrs.push(std::ptr::null());
-        libc::execvp(ptrs[0], ptrs.as_ptr());
     }
-    err(&format!("exec {}", a.argv[0]))
+    Ok(())
+}
+
+/// In the forked child, privileges dropped: exec the process.
+fn exec_process(s: &Spec) -> String {
+    let mut cwd = s.cwd.clone();
+    if let Ok(c) = cstr(&cwd) {
+        // SAFETY: valid path.
+        if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+            cwd = "/home/vcap".into();
+            // SAFETY: valid path.
+            unsafe { libc::chdir(c"/home/vcap".as_ptr()) };
+        }
+    }
+    let path = s
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/bin:/bin", |(_, v)| v.as_str());
+    let path = path.to_string();
+    if let Some(file) = s.direct.first().and_then(|cmd| lookup(cmd, &path)) {
+        // What `bash -c 'exec ...'` adds to the environment.
+        let mut env = s.env.clone();
+        env.retain(|(k, _)| k != "PWD");
+        env.insert(0, ("PWD".into(), cwd.clone()));
+        if !env.iter().any(|(k, _)| k == "SHLVL") {
+            env.push(("SHLVL".into(), "0".into()));
+        }
+        execve(&file, &s.direct, &env);
+        // Not executable after all: bash says why, with its exit code.
+    }
+    let bash = lookup("bash", &path).unwrap_or_else(|| "/bin/bash".into());
+    let argv = ["bash".to_string(), "-c".to_string(), s.script.clone()];
+    execve(&bash, &argv, &s.env);
+    err(&format!("exec {bash}"))
+}
+
+/// `execve`; returns only when it failed.
+fn execve(file: &str, argv: &[String], env: &[(String, String)]) {
+    let Ok(file_c) = cstr(file) else { return };
+    let argv_c: Vec<CString> = argv.iter().filter_map(|a| cstr(a).ok()).collect();
+    let env_c: Vec<CString> = env
+        .iter()
+        .filter_map(|(k, v)| cstr(&format!("{k}={v}")).ok())
+        .collect();
+    let mut argv_p: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut env_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    // SAFETY: NUL-terminated arrays of valid strings.
+    unsafe {
+        libc::execve(file_c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+    }
 }
 
 fn report(msg: &str) {
@@ -308,41 +471,219 @@ fn report(msg: &str) {
     }
 }
 
+/// Waits for the DEA's message on the control socket (fd 4): one byte with
+/// three descriptors: a memfd holding the encoded [`Spec`], and the
+/// detached mounts (`open_tree`) of the container's directory and of its
+/// `tmp/`. `None` when the DEA closed the socket (a pooled init no longer
+/// needed).
+fn receive() -> Result<Option<(Spec, [OwnedFd; 2])>, String> {
+    const FDS: usize = 3;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE((FDS * std::mem::size_of::<i32>()) as u32) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: a zeroed msghdr is valid; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let n = loop {
+        // SAFETY: msg points at live buffers.
+        let n = unsafe { libc::recvmsg(4, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break n;
+    };
+    if n < 0 {
+        return Err(err("control socket"));
+    }
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    // SAFETY: walking the control messages the kernel filled in.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<i32>();
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<i32>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    let mut it = fds.into_iter();
+    let (Some(spec_fd), Some(home), Some(tmp)) = (it.next(), it.next(), it.next()) else {
+        return Err("control message without its descriptors".into());
+    };
+    let mut f = std::fs::File::from(spec_fd);
+    let mut bytes = Vec::new();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).map_err(|e| format!("spec: {e}"))?;
+    std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| format!("spec: {e}"))?;
+    let spec = decode_spec(&bytes).ok_or("bad process spec")?;
+    Ok(Some((spec, [home, tmp])))
+}
+
+/// Attaches the container's directory on `/home/vcap` and its `tmp/` on
+/// `/tmp` (nosuid, nodev, private), and sets the hostname.
+fn attach(spec: &Spec, mounts: [OwnedFd; 2]) -> Result<(), String> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    for (fd, dst) in mounts.iter().zip([c"/home/vcap", c"/tmp"]) {
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            attr_clr: 0,
+            propagation: libc::MS_PRIVATE,
+            userns_fd: 0,
+        };
+        // SAFETY: mount_setattr and move_mount on a detached mount we own,
+        // with valid strings and a mount_attr of the kernel's layout.
+        unsafe {
+            if libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            ) != 0
+            {
+                return Err(err("mount_setattr"));
+            }
+            if libc::syscall(
+                libc::SYS_move_mount,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                dst.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            ) != 0
+            {
+                return Err(err(&format!("move_mount {dst:?}")));
+            }
+        }
+    }
+    let h = cstr(&spec.hostname)?;
+    // SAFETY: valid buffer and length.
+    if unsafe { libc::sethostname(h.as_ptr(), spec.hostname.len()) } != 0 {
+        return Err(err("sethostname"));
+    }
+    Ok(())
+}
+
+fn fail(e: &str) -> i32 {
+    let _ = writeln!(std::io::stderr(), "container-init: {e}");
+    report(&format!("error {e}\n"));
+    125
+}
+
+/// What this container-init is: a hash of its own source, so that the DEA
+/// uses a separately built `dea-init` only when it is the same code as the
+/// one it links (`container-init --fingerprint` prints it).
+pub fn fingerprint() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in include_str!("init.rs").bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// The whole container-init; returns the exit code of PID 1.
 pub fn main(args: &[String]) -> i32 {
-    // SAFETY: fd 3 must not leak into the app.
+    if args.first().map(String::as_str) == Some("--fingerprint") {
+        println!("{}", fingerprint());
+        return 0;
+    }
+    // SAFETY: fds 3 (status) and 4 (control) must not leak into the app.
     unsafe {
         libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC);
     }
     let Some(a) = parse(args) else {
-        let _ = writeln!(std::io::stderr(), "container-init: bad arguments");
-        report("error bad arguments\n");
-        return 125;
+        return fail("bad arguments");
     };
     if let Err(e) = setup_root(&a) {
-        let _ = writeln!(std::io::stderr(), "container-init: {e}");
-        report(&format!("error {e}\n"));
-        return 125;
+        return fail(&e);
     }
-    let argv: Vec<CString> = match a.argv.iter().map(|s| cstr(s)).collect() {
-        Ok(v) => v,
-        Err(e) => {
-            report(&format!("error {e}\n"));
-            return 125;
-        }
-    };
-    // SAFETY: single-threaded process; fork and signal set-up.
+    // The process's own process, forked ahead too: it drops every
+    // privilege now, then waits on a pipe for the spec (written once the
+    // container's directories are attached) and execs.
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return fail(&err("pipe"));
+    }
+    // SAFETY: fresh descriptors we own.
+    let (spec_r, spec_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: single-threaded process.
     let child = unsafe { libc::fork() };
     if child < 0 {
-        report("error fork failed\n");
-        return 125;
+        return fail("fork failed");
     }
     if child == 0 {
-        let e = exec_child(&a, &argv);
+        drop(spec_w);
+        let e = match drop_privileges(a.uid) {
+            Err(e) => e,
+            Ok(()) => {
+                let mut bytes = Vec::new();
+                let read = std::io::Read::read_to_end(&mut std::fs::File::from(spec_r), &mut bytes);
+                match (read, decode_spec(&bytes)) {
+                    // The init went away without a process: nothing to do.
+                    // SAFETY: leave without running destructors.
+                    (Ok(0), _) => unsafe { libc::_exit(0) },
+                    (Ok(_), Some(spec)) if spec.uid == a.uid => exec_process(&spec),
+                    (Ok(_), Some(spec)) => format!("uid {} is not the slot's {}", spec.uid, a.uid),
+                    (Ok(_), None) => "bad process spec".to_string(),
+                    (Err(e), _) => format!("spec: {e}"),
+                }
+            }
+        };
         let _ = writeln!(std::io::stderr(), "container-init: {e}");
         // SAFETY: leave the child without running destructors.
         unsafe { libc::_exit(127) };
     }
+    drop(spec_r);
+    // Ready: the DEA may now hand the container out from its pool. (A DEA
+    // that sent the process at once may have closed its end already: no
+    // SIGPIPE; what it sent is still there to read.)
+    // SAFETY: fd 4 is the control socket.
+    unsafe {
+        libc::send(4, b"r".as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
+    }
+    let (spec, mounts) = match receive() {
+        Ok(Some(x)) => x,
+        Ok(None) => return 0,
+        Err(e) => return fail(&e),
+    };
+    // SAFETY: the control socket is done with.
+    unsafe {
+        libc::close(4);
+    }
+    if let Err(e) = attach(&spec, mounts) {
+        return fail(&e);
+    }
+    // Go: the child reads the spec to the end (a failed write means it
+    // is gone; its status says why).
+    let _ = std::io::Write::write_all(&mut std::fs::File::from(spec_w), &encode_spec(&spec));
     // SAFETY: installing an async-signal-safe handler.
     unsafe {
         for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
@@ -395,26 +736,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_arguments() {
-        let v: Vec<String> = [
-            "h",
-            "10002",
-            "/r",
-            "/s/i",
-            "/home/vcap/app",
-            "/bp",
-            "--",
-            "bash",
-            "-c",
-            "x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    fn parses_arguments_and_specs() {
+        let v: Vec<String> = ["/r", "10002", "etc=/e", "/bp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let a = parse(&v).expect("parse");
-        assert_eq!((a.hostname.as_str(), a.uid), ("h", 10002));
-        assert_eq!(a.ro, vec!["/bp".to_string()]);
-        assert_eq!(a.argv, vec!["bash", "-c", "x"]);
-        assert!(parse(&v[..5]).is_none());
+        assert_eq!((a.rootfs.as_str(), a.uid), ("/r", 10002));
+        assert_eq!(a.ro, vec!["etc=/e".to_string(), "/bp".to_string()]);
+        assert!(parse(&v[..1]).is_none());
+        assert!(parse(&["/r".to_string(), "x".to_string()]).is_none());
+        let s = Spec {
+            hostname: "h".into(),
+            uid: 10002,
+            cwd: "/home/vcap/app".into(),
+            script: "exec true".into(),
+            direct: vec!["true".into()],
+            env: vec![("A".into(), "b=c".into()), ("E".into(), String::new())],
+        };
+        assert_eq!(decode_spec(&encode_spec(&s)), Some(s));
+        assert!(decode_spec(b"h\0notanumber\0").is_none());
+    }
+
+    #[test]
+    fn only_plain_execs_skip_bash() {
+        let w = |s: &str| plain_exec(s);
+        assert_eq!(w("exec true"), Some(vec!["true".to_string()]));
+        assert_eq!(
+            w("exec sleep 600"),
+            Some(vec!["sleep".to_string(), "600".to_string()])
+        );
+        assert_eq!(w("true"), None);
+        assert_eq!(w("exec"), None);
+        assert_eq!(w("exec ls *"), None);
+        assert_eq!(w("exec echo $HOME"), None);
+        assert_eq!(w("exec a; b"), None);
+        assert_eq!(w("exec -a x y"), None);
+        assert_eq!(w("exec A=1 y"), None);
+        assert_eq!(w("exec a\nb"), None);
+        assert_eq!(w("exec 'a'"), None);
+        assert_eq!(w("exec ~/x"), None);
     }
 }

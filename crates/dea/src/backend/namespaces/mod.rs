@@ -6,13 +6,17 @@
 //!
 //! A container is a *slot* `n` (2..=254): cgroup `paas-<tag>/c<n>`, netns
 //! `paas-<tag>-<n>` with `10.254.<k>.<n>`, uid `10000 + n`. A warm pool keeps
-//! slots ready (network and cgroups set up) so a start only applies limits,
-//! mounts and execs. `<tag>` is derived from the DEA id and state dir, so a
-//! DEA restarted on the same state dir finds and removes its leftovers.
+//! slots ready: network and cgroups set up and a container-init already
+//! started in them with its root file system built, waiting for its process;
+//! a start then only applies limits, hands the process and the container's
+//! directory to that init and lets it fork. `<tag>` is derived from the DEA
+//! id and state dir, so a DEA restarted on the same state dir finds and
+//! removes its leftovers.
 
 pub mod cgroup;
 pub mod init;
 pub mod net;
+pub mod netlink;
 pub mod spawn;
 
 use std::collections::{BTreeSet, HashMap};
@@ -35,6 +39,10 @@ const UID_BASE: u32 = 10_000;
 /// `<state_dir>/namespaces.tag`: the tag of the DEA's host objects.
 pub const TAG_FILE: &str = "namespaces.tag";
 const DISK_CHECK: Duration = Duration::from_secs(2);
+/// How long a new container-init may take to build its root file system.
+const INIT_READY: Duration = Duration::from_secs(10);
+/// How long the pool waits before making a new slot (see `refiller`).
+const REFILL_DELAY: Duration = Duration::from_millis(50);
 
 /// Settings of the backend (from the DEA config).
 #[derive(Debug, Clone)]
@@ -71,12 +79,49 @@ pub fn available() -> bool {
                 .iter()
                 .any(|d| Path::new(d).join(c).is_file())
     };
-    root && Layout::detect().is_some() && has("ip") && has("iptables")
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    root && kernel_at_least(&kernel, MIN_KERNEL)
+        && Layout::detect().is_some()
+        && has("ip")
+        && has("iptables")
+}
+
+/// The oldest kernel the backend runs on: `open_tree`/`move_mount` (5.2) and
+/// `mount_setattr` (5.12) attach the app's directories in pooled inits.
+pub const MIN_KERNEL: (u32, u32) = (5, 12);
+
+/// Whether a `uname -r` release like `6.1.0-56-amd64` is at least `min`.
+pub fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(a), Some(b)) => (a, b) >= min,
+        _ => false,
+    }
 }
 
 #[derive(Debug)]
 struct Slot {
     n: u8,
+    /// A container-init started in the slot, waiting for its process.
+    init: Option<spawn::Child>,
+}
+
+/// What `create` got: a slot from the pool, or a new one whose network
+/// is still to be finished.
+enum Taken {
+    Pooled(Slot),
+    New(u8, net::PendingNet),
+}
+
+impl Taken {
+    fn n(&self) -> u8 {
+        match self {
+            Taken::Pooled(s) => s.n,
+            Taken::New(n, _) => *n,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -85,6 +130,9 @@ struct Live {
     root: PathBuf,
     disk_bytes: u64,
     inits: Vec<i32>,
+    /// A container-init started for the next process (from the pool or
+    /// at create), not yet given its process.
+    ready: Option<spawn::Child>,
     exposed: Option<(u16, std::net::TcpListener)>,
     cpu_sample: Option<(u64, Instant)>,
     disk_exceeded: bool,
@@ -98,6 +146,9 @@ struct Inner {
     layout: Layout,
     net: Net,
     rootfs: PathBuf,
+    /// What containers' PID 1 execs: `dea-init` next to `s.init_exe` when
+    /// there is one (a small binary), else `s.init_exe` itself.
+    init_exe: PathBuf,
     /// The stack's /etc: a copy of the host's subset, made at start.
     etc: Option<PathBuf>,
     free: Mutex<BTreeSet<u8>>,
@@ -106,6 +157,11 @@ struct Inner {
     refill: Arc<tokio::sync::Notify>,
     /// Background teardowns under way.
     pending: std::sync::atomic::AtomicUsize,
+    /// Pool slots taken out by the refiller while it starts their init.
+    refilling: std::sync::atomic::AtomicUsize,
+    /// Held while a slot's cgroups or network are being created, and by
+    /// the shutdown.
+    building: Mutex<()>,
     shut: std::sync::atomic::AtomicBool,
 }
 
@@ -134,19 +190,42 @@ impl Inner {
 
     /// Creates a slot: cgroup and network (blocking).
     fn make_slot(&self) -> Result<Slot> {
+        let (n, p) = self.begin_slot()?;
+        if let Err(e) = self.finish_slot(n, p) {
+            self.destroy_slot(n);
+            return Err(e);
+        }
+        Ok(Slot { n, init: None })
+    }
+
+    /// A new slot's cgroups and network namespace: enough for its init to
+    /// start while [`Inner::finish_slot`] sets up the links.
+    fn begin_slot(&self) -> Result<(u8, net::PendingNet)> {
+        let _building = lock(&self.building);
+        if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeaError::Backend("the backend is shutting down".into()));
+        }
         let n = self.take_number()?;
         let r = self
             .layout
             .create(&self.s.tag, &cg_name(n))
             .map_err(|e| DeaError::Backend(format!("cgroup: {e}")))
-            .and_then(|_| self.net.create_slot(n));
+            .and_then(|_| self.net.begin_slot(n));
         match r {
-            Ok(()) => Ok(Slot { n }),
+            Ok(p) => Ok((n, p)),
             Err(e) => {
                 self.destroy_slot(n);
                 Err(e)
             }
         }
+    }
+
+    fn finish_slot(&self, n: u8, p: net::PendingNet) -> Result<()> {
+        let _building = lock(&self.building);
+        if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeaError::Backend("the backend is shutting down".into()));
+        }
+        self.net.finish_slot(n, p)
     }
 
     fn destroy_slot(&self, n: u8) {
@@ -156,42 +235,165 @@ impl Inner {
     }
 
     fn pool_has_room(&self) -> bool {
-        lock(&self.pool).len() < self.s.warm_pool_size
+        lock(&self.pool).len() + self.refilling.load(std::sync::atomic::Ordering::SeqCst)
+            < self.s.warm_pool_size
     }
 
     /// A slot whose processes are gone: back to the pool when it has room
     /// (its netns and cgroup are reused as they are; limits are set again
-    /// on the next create), else torn down.
+    /// on the next create; the refiller starts a new container-init in
+    /// it), else torn down.
     fn release_slot(&self, n: u8) {
         if !self.shut.load(std::sync::atomic::Ordering::SeqCst) {
             let mut pool = lock(&self.pool);
-            if pool.len() < self.s.warm_pool_size {
-                pool.push(Slot { n });
+            if pool.len() + self.refilling.load(std::sync::atomic::Ordering::SeqCst)
+                < self.s.warm_pool_size
+            {
+                pool.push(Slot { n, init: None });
+                drop(pool);
+                self.refill.notify_one();
                 return;
             }
         }
         self.destroy_slot(n);
     }
 
-    fn slot_for_create(&self) -> Result<Slot> {
-        let pooled = lock(&self.pool).pop();
+    /// A pooled slot, preferably one with a ready container-init, else a
+    /// new slot, begun only (see [`Inner::begin_slot`]).
+    fn slot_for_create(&self) -> Result<Taken> {
+        let pooled = {
+            let mut pool = lock(&self.pool);
+            let i = pool
+                .iter()
+                .rposition(|s| s.init.is_some())
+                .or_else(|| pool.len().checked_sub(1));
+            i.map(|i| pool.swap_remove(i))
+        };
         self.refill.notify_one();
         match pooled {
-            Some(s) => Ok(s),
-            None => self.make_slot(),
+            Some(s) => Ok(Taken::Pooled(s)),
+            None => {
+                let (n, p) = self.begin_slot()?;
+                Ok(Taken::New(n, p))
+            }
+        }
+    }
+
+    /// A pooled slot whose container-init is ready, if any.
+    fn take_ready(&self) -> Option<Slot> {
+        let slot = {
+            let mut pool = lock(&self.pool);
+            let i = pool.iter().rposition(|s| s.init.is_some())?;
+            pool.swap_remove(i)
+        };
+        self.refill.notify_one();
+        Some(slot)
+    }
+
+    /// The container's directory (owned by its uid) and limits on slot
+    /// `n`; returns the OOM kills counted so far.
+    fn prepare(&self, root: &Path, memory_mb: u64, n: u8) -> Result<u64> {
+        std::fs::create_dir_all(root).map_err(|e| DeaError::io(root, e))?;
+        let l = Limits::for_memory(memory_mb, self.s.pids_limit);
+        self.layout
+            .set_limits(&self.s.tag, &cg_name(n), &l)
+            .map_err(|e| DeaError::Backend(format!("cgroup limits: {e}")))?;
+        let uid = UID_BASE + n as u32;
+        let _ = std::os::unix::fs::lchown(root, Some(uid), Some(uid));
+        Ok(self.layout.oom_kills(&self.s.tag, &cg_name(n)))
+    }
+
+    /// Gives up a slot taken by a failed create (blocking).
+    fn abandon(&self, taken: Taken) {
+        let n = taken.n();
+        if let Taken::Pooled(Slot { init: Some(c), .. }) = taken {
+            spawn::discard(c);
+        }
+        self.destroy_slot(n);
+    }
+
+    /// `container-init <rootfs> <uid> [etc=<dir>] [<ro_path>...]`.
+    fn init_argv(&self, uid: u32) -> Vec<String> {
+        let mut argv = vec![
+            "dea".to_string(),
+            "container-init".to_string(),
+            self.rootfs.display().to_string(),
+            uid.to_string(),
+        ];
+        if let Some(e) = &self.etc {
+            argv.push(format!("etc={}", e.display()));
+        }
+        argv.extend(
+            self.s
+                .ro_paths
+                .iter()
+                .filter(|p| p.is_dir())
+                .map(|p| p.display().to_string()),
+        );
+        argv
+    }
+
+    /// Starts a container-init in slot `n` (it builds the root file system,
+    /// then waits for its process). Must run on a thread that lives as long
+    /// as the backend (a runtime worker): the init gets SIGKILL when the
+    /// thread that cloned it ends.
+    fn start_init(&self, n: u8) -> Result<spawn::Child> {
+        let v2_group = match self.layout {
+            Layout::V2 => self
+                .layout
+                .dirs(&self.s.tag, &cg_name(n))
+                .into_iter()
+                .next(),
+            Layout::V1 { .. } => None,
+        };
+        spawn::spawn(
+            &self.init_exe,
+            &self.init_argv(UID_BASE + n as u32),
+            &self.join_files(n),
+            v2_group.as_deref(),
+            &self.net.netns_path(n),
+        )
+    }
+
+    /// The files the new (single-threaded) init writes `0` into to join
+    /// the slot's cgroups. v1: `tasks`, which moves only the writing thread
+    /// (here the whole process) and so skips the global threadgroup lock
+    /// and its RCU grace period that a `cgroup.procs` write waits for
+    /// (5–15 ms per spawn measured here). v2: `cgroup.procs` (only when
+    /// `clone3(CLONE_INTO_CGROUP)` is refused).
+    fn join_files(&self, n: u8) -> Vec<PathBuf> {
+        let files = self.layout.procs_files(&self.s.tag, &cg_name(n));
+        match self.layout {
+            Layout::V2 => files,
+            Layout::V1 { .. } => files
+                .into_iter()
+                .map(|f| f.with_file_name("tasks"))
+                .collect(),
         }
     }
 
     /// Tears everything down (DEA shutdown).
     fn teardown(&self) {
         self.shut.store(true, std::sync::atomic::Ordering::SeqCst);
+        // No slot is being built from here on (a refill on a blocking
+        // thread would otherwise recreate a cgroup or a veth behind us).
+        let _building = lock(&self.building);
         let live: Vec<(String, Live)> = lock(&self.live).drain().collect();
-        for (_, l) in live {
+        for (_, mut l) in live {
+            kill_pids(&l.inits, libc::SIGKILL);
+            if let Some(c) = l.ready.take() {
+                spawn::discard(c);
+            }
             self.layout.kill_all(&self.s.tag, &cg_name(l.slot));
+        }
+        let pool: Vec<Slot> = lock(&self.pool).drain(..).collect();
+        for s in pool {
+            if let Some(c) = s.init {
+                spawn::discard(c);
+            }
         }
         self.layout.destroy_all(&self.s.tag);
         net::cleanup(&self.s.tag);
-        lock(&self.pool).clear();
     }
 }
 
@@ -233,7 +435,9 @@ impl NamespacesBackend {
         let rootfs = s.state_dir.join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(|e| DeaError::io(&rootfs, e))?;
         tracing::info!(tag = %s.tag, subnet = %net.subnet(), cgroups = ?layout, pool = s.warm_pool_size, "namespaces backend ready");
+        let init_exe = small_init(&s.init_exe);
         let inner = Arc::new(Inner {
+            init_exe,
             layout,
             net,
             rootfs,
@@ -243,6 +447,8 @@ impl NamespacesBackend {
             live: Mutex::new(HashMap::new()),
             refill: Arc::new(tokio::sync::Notify::new()),
             pending: std::sync::atomic::AtomicUsize::new(0),
+            refilling: std::sync::atomic::AtomicUsize::new(0),
+            building: Mutex::new(()),
             shut: std::sync::atomic::AtomicBool::new(false),
             s,
         });
@@ -259,9 +465,12 @@ impl NamespacesBackend {
         &self.inner.s.tag
     }
 
-    /// Slots ready in the pool.
+    /// Slots ready in the pool (with their container-init started).
     pub fn pool_len(&self) -> usize {
-        lock(&self.inner.pool).len()
+        lock(&self.inner.pool)
+            .iter()
+            .filter(|s| s.init.is_some())
+            .count()
     }
 
     /// Waits (bounded) until the pool is full and no teardown is pending.
@@ -269,6 +478,11 @@ impl NamespacesBackend {
         let end = tokio::time::Instant::now() + within;
         while self.pool_len() < self.inner.s.warm_pool_size
             || self.inner.pending.load(std::sync::atomic::Ordering::SeqCst) > 0
+            || self
+                .inner
+                .refilling
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > 0
         {
             if tokio::time::Instant::now() >= end {
                 return false;
@@ -309,36 +523,146 @@ impl NamespacesBackend {
 }
 
 async fn refiller(weak: std::sync::Weak<Inner>, refill: Arc<tokio::sync::Notify>) {
+    use std::sync::atomic::Ordering::SeqCst;
     loop {
         let notified = refill.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let mut waited = false;
         loop {
             let Some(inner) = weak.upgrade() else { return };
-            if inner.shut.load(std::sync::atomic::Ordering::SeqCst) {
+            if inner.shut.load(SeqCst) {
                 return;
             }
-            if lock(&inner.pool).len() >= inner.s.warm_pool_size {
-                break;
-            }
-            let i = inner.clone();
-            match tokio::task::spawn_blocking(move || i.make_slot()).await {
-                Ok(Ok(slot)) => {
-                    if inner.shut.load(std::sync::atomic::Ordering::SeqCst) {
-                        inner.destroy_slot(slot.n);
-                        return;
-                    }
-                    lock(&inner.pool).push(slot)
+            // A pooled slot without its container-init (just released),
+            // else a new slot when the pool has room, after REFILL_DELAY:
+            // a short-lived container (a staging, a test) returns its slot
+            // meanwhile, which is cheaper to reuse than a new one, and the
+            // start that took the slot does not compete with the refill.
+            let bare = {
+                let mut pool = lock(&inner.pool);
+                let i = pool.iter().position(|s| s.init.is_none());
+                let slot = i.map(|i| pool.swap_remove(i));
+                if slot.is_some() || (waited && pool.len() < inner.s.warm_pool_size) {
+                    inner.refilling.fetch_add(1, SeqCst);
+                    Some(Some(slot))
+                } else if pool.len() < inner.s.warm_pool_size {
+                    Some(None)
+                } else {
+                    None
                 }
-                Ok(Err(e)) => {
+            };
+            let bare = match bare {
+                None => break,
+                Some(None) => {
+                    drop(inner);
+                    waited = true;
+                    tokio::time::sleep(REFILL_DELAY).await;
+                    continue;
+                }
+                Some(Some(bare)) => bare,
+            };
+            let made = match bare {
+                Some(slot) => Ok(slot),
+                None => {
+                    let i = inner.clone();
+                    tokio::task::spawn_blocking(move || i.make_slot())
+                        .await
+                        .unwrap_or_else(|e| Err(DeaError::Backend(format!("refill task: {e}"))))
+                }
+            };
+            let r = match made {
+                Ok(slot) => ready_slot(&inner, slot).await,
+                Err(e) => Err(e),
+            };
+            inner.refilling.fetch_sub(1, SeqCst);
+            match r {
+                Ok(slot) if inner.shut.load(SeqCst) => {
+                    let i = inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Some(c) = slot.init {
+                            spawn::discard(c);
+                        }
+                        i.destroy_slot(slot.n)
+                    })
+                    .await;
+                    return;
+                }
+                Ok(slot) => lock(&inner.pool).push(slot),
+                Err(e) => {
                     tracing::warn!(error = %e, "cannot fill the warm pool");
                     break;
                 }
-                Err(_) => return,
             }
         }
         notified.await;
     }
+}
+
+/// Starts the slot's container-init (here, on a runtime worker: see
+/// `start_init`) and waits until its root file system is ready. On failure
+/// the slot is torn down.
+async fn ready_slot(inner: &Arc<Inner>, mut slot: Slot) -> Result<Slot> {
+    let child = match inner.start_init(slot.n) {
+        Ok(c) => c,
+        Err(e) => {
+            let i = inner.clone();
+            let _ = tokio::task::spawn_blocking(move || i.destroy_slot(slot.n)).await;
+            return Err(e);
+        }
+    };
+    let i = inner.clone();
+    let n = slot.n;
+    let (child, r) = tokio::task::spawn_blocking(move || {
+        let r = spawn::wait_ready(&child.control, INIT_READY);
+        if r.is_err() {
+            let mut text = String::new();
+            spawn::discard_with_report(child, &mut text);
+            i.destroy_slot(n);
+            let msg = text.trim().to_string();
+            return (
+                None,
+                r.map_err(|e| DeaError::Backend(format!("{e}: {msg}"))),
+            );
+        }
+        (Some(child), r)
+    })
+    .await
+    .map_err(|e| DeaError::Backend(format!("init task: {e}")))?;
+    r?;
+    slot.init = child;
+    Ok(slot)
+}
+
+/// The rest of a create that did not find a ready slot: finish the new
+/// slot's network (while its container-init builds the root file system)
+/// and check that the init started; on failure the slot is torn down.
+async fn finish_create(
+    inner: Arc<Inner>,
+    n: u8,
+    init: Result<spawn::Child>,
+    pending: Option<net::PendingNet>,
+) -> Result<spawn::Child> {
+    tokio::task::spawn_blocking(move || {
+        let finished = match pending {
+            Some(p) => inner.finish_slot(n, p),
+            None => Ok(()),
+        };
+        match (init, finished) {
+            (Ok(c), Ok(())) => Ok(c),
+            (Ok(c), Err(e)) => {
+                spawn::discard(c);
+                inner.destroy_slot(n);
+                Err(e)
+            }
+            (Err(e), _) => {
+                inner.destroy_slot(n);
+                Err(e)
+            }
+        }
+    })
+    .await
+    .map_err(|e| DeaError::Backend(format!("create task: {e}")))?
 }
 
 /// Measures the writable area of each running container and kills those
@@ -368,6 +692,36 @@ async fn disk_watch(weak: std::sync::Weak<Inner>) {
                 .await;
             }
         }
+    }
+}
+
+/// `dea-init` beside a `dea` binary (both built by `cargo build -p dea
+/// --bins`): the same `container-init` entry without the rest of the DEA,
+/// quicker to exec — when it is built from the same `init.rs` as this
+/// code (a `cargo build --bin dea` leaves an old one behind). Falls back
+/// to `exe`.
+fn small_init(exe: &Path) -> PathBuf {
+    let Some(small) = exe
+        .file_name()
+        .is_some_and(|n| n == "dea")
+        .then(|| exe.parent().map(|d| d.join("dea-init")))
+        .flatten()
+        .filter(|p| p.is_file())
+    else {
+        return exe.to_path_buf();
+    };
+    let theirs = std::process::Command::new(&small)
+        .args(["container-init", "--fingerprint"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if theirs == init::fingerprint() {
+        small
+    } else {
+        tracing::warn!(dea_init = %small.display(), "dea-init is from another build; using the dea binary as container-init (cargo build -p dea --bins)");
+        exe.to_path_buf()
     }
 }
 
@@ -517,28 +871,61 @@ impl Backend for NamespacesBackend {
         Box::pin(async move {
             let inner = self.inner.clone();
             let root = spec.root.clone();
-            let (slot, oom_base) = tokio::task::spawn_blocking(move || -> Result<(Slot, u64)> {
-                std::fs::create_dir_all(&root).map_err(|e| DeaError::io(&root, e))?;
-                let slot = inner.slot_for_create()?;
-                let l = Limits::for_memory(spec.memory_mb, inner.s.pids_limit);
-                if let Err(e) = inner.layout.set_limits(&inner.s.tag, &cg_name(slot.n), &l) {
-                    inner.destroy_slot(slot.n);
-                    return Err(DeaError::Backend(format!("cgroup limits: {e}")));
+            let memory_mb = spec.memory_mb;
+            // A ready slot from the pool: only a few writes to cgroup files
+            // and one mkdir, done here (no hop to a blocking thread). Else
+            // a pooled slot without init or a new slot, on a blocking
+            // thread (a new network namespace takes ~1 ms).
+            let (taken, prepared) = match inner.take_ready() {
+                Some(slot) => {
+                    let r = inner.prepare(&root, memory_mb, slot.n);
+                    (Taken::Pooled(slot), r)
                 }
-                let uid = UID_BASE + slot.n as u32;
-                let _ = std::os::unix::fs::lchown(&root, Some(uid), Some(uid));
-                let oom_base = inner.layout.oom_kills(&inner.s.tag, &cg_name(slot.n));
-                Ok((slot, oom_base))
-            })
-            .await
-            .map_err(|e| DeaError::Backend(format!("create task: {e}")))??;
+                None => tokio::task::spawn_blocking(move || -> Result<(Taken, Result<u64>)> {
+                    let taken = inner.slot_for_create()?;
+                    let r = inner.prepare(&root, memory_mb, taken.n());
+                    Ok((taken, r))
+                })
+                .await
+                .map_err(|e| DeaError::Backend(format!("create task: {e}")))??,
+            };
+            let oom_base = match prepared {
+                Ok(b) => b,
+                Err(e) => {
+                    let i = self.inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || i.abandon(taken)).await;
+                    return Err(e);
+                }
+            };
+            let n = taken.n();
+            // Not from the pool: start its container-init now (here, on a
+            // runtime worker), so that it builds the root file system while
+            // the network is finished and the caller prepares the files.
+            let (init, pending) = match taken {
+                Taken::Pooled(s) => (s.init, None),
+                Taken::New(_, p) => (None, Some(p)),
+            };
+            let init = match (init, pending) {
+                // Warm: nothing left to do.
+                (Some(c), None) => Ok(c),
+                (init, pending) => {
+                    let init = match init {
+                        Some(c) => Ok(c),
+                        None => self.inner.start_init(n),
+                    };
+                    let inner = self.inner.clone();
+                    finish_create(inner, n, init, pending).await
+                }
+            };
+            let init = init?;
             lock(&self.inner.live).insert(
                 spec.id.clone(),
                 Live {
-                    slot: slot.n,
+                    slot: n,
                     root: spec.root.clone(),
                     disk_bytes: spec.disk_mb.saturating_mul(1024 * 1024),
                     inits: Vec::new(),
+                    ready: Some(init),
                     exposed: None,
                     cpu_sample: None,
                     disk_exceeded: false,
@@ -560,15 +947,17 @@ impl Backend for NamespacesBackend {
     ) -> BoxFut<'a, Result<Spawned>> {
         Box::pin(async move {
             let inner = self.inner.clone();
-            let slot = lock(&inner.live)
-                .get(&container.id)
-                .map(|l| l.slot)
+            let (slot, ready) = lock(&inner.live)
+                .get_mut(&container.id)
+                .map(|l| (l.slot, l.ready.take()))
                 .ok_or_else(|| DeaError::Backend(format!("no container {}", container.id)))?;
+            // The container's first process gets the init started at create
+            // (or taken from the pool); later ones (staging steps) a new one.
+            let child = match ready {
+                Some(c) => c,
+                None => inner.start_init(slot)?,
+            };
             let uid = UID_BASE + slot as u32;
-            let root = container.root.clone();
-            tokio::task::spawn_blocking(move || chown_tree(&root, uid))
-                .await
-                .map_err(|e| DeaError::Backend(format!("chown task: {e}")))?;
             let host_root = container.root.display().to_string();
             let env: Vec<(String, String)> = process
                 .env
@@ -581,40 +970,35 @@ impl Backend for NamespacesBackend {
                     }
                 })
                 .collect();
-            let hostname: String = container.id.chars().take(63).collect();
-            let mut argv = vec![
-                "dea".to_string(),
-                "container-init".to_string(),
-                hostname,
-                uid.to_string(),
-                inner.rootfs.display().to_string(),
-                host_root.clone(),
-                inside(&process.cwd.display().to_string(), &host_root),
-            ];
-            if let Some(e) = &inner.etc {
-                argv.push(format!("etc={}", e.display()));
-            }
-            argv.extend(
-                inner
-                    .s
-                    .ro_paths
-                    .iter()
-                    .filter(|p| p.is_dir())
-                    .map(|p| p.display().to_string()),
-            );
-            argv.extend([
-                "--".to_string(),
-                "bash".to_string(),
-                "-c".to_string(),
-                inside(&process.script, &host_root),
-            ]);
-            let child = spawn::spawn(
-                &inner.s.init_exe,
-                &argv,
-                &env,
-                &inner.layout.procs_files(&inner.s.tag, &cg_name(slot)),
-                &inner.net.netns_path(slot),
-            )?;
+            let script = inside(&process.script, &host_root);
+            let spec = init::Spec {
+                hostname: container.id.chars().take(63).collect(),
+                uid,
+                cwd: inside(&process.cwd.display().to_string(), &host_root),
+                direct: init::plain_exec(&script).unwrap_or_default(),
+                script,
+                env,
+            };
+            let root = container.root.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let tmp = root.join("tmp");
+                let sent = std::fs::create_dir_all(&tmp)
+                    .map_err(|e| DeaError::io(&tmp, e))
+                    .and_then(|()| {
+                        chown_tree(&root, uid);
+                        spawn::send_process(&child.control, &init::encode_spec(&spec), &root)
+                    });
+                match sent {
+                    Ok(()) => Ok(child),
+                    Err(e) => {
+                        spawn::discard(child);
+                        Err(e)
+                    }
+                }
+            })
+            .await
+            .map_err(|e| DeaError::Backend(format!("spawn task: {e}")))?;
+            let child = r?;
             let pid = child.pid;
             if let Some(l) = lock(&inner.live).get_mut(&container.id) {
                 l.inits.push(pid);
@@ -624,14 +1008,23 @@ impl Backend for NamespacesBackend {
                     .map(|r| Box::pin(r) as BoxRead)
                     .map_err(|e| DeaError::Backend(format!("pipe: {e}")))
             };
-            let stdout = rd(child.stdout)?;
-            let stderr = rd(child.stderr)?;
+            let spawn::Child {
+                pidfd,
+                stdout,
+                stderr,
+                status,
+                control,
+                ..
+            } = child;
+            drop(control);
+            let stdout = rd(stdout)?;
+            let stderr = rd(stderr)?;
             let wait = Box::pin(wait_child(
                 inner.clone(),
                 container.id.clone(),
                 pid,
-                child.pidfd,
-                child.status,
+                pidfd,
+                status,
             ));
             Ok(Spawned {
                 pid: Some(pid as u32),
@@ -645,12 +1038,16 @@ impl Backend for NamespacesBackend {
     fn stop<'a>(&'a self, container: &'a Container, grace: Duration) -> BoxFut<'a, Result<()>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let Some((inits, slot)) = lock(&inner.live)
-                .get(&container.id)
-                .map(|l| (l.inits.clone(), l.slot))
+            let Some((inits, slot, ready)) = lock(&inner.live)
+                .get_mut(&container.id)
+                .map(|l| (l.inits.clone(), l.slot, l.ready.take()))
             else {
                 return Ok(());
             };
+            // An init still waiting for its process goes at once.
+            if let Some(c) = ready {
+                let _ = tokio::task::spawn_blocking(move || spawn::discard(c)).await;
+            }
             kill_pids(&inits, libc::SIGTERM);
             let name = cg_name(slot);
             let end = tokio::time::Instant::now() + grace;
@@ -676,10 +1073,14 @@ impl Backend for NamespacesBackend {
             let root = container.root.clone();
             // Synchronous part: no process survives, the files are gone.
             let (live, removed) = tokio::task::spawn_blocking(move || {
-                if let Some(l) = &live {
+                let mut live = live;
+                if let Some(l) = &mut live {
                     // PID 1 first: the kernel then kills its whole PID
                     // namespace at once (a fork bomb cannot outrun it).
                     kill_pids(&l.inits, libc::SIGKILL);
+                    if let Some(c) = l.ready.take() {
+                        spawn::discard(c);
+                    }
                     inner.layout.kill_all(&inner.s.tag, &cg_name(l.slot));
                 }
                 let removed = match std::fs::remove_dir_all(&root) {
@@ -803,6 +1204,21 @@ impl Backend for NamespacesBackend {
     }
 }
 
+impl Drop for Inner {
+    /// Containers' inits that never got a process (pooled, or created and
+    /// not spawned) are our children: kill and reap them.
+    fn drop(&mut self) {
+        let pool: Vec<Slot> = lock(&self.pool).drain(..).collect();
+        let ready = lock(&self.live)
+            .values_mut()
+            .filter_map(|l| l.ready.take())
+            .collect::<Vec<_>>();
+        for c in pool.into_iter().filter_map(|s| s.init).chain(ready) {
+            spawn::discard(c);
+        }
+    }
+}
+
 impl Drop for NamespacesBackend {
     fn drop(&mut self) {
         self.inner
@@ -817,6 +1233,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kernel_versions() {
+        assert!(kernel_at_least("6.1.0-56-amd64\n", MIN_KERNEL));
+        assert!(kernel_at_least("5.12.0", MIN_KERNEL));
+        assert!(kernel_at_least("6.18.44-fc-v445", MIN_KERNEL));
+        assert!(!kernel_at_least("5.10.0-28-amd64", MIN_KERNEL));
+        assert!(!kernel_at_least("4.19.0", MIN_KERNEL));
+        assert!(!kernel_at_least("", MIN_KERNEL));
+        assert!(!kernel_at_least("garbage", MIN_KERNEL));
+    }
+
+    #[test]
     fn paths_and_statuses() {
         assert_eq!(
             inside("cd /s/i/abc/app && x /s/i/abc/cache", "/s/i/abc"),
@@ -828,5 +1255,117 @@ mod tests {
         let t = tag_for("dea-0", Path::new("/tmp/a"));
         assert_eq!(t.len(), 6);
         assert_ne!(t, tag_for("dea-0", Path::new("/tmp/b")));
+    }
+
+    /// `dea-init` (or `dea`) built next to this test binary
+    /// (`target/<profile>/deps/`).
+    fn built_init() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?.parent()?;
+        ["dea-init", "dea"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+    }
+
+    async fn run(b: &NamespacesBackend, c: &Container, script: &str) -> (String, i32) {
+        use tokio::io::AsyncReadExt;
+        let sp = b
+            .spawn(
+                c,
+                ProcessSpec {
+                    script: script.into(),
+                    env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                    cwd: c.root.join("app"),
+                },
+            )
+            .await
+            .expect("spawn");
+        let (mut out, mut err) = (String::new(), String::new());
+        let mut so = sp.stdout.expect("stdout");
+        let mut se = sp.stderr.expect("stderr");
+        let (a, e) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
+        a.expect("stdout");
+        e.expect("stderr");
+        let exit = sp.wait.await.expect("wait");
+        (format!("{out}{err}"), exit.status())
+    }
+
+    /// Root only: a pooled init runs a plain `exec CMD` without bash, with
+    /// the environment bash would give and every privilege dropped; later
+    /// processes of the container get new inits; shell syntax goes through
+    /// bash; nothing is left afterwards.
+    #[tokio::test]
+    async fn pooled_inits_and_direct_exec() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || !available() {
+            eprintln!("SKIPPED: needs root, cgroups, ip and iptables");
+            return;
+        }
+        let Some(init_exe) = built_init() else {
+            eprintln!("SKIPPED: no dea binary built (cargo build -p dea --bins)");
+            return;
+        };
+        let tmp = tempfile::tempdir().expect("tmp");
+        let tag = tag_for("unit-test", tmp.path());
+        struct Cleanup(String);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                NamespacesBackend::cleanup_tag(&self.0);
+            }
+        }
+        let _guard = Cleanup(tag.clone());
+        let b = NamespacesBackend::new(Settings {
+            tag: tag.clone(),
+            state_dir: tmp.path().to_path_buf(),
+            init_exe,
+            warm_pool_size: 1,
+            pids_limit: 64,
+            egress_allow: vec![],
+            host_ip: "127.0.0.1".into(),
+            ro_paths: vec![],
+        })
+        .expect("backend");
+        assert!(b.pool_filled(Duration::from_secs(10)).await, "pool fills");
+        let c = b
+            .create(ContainerSpec {
+                id: "unit1".into(),
+                root: tmp.path().join("unit1"),
+                memory_mb: 64,
+                disk_mb: 64,
+            })
+            .await
+            .expect("create");
+        std::fs::create_dir_all(c.root.join("app")).expect("app dir");
+        let (out, st) = run(&b, &c, "exec env").await;
+        assert_eq!(st, 0, "{out}");
+        assert!(out.contains("PWD=/home/vcap/app\n"), "{out}");
+        assert!(out.contains("SHLVL=0\n"), "{out}");
+        let (out, st) = run(&b, &c, "exec cat /proc/self/status").await;
+        assert_eq!(st, 0, "{out}");
+        let field = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        assert!(field("Uid:").starts_with("100"), "{out}");
+        assert_eq!(field("NoNewPrivs:"), "1", "{out}");
+        assert_eq!(field("CapBnd:"), "0000000000000000", "{out}");
+        assert_eq!(field("CapEff:"), "0000000000000000", "{out}");
+        assert_eq!(field("PPid:"), "1", "PID 1 is its parent: {out}");
+        let (out, st) = run(&b, &c, "exec no-such-command-here").await;
+        assert_eq!(st, 127, "bash's answer: {out}");
+        assert!(out.contains("not found"), "{out}");
+        let (out, st) = run(&b, &c, "exec ./missing").await;
+        assert_eq!(st, 127, "bash's answer: {out}");
+        assert!(out.contains("No such file"), "{out}");
+        let (out, st) = run(&b, &c, "echo $((6 * 7)) $(hostname); exit 5").await;
+        assert_eq!((out.trim(), st), ("42 unit1", 5));
+        b.destroy(&c).await.expect("destroy");
+        assert!(b.pool_filled(Duration::from_secs(10)).await, "refilled");
+        b.kill_all();
+        let left = NamespacesBackend::leftovers(&tag);
+        assert!(left.is_empty(), "leftovers: {left:?}");
     }
 }

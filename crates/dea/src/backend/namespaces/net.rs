@@ -1,5 +1,7 @@
-//! Container networking with `ip` and `iptables` (iproute2 and iptables
-//! commands, batched: `ip -batch`, `iptables-restore --noflush`).
+//! Container networking: the per-DEA bridge with `ip` and the rules with
+//! `iptables` (batched: `iptables-restore --noflush`), both once at start;
+//! per container, only syscalls and rtnetlink (`netlink.rs`): no command
+//! runs on the way to a started container.
 //!
 //! Per DEA: a bridge `pb<tag>` holding `10.254.<k>.1/24` (the subnet index
 //! `k` is claimed host-wide with a file under `/run/paas/subnets/`), and
@@ -11,12 +13,16 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::netlink;
 use crate::error::{DeaError, Result};
 
 const SUBNETS_DIR: &str = "/run/paas/subnets";
+/// Where named network namespaces live (as with `ip netns`).
+const NETNS_DIR: &str = "/run/netns";
 pub const CONTAINER_PORT: u16 = 8080;
 /// Ranges a container never reaches unless allowed (host, private, link-local,
 /// CGNAT, loopback).
@@ -52,6 +58,14 @@ pub struct Net {
     pub tag: String,
     /// Subnet index: `10.254.<k>.0/24`.
     pub k: u8,
+    /// The bridge's interface index.
+    pub bridge: i32,
+}
+
+/// A slot's network namespace created, its links not yet.
+pub struct PendingNet {
+    ns: std::os::fd::OwnedFd,
+    inside: netlink::Rtnl,
 }
 
 pub fn bridge_name(tag: &str) -> String {
@@ -276,11 +290,12 @@ impl Net {
     pub fn init(tag: &str, egress: &[Egress]) -> Result<Net> {
         cleanup(tag);
         let k = claim_subnet(tag)?;
-        let net = Net {
+        let br = bridge_name(tag);
+        let mut net = Net {
             tag: tag.to_string(),
             k,
+            bridge: 0,
         };
-        let br = bridge_name(tag);
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         run(
             "ip",
@@ -290,6 +305,9 @@ impl Net {
                 net.gateway()
             )),
         )?;
+        net.bridge = netlink::Rtnl::open()
+            .and_then(|mut r| r.link_index(&br))
+            .map_err(|e| DeaError::Backend(format!("bridge {br}: {e}")))?;
         // Lets locally generated traffic to 127.0.0.1:<host port> be DNATed
         // to a container (only on our bridge).
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1");
@@ -351,45 +369,61 @@ impl Net {
         Ipv4Addr::new(10, 254, self.k, n)
     }
 
-    /// Creates the slot's network namespace and veth pair.
+    /// Creates the slot's network namespace and veth pair (rtnetlink: the
+    /// peer is created as `eth0` right in the namespace, the host end on
+    /// the bridge as an isolated port), then addresses, links and the
+    /// default route inside, through a socket opened in the namespace.
     pub fn create_slot(&self, n: u8) -> Result<()> {
-        let (ns, veth, br) = (
-            netns_name(&self.tag, n),
-            veth_name(&self.tag, n),
-            bridge_name(&self.tag),
-        );
-        let _ = run("ip", &["netns", "del", &ns], None);
-        run(
-            "ip",
-            &["-batch", "-"],
-            Some(&format!(
-                "netns add {ns}\nlink add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br}\nlink set {veth} type bridge_slave isolated on\nlink set {veth} up\n"
-            )),
-        )?;
-        run(
-            "ip",
-            &["-n", &ns, "-batch", "-"],
-            Some(&format!(
-                "addr add {}/24 dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via {}\n",
-                self.ip(n),
-                self.gateway()
-            )),
-        )
+        let p = self.begin_slot(n)?;
+        self.finish_slot(n, p)
+    }
+
+    /// The first half of [`Net::create_slot`]: the named namespace (a
+    /// process can join it from here on, while the rest is set up).
+    pub fn begin_slot(&self, n: u8) -> Result<PendingNet> {
+        let path = self.netns_path(n);
+        if path.exists() {
+            self.destroy_slot(n);
+        }
+        let (ns, inside) = netlink::create_netns(&path)
+            .map_err(|e| DeaError::Backend(format!("netns for slot {n}: {e}")))?;
+        Ok(PendingNet { ns, inside })
+    }
+
+    /// The second half: veth pair, addresses, links, route. On failure the
+    /// slot's network is removed.
+    pub fn finish_slot(&self, n: u8, p: PendingNet) -> Result<()> {
+        let PendingNet { ns, mut inside } = p;
+        let fail =
+            |what: &str, e: std::io::Error| DeaError::Backend(format!("{what} for slot {n}: {e}"));
+        let r = netlink::Rtnl::open()
+            .and_then(|mut host| {
+                host.add_veth(
+                    &veth_name(&self.tag, n),
+                    "eth0",
+                    ns.as_raw_fd(),
+                    self.bridge,
+                )
+            })
+            .map_err(|e| fail("veth", e))
+            .and_then(|()| {
+                inside
+                    .configure("eth0", self.ip(n), 24, self.gateway())
+                    .map_err(|e| fail("container network", e))
+            });
+        if r.is_err() {
+            self.destroy_slot(n);
+        }
+        r
     }
 
     pub fn netns_path(&self, n: u8) -> PathBuf {
-        Path::new("/run/netns").join(netns_name(&self.tag, n))
+        Path::new(NETNS_DIR).join(netns_name(&self.tag, n))
     }
 
-    /// Removes the slot's namespace (its veth pair goes with it).
+    /// Removes the slot's veth pair and namespace.
     pub fn destroy_slot(&self, n: u8) {
-        if let Err(e) = run("ip", &["netns", "del", &netns_name(&self.tag, n)], None) {
-            tracing::debug!(error = %e, "netns del");
-        }
-        let veth = veth_name(&self.tag, n);
-        if Path::new("/sys/class/net").join(&veth).exists() {
-            let _ = run("ip", &["link", "del", &veth], None);
-        }
+        remove_slot(&veth_name(&self.tag, n), &self.netns_path(n));
     }
 
     fn dnat_rules(&self, n: u8, host_port: u16) -> String {
@@ -426,6 +460,24 @@ impl Net {
     }
 }
 
+/// Deletes the host end of a veth pair (which takes its peer along) and a
+/// named network namespace; empty names are skipped.
+fn remove_slot(veth: &str, netns: &Path) {
+    if !veth.is_empty() && Path::new("/sys/class/net").join(veth).exists() {
+        if let Err(e) = netlink::Rtnl::open().and_then(|mut r| r.del_link(veth)) {
+            tracing::debug!(veth, error = %e, "veth delete");
+        }
+    }
+    if !netns.as_os_str().is_empty() {
+        match netlink::delete_netns(netns) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::debug!(netns = %netns.display(), error = %e, "netns delete");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Removes everything named with `tag`: jumps and chains, namespaces, veths,
 /// the bridge and the subnet claim. Never touches other rules.
 pub fn cleanup(tag: &str) {
@@ -451,21 +503,21 @@ pub fn cleanup(tag: &str) {
             let _ = run("iptables", &["-w", "-t", table, "-X", &c], None);
         }
     }
-    let prefix = format!("paas-{tag}-");
-    if let Ok(rd) = std::fs::read_dir("/run/netns") {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with(&prefix) {
-                let _ = run("ip", &["netns", "del", &name], None);
-            }
-        }
-    }
     let vprefix = format!("pv{tag}");
     if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if name.starts_with(&vprefix) {
-                let _ = run("ip", &["link", "del", &name], None);
+                remove_slot(&name, Path::new(""));
+            }
+        }
+    }
+    let prefix = format!("paas-{tag}-");
+    if let Ok(rd) = std::fs::read_dir(NETNS_DIR) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&prefix) {
+                remove_slot("", &e.path());
             }
         }
     }
@@ -487,7 +539,7 @@ pub fn cleanup(tag: &str) {
 pub fn leftovers(tag: &str) -> Vec<String> {
     let mut v = Vec::new();
     let prefix = format!("paas-{tag}-");
-    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+    if let Ok(rd) = std::fs::read_dir(NETNS_DIR) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if name.starts_with(&prefix) {
@@ -559,6 +611,7 @@ mod tests {
         let n = Net {
             tag: "t1".into(),
             k: 7,
+            bridge: 0,
         };
         let r = n.dnat_rules(3, 61000);
         assert!(r.contains(

@@ -9,14 +9,17 @@
 # test (nginx with worker_processes 1, or the router with worker_threads 1 and
 # its access-log thread) is pinned to CPU 1; wrk (1 thread) and the backend
 # (nginx, 1 worker, `return 200`) share CPU 0. Both proxies write an access
-# log (nginx buffered to a file, the router to stdout redirected to a file).
+# log (nginx buffered to a file, the router to stdout redirected to a file);
+# the router also publishes every line on NATS, as in production (its
+# nats-server is not pinned). Both keep backend connections alive.
 #
 # The four set-ups run side by side (each proxy idle while another is
 # measured) and are measured in turn, REPEAT times per concurrency; the run
 # with the median requests/s is reported, so that noise from other work on
-# the machine hits all of them alike.
+# the machine hits all of them alike. On a shared machine run it under
+# `flock /tmp/paas-bench.lock` and look at the load averages it prints.
 #
-# Environment: DURATION per run (default 5s), REPEAT (default 3),
+# Environment: DURATION per run (default 5s), REPEAT (default 5),
 # CONCURRENCY (default "1 4 16 64"), ROUTES (default 100000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +31,7 @@ ensure_cmd nats-server nats-server
 ensure_cmd python3 python3
 
 DURATION=${DURATION:-5s}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-5}
 CONCURRENCY=${CONCURRENCY:-"1 4 16 64"}
 ROUTES=${ROUTES:-100000}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -224,8 +227,9 @@ for c in $CONCURRENCY; do
     RESULT["$s,$c"]=$(sort -n "$WORK/runs-$s-$c" | sed -n "$(((REPEAT + 1) / 2))p")
   done
 done
+LOAD_AFTER=$(cut -d" " -f1-3 /proc/loadavg)
 echo
-echo "Router benchmark ($(nproc) CPUs, load average before: $LOAD; wrk -t1 -d$DURATION, median of $REPEAT; proxies pinned to CPU 1 with one worker; wrk + backend on CPU 0)"
+echo "Router benchmark ($(nproc) CPUs, load average before: $LOAD, after: $LOAD_AFTER; wrk -t1 -d$DURATION, median of $REPEAT; proxies pinned to CPU 1 with one worker; wrk + backend on CPU 0)"
 printf "%-6s | %-26s | %-26s | %-26s | %-14s | %-9s\n" "conns" "direct rps/p50/p99 ms" "nginx rps/p50/p99 ms" "router rps/p50/p99 ms" "router/nginx" "p99 - direct"
 for c in $CONCURRENCY; do
   read -r dr d50 d99 _ <<<"${RESULT["direct,$c"]}"

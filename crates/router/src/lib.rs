@@ -4,7 +4,10 @@
 pub mod access_log;
 pub mod admin;
 pub mod body;
+pub mod client;
 pub mod config;
+pub mod fast;
+pub mod lognats;
 pub mod metrics;
 pub mod proxy;
 pub mod registry;
@@ -117,7 +120,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let proxy = Arc::new(proxy::Proxy::new(
         routes.clone(),
-        access_log::AccessLog::start(Some(bus.clone()), config.access_log_stdout, metrics.clone()),
+        access_log::AccessLog::start(
+            Some(bus.clone()),
+            Some(config.nats_url.clone()),
+            config.access_log_stdout,
+            metrics.clone(),
+        ),
         metrics.clone(),
         proxy::ProxyOptions {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -126,6 +134,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             max_request_body_bytes: config.max_request_body_bytes,
             max_conns_per_backend: config.max_conns_per_backend,
         },
+    ));
+    let fast = Arc::new(fast::FastPath::new(
+        proxy.clone(),
+        limits.header_timeout,
+        limits.max_header_bytes,
     ));
     let handler = move |req, conn| {
         let proxy = proxy.clone();
@@ -136,6 +149,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "proxy",
         proxy_listener,
         None,
+        Some(fast),
         limits.clone(),
         handler.clone(),
         stop_rx.clone(),
@@ -147,6 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 "proxy-tls",
                 listener,
                 Some(acceptor),
+                None,
                 limits.clone(),
                 handler,
                 stop_rx.clone(),
@@ -160,6 +175,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tasks.push(tokio::spawn(server::serve(
         "admin",
         admin_listener,
+        None,
         None,
         limits,
         move |req, _conn| {

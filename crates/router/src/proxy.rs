@@ -11,16 +11,15 @@ use http::header::{
     HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, REFERER, SET_COOKIE,
     UPGRADE, USER_AGENT,
 };
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::body::{full, Counted, RespBody, RetryBody, TooLarge};
+use crate::client::{Client, SendError};
 use crate::metrics::{BackendError, Metrics};
 use crate::server::ConnInfo;
 use crate::table::{ActiveGuard, Choice, Endpoint, Pool, Snapshot};
@@ -76,14 +75,26 @@ impl Default for ProxyOptions {
 }
 
 pub struct Proxy {
-    routes: Arc<ArcSwap<Snapshot>>,
-    client: Client<HttpConnector, RetryBody>,
-    log: AccessLog,
-    metrics: Arc<Metrics>,
-    opts: ProxyOptions,
+    pub(crate) routes: Arc<ArcSwap<Snapshot>>,
+    client: Client,
+    pub(crate) log: AccessLog,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) opts: ProxyOptions,
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    // Cheap length filter first: most headers are none of these.
+    matches!(n.len(), 2 | 7 | 10 | 16 | 17 | 18 | 19)
+        && (HOP_BY_HOP.contains(&n) || name == http::header::TRANSFER_ENCODING)
+}
+
+/// Removes hop-by-hop headers (and those named in `Connection`). One pass
+/// over the names; nothing is hashed or allocated when there are none.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         // Headers named in Connection are hop-by-hop too.
         let named: Vec<HeaderName> = headers
@@ -145,7 +156,7 @@ fn jsessionid_attributes(headers: &HeaderMap) -> Option<String> {
         .map(|c| c.split_once(';').map_or("", |(_, attrs)| attrs).to_string())
 }
 
-fn sticky_cookie(instance_id: &str, attributes: &str, tls: bool) -> Option<HeaderValue> {
+pub(crate) fn sticky_cookie(instance_id: &str, attributes: &str, tls: bool) -> Option<HeaderValue> {
     let mut cookie = format!("{VCAP_ID}={instance_id}");
     let attrs: Vec<&str> = attributes
         .split(';')
@@ -291,15 +302,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         opts: ProxyOptions,
     ) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(opts.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+        let client = Client::new(opts.connect_timeout);
         Proxy {
             routes,
             client,
@@ -323,11 +326,6 @@ impl Proxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let host_str = host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string();
         let record = AccessRecord {
             host: host.clone(),
             method: parts.method.clone(),
@@ -354,11 +352,12 @@ impl Proxy {
         };
 
         // Short-lived guard: the pool is an Arc, the snapshot guard is not held across awaits.
-        let pool = self.routes.load().lookup(&host_str, parts.uri.path());
+        let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let pool = self.routes.load().lookup(host_str, parts.uri.path());
         let Some(pool) = pool else {
             let text = format!(
                 "Requested route ('{}') does not exist.",
-                crate::table::normalize_host(&host_str)
+                crate::table::normalize_host(host_str)
             );
 
             return self.finish(
@@ -399,16 +398,16 @@ impl Proxy {
                 HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
             }
         };
-        let client_ip = conn.peer.ip().to_string();
         let xff = match parts
             .headers
             .get(X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
         {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {client_ip}"),
-            _ => client_ip,
+            Some(prev) if !prev.is_empty() => {
+                HeaderValue::try_from(format!("{prev}, {}", conn.peer.ip())).ok()
+            }
+            _ => Some(conn.peer_ip.clone()),
         };
-        let xff = HeaderValue::try_from(xff).ok();
         fin.record.x_forwarded_for = xff.clone();
         fin.record.request_id = Some(request_id.clone());
         let sticky = sticky_id(&parts.headers);
@@ -486,17 +485,12 @@ impl Proxy {
                 self.metrics.record_retry();
             }
             fin.record.endpoint = Some(endpoint.clone());
-            let Some(authority) = endpoint.authority.clone() else {
+            if endpoint.authority.is_none() {
                 tracing::warn!(address = %endpoint.address, "bad endpoint address");
                 continue;
-            };
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(authority);
-            uri.path_and_query = Some(path_and_query.clone());
-            let Ok(uri) = Uri::from_parts(uri) else {
-                continue;
-            };
+            }
+            // Origin form (`/path?query`); the Host header names the route.
+            let uri = Uri::from(path_and_query.clone());
             // Keep the headers for another attempt only when one can follow.
             let last_try = attempts == MAX_ATTEMPTS || attempts >= pool.endpoints.len();
             let mut headers = if last_try {
@@ -523,8 +517,19 @@ impl Proxy {
             *out.version_mut() = Version::HTTP_11;
             *out.headers_mut() = headers;
             let guard = endpoint.acquire();
-            let sent =
-                tokio::time::timeout(self.opts.endpoint_timeout, self.client.request(out)).await;
+            let sent = if upgrade.is_some() {
+                tokio::time::timeout(
+                    self.opts.endpoint_timeout,
+                    self.client.send_upgrade(&endpoint.address, out),
+                )
+                .await
+            } else {
+                tokio::time::timeout(
+                    self.opts.endpoint_timeout,
+                    self.client.send(&endpoint.address, out),
+                )
+                .await
+            };
             match sent {
                 Ok(Ok(mut resp)) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -649,31 +654,11 @@ impl Proxy {
 /// just died). Like gorouter's `IdempotentRequestEOF`, such requests are
 /// retried on another endpoint: repeating a GET the app may never have read
 /// is safe, unlike repeating a POST.
-fn closed_before_response(e: &hyper_util::client::legacy::Error, method: &http::Method) -> bool {
-    if !matches!(
+fn closed_before_response(e: &SendError, method: &http::Method) -> bool {
+    matches!(
         *method,
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    ) {
-        return false;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() {
-                return true;
-            }
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ) {
-                return true;
-            }
-        }
-        source = err.source();
-    }
-    false
+    ) && e.closed_before_response()
 }
 
 #[cfg(test)]

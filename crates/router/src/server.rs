@@ -19,12 +19,26 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::RespBody;
+use crate::fast::{FastPath, Outcome, Prefixed};
 
 /// What the handler knows about the client connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's IP as a header value (formatted once per connection).
+    pub peer_ip: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            peer,
+            tls,
+            peer_ip: http::HeaderValue::try_from(peer.ip().to_string())
+                .unwrap_or(http::HeaderValue::from_static("-")),
+        }
+    }
 }
 
 /// Connection-level limits.
@@ -63,10 +77,12 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Serves `listener` (TLS when `tls` is set) until `stop` turns true, then
 /// waits up to `drain` for open connections to finish.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    fast: Option<Arc<FastPath>>,
     limits: Limits,
     handler: H,
     mut stop: watch::Receiver<bool>,
@@ -77,6 +93,8 @@ pub async fn serve<H, F>(
 {
     let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
+    // Connections on the fast path (each holds a clone while it runs).
+    let fast_conns = Arc::new(());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -89,15 +107,28 @@ pub async fn serve<H, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let info = ConnInfo { peer, tls: tls.is_some() };
+                let info = ConnInfo::new(peer, tls.is_some());
                 let handler = handler.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let mut stopping = stop.clone();
                 let tls = tls.clone();
                 let timeout = limits.header_timeout;
+                let fast = fast.clone();
+                let fast_conn = fast_conns.clone();
                 tokio::spawn(async move {
                     match tls {
+                        None if fast.is_some() => {
+                            let mut stream = stream;
+                            let outcome = match &fast {
+                                Some(f) => f.serve(&mut stream, &info, &mut stopping).await,
+                                None => Outcome::Done,
+                            };
+                            drop(fast_conn);
+                            if let Outcome::Handover(read) = outcome {
+                                serve_conn(name, Prefixed::new(read, stream), info, handler, &builder, watcher).await;
+                            }
+                        }
                         None => {
                             // Do not hand hyper a connection that never
                             // sends a byte (protocol detection has no timeout).
@@ -126,9 +157,16 @@ pub async fn serve<H, F>(
     }
     drop(listener);
     tracing::info!(listener = name, "draining connections");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
+    let fast_drained = async {
+        while Arc::strong_count(&fast_conns) > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(drain, async {
+        tokio::join!(graceful.shutdown(), fast_drained)
+    })
+    .await
+    .is_err()
     {
         tracing::warn!(
             listener = name,
@@ -149,8 +187,9 @@ async fn serve_conn<S, H, F>(
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<RespBody>> + Send + 'static,
 {
+    let peer = info.peer;
     let service = service_fn(move |req| {
-        let fut = handler(req, info);
+        let fut = handler(req, info.clone());
         async move { Ok::<_, Infallible>(fut.await) }
     });
     let conn = builder
@@ -158,6 +197,6 @@ async fn serve_conn<S, H, F>(
         .into_owned();
     let conn = watcher.watch(conn);
     if let Err(e) = conn.await {
-        tracing::debug!(listener = name, peer = %info.peer, error = %e, "connection ended with error");
+        tracing::debug!(listener = name, peer = %peer, error = %e, "connection ended with error");
     }
 }

@@ -1,0 +1,250 @@
+//! A NATS connection of the access-log thread's own, used only to publish
+//! access-log lines.
+//!
+//! Publishing through the async client costs a command through a channel,
+//! a task wake-up and a formatted `PUB` line per message, on the runtime
+//! thread that also serves requests: per request, more than parsing the
+//! request head. This connection is written by the access-log thread: one
+//! buffer of `PUB logs.<app_id> <len>\r\n<json>\r\n` records per batch, one
+//! write. It answers the server's `PING`s between batches and reconnects
+//! (at most once a second) when the server goes away; lines that find no
+//! connection are dropped and counted, as when the queue is full.
+//!
+//! Only plain `nats://` URLs (with optional `user:password@` or `token@`)
+//! are handled; anything else (TLS, a server that requires TLS, a failed
+//! first handshake) falls back to publishing through the async client.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_secs(1);
+
+pub struct RawNats {
+    /// `host:port`.
+    addr: String,
+    /// `CONNECT {...}\r\nPING\r\n`.
+    hello: Vec<u8>,
+    stream: Option<TcpStream>,
+    next_try: Instant,
+    /// Bytes read that do not form a whole line yet.
+    pending: Vec<u8>,
+}
+
+impl RawNats {
+    /// Parses `url` and makes the first handshake; `None` when the URL or
+    /// the server is not one this handles.
+    pub fn connect(url: &str, name: &str) -> Option<RawNats> {
+        let first = url.split(',').next()?.trim();
+        let rest = match first.split_once("://") {
+            Some(("nats", rest)) => rest,
+            Some(_) => return None,
+            None => first,
+        };
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        if hostport.is_empty() || hostport.contains('/') {
+            return None;
+        }
+        let addr = if hostport
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            && !hostport.ends_with(']')
+        {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:4222")
+        };
+        let mut connect = serde_json::json!({
+            "verbose": false,
+            "pedantic": false,
+            "name": name,
+            "lang": "rust",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol": 1,
+        });
+        match auth.map(|a| a.split_once(':')) {
+            Some(Some((user, pass))) => {
+                connect["user"] = user.into();
+                connect["pass"] = pass.into();
+            }
+            Some(None) => {
+                if let Some(token) = auth {
+                    connect["auth_token"] = token.into();
+                }
+            }
+            None => {}
+        }
+        let mut hello = b"CONNECT ".to_vec();
+        hello.extend_from_slice(connect.to_string().as_bytes());
+        hello.extend_from_slice(b"\r\nPING\r\n");
+        let mut raw = RawNats {
+            addr,
+            hello,
+            stream: None,
+            next_try: Instant::now(),
+            pending: Vec::new(),
+        };
+        match raw.handshake() {
+            Ok(()) => Some(raw),
+            Err(e) => {
+                tracing::info!(error = %e, "access log: publishing through the bus client");
+                None
+            }
+        }
+    }
+
+    fn handshake(&mut self) -> std::io::Result<()> {
+        let other = |m: &str| std::io::Error::other(m.to_string());
+        let addr = self
+            .addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| other("no address"))?;
+        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.set_write_timeout(Some(TIMEOUT))?;
+        let _ = s.set_nodelay(true);
+        let info = read_line(&mut s, &mut Vec::new())?;
+        if !info.starts_with(b"INFO ") {
+            return Err(other("no INFO from the server"));
+        }
+        let compact: Vec<u8> = info.iter().copied().filter(|b| *b != b' ').collect();
+        if compact.windows(19).any(|w| w == b"\"tls_required\":true") {
+            return Err(other("the server requires TLS"));
+        }
+        s.write_all(&self.hello)?;
+        let mut rest = Vec::new();
+        loop {
+            let line = read_line(&mut s, &mut rest)?;
+            if line.starts_with(b"PONG") {
+                break;
+            }
+            if line.starts_with(b"-ERR") {
+                return Err(other(&String::from_utf8_lossy(&line)));
+            }
+        }
+        self.pending = rest;
+        self.stream = Some(s);
+        Ok(())
+    }
+
+    /// Writes `batch` (whole `PUB` records); false when it could not.
+    pub fn send(&mut self, batch: &[u8]) -> bool {
+        if self.stream.is_none() {
+            if Instant::now() < self.next_try {
+                return false;
+            }
+            self.next_try = Instant::now() + RETRY;
+            if let Err(e) = self.handshake() {
+                tracing::debug!(error = %e, "access log: NATS reconnect failed");
+                return false;
+            }
+            tracing::info!("access log: NATS connection back");
+        }
+        let Some(s) = self.stream.as_mut() else {
+            return false;
+        };
+        if let Err(e) = s.write_all(batch) {
+            tracing::warn!(error = %e, "access log: NATS write failed");
+            self.stream = None;
+            return false;
+        }
+        true
+    }
+
+    /// Reads what the server sent (without waiting) and answers `PING`s.
+    pub fn service(&mut self) {
+        let Some(s) = self.stream.as_mut() else {
+            return;
+        };
+        if s.set_nonblocking(true).is_err() {
+            self.stream = None;
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let mut alive = true;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    alive = false;
+                    break;
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    alive = false;
+                    break;
+                }
+            }
+        }
+        let mut pongs = 0;
+        while let Some(i) = self.pending.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = self.pending.drain(..i + 2).collect();
+            if line.starts_with(b"PING") {
+                pongs += 1;
+            } else if line.starts_with(b"-ERR") {
+                tracing::warn!(error = %String::from_utf8_lossy(&line).trim(), "access log: NATS error");
+            }
+        }
+        if self.pending.len() > 64 * 1024 {
+            self.pending.clear();
+        }
+        let ok = alive
+            && s.set_nonblocking(false).is_ok()
+            && (0..pongs).all(|_| s.write_all(b"PONG\r\n").is_ok());
+        if !ok {
+            self.stream = None;
+        }
+    }
+}
+
+/// Reads one CRLF-terminated line (blocking, with the socket's timeout);
+/// what follows it stays in `rest`.
+fn read_line(s: &mut TcpStream, rest: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = rest.drain(..i + 2).collect();
+            return Ok(line);
+        }
+        if rest.len() > 1024 * 1024 {
+            return Err(std::io::Error::other("line too long"));
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        rest.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Appends a `PUB subject len\r\npayload\r\n` record.
+pub fn push_pub(out: &mut Vec<u8>, subject: &[u8], payload: &[u8]) {
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(subject);
+    out.push(b' ');
+    let mut n = payload.len();
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}

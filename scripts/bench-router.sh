@@ -13,7 +13,11 @@
 # the router also publishes every line on NATS, as in production (its
 # nats-server is not pinned). Both keep backend connections alive.
 #
-# The four set-ups run side by side (each proxy idle while another is
+# A fifth set-up, the backend alone pinned to CPU 1 and measured directly,
+# gives the p99 floor of a request that wakes the other CPU (which the
+# proxies' p99 cannot go below on this machine).
+#
+# The set-ups run side by side (each proxy idle while another is
 # measured) and are measured in turn, REPEAT times per concurrency; the run
 # with the median requests/s is reported, so that noise from other work on
 # the machine hits all of them alike. On a shared machine run it under
@@ -87,6 +91,18 @@ http {
 EOF
 "$NGINX" -c "$WORK/nginx-backend.conf" -p "$WORK"
 wait_port "$BACKEND_PORT"
+
+# The same backend pinned to CPU 1 (where the proxies run), measured
+# directly: the latency floor of anything that a request wakes on the other
+# CPU (on a VM, a vCPU wake-up), against which the proxies' p99 is judged.
+BACKEND1_PORT=$(free_port)
+sed -e "s/worker_cpu_affinity 01;/worker_cpu_affinity 10;/" \
+    -e "s#pid $WORK/backend.pid;#pid $WORK/backend1.pid;#" \
+    -e "s#error_log $WORK/backend-error.log;#error_log $WORK/backend1-error.log;#" \
+    -e "s/127.0.0.1:$BACKEND_PORT /127.0.0.1:$BACKEND1_PORT /" \
+    "$WORK/nginx-backend.conf" >"$WORK/nginx-backend1.conf"
+"$NGINX" -c "$WORK/nginx-backend1.conf" -p "$WORK"
+wait_port "$BACKEND1_PORT"
 
 run_wrk() { # URL HOST CONNECTIONS -> "rps p50_ms p99_ms"
   taskset -c 0 wrk -t1 -c"$3" -d"$DURATION" --latency -H "Host: $2" "$1" 2>&1 | python3 -c '
@@ -205,11 +221,12 @@ RSS_MANY=$(awk '/VmRSS/ {print $2}' "/proc/$PID_many/status")
 
 declare -A URL=(
   [direct]="http://127.0.0.1:$BACKEND_PORT/"
+  [direct-cpu1]="http://127.0.0.1:$BACKEND1_PORT/"
   [nginx]="http://127.0.0.1:$PROXY_PORT/"
   [router]="http://127.0.0.1:$ROUTER_PORT/"
   [router-many]="http://127.0.0.1:$ROUTER2_PORT/"
 )
-SETUPS="direct nginx router router-many"
+SETUPS="direct direct-cpu1 nginx router router-many"
 declare -A RESULT
 for c in $CONCURRENCY; do
   for s in $SETUPS; do
@@ -239,6 +256,15 @@ for c in $CONCURRENCY; do
     "$c" "$dr" "$d50" "$d99" "$nr" "$n50" "$n99" "$rr" "$r50" "$r99" \
     "$(calc "$rr / $nr")" "$(calc "$rr / $dr")" "$(calc "$r99 - $d99")" \
     "$([ "$rerr" != 0 ] && echo " ($rerr non-2xx!)")"
+done
+echo
+echo "p99 floor on CPU 1: the backend alone pinned to CPU 1, measured directly (a cross-CPU wake-up per request, as behind either proxy):"
+for c in $CONCURRENCY; do
+  read -r fr f50 f99 _ <<<"${RESULT["direct-cpu1,$c"]}"
+  read -r _ _ n99 _ <<<"${RESULT["nginx,$c"]}"
+  read -r _ _ r99 _ <<<"${RESULT["router,$c"]}"
+  printf "  c=%-4s direct on CPU 1 %8s rps p50 %s p99 %s ms; p99 above it: nginx %+.3f ms, router %+.3f ms\n" \
+    "$c" "$fr" "$f50" "$f99" "$(calc "$n99 - $f99")" "$(calc "$r99 - $f99")"
 done
 echo
 echo "Router with $ROUTES routes registered (a second router, measured in turn with the others) (registered and visible in $(calc "$T1 - $T0") s; RSS $RSS_ONE KiB -> $RSS_MANY KiB):"

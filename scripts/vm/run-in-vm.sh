@@ -137,9 +137,20 @@ R=/newroot
 /bin/busybox mount -t devpts devpts $R/dev/pts
 /bin/busybox mount -t tmpfs -o mode=1777 shm $R/dev/shm
 /bin/busybox mount -t tmpfs -o mode=0755 run $R/run
+# The host's /tmp and /var/tmp are covered by tmpfs, but the trees the
+# command comes from (a checkout under /tmp, say) stay visible: each path in
+# /keep is bound back from a view of the host root taken before.
+/bin/busybox mkdir -p /hostview
+/bin/busybox mount -o bind $R /hostview || fail "cannot bind the host root"
 for d in /tmp /var/tmp; do
   [ -d "$R$d" ] && /bin/busybox mount -t tmpfs -o mode=1777 tmp "$R$d"
 done
+while read -r p; do
+  [ -n "$p" ] || continue
+  /bin/busybox mkdir -p "$R$p" && /bin/busybox mount -o bind "/hostview$p" "$R$p" \
+    || fail "cannot keep $p visible"
+done < /keep
+/bin/busybox umount /hostview
 /bin/busybox mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || fail "no cgroup2"
 /bin/busybox mkdir -p $R/run/vm-share
 /bin/busybox mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 share $R/run/vm-share \
@@ -149,6 +160,19 @@ exec /bin/busybox switch_root $R /bin/sh /run/vm-share/stage2.sh
 fail "switch_root failed"
 EOF
 chmod 0755 "$ird/init"
+# Host trees under /tmp or /var/tmp that the guest must still see: the top
+# directory (below /tmp or /var/tmp) of the working directory and of the
+# command, e.g. /tmp/checkout for /tmp/checkout/target/debug/deps/test-….
+: > "$ird/keep"
+for p in "$PWD" "$@"; do
+  case "$p" in
+    /tmp/?*|/var/tmp/?*)
+      top=$(printf '%s\n' "$p" | cut -d/ -f1-3)
+      [ "${p#/var/tmp/}" != "$p" ] && top=$(printf '%s\n' "$p" | cut -d/ -f1-4)
+      [ -d "$top" ] && ! grep -qxF "$top" "$ird/keep" && printf '%s\n' "$top" >> "$ird/keep"
+      ;;
+  esac
+done
 ln -s busybox "$ird/bin/sh"
 (cd "$ird" && find . -print0 | cpio --null -o -H newc --quiet) > "$work/initramfs.cpio"
 

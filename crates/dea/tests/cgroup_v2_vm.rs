@@ -10,14 +10,15 @@
 //! root (skipped otherwise, or with `DEA_SKIP_VM_TESTS=1`); qemu, a kernel
 //! and busybox-static come from `scripts/lib.sh` (`ensure_vm_tools`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dea::backend::namespaces::cgroup::{Layout, Limits};
 use dea::backend::namespaces::{self, NamespacesBackend, Settings};
-use dea::backend::{Backend, Container, ContainerSpec, ProcessSpec};
-use tokio::io::AsyncReadExt;
+use dea::backend::{Backend, ContainerSpec};
 
 /// Set (to 1) for the run inside the VM.
 const GUEST: &str = "DEA_CGROUP_V2_GUEST";
@@ -168,42 +169,7 @@ fn namespaces_binary(exe: &Path) -> Option<PathBuf> {
 }
 
 fn settings(dir: &Path, pool: usize) -> Settings {
-    Settings {
-        tag: namespaces::tag_for("cgroup-v2-test", dir),
-        state_dir: dir.to_path_buf(),
-        init_exe: env!("CARGO_BIN_EXE_dea").into(),
-        warm_pool_size: pool,
-        pids_limit: PIDS_MAX,
-        egress_allow: vec![],
-        host_ip: "127.0.0.1".into(),
-        ro_paths: vec![],
-    }
-}
-
-async fn run(b: &NamespacesBackend, c: &Container, script: &str) -> (String, i32) {
-    let sp = b
-        .spawn(
-            c,
-            ProcessSpec {
-                script: script.into(),
-                env: vec![
-                    ("PATH".into(), "/usr/bin:/bin".into()),
-                    ("HOME".into(), c.root.join("app").display().to_string()),
-                ],
-                cwd: c.root.join("app"),
-            },
-        )
-        .await
-        .expect("spawn");
-    let mut out = String::new();
-    let mut err = String::new();
-    let mut so = sp.stdout.expect("stdout");
-    let mut se = sp.stderr.expect("stderr");
-    let (a, e) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
-    a.expect("read stdout");
-    e.expect("read stderr");
-    let exit = sp.wait.await.expect("wait");
-    (format!("{out}{err}"), exit.status())
+    common::ns_settings("cgroup-v2-test", dir, pool, PIDS_MAX)
 }
 
 fn read(p: &Path) -> String {
@@ -342,7 +308,7 @@ async fn guest_scenarios() {
     );
 
     // The process runs in the container's v2 group.
-    let (out, st) = run(&b, &small, "cat /proc/self/cgroup; exit 0").await;
+    let (out, st) = common::run_in(&b, &small, "cat /proc/self/cgroup; exit 0").await;
     assert_eq!(st, 0, "{out}");
     let rel = gs
         .strip_prefix(cg)
@@ -355,7 +321,7 @@ async fn guest_scenarios() {
     step(&format!("stats: mem={} cpu={:.3}", stats.mem, stats.cpu));
 
     // Over the quota: OOM-killed (despite the swap), reported as such.
-    let (out, st) = run(
+    let (out, st) = common::run_in(
         &b,
         &small,
         "exec python3 -c 'x = bytearray(200 * 1024 * 1024); print(len(x))'",
@@ -371,7 +337,7 @@ async fn guest_scenarios() {
 
     // A fork bomb stops at pids.max.
     std::fs::write(big.root.join("app/bomb.py"), FORK_BOMB).expect("write bomb.py");
-    let (out, st) = run(&b, &big, "exec python3 bomb.py").await;
+    let (out, st) = common::run_in(&b, &big, "exec python3 bomb.py").await;
     assert_eq!(st, 0, "{out}");
     let line = out
         .lines()
@@ -410,8 +376,7 @@ async fn guest_scenarios() {
     let gd = group_of(&b, &parent, "v2disk");
     let (out, st) = tokio::time::timeout(
         Duration::from_secs(60),
-        run(
-            &b,
+        common::run_in(&b,
             &disk,
             "head -c 8000000 /dev/zero > /home/vcap/big; for i in 1 2 3 4 5 6 7 8; do sleep 120 & done; wait",
         ),

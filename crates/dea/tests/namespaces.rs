@@ -1,5 +1,7 @@
 //! The namespaces backend on this machine (needs root; skipped otherwise).
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,42 +28,7 @@ impl Drop for Cleanup {
 }
 
 fn settings(dir: &Path, pool: usize) -> Settings {
-    Settings {
-        tag: namespaces::tag_for("crate-test", dir),
-        state_dir: dir.to_path_buf(),
-        init_exe: env!("CARGO_BIN_EXE_dea").into(),
-        warm_pool_size: pool,
-        pids_limit: 64,
-        egress_allow: vec![],
-        host_ip: "127.0.0.1".into(),
-        ro_paths: vec![],
-    }
-}
-
-async fn run(b: &NamespacesBackend, c: &dea::backend::Container, script: &str) -> (String, i32) {
-    let sp = b
-        .spawn(
-            c,
-            ProcessSpec {
-                script: script.into(),
-                env: vec![
-                    ("PATH".into(), "/usr/bin:/bin".into()),
-                    ("HOME".into(), c.root.join("app").display().to_string()),
-                ],
-                cwd: c.root.join("app"),
-            },
-        )
-        .await
-        .expect("spawn");
-    let mut out = String::new();
-    let mut so = sp.stdout.expect("stdout");
-    let mut se = sp.stderr.expect("stderr");
-    let mut err = String::new();
-    let (a, b2) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
-    a.expect("read");
-    b2.expect("read");
-    let exit = sp.wait.await.expect("wait");
-    (format!("{out}{err}"), exit.status())
+    common::ns_settings("crate-test", dir, pool, 64)
 }
 
 #[tokio::test]
@@ -85,8 +52,7 @@ async fn isolates_limits_and_cleans_up() {
         .await
         .expect("create");
     std::fs::create_dir_all(c.root.join("app")).expect("app dir");
-    let (out, st) = run(
-        &b,
+    let (out, st) = common::run_in(&b,
         &c,
         "echo uid=$(id -u) host=$(hostname) pwd=$PWD home=$HOME; ls /proc | grep -E '^[0-9]+$' | wc -l; touch /usr/x 2>/dev/null && echo stack-writable; touch /home/vcap/ok && echo home-writable; test -e /root/. && echo root-visible; exit 3",
     )
@@ -103,7 +69,7 @@ async fn isolates_limits_and_cleans_up() {
     assert!(out.contains("home-writable"), "{out}");
     assert!(!out.contains("root-visible"), "{out}");
     // memory limit: python allocating past 64 MB is OOM-killed
-    let (out, st) = run(
+    let (out, st) = common::run_in(
         &b,
         &c,
         "python3 -c 'x = bytearray(200 * 1024 * 1024); print(len(x))'",
@@ -204,7 +170,7 @@ async fn network_dnat_and_egress_filter() {
     let script = format!(
         "for t in {ip1}:8080 {gw}:{host_port} 127.0.0.1:{host_port}; do timeout 2 bash -c \"echo > /dev/tcp/${{t%:*}}/${{t#*:}}\" 2>/dev/null && echo open $t || echo closed $t; done"
     );
-    let (out, _) = run(&b, &c2, &script).await;
+    let (out, _) = common::run_in(&b, &c2, &script).await;
     println!("{out}");
     assert!(out.contains(&format!("closed {ip1}:8080")), "{out}");
     assert!(out.contains(&format!("closed {gw}:{host_port}")), "{out}");
@@ -246,7 +212,7 @@ async fn disk_quota_kills_and_pool_recycles() {
     std::fs::create_dir_all(c.root.join("app")).expect("app dir");
     let (out, st) = tokio::time::timeout(
         Duration::from_secs(30),
-        run(
+        common::run_in(
             &b,
             &c,
             "head -c 8000000 /dev/zero > /home/vcap/big; exec sleep 60",
@@ -275,7 +241,7 @@ async fn disk_quota_kills_and_pool_recycles() {
         .await
         .expect("create");
     std::fs::create_dir_all(c2.root.join("app")).expect("app dir");
-    let (out, st) = run(&b, &c2, "ls -a /home/vcap; exit 0").await;
+    let (out, st) = common::run_in(&b, &c2, "ls -a /home/vcap; exit 0").await;
     assert_eq!(st, 0, "{out}");
     assert!(!out.contains("big"), "a fresh home: {out}");
     assert_eq!(b.exit_reason(&c2), None, "no stale OOM/disk verdict");

@@ -119,3 +119,56 @@ pub async fn http_get(port: u16) -> Option<String> {
     s.read_to_string(&mut out).await.ok()?;
     Some(out)
 }
+
+/// Namespaces-backend settings for a test: a tag derived from `name` and
+/// the temp dir, the DEA binary as container-init, loopback as host address.
+pub fn ns_settings(
+    name: &str,
+    dir: &std::path::Path,
+    pool: usize,
+    pids_limit: u64,
+) -> dea::backend::namespaces::Settings {
+    dea::backend::namespaces::Settings {
+        tag: dea::backend::namespaces::tag_for(name, dir),
+        state_dir: dir.to_path_buf(),
+        init_exe: env!("CARGO_BIN_EXE_dea").into(),
+        warm_pool_size: pool,
+        pids_limit,
+        egress_allow: vec![],
+        host_ip: "127.0.0.1".into(),
+        ro_paths: vec![],
+    }
+}
+
+/// Runs `script` in container `c` (cwd and HOME its `app` dir) and returns
+/// stdout followed by stderr, and the exit status.
+pub async fn run_in(
+    b: &dea::backend::namespaces::NamespacesBackend,
+    c: &dea::backend::Container,
+    script: &str,
+) -> (String, i32) {
+    use dea::backend::{Backend, ProcessSpec};
+    let sp = b
+        .spawn(
+            c,
+            ProcessSpec {
+                script: script.into(),
+                env: vec![
+                    ("PATH".into(), "/usr/bin:/bin".into()),
+                    ("HOME".into(), c.root.join("app").display().to_string()),
+                ],
+                cwd: c.root.join("app"),
+            },
+        )
+        .await
+        .expect("spawn");
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut so = sp.stdout.expect("stdout");
+    let mut se = sp.stderr.expect("stderr");
+    let (a, e) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
+    a.expect("read stdout");
+    e.expect("read stderr");
+    let exit = sp.wait.await.expect("wait");
+    (format!("{out}{err}"), exit.status())
+}

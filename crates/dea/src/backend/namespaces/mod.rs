@@ -178,6 +178,14 @@ fn cg_name(n: u8) -> String {
 }
 
 impl Inner {
+    /// The network slot of a live container.
+    fn slot_of(&self, id: &str) -> Result<u8> {
+        lock(&self.live)
+            .get(id)
+            .map(|l| l.slot)
+            .ok_or_else(|| DeaError::Backend(format!("no container {id}")))
+    }
+
     fn take_number(&self) -> Result<u8> {
         let mut f = lock(&self.free);
         let n = *f
@@ -1121,10 +1129,7 @@ impl Backend for NamespacesBackend {
     fn stats<'a>(&'a self, container: &'a Container) -> BoxFut<'a, Result<proto::InstanceStats>> {
         Box::pin(async move {
             let inner = self.inner.clone();
-            let slot = lock(&inner.live)
-                .get(&container.id)
-                .map(|l| l.slot)
-                .ok_or_else(|| DeaError::Backend(format!("no container {}", container.id)))?;
+            let slot = inner.slot_of(&container.id)?;
             let root = container.root.clone();
             let i = inner.clone();
             let (mem, ns, disk) = tokio::task::spawn_blocking(move || {
@@ -1169,10 +1174,7 @@ impl Backend for NamespacesBackend {
     fn expose<'a>(&'a self, container: &'a Container, host_port: u16) -> BoxFut<'a, Result<()>> {
         Box::pin(async move {
             let inner = self.inner.clone();
-            let slot = lock(&inner.live)
-                .get(&container.id)
-                .map(|l| l.slot)
-                .ok_or_else(|| DeaError::Backend(format!("no container {}", container.id)))?;
+            let slot = inner.slot_of(&container.id)?;
             // Hold the port so that nothing else on the host gets it.
             let listener = std::net::TcpListener::bind((inner.s.host_ip.as_str(), host_port))
                 .map_err(|e| DeaError::Backend(format!("cannot reserve port {host_port}: {e}")))?;

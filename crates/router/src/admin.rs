@@ -6,19 +6,21 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::{full, RespBody};
+use crate::busypoll::BusyPoll;
 use crate::metrics::Metrics;
 use crate::table::Snapshot;
 
 pub fn handle(
     routes: &ArcSwap<Snapshot>,
     metrics: &Metrics,
+    busy: &BusyPoll,
     req: &Request<Incoming>,
 ) -> Response<RespBody> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics.render(&routes.load()),
+            metrics.render(&routes.load(), busy.spun()),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok".to_string()),
         (&Method::GET, "/routes") => match serde_json::to_string(&routes.load_full().dump()) {

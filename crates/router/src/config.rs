@@ -42,6 +42,10 @@ pub struct Config {
     pub max_conns_per_backend: usize,
     /// Runtime worker threads (0 = one per core).
     pub worker_threads: usize,
+    /// With one worker thread: keep polling for work this long after the
+    /// last request activity instead of sleeping (0 = never); see
+    /// `busypoll.rs`.
+    pub busy_poll_us: u64,
     /// Write the access log to stdout (it always goes to `logs.<app_id>`).
     pub access_log_stdout: bool,
     /// HTTPS listener (none by default); needs `tls_certificates`.
@@ -78,6 +82,7 @@ impl Default for Config {
             max_request_body_bytes: 0,
             max_conns_per_backend: 0,
             worker_threads: 0,
+            busy_poll_us: 50,
             access_log_stdout: true,
             tls_listen: None,
             tls_addr_file: None,

@@ -449,6 +449,7 @@ impl FastPath {
                     Ok(_) => {}
                 }
             };
+            self.proxy.busy.touch();
             let started = Instant::now();
             let wall = req.wall;
             let backend_deadline =
@@ -603,6 +604,7 @@ impl FastPath {
                     }
                 }
             }
+            self.proxy.busy.touch();
             let elapsed = started.elapsed();
             let code = status.as_u16();
             self.proxy.metrics.record_response(code, bytes_out, elapsed);

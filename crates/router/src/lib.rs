@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod body;
+pub mod busypoll;
 pub mod client;
 pub mod config;
 pub mod fast;
@@ -114,6 +115,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
 
     let drain = Duration::from_secs(config.drain_timeout_s);
+    // Busy polling only where it has a thread of its own to keep awake: a
+    // current-thread runtime (`worker_threads = 1`).
+    let busy = Arc::new(busypoll::BusyPoll::default());
+    let spin = (config.busy_poll_us > 0
+        && tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread)
+        .then(|| {
+            let busy = busy.clone();
+            let window = Duration::from_micros(config.busy_poll_us);
+            tokio::spawn(async move { busy.run(window).await })
+        });
     let limits = server::Limits {
         header_timeout: Duration::from_millis(config.client_header_timeout_ms),
         max_header_bytes: config.max_header_bytes,
@@ -134,6 +146,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             max_request_body_bytes: config.max_request_body_bytes,
             max_conns_per_backend: config.max_conns_per_backend,
         },
+        busy.clone(),
     ));
     let fast = Arc::new(fast::FastPath::new(
         proxy.clone(),
@@ -172,6 +185,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         _ => None,
     };
     let admin_routes = routes.clone();
+    let admin_busy = busy.clone();
     tasks.push(tokio::spawn(server::serve(
         "admin",
         admin_listener,
@@ -179,7 +193,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None,
         limits,
         move |req, _conn| {
-            let resp = admin::handle(&admin_routes, &metrics, &req);
+            let resp = admin::handle(&admin_routes, &metrics, &admin_busy, &req);
             async move { resp }
         },
         stop_rx,
@@ -199,6 +213,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let _ = t.await;
     }
     let _ = registry.await;
+    if let Some(spin) = spin {
+        spin.abort();
+    }
     // Flushing waits for a connection: do not hang when NATS is gone.
     let _ = tokio::time::timeout(Duration::from_secs(2), bus.flush()).await;
     tracing::info!("router stopped");

@@ -104,7 +104,8 @@ impl Metrics {
 
     /// Prometheus exposition text; per-route counters come from the routes
     /// currently in `snapshot`.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
+    /// `busy_poll`: time spent busy polling ([`crate::busypoll`]).
+    pub fn render(&self, snapshot: &Snapshot, busy_poll: Duration) -> String {
         let mut out = String::with_capacity(4096);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -190,6 +191,16 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE router_routes gauge");
         let _ = writeln!(out, "router_routes {}", snapshot.route_count());
+        let _ = writeln!(
+            out,
+            "# HELP router_busy_poll_seconds_total Time spent polling for work after activity (busy_poll_us)."
+        );
+        let _ = writeln!(out, "# TYPE router_busy_poll_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "router_busy_poll_seconds_total {}",
+            busy_poll.as_secs_f64()
+        );
         let _ = writeln!(out, "# TYPE router_nats_connected gauge");
         let _ = writeln!(
             out,
@@ -232,7 +243,7 @@ mod tests {
         m.record_response(502, 0, Duration::from_secs(20));
         m.record_backend_error(BackendError::Connect);
         m.set_nats_connected(true);
-        let text = m.render(&Snapshot::default());
+        let text = m.render(&Snapshot::default(), Duration::from_millis(1500));
         assert!(text.contains("router_requests_total 3\n"));
         assert!(text.contains("router_responses_total{status=\"2xx\"} 1\n"));
         assert!(text.contains("router_responses_total{status=\"5xx\"} 1\n"));
@@ -244,5 +255,6 @@ mod tests {
         assert!(text.contains("router_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("router_routes 0\n"));
         assert!(text.contains("router_nats_connected 1\n"));
+        assert!(text.contains("router_busy_poll_seconds_total 1.5\n"));
     }
 }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::body::{full, Counted, RespBody, RetryBody, TooLarge};
+use crate::busypoll::BusyPoll;
 use crate::client::{Client, SendError};
 use crate::metrics::{BackendError, Metrics};
 use crate::server::ConnInfo;
@@ -80,6 +81,8 @@ pub struct Proxy {
     pub(crate) log: AccessLog,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) opts: ProxyOptions,
+    /// Request activity for busy polling.
+    pub(crate) busy: Arc<BusyPoll>,
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -301,6 +304,7 @@ impl Proxy {
         log: AccessLog,
         metrics: Arc<Metrics>,
         opts: ProxyOptions,
+        busy: Arc<BusyPoll>,
     ) -> Proxy {
         let client = Client::new(opts.connect_timeout);
         Proxy {
@@ -309,11 +313,13 @@ impl Proxy {
             log,
             metrics,
             opts,
+            busy,
         }
     }
 
     /// Handles one client request end to end.
     pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<RespBody> {
+        self.busy.touch();
         let started = Instant::now();
         let wall = SystemTime::now();
         // Websocket / HTTP upgrade: remember the protocol and the client side.
@@ -621,6 +627,7 @@ impl Proxy {
         let status = resp.status().as_u16();
         let log = self.log.clone();
         let metrics = self.metrics.clone();
+        let busy = self.busy.clone();
         let (parts, inner) = resp.into_parts();
         let counted = Counted::new(
             inner,
@@ -633,6 +640,7 @@ impl Proxy {
                     started,
                 } = fin;
                 drop(guard);
+                busy.touch();
                 let elapsed = started.elapsed();
                 metrics.record_response(status, bytes_out, elapsed);
                 if let Some(pool) = pool {

@@ -25,9 +25,14 @@ pub struct Config {
     pub drain_timeout_s: u64,
     /// Backend connect timeout.
     pub connect_timeout_ms: u64,
-    /// A client must send a request's headers within this time; it also
-    /// closes idle keep-alive connections (slow-loris protection).
+    /// A client must send its first request head within this time of
+    /// connecting, and every later head within this time of its first byte
+    /// (slow-loris protection; also a stalled TLS handshake or HTTP/2
+    /// preface).
     pub client_header_timeout_ms: u64,
+    /// A client connection with no request in flight and nothing received
+    /// for this long is closed (HTTP/1 keep-alive and HTTP/2).
+    pub client_keepalive_timeout_ms: u64,
     /// How long to wait for a backend's response headers (502 after).
     pub endpoint_timeout_ms: u64,
     /// Upgraded (websocket) connections with no bytes either way are closed
@@ -76,6 +81,7 @@ impl Default for Config {
             drain_timeout_s: 10,
             connect_timeout_ms: 5000,
             client_header_timeout_ms: 15_000,
+            client_keepalive_timeout_ms: 75_000,
             endpoint_timeout_ms: 900_000,
             idle_timeout_s: 900,
             max_header_bytes: 64 * 1024,

@@ -34,7 +34,7 @@ use crate::access_log::{push_u64, AccessRecord};
 use crate::client::IdlePool;
 use crate::metrics::BackendError;
 use crate::proxy::{sticky_cookie, Proxy, FAILED_ENDPOINT_SKIP_MS, MAX_ATTEMPTS, VCAP_ID};
-use crate::server::ConnInfo;
+use crate::server::{ConnInfo, Limits};
 use crate::table::{Choice, Endpoint};
 
 /// Most headers in a request or response head handled here (more: hyper).
@@ -56,6 +56,7 @@ pub enum Outcome {
 pub struct FastPath {
     proxy: Arc<Proxy>,
     header_timeout: Duration,
+    keepalive_timeout: Duration,
     max_header_bytes: usize,
     pool: IdlePool<TcpStream>,
 }
@@ -366,11 +367,12 @@ enum Failure {
 }
 
 impl FastPath {
-    pub fn new(proxy: Arc<Proxy>, header_timeout: Duration, max_header_bytes: usize) -> FastPath {
+    pub fn new(proxy: Arc<Proxy>, limits: &Limits) -> FastPath {
         FastPath {
             proxy,
-            header_timeout,
-            max_header_bytes,
+            header_timeout: limits.header_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+            max_header_bytes: limits.max_header_bytes,
             pool: IdlePool::new(|_| false),
         }
     }
@@ -403,9 +405,17 @@ impl FastPath {
         let mut resp_out = Vec::with_capacity(1024);
         // One timer per kind of deadline for the connection's life: it
         // fires at an old deadline and is moved to the current one only
-        // then, instead of arming a timer for every read.
+        // then (or when the deadline comes closer), instead of arming a
+        // timer for every read.
+        let accepted = tokio::time::Instant::now();
         let header_timer = tokio::time::sleep(self.header_timeout);
         tokio::pin!(header_timer);
+        // The first request head must come within the header timeout of
+        // the connection; later ones within the keep-alive timeout of the
+        // previous response (idle), then within the header timeout of
+        // their first byte.
+        let mut first_request = true;
+        let mut idle_since = accepted;
         let backend_timer = tokio::time::sleep(self.proxy.opts.endpoint_timeout);
         tokio::pin!(backend_timer);
         // Shutdown: one registration for the connection's life (polled
@@ -417,8 +427,14 @@ impl FastPath {
             if *stopping.borrow() && buf.is_empty() {
                 return Outcome::Done;
             }
-            // Read a complete request head within the header timeout.
-            let deadline = tokio::time::Instant::now() + self.header_timeout;
+            // Read a complete request head in time.
+            let mut head_since = if first_request {
+                Some(accepted)
+            } else if buf.is_empty() {
+                None
+            } else {
+                Some(tokio::time::Instant::now())
+            };
             let (head_len, req) = loop {
                 if !buf.is_empty() {
                     out.clear();
@@ -432,6 +448,13 @@ impl FastPath {
                     buf.reserve(8 * 1024);
                 }
                 let idle = buf.is_empty();
+                let deadline = match head_since {
+                    Some(t) => t + self.header_timeout,
+                    None => idle_since + self.keepalive_timeout,
+                };
+                if header_timer.deadline() > deadline {
+                    header_timer.as_mut().reset(deadline);
+                }
                 let read = tokio::select! {
                     biased;
                     r = stream.read_buf(&mut buf) => r,
@@ -446,9 +469,14 @@ impl FastPath {
                 };
                 match read {
                     Ok(0) | Err(_) => return Outcome::Done,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if head_since.is_none() {
+                            head_since = Some(tokio::time::Instant::now());
+                        }
+                    }
                 }
             };
+            first_request = false;
             self.proxy.busy.touch();
             let started = Instant::now();
             let wall = req.wall;
@@ -630,6 +658,7 @@ impl FastPath {
                 let _ = stream.shutdown().await;
                 return Outcome::Done;
             }
+            idle_since = tokio::time::Instant::from_std(started + elapsed);
         }
     }
 

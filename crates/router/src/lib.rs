@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod table;
+pub mod timeouts;
 pub mod tls;
 
 use std::future::Future;
@@ -128,6 +129,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         });
     let limits = server::Limits {
         header_timeout: Duration::from_millis(config.client_header_timeout_ms),
+        keepalive_timeout: Duration::from_millis(config.client_keepalive_timeout_ms),
         max_header_bytes: config.max_header_bytes,
     };
     let proxy = Arc::new(proxy::Proxy::new(
@@ -148,11 +150,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
         busy.clone(),
     ));
-    let fast = Arc::new(fast::FastPath::new(
-        proxy.clone(),
-        limits.header_timeout,
-        limits.max_header_bytes,
-    ));
+    let fast = Arc::new(fast::FastPath::new(proxy.clone(), &limits));
     let handler = move |req, conn| {
         let proxy = proxy.clone();
         async move { proxy.handle(req, conn).await }

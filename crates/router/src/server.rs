@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::body::RespBody;
 use crate::fast::{FastPath, Outcome, Prefixed};
+use crate::timeouts::{Activity, Tracked, Watched};
 
 /// What the handler knows about the client connection.
 #[derive(Debug, Clone)]
@@ -44,9 +46,15 @@ impl ConnInfo {
 /// Connection-level limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Request headers must arrive within this time (also closes idle
-    /// keep-alive connections; covers the TLS handshake and the first byte).
+    /// The first request head of a connection must be complete within this
+    /// time of the accept (this covers the TLS handshake, a client that
+    /// never sends a byte and one that stalls in the HTTP/2 preface), and
+    /// every later HTTP/1 head within this time of its first byte
+    /// (slow-loris protection).
     pub header_timeout: Duration,
+    /// A connection with no request in flight and nothing received for this
+    /// long is closed (HTTP/1 keep-alive and HTTP/2 alike).
+    pub keepalive_timeout: Duration,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
 }
@@ -55,6 +63,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_timeout: Duration::from_secs(15),
+            keepalive_timeout: Duration::from_secs(75),
             max_header_bytes: 64 * 1024,
         }
     }
@@ -62,9 +71,11 @@ impl Default for Limits {
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timer would also run while a kept-alive connection
+    // is idle: the connection watchdog (`timeouts.rs`) keeps the two apart.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
@@ -113,38 +124,28 @@ pub async fn serve<H, F>(
                 let watcher = graceful.watcher();
                 let mut stopping = stop.clone();
                 let tls = tls.clone();
-                let timeout = limits.header_timeout;
+                let limits = limits.clone();
                 let fast = fast.clone();
                 let fast_conn = fast_conns.clone();
                 tokio::spawn(async move {
+                    let conn = Conn { name, info, limits: &limits, builder: &builder, watcher };
                     match tls {
-                        None if fast.is_some() => {
-                            let mut stream = stream;
-                            let outcome = match &fast {
-                                Some(f) => f.serve(&mut stream, &info, &mut stopping).await,
-                                None => Outcome::Done,
-                            };
-                            drop(fast_conn);
-                            if let Outcome::Handover(read) = outcome {
-                                serve_conn(name, Prefixed::new(read, stream), info, handler, &builder, watcher).await;
+                        None => match &fast {
+                            Some(f) => {
+                                let mut stream = stream;
+                                let outcome = f.serve(&mut stream, &conn.info, &mut stopping).await;
+                                drop(fast_conn);
+                                if let Outcome::Handover(read) = outcome {
+                                    conn.serve(Prefixed::new(read, stream), Activity::new(), handler).await;
+                                }
                             }
-                        }
-                        None => {
-                            // Do not hand hyper a connection that never
-                            // sends a byte (protocol detection has no timeout).
-                            let mut b = [0u8; 1];
-                            tokio::select! {
-                                r = tokio::time::timeout(timeout, stream.peek(&mut b)) => match r {
-                                    Ok(Ok(n)) if n > 0 => {}
-                                    _ => return,
-                                },
-                                _ = stopping.changed() => return,
-                            }
-                            serve_conn(name, stream, info, handler, &builder, watcher).await;
-                        }
+                            None => conn.serve(stream, Activity::new(), handler).await,
+                        },
                         Some(acceptor) => {
-                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => serve_conn(name, s, info, handler, &builder, watcher).await,
+                            // The handshake counts towards the first head's time.
+                            let activity = Activity::new();
+                            match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => conn.serve(s, activity, handler).await,
                                 Ok(Err(e)) => tracing::debug!(listener = name, peer = %peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(listener = name, peer = %peer, "TLS handshake timeout"),
                             }
@@ -175,28 +176,55 @@ pub async fn serve<H, F>(
     }
 }
 
-async fn serve_conn<S, H, F>(
+/// A client connection handed to hyper.
+struct Conn<'a> {
     name: &'static str,
-    stream: S,
     info: ConnInfo,
-    handler: H,
-    builder: &auto::Builder<TokioExecutor>,
+    limits: &'a Limits,
+    builder: &'a auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<RespBody>> + Send + 'static,
-{
-    let peer = info.peer;
-    let service = service_fn(move |req| {
-        let fut = handler(req, info.clone());
-        async move { Ok::<_, Infallible>(fut.await) }
-    });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
-    let conn = watcher.watch(conn);
-    if let Err(e) = conn.await {
-        tracing::debug!(listener = name, peer = %peer, error = %e, "connection ended with error");
+}
+
+impl Conn<'_> {
+    /// Serves the connection with hyper until it ends, or until it has
+    /// been idle or slow past the limits (see `timeouts.rs`).
+    async fn serve<S, H, F>(self, stream: S, activity: Arc<Activity>, handler: H)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<RespBody>> + Send + 'static,
+    {
+        let Conn {
+            name,
+            info,
+            limits,
+            builder,
+            watcher,
+        } = self;
+        let peer = info.peer;
+        let requests = activity.clone();
+        let service = service_fn(move |req| {
+            let in_flight = requests.start();
+            let fut = handler(req, info.clone());
+            async move {
+                let resp = fut.await;
+                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight).boxed()))
+            }
+        });
+        let io = TokioIo::new(Watched::new(stream, activity.clone()));
+        let conn = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        let conn = watcher.watch(conn);
+        tokio::select! {
+            r = conn => {
+                if let Err(e) = r {
+                    tracing::debug!(listener = name, peer = %peer, error = %e, "connection ended with error");
+                }
+            }
+            _ = activity.expired(limits.header_timeout, limits.keepalive_timeout) => {
+                tracing::debug!(listener = name, peer = %peer, "closing an idle or slow connection");
+            }
+        }
     }
 }

@@ -188,3 +188,127 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!((s, body.as_str()), (StatusCode::OK, "done"));
     router.stop().await;
 }
+
+/// Sends one request on `s` and reads its response (head and a
+/// `Content-Length` body); returns the head.
+async fn request_on(s: &mut TcpStream, head: &[u8]) -> String {
+    s.write_all(head).await.expect("write");
+    let head = read_head(s).await;
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.expect("body");
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keepalive_and_slow_heads_have_their_own_timeouts_on_http1_and_http2() {
+    let nats = Nats::start().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let mut config = test_config(&nats.url);
+    config.client_header_timeout_ms = 700;
+    config.client_keepalive_timeout_ms = 2_000;
+    let router = Router::start_with(config).await;
+    let c = client();
+    let (addr, _task) = serve(|_req: Request<Incoming>| async move { text("0") }).await;
+    register(&bus, &reg("ok.localhost", addr, "i", None)).await;
+    wait_status(&c, router.addr, "ok.localhost", StatusCode::OK).await;
+    let get = b"GET / HTTP/1.1\r\nHost: ok.localhost\r\n\r\n";
+    // An unknown route is served by hyper (handed over by the fast path).
+    let unknown = b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n";
+
+    // A kept-alive connection idle for longer than the header timeout is
+    // still served, on the fast path and on hyper's...
+    let mut fast = TcpStream::connect(router.addr).await.expect("connect");
+    let mut slow = TcpStream::connect(router.addr).await.expect("connect");
+    let head = request_on(&mut fast, get).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = request_on(&mut slow, unknown).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let head = request_on(&mut fast, get).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = request_on(&mut slow, unknown).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // ...and closed once idle for the keep-alive timeout.
+    let (idle_fast, idle_slow) =
+        tokio::join!(read_until_closed(&mut fast), read_until_closed(&mut slow));
+    for (what, t) in [("fast path", idle_fast.1), ("hyper", idle_slow.1)] {
+        assert!(
+            t >= Duration::from_millis(1_800) && t < Duration::from_secs(6),
+            "{what}: idle connection closed after {t:?}"
+        );
+    }
+
+    // After a response, a head that starts but never ends is cut off at
+    // the header timeout, not the keep-alive one.
+    let mut fast = TcpStream::connect(router.addr).await.expect("connect");
+    let mut slow = TcpStream::connect(router.addr).await.expect("connect");
+    let head = request_on(&mut fast, get).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = request_on(&mut slow, unknown).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    fast.write_all(b"GET / HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    slow.write_all(b"GET / HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let (cut_fast, cut_slow) =
+        tokio::join!(read_until_closed(&mut fast), read_until_closed(&mut slow));
+    for (what, t) in [("fast path", cut_fast.1), ("hyper", cut_slow.1)] {
+        assert!(
+            t >= Duration::from_millis(600) && t < Duration::from_millis(1_800),
+            "{what}: slow head cut off after {t:?}"
+        );
+    }
+
+    // HTTP/2: a client that stalls in the preface is cut off at the header
+    // timeout...
+    let mut stalled = TcpStream::connect(router.addr).await.expect("connect");
+    stalled
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n")
+        .await
+        .expect("write");
+    let (_, t) = read_until_closed(&mut stalled).await;
+    assert!(
+        t >= Duration::from_millis(600) && t < Duration::from_millis(1_800),
+        "stalled preface cut off after {t:?}"
+    );
+    // ...and an idle HTTP/2 connection at the keep-alive timeout.
+    let stream = TcpStream::connect(router.addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::get("http://ok.localhost/")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("req");
+        let resp = send.send_request(req).await.expect("h2 request");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.into_body().collect().await.expect("body");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    let idle = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("h2 connection closed by the router")
+        .expect("join")
+        .ok();
+    let t = idle.elapsed();
+    assert!(
+        t >= Duration::from_millis(900) && t < Duration::from_secs(6),
+        "idle h2 connection closed after {t:?} (+1 s)"
+    );
+    router.stop().await;
+}

@@ -389,3 +389,45 @@ async fn pruning_is_suspended_while_nats_is_down_and_start_is_reannounced() {
     wait_status(&c, router.addr, "outage.localhost", StatusCode::NOT_FOUND).await;
     router.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_busy_polls_under_load_and_uses_no_cpu_when_idle() {
+    let nats = start_nats().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let router = RouterProcess::start(
+        &nats.url,
+        "worker_threads = 1\nbusy_poll_us = 2000\naccess_log_stdout = false",
+    )
+    .await;
+    let c = client();
+    let b = backend("poll").await;
+    register(&bus, &reg("poll.localhost", b.addr, "p-0", None)).await;
+    wait_status(&c, router.addr, "poll.localhost", StatusCode::OK).await;
+    for _ in 0..200 {
+        let (s, _, body) = get(&c, router.addr, "poll.localhost", "/").await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "poll"));
+    }
+    let spun = metric(&c, router.admin, "router_busy_poll_seconds_total")
+        .await
+        .expect("busy poll metric");
+    assert!(spun > 0.0, "no busy polling under load");
+
+    // Once requests stop, the spinner parks: a whole second without any
+    // CPU time used (the process would burn ~100 ticks a second spinning).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = router.cpu_ticks();
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let used = router.cpu_ticks() - before;
+        if used <= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "idle router still uses {used} ticks a second"
+        );
+    }
+}

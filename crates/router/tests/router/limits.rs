@@ -1,13 +1,11 @@
 //! Malformed and oversized requests, slow-loris clients, graceful shutdown:
 //! real router, nats-server and backends.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

@@ -1,14 +1,12 @@
 //! TLS termination: two certificates chosen by SNI, HTTP and HTTPS side by
 //! side, HTTP/2 over ALPN. Certificates are made by `openssl` in a temp dir.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};

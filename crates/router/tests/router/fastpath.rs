@@ -3,12 +3,10 @@
 //! hop-by-hop removal, and the hand-over to hyper in the middle of a
 //! connection (an unknown route) after which the connection keeps working.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};

@@ -2,13 +2,11 @@
 //! round robin, headers, access log on NATS, admin, retries, pruning,
 //! upgrades, NATS outage.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

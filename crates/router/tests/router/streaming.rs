@@ -2,14 +2,12 @@
 //! HTTP/2 from clients, and 100 MB up and down through the router binary
 //! with flat memory and the access log on stdout.
 
-mod common;
-
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine;
 use bytes::Bytes;
-use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};

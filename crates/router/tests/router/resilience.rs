@@ -1,15 +1,13 @@
 //! A backend killed under load, NATS stopped and started, a burst of 10,000
 //! registrations: real router, nats-server and backends.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;

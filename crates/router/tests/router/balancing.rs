@@ -1,13 +1,11 @@
 //! Route matching, least connections, connection limits (503), sticky
 //! sessions, forwarding headers: real router, nats-server and backends.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use proto::{subjects, Bus};

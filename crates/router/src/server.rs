@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -19,9 +20,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::body::Counted;
 use crate::body::RespBody;
-use crate::fast::{FastPath, Outcome, Prefixed};
-use crate::timeouts::{Activity, Tracked, Watched};
+use crate::fast::{FastPath, Outcome};
+use crate::timeouts::{Activity, Watched};
 
 /// What the handler knows about the client connection.
 #[derive(Debug, Clone)]
@@ -136,16 +138,16 @@ pub async fn serve<H, F>(
                                 let outcome = f.serve(&mut stream, &conn.info, &mut stopping).await;
                                 drop(fast_conn);
                                 if let Outcome::Handover(read) = outcome {
-                                    conn.serve(Prefixed::new(read, stream), Activity::new(), handler).await;
+                                    conn.serve(read, stream, Activity::new(), handler).await;
                                 }
                             }
-                            None => conn.serve(stream, Activity::new(), handler).await,
+                            None => conn.serve(BytesMut::new(), stream, Activity::new(), handler).await,
                         },
                         Some(acceptor) => {
                             // The handshake counts towards the first head's time.
                             let activity = Activity::new();
                             match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => conn.serve(s, activity, handler).await,
+                                Ok(Ok(s)) => conn.serve(BytesMut::new(), s, activity, handler).await,
                                 Ok(Err(e)) => tracing::debug!(listener = name, peer = %peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(listener = name, peer = %peer, "TLS handshake timeout"),
                             }
@@ -187,8 +189,9 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     /// Serves the connection with hyper until it ends, or until it has
-    /// been idle or slow past the limits (see `timeouts.rs`).
-    async fn serve<S, H, F>(self, stream: S, activity: Arc<Activity>, handler: H)
+    /// been idle or slow past the limits (see `timeouts.rs`). `read`: bytes
+    /// the fast path read before handing the connection over.
+    async fn serve<S, H, F>(self, read: BytesMut, stream: S, activity: Arc<Activity>, handler: H)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
@@ -208,10 +211,12 @@ impl Conn<'_> {
             let fut = handler(req, info.clone());
             async move {
                 let resp = fut.await;
-                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight).boxed()))
+                // The request is in flight until its response body ends.
+                let done = Box::new(move |_bytes| drop(in_flight));
+                Ok::<_, Infallible>(resp.map(|b| Counted::new(b, done).boxed()))
             }
         });
-        let io = TokioIo::new(Watched::new(stream, activity.clone()));
+        let io = TokioIo::new(Watched::with_prefix(read, stream, activity.clone()));
         let conn = builder
             .serve_connection_with_upgrades(io, service)
             .into_owned();

@@ -7,7 +7,8 @@
 //! from a slow-loris one, and it has nothing for HTTP/2 or for a client
 //! that stalls before the protocol is known. Here the stream is wrapped in
 //! [`Watched`], which notes when bytes arrive; the service notes when
-//! requests start and end ([`InFlight`]); and [`deadline`], a pure function
+//! requests start and end ([`InFlight`], held by the response body); and
+//! [`deadline`], a pure function
 //! of those facts, says when the connection is due to be closed.
 
 use std::pin::Pin;
@@ -16,8 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -159,54 +159,22 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that holds its request's [`InFlight`] until it ends.
-pub struct Tracked<B> {
-    inner: B,
-    guard: Option<InFlight>,
-}
-
-impl<B> Tracked<B> {
-    pub fn new(inner: B, guard: InFlight) -> Tracked<B> {
-        Tracked {
-            inner,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.guard = None;
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A client stream that reports arriving bytes to its [`Activity`].
+/// A client stream that reports arriving bytes to its [`Activity`], with
+/// bytes already read (by the fast path, before a hand-over) put back in
+/// front.
 pub struct Watched<S> {
+    prefix: BytesMut,
     inner: S,
     activity: Arc<Activity>,
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, activity: Arc<Activity>) -> Watched<S> {
-        Watched { inner, activity }
+    pub fn with_prefix(prefix: BytesMut, inner: S, activity: Arc<Activity>) -> Watched<S> {
+        Watched {
+            prefix,
+            inner,
+            activity,
+        }
     }
 }
 
@@ -217,6 +185,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            self.activity.read(&buf.filled()[before..]);
+            return Poll::Ready(Ok(()));
+        }
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.read(&buf.filled()[before..]);

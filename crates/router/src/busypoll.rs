@@ -91,6 +91,17 @@ mod tests {
             .expect("runtime")
     }
 
+    /// A spinner with `window` on the current runtime, once it has parked.
+    async fn parked_spinner(window: Duration) -> (Arc<BusyPoll>, tokio::task::JoinHandle<()>) {
+        let busy = Arc::new(BusyPoll::default());
+        let spinner = tokio::spawn({
+            let busy = busy.clone();
+            async move { busy.run(window).await }
+        });
+        assert!(until(Duration::from_secs(5), || busy.is_parked()).await);
+        (busy, spinner)
+    }
+
     async fn until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + deadline;
         while Instant::now() < end {
@@ -105,12 +116,7 @@ mod tests {
     #[test]
     fn parks_when_idle_spins_after_activity_and_parks_again() {
         current_thread().block_on(async {
-            let busy = Arc::new(BusyPoll::default());
-            let spinner = tokio::spawn({
-                let busy = busy.clone();
-                async move { busy.run(Duration::from_millis(20)).await }
-            });
-            assert!(until(Duration::from_secs(5), || busy.is_parked()).await);
+            let (busy, spinner) = parked_spinner(Duration::from_millis(20)).await;
             // Idle: it stays parked and spins for nothing.
             tokio::time::sleep(Duration::from_millis(30)).await;
             assert!(busy.is_parked());
@@ -143,12 +149,7 @@ mod tests {
     #[test]
     fn other_tasks_and_timers_run_while_it_spins() {
         current_thread().block_on(async {
-            let busy = Arc::new(BusyPoll::default());
-            let spinner = tokio::spawn({
-                let busy = busy.clone();
-                async move { busy.run(Duration::from_secs(60)).await }
-            });
-            assert!(until(Duration::from_secs(5), || busy.is_parked()).await);
+            let (busy, spinner) = parked_spinner(Duration::from_secs(60)).await;
             busy.touch();
             tokio::task::yield_now().await;
             assert!(!busy.is_parked());

@@ -368,21 +368,21 @@ impl FastPath {
             if *stopping.borrow() && buf.is_empty() {
                 return Outcome::Done;
             }
-            // Read a complete request head in time.
-            let mut head_since = if first_request {
-                Some(accepted)
-            } else if buf.is_empty() {
-                None
-            } else {
-                Some(tokio::time::Instant::now())
-            };
+            // Read a complete request head in time. A later head's clock
+            // starts when it is first seen incomplete (no clock read for a
+            // head that arrives whole, the common case).
+            let mut head_since = first_request.then_some(accepted);
             let (head_len, req) = loop {
                 if !buf.is_empty() {
                     out.clear();
                     match self.parse_request(&buf, info, &mut out) {
                         Head::Ready(n, req) => break (n, req),
                         Head::Handover => return Outcome::Handover(buf),
-                        Head::Partial => {}
+                        Head::Partial => {
+                            if head_since.is_none() {
+                                head_since = Some(tokio::time::Instant::now());
+                            }
+                        }
                     }
                 }
                 if buf.capacity() - buf.len() < 1024 {
@@ -410,11 +410,7 @@ impl FastPath {
                 };
                 match read {
                     Ok(0) | Err(_) => return Outcome::Done,
-                    Ok(_) => {
-                        if head_since.is_none() {
-                            head_since = Some(tokio::time::Instant::now());
-                        }
-                    }
+                    Ok(_) => {}
                 }
             };
             first_request = false;

@@ -20,8 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::Counted;
-use crate::body::RespBody;
+use crate::body::{Counted, RespBody};
 use crate::fast::{FastPath, Outcome};
 use crate::timeouts::{Activity, Watched};
 

@@ -8,8 +8,8 @@
 //! that stalls before the protocol is known. Here the stream is wrapped in
 //! [`Watched`], which notes when bytes arrive; the service notes when
 //! requests start and end ([`InFlight`], held by the response body); and
-//! [`deadline`], a pure function
-//! of those facts, says when the connection is due to be closed.
+//! [`deadline`], a pure function of those facts, says when the connection
+//! is due to be closed.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -37,6 +37,9 @@ pub struct ManifestApp {
     pub health_check_type: Option<String>,
     #[serde(rename = "health-check-http-endpoint")]
     pub health_check_http_endpoint: Option<String>,
+    /// Seconds an instance may take to become healthy (`-t`); not the
+    /// staging timeout, which is the platform's.
+    pub timeout: Option<u32>,
 }
 
 /// Flags of `cf push` that override the manifest.
@@ -47,11 +50,14 @@ pub struct PushFlags {
     pub instances: Option<u32>,
     pub memory: Option<String>,
     pub disk: Option<String>,
-    pub buildpack: Option<String>,
+    /// `-b`, given once or more (`-b first -b second`).
+    pub buildpacks: Vec<String>,
     pub command: Option<String>,
     pub no_route: bool,
     pub health_check_type: Option<String>,
     pub endpoint: Option<String>,
+    /// `-t`: the app's start (health check) timeout.
+    pub timeout: Option<u32>,
 }
 
 /// Everything `cf push` needs for one app, after merging.
@@ -69,6 +75,7 @@ pub struct AppPlan {
     pub no_route: bool,
     pub health_check_type: Option<String>,
     pub health_check_endpoint: Option<String>,
+    pub health_check_timeout: Option<u32>,
 }
 
 pub fn parse(text: &str) -> Result<Vec<ManifestApp>> {
@@ -147,10 +154,10 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                 (None, Some(p)) => base.join(p),
                 (None, None) => base.to_path_buf(),
             };
-            let buildpacks = match (&flags.buildpack, &a.buildpacks, &a.buildpack) {
-                (Some(b), _, _) => vec![b.clone()],
-                (None, Some(bs), _) => bs.clone(),
-                (None, None, Some(b)) => vec![b.clone()],
+            let buildpacks = match (&flags.buildpacks[..], &a.buildpacks, &a.buildpack) {
+                ([_, ..], _, _) => flags.buildpacks.clone(),
+                ([], Some(bs), _) => bs.clone(),
+                ([], None, Some(b)) => vec![b.clone()],
                 _ => vec![],
             };
             let buildpacks = buildpacks.into_iter().filter(|b| b != "default" && b != "null").collect();
@@ -167,6 +174,7 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                 no_route: flags.no_route || a.no_route.unwrap_or(false),
                 health_check_type: flags.health_check_type.clone().or_else(|| a.health_check_type.clone()),
                 health_check_endpoint: flags.endpoint.clone().or_else(|| a.health_check_http_endpoint.clone()),
+                health_check_timeout: flags.timeout.or(a.timeout),
             })
         })
         .collect()
@@ -259,7 +267,7 @@ applications:
             name: Some("myapp".into()),
             instances: Some(1),
             memory: Some("512MB".into()),
-            buildpack: Some("binary".into()),
+            buildpacks: vec!["binary".into()],
             path: Some("/elsewhere".into()),
             no_route: true,
             ..PushFlags::default()

@@ -20,6 +20,8 @@ pub struct Config {
     pub admin_password: String,
     pub internal_api_token: String,
     pub token_ttl_s: u64,
+    /// The platform's staging timeout (CF: 15 minutes); `cf push -t` does
+    /// not change it.
     pub staging_timeout_s: u64,
     pub register_route: bool,
 }
@@ -38,7 +40,7 @@ impl Default for Config {
             admin_password: "admin".into(),
             internal_api_token: "dev-internal-token".into(),
             token_ttl_s: 3600,
-            staging_timeout_s: 600,
+            staging_timeout_s: proto::DEFAULT_STAGING_TIMEOUT_S,
             register_route: true,
         }
     }

@@ -53,6 +53,8 @@ pub struct Inner {
     pub jobs: Mutex<HashMap<String, Job>>,
     /// Base URL DEAs use to reach this controller directly (`http://ip:port`).
     pub internal_url: String,
+    /// The staging loop's memory.
+    pub staging: crate::staging::Watch,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +103,7 @@ impl Ctx {
             logs: LogHub::default(),
             jobs: Mutex::new(HashMap::new()),
             internal_url,
+            staging: crate::staging::Watch::default(),
         })))
     }
 

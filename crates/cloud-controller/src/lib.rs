@@ -74,6 +74,7 @@ pub async fn run(
             &cfg.apps_domain,
         )
         .await?;
+    store.seed_security_groups(&dns_rules()).await?;
     let blobs = blobstore::BlobStore::open(&cfg.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -100,7 +101,8 @@ pub async fn run(
         internal_url,
     )
     .await?;
-    let tasks = runtime::spawn_subscribers(&ctx, &bus, addr).await?;
+    let mut tasks = runtime::spawn_subscribers(&ctx, &bus, addr).await?;
+    tasks.push(staging::spawn_loop(ctx.clone()));
     // Ask DEAs to advertise now so placement works right after a restart.
     ctx.publish(proto::subjects::DEA_LOCATE, &serde_json::json!({}))
         .await;
@@ -150,6 +152,15 @@ pub async fn run(
     let _ = bus.flush().await;
     store.close().await;
     result
+}
+
+/// The `dns` security group's rules: port 53 at the resolvers this host
+/// uses (a loopback stub's upstream servers instead of the stub).
+fn dns_rules() -> Vec<proto::EgressRule> {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+    let usable = proto::egress::usable_resolv_conf(&host, upstream.as_deref());
+    proto::egress::dns(&proto::egress::nameservers(&usable))
 }
 
 /// Hides a password in a database URL for logs.

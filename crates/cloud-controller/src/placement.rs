@@ -96,11 +96,59 @@ pub fn pick_many(candidates: &mut [Candidate], need: &Need<'_>, n: usize) -> Vec
 /// advertising, and a DEA restarted under the same id must be usable again.
 pub const DRAIN_EXCLUSION: Duration = Duration::from_secs(5);
 
-/// The in-memory table of fresh adverts.
+/// How long a placement is held against a DEA's advertised room when no
+/// advert names it (the request was lost, or the DEA never counted it).
+pub const PROMISE_TTL: Duration = Duration::from_secs(10);
+
+/// Room this controller promised a DEA and the DEA's adverts do not count
+/// yet: a staging (until an advert names its id; the DEA then counts the
+/// build until it ends) or an instance start (until an advert names its
+/// placement id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promise {
+    pub dea_id: String,
+    pub id: String,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    /// Instance starts count towards the app's spread; stagings do not.
+    pub app_id: Option<String>,
+    pub made: Instant,
+}
+
+/// Why nothing was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoRoom {
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    /// The DEA with the most free memory: (id, memory, disk); none when no
+    /// DEA with the stack advertises.
+    pub best: Option<(String, u64, u64)>,
+}
+
+impl std::fmt::Display for NoRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no DEA has room for {}M of memory and {}M of disk",
+            self.memory_mb, self.disk_mb
+        )?;
+        match &self.best {
+            Some((id, m, d)) => write!(
+                f,
+                "; the DEA with the most free memory ({id}) has {m}M of memory and {d}M of disk free"
+            ),
+            None => write!(f, "; no DEA is advertising (is one running?)"),
+        }
+    }
+}
+
+/// The in-memory table of fresh adverts and of this controller's
+/// outstanding promises.
 #[derive(Debug, Default)]
 pub struct PlacementTable {
     deas: HashMap<String, (Candidate, Instant)>,
     draining: HashMap<String, Instant>,
+    promises: Vec<Promise>,
 }
 
 impl PlacementTable {
@@ -110,48 +158,135 @@ impl PlacementTable {
         if self.draining.contains_key(&a.id) {
             return;
         }
+        // What the DEA now counts itself is no longer ours to hold.
+        self.promises
+            .retain(|p| p.dea_id != a.id || !a.placements.contains(&p.id));
         self.deas.insert(a.id.clone(), (Candidate::from(a), now));
     }
 
     /// Drops a DEA at once (`dea.shutdown`) and ignores its adverts for a while.
     pub fn remove(&mut self, id: &str, now: Instant) {
         self.deas.remove(id);
+        self.promises.retain(|p| p.dea_id != id);
         self.draining.insert(id.to_string(), now);
     }
 
-    /// Fresh candidates, sorted by id for determinism.
+    /// Whether the DEA advertised lately.
+    pub fn is_fresh(&self, id: &str, now: Instant) -> bool {
+        self.deas
+            .get(id)
+            .is_some_and(|(_, seen)| now.duration_since(*seen) < STALE_AFTER)
+    }
+
+    /// Fresh candidates minus what was promised and is not yet counted,
+    /// sorted by id for determinism.
     pub fn fresh(&mut self, now: Instant) -> Vec<Candidate> {
         self.deas
             .retain(|_, (_, seen)| now.duration_since(*seen) < STALE_AFTER);
+        self.promises
+            .retain(|p| now.duration_since(p.made) < PROMISE_TTL);
         let mut v: Vec<Candidate> = self.deas.values().map(|(c, _)| c.clone()).collect();
+        for p in &self.promises {
+            if let Some(c) = v.iter_mut().find(|c| c.id == p.dea_id) {
+                c.available_memory_mb = c.available_memory_mb.saturating_sub(p.memory_mb);
+                c.available_disk_mb = c.available_disk_mb.saturating_sub(p.disk_mb);
+                if let Some(app) = &p.app_id {
+                    *c.app_id_to_count.entry(app.clone()).or_default() += 1;
+                }
+            }
+        }
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
-    /// Picks a DEA for a staging task and reserves its memory and disk (not an
-    /// instance of the app: staging must not push the app's instances away
-    /// from that DEA) until the next advert.
-    pub fn place_for_staging(&mut self, need: &Need<'_>, now: Instant) -> Option<String> {
-        let cands = self.fresh(now);
-        let i = pick(&cands, need)?;
-        let id = cands[i].id.clone();
-        if let Some((slot, _)) = self.deas.get_mut(&id) {
-            slot.available_memory_mb = slot.available_memory_mb.saturating_sub(need.memory_mb);
-            slot.available_disk_mb = slot.available_disk_mb.saturating_sub(need.disk_mb);
+    fn no_room(cands: &[Candidate], need: &Need<'_>) -> NoRoom {
+        NoRoom {
+            memory_mb: need.memory_mb,
+            disk_mb: need.disk_mb,
+            best: cands
+                .iter()
+                .filter(|c| c.stacks.iter().any(|s| s == need.stack))
+                .max_by(|a, b| {
+                    a.available_memory_mb
+                        .cmp(&b.available_memory_mb)
+                        .then(b.id.cmp(&a.id))
+                })
+                .map(|c| (c.id.clone(), c.available_memory_mb, c.available_disk_mb)),
         }
-        Some(id)
     }
 
-    /// Places `n` instances and keeps the reservations until the next advert.
-    pub fn place(&mut self, need: &Need<'_>, n: usize, now: Instant) -> Vec<String> {
+    /// Picks a DEA for staging `staging_id` and holds its memory and disk
+    /// there (not as an instance of the app: staging must not push the
+    /// app's instances away from that DEA) until the DEA counts the build.
+    pub fn place_for_staging(
+        &mut self,
+        need: &Need<'_>,
+        staging_id: &str,
+        now: Instant,
+    ) -> Result<String, NoRoom> {
+        self.place_for_staging_except(need, staging_id, &[], now)
+    }
+
+    /// As [`PlacementTable::place_for_staging`], avoiding some DEAs (ones
+    /// that did not accept this build).
+    pub fn place_for_staging_except(
+        &mut self,
+        need: &Need<'_>,
+        staging_id: &str,
+        avoid: &[String],
+        now: Instant,
+    ) -> Result<String, NoRoom> {
+        let cands: Vec<Candidate> = self
+            .fresh(now)
+            .into_iter()
+            .filter(|c| !avoid.contains(&c.id))
+            .collect();
+        let i = pick(&cands, need).ok_or_else(|| Self::no_room(&cands, need))?;
+        let id = cands[i].id.clone();
+        self.promises.push(Promise {
+            dea_id: id.clone(),
+            id: staging_id.to_string(),
+            memory_mb: need.memory_mb,
+            disk_mb: need.disk_mb,
+            app_id: None,
+            made: now,
+        });
+        Ok(id)
+    }
+
+    /// Forgets a promise (its request did not go through).
+    pub fn forget(&mut self, id: &str) {
+        self.promises.retain(|p| p.id != id);
+    }
+
+    /// Places `n` instances: (DEA id, placement id) for each one placed, the
+    /// room held until the DEA counts it; fewer than `n` when room runs out,
+    /// with why.
+    pub fn place(
+        &mut self,
+        need: &Need<'_>,
+        n: usize,
+        now: Instant,
+    ) -> (Vec<(String, String)>, Option<NoRoom>) {
         let mut cands = self.fresh(now);
         let picks = pick_many(&mut cands, need, n);
-        for c in cands {
-            if let Some((slot, _)) = self.deas.get_mut(&c.id) {
-                *slot = c;
-            }
-        }
-        picks
+        let short = (picks.len() < n).then(|| Self::no_room(&cands, need));
+        let placed = picks
+            .into_iter()
+            .map(|dea| {
+                let pid = uuid::Uuid::new_v4().to_string();
+                self.promises.push(Promise {
+                    dea_id: dea.clone(),
+                    id: pid.clone(),
+                    memory_mb: need.memory_mb,
+                    disk_mb: need.disk_mb,
+                    app_id: Some(need.app_id.to_string()),
+                    made: now,
+                });
+                (dea, pid)
+            })
+            .collect();
+        (placed, short)
     }
 }
 
@@ -184,13 +319,22 @@ mod tests {
                     app_id_to_count: BTreeMap::new(),
                     zone: id.into(),
                     url: None,
+                    placements: vec![],
                 },
                 now,
             );
         }
-        assert_eq!(t.place_for_staging(&need(1024), now).as_deref(), Some("d0"));
+        assert_eq!(
+            t.place_for_staging(&need(1024), "s1", now).as_deref(),
+            Ok("d0")
+        );
         // Two instances right after staging on d0: one on each DEA.
-        let mut picks = t.place(&need(256), 2, now);
+        let mut picks: Vec<String> = t
+            .place(&need(256), 2, now)
+            .0
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         picks.sort();
         assert_eq!(picks, vec!["d0".to_string(), "d1".to_string()]);
     }
@@ -282,6 +426,7 @@ mod tests {
             app_id_to_count: BTreeMap::new(),
             zone: "default".into(),
             url: None,
+            placements: vec![],
         };
         t.advertise(&ad("d1"), now);
         t.advertise(&ad("d2"), now + Duration::from_secs(5));
@@ -296,7 +441,86 @@ mod tests {
         assert_eq!(t.fresh(now + Duration::from_secs(40)).len(), 1);
         t.remove("d2", now + Duration::from_secs(40));
         t.advertise(&ad("d3"), now);
-        assert_eq!(t.place(&need(512), 3, now), vec!["d3", "d3"]);
+        let (placed, short) = t.place(&need(512), 3, now);
+        assert_eq!(
+            placed.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            vec!["d3", "d3"]
+        );
         assert_eq!(t.fresh(now)[0].available_memory_mb, 0);
+        assert_eq!(
+            short.map(|s| s.to_string()).as_deref(),
+            Some("no DEA has room for 512M of memory and 100M of disk; the DEA with the most free memory (d3) has 0M of memory and 3896M of disk free")
+        );
+    }
+
+    fn advert(id: &str, mem: u64, placements: &[&str]) -> DeaAdvertise {
+        DeaAdvertise {
+            id: id.into(),
+            stacks: vec!["host".into()],
+            available_memory_mb: mem,
+            available_disk_mb: 16384,
+            app_id_to_count: BTreeMap::new(),
+            zone: "z".into(),
+            url: None,
+            placements: placements.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// Ten stagings of 1024M in a row on an 8192M DEA, each ending before
+    /// the next starts: every one is placed (the DEA's adverts count what is
+    /// in flight; a finished build holds nothing).
+    #[test]
+    fn promises_follow_real_work() {
+        let t0 = Instant::now();
+        let mut t = PlacementTable::default();
+        t.advertise(&advert("d", 8192, &[]), t0);
+        for i in 0..10 {
+            let now = t0 + Duration::from_millis(100 * i);
+            let id = format!("s{i}");
+            assert_eq!(
+                t.place_for_staging(&need(1024), &id, now).as_deref(),
+                Ok("d"),
+                "staging {i}"
+            );
+            // The DEA counts the build at once ...
+            t.advertise(&advert("d", 8192 - 1024, &[&id]), now);
+            assert_eq!(t.fresh(now)[0].available_memory_mb, 7168);
+            // ... and gives the room back when it ends.
+            t.advertise(&advert("d", 8192, &[]), now);
+            assert_eq!(t.fresh(now)[0].available_memory_mb, 8192);
+        }
+        // Promises not yet counted add up; an advert that names them ends
+        // them; those never named expire.
+        let now = t0 + Duration::from_secs(5);
+        for i in 0..8 {
+            assert!(t
+                .place_for_staging(&need(1024), &format!("p{i}"), now)
+                .is_ok());
+        }
+        let e = t
+            .place_for_staging(&need(1024), "p8", now)
+            .expect_err("full");
+        assert_eq!(e.best, Some(("d".to_string(), 0, 16384 - 8 * 100)));
+        t.advertise(&advert("d", 8192 - 1024, &["p0"]), now);
+        assert_eq!(t.fresh(now)[0].available_memory_mb, 0);
+        let later = now + PROMISE_TTL;
+        t.advertise(&advert("d", 8192 - 1024, &["p0"]), later);
+        assert_eq!(t.fresh(later)[0].available_memory_mb, 7168);
+        // Instance promises count towards the spread too.
+        let (placed, short) = t.place(&need(64), 3, later);
+        assert_eq!(placed.len(), 3);
+        assert!(short.is_none());
+        assert_eq!(t.fresh(later)[0].app_id_to_count.get("a"), Some(&3));
+        t.forget(&placed[0].1);
+        assert_eq!(t.fresh(later)[0].app_id_to_count.get("a"), Some(&2));
+        // Nothing advertises: the error says so.
+        let mut empty = PlacementTable::default();
+        assert_eq!(
+            empty
+                .place_for_staging(&need(1), "x", now)
+                .expect_err("none")
+                .to_string(),
+            "no DEA has room for 1M of memory and 100M of disk; no DEA is advertising (is one running?)"
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use proto::{
     subjects, Bus, DeaAdvertise, DeaShutdown, DropletExited, ExitReason, FindDropletRequest,
     FindDropletResponse, HealthCheck, HealthCheckType, HealthStart, HealthStop, InstanceState,
-    Limits, LogMessage, LogSource, LogStream, RouteRegistration, RouterStart, StartRequest,
-    StopRequest, UpdateRequest,
+    Limits, LogMessage, LogSource, LogStream, RouteRegistration, RouterStart, StagingActive,
+    StagingRecorded, StagingResult, StartRequest, StopRequest, UpdateRequest,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -80,10 +80,21 @@ impl Ctx {
             memory_mb,
             disk_mb,
         };
-        let picks = match self.placement.lock() {
+        let (picks, short) = match self.placement.lock() {
             Ok(mut t) => t.place(&need, indices.len(), Instant::now()),
-            Err(_) => Vec::new(),
+            Err(_) => (Vec::new(), None),
         };
+        let egress = self
+            .store
+            .egress_rules(&app.space_guid, crate::store::Lifecycle::Running)
+            .await?;
+        // The buildpack's config_vars, then the user's (which win).
+        let mut env: BTreeMap<String, String> = droplet.config_vars_map();
+        env.extend(env_list(app).into_iter().filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        }));
+        let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         let limits = Limits {
             memory_mb,
             disk_mb,
@@ -114,7 +125,7 @@ impl Ctx {
             .filter(|c| !c.is_empty())
             .or_else(|| droplet.web_command())
             .unwrap_or_default();
-        for (index, dea_id) in indices.iter().zip(picks.iter()) {
+        for (index, (dea_id, placement_id)) in indices.iter().zip(picks.iter()) {
             let req = StartRequest {
                 app_id: app.guid.clone(),
                 app_name: app.name.clone(),
@@ -123,25 +134,25 @@ impl Ctx {
                 droplet_uri: droplet_uri.clone(),
                 droplet_sha256: droplet.sha256.clone().unwrap_or_default(),
                 uris: uris.clone(),
-                env: env_list(app),
+                env: env.clone(),
                 limits,
                 health_check: health_check(&process),
                 start_command: start_command.clone(),
                 stack: droplet.stack.clone(),
                 vcap_application: vcap.clone(),
+                placement_id: Some(placement_id.clone()),
+                egress: Some(egress.clone()),
             };
             tracing::info!(app_id = %app.guid, index, dea_id = %dea_id, version = %app.version, "starting instance");
             self.publish(subjects::dea_start(dea_id), &req).await;
         }
         if picks.len() < indices.len() {
             let missing = indices.len() - picks.len();
-            tracing::warn!(app_id = %app.guid, missing, "InsufficientResources: no DEA with room");
+            let why = short.map(|s| s.to_string()).unwrap_or_default();
+            tracing::warn!(app_id = %app.guid, missing, why = %why, "InsufficientResources");
             self.api_log(
                 &app.guid,
-                format!(
-                    "InsufficientResources: no DEA with room for {missing} instance(s) of {} MB",
-                    memory_mb
-                ),
+                format!("InsufficientResources - {missing} instance(s) not started: {why}"),
             )
             .await;
         }
@@ -491,6 +502,47 @@ pub async fn spawn_subscribers(
                 let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version});
                 c.audit_app(&Actor { guid: app.guid.clone(), name: app.name.clone(), kind: "app" }, "app.crash", &app, data).await;
             }
+        }
+    }));
+
+    let mut active = bus
+        .subscribe::<StagingActive>(subjects::STAGING_ACTIVE)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = active.next().await {
+            c.staging.on_active(&m.payload, Instant::now());
+        }
+    }));
+
+    // Results of builds: recorded by one controller, answered once stored
+    // (a DEA sends a result again until it is answered).
+    let mut finished = bus
+        .queue_subscribe::<StagingResult>(subjects::STAGING_FINISHED, subjects::CC_QUEUE_GROUP)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = finished.next().await {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = m.payload;
+                match crate::staging::record(&c, &r).await {
+                    Ok(()) => {
+                        if let Some(reply) = m.reply {
+                            c.publish(
+                                reply,
+                                &StagingRecorded {
+                                    staging_id: r.staging_id.clone(),
+                                },
+                            )
+                            .await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(build = %r.staging_id, error = %e, "cannot record staging result; the DEA will send it again")
+                    }
+                }
+            });
         }
     }));
 

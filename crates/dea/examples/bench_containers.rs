@@ -59,6 +59,7 @@ fn spec(dir: &Path, i: usize) -> ContainerSpec {
         root: dir.join(format!("c{i}")),
         memory_mb: 64,
         disk_mb: 64,
+        egress: None,
     }
 }
 

@@ -1,15 +1,15 @@
 //! `run`: wires the DEA to the bus: subscriptions, timers, shutdown.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use proto::{
-    subjects, Bus, ComponentAnnounce, FindDropletRequest, RouterStart, StagingRequest,
-    StartRequest, StopRequest, UpdateRequest,
+    subjects, Bus, ComponentAnnounce, FindDropletRequest, RouterStart, StagingActive,
+    StagingRecorded, StagingRequest, StagingResult, StagingStop, StartRequest, StopRequest,
+    UpdateRequest,
 };
 use tokio::task::JoinHandle;
 
@@ -17,12 +17,12 @@ use crate::config::Config;
 use crate::error::{DeaError, Result};
 use crate::instances::Agent;
 use crate::outbox::{pump, Outbox};
-use crate::staging::Stager;
+use crate::staging::{Deliver, Stager, Stagings};
 
 /// Prepares the state dir: leftovers of a previous run are removed, the
 /// built-in buildpacks are (re)written.
 pub fn prepare_state_dir(state_dir: &Path) -> Result<()> {
-    for sub in ["instances", "staging"] {
+    for sub in ["instances", "staging", "staging-out"] {
         let d = state_dir.join(sub);
         match std::fs::remove_dir_all(&d) {
             Ok(()) => tracing::info!(dir = %d.display(), "removed leftovers of a previous run"),
@@ -76,12 +76,14 @@ pub async fn run_with_drain(
         outbox: outbox.clone(),
         http: agent.http.clone(),
         state_dir: cfg.state_dir.clone(),
-        step_timeout: Duration::from_secs(cfg.staging_timeout_s.max(1)),
+        dea_id: cfg.id.clone(),
+        passthrough: cfg.passthrough_env(|k| std::env::var(k).ok()),
     };
+    let stagings = Stagings::new(stager, deliver_via(&bus));
+    agent.attach_stagings(stagings.clone());
     let started = Instant::now();
-    let pending_stagings: Pending = Arc::default();
 
-    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut tasks: Vec<JoinHandle<()>> = staging_tasks(&cfg, &bus, &stagings, &outbox).await?;
     {
         let mut sub = bus
             .subscribe::<StartRequest>(subjects::dea_start(&cfg.id))
@@ -140,31 +142,13 @@ pub async fn run_with_drain(
     }
     {
         let mut sub = bus
-            .subscribe::<StagingRequest>(subjects::staging_start(&cfg.id))
+            .subscribe::<proto::EgressUpdate>(subjects::DEA_EGRESS)
             .await?;
-        let (s, o, pending) = (stager.clone(), outbox.clone(), pending_stagings.clone());
+        let a = agent.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(m) = sub.next().await {
-                let (s, o, pending) = (s.clone(), o.clone(), pending.clone());
-                tokio::spawn(async move {
-                    let req = m.payload;
-                    let Some(reply) = m.reply else {
-                        tracing::warn!(staging_id = %req.staging_id, "staging request without reply subject");
-                        return;
-                    };
-                    tracing::info!(staging_id = %req.staging_id, app_id = %req.app_id, "staging");
-                    let key = uuid::Uuid::new_v4().to_string();
-                    lock(&pending).insert(key.clone(), (reply, req.staging_id.clone()));
-                    let staging_id = req.staging_id.clone();
-                    // A separate task so that even a panic gets an answer.
-                    let resp = tokio::spawn(async move { s.handle(req).await })
-                        .await
-                        .unwrap_or_else(|_| failed(&staging_id, "staging failed: internal error"));
-                    // Absent when shutdown already answered it.
-                    if let Some((reply, _)) = lock(&pending).remove(&key) {
-                        o.send(reply, &resp);
-                    }
-                });
+                let a = a.clone();
+                tokio::spawn(async move { a.update_egress(&m.payload).await });
             }
         }));
     }
@@ -205,12 +189,21 @@ pub async fn run_with_drain(
     }
     // Timers.
     {
+        // Every interval, and soon after a staging or an instance took or
+        // gave back resources (coalesced), so that controllers' placement
+        // follows real work.
         let a = agent.clone();
         let every = Duration::from_secs(cfg.advertise_interval_s.max(1));
         tasks.push(tokio::spawn(async move {
             let mut t = tokio::time::interval(every);
             loop {
-                t.tick().await;
+                tokio::select! {
+                    _ = t.tick() => {}
+                    _ = a.advertise_wanted() => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        t.reset();
+                    }
+                }
                 a.publish_advertise();
             }
         }));
@@ -290,15 +283,10 @@ pub async fn run_with_drain(
     for t in &tasks {
         t.abort();
     }
-    // Never leave a staging request unanswered.
-    for (_, (reply, staging_id)) in lock(&pending_stagings).drain() {
-        outbox.send(
-            reply,
-            &failed(&staging_id, "staging aborted: DEA shutting down"),
-        );
-    }
+    // Builds in flight end with a result saying the DEA went away.
+    stagings.shutdown(Duration::from_secs(5)).await;
     agent.shutdown().await;
-    drop(stager);
+    drop(stagings);
     drop(agent);
     drop(outbox);
     // The pump ends once every sender is gone; don't wait forever.
@@ -308,22 +296,97 @@ pub async fn run_with_drain(
     Ok(())
 }
 
-/// In-flight stagings: key → (reply subject, staging id).
-type Pending = Arc<Mutex<HashMap<String, (String, String)>>>;
-
-fn lock(p: &Pending) -> MutexGuard<'_, HashMap<String, (String, String)>> {
-    p.lock().unwrap_or_else(|e| e.into_inner())
+/// Sends a staging result as a `staging.finished` request; recorded once a
+/// controller answers.
+fn deliver_via(bus: &Bus) -> Deliver {
+    let bus = bus.clone();
+    Arc::new(move |result: StagingResult| {
+        let bus = bus.clone();
+        Box::pin(async move {
+            match bus
+                .request::<_, StagingRecorded>(
+                    subjects::STAGING_FINISHED,
+                    &result,
+                    Duration::from_secs(5),
+                )
+                .await
+            {
+                Ok(r) => r.staging_id == result.staging_id,
+                Err(e) => {
+                    tracing::warn!(staging_id = %result.staging_id, error = %e, "staging result not recorded yet");
+                    false
+                }
+            }
+        })
+    })
 }
 
-fn failed(staging_id: &str, error: &str) -> proto::StagingResponse {
-    proto::StagingResponse {
-        staging_id: staging_id.to_string(),
-        detected_buildpack: None,
-        start_command: None,
-        droplet_sha256: None,
-        error: Some(error.to_string()),
+/// The staging subjects: builds handed to this DEA (answered at once),
+/// builds a controller gave up on, and `staging.active` every 2 s while
+/// builds are in flight.
+async fn staging_tasks(
+    cfg: &Config,
+    bus: &Bus,
+    stagings: &Stagings,
+    outbox: &Outbox,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    {
+        let mut sub = bus
+            .subscribe::<StagingRequest>(subjects::staging_start(&cfg.id))
+            .await?;
+        let (st, o) = (stagings.clone(), outbox.clone());
+        let cap = cfg.max_staging_timeout_s.max(1);
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let mut req = m.payload;
+                req.timeout_s = req.timeout_s.clamp(1, cap);
+                let accepted = st.accept(req);
+                match m.reply {
+                    Some(reply) => o.send(reply, &accepted),
+                    None => tracing::warn!(staging_id = %accepted.staging_id, "staging request without reply subject"),
+                }
+            }
+        }));
     }
+    {
+        let mut sub = bus
+            .subscribe::<StagingStop>(subjects::staging_stop(&cfg.id))
+            .await?;
+        let st = stagings.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                st.stop(&m.payload.staging_id, m.payload.reason);
+            }
+        }));
+    }
+    {
+        let (st, o, id) = (stagings.clone(), outbox.clone(), cfg.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut t = tokio::time::interval(STAGING_ACTIVE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = t.tick() => {}
+                    _ = st.changed() => {}
+                }
+                let ids = st.load().ids;
+                if !ids.is_empty() {
+                    o.send(
+                        subjects::STAGING_ACTIVE,
+                        &StagingActive {
+                            dea_id: id.clone(),
+                            staging_ids: ids,
+                        },
+                    );
+                }
+            }
+        }));
+    }
+    Ok(tasks)
 }
+
+/// How often a DEA names its builds in flight (`staging.active`).
+pub const STAGING_ACTIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 fn announce(id: &str, started: Instant) -> ComponentAnnounce {
     ComponentAnnounce {

@@ -40,9 +40,17 @@ fn link_stays_inside(entry: &Path, target: &Path) -> bool {
     true
 }
 
-/// Extracts a zip into `dest`; returns the number of skipped entries.
-/// Symlinks are never created.
-pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path) -> Result<usize> {
+fn too_big(what: &str, limit: u64) -> DeaError {
+    DeaError::Archive(format!(
+        "{what} expands to more than {} MB (the disk limit)",
+        limit / (1024 * 1024)
+    ))
+}
+
+/// Extracts a zip into `dest`, at most `limit` bytes of file contents;
+/// returns the number of skipped entries. Symlinks are never created.
+pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path, limit: u64) -> Result<usize> {
+    let mut written: u64 = 0;
     let mut zip =
         zip::ZipArchive::new(reader).map_err(|e| DeaError::Archive(format!("bad zip: {e}")))?;
     let mut skipped = 0;
@@ -74,7 +82,13 @@ pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path) -> Result<usize> {
             std::fs::create_dir_all(parent).map_err(|e| DeaError::io(parent, e))?;
         }
         let mut w = std::fs::File::create(&out).map_err(|e| DeaError::io(&out, e))?;
-        std::io::copy(&mut f, &mut w).map_err(|e| DeaError::io(&out, e))?;
+        let room = limit.saturating_sub(written);
+        let n = std::io::copy(&mut (&mut f).take(room.saturating_add(1)), &mut w)
+            .map_err(|e| DeaError::io(&out, e))?;
+        written = written.saturating_add(n);
+        if written > limit {
+            return Err(too_big("the zip", limit));
+        }
         if let Some(m) = mode {
             use std::os::unix::fs::PermissionsExt;
             let perm = std::fs::Permissions::from_mode((m & 0o777) | 0o600);
@@ -84,9 +98,11 @@ pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path) -> Result<usize> {
     Ok(skipped)
 }
 
-/// Extracts a gzipped tarball into `dest`; returns the number of skipped
-/// entries (escaping paths, hard links, links pointing outside, devices).
-pub fn untar_gz_safe<R: Read>(reader: R, dest: &Path) -> Result<usize> {
+/// Extracts a gzipped tarball into `dest`, at most `limit` bytes of file
+/// contents; returns the number of skipped entries (escaping paths, hard
+/// links, links pointing outside, devices).
+pub fn untar_gz_safe<R: Read>(reader: R, dest: &Path, limit: u64) -> Result<usize> {
+    let mut written: u64 = 0;
     std::fs::create_dir_all(dest).map_err(|e| DeaError::io(dest, e))?;
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     ar.set_preserve_permissions(true);
@@ -116,6 +132,10 @@ pub fn untar_gz_safe<R: Read>(reader: R, dest: &Path) -> Result<usize> {
                 skipped += 1;
             }
             continue;
+        }
+        written = written.saturating_add(entry.header().size().unwrap_or(0));
+        if written > limit {
+            return Err(too_big("the tarball", limit));
         }
         if !entry
             .unpack_in(dest)
@@ -176,7 +196,7 @@ mod tests {
             ("ok/run.sh", b"#!/bin/sh\n", 0o755),
             ("app.py", b"print(1)", 0o644),
         ]);
-        let skipped = unzip_safe(std::io::Cursor::new(z), &dest).expect("unzip");
+        let skipped = unzip_safe(std::io::Cursor::new(z), &dest, u64::MAX).expect("unzip");
         assert_eq!(skipped, 3);
         assert!(!tmp.path().join("evil.txt").exists());
         assert!(!tmp.path().join("evil2.txt").exists());
@@ -205,7 +225,7 @@ mod tests {
         std::os::unix::fs::symlink("../../../x", src.join("sub/bad-link2")).expect("link");
         let tgz = tar_gz(Vec::new(), &[("app", &src)], &[("info.yml", b"a: b\n")]).expect("tar");
         let dest = tmp.path().join("dest");
-        let skipped = untar_gz_safe(&tgz[..], &dest).expect("untar");
+        let skipped = untar_gz_safe(&tgz[..], &dest, u64::MAX).expect("untar");
         assert_eq!(skipped, 2);
         assert_eq!(
             std::fs::read_to_string(dest.join("app/sub/f.txt")).expect("read"),
@@ -231,8 +251,29 @@ mod tests {
         raw.append(&h, &b"x"[..]).expect("append");
         let bytes = raw.into_inner().expect("inner").finish().expect("finish");
         let d2 = tmp.path().join("d2");
-        assert_eq!(untar_gz_safe(&bytes[..], &d2).expect("untar"), 1);
+        assert_eq!(untar_gz_safe(&bytes[..], &d2, u64::MAX).expect("untar"), 1);
         assert!(!tmp.path().join("evil.tx").exists());
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let big = vec![0u8; 64 * 1024];
+        let z = zip_bytes(&[("a", &big, 0o644), ("b", &big, 0o644)]);
+        let e = unzip_safe(
+            std::io::Cursor::new(z.clone()),
+            &tmp.path().join("z1"),
+            100_000,
+        )
+        .expect_err("over the limit");
+        assert!(e.to_string().contains("expands to more than"), "{e}");
+        unzip_safe(std::io::Cursor::new(z), &tmp.path().join("z2"), 200_000).expect("fits");
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(src.join("f"), &big).expect("write");
+        let tgz = tar_gz(Vec::new(), &[("app", &src)], &[]).expect("tar");
+        assert!(untar_gz_safe(&tgz[..], &tmp.path().join("t1"), 1000).is_err());
+        untar_gz_safe(&tgz[..], &tmp.path().join("t2"), 100_000).expect("fits");
     }
 
     #[test]

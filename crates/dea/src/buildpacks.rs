@@ -1,8 +1,7 @@
 //! Built-in buildpacks (shell scripts embedded in the binary) and the pure
-//! parts of the buildpack contract: Procfile, `bin/release` output, start
-//! command priority.
+//! parts of the buildpack contract: Procfile, start command priority
+//! (`bin/release` output: `staging::plan`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DeaError, Result};
@@ -93,24 +92,6 @@ pub fn procfile_web(text: &str) -> Option<String> {
     })
 }
 
-#[derive(serde::Deserialize, Default)]
-struct Release {
-    #[serde(default)]
-    default_process_types: Option<BTreeMap<String, String>>,
-}
-
-/// The `web` command of a `bin/release` YAML output.
-pub fn release_web(yaml: &str) -> Result<Option<String>> {
-    if yaml.trim().is_empty() {
-        return Ok(None);
-    }
-    let r: Release = serde_yaml::from_str(yaml)
-        .map_err(|e| DeaError::Staging(format!("invalid bin/release output: {e}")))?;
-    Ok(r.default_process_types
-        .and_then(|m| m.get("web").cloned())
-        .filter(|s| !s.trim().is_empty()))
-}
-
 /// Start command priority: request > Procfile `web:` > release's web.
 pub fn choose_start_command(
     request: Option<&str>,
@@ -141,24 +122,6 @@ mod tests {
             procfile_web("web: python3 -c 'a:b'"),
             Some("python3 -c 'a:b'".into())
         );
-    }
-
-    #[test]
-    fn release_parsing() {
-        assert_eq!(
-            release_web("default_process_types:\n  web: python3 app.py\n").expect("ok"),
-            Some("python3 app.py".into())
-        );
-        assert_eq!(
-            release_web("default_process_types: {web: ./x}\n").expect("ok"),
-            Some("./x".into())
-        );
-        assert_eq!(
-            release_web("default_process_types: {}\n").expect("ok"),
-            None
-        );
-        assert_eq!(release_web("").expect("ok"), None);
-        assert!(release_web("- [").is_err());
     }
 
     #[test]

@@ -36,8 +36,14 @@ pub struct Config {
     pub addr_file: Option<PathBuf>,
     /// Extension: grace period between SIGTERM and SIGKILL when stopping.
     pub stop_grace_s: u64,
-    /// Extension: limit for each buildpack step of a staging.
-    pub staging_timeout_s: u64,
+    /// Extension: the longest a build may take on this DEA, whatever the
+    /// controller's staging timeout (which applies when shorter).
+    pub max_staging_timeout_s: u64,
+    /// Host variables handed to every build: package index settings (pip,
+    /// npm) and proxies. Nothing else of the DEA's environment reaches a
+    /// build. Absolute paths named in them are visible read-only in
+    /// staging containers.
+    pub staging_env_passthrough: Vec<String>,
     /// Extension: how long CRASHED instances stay visible.
     pub crashed_retention_s: u64,
     /// Extension: longest a drain (SIGUSR2) waits for replacements.
@@ -64,7 +70,8 @@ impl Default for Config {
             advertise_interval_s: 2,
             addr_file: None,
             stop_grace_s: 10,
-            staging_timeout_s: 900,
+            max_staging_timeout_s: 3600,
+            staging_env_passthrough: DEFAULT_PASSTHROUGH.iter().map(|s| s.to_string()).collect(),
             crashed_retention_s: 60,
             evacuation_timeout_s: 120,
         }
@@ -73,7 +80,43 @@ impl Default for Config {
 
 pub use proto::config::ConfigError;
 
+/// What a build gets of the DEA's environment by default.
+pub const DEFAULT_PASSTHROUGH: &[&str] = &[
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_NO_INDEX",
+    "NPM_CONFIG_REGISTRY",
+    "npm_config_registry",
+    "NPM_CONFIG_CAFILE",
+    "npm_config_cafile",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
 impl Config {
+    /// The passthrough variables set in `lookup` (the DEA's environment).
+    pub fn passthrough_env(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Vec<(String, String)> {
+        self.staging_env_passthrough
+            .iter()
+            .filter_map(|k| lookup(k).map(|v| (k.clone(), v)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+
     /// Loads the TOML file (or defaults), applies `NATS_URL`, fills the id.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut cfg: Config = proto::config::load_toml(path)?;
@@ -103,5 +146,23 @@ mod tests {
         assert_eq!(c.memory_mb, 100);
         assert_eq!(c.heartbeat_interval_s, 2);
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn only_listed_host_variables_reach_builds() {
+        let c = Config::default();
+        let env = c.passthrough_env(|k| match k {
+            "PIP_CERT" => Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            "PIP_INDEX_URL" => Some(String::new()),
+            "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
+            _ => None,
+        });
+        assert_eq!(
+            env,
+            vec![(
+                "PIP_CERT".to_string(),
+                "/etc/ssl/certs/ca-certificates.crt".to_string()
+            )]
+        );
     }
 }

@@ -24,6 +24,9 @@ pub enum DeaError {
     UnknownBackend(String),
     #[error("{0}")]
     Staging(String),
+    /// A staging failure with its CF error id.
+    #[error("{0}")]
+    Failed(proto::StagingFailure),
 }
 
 impl DeaError {
@@ -31,6 +34,16 @@ impl DeaError {
         DeaError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// The error as a staging failure (`StagingError` unless it says).
+    pub fn into_failure(self) -> proto::StagingFailure {
+        match self {
+            DeaError::Failed(f) => f,
+            other => {
+                proto::StagingFailure::new(proto::StagingErrorId::StagingError, other.to_string())
+            }
         }
     }
 }

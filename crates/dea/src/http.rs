@@ -62,6 +62,35 @@ pub async fn upload(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Resul
     Ok(())
 }
 
+/// Uploads the file at `path` with PUT, streaming it.
+pub async fn upload_file(client: &reqwest::Client, url: &str, path: &Path) -> Result<()> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| DeaError::io(path, e))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| DeaError::io(path, e))?
+        .len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+    let resp = client
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", len)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| DeaError::Http(format!("PUT {}: {e}", redact(url))))?;
+    if !resp.status().is_success() {
+        return Err(DeaError::Http(format!(
+            "PUT {}: status {}",
+            redact(url),
+            resp.status()
+        )));
+    }
+    Ok(())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -3,10 +3,10 @@
 //! heartbeats and advertisements. Everything outgoing goes through the
 //! `Outbox`, so this module is tested with a fake backend and no NATS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use proto::subjects;
@@ -15,7 +15,7 @@ use proto::{
     HealthCheckType, Heartbeat, InstanceState, LogSource, LogStream, RouteRegistration,
     StartRequest, StopRequest, UpdateRequest,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::backend::{Backend, ContainerSpec, ExitInfo, ProcessSpec};
 use crate::config::Config;
@@ -23,6 +23,7 @@ use crate::env::{build_env, start_script, EnvInput};
 use crate::error::{DeaError, Result};
 use crate::outbox::{spawn_line_reader, Outbox};
 use crate::registry::{Filter, Instance, Registry};
+use crate::staging::Stagings;
 use crate::state::Lifecycle;
 use InstanceState::*;
 
@@ -38,7 +39,18 @@ pub struct Agent {
     register_interval_s: AtomicU64,
     stale_threshold_s: AtomicU64,
     draining: AtomicBool,
+    /// The builds in flight, counted in adverts (once attached).
+    stagings: OnceLock<Stagings>,
+    /// Placement ids of recent starts (named in adverts for a while).
+    recent_placements: Mutex<VecDeque<(String, tokio::time::Instant)>>,
+    /// Wakes the advertiser.
+    advertise: Notify,
 }
+
+/// How long an advert names a start's placement id.
+pub const PLACEMENT_MEMORY: Duration = Duration::from_secs(10);
+/// Most placement ids an advert names.
+const MAX_PLACEMENTS: usize = 512;
 
 impl Agent {
     pub fn new(cfg: Config, backend: Arc<dyn Backend>, outbox: Outbox) -> Arc<Agent> {
@@ -51,7 +63,62 @@ impl Agent {
             register_interval_s: AtomicU64::new(5),
             stale_threshold_s: AtomicU64::new(20),
             draining: AtomicBool::new(false),
+            stagings: OnceLock::new(),
+            recent_placements: Mutex::new(VecDeque::new()),
+            advertise: Notify::new(),
         })
+    }
+
+    /// Counts the builds of `stagings` in this DEA's adverts.
+    pub fn attach_stagings(&self, stagings: Stagings) {
+        let _ = self.stagings.set(stagings);
+    }
+
+    /// Asks for an advert soon (resources were taken or given back).
+    pub fn advertise_soon(&self) {
+        self.advertise.notify_one();
+    }
+
+    /// Resolves when an advert was asked for (by a start, a stop or a
+    /// staging).
+    pub async fn advertise_wanted(&self) {
+        match self.stagings.get() {
+            Some(st) => tokio::select! {
+                _ = self.advertise.notified() => {}
+                _ = st.changed() => {}
+            },
+            None => self.advertise.notified().await,
+        }
+    }
+
+    /// Live placement ids (older ones are dropped).
+    fn placements(&self) -> Vec<String> {
+        let mut q = self
+            .recent_placements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        while q
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > PLACEMENT_MEMORY)
+        {
+            q.pop_front();
+        }
+        q.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    fn remember_placement(&self, id: &str) {
+        if id.is_empty() || id.len() > 64 {
+            return;
+        }
+        let mut q = self
+            .recent_placements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if q.len() >= MAX_PLACEMENTS {
+            q.pop_front();
+        }
+        q.push_back((id.to_string(), tokio::time::Instant::now()));
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -96,16 +163,22 @@ impl Agent {
         self.outbox.send(subjects::DEA_HEARTBEAT, &self.heartbeat());
     }
 
+    /// Capacity left after live instances and builds in flight, and the
+    /// placements those figures already count.
     pub fn advertisement(&self) -> DeaAdvertise {
         let c = self.lock().capacity(self.cfg.memory_mb, self.cfg.disk_mb);
+        let load = self.stagings.get().map(Stagings::load).unwrap_or_default();
+        let mut placements = load.ids;
+        placements.extend(self.placements());
         DeaAdvertise {
             id: self.cfg.id.clone(),
             stacks: self.cfg.stacks.clone(),
-            available_memory_mb: c.available_memory_mb,
-            available_disk_mb: c.available_disk_mb,
+            available_memory_mb: c.available_memory_mb.saturating_sub(load.memory_mb),
+            available_disk_mb: c.available_disk_mb.saturating_sub(load.disk_mb),
             app_id_to_count: c.app_id_to_count,
             zone: self.cfg.zone.clone(),
             url: None,
+            placements,
         }
     }
 
@@ -187,8 +260,12 @@ impl Agent {
             container: None,
         };
         self.lock().instances.insert(id.clone(), inst);
+        if let Some(p) = &req.placement_id {
+            self.remember_placement(p);
+        }
         tracing::info!(instance_id = %id, app_id = %req.app_id, index = req.index, version = %req.version, "starting instance");
         self.publish_heartbeat();
+        self.advertise_soon();
         let me = self.clone();
         let iid = id.clone();
         tokio::spawn(async move {
@@ -226,6 +303,7 @@ impl Agent {
                 root: root.clone(),
                 memory_mb: req.limits.memory_mb,
                 disk_mb: req.limits.disk_mb,
+                egress: req.egress.clone(),
             })
             .await?;
         let attached = {
@@ -243,9 +321,10 @@ impl Agent {
             return Ok(());
         }
         let (d, r) = (droplet.clone(), root.clone());
+        let limit = req.limits.disk_mb.saturating_mul(1024 * 1024);
         tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&d).map_err(|e| DeaError::io(&d, e))?;
-            crate::archive::untar_gz_safe(std::io::BufReader::new(f), &r)
+            crate::archive::untar_gz_safe(std::io::BufReader::new(f), &r, limit)
         })
         .await
         .map_err(|e| DeaError::Backend(format!("extract task: {e}")))??;
@@ -502,6 +581,23 @@ impl Agent {
     }
 
     // ---- stop / update / find ----------------------------------------------
+
+    /// New egress rules for the app's running instances (its space's
+    /// running security groups changed).
+    pub async fn update_egress(&self, u: &proto::EgressUpdate) {
+        let containers: Vec<crate::backend::Container> = self
+            .lock()
+            .instances
+            .values()
+            .filter(|i| i.app_id == u.app_id && i.life.state.is_live())
+            .filter_map(|i| i.container.clone())
+            .collect();
+        for c in containers {
+            if let Err(e) = self.backend.set_egress(&c, &u.rules).await {
+                tracing::warn!(app_id = %u.app_id, container = %c.id, error = %e, "cannot apply egress rules");
+            }
+        }
+    }
 
     pub async fn stop_matching(self: &Arc<Self>, req: &StopRequest) {
         let f = Filter {

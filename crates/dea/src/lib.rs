@@ -13,6 +13,7 @@ pub mod http;
 pub mod instances;
 pub mod outbox;
 pub mod registry;
+pub mod safefs;
 pub mod staging;
 pub mod state;
 

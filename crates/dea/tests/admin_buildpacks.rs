@@ -9,7 +9,7 @@ use dea::backend::{Backend, BoxFut, Container, ContainerSpec, ProcessSpec, Spawn
 
 use dea::outbox::Outbox;
 use dea::staging::Stager;
-use proto::{AdminBuildpack, StagingRequest, StagingResponse};
+use proto::{AdminBuildpack, StagingRequest, StagingResult};
 
 mod common;
 use common::{blob_server, zip_dir, Blobs};
@@ -47,7 +47,8 @@ async fn env_with(backend: Arc<dyn Backend>) -> Env {
         outbox,
         http: reqwest::Client::new(),
         state_dir: state.clone(),
-        step_timeout: Duration::from_secs(60),
+        dea_id: "dea-t".into(),
+        passthrough: vec![],
     };
     Env {
         _tmp: tmp,
@@ -86,7 +87,7 @@ impl Env {
             staging_id: id.into(),
             app_id: "app-a".into(),
             stack: "host".into(),
-            buildpack: buildpack.map(str::to_string),
+            buildpacks: buildpack.map(str::to_string).into_iter().collect(),
             env: vec![],
             memory_mb: 256,
             disk_mb: 1024,
@@ -96,10 +97,12 @@ impl Env {
             cache_upload_uri: Some(format!("{}/cache/app-a", self.base)),
             start_command: None,
             admin_buildpacks: admin,
+            timeout_s: 120,
+            egress: None,
         }
     }
 
-    async fn stage(&mut self, req: StagingRequest) -> (StagingResponse, Vec<String>) {
+    async fn stage(&mut self, req: StagingRequest) -> (StagingResult, Vec<String>) {
         let r = self.stager.handle(req).await;
         let mut lines = Vec::new();
         while let Ok((_, bytes)) = self.logs.try_recv() {
@@ -108,6 +111,11 @@ impl Env {
         }
         (r, lines)
     }
+}
+
+/// The error as the controller shows it (`<id> - <message>`).
+fn err(r: &StagingResult) -> Option<String> {
+    r.error.as_ref().map(|e| e.to_string())
 }
 
 fn has(lines: &[String], want: &str) -> bool {
@@ -166,7 +174,7 @@ async fn admin_buildpack_first_with_cache_between_stagings() {
         .stage(e.request("s1", "p", None, vec![never.clone(), mine.clone()]))
         .await;
     assert_eq!(r.error, None, "{lines:?}");
-    assert_eq!(r.detected_buildpack.as_deref(), Some("mine"));
+    assert_eq!(r.detected_buildpack(), Some("mine"));
     assert_eq!(r.start_command.as_deref(), Some("./run.sh"));
     assert!(
         has(&lines, "cache miss") && !has(&lines, "cache hit"),
@@ -199,24 +207,24 @@ async fn admin_buildpack_first_with_cache_between_stagings() {
         .stage(e.request("s3", "p", Some("never"), vec![never, mine.clone()]))
         .await;
     assert!(
-        r.error
-            .as_deref()
-            .is_some_and(|x| x.starts_with("BuildpackCompileFailed")),
+        err(&r)
+            .is_some_and(|x| x
+                .starts_with("BuildpackCompileFailed - never: bin/compile exited with status 1")),
         "{r:?}"
     );
     // A checksum that does not match the bits fails staging clearly.
     let mut bad = e.admin("bad", zip_dir(&[("bin/compile", "#!/bin/sh\n")]));
     bad.sha256 = "0".repeat(64);
     let (r, _) = e.stage(e.request("s4", "p", None, vec![bad])).await;
-    assert!(
-        r.error.as_deref().is_some_and(|x| x.contains("checksum")),
-        "{r:?}"
-    );
+    assert!(err(&r).is_some_and(|x| x.contains("checksum")), "{r:?}");
     // Unknown -b names still fail as before.
     let (r, _) = e
         .stage(e.request("s5", "p", Some("nope"), vec![mine]))
         .await;
-    assert_eq!(r.error.as_deref(), Some("buildpack nope not found"));
+    assert!(
+        err(&r).is_some_and(|x| x.starts_with("StagingError - buildpack nope not found")),
+        "{r:?}"
+    );
     assert!(
         std::fs::read_dir(e.state.join("staging"))
             .expect("ls")
@@ -265,12 +273,12 @@ async fn nodejs_buildpack_start_commands() {
         match want {
             Some(cmd) => {
                 assert_eq!(r.error, None, "{id}: {lines:?}");
-                assert_eq!(r.detected_buildpack.as_deref(), Some("nodejs"), "{id}");
+                assert_eq!(r.detected_buildpack(), Some("nodejs"), "{id}");
                 assert_eq!(r.start_command.as_deref(), Some(*cmd), "{id}");
             }
             None => assert_eq!(
-                r.error.as_deref(),
-                Some(dea::staging::NO_START_COMMAND),
+                err(&r),
+                Some(format!("StagingError - {}", dea::staging::NO_START_COMMAND)),
                 "{id}"
             ),
         }
@@ -296,9 +304,7 @@ async fn nodejs_buildpack_start_commands() {
     e.put("/package/bad", zip_dir(&[("package.json", "{nope")]));
     let (r, _) = e.stage(e.request("bad", "bad", None, vec![])).await;
     assert!(
-        r.error
-            .as_deref()
-            .is_some_and(|x| x.contains("not valid JSON")),
+        err(&r).is_some_and(|x| x.contains("not valid JSON")),
         "{r:?}"
     );
 }
@@ -377,7 +383,9 @@ async fn staging_runs_every_step_in_one_container_with_the_request_limits() {
         ("staging-lim", 1536, 3072)
     );
     let spawned = rec.spawned.lock().expect("lock").clone();
-    // python detect (no), nodejs detect (yes), compile, release.
+    // python detect (no), nodejs detect (yes), compile, release; then the
+    // platform's own steps, in the same container: the Procfile, the
+    // droplet and the cache packed inside.
     let steps: Vec<&str> = spawned
         .iter()
         .map(|(c, s)| {
@@ -385,7 +393,12 @@ async fn staging_runs_every_step_in_one_container_with_the_request_limits() {
             s.rsplit("/bin/").next().unwrap_or("")
         })
         .collect();
-    assert_eq!(steps.len(), 4, "{spawned:?}");
+    assert_eq!(steps.len(), 7, "{spawned:?}");
     assert!(steps[0].starts_with("detect") && steps[3].starts_with("release"));
+    use dea::staging::plan;
+    assert_eq!(
+        &steps[4..],
+        &[plan::READ_PROCFILE, plan::PACK_DROPLET, plan::PACK_CACHE]
+    );
     assert_eq!(*rec.destroyed.lock().expect("lock"), vec!["staging-lim"]);
 }

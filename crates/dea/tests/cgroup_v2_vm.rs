@@ -262,6 +262,7 @@ async fn guest_scenarios() {
         root: tmp.path().join("instances").join(id),
         memory_mb,
         disk_mb: 64,
+        egress: None,
     };
     let small = b.create(mk("v2small", 64)).await.expect("create");
     let big = b.create(mk("v2big", 256)).await.expect("create");
@@ -368,6 +369,7 @@ async fn guest_scenarios() {
     let disk = b
         .create(ContainerSpec {
             disk_mb: 2,
+            egress: None,
             ..mk("v2disk", 64)
         })
         .await

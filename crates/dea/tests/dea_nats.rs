@@ -14,6 +14,56 @@ use tokio::time::Instant;
 mod common;
 use common::{blob_server, http_get, zip_dir, APP_PY};
 
+/// Hands a build to a DEA as a controller does: the DEA answers at once,
+/// then offers the result on `staging.finished` until it is recorded.
+async fn stage_over_bus(
+    bus: &Bus,
+    dea_id: &str,
+    req: proto::StagingRequest,
+) -> proto::StagingResult {
+    let mut finished = bus
+        .subscribe::<proto::StagingResult>(subjects::STAGING_FINISHED)
+        .await
+        .expect("sub");
+    bus.flush().await.expect("flush");
+    let accepted: proto::StagingAccepted = bus
+        .request(
+            subjects::staging_start(dea_id),
+            &req,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(
+        (
+            accepted.staging_id.as_str(),
+            accepted.dea_id.as_str(),
+            &accepted.error
+        ),
+        (req.staging_id.as_str(), dea_id, &None)
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = tokio::time::timeout_at(deadline, finished.next())
+            .await
+            .expect("staging finished in time")
+            .expect("subscription");
+        if m.payload.staging_id != req.staging_id {
+            continue;
+        }
+        let reply = m.reply.expect("a request");
+        bus.reply(
+            &reply,
+            &proto::StagingRecorded {
+                staging_id: req.staging_id.clone(),
+            },
+        )
+        .await
+        .expect("reply");
+        return m.payload;
+    }
+}
+
 struct Nats {
     child: Child,
     url: String,
@@ -145,7 +195,7 @@ async fn dea_over_nats() {
         staging_id: "p1".into(),
         app_id: "app-n".into(),
         stack: "host".into(),
-        buildpack: None,
+        buildpacks: vec![],
         env: vec![],
         memory_mb: 256,
         disk_mb: 1024,
@@ -155,15 +205,10 @@ async fn dea_over_nats() {
         cache_upload_uri: None,
         start_command: None,
         admin_buildpacks: vec![],
+        timeout_s: 60,
+        egress: None,
     };
-    let resp: proto::StagingResponse = bus
-        .request(
-            subjects::staging_start("dea-nats"),
-            &req,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("staging reply");
+    let resp = stage_over_bus(&bus, "dea-nats", req).await;
     assert_eq!(resp.error, None);
     let sha = resp.droplet_sha256.expect("sha");
 
@@ -322,7 +367,7 @@ async fn binary_instances_die_with_the_dea() {
             staging_id: format!("s{round}"),
             app_id: "app-b".into(),
             stack: "host".into(),
-            buildpack: None,
+            buildpacks: vec![],
             env: vec![],
             memory_mb: 256,
             disk_mb: 1024,
@@ -332,11 +377,10 @@ async fn binary_instances_die_with_the_dea() {
             cache_upload_uri: None,
             start_command: None,
             admin_buildpacks: vec![],
+            timeout_s: 60,
+            egress: None,
         };
-        let resp: proto::StagingResponse = bus
-            .request(subjects::staging_start(&id), &req, Duration::from_secs(60))
-            .await
-            .expect("staging reply");
+        let resp = stage_over_bus(&bus, &id, req).await;
         assert_eq!(resp.error, None);
         let start = serde_json::json!({
             "app_id": "app-b", "app_name": "web", "version": "v1", "index": 0,

@@ -48,6 +48,7 @@ async fn isolates_limits_and_cleans_up() {
             root: tmp.path().join("instances/ctest1"),
             memory_mb: 64,
             disk_mb: 64,
+            egress: None,
         })
         .await
         .expect("create");
@@ -100,6 +101,7 @@ async fn network_dnat_and_egress_filter() {
         root: tmp.path().join(id),
         memory_mb: 128,
         disk_mb: 64,
+        egress: None,
     };
     let c1 = b.create(mk("net1")).await.expect("create");
     let c2 = b.create(mk("net2")).await.expect("create");
@@ -205,6 +207,7 @@ async fn disk_quota_kills_and_pool_recycles() {
             root: tmp.path().join("disk1"),
             memory_mb: 64,
             disk_mb: 2,
+            egress: None,
         })
         .await
         .expect("create");
@@ -237,6 +240,7 @@ async fn disk_quota_kills_and_pool_recycles() {
             root: tmp.path().join("disk2"),
             memory_mb: 64,
             disk_mb: 64,
+            egress: None,
         })
         .await
         .expect("create");

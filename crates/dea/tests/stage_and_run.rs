@@ -25,7 +25,7 @@ fn staging_request(
         staging_id: id.into(),
         app_id: "app-1".into(),
         stack: "host".into(),
-        buildpack: buildpack.map(str::to_string),
+        buildpacks: buildpack.map(str::to_string).into_iter().collect(),
         env: vec![],
         memory_mb: 256,
         disk_mb: 1024,
@@ -35,7 +35,14 @@ fn staging_request(
         cache_upload_uri: Some(format!("{base}/cache/{id}")),
         start_command: start.map(str::to_string),
         admin_buildpacks: vec![],
+        timeout_s: 120,
+        egress: None,
     }
+}
+
+/// The error as the controller shows it (`<id> - <message>`).
+fn err(r: &proto::StagingResult) -> Option<String> {
+    r.error.as_ref().map(|e| e.to_string())
 }
 
 fn stager(
@@ -52,7 +59,8 @@ fn stager(
         outbox,
         http: reqwest::Client::new(),
         state_dir: state.to_path_buf(),
-        step_timeout: Duration::from_secs(120),
+        dea_id: "dea-t".into(),
+        passthrough: vec![],
     };
     (s, rx)
 }
@@ -77,7 +85,7 @@ async fn stages_a_python_app_and_runs_it() {
         .handle(staging_request(&base, "s1", None, None))
         .await;
     assert_eq!(resp.error, None);
-    assert_eq!(resp.detected_buildpack.as_deref(), Some("python"));
+    assert_eq!(resp.detected_buildpack(), Some("python"));
     assert_eq!(resp.start_command.as_deref(), Some("python3 app.py"));
     assert!(!tmp.path().join("escape.txt").exists() && !state.join("staging/escape.txt").exists());
     assert!(!state.join("staging/s1").exists(), "staging dir cleaned");
@@ -206,15 +214,26 @@ async fn staging_errors_are_reported() {
     let r = stager
         .handle(staging_request(&base, "none", None, None))
         .await;
-    assert_eq!(r.error.as_deref(), Some(dea::staging::NO_APP_DETECTED));
+    assert_eq!(
+        err(&r).as_deref(),
+        Some(
+            "NoAppDetectedError - An app was not successfully detected by any available buildpack"
+        )
+    );
     let r = stager
         .handle(staging_request(&base, "none", Some("ruby"), None))
         .await;
-    assert_eq!(r.error.as_deref(), Some("buildpack ruby not found"));
+    assert!(
+        err(&r).is_some_and(|e| e.starts_with("StagingError - buildpack ruby not found")),
+        "{r:?}"
+    );
     let r = stager
         .handle(staging_request(&base, "bin", Some("binary"), None))
         .await;
-    assert_eq!(r.error.as_deref(), Some(dea::staging::NO_START_COMMAND));
+    assert_eq!(
+        err(&r),
+        Some(format!("StagingError - {}", dea::staging::NO_START_COMMAND))
+    );
     let r = stager
         .handle(staging_request(
             &base,
@@ -230,18 +249,21 @@ async fn staging_errors_are_reported() {
     let r = stager
         .handle(staging_request(&base, "bin", None, Some("bash run.sh")))
         .await;
-    assert_eq!(r.detected_buildpack.as_deref(), Some("binary"));
+    assert_eq!(r.detected_buildpack(), Some("binary"));
     let r = stager
         .handle(staging_request(&base, "procfile", None, None))
         .await;
     assert_eq!(
-        (r.detected_buildpack.as_deref(), r.start_command.as_deref()),
+        (r.detected_buildpack(), r.start_command.as_deref()),
         (Some("binary"), Some("./server --port $PORT"))
     );
     let r = stager
         .handle(staging_request(&base, "lib", None, None))
         .await;
-    assert_eq!(r.error.as_deref(), Some(dea::staging::NO_START_COMMAND));
+    assert_eq!(
+        err(&r),
+        Some(format!("StagingError - {}", dea::staging::NO_START_COMMAND))
+    );
     let r = stager
         .handle(staging_request(&base, "missing", None, None))
         .await;
@@ -249,10 +271,13 @@ async fn staging_errors_are_reported() {
     let r = stager
         .handle(staging_request(&base, "bad", None, Some("x")))
         .await;
+    let e = err(&r).unwrap_or_default();
     assert!(
-        r.error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("BuildpackCompileFailed: ")),
+        e.starts_with("BuildpackCompileFailed - python: bin/compile exited with status 1; last lines of its output:"),
         "{r:?}"
+    );
+    assert!(
+        e.contains("this-package-does-not-exist-anywhere"),
+        "pip's error: {e}"
     );
 }

@@ -37,6 +37,8 @@ pub enum BusError {
     Request { subject: String, message: String },
     #[error("bus: request to {subject} timed out")]
     Timeout { subject: String },
+    #[error("bus: nobody listens on {subject}")]
+    NoResponders { subject: String },
 }
 
 /// Connection state changes, for components that must act on reconnect
@@ -197,9 +199,22 @@ impl Bus {
     ) -> Result<Resp, BusError> {
         let subject = subject.into();
         let bytes = encode(&subject, req)?;
-        let fut = self.client.request(subject.clone(), bytes.into());
+        // The client's own request timeout (10 s by default) would cut a
+        // longer wait short: the request carries ours.
+        let fut = self.client.send_request(
+            subject.clone(),
+            async_nats::Request::new()
+                .payload(bytes.into())
+                .timeout(Some(timeout)),
+        );
         let msg = match tokio::time::timeout(timeout, fut).await {
             Err(_) => return Err(BusError::Timeout { subject }),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                return Err(BusError::Timeout { subject })
+            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(BusError::NoResponders { subject })
+            }
             Ok(Err(e)) => {
                 return Err(BusError::Request {
                     subject,

@@ -7,11 +7,15 @@ pub mod bus;
 pub mod config;
 pub mod desired;
 pub mod droplet;
+pub mod egress;
 pub mod messages;
+pub mod staging;
 pub mod subjects;
 
 pub use bus::{Bus, BusError};
+pub use egress::EgressRule;
 pub use messages::*;
+pub use staging::*;
 
 /// Current time as RFC 3339 UTC with second precision, the format used in
 /// every payload and API resource.

@@ -44,65 +44,11 @@ pub struct DeaAdvertise {
     /// Base URL of the DEA's own HTTP endpoint, if any.
     #[serde(default)]
     pub url: Option<String>,
-}
-
-/// `staging.<dea_id>.start` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StagingRequest {
-    pub staging_id: String,
-    pub app_id: String,
-    pub stack: String,
-    /// Buildpack name requested by the user; `None` = detect.
-    #[serde(default)]
-    pub buildpack: Option<String>,
-    /// User environment as `KEY=VALUE`.
-    #[serde(default)]
-    pub env: Vec<String>,
-    pub memory_mb: u64,
-    pub disk_mb: u64,
-    /// Signed URL to GET the package zip.
-    pub package_uri: String,
-    /// Signed URL to PUT (or POST) the droplet tarball.
-    pub droplet_upload_uri: String,
-    /// Signed URL to GET the buildpack cache (404 when there is none yet).
-    #[serde(default)]
-    pub cache_download_uri: Option<String>,
-    /// Signed URL to PUT the buildpack cache.
-    #[serde(default)]
-    pub cache_upload_uri: Option<String>,
-    /// Start command given by the user (`-c`, manifest); wins over Procfile
-    /// and buildpack defaults.
-    #[serde(default)]
-    pub start_command: Option<String>,
-    /// Enabled admin buildpacks with bits, in position order; tried before
-    /// the built-in ones, and selectable by name with `buildpack`.
+    /// The placements (`StartRequest::placement_id`, staging ids) this DEA
+    /// received lately and counts in the figures above, so a controller
+    /// stops holding its own reservation for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub admin_buildpacks: Vec<AdminBuildpack>,
-}
-
-/// An admin buildpack offered to a stager: a zip at a signed URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdminBuildpack {
-    pub name: String,
-    /// Signed URL to GET the buildpack zip.
-    pub uri: String,
-    /// sha256 of the zip (the DEA caches by it and checks it).
-    pub sha256: String,
-}
-
-/// `staging.<dea_id>.start` reply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StagingResponse {
-    pub staging_id: String,
-    #[serde(default)]
-    pub detected_buildpack: Option<String>,
-    #[serde(default)]
-    pub start_command: Option<String>,
-    #[serde(default)]
-    pub droplet_sha256: Option<String>,
-    /// Human-readable reason when staging failed.
-    #[serde(default)]
-    pub error: Option<String>,
+    pub placements: Vec<String>,
 }
 
 /// Resource limits of an instance.
@@ -175,6 +121,21 @@ pub struct StartRequest {
     /// The `VCAP_APPLICATION` document (JSON object).
     #[serde(default)]
     pub vcap_application: serde_json::Value,
+    /// Names this placement in the DEA's adverts (`DeaAdvertise::placements`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_id: Option<String>,
+    /// The running security groups' rules for the app's space; absent: the
+    /// DEA's defaults (public networks and the host's DNS resolvers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Vec<crate::egress::EgressRule>>,
+}
+
+/// `dea.egress`: the running security groups of an app changed; DEAs apply
+/// the rules to its running instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EgressUpdate {
+    pub app_id: String,
+    pub rules: Vec<crate::egress::EgressRule>,
 }
 
 /// `dea.stop`: every field narrows the filter; absent = any.
@@ -459,32 +420,7 @@ mod tests {
             app_id_to_count: BTreeMap::from([("a".into(), 2)]),
             zone: "z1".into(),
             url: None,
-        });
-        round_trip(&StagingRequest {
-            staging_id: "s".into(),
-            app_id: "a".into(),
-            stack: "host".into(),
-            buildpack: Some("python".into()),
-            env: vec!["A=B".into()],
-            memory_mb: 256,
-            disk_mb: 1024,
-            package_uri: "http://x/p".into(),
-            droplet_upload_uri: "http://x/d".into(),
-            cache_download_uri: Some("http://x/c".into()),
-            cache_upload_uri: None,
-            start_command: None,
-            admin_buildpacks: vec![AdminBuildpack {
-                name: "custom".into(),
-                uri: "http://x/b".into(),
-                sha256: "cd".into(),
-            }],
-        });
-        round_trip(&StagingResponse {
-            staging_id: "s".into(),
-            detected_buildpack: Some("python".into()),
-            start_command: Some("python3 app.py".into()),
-            droplet_sha256: Some("ab".into()),
-            error: None,
+            placements: vec!["p1".into()],
         });
         round_trip(&StartRequest {
             app_id: "a".into(),
@@ -504,6 +440,12 @@ mod tests {
             start_command: "./run".into(),
             stack: "host".into(),
             vcap_application: serde_json::json!({"name": "n"}),
+            placement_id: Some("p1".into()),
+            egress: Some(crate::egress::public_networks()),
+        });
+        round_trip(&EgressUpdate {
+            app_id: "a".into(),
+            rules: crate::egress::dns(&[std::net::Ipv4Addr::new(10, 0, 0, 2)]),
         });
         round_trip(&StopRequest {
             app_id: "a".into(),
@@ -588,18 +530,6 @@ mod tests {
             admin_url: None,
             uptime_s: 4,
         });
-    }
-
-    #[test]
-    fn staging_request_without_admin_buildpacks_parses() {
-        let v = serde_json::json!({
-            "staging_id": "s", "app_id": "a", "stack": "host", "memory_mb": 1,
-            "disk_mb": 1, "package_uri": "p", "droplet_upload_uri": "d"
-        });
-        let r: StagingRequest = serde_json::from_value(v).expect("parse");
-        assert!(r.admin_buildpacks.is_empty());
-        let s = serde_json::to_string(&r).expect("serialize");
-        assert!(!s.contains("admin_buildpacks"));
     }
 
     #[test]

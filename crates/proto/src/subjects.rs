@@ -21,9 +21,21 @@ pub const LOGS_ALL: &str = "logs.*";
 /// Queue group used by cloud controllers for `health.*` so only one acts.
 pub const CC_QUEUE_GROUP: &str = "cc";
 
-/// `staging.<dea_id>.start`: controller → one DEA, request/reply.
+/// `staging.active`: DEA → controllers, the builds a DEA works on.
+pub const STAGING_ACTIVE: &str = "staging.active";
+/// `staging.finished`: DEA → one controller (queue group `cc`), request.
+pub const STAGING_FINISHED: &str = "staging.finished";
+/// `dea.egress`: controller → DEAs, new egress rules for running instances.
+pub const DEA_EGRESS: &str = "dea.egress";
+
+/// `staging.<dea_id>.start`: controller → one DEA, request (answered at once).
 pub fn staging_start(dea_id: &str) -> String {
     format!("staging.{dea_id}.start")
+}
+
+/// `staging.<dea_id>.stop`: controller → one DEA.
+pub fn staging_stop(dea_id: &str) -> String {
+    format!("staging.{dea_id}.stop")
 }
 
 /// `dea.<dea_id>.start`: controller → one DEA.
@@ -48,6 +60,7 @@ mod tests {
     #[test]
     fn directed_subjects() {
         assert_eq!(staging_start("d1"), "staging.d1.start");
+        assert_eq!(staging_stop("d1"), "staging.d1.stop");
         assert_eq!(dea_start("d1"), "dea.d1.start");
         assert_eq!(logs("a"), "logs.a");
         assert_eq!(app_id_from_logs_subject("logs.a"), Some("a"));

@@ -259,6 +259,9 @@ async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(env_secs("CF_STAGING_TIMEOUT", 900));
     let mut b = build;
     let mut backoff = Backoff::new(Duration::from_millis(500));
+    // The API may be away for a while (a controller restart): the build
+    // goes on meanwhile, so keep asking.
+    let mut away_since: Option<Instant> = None;
     loop {
         match b.state.as_str() {
             "STAGED" => {
@@ -269,10 +272,15 @@ async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
                     .ok_or_else(|| CliError::other("The build is staged but has no droplet."))
             }
             "FAILED" => {
+                let error = b.error.unwrap_or_else(|| "unknown error".into());
+                let tip = if error.starts_with("NoAppDetectedError") {
+                    "TIP: Use 'cf buildpacks' to see a list of supported buildpacks."
+                } else {
+                    "TIP: Use 'cf logs APP --recent' for the whole staging log."
+                };
                 return Err(CliError::other(format!(
-                    "Error staging application: {}",
-                    b.error.unwrap_or_else(|| "unknown error".into())
-                )))
+                    "Error staging application: {error}\n\n{tip}"
+                )));
             }
             _ => {}
         }
@@ -282,7 +290,42 @@ async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
             ));
         }
         backoff.wait().await;
-        b = ctx.client.get(&format!("/v3/builds/{}", b.guid)).await?;
+        match ctx.client.get(&format!("/v3/builds/{}", b.guid)).await {
+            Ok(next) => {
+                away_since = None;
+                b = next;
+            }
+            Err(e) if transient(&e) => {
+                let since = *away_since.get_or_insert_with(|| {
+                    eprintln!("The API is not answering ({e}); waiting for it...");
+                    Instant::now()
+                });
+                if since.elapsed() > Duration::from_secs(env_secs("CF_API_OUTAGE_TIMEOUT", 120)) {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An error that says the API is away for now (connection refused, the
+/// router with no route or no backend for it), not that the request is
+/// wrong.
+pub fn transient(e: &CliError) -> bool {
+    match e {
+        CliError::Http(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+        CliError::Api {
+            status: 502..=504, ..
+        } => true,
+        // The router's own 404 (no route: the controller is not registered
+        // right now) carries no CF error code.
+        CliError::Api {
+            status: 404,
+            code: None,
+            ..
+        } => true,
+        _ => false,
     }
 }
 

@@ -29,9 +29,10 @@ pub struct Args {
     /// Disk limit (e.g. 256M, 1024M, 1G)
     #[arg(short = 'k')]
     pub disk: Option<String>,
-    /// Custom buildpack by name (e.g. python, binary)
+    /// Custom buildpack by name (e.g. python, binary); give it more than
+    /// once for several (every one but the last supplies dependencies)
     #[arg(short = 'b')]
-    pub buildpack: Option<String>,
+    pub buildpack: Vec<String>,
     /// Startup command
     #[arg(short = 'c')]
     pub command: Option<String>,
@@ -53,6 +54,10 @@ pub struct Args {
     /// Valid path on the app for an HTTP health check
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Time (in seconds) allowed to elapse between starting up an app and
+    /// the first healthy response from the app (not the staging timeout)
+    #[arg(short = 't', long = "app-start-timeout")]
+    pub timeout: Option<u32>,
 }
 
 fn manifest_path(args: &Args, cwd: &Path) -> Option<PathBuf> {
@@ -100,11 +105,12 @@ pub async fn run(args: Args) -> Result<()> {
         instances: args.instances,
         memory: args.memory.clone(),
         disk: args.disk.clone(),
-        buildpack: args.buildpack.clone(),
+        buildpacks: args.buildpack.clone(),
         command: args.command.clone(),
         no_route: args.no_route,
         health_check_type: args.health_check_type.clone(),
         endpoint: args.endpoint.clone(),
+        timeout: args.timeout,
     };
     let plans = manifest::plan(&apps, &flags, &base)?;
     for plan in &plans {
@@ -198,11 +204,16 @@ async fn apply_settings(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
             .health_check_type
             .clone()
             .unwrap_or_else(|| "http".into());
-        let data = match (&plan.health_check_endpoint, kind.as_str()) {
+        let mut data = match (&plan.health_check_endpoint, kind.as_str()) {
             (Some(e), "http") => json!({ "endpoint": e }),
             _ => json!({}),
         };
+        if let Some(t) = plan.health_check_timeout {
+            data["timeout"] = json!(t);
+        }
         patch.insert("health_check".into(), json!({"type": kind, "data": data}));
+    } else if let Some(t) = plan.health_check_timeout {
+        patch.insert("health_check".into(), json!({"data": {"timeout": t}}));
     }
     if !patch.is_empty() {
         let _: Value = ctx

@@ -39,7 +39,7 @@ pub fn routes() -> Router<Ctx> {
 
 pub fn present(base: &BaseUrl, app: &App) -> Value {
     let p = format!("/v3/apps/{}", app.guid);
-    let buildpacks: Vec<&str> = app.buildpack.iter().map(String::as_str).collect();
+    let buildpacks = app.buildpacks();
     json!({
         "guid": app.guid,
         "name": app.name,
@@ -125,6 +125,32 @@ fn check_lifecycle(l: &Lifecycle) -> ApiResult<()> {
     }
 }
 
+/// The buildpacks of a lifecycle, checked, as stored (comma-separated;
+/// `None` for none or `default`).
+fn buildpack_list(list: &[String]) -> ApiResult<Option<String>> {
+    let names: Vec<&str> = list
+        .iter()
+        .map(|b| b.trim())
+        .filter(|b| !b.is_empty() && *b != "default" && *b != "null")
+        .collect();
+    if names.len() > 16 {
+        return Err(ApiError::Unprocessable(
+            "An app may name at most 16 buildpacks".into(),
+        ));
+    }
+    for n in &names {
+        let ok = n.len() <= 255
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(ApiError::Unprocessable(format!(
+                "Buildpack \"{n}\" must be an existing admin buildpack or a built-in one (git URLs are not supported)"
+            )));
+        }
+    }
+    Ok((!names.is_empty()).then(|| names.join(",")))
+}
+
 fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() {
         return Err(ApiError::Unprocessable("Name can't be blank".into()));
@@ -169,7 +195,9 @@ async fn create(
     if let Some(l) = &req.lifecycle {
         check_lifecycle(l)?;
         if let Some(d) = &l.data {
-            buildpack = d.buildpacks.as_ref().and_then(|b| b.first().cloned());
+            if let Some(b) = &d.buildpacks {
+                buildpack = buildpack_list(b)?;
+            }
             if let Some(s) = &d.stack {
                 stack = s.clone();
             }
@@ -221,10 +249,7 @@ async fn update(
         check_lifecycle(l)?;
         if let Some(d) = &l.data {
             if let Some(b) = &d.buildpacks {
-                app.buildpack = b
-                    .first()
-                    .cloned()
-                    .filter(|s| !s.is_empty() && s != "default" && s != "null");
+                app.buildpack = buildpack_list(b)?;
             }
             if let Some(s) = &d.stack {
                 app.stack = s.clone();

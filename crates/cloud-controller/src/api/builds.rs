@@ -23,7 +23,7 @@ pub fn routes() -> Router<Ctx> {
 
 async fn present(ctx: &Ctx, base: &BaseUrl, b: &Build) -> Value {
     let (buildpacks, stack) = match ctx.store.app(&b.app_guid).await {
-        Ok(a) => (a.buildpack.into_iter().collect::<Vec<_>>(), a.stack),
+        Ok(a) => (a.buildpacks(), a.stack),
         Err(_) => (Vec::new(), "host".to_string()),
     };
     let mut links = json!({
@@ -38,9 +38,10 @@ async fn present(ctx: &Ctx, base: &BaseUrl, b: &Build) -> Value {
         "created_at": b.created_at,
         "updated_at": b.updated_at,
         "state": b.state,
-        "staging_memory_in_mb": 1024,
-        "staging_disk_in_mb": 2048,
-        "error": b.error,
+        "staging_memory_in_mb": crate::staging::STAGING_MEMORY_MB,
+        "staging_disk_in_mb": crate::staging::STAGING_DISK_MB,
+        "error": b.error_text(),
+        "error_code": b.error_id.as_deref().and_then(proto::StagingErrorId::from_name).map(|i| format!("CF-{i}")),
         "lifecycle": {"type": "buildpack", "data": {"buildpacks": buildpacks, "stack": stack}},
         "package": {"guid": b.package_guid},
         "droplet": b.droplet_guid.as_ref().map(|d| json!({"guid": d, "href": format!("{}/v3/droplets/{d}", base.0)})),
@@ -88,7 +89,8 @@ async fn create(
         )
         .await;
     }
-    tokio::spawn(crate::staging::run_build(ctx.clone(), build.clone(), actor));
+    // The staging loop hands it to a DEA (at once: woken now).
+    ctx.staging.wake();
     Ok((
         StatusCode::CREATED,
         Json(present(&ctx, &base, &build).await),

@@ -17,9 +17,9 @@ pub fn routes() -> Router<Ctx> {
 pub fn present(base: &BaseUrl, d: &Droplet) -> Value {
     let process_types: Value = serde_json::from_str(&d.process_types).unwrap_or_else(|_| json!({}));
     let buildpacks: Vec<Value> = d
-        .buildpack
+        .buildpacks_used()
         .iter()
-        .map(|b| json!({"name": b, "buildpack_name": b, "detect_output": b, "version": null}))
+        .map(|b| json!({"name": b.name, "buildpack_name": b.name, "detect_output": b.detect_output, "version": null}))
         .collect();
     json!({
         "guid": d.guid,

@@ -3,10 +3,13 @@
 //! uuid text, booleans are BIGINT 0/1.
 
 mod buildpacks;
+mod builds;
 mod models;
+mod security_groups;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use models::*;
+pub use security_groups::{Lifecycle, SecurityGroup};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, FromRow};
@@ -53,8 +56,8 @@ pub struct Store {
 const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at";
 const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
 const PKG_COLS: &str = "guid, app_guid, type, state, sha256, error, created_at, updated_at";
-const BUILD_COLS: &str = "guid, app_guid, package_guid, state, error, droplet_guid, uploaded_sha256, created_by_guid, created_by_name, created_at, updated_at";
-const DROPLET_COLS: &str = "guid, app_guid, package_guid, state, sha256, process_types, buildpack, stack, error, created_at, updated_at";
+const BUILD_COLS: &str = "guid, app_guid, package_guid, state, error, droplet_guid, uploaded_sha256, created_by_guid, created_by_name, created_at, updated_at, dea_id, staging_deadline, error_id";
+const DROPLET_COLS: &str = "guid, app_guid, package_guid, state, sha256, process_types, buildpack, stack, error, created_at, updated_at, buildpacks, config_vars";
 const ROUTE_COLS: &str = "guid, host, domain_guid, path, space_guid, created_at, updated_at";
 const EVENT_COLS: &str = "guid, type, actor_guid, actor_type, actor_name, target_guid, target_type, target_name, data, space_guid, organization_guid, created_at";
 
@@ -498,101 +501,7 @@ impl Store {
         self.package(guid).await
     }
 
-    // ---- builds ----
-
-    pub async fn create_build(
-        &self,
-        app_guid: &str,
-        package_guid: &str,
-        actor_guid: &str,
-        actor_name: &str,
-    ) -> Result<Build> {
-        let t = now();
-        let b = Build {
-            guid: new_guid(),
-            app_guid: app_guid.to_string(),
-            package_guid: package_guid.to_string(),
-            state: "STAGING".into(),
-            error: None,
-            droplet_guid: None,
-            uploaded_sha256: None,
-            created_by_guid: actor_guid.to_string(),
-            created_by_name: actor_name.to_string(),
-            created_at: t.clone(),
-            updated_at: t,
-        };
-        sqlx::query(&format!("INSERT INTO builds ({BUILD_COLS}) VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6, $7, $7)"))
-            .bind(b.guid.clone())
-            .bind(b.app_guid.clone())
-            .bind(b.package_guid.clone())
-            .bind(b.state.clone())
-            .bind(b.created_by_guid.clone())
-            .bind(b.created_by_name.clone())
-            .bind(b.created_at.clone())
-            .execute(&self.pool)
-            .await?;
-        Ok(b)
-    }
-
-    pub async fn build(&self, guid: &str) -> Result<Build> {
-        self.one(
-            &format!("SELECT {BUILD_COLS} FROM builds WHERE guid = $1"),
-            &[guid],
-            "Build",
-        )
-        .await
-    }
-
-    pub async fn set_build_uploaded(&self, guid: &str, sha256: &str) -> Result<()> {
-        let r =
-            sqlx::query("UPDATE builds SET uploaded_sha256 = $1, updated_at = $2 WHERE guid = $3")
-                .bind(sha256.to_string())
-                .bind(now())
-                .bind(guid.to_string())
-                .execute(&self.pool)
-                .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound("Build"));
-        }
-        Ok(())
-    }
-
-    pub async fn finish_build(
-        &self,
-        guid: &str,
-        state: &str,
-        error: Option<&str>,
-        droplet_guid: Option<&str>,
-    ) -> Result<Build> {
-        sqlx::query("UPDATE builds SET state = $1, error = $2, droplet_guid = $3, updated_at = $4 WHERE guid = $5")
-            .bind(state.to_string())
-            .bind(error.map(str::to_string))
-            .bind(droplet_guid.map(str::to_string))
-            .bind(now())
-            .bind(guid.to_string())
-            .execute(&self.pool)
-            .await?;
-        self.build(guid).await
-    }
-
     // ---- droplets ----
-
-    pub async fn create_droplet(&self, d: &Droplet) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO droplets ({DROPLET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"))
-            .bind(d.guid.clone())
-            .bind(d.app_guid.clone())
-            .bind(d.package_guid.clone())
-            .bind(d.state.clone())
-            .bind(d.sha256.clone())
-            .bind(d.process_types.clone())
-            .bind(d.buildpack.clone())
-            .bind(d.stack.clone())
-            .bind(d.error.clone())
-            .bind(d.created_at.clone())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
 
     pub async fn droplet(&self, guid: &str) -> Result<Droplet> {
         self.one(

@@ -63,6 +63,19 @@ impl App {
     pub fn started(&self) -> bool {
         self.state == "STARTED"
     }
+
+    /// The buildpacks named for the app, in order (stored comma-separated:
+    /// names never hold a comma).
+    pub fn buildpacks(&self) -> Vec<String> {
+        self.buildpack
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -108,6 +121,24 @@ pub struct Build {
     pub created_by_name: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The DEA staging it (set when it was handed over).
+    pub dea_id: Option<String>,
+    /// RFC 3339: when the platform's staging timeout is reached.
+    pub staging_deadline: Option<String>,
+    /// CF's error id of a failed build (`error` is its description).
+    pub error_id: Option<String>,
+}
+
+impl Build {
+    /// The build's `error` as CF shows it: `<id> - <description>`.
+    pub fn error_text(&self) -> Option<String> {
+        match (&self.error_id, &self.error) {
+            (Some(id), Some(e)) => Some(format!("{id} - {e}")),
+            (None, Some(e)) => Some(e.clone()),
+            (Some(id), None) => Some(id.clone()),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -124,9 +155,37 @@ pub struct Droplet {
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// JSON array of `{name, detect_output}`.
+    pub buildpacks: Option<String>,
+    /// JSON object: the final buildpack's `config_vars`.
+    pub config_vars: Option<String>,
 }
 
 impl Droplet {
+    /// The buildpacks it was built with.
+    pub fn buildpacks_used(&self) -> Vec<proto::BuildpackUsed> {
+        self.buildpacks
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or_else(|| {
+                self.buildpack
+                    .iter()
+                    .map(|b| proto::BuildpackUsed {
+                        name: b.clone(),
+                        detect_output: None,
+                    })
+                    .collect()
+            })
+    }
+
+    /// The app's default environment from the buildpack.
+    pub fn config_vars_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.config_vars
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or_default()
+    }
+
     pub fn web_command(&self) -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(&self.process_types).ok()?;
         v.get("web")?.as_str().map(str::to_string)

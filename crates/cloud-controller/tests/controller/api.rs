@@ -42,6 +42,9 @@ impl Api {
             .await
             .expect("ctx");
         let router = api::router(ctx.clone());
+        // The staging loop, as in a running controller (aborted with the
+        // test's runtime).
+        drop(cloud_controller::staging::spawn_loop(ctx.clone()));
         let mut a = Api {
             router,
             ctx,
@@ -601,7 +604,11 @@ async fn app_lifecycle_without_deas() {
         (r.body["state"] == "FAILED").then_some(r.body)
     })
     .await;
-    assert_eq!(b["error"], "InsufficientResources: no DEA available");
+    assert_eq!(
+        b["error"],
+        "InsufficientResources - no message bus: no DEA can be reached"
+    );
+    assert_eq!(b["error_code"], "CF-InsufficientResources");
 
     // Routes.
     let domains = a.call(Method::GET, "/v3/domains", None).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use proto::{
     subjects, Bus, DeaAdvertise, DropletExited, ExitReason, FindDropletRequest,
     FindDropletResponse, HealthStart, InstanceState, InstanceStats, LogMessage, LogSource,
-    LogStream, RouteRegistration, StagingRequest, StagingResponse, StartRequest, StopRequest,
+    LogStream, RouteRegistration, StagingRequest, StartRequest, StopRequest,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -123,11 +123,15 @@ async fn fake_dea(bus: Bus, cc_addr: String, events: mpsc::UnboundedSender<DeaEv
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let ad = DeaAdvertise { id: "dea1".into(), stacks: vec!["host".into()], available_memory_mb: 8192, available_disk_mb: 16384, app_id_to_count: Default::default(), zone: "default".into(), url: None };
+                let ad = DeaAdvertise { id: "dea1".into(), stacks: vec!["host".into()], available_memory_mb: 8192, available_disk_mb: 16384, app_id_to_count: Default::default(), zone: "default".into(), url: None, placements: vec![] };
                 let _ = bus.publish(subjects::DEA_ADVERTISE, &ad).await;
             }
             Some(m) = staging.next() => {
                 let req = m.payload;
+                // Staging is long-running work: accepted at once, the
+                // result reported on `staging.finished` later.
+                let accepted = proto::StagingAccepted { staging_id: req.staging_id.clone(), dea_id: "dea1".into(), error: None };
+                let _ = bus.reply(m.reply.as_deref().expect("reply inbox"), &accepted).await;
                 let (status, pkg) = http(&cc_addr, "GET", &req.package_uri, &[], &[]).await;
                 assert_eq!(status, 200, "package download");
                 assert!(pkg.starts_with(b"PK"), "package is the zip");
@@ -136,14 +140,20 @@ async fn fake_dea(bus: Bus, cc_addr: String, events: mpsc::UnboundedSender<DeaEv
                 let droplet = b"fake droplet tarball".to_vec();
                 let (status, _) = http(&cc_addr, "PUT", &req.droplet_upload_uri, &[], &droplet).await;
                 assert_eq!(status, 201, "droplet upload");
-                let reply = StagingResponse {
-                    staging_id: req.staging_id,
-                    detected_buildpack: Some("python".into()),
+                let result = proto::StagingResult {
+                    staging_id: req.staging_id.clone(),
+                    dea_id: "dea1".into(),
+                    buildpacks: vec![proto::BuildpackUsed { name: "python".into(), detect_output: Some("python".into()) }],
                     start_command: Some("python3 app.py".into()),
                     droplet_sha256: Some(hex::encode(Sha256::digest(&droplet))),
+                    config_vars: Default::default(),
                     error: None,
                 };
-                let _ = bus.reply(m.reply.as_deref().expect("reply inbox"), &reply).await;
+                let recorded: proto::StagingRecorded = bus
+                    .request(subjects::STAGING_FINISHED, &result, Duration::from_secs(5))
+                    .await
+                    .expect("result recorded");
+                assert_eq!(recorded.staging_id, req.staging_id);
             }
             Some(m) = starts.next() => { let _ = events.send(DeaEvent::Start(Box::new(m.payload))); }
             Some(m) = stops.next() => { let _ = events.send(DeaEvent::Stop(m.payload)); }

@@ -79,17 +79,23 @@ async fn apps_and_processes(url: &str) {
     s.set_build_uploaded(&b.guid, "def")
         .await
         .expect("uploaded");
-    let b = s
-        .finish_build(&b.guid, "FAILED", Some("boom"), None)
+    assert!(s
+        .fail_build(&b.guid, "StagingError", "boom")
         .await
-        .expect("finish");
+        .expect("fail"));
+    // A build ends once: a later ending changes nothing.
+    assert!(!s
+        .fail_build(&b.guid, "StagingTimeExpired", "late")
+        .await
+        .expect("fail again"));
+    let b = s.build(&b.guid).await.expect("build");
     assert_eq!(
         (
             b.state.as_str(),
-            b.error.as_deref(),
+            b.error_text().as_deref(),
             b.uploaded_sha256.as_deref()
         ),
-        ("FAILED", Some("boom"), Some("def"))
+        ("FAILED", Some("StagingError - boom"), Some("def"))
     );
 
     s.delete_app(&app.guid).await.expect("delete");

@@ -30,6 +30,9 @@ pub struct ContainerSpec {
     pub root: PathBuf,
     pub memory_mb: u64,
     pub disk_mb: u64,
+    /// Egress allow rules (security groups); `None`: the backend's
+    /// defaults (public networks and the host's resolvers).
+    pub egress: Option<Vec<proto::EgressRule>>,
 }
 
 /// A created container.
@@ -113,6 +116,16 @@ pub trait Backend: Send + Sync {
     fn expose<'a>(&'a self, _container: &'a Container, _host_port: u16) -> BoxFut<'a, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// Replaces the egress rules of a live container (security groups
+    /// changed while it runs). Backends without a network of their own
+    /// ignore it.
+    fn set_egress<'a>(
+        &'a self,
+        _container: &'a Container,
+        _rules: &'a [proto::EgressRule],
+    ) -> BoxFut<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Why the container's process died when the backend knows better than
     /// the exit status ("out of memory", "disk quota exceeded").
     fn exit_reason(&self, _container: &Container) -> Option<String> {
@@ -173,14 +186,68 @@ pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
         pids_limit: cfg.pids_limit,
         egress_allow: egress,
         host_ip: cfg.host_ip.clone(),
-        ro_paths: vec![cfg.state_dir.join("buildpacks")],
+        ro_paths: std::iter::once(cfg.state_dir.join("buildpacks"))
+            .chain(visible_paths(
+                &cfg.passthrough_env(|k| std::env::var(k).ok()),
+            ))
+            .collect(),
     };
     Ok(Arc::new(namespaces::NamespacesBackend::new(settings)?))
+}
+
+/// Absolute paths named in the variables handed to builds (a local wheel
+/// directory in `PIP_FIND_LINKS`, a CA bundle), which staging containers
+/// must see: those that exist outside what containers see anyway.
+pub fn visible_paths(vars: &[(String, String)]) -> Vec<PathBuf> {
+    const SEEN: &[&str] = &[
+        "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+    ];
+    const NEVER: &[&str] = &["/proc", "/sys", "/dev", "/run"];
+    let mut out: Vec<PathBuf> = vars
+        .iter()
+        .flat_map(|(_, v)| v.split([' ', ',']).map(str::to_string).collect::<Vec<_>>())
+        .map(|w| w.strip_prefix("file://").unwrap_or(&w).to_string())
+        .map(PathBuf::from)
+        .filter(|p| {
+            p.is_absolute()
+                && p.components().count() > 1
+                && p.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::RootDir
+                    )
+                })
+                && !SEEN.iter().chain(NEVER).any(|d| p.starts_with(d))
+                && p.exists()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_named_in_build_variables() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let wheels = tmp.path().join("wheels");
+        std::fs::create_dir_all(&wheels).expect("mkdir");
+        let vars = vec![
+            (
+                "PIP_FIND_LINKS".to_string(),
+                format!("file://{} https://x/y /nonexistent", wheels.display()),
+            ),
+            (
+                "PIP_CERT".into(),
+                "/etc/ssl/certs/ca-certificates.crt".into(),
+            ),
+            ("X".into(), format!("{}/../etc", wheels.display())),
+        ];
+        assert_eq!(visible_paths(&vars), vec![wheels]);
+    }
 
     #[test]
     fn exit_descriptions() {

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -203,7 +202,7 @@ impl Backend for ProcessBackend {
             let root = container.root.clone();
             let (mem, ticks, disk) = tokio::task::spawn_blocking(move || {
                 let (mem, ticks) = proc_usage(&pgids);
-                (mem, ticks, dir_size(&root))
+                (mem, ticks, crate::safefs::dir_size(&root))
             })
             .await
             .map_err(|e| DeaError::Backend(format!("stats task: {e}")))?;
@@ -291,27 +290,6 @@ fn proc_usage(pgids: &[i32]) -> (u64, u64) {
 }
 
 /// Bytes used by the files under `root` (symlinks not followed).
-pub(crate) fn dir_size(root: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += md.len();
-            }
-        }
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +311,7 @@ mod tests {
                 root: tmp.path().join("c1"),
                 memory_mb: 64,
                 disk_mb: 64,
+                egress: None,
             })
             .await
             .expect("create");

@@ -75,11 +75,14 @@ async fn fetch_and_unpack(
         .map_err(|e| DeaError::Staging(format!("unzip task: {e}")))?
 }
 
+/// Most an admin buildpack may hold once unzipped.
+const MAX_UNZIPPED: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Unzips into `tmp`, then moves the buildpack root to `dest`.
 fn unpack(zip: &Path, tmp: &Path, dest: &Path, name: &str) -> Result<()> {
     std::fs::create_dir_all(tmp).map_err(|e| DeaError::io(tmp, e))?;
     let f = std::fs::File::open(zip).map_err(|e| DeaError::io(zip, e))?;
-    let skipped = crate::archive::unzip_safe(std::io::BufReader::new(f), tmp)?;
+    let skipped = crate::archive::unzip_safe(std::io::BufReader::new(f), tmp, MAX_UNZIPPED)?;
     if skipped > 0 {
         tracing::warn!(buildpack = %name, skipped, "skipped unsafe entries in buildpack zip");
     }

@@ -139,6 +139,9 @@ struct Live {
     /// OOM kills counted by the (possibly recycled) cgroup before this
     /// container.
     oom_base: u64,
+    /// Whether a process of the container was started (its directory is
+    /// the container user's from then on).
+    handed_over: bool,
 }
 
 struct Inner {
@@ -155,6 +158,11 @@ struct Inner {
     pool: Mutex<Vec<Slot>>,
     live: Mutex<HashMap<String, Live>>,
     refill: Arc<tokio::sync::Notify>,
+    /// Egress rules of a container created without any: public networks
+    /// and the resolvers of the containers' resolv.conf.
+    default_egress: Vec<proto::EgressRule>,
+    /// The rules of the latest container (new pool slots get them ready).
+    last_egress: Mutex<Vec<proto::EgressRule>>,
     /// Background teardowns under way.
     pending: std::sync::atomic::AtomicUsize,
     /// Pool slots taken out by the refiller while it starts their init.
@@ -199,7 +207,13 @@ impl Inner {
     /// Creates a slot: cgroup and network (blocking).
     fn make_slot(&self) -> Result<Slot> {
         let (n, p) = self.begin_slot()?;
-        if let Err(e) = self.finish_slot(n, p) {
+        // Sent to the rule set used last, so the next start likely finds
+        // its egress rules in place (off the start's path).
+        let rules = lock(&self.last_egress).clone();
+        if let Err(e) = self
+            .finish_slot(n, p)
+            .and_then(|()| self.net.apply_egress(n, &rules))
+        {
             self.destroy_slot(n);
             return Err(e);
         }
@@ -442,7 +456,15 @@ impl NamespacesBackend {
         };
         let rootfs = s.state_dir.join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(|e| DeaError::io(&rootfs, e))?;
-        tracing::info!(tag = %s.tag, subnet = %net.subnet(), cgroups = ?layout, pool = s.warm_pool_size, "namespaces backend ready");
+        let resolv = etc
+            .as_ref()
+            .map(|e| e.join("resolv.conf"))
+            .unwrap_or_else(|| PathBuf::from("/etc/resolv.conf"));
+        let resolvers =
+            proto::egress::nameservers(&std::fs::read_to_string(&resolv).unwrap_or_default());
+        let mut default_egress = proto::egress::public_networks();
+        default_egress.extend(proto::egress::dns(&resolvers));
+        tracing::info!(tag = %s.tag, subnet = %net.subnet(), cgroups = ?layout, pool = s.warm_pool_size, resolvers = ?resolvers, "namespaces backend ready");
         let init_exe = small_init(&s.init_exe);
         let inner = Arc::new(Inner {
             init_exe,
@@ -451,6 +473,8 @@ impl NamespacesBackend {
             rootfs,
             etc,
             free: Mutex::new((2..=254).collect()),
+            last_egress: Mutex::new(default_egress.clone()),
+            default_egress,
             pool: Mutex::new(Vec::new()),
             live: Mutex::new(HashMap::new()),
             refill: Arc::new(tokio::sync::Notify::new()),
@@ -685,7 +709,7 @@ async fn disk_watch(weak: std::sync::Weak<Inner>) {
             .map(|(id, l)| (id.clone(), l.root.clone(), l.disk_bytes, l.slot))
             .collect();
         for (id, root, quota, slot) in list {
-            let used = tokio::task::spawn_blocking(move || super::process::dir_size(&root))
+            let used = tokio::task::spawn_blocking(move || crate::safefs::dir_size(&root))
                 .await
                 .unwrap_or(0);
             if used > quota {
@@ -767,32 +791,33 @@ fn prepare_etc(dir: &Path) -> std::io::Result<()> {
         _ => {}
     }
     std::fs::create_dir_all(dir)?;
-    for e in init::ETC_ENTRIES {
+    let mut names: Vec<String> = init::ETC_ENTRIES.iter().map(|e| e.to_string()).collect();
+    // The JDK's configuration (`/etc/java-17-openjdk`, linked from its
+    // `conf/` and `lib/security/`).
+    if let Ok(rd) = std::fs::read_dir("/etc") {
+        names.extend(
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("java-")),
+        );
+    }
+    for e in &names {
         let src = Path::new("/etc").join(e);
         if src.symlink_metadata().is_ok() {
             copy(&src, &dir.join(e))?;
         }
     }
+    // The resolvers a container can reach, as a plain file (the host's
+    // may be a link into /run, which a container does not see); a loopback
+    // stub on the host (systemd-resolved) is replaced by its upstream
+    // servers.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+    let usable = proto::egress::usable_resolv_conf(&host, upstream.as_deref());
+    let p = dir.join("resolv.conf");
+    let _ = std::fs::remove_file(&p);
+    std::fs::write(&p, usable)?;
     Ok(())
-}
-
-/// `lchown -R` to the container's uid (files the DEA extracted as root).
-fn chown_tree(root: &Path, uid: u32) {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(md) = p.symlink_metadata() else {
-            continue;
-        };
-        use std::os::unix::fs::MetadataExt;
-        if md.uid() != uid {
-            let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(uid));
-        }
-        if md.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                stack.extend(rd.flatten().map(|e| e.path()));
-            }
-        }
-    }
 }
 
 /// Host paths under the container's directory, as seen inside.
@@ -925,7 +950,32 @@ impl Backend for NamespacesBackend {
                     finish_create(inner, n, init, pending).await
                 }
             };
-            let init = init?;
+            let init = match init {
+                Ok(c) => c,
+                Err(e) => return Err(e),
+            };
+            let rules = spec
+                .egress
+                .clone()
+                .unwrap_or_else(|| self.inner.default_egress.clone());
+            if !self.inner.net.egress_is(n, &rules) {
+                let i = self.inner.clone();
+                let r = rules.clone();
+                let applied = tokio::task::spawn_blocking(move || i.net.apply_egress(n, &r))
+                    .await
+                    .map_err(|e| DeaError::Backend(format!("egress task: {e}")))
+                    .and_then(|r| r);
+                if let Err(e) = applied {
+                    let i = self.inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        spawn::discard(init);
+                        i.destroy_slot(n);
+                    })
+                    .await;
+                    return Err(e);
+                }
+            }
+            *lock(&self.inner.last_egress) = rules;
             lock(&self.inner.live).insert(
                 spec.id.clone(),
                 Live {
@@ -938,6 +988,7 @@ impl Backend for NamespacesBackend {
                     cpu_sample: None,
                     disk_exceeded: false,
                     oom_base,
+                    handed_over: false,
                 },
             );
             Ok(Container {
@@ -955,9 +1006,15 @@ impl Backend for NamespacesBackend {
     ) -> BoxFut<'a, Result<Spawned>> {
         Box::pin(async move {
             let inner = self.inner.clone();
-            let (slot, ready) = lock(&inner.live)
+            let (slot, ready, handed_over) = lock(&inner.live)
                 .get_mut(&container.id)
-                .map(|l| (l.slot, l.ready.take()))
+                .map(|l| {
+                    (
+                        l.slot,
+                        l.ready.take(),
+                        std::mem::replace(&mut l.handed_over, true),
+                    )
+                })
                 .ok_or_else(|| DeaError::Backend(format!("no container {}", container.id)))?;
             // The container's first process gets the init started at create
             // (or taken from the pool); later ones (staging steps) a new one.
@@ -989,13 +1046,18 @@ impl Backend for NamespacesBackend {
             };
             let root = container.root.clone();
             let r = tokio::task::spawn_blocking(move || {
-                let tmp = root.join("tmp");
-                let sent = std::fs::create_dir_all(&tmp)
-                    .map_err(|e| DeaError::io(&tmp, e))
-                    .and_then(|()| {
-                        chown_tree(&root, uid);
-                        spawn::send_process(&child.control, &init::encode_spec(&spec), &root)
-                    });
+                // What the DEA laid out becomes the container user's, once,
+                // before anything of the container ran: from then on the
+                // tree is the container's and the host does not walk it.
+                let owned = if handed_over {
+                    Ok(())
+                } else {
+                    crate::safefs::chown_tree(&root, uid)
+                        .map_err(|e| DeaError::Backend(format!("{}: {e}", root.display())))
+                };
+                let sent = owned.and_then(|()| {
+                    spawn::send_process(&child.control, &init::encode_spec(&spec), &root, uid)
+                });
                 match sent {
                     Ok(()) => Ok(child),
                     Err(e) => {
@@ -1137,7 +1199,7 @@ impl Backend for NamespacesBackend {
                 (
                     i.layout.memory_usage(&i.s.tag, &name),
                     i.layout.cpu_usage_ns(&i.s.tag, &name),
-                    super::process::dir_size(&root),
+                    crate::safefs::dir_size(&root),
                 )
             })
             .await
@@ -1191,6 +1253,21 @@ impl Backend for NamespacesBackend {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn set_egress<'a>(
+        &'a self,
+        container: &'a Container,
+        rules: &'a [proto::EgressRule],
+    ) -> BoxFut<'a, Result<()>> {
+        Box::pin(async move {
+            let inner = self.inner.clone();
+            let slot = inner.slot_of(&container.id)?;
+            let rules = rules.to_vec();
+            tokio::task::spawn_blocking(move || inner.net.apply_egress(slot, &rules))
+                .await
+                .map_err(|e| DeaError::Backend(format!("egress task: {e}")))?
         })
     }
 
@@ -1335,6 +1412,7 @@ mod tests {
                 root: tmp.path().join("unit1"),
                 memory_mb: 64,
                 disk_mb: 64,
+                egress: None,
             })
             .await
             .expect("create");

@@ -10,12 +10,24 @@
 //! veth pair `pv<tag><n>` ⇄ `eth0` holding `10.254.<k>.<n>`. Bridge ports are
 //! isolated (`bridge_slave isolated on`), so containers of a bridge never
 //! reach each other; everything else is filtered in the DEA's chains.
+//!
+//! Egress is deny by default: a container's new connections go through the
+//! dispatch chain `PAAS-<tag>-EGR`, which sends each slot's address to the
+//! chain of its rule set (`PAAS-<tag>-R<i>`, one per distinct set of
+//! security group rules, shared by every slot with that set); what no rule
+//! accepts is rejected. The host itself is never reachable (`INPUT`), nor
+//! another container, not even through a host port.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use proto::egress::{Destination, Protocol};
+use proto::EgressRule;
 
 use super::netlink;
 use crate::error::{DeaError, Result};
@@ -24,10 +36,6 @@ const SUBNETS_DIR: &str = "/run/paas/subnets";
 /// Where named network namespaces live (as with `ip netns`).
 const NETNS_DIR: &str = "/run/netns";
 pub const CONTAINER_PORT: u16 = 8080;
-/// Ranges a container never reaches unless allowed (host, private, link-local,
-/// CGNAT, loopback).
-const PRIVATE: &str =
-    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,100.64.0.0/10,127.0.0.0/8";
 
 /// One egress allow-list entry: `CIDR` or `CIDR:PORT` (tcp and udp).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +61,101 @@ impl Egress {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Net {
     pub tag: String,
     /// Subnet index: `10.254.<k>.0/24`.
     pub k: u8,
     /// The bridge's interface index.
     pub bridge: i32,
+    rules: Mutex<RuleSets>,
+}
+
+/// The rule set chains made so far and the one each slot is sent to.
+#[derive(Debug, Default)]
+struct RuleSets {
+    /// Canonical rules → chain number.
+    chains: HashMap<Vec<EgressRule>, u32>,
+    next: u32,
+    /// Slot → chain number of its dispatch rule.
+    slots: HashMap<u8, u32>,
+}
+
+/// The iptables lines accepting what `rules` allow, in `chain`. Rules that
+/// do not parse are left out (the controller checks them; a DEA never
+/// trusts the bus).
+pub fn rule_lines(chain: &str, rules: &[EgressRule]) -> String {
+    let mut out = String::new();
+    for r in rules {
+        let p = match r.parse() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(rule = ?r, error = %e, "skipping an invalid egress rule");
+                continue;
+            }
+        };
+        let protos: &[&str] = match p.protocol {
+            Protocol::All => &[""],
+            Protocol::Tcp => &["tcp"],
+            Protocol::Udp => &["udp"],
+            Protocol::Icmp => &["icmp"],
+        };
+        // multiport takes at most 15 ports (a range counts twice).
+        let mut port_groups: Vec<String> = Vec::new();
+        let mut cur: Vec<String> = Vec::new();
+        let mut weight = 0;
+        for &(a, b) in &p.ports {
+            let (item, w) = if a == b {
+                (a.to_string(), 1)
+            } else {
+                (format!("{a}:{b}"), 2)
+            };
+            if weight + w > 15 {
+                port_groups.push(cur.join(","));
+                cur.clear();
+                weight = 0;
+            }
+            cur.push(item);
+            weight += w;
+        }
+        if !cur.is_empty() {
+            port_groups.push(cur.join(","));
+        }
+        for d in &p.destinations {
+            let dst = match *d {
+                Destination::Cidr(ip, len) => format!("-d {ip}/{len}"),
+                Destination::Range(a, b) => format!("-m iprange --dst-range {a}-{b}"),
+            };
+            for proto in protos {
+                let pm = if proto.is_empty() {
+                    String::new()
+                } else {
+                    format!(" -p {proto}")
+                };
+                match (p.protocol, &p.icmp) {
+                    (Protocol::Icmp, Some((t, c))) => {
+                        let icmp = match (*t, *c) {
+                            (-1, _) => String::new(),
+                            (t, -1) => format!(" --icmp-type {t}"),
+                            (t, c) => format!(" --icmp-type {t}/{c}"),
+                        };
+                        out += &format!("-A {chain} {dst}{pm}{icmp} -j ACCEPT\n");
+                    }
+                    _ if port_groups.is_empty() => {
+                        out += &format!("-A {chain} {dst}{pm} -j ACCEPT\n");
+                    }
+                    _ => {
+                        for g in &port_groups {
+                            out += &format!(
+                                "-A {chain} {dst}{pm} -m multiport --dports {g} -j ACCEPT\n"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A slot's network namespace created, its links not yet.
@@ -295,6 +391,7 @@ impl Net {
             tag: tag.to_string(),
             k,
             bridge: 0,
+            rules: Mutex::new(RuleSets::default()),
         };
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         run(
@@ -312,19 +409,22 @@ impl Net {
         // to a container (only on our bridge).
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1");
         let subnet = net.subnet();
-        let (inc, fwd, pre, out, post) = (
+        let (inc, fwd, egr, pre, out, post) = (
             chain(tag, "IN"),
             chain(tag, "FWD"),
+            chain(tag, "EGR"),
             chain(tag, "PRE"),
             chain(tag, "OUT"),
             chain(tag, "POST"),
         );
-        let mut f = format!("*filter\n:{inc} - [0:0]\n:{fwd} - [0:0]\n");
+        let mut f = format!("*filter\n:{inc} - [0:0]\n:{fwd} - [0:0]\n:{egr} - [0:0]\n");
         f += &format!("-A {inc} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
         f += &reject(&inc, "");
         f += &format!("-A {fwd} -o {br} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+        // Clients reach an app through its host port; another container
+        // (through the same host port) does not.
         f += &format!(
-            "-A {fwd} -o {br} -p tcp --dport {CONTAINER_PORT} -m conntrack --ctstate DNAT -j ACCEPT\n"
+            "-A {fwd} -o {br} ! -i {br} -p tcp --dport {CONTAINER_PORT} -m conntrack --ctstate DNAT -j ACCEPT\n"
         );
         f += &reject(&fwd, &format!("-o {br}"));
         f += &format!("-A {fwd} -i {br} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
@@ -341,8 +441,9 @@ impl Net {
                 None => f += &format!("-A {fwd} -i {br} -d {} -j ACCEPT\n", e.cidr),
             }
         }
-        f += &reject(&fwd, &format!("-i {br} -d {PRIVATE}"));
-        f += &format!("-A {fwd} -i {br} -j ACCEPT\nCOMMIT\n");
+        f += &format!("-A {fwd} -i {br} -j {egr}\n");
+        f += &reject(&fwd, &format!("-i {br}"));
+        f += "COMMIT\n";
         f += &format!("*nat\n:{pre} - [0:0]\n:{out} - [0:0]\n:{post} - [0:0]\n");
         f += &format!("-A {post} -s {subnet} ! -o {br} -j MASQUERADE\n");
         f += &format!("-A {post} -o {br} -m addrtype --src-type LOCAL -j MASQUERADE\nCOMMIT\n");
@@ -367,6 +468,53 @@ impl Net {
 
     pub fn ip(&self, n: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 254, self.k, n)
+    }
+
+    fn rule_sets(&self) -> MutexGuard<'_, RuleSets> {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether slot `n` is already sent to the chain of `rules`.
+    pub fn egress_is(&self, n: u8, rules: &[EgressRule]) -> bool {
+        let canon = proto::egress::canonical(rules);
+        let sets = self.rule_sets();
+        sets.chains
+            .get(&canon)
+            .is_some_and(|c| sets.slots.get(&n) == Some(c))
+    }
+
+    /// Sends slot `n`'s new connections to the chain of `rules` (made on
+    /// first use): one `iptables-restore`, none when nothing changes.
+    pub fn apply_egress(&self, n: u8, rules: &[EgressRule]) -> Result<()> {
+        let canon = proto::egress::canonical(rules);
+        let mut sets = self.rule_sets();
+        let (id, new) = match sets.chains.get(&canon) {
+            Some(&id) => (id, false),
+            None => (sets.next, true),
+        };
+        let old = sets.slots.get(&n).copied();
+        if !new && old == Some(id) {
+            return Ok(());
+        }
+        let egr = chain(&self.tag, "EGR");
+        let target = chain(&self.tag, &format!("R{id}"));
+        let src = format!("-s {}/32", self.ip(n));
+        let mut f = String::from("*filter\n");
+        if new {
+            f += &format!(":{target} - [0:0]\n");
+            f += &rule_lines(&target, &canon);
+        }
+        if let Some(o) = old {
+            f += &format!("-D {egr} {src} -j {}\n", chain(&self.tag, &format!("R{o}")));
+        }
+        f += &format!("-A {egr} {src} -j {target}\nCOMMIT\n");
+        run("iptables-restore", &["--noflush", "-w"], Some(&f))?;
+        if new {
+            sets.chains.insert(canon, id);
+            sets.next += 1;
+        }
+        sets.slots.insert(n, id);
+        Ok(())
     }
 
     /// Creates the slot's network namespace and veth pair (rtnetlink: the
@@ -493,14 +641,20 @@ pub fn cleanup(tag: &str) {
             }
         }
     }
-    for (table, names) in [
-        ("filter", ["IN", "FWD", ""]),
-        ("nat", ["PRE", "OUT", "POST"]),
-    ] {
-        for w in names.iter().filter(|w| !w.is_empty()) {
-            let c = chain(tag, w);
-            let _ = run("iptables", &["-w", "-t", table, "-F", &c], None);
-            let _ = run("iptables", &["-w", "-t", table, "-X", &c], None);
+    // Every chain named with the tag (the fixed ones and the rule set
+    // chains): flush them all first, since they jump to each other.
+    for table in ["filter", "nat"] {
+        let prefix = format!("-N {}", chain(tag, ""));
+        let chains: Vec<String> = output("iptables", &["-w", "-t", table, "-S"])
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        for c in &chains {
+            let _ = run("iptables", &["-w", "-t", table, "-F", c], None);
+        }
+        for c in &chains {
+            let _ = run("iptables", &["-w", "-t", table, "-X", c], None);
         }
     }
     let vprefix = format!("pv{tag}");
@@ -607,11 +761,50 @@ mod tests {
     }
 
     #[test]
+    fn security_group_rules_become_accept_lines() {
+        let mut rules = proto::egress::public_networks();
+        rules.extend(proto::egress::dns(&[Ipv4Addr::new(10, 255, 255, 53)]));
+        rules.push(EgressRule {
+            protocol: "tcp".into(),
+            destination: "172.31.0.0/16".into(),
+            ports: Some("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,20-30".into()),
+            icmp_type: None,
+            code: None,
+            description: None,
+            log: false,
+        });
+        rules.push(EgressRule {
+            protocol: "icmp".into(),
+            destination: "8.8.8.8".into(),
+            ports: None,
+            icmp_type: Some(8),
+            code: Some(-1),
+            description: None,
+            log: false,
+        });
+        rules.push(EgressRule::all("not an address"));
+        let text = rule_lines("C", &rules);
+        assert!(text.contains("-A C -m iprange --dst-range 11.0.0.0-169.253.255.255 -j ACCEPT\n"));
+        assert!(
+            text.contains("-A C -d 10.255.255.53/32 -p udp -m multiport --dports 53 -j ACCEPT\n")
+        );
+        assert!(
+            text.contains("--dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 -j"),
+            "{text}"
+        );
+        assert!(text.contains("--dports 16,20:30 -j"), "{text}");
+        assert!(text.contains("-A C -d 8.8.8.8/32 -p icmp --icmp-type 8 -j ACCEPT\n"));
+        assert!(!text.contains("not an address"));
+        assert_eq!(text.lines().count(), 5 + 2 + 2 + 1, "{text}");
+    }
+
+    #[test]
     fn dnat_rules_use_our_chains() {
         let n = Net {
             tag: "t1".into(),
             k: 7,
             bridge: 0,
+            rules: Mutex::new(RuleSets::default()),
         };
         let r = n.dnat_rules(3, 61000);
         assert!(r.contains(

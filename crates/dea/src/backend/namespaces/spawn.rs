@@ -258,31 +258,38 @@ fn os_err(what: &str) -> DeaError {
     DeaError::Backend(format!("{what}: {}", std::io::Error::last_os_error()))
 }
 
-/// A detached copy of the mount tree at `p` (`open_tree(OPEN_TREE_CLONE)`),
-/// which the container-init attaches in its own mount namespace.
-fn detached_mount(p: &Path) -> Result<OwnedFd> {
+/// A detached copy of the mount tree at the directory `dir`
+/// (`open_tree(OPEN_TREE_CLONE)` on the descriptor itself: no path is
+/// resolved), which the container-init attaches in its own mount namespace.
+fn detached_mount(dir: &OwnedFd) -> Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let c = cstring(&p.display().to_string())?;
-    // SAFETY: valid path string.
+    // SAFETY: open_tree on a descriptor we own, with an empty path.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+            dir.as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
         )
     };
     if fd < 0 {
-        return Err(os_err(&format!("open_tree {}", p.display())));
+        return Err(os_err("open_tree"));
     }
     // SAFETY: fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Hands the process to a container-init waiting on `control`: the encoded
-/// spec in a memfd, plus `home` and `home/tmp` as detached mounts.
-pub fn send_process(control: &OwnedFd, spec: &[u8], home: &Path) -> Result<()> {
+/// spec in a memfd, plus `home` and `home/tmp` as detached mounts. `home`
+/// is opened without following a symlink, and `tmp` relative to it (made
+/// anew, owned by `uid`, when the container left something else there): a
+/// container that swapped its `tmp` for a link to `/` gets a fresh empty
+/// directory, not the host's root.
+pub fn send_process(control: &OwnedFd, spec: &[u8], home: &Path, uid: u32) -> Result<()> {
     // SAFETY: valid name; a fresh descriptor we own.
     let mfd = unsafe { libc::memfd_create(c"spec".as_ptr(), libc::MFD_CLOEXEC) };
     if mfd < 0 {
@@ -292,8 +299,12 @@ pub fn send_process(control: &OwnedFd, spec: &[u8], home: &Path) -> Result<()> {
     let mut memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(mfd) });
     std::io::Write::write_all(&mut memfd, spec)
         .map_err(|e| DeaError::Backend(format!("memfd: {e}")))?;
-    let home_tree = detached_mount(home)?;
-    let tmp_tree = detached_mount(&home.join("tmp"))?;
+    let home_dir = crate::safefs::open_root(home)
+        .map_err(|e| DeaError::Backend(format!("{}: {e}", home.display())))?;
+    let tmp_dir = crate::safefs::subdir(&home_dir, "tmp", uid)
+        .map_err(|e| DeaError::Backend(format!("{}/tmp: {e}", home.display())))?;
+    let home_tree = detached_mount(&home_dir)?;
+    let tmp_tree = detached_mount(&tmp_dir)?;
     send_fds(
         control,
         &[

@@ -80,6 +80,10 @@ pub fn build_env(i: &EnvInput) -> Vec<(String, String)> {
         ("CF_INSTANCE_ADDR", addr),
         ("MEMORY_LIMIT", format!("{}m", i.req.limits.memory_mb)),
         ("HOME", app.display().to_string()),
+        (
+            "DEPS_DIR",
+            i.instance_dir.join("deps").display().to_string(),
+        ),
         ("TMPDIR", i.instance_dir.join("tmp").display().to_string()),
     ];
     for (k, v) in sys {
@@ -93,13 +97,17 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The `bash -c` script of an instance: source `.profile.d/*.sh`, then exec
-/// the start command. The command goes through its own `bash -c` so that
-/// compound commands (`cd x && ./run`, `a; b`) keep their meaning; for a
-/// simple command bash execs it directly, so the app is the group leader.
+/// The `bash -c` script of an instance (run in `app/`): source what the
+/// buildpacks and the app left for start-up — `../deps/*/profile.d/*.sh`
+/// (supply buildpacks), `../profile.d/*.sh` (the final buildpack's
+/// `bin/finalize`), then `.profile.d/*.sh` (the app's and a `bin/compile`
+/// buildpack's) — then exec the start command. The command goes through its
+/// own `bash -c` so that compound commands (`cd x && ./run`, `a; b`) keep
+/// their meaning; for a simple command bash execs it directly, so the app
+/// is the group leader.
 pub fn start_script(command: &str) -> String {
     format!(
-        "if [ -d .profile.d ]; then for f in .profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done; unset f; fi\nexec bash -c {}\n",
+        "for f in ../deps/*/profile.d/*.sh ../profile.d/*.sh .profile.d/*.sh; do [ -f \"$f\" ] && [ -r \"$f\" ] && . \"$f\"; done; unset f\nexec bash -c {}\n",
         shell_quote(command)
     )
 }
@@ -155,5 +163,28 @@ mod tests {
     fn quoting_and_script() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
         assert!(start_script("python3 app.py").ends_with("exec bash -c 'python3 app.py'\n"));
+        // Supply buildpacks' scripts first, then the final one's, then the app's.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        for (dir, name, line) in [
+            ("deps/0/profile.d", "a.sh", "ORDER=\"$ORDER supply\""),
+            ("profile.d", "b.sh", "ORDER=\"$ORDER final\""),
+            ("app/.profile.d", "c.sh", "ORDER=\"$ORDER app\""),
+        ] {
+            std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+            std::fs::write(root.join(dir).join(name), format!("export {line}\n")).expect("write");
+        }
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(start_script("echo $ORDER"))
+            .current_dir(root.join("app"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("run");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "supply final app"
+        );
     }
 }

@@ -254,3 +254,174 @@ async fn disk_quota_kills_and_pool_recycles() {
     let left = NamespacesBackend::leftovers(&tag);
     assert!(left.is_empty(), "leftovers: {left:?}");
 }
+
+/// A connection attempt from inside: `open T` or `closed T`.
+fn probe_script(targets: &[String]) -> String {
+    let mut s = String::new();
+    for t in targets {
+        let (h, p) = t.rsplit_once(':').unwrap_or((t, "0"));
+        s += &format!(
+            "timeout 3 bash -c 'echo > /dev/tcp/{h}/{p}' 2>/dev/null && echo open {t} || echo closed {t}\n"
+        );
+    }
+    s
+}
+
+/// Egress follows the container's security group rules: by default public
+/// addresses and the host's resolvers (names resolve), nothing private;
+/// a rule opens one private destination for that container only, and
+/// rules change on a live container.
+#[tokio::test]
+async fn egress_follows_security_group_rules() {
+    if !root() {
+        return;
+    }
+    let private = integration::netns::PrivateHost::start().expect("private host");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = common::ns_settings("egress-test", tmp.path(), 0, 64);
+    let tag = s.tag.clone();
+    let _guard = Cleanup(tag.clone());
+    let b = NamespacesBackend::new(s).expect("backend");
+    let resolv = std::fs::read_to_string(tmp.path().join("stack-etc/resolv.conf")).expect("resolv");
+    let resolvers = proto::egress::nameservers(&resolv);
+    let mut defaults = proto::egress::public_networks();
+    defaults.extend(proto::egress::dns(&resolvers));
+    let mut opened = defaults.clone();
+    opened.push(proto::EgressRule {
+        protocol: "tcp".into(),
+        destination: private.ip.to_string(),
+        ports: Some(private.port.to_string()),
+        icmp_type: None,
+        code: None,
+        description: None,
+        log: false,
+    });
+    let mk = |id: &str, egress: Option<Vec<proto::EgressRule>>| ContainerSpec {
+        id: id.into(),
+        root: tmp.path().join(id),
+        memory_mb: 128,
+        disk_mb: 64,
+        egress,
+    };
+    let plain = b.create(mk("eg1", None)).await.expect("create");
+    let allowed = b
+        .create(mk("eg2", Some(opened.clone())))
+        .await
+        .expect("create");
+    for c in [&plain, &allowed] {
+        std::fs::create_dir_all(c.root.join("app")).expect("app dir");
+    }
+    // A public address this machine reaches (its package index).
+    let public = std::net::ToSocketAddrs::to_socket_addrs(&("pypi.org", 443))
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()))
+        .map(|a| a.to_string())
+        .expect("pypi.org resolves on the host");
+    let targets = vec![public.clone(), private.addr()];
+    let script = format!(
+        "getent hosts pypi.org >/dev/null && echo resolves || echo no-dns\n{}",
+        probe_script(&targets)
+    );
+    let (out, _) = common::run_in(&b, &plain, &script).await;
+    println!("default rules:\n{out}");
+    assert!(
+        out.contains("resolves"),
+        "DNS at the host's resolvers: {out}"
+    );
+    assert!(out.contains(&format!("open {public}")), "{out}");
+    assert!(out.contains(&format!("closed {}", private.addr())), "{out}");
+    let (out, _) = common::run_in(&b, &allowed, &script).await;
+    println!("with the rule:\n{out}");
+    assert!(out.contains(&format!("open {}", private.addr())), "{out}");
+    assert!(out.contains(&format!("open {public}")), "{out}");
+    // Rules change on a live container, both ways.
+    b.set_egress(&plain, &opened).await.expect("set");
+    let (out, _) = common::run_in(&b, &plain, &probe_script(&[private.addr()])).await;
+    assert!(out.contains(&format!("open {}", private.addr())), "{out}");
+    b.set_egress(&allowed, &defaults).await.expect("set");
+    let (out, _) = common::run_in(&b, &allowed, &probe_script(&[private.addr()])).await;
+    assert!(out.contains(&format!("closed {}", private.addr())), "{out}");
+    // No rules at all: nothing leaves.
+    b.set_egress(&allowed, &[]).await.expect("set");
+    let (out, _) = common::run_in(&b, &allowed, &script).await;
+    assert!(
+        out.contains("no-dns") && out.contains(&format!("closed {public}")),
+        "{out}"
+    );
+    for c in [&plain, &allowed] {
+        b.destroy(c).await.expect("destroy");
+    }
+    b.kill_all();
+    let left = NamespacesBackend::leftovers(&tag);
+    assert!(left.is_empty(), "leftovers: {left:?}");
+}
+
+/// What a container writes cannot lead the host anywhere: its `tmp`
+/// swapped for a link to `/` gives the next process a fresh empty `/tmp`
+/// (not the host's root), and a hard link to a host file cannot be made.
+#[tokio::test]
+async fn a_container_cannot_reach_the_host_through_its_own_files() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = common::ns_settings("escape-test", tmp.path(), 0, 64);
+    let tag = s.tag.clone();
+    let _guard = Cleanup(tag.clone());
+    let b = NamespacesBackend::new(s).expect("backend");
+    let secret = tmp.path().join("host-secret.txt");
+    std::fs::write(&secret, "host secret").expect("write");
+    let c = b
+        .create(ContainerSpec {
+            id: "esc1".into(),
+            root: tmp.path().join("esc1"),
+            memory_mb: 128,
+            disk_mb: 64,
+            egress: None,
+        })
+        .await
+        .expect("create");
+    std::fs::create_dir_all(c.root.join("app")).expect("app dir");
+    std::fs::write(c.root.join("app/laid-out-by-the-dea"), "x").expect("write");
+    let (out, st) = common::run_in(
+        &b,
+        &c,
+        "stat -c %u /home/vcap/app/laid-out-by-the-dea; rm -rf /home/vcap/tmp && ln -s / /home/vcap/tmp && echo swapped; ln /etc/passwd /home/vcap/app/p 2>&1; ln /usr/bin/bash /home/vcap/app/b 2>&1; true",
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(st, 0, "{out}");
+    assert!(
+        out.starts_with("10"),
+        "what the DEA laid out is the container user's: {out}"
+    );
+    assert!(out.contains("swapped"), "{out}");
+    assert_eq!(
+        out.matches("Invalid cross-device link").count(),
+        2,
+        "hard links to host files are refused: {out}"
+    );
+    assert!(!c.root.join("app/p").exists() && !c.root.join("app/b").exists());
+    let probe = format!(
+        "ls -A /tmp | wc -l; test -e /tmp{} && echo ESCAPED; test -e /tmp/proc/1 && echo ESCAPED-PROC; true",
+        secret.display()
+    );
+    let (out, _) = common::run_in(&b, &c, &probe).await;
+    println!("{out}");
+    assert!(
+        !out.contains("ESCAPED"),
+        "the host's root reached the container: {out}"
+    );
+    assert_eq!(
+        out.lines().next().map(str::trim),
+        Some("0"),
+        "a fresh empty /tmp: {out}"
+    );
+    let md = std::fs::symlink_metadata(c.root.join("tmp")).expect("tmp");
+    assert!(md.is_dir() && !md.file_type().is_symlink());
+    b.destroy(&c).await.expect("destroy");
+    assert!(secret.exists(), "the host file is untouched");
+    b.kill_all();
+    let left = NamespacesBackend::leftovers(&tag);
+    assert!(left.is_empty(), "leftovers: {left:?}");
+}

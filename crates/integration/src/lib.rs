@@ -5,6 +5,7 @@
 //! The binaries are looked up next to the test executable's target dir, so
 //! build them first: `cargo build --workspace --bins`.
 
+pub mod netns;
 pub mod procs;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -2,16 +2,14 @@
 //! `cf delete-buildpack NAME [-f]` (admin buildpacks, CF v3 `/v3/buildpacks`).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::common::{client, confirm, enc, ok};
+use super::common::{confirm, enc, logged_in, ok, wait_job};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::format::table;
-use crate::models::Job;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -46,18 +44,6 @@ pub struct DeleteArgs {
     /// Force deletion without confirmation
     #[arg(short = 'f')]
     pub force: bool,
-}
-
-/// A logged-in client and the user name (no org/space needed).
-fn logged_in() -> Result<(Client, String)> {
-    let c = client()?;
-    let cfg = c.config();
-    cfg.api()?;
-    if cfg.access_token.is_none() {
-        return Err(CliError::NotLoggedIn);
-    }
-    let user = cfg.user_name().to_string();
-    Ok((c, user))
 }
 
 /// The table `cf buildpacks` prints.
@@ -169,20 +155,7 @@ pub async fn delete(args: DeleteArgs) -> Result<()> {
         return Ok(());
     };
     let job = c.delete(&format!("/v3/buildpacks/{}", bp.guid)).await?;
-    if let Some(loc) = job {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let j: Job = c.get(&loc).await?;
-            match j.state.as_str() {
-                "COMPLETE" => break,
-                "FAILED" => return Err(CliError::other("deleting the buildpack failed")),
-                _ if Instant::now() > deadline => {
-                    return Err(CliError::other("Timed out waiting for the job to complete"))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
+    wait_job(&c, job).await?;
     ok();
     Ok(())
 }

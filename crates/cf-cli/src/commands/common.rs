@@ -520,11 +520,11 @@ pub async fn print_app(ctx: &Ctx, app_guid: &str) -> Result<()> {
 }
 
 /// Wait for a job (from a 202's Location) to finish.
-pub async fn wait_job(ctx: &Ctx, location: Option<String>) -> Result<()> {
+pub async fn wait_job(client: &Client, location: Option<String>) -> Result<()> {
     let Some(loc) = location else { return Ok(()) };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let job: Job = ctx.client.get(&loc).await?;
+        let job: Job = client.get(&loc).await?;
         match job.state.as_str() {
             "COMPLETE" => return Ok(()),
             "FAILED" => {
@@ -571,6 +571,18 @@ pub fn stdin_is_tty() -> bool {
 
 pub fn ok() {
     println!("OK");
+}
+
+/// A logged-in client and the user name (no org/space needed).
+pub fn logged_in() -> Result<(Client, String)> {
+    let c = client()?;
+    let cfg = c.config();
+    cfg.api()?;
+    if cfg.access_token.is_none() {
+        return Err(CliError::NotLoggedIn);
+    }
+    let user = cfg.user_name().to_string();
+    Ok((c, user))
 }
 
 /// Delays between polls of something that usually finishes quickly: 25 ms,

@@ -32,7 +32,7 @@ pub async fn run(args: Args) -> Result<()> {
         if args.routes {
             let job = ctx.client.delete(&format!("/v3/routes/{}", r.guid)).await;
             match job {
-                Ok(loc) => wait_job(&ctx, loc).await?,
+                Ok(loc) => wait_job(&ctx.client, loc).await?,
                 Err(e) if e.status() == Some(404) => {}
                 Err(e) => return Err(e),
             }
@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
     let loc = ctx.client.delete(&format!("/v3/apps/{}", app.guid)).await?;
-    wait_job(&ctx, loc).await?;
+    wait_job(&ctx.client, loc).await?;
     ok();
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod app;
 pub mod apps;
 pub mod buildpacks;
 pub mod common;
+pub mod create_space;
 pub mod delete;
 pub mod dev;
 pub mod env;
@@ -18,6 +19,7 @@ pub mod push;
 pub mod restage;
 pub mod routes;
 pub mod scale;
+pub mod security_groups;
 pub mod set_env;
 pub mod target;
 
@@ -104,6 +106,34 @@ pub enum Command {
     CreateBuildpack(buildpacks::CreateArgs),
     /// Delete a buildpack
     DeleteBuildpack(buildpacks::DeleteArgs),
+    /// Create a space
+    CreateSpace(create_space::Args),
+    /// List all security groups
+    SecurityGroups,
+    /// Show a single security group
+    SecurityGroup(security_groups::NameArgs),
+    /// Create a security group from a JSON file of rules
+    CreateSecurityGroup(security_groups::RulesArgs),
+    /// Replace the rules of a security group
+    UpdateSecurityGroup(security_groups::RulesArgs),
+    /// Delete a security group
+    DeleteSecurityGroup(security_groups::DeleteArgs),
+    /// Bind a security group to the spaces of an org (or one space)
+    BindSecurityGroup(security_groups::BindArgs),
+    /// Unbind a security group from a space
+    UnbindSecurityGroup(security_groups::UnbindArgs),
+    /// Bind a security group to the list of security groups to be used for running applications
+    BindRunningSecurityGroup(security_groups::NameArgs),
+    /// Bind a security group to the list of security groups to be used for staging applications
+    BindStagingSecurityGroup(security_groups::NameArgs),
+    /// Unbind a security group from the set of security groups for running applications
+    UnbindRunningSecurityGroup(security_groups::NameArgs),
+    /// Unbind a security group from the set of security groups for staging applications
+    UnbindStagingSecurityGroup(security_groups::NameArgs),
+    /// List security groups globally configured for running applications
+    RunningSecurityGroups,
+    /// List security groups globally configured for staging applications
+    StagingSecurityGroups,
     /// Run the whole platform on this machine
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -135,6 +165,32 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Buildpacks => buildpacks::list().await,
         Command::CreateBuildpack(a) => buildpacks::create(a).await,
         Command::DeleteBuildpack(a) => buildpacks::delete(a).await,
+        Command::CreateSpace(a) => create_space::run(a).await,
+        Command::SecurityGroups => security_groups::list().await,
+        Command::SecurityGroup(a) => security_groups::show(a).await,
+        Command::CreateSecurityGroup(a) => security_groups::create(a).await,
+        Command::UpdateSecurityGroup(a) => security_groups::update(a).await,
+        Command::DeleteSecurityGroup(a) => security_groups::delete(a).await,
+        Command::BindSecurityGroup(a) => security_groups::bind(a).await,
+        Command::UnbindSecurityGroup(a) => security_groups::unbind(a).await,
+        Command::BindRunningSecurityGroup(a) => {
+            security_groups::set_global(&a.name, security_groups::Lifecycle::Running, true).await
+        }
+        Command::BindStagingSecurityGroup(a) => {
+            security_groups::set_global(&a.name, security_groups::Lifecycle::Staging, true).await
+        }
+        Command::UnbindRunningSecurityGroup(a) => {
+            security_groups::set_global(&a.name, security_groups::Lifecycle::Running, false).await
+        }
+        Command::UnbindStagingSecurityGroup(a) => {
+            security_groups::set_global(&a.name, security_groups::Lifecycle::Staging, false).await
+        }
+        Command::RunningSecurityGroups => {
+            security_groups::globals(security_groups::Lifecycle::Running).await
+        }
+        Command::StagingSecurityGroups => {
+            security_groups::globals(security_groups::Lifecycle::Staging).await
+        }
         Command::Dev(d) => dev::run(d).await,
     }
 }

@@ -14,6 +14,7 @@ mod packages;
 mod processes;
 mod root;
 mod routes;
+mod security_groups;
 mod spaces;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(buildpacks::routes())
         .merge(droplets::routes())
         .merge(routes::routes())
+        .merge(security_groups::routes())
         .merge(domains::routes())
         .merge(audit::routes())
         .merge(jobs::routes())

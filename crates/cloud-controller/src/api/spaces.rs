@@ -1,19 +1,79 @@
 //! `/v3/spaces`.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, rel, BaseUrl, Query};
-use crate::context::Ctx;
-use crate::error::ApiResult;
-use crate::store::Space;
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use crate::context::{Actor, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Space, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
-        .route("/v3/spaces", get(list))
+        .route("/v3/spaces", get(list).post(create))
         .route("/v3/spaces/{guid}", get(show))
+}
+
+#[derive(Debug, Deserialize)]
+struct GuidRef {
+    guid: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ToOne {
+    data: GuidRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct OrgRel {
+    organization: ToOne,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateSpace {
+    name: String,
+    relationships: OrgRel,
+}
+
+/// `POST /v3/spaces {name, relationships.organization}` (roles and quotas
+/// are for later).
+async fn create(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: CreateSpace = parse_json(&body)?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 255 {
+        return Err(ApiError::Unprocessable(
+            "Name must be between 1 and 255 characters".into(),
+        ));
+    }
+    let org = req.relationships.organization.data.guid;
+    ctx.store.org(&org).await.map_err(|_| {
+        ApiError::Unprocessable(
+            "Invalid organization. Ensure the organization exists and you have access to it."
+                .into(),
+        )
+    })?;
+    let s = ctx
+        .store
+        .create_space(name, &org)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::Unprocessable(format!(
+                "Name must be unique per organization (a space named '{name}' exists)"
+            )),
+            other => other.into(),
+        })?;
+    tracing::info!(space = %s.name, actor = %actor.name, "space created");
+    Ok((StatusCode::CREATED, Json(present(&base, &s))))
 }
 
 fn present(base: &BaseUrl, s: &Space) -> Value {

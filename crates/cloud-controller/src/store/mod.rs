@@ -244,6 +244,27 @@ impl Store {
         self.all("SELECT guid, name, organization_guid, created_at, updated_at FROM spaces ORDER BY created_at, guid", &[]).await
     }
 
+    pub async fn create_space(&self, name: &str, org_guid: &str) -> Result<Space> {
+        self.org(org_guid).await?;
+        let t = now();
+        let s = Space {
+            guid: new_guid(),
+            name: name.to_string(),
+            organization_guid: org_guid.to_string(),
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        sqlx::query("INSERT INTO spaces (guid, name, organization_guid, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+            .bind(s.guid.clone())
+            .bind(s.name.clone())
+            .bind(s.organization_guid.clone())
+            .bind(s.created_at.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique(e, format!("Space '{name}'")))?;
+        Ok(s)
+    }
+
     pub async fn space(&self, guid: &str) -> Result<Space> {
         self.one("SELECT guid, name, organization_guid, created_at, updated_at FROM spaces WHERE guid = $1", &[guid], "Space").await
     }

@@ -3,5 +3,6 @@
 mod api;
 mod buildpacks;
 mod e2e;
+mod security_groups;
 mod store;
 mod support;

@@ -215,6 +215,160 @@ async fn bad_input(url: &str) {
     s.close().await;
 }
 
+/// Security groups: defaults seeded once, global flags and space bindings
+/// decide which rules a space gets, per lifecycle.
+async fn security_groups(url: &str) {
+    use cloud_controller::store::Lifecycle::{Running, Staging};
+    let s = bootstrapped(url).await;
+    let space = dev_space(&s).await;
+    let dns = proto::egress::dns(&["10.0.0.2".parse().expect("ip")]);
+    s.seed_security_groups(&dns).await.expect("seed");
+    s.seed_security_groups(&dns).await.expect("seed twice");
+    let names: Vec<String> = s
+        .security_groups()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(names, vec!["public_networks", "dns"]);
+    let base = s.egress_rules(&space, Running).await.expect("rules");
+    assert_eq!(base.len(), 5 + 2);
+    assert_eq!(s.egress_rules(&space, Staging).await.expect("rules"), base);
+
+    let db = vec![proto::EgressRule {
+        protocol: "tcp".into(),
+        destination: "172.31.251.2".into(),
+        ports: Some("5432".into()),
+        icmp_type: None,
+        code: None,
+        description: Some("db".into()),
+        log: false,
+    }];
+    let g = s
+        .create_security_group("db", &db, false, false)
+        .await
+        .expect("create");
+    assert!(matches!(
+        s.create_security_group("db", &db, false, false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.bind_security_group(&g.guid, &space, Running)
+        .await
+        .expect("bind");
+    s.bind_security_group(&g.guid, &space, Running)
+        .await
+        .expect("bind twice");
+    let r = s.egress_rules(&space, Running).await.expect("rules");
+    assert_eq!(r.len(), base.len() + 1);
+    assert!(r.contains(&db[0]));
+    assert_eq!(
+        s.egress_rules(&space, Staging).await.expect("rules").len(),
+        base.len()
+    );
+    assert_eq!(
+        s.egress_rules("other-space", Running)
+            .await
+            .expect("rules")
+            .len(),
+        base.len(),
+        "bound to one space only"
+    );
+    assert!(s
+        .unbind_security_group(&g.guid, &space, Running)
+        .await
+        .expect("unbind"));
+    assert!(!s
+        .unbind_security_group(&g.guid, &space, Running)
+        .await
+        .expect("unbind again"));
+    let mut g2 = g.clone();
+    g2.staging_default = 1;
+    s.update_security_group(&g2).await.expect("update");
+    assert_eq!(
+        s.egress_rules("other-space", Staging)
+            .await
+            .expect("rules")
+            .len(),
+        base.len() + 1,
+        "globally enabled for staging"
+    );
+    s.delete_security_group(&g.guid).await.expect("delete");
+    assert!(matches!(
+        s.security_group(&g.guid).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.close().await;
+}
+
+/// A build ends once: staged with its droplet in one transaction, and then
+/// neither a failure nor a second result changes it.
+async fn builds_end_once(url: &str) {
+    let s = bootstrapped(url).await;
+    let space = dev_space(&s).await;
+    let app = s
+        .create_app("b", &space, None, "host", "{}")
+        .await
+        .expect("app");
+    let b = s
+        .create_build(&app.guid, "pkg", "u", "admin")
+        .await
+        .expect("build");
+    assert_eq!(s.staging_builds().await.expect("staging").len(), 1);
+    assert!(s
+        .claim_build(&b.guid, "dea-1", "2099-01-01T00:00:00Z")
+        .await
+        .expect("claim"));
+    assert!(!s
+        .claim_build(&b.guid, "dea-2", "2099-01-01T00:00:00Z")
+        .await
+        .expect("claimed"));
+    s.unclaim_build(&b.guid, "dea-2").await.expect("not theirs");
+    assert_eq!(
+        s.build(&b.guid).await.expect("b").dea_id.as_deref(),
+        Some("dea-1")
+    );
+    s.unclaim_build(&b.guid, "dea-1").await.expect("unclaim");
+    assert!(s
+        .claim_build(&b.guid, "dea-2", "2099-01-01T00:00:00Z")
+        .await
+        .expect("claim"));
+    let d = cloud_controller::store::Droplet {
+        guid: "d1".into(),
+        app_guid: app.guid.clone(),
+        package_guid: "pkg".into(),
+        state: "STAGED".into(),
+        sha256: Some("ab".into()),
+        process_types: r#"{"web":"x"}"#.into(),
+        buildpack: Some("python".into()),
+        stack: "host".into(),
+        error: None,
+        created_at: "2026-01-01T00:00:00Z".into(),
+        updated_at: "2026-01-01T00:00:00Z".into(),
+        buildpacks: Some(r#"[{"name":"python","detect_output":"python"}]"#.into()),
+        config_vars: Some(r#"{"A":"b"}"#.into()),
+    };
+    assert!(s.finish_staged(&b.guid, &d).await.expect("staged"));
+    assert!(!s.finish_staged(&b.guid, &d).await.expect("again"));
+    assert!(!s
+        .fail_build(&b.guid, "StagingTimeExpired", "late")
+        .await
+        .expect("late"));
+    let b = s.build(&b.guid).await.expect("b");
+    assert_eq!(
+        (b.state.as_str(), b.droplet_guid.as_deref()),
+        ("STAGED", Some("d1"))
+    );
+    let d = s.droplet("d1").await.expect("droplet");
+    assert_eq!(d.config_vars_map().get("A").map(String::as_str), Some("b"));
+    assert_eq!(
+        d.buildpacks_used()[0].detect_output.as_deref(),
+        Some("python")
+    );
+    assert!(s.staging_builds().await.expect("staging").is_empty());
+    s.close().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -244,4 +398,11 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(apps_and_processes, routes, survives_reopen, bad_input);
+both_backends!(
+    apps_and_processes,
+    routes,
+    survives_reopen,
+    bad_input,
+    security_groups,
+    builds_end_once
+);

@@ -120,7 +120,8 @@ pub const PACK_DROPLET: &str = r#"cd .. && mkdir -p deps profile.d && printf '%s
 pub const PACK_CACHE: &str = r#"cd ../cache && exec tar --create --gzip --file=- ."#;
 
 /// Prints the app's Procfile, read inside the container.
-pub const READ_PROCFILE: &str = r#"cd .. && exec cat app/Procfile"#;
+pub const READ_PROCFILE: &str =
+    r#"cd .. && if [ -f app/Procfile ]; then exec cat app/Procfile; fi"#;
 
 /// User variables never handed to buildpacks: shell start-up files and
 /// options, and what the dynamic loader or libc read from the environment

@@ -283,23 +283,54 @@ async fn nodejs_buildpack_start_commands() {
             ),
         }
     }
-    // Dependencies without node_modules: a warning, not a failure.
+    // Dependencies without node_modules: installed from the npm registry;
+    // the next staging reuses them from the build cache.
     e.put(
         "/package/deps",
         zip_dir(&[
-            ("package.json", r#"{"dependencies": {"express": "^4"}}"#),
+            ("package.json", r#"{"dependencies": {"ms": "2.1.3"}}"#),
             ("server.js", ""),
         ]),
     );
     let (r, lines) = e.stage(e.request("deps", "deps", None, vec![])).await;
     assert_eq!(r.error, None, "{lines:?}");
     assert!(
-        has(&lines, "WARNING: package.json lists 1 dependencies"),
+        has(&lines, "Installing dependencies with npm install"),
         "{lines:?}"
     );
-    assert!(droplet_files(&e.blobs, "deps")
+    let files = droplet_files(&e.blobs, "deps");
+    assert!(files.iter().any(|f| f.ends_with(".profile.d/nodejs.sh")));
+    assert!(
+        files.iter().any(|f| f.ends_with("app/node_modules/ms/package.json")),
+        "{files:?}"
+    );
+    let (r, lines) = e.stage(e.request("deps2", "deps", None, vec![])).await;
+    assert_eq!(r.error, None, "{lines:?}");
+    assert!(
+        has(&lines, "Dependencies unchanged: reusing node_modules from the build cache"),
+        "{lines:?}"
+    );
+    assert!(droplet_files(&e.blobs, "deps2")
         .iter()
-        .any(|f| f.ends_with(".profile.d/nodejs.sh")));
+        .any(|f| f.ends_with("app/node_modules/ms/package.json")));
+    // A dependency the registry does not have fails with npm's words.
+    e.put(
+        "/package/nodep",
+        zip_dir(&[
+            (
+                "package.json",
+                r#"{"dependencies": {"no-such-package-paas-test-4711": "1.0.0"}}"#,
+            ),
+            ("server.js", ""),
+        ]),
+    );
+    let (r, _) = e.stage(e.request("nodep", "nodep", None, vec![])).await;
+    let msg = err(&r).unwrap_or_default();
+    assert!(
+        msg.starts_with("BuildpackCompileFailed - nodejs: bin/compile exited with status 1")
+            && msg.contains("404"),
+        "{msg}"
+    );
     // Invalid JSON fails compile with a reason.
     e.put("/package/bad", zip_dir(&[("package.json", "{nope")]));
     let (r, _) = e.stage(e.request("bad", "bad", None, vec![])).await;

@@ -281,3 +281,80 @@ async fn staging_errors_are_reported() {
         "pip's error: {e}"
     );
 }
+
+/// The python buildpack installs requirements from the package index; a
+/// restage with the same requirements reuses the installed packages from
+/// the build cache (no pip run), and a changed requirement file takes the
+/// unchanged ones from pip's cache.
+#[tokio::test]
+async fn python_dependencies_and_the_build_cache() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let (base, blobs) = blob_server().await;
+    let backend = dea::backend::by_name("process").expect("backend");
+    let (stager, mut logs) = stager(&state, backend);
+    let mut lines = move || {
+        let mut v = Vec::new();
+        while let Ok((_, bytes)) = logs.try_recv() {
+            let m: proto::LogMessage = serde_json::from_slice(&bytes).expect("log");
+            v.push(m.line);
+        }
+        v.join("\n")
+    };
+    let pkg = |reqs: &str| zip_dir(&[("app.py", APP_PY), ("requirements.txt", reqs)]);
+    let req = |id: &str| {
+        let mut r = staging_request(&base, id, None, None);
+        r.cache_download_uri = Some(format!("{base}/cache/py"));
+        r.cache_upload_uri = Some(format!("{base}/cache/py"));
+        r
+    };
+    blobs
+        .lock()
+        .expect("lock")
+        .insert("/package/py1".into(), pkg("six==1.16.0\n"));
+    let r = stager.handle(req("py1")).await;
+    let log = lines();
+    assert_eq!(r.error, None, "{log}");
+    assert!(log.contains("Installing requirements with pip"), "{log}");
+    let droplet = |id: &str| {
+        let bytes = blobs
+            .lock()
+            .expect("lock")
+            .get(&format!("/droplet/{id}"))
+            .cloned()
+            .expect("droplet");
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        ar.entries()
+            .expect("entries")
+            .filter_map(|e| Some(e.ok()?.path().ok()?.display().to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert!(droplet("py1").iter().any(|f| f == "app/.python_packages/six.py"));
+
+    blobs
+        .lock()
+        .expect("lock")
+        .insert("/package/py2".into(), pkg("six==1.16.0\n"));
+    let r = stager.handle(req("py2")).await;
+    let log = lines();
+    assert_eq!(r.error, None, "{log}");
+    assert!(
+        log.contains("Requirements unchanged: reusing the installed packages from the build cache"),
+        "{log}"
+    );
+    assert!(!log.contains("Installing requirements with pip"), "{log}");
+    assert!(droplet("py2").iter().any(|f| f == "app/.python_packages/six.py"));
+
+    blobs.lock().expect("lock").insert(
+        "/package/py3".into(),
+        pkg("six==1.16.0\nasn1crypto==1.5.1\n"),
+    );
+    let r = stager.handle(req("py3")).await;
+    let log = lines();
+    assert_eq!(r.error, None, "{log}");
+    assert!(
+        log.contains("File was already downloaded") && log.contains("six-1.16.0"),
+        "the unchanged requirement comes from the build cache: {log}"
+    );
+    assert!(droplet("py3").iter().any(|f| f.starts_with("app/.python_packages/asn1crypto/")));
+}

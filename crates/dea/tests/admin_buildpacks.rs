@@ -301,13 +301,18 @@ async fn nodejs_buildpack_start_commands() {
     let files = droplet_files(&e.blobs, "deps");
     assert!(files.iter().any(|f| f.ends_with(".profile.d/nodejs.sh")));
     assert!(
-        files.iter().any(|f| f.ends_with("app/node_modules/ms/package.json")),
+        files
+            .iter()
+            .any(|f| f.ends_with("app/node_modules/ms/package.json")),
         "{files:?}"
     );
     let (r, lines) = e.stage(e.request("deps2", "deps", None, vec![])).await;
     assert_eq!(r.error, None, "{lines:?}");
     assert!(
-        has(&lines, "Dependencies unchanged: reusing node_modules from the build cache"),
+        has(
+            &lines,
+            "Dependencies unchanged: reusing node_modules from the build cache"
+        ),
         "{lines:?}"
     );
     assert!(droplet_files(&e.blobs, "deps2")

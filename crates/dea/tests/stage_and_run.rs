@@ -329,7 +329,9 @@ async fn python_dependencies_and_the_build_cache() {
             .filter_map(|e| Some(e.ok()?.path().ok()?.display().to_string()))
             .collect::<Vec<_>>()
     };
-    assert!(droplet("py1").iter().any(|f| f == "app/.python_packages/six.py"));
+    assert!(droplet("py1")
+        .iter()
+        .any(|f| f == "app/.python_packages/six.py"));
 
     blobs
         .lock()
@@ -343,7 +345,9 @@ async fn python_dependencies_and_the_build_cache() {
         "{log}"
     );
     assert!(!log.contains("Installing requirements with pip"), "{log}");
-    assert!(droplet("py2").iter().any(|f| f == "app/.python_packages/six.py"));
+    assert!(droplet("py2")
+        .iter()
+        .any(|f| f == "app/.python_packages/six.py"));
 
     blobs.lock().expect("lock").insert(
         "/package/py3".into(),
@@ -356,5 +360,7 @@ async fn python_dependencies_and_the_build_cache() {
         log.contains("File was already downloaded") && log.contains("six-1.16.0"),
         "the unchanged requirement comes from the build cache: {log}"
     );
-    assert!(droplet("py3").iter().any(|f| f.starts_with("app/.python_packages/asn1crypto/")));
+    assert!(droplet("py3")
+        .iter()
+        .any(|f| f.starts_with("app/.python_packages/asn1crypto/")));
 }

@@ -179,6 +179,9 @@ async fn upload(ctx: &Ctx, app: &App, path: &Path) -> Result<String> {
     }
 }
 
+/// Environment, command and health check: before staging (buildpacks see
+/// the user's variables and the command, as in CF); none of them touches
+/// running instances until they restart.
 async fn apply_settings(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
     if !plan.env.is_empty() {
         let vars: Map<String, Value> = plan
@@ -221,6 +224,13 @@ async fn apply_settings(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
             .patch(&format!("/v3/processes/{}", web.guid), Value::Object(patch))
             .await?;
     }
+    Ok(())
+}
+
+/// Instances, memory and disk: after staging succeeded (scaling acts on
+/// running instances at once).
+async fn apply_scale(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
+    let web = web_process(ctx, &app.guid).await?;
     let mut scale = Map::new();
     if let Some(i) = plan.instances {
         scale.insert("instances".into(), json!(i));
@@ -299,8 +309,9 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, no_start: bool) -> Result<()> {
             .patch(&format!("/v3/apps/{}", app.guid), json!({"lifecycle": {"type": "buildpack", "data": {"buildpacks": plan.buildpacks}}}))
             .await?;
     }
-    let droplet = stage(ctx, &app.guid, &package).await?;
     apply_settings(ctx, &app, plan).await?;
+    let droplet = stage(ctx, &app.guid, &package).await?;
+    apply_scale(ctx, &app, plan).await?;
     let _: Value = ctx
         .client
         .patch(

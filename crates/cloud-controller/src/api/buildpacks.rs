@@ -236,24 +236,30 @@ async fn delete(
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
 }
 
-/// Checks that a zip holds a buildpack: `bin/compile` at the top, or under a
-/// single top-level directory (as GitHub archives are laid out).
+/// The scripts of which a buildpack needs at least one: `bin/compile` (the
+/// classic contract), or `bin/supply` / `bin/finalize` (CF's v3 contract; a
+/// supply-only buildpack has just `bin/supply`).
+const ENTRY_SCRIPTS: [&str; 3] = ["bin/compile", "bin/supply", "bin/finalize"];
+
+/// Checks that a zip holds a buildpack: one of [`ENTRY_SCRIPTS`] at the
+/// top, or under a single top-level directory (as GitHub archives are laid
+/// out).
 pub fn check_layout(path: &std::path::Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
     let zip = zip::ZipArchive::new(file)
         .map_err(|e| format!("the uploaded bits are not a valid zip file: {e}"))?;
     let found = zip.file_names().filter_map(Result::ok).any(|n| {
         let n = n.trim_start_matches("./");
-        n == "bin/compile" || {
+        ENTRY_SCRIPTS.contains(&n) || {
             let mut parts = n.splitn(2, '/');
             let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            !top.is_empty() && rest == "bin/compile"
+            !top.is_empty() && ENTRY_SCRIPTS.contains(&rest)
         }
     });
     if found {
         Ok(())
     } else {
-        Err("Buildpack zip error: the zip must contain bin/compile (at its top level or under a single directory)".into())
+        Err("Buildpack zip error: the zip must contain bin/compile, bin/supply or bin/finalize (at its top level or under a single directory)".into())
     }
 }
 

@@ -10,15 +10,58 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::apps::GuidRef;
-use super::{metadata, parse_json, rel, BaseUrl};
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::Build;
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
-        .route("/v3/builds", axum::routing::post(create))
+        .route("/v3/builds", get(list).post(create))
         .route("/v3/builds/{guid}", get(show))
+        .route("/v3/apps/{guid}/builds", get(list_of_app))
+}
+
+/// `GET /v3/builds` (filters `app_guids`, `states`, `guids`), oldest first.
+async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+    let (apps, states, guids) = (
+        filter(&q, "app_guids"),
+        filter(&q, "states"),
+        filter(&q, "guids"),
+    );
+    let mut items = Vec::new();
+    for b in ctx.store.builds().await? {
+        if matches(&apps, &b.app_guid) && matches(&states, &b.state) && matches(&guids, &b.guid) {
+            items.push(present(&ctx, &base, &b).await);
+        }
+    }
+    Ok(Json(paginate(&base, "/v3/builds", &q, items)?))
+}
+
+/// `GET /v3/apps/:guid/builds`.
+async fn list_of_app(
+    State(ctx): State<Ctx>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    q: Query,
+) -> ApiResult<Json<Value>> {
+    ctx.store.app(&guid).await?;
+    let mut items = Vec::new();
+    for b in ctx
+        .store
+        .builds()
+        .await?
+        .iter()
+        .filter(|b| b.app_guid == guid)
+    {
+        items.push(present(&ctx, &base, b).await);
+    }
+    Ok(Json(paginate(
+        &base,
+        &format!("/v3/apps/{guid}/builds"),
+        &q,
+        items,
+    )?))
 }
 
 async fn present(ctx: &Ctx, base: &BaseUrl, b: &Build) -> Value {

@@ -54,6 +54,15 @@ impl Store {
         .await
     }
 
+    /// Every build, oldest first.
+    pub async fn builds(&self) -> Result<Vec<Build>> {
+        self.all(
+            &format!("SELECT {BUILD_COLS} FROM builds ORDER BY created_at, guid"),
+            &[],
+        )
+        .await
+    }
+
     /// Every build still `STAGING`, oldest first.
     pub async fn staging_builds(&self) -> Result<Vec<Build>> {
         self.all(

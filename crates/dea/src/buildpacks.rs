@@ -19,7 +19,7 @@ pub struct Builtin {
     pub detectable: bool,
 }
 
-/// In detection order: python, nodejs, java, binary.
+/// In detection order: python, nodejs, java, staticfile, binary.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "python",
@@ -40,6 +40,15 @@ pub const BUILTINS: &[Builtin] = &[
         detect: include_str!("buildpacks/java/detect"),
         compile: include_str!("buildpacks/java/compile"),
         release: include_str!("buildpacks/java/release"),
+        detectable: true,
+    },
+    // After the language buildpacks: a Node or Python app that also ships an
+    // index.html is theirs.
+    Builtin {
+        name: "staticfile",
+        detect: include_str!("buildpacks/staticfile/detect"),
+        compile: include_str!("buildpacks/staticfile/compile"),
+        release: include_str!("buildpacks/staticfile/release"),
         detectable: true,
     },
     Builtin {

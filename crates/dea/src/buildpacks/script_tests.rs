@@ -1,12 +1,13 @@
-//! The built-in buildpacks' scripts run with bash on scratch apps: the
-//! java start command and heap formula. `nginx` and `java` are stand-ins on
-//! the PATH (the real ones run in `tests/builtin_buildpacks.rs`).
+//! The built-in buildpacks' scripts run with bash on scratch apps: which
+//! one detects what, the staticfile root rules, the java start command and
+//! heap formula. `nginx` and `java` are stand-ins on the PATH (the real ones
+//! run in `tests/builtin_buildpacks.rs`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::install;
+use super::{install, BUILTINS};
 use crate::staging::plan::parse_release;
 
 struct Scratch {
@@ -82,6 +83,16 @@ fn run(s: &Scratch, bp: &str, script: &str) -> (i32, String, String) {
     )
 }
 
+/// The built-in plain detection picks, trying them in order.
+fn detected(files: &[(&str, &str)]) -> Option<&'static str> {
+    let s = scratch(files);
+    BUILTINS
+        .iter()
+        .filter(|b| b.detectable)
+        .find(|b| run(&s, b.name, "detect").0 == 0)
+        .map(|b| b.name)
+}
+
 fn zip_bytes(files: &[(&str, &str)]) -> Vec<u8> {
     use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -91,6 +102,162 @@ fn zip_bytes(files: &[(&str, &str)]) -> Vec<u8> {
         w.write_all(text.as_bytes()).expect("write");
     }
     w.finish().expect("finish").into_inner()
+}
+
+#[test]
+fn detection_order_leaves_static_sites_last() {
+    let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+    assert_eq!(names, ["python", "nodejs", "java", "staticfile", "binary"]);
+    let manifest = "Manifest-Version: 1.0\nMain-Class: demo.Hello\n";
+    for (files, want) in [
+        (vec![("index.html", "x")], Some("staticfile")),
+        (vec![("Staticfile", "")], Some("staticfile")),
+        (vec![("public/index.html", "x")], None),
+        (
+            vec![("index.html", "x"), ("package.json", "{}")],
+            Some("nodejs"),
+        ),
+        (
+            vec![("index.html", "x"), ("requirements.txt", "")],
+            Some("python"),
+        ),
+        (
+            vec![("index.html", "x"), ("META-INF/MANIFEST.MF", manifest)],
+            Some("java"),
+        ),
+        (vec![("META-INF/MANIFEST.MF", manifest)], Some("java")),
+        (
+            vec![(
+                "META-INF/MANIFEST.MF",
+                "Manifest-Version: 1.0\r\nmain-class: A\r\n",
+            )],
+            Some("java"),
+        ),
+        (
+            vec![("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")],
+            None,
+        ),
+        (vec![("app.jar", "x")], Some("java")),
+        (vec![("a.jar", "x"), ("b.jar", "x")], None),
+        (vec![("lib/a.jar", "x")], None),
+        (vec![("Procfile", "web: x")], Some("binary")),
+        (vec![("README", "x")], None),
+    ] {
+        assert_eq!(detected(&files), want, "{files:?}");
+    }
+}
+
+/// Runs staticfile's compile with `Staticfile` (if any) and other files.
+fn static_compile(files: &[(&str, &str)]) -> (Scratch, i32, String) {
+    let s = scratch(files);
+    let (code, out, err) = run(&s, "staticfile", "compile");
+    (s, code, format!("{out}{err}"))
+}
+
+fn template(s: &Scratch) -> String {
+    std::fs::read_to_string(s.app.join(".staticfile/nginx.conf.template")).expect("template")
+}
+
+#[test]
+fn staticfile_root_must_stay_in_the_app() {
+    // No Staticfile: the app itself.
+    let (s, code, out) = static_compile(&[("index.html", "x")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        template(&s).contains("root \"@@APP@@\";"),
+        "{}",
+        template(&s)
+    );
+    assert!(s.app.join(".staticfile/start").is_file());
+    let (_, release, _) = run(&s, "staticfile", "release");
+    let r = parse_release("staticfile", &release).expect("release");
+    assert_eq!(r.web.as_deref(), Some("./.staticfile/start"));
+
+    // root: a directory of the app; quotes, a comment, CRLF, other options.
+    for staticfile in [
+        "root: public\n",
+        "root: \"public\" # the site\r\ngzip: on\r\n",
+        "root: ./public/\n",
+        "root: public/sub/..\n",
+    ] {
+        let (s, code, out) = static_compile(&[
+            ("Staticfile", staticfile),
+            ("public/index.html", "x"),
+            ("public/sub/x", "x"),
+        ]);
+        assert_eq!(code, 0, "{staticfile:?}: {out}");
+        assert!(
+            template(&s).contains("root \"@@APP@@/public\";"),
+            "{staticfile:?}: {}",
+            template(&s)
+        );
+        assert_eq!(
+            out.contains("ignoring option \"gzip\""),
+            staticfile.contains("gzip")
+        );
+    }
+    // The empty root and `.` are the app.
+    let (s, code, out) = static_compile(&[("Staticfile", "root:\n")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(template(&s).contains("root \"@@APP@@\";"));
+
+    // Out of the app, or not a directory of it: the build fails and says why.
+    for (staticfile, why) in [
+        ("root: ..\n", "leaves the app"),
+        ("root: ../../etc\n", "leaves the app"),
+        ("root: public/../../x\n", "leaves the app"),
+        ("root: out\n", "leaves the app"),
+        ("root: /etc\n", "is an absolute path"),
+        ("root: missing\n", "is not a directory of the app"),
+        ("root: index.html\n", "is not a directory of the app"),
+        ("root: pub lic\n", "may only contain"),
+        ("root: $HOME\n", "may only contain"),
+    ] {
+        let s = scratch(&[
+            ("Staticfile", staticfile),
+            ("index.html", "x"),
+            ("public/index.html", "x"),
+        ]);
+        // A link leaving the app (not something a package can hold: the
+        // DEA's unzip makes no links; another buildpack could).
+        std::os::unix::fs::symlink("..", s.app.join("out")).expect("symlink");
+        let (code, out, err) = run(&s, "staticfile", "compile");
+        assert_eq!(code, 1, "{staticfile:?}: {out}{err}");
+        assert!(err.contains("Staticfile: root: "), "{err}");
+        assert!(err.contains(why), "{staticfile:?}: want {why:?} in {err}");
+        assert!(!s.app.join(".staticfile/start").exists());
+    }
+}
+
+#[test]
+fn staticfile_config_keeps_nginx_off_etc_and_var() {
+    let (s, code, out) = static_compile(&[("index.html", "x")]);
+    assert_eq!(code, 0, "{out}");
+    let t = template(&s);
+    for want in [
+        "daemon off;",
+        "master_process off;",
+        "error_log stderr;",
+        "pid @@RUN@@/nginx.pid;",
+        "listen @@PORT@@;",
+        "access_log /dev/stdout;",
+        "client_body_temp_path @@RUN@@/",
+        "proxy_temp_path @@RUN@@/",
+        "fastcgi_temp_path @@RUN@@/",
+        "uwsgi_temp_path @@RUN@@/",
+        "scgi_temp_path @@RUN@@/",
+        "types {",
+        "gzip on;",
+        "Cache-Control \"public, max-age=31536000, immutable\"",
+        "Cache-Control \"no-cache\"",
+    ] {
+        assert!(t.contains(want), "missing {want:?} in\n{t}");
+    }
+    for banned in ["/etc/", "/var/", "include "] {
+        assert!(!t.contains(banned), "{banned:?} in\n{t}");
+    }
+    let start = std::fs::read_to_string(s.app.join(".staticfile/start")).expect("start");
+    assert!(start.contains("-e stderr"), "{start}");
 }
 
 /// Runs java's compile, then its release: (exit, output, web command).

@@ -6,3 +6,4 @@ mod buildpacks;
 mod containers;
 mod faults;
 mod platform;
+mod static_java;

@@ -35,6 +35,10 @@ ensure_base() {
   ensure_cmd openssl openssl
   ensure_cmd wrk wrk
   ensure_cmd nginx nginx
+  # The java buildpack runs apps with the host's JDK; the tests build a jar
+  # (javac, jar).
+  ensure_cmd javac default-jdk-headless
+  ensure_cmd jar default-jdk-headless
   ensure_cmd iptables iptables
   ensure_cmd ip iproute2
   if ! command -v cargo >/dev/null 2>&1; then

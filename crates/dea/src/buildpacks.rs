@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{DeaError, Result};
 
 pub mod admin;
+#[cfg(test)]
+mod script_tests;
 
 pub struct Builtin {
     pub name: &'static str,
@@ -17,7 +19,7 @@ pub struct Builtin {
     pub detectable: bool,
 }
 
-/// In detection order.
+/// In detection order: python, nodejs, java, staticfile, binary.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "python",
@@ -31,6 +33,22 @@ pub const BUILTINS: &[Builtin] = &[
         detect: include_str!("buildpacks/nodejs/detect"),
         compile: include_str!("buildpacks/nodejs/compile"),
         release: include_str!("buildpacks/nodejs/release"),
+        detectable: true,
+    },
+    Builtin {
+        name: "java",
+        detect: include_str!("buildpacks/java/detect"),
+        compile: include_str!("buildpacks/java/compile"),
+        release: include_str!("buildpacks/java/release"),
+        detectable: true,
+    },
+    // After the language buildpacks: a Node or Python app that also ships an
+    // index.html is theirs.
+    Builtin {
+        name: "staticfile",
+        detect: include_str!("buildpacks/staticfile/detect"),
+        compile: include_str!("buildpacks/staticfile/compile"),
+        release: include_str!("buildpacks/staticfile/release"),
         detectable: true,
     },
     Builtin {

@@ -55,7 +55,7 @@ async fn isolates_limits_and_cleans_up() {
     std::fs::create_dir_all(c.root.join("app")).expect("app dir");
     let (out, st) = common::run_in(&b,
         &c,
-        "echo uid=$(id -u) host=$(hostname) pwd=$PWD home=$HOME; ls /proc | grep -E '^[0-9]+$' | wc -l; touch /usr/x 2>/dev/null && echo stack-writable; touch /home/vcap/ok && echo home-writable; test -e /root/. && echo root-visible; exit 3",
+        "echo uid=$(id -u) host=$(hostname) pwd=$PWD home=$HOME; ls /proc | grep -E '^[0-9]+$' | wc -l; touch /usr/x 2>/dev/null && echo stack-writable; touch /home/vcap/ok && echo home-writable; test -e /root/. && echo root-visible; echo reopened-stdout >/dev/stdout; exit 3",
     )
     .await;
     println!("{out}");
@@ -69,6 +69,10 @@ async fn isolates_limits_and_cleans_up() {
     assert!(!out.contains("stack-writable"), "{out}");
     assert!(out.contains("home-writable"), "{out}");
     assert!(!out.contains("root-visible"), "{out}");
+    assert!(
+        out.contains("reopened-stdout"),
+        "the output pipe is the process's own: {out}"
+    );
     // memory limit: python allocating past 64 MB is OOM-killed
     let (out, st) = common::run_in(
         &b,

@@ -7,3 +7,4 @@ mod containers;
 mod faults;
 mod platform;
 mod staging;
+mod static_java;

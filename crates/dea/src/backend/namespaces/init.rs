@@ -397,6 +397,10 @@ fn drop_privileges(uid: u32) -> Result<(), String> {
         if libc::setgroups(0, std::ptr::null()) != 0 {
             return Err(err("setgroups"));
         }
+        // The output pipes become the process's own, so that it can open
+        // them again by name (`/dev/stdout`, as nginx does for its log).
+        libc::fchown(1, uid, uid);
+        libc::fchown(2, uid, uid);
         if libc::setgid(uid) != 0 {
             return Err(err("setgid"));
         }

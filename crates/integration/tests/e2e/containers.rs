@@ -433,3 +433,110 @@ async fn dea_crash_leftovers_removed_on_restart() -> Result<()> {
     assert!(nothing_left(&h), "leftovers after DEA shutdown: {h:?}");
     Ok(())
 }
+
+/// Security groups from the user's side: with CF's defaults an app resolves
+/// names and reaches a public address, but not a private one; a group bound
+/// to one space (`cf create-security-group`, `cf bind-security-group`)
+/// opens that destination for the running apps of that space at once, and
+/// for no other space; unbound, it closes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_groups_open_a_destination_for_one_space() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let private = integration::netns::PrivateHost::start()?;
+    let p = Platform::start_with(opts("")).await?;
+    p.login().await?;
+    let out = p.cf_ok(&["security-groups"]).await?.stdout;
+    assert!(
+        out.contains("public_networks") && out.contains("dns"),
+        "CF's default groups: {out}"
+    );
+    push_probe(&p, "inside", &[]).await?;
+    p.cf_ok(&["create-space", "elsewhere"]).await?;
+    p.cf_ok(&["target", "-o", "dev", "-s", "elsewhere"]).await?;
+    push_probe(&p, "outside", &[]).await?;
+    p.cf_ok(&["target", "-o", "dev", "-s", "dev"]).await?;
+    let public = std::net::ToSocketAddrs::to_socket_addrs(&("pypi.org", 443))
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()))
+        .map(|a| a.to_string())
+        .context("pypi.org resolves on this host")?;
+    let q = format!(
+        "/checks?resolve=pypi.org&connect={public},{}",
+        private.addr()
+    );
+    for app in ["inside", "outside"] {
+        let v = get_json(&p, app, &q).await?;
+        println!("{app}: {v:#}");
+        assert!(
+            v["resolve"]["pypi.org"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+            "{app} resolves names: {v}"
+        );
+        assert_eq!(
+            v["connect"][&public], true,
+            "{app} reaches a public address: {v}"
+        );
+        assert_eq!(
+            v["connect"][&private.addr()],
+            false,
+            "{app}: private is closed: {v}"
+        );
+    }
+
+    let work = tempfile::tempdir()?;
+    let rules = work.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        format!(
+            r#"[{{"protocol": "tcp", "destination": "{}", "ports": "{}", "description": "the database"}}]"#,
+            private.ip, private.port
+        ),
+    )?;
+    p.cf_ok(&[
+        "create-security-group",
+        "db",
+        rules.to_str().unwrap_or_default(),
+    ])
+    .await?;
+    let out = p
+        .cf_ok(&["bind-security-group", "db", "dev", "--space", "dev"])
+        .await?;
+    assert!(
+        out.stdout
+            .contains("Assigning running security group db to space dev"),
+        "{}",
+        out.stdout
+    );
+    // Running apps get the rule without a restart; the other space does not.
+    let target = private.addr();
+    wait_for("the bound space reaching the database", T, || async {
+        let v = get_json(&p, "inside", &format!("/checks?connect={target}"))
+            .await
+            .ok()?;
+        (v["connect"][&target] == true).then_some(())
+    })
+    .await?;
+    let v = get_json(&p, "outside", &format!("/checks?connect={target}")).await?;
+    assert_eq!(v["connect"][&target], false, "only the bound space: {v}");
+    let out = p.cf_ok(&["security-groups"]).await?.stdout;
+    assert!(
+        out.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w == ["db", "dev", "dev", "running"]
+        }),
+        "{out}"
+    );
+    p.cf_ok(&["unbind-security-group", "db", "dev", "dev"])
+        .await?;
+    wait_for("the database closed again", T, || async {
+        let v = get_json(&p, "inside", &format!("/checks?connect={target}"))
+            .await
+            .ok()?;
+        (v["connect"][&target] == false).then_some(())
+    })
+    .await?;
+    Ok(())
+}

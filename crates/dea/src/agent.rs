@@ -65,6 +65,7 @@ pub async fn run_with_drain(
         }
     }
     prepare_state_dir(&cfg.state_dir)?;
+    cfg.size_from_host();
     let backend = crate::backend::from_config(&cfg)?;
     let bus = Bus::connect(&cfg.nats_url, "dea").await?;
     tracing::info!(id = %cfg.id, nats = %cfg.nats_url, backend = backend.name(), state_dir = %cfg.state_dir.display(), "dea starting");
@@ -291,7 +292,8 @@ pub async fn run_with_drain(
     drop(outbox);
     // The pump ends once every sender is gone; don't wait forever.
     let _ = tokio::time::timeout(Duration::from_secs(5), pump_task).await;
-    let _ = bus.flush().await;
+    // Bounded: with the server gone a flush would wait for a reconnect.
+    let _ = tokio::time::timeout(Duration::from_secs(2), bus.flush()).await;
     tracing::info!("dea stopped");
     Ok(())
 }

@@ -13,7 +13,11 @@ pub struct Config {
     pub zone: String,
     pub state_dir: PathBuf,
     pub host_ip: String,
+    /// Memory instances and builds may reserve; 0 (the default): the
+    /// host's memory less 1 GB for the system and the platform.
     pub memory_mb: u64,
+    /// Disk instances and builds may reserve; 0 (the default): the free
+    /// space of the state dir's file system at start, less 1 GB.
     pub disk_mb: u64,
     pub stacks: Vec<String>,
     /// Container backend: `auto` (namespaces when root on Linux, else
@@ -58,8 +62,8 @@ impl Default for Config {
             zone: "default".into(),
             state_dir: PathBuf::from("./.dea"),
             host_ip: "127.0.0.1".into(),
-            memory_mb: 8192,
-            disk_mb: 16384,
+            memory_mb: 0,
+            disk_mb: 0,
             stacks: vec!["host".into()],
             backend: "auto".into(),
             warm_pool_size: 2,
@@ -104,7 +108,46 @@ pub const DEFAULT_PASSTHROUGH: &[&str] = &[
     "no_proxy",
 ];
 
+/// Set aside for the system and the platform when sizing from the host.
+const HOST_RESERVE_MB: u64 = 1024;
+
+/// `MemTotal` of a `/proc/meminfo` text, in MB.
+pub fn mem_total_mb(meminfo: &str) -> Option<u64> {
+    let kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
+
 impl Config {
+    /// Fills `memory_mb` and `disk_mb` left at 0 from the host (see their
+    /// docs); never below 1024 MB each.
+    pub fn size_from_host(&mut self) {
+        if self.memory_mb == 0 {
+            let total = std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| mem_total_mb(&m))
+                .unwrap_or(8192 + HOST_RESERVE_MB);
+            self.memory_mb = total.saturating_sub(HOST_RESERVE_MB).max(1024);
+        }
+        if self.disk_mb == 0 {
+            let dir = if self.state_dir.exists() {
+                self.state_dir.clone()
+            } else {
+                PathBuf::from("/")
+            };
+            let free = rustix::fs::statvfs(&dir)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize) / (1024 * 1024))
+                .unwrap_or(16384 + HOST_RESERVE_MB);
+            self.disk_mb = free.saturating_sub(HOST_RESERVE_MB).max(1024);
+        }
+    }
+
     /// The passthrough variables set in `lookup` (the DEA's environment).
     pub fn passthrough_env(
         &self,
@@ -146,6 +189,28 @@ mod tests {
         assert_eq!(c.memory_mb, 100);
         assert_eq!(c.heartbeat_interval_s, 2);
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn capacity_from_the_host() {
+        assert_eq!(
+            mem_total_mb("MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
+            Some(24000)
+        );
+        assert_eq!(mem_total_mb("nothing"), None);
+        let mut c = Config {
+            state_dir: std::env::temp_dir(),
+            ..Config::default()
+        };
+        c.size_from_host();
+        assert!(c.memory_mb >= 1024 && c.disk_mb >= 1024, "{c:?}");
+        let mut set = Config {
+            memory_mb: 100,
+            disk_mb: 200,
+            ..Config::default()
+        };
+        set.size_from_host();
+        assert_eq!((set.memory_mb, set.disk_mb), (100, 200), "given sizes stay");
     }
 
     #[test]

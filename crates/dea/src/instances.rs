@@ -434,6 +434,9 @@ impl Agent {
         let hc = &req.health_check;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(hc.timeout_s.max(1));
         let host = self.cfg.host_ip.clone();
+        // Apps usually listen within tens of milliseconds: look again soon,
+        // then less and less often.
+        let mut pause = Duration::from_millis(5);
         loop {
             if !self.still(id, Starting) {
                 return Ok(());
@@ -479,7 +482,8 @@ impl Agent {
                 self.crashed(id, None, desc).await;
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
         if let Some(i) = self.transition(id, Running) {
             self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());

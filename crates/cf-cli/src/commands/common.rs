@@ -225,24 +225,35 @@ pub async fn read_log_stream(resp: reqwest::Response, mut f: impl FnMut(LogMessa
 /// (opened first), wait for STAGED/FAILED and return the droplet guid.
 pub async fn stage(ctx: &Ctx, app_guid: &str, package_guid: &str) -> Result<String> {
     println!("\nStaging app and tracing logs...");
+    // The controller's own line when a build ends wakes the build poll at
+    // once (the poll alone would see it up to a back-off step later).
+    let ended = std::sync::Arc::new(tokio::sync::Notify::new());
     let logs = match ctx
         .client
         .stream(&format!("/v3/apps/{app_guid}/logs/stream"))
         .await
     {
-        Ok(resp) => Some(tokio::spawn(read_log_stream(resp, |m| {
-            if m.source == LogSource::Stg {
-                let mut out = std::io::stdout();
-                let _ = writeln!(out, "   {}", m.line.trim_end_matches(['\n', '\r']));
-                let _ = out.flush();
-            }
-        }))),
+        Ok(resp) => {
+            let ended = ended.clone();
+            Some(tokio::spawn(read_log_stream(resp, move |m| {
+                if m.source == LogSource::Stg {
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "   {}", m.line.trim_end_matches(['\n', '\r']));
+                    let _ = out.flush();
+                } else if m.source == LogSource::Api
+                    && (m.line.starts_with("Staging complete")
+                        || m.line.starts_with("Staging failed"))
+                {
+                    ended.notify_one();
+                }
+            })))
+        }
         Err(e) => {
             eprintln!("Warning: could not stream staging logs: {e}");
             None
         }
     };
-    let result = poll_build(ctx, package_guid).await;
+    let result = poll_build(ctx, package_guid, &ended).await;
     if let Some(task) = logs {
         // Let lines already in flight arrive, then stop reading.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -251,7 +262,7 @@ pub async fn stage(ctx: &Ctx, app_guid: &str, package_guid: &str) -> Result<Stri
     result
 }
 
-async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
+async fn poll_build(ctx: &Ctx, package_guid: &str, ended: &tokio::sync::Notify) -> Result<String> {
     let build: Build = ctx
         .client
         .post("/v3/builds", json!({"package": {"guid": package_guid}}))
@@ -289,7 +300,10 @@ async fn poll_build(ctx: &Ctx, package_guid: &str) -> Result<String> {
                 "Error staging application: staging timed out",
             ));
         }
-        backoff.wait().await;
+        tokio::select! {
+            _ = backoff.wait() => {}
+            _ = ended.notified() => {}
+        }
         match ctx.client.get(&format!("/v3/builds/{}", b.guid)).await {
             Ok(next) => {
                 away_since = None;

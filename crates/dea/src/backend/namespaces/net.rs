@@ -168,6 +168,13 @@ pub fn bridge_name(tag: &str) -> String {
     format!("pb{tag}")
 }
 
+/// The bridge's own MAC: locally administered, unicast, from the tag and
+/// the subnet index.
+pub fn bridge_mac(tag: &str, k: u8) -> String {
+    let h = |i: usize| tag.get(i..i + 2).unwrap_or("00");
+    format!("02:50:{k:02x}:{}:{}:{}", h(0), h(2), h(4))
+}
+
 pub fn veth_name(tag: &str, n: u8) -> String {
     format!("pv{tag}{n:02x}")
 }
@@ -394,11 +401,16 @@ impl Net {
             rules: Mutex::new(RuleSets::default()),
         };
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+        // A fixed address: otherwise the bridge takes the lowest address of
+        // its ports and changes it as containers come and go, and every
+        // container's cached address of its gateway goes stale (replies
+        // lost for seconds until ARP gives up on it).
         run(
             "ip",
             &["-batch", "-"],
             Some(&format!(
-                "link add {br} type bridge\naddr add {}/24 dev {br}\nlink set {br} up\n",
+                "link add {br} address {} type bridge\naddr add {}/24 dev {br}\nlink set {br} up\n",
+                bridge_mac(tag, k),
                 net.gateway()
             )),
         )?;
@@ -732,6 +744,7 @@ mod tests {
         assert_eq!(bridge_name(tag), "pbabcdef");
         assert_eq!(netns_name(tag, 3), "paas-abcdef-3");
         assert_eq!(chain(tag, "FWD"), "PAAS-abcdef-FWD");
+        assert_eq!(bridge_mac(tag, 7), "02:50:07:ab:cd:ef");
     }
 
     #[test]

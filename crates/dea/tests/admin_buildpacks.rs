@@ -438,3 +438,59 @@ async fn staging_runs_every_step_in_one_container_with_the_request_limits() {
     );
     assert_eq!(*rec.destroyed.lock().expect("lock"), vec!["staging-lim"]);
 }
+
+/// A build gets the DEA's package index settings (`staging_env_passthrough`)
+/// and the user's variables, and nothing else of the DEA's environment; pip
+/// follows the index it is given.
+#[tokio::test]
+async fn host_index_settings_reach_builds_and_nothing_else() {
+    let mut e = env().await;
+    e.stager.passthrough = vec![
+        (
+            "PIP_INDEX_URL".to_string(),
+            "http://127.0.0.1:9/simple".to_string(),
+        ),
+        ("PIP_RETRIES".to_string(), "0".to_string()),
+    ];
+    let show = e.admin(
+        "show",
+        zip_dir(&[
+            ("bin/detect", "#!/bin/sh\nexit 0\n"),
+            ("bin/compile", "#!/bin/sh\nenv | sort | sed 's/^/ENV /'\n"),
+            ("bin/release", RELEASE),
+        ]),
+    );
+    e.put("/package/env", zip_dir(&[("run.sh", "")]));
+    let mut req = e.request("env", "env", Some("show"), vec![show]);
+    req.env = vec!["GREETING=hi".into()];
+    let (r, lines) = e.stage(req).await;
+    assert_eq!(r.error, None, "{lines:?}");
+    let envs: Vec<&String> = lines.iter().filter(|l| l.starts_with("ENV ")).collect();
+    assert!(
+        has(&lines, "ENV PIP_INDEX_URL=http://127.0.0.1:9/simple"),
+        "{envs:?}"
+    );
+    assert!(has(&lines, "ENV GREETING=hi"), "{envs:?}");
+    // The test process (the DEA here) has CARGO_* and its own HOME: none
+    // of it reaches the build.
+    assert!(!envs.iter().any(|l| l.contains("CARGO")), "{envs:?}");
+    assert!(
+        envs.iter()
+            .filter(|l| l.starts_with("ENV HOME="))
+            .all(|l| l.contains("/staging/")),
+        "{envs:?}"
+    );
+
+    // pip asks the index it was given (nothing listens there).
+    e.put(
+        "/package/py",
+        zip_dir(&[("app.py", ""), ("requirements.txt", "six==1.16.0\n")]),
+    );
+    let (r, _) = e.stage(e.request("py", "py", None, vec![])).await;
+    let msg = err(&r).unwrap_or_default();
+    assert!(
+        msg.starts_with("BuildpackCompileFailed - python: bin/compile")
+            && msg.contains("127.0.0.1"),
+        "{msg}"
+    );
+}

@@ -187,8 +187,27 @@ async fn network_dnat_and_egress_filter() {
     b.stop(&c1, Duration::from_secs(2)).await.expect("stop");
     let exit = wait.await.expect("join").expect("wait");
     assert!(!exit.success());
+    // The bridge's address never changes as containers come and go (it
+    // did, and containers then talked to a gateway address gone stale:
+    // the 5-10 s stalls of some pushes).
+    let k = ip1.octets()[2];
+    let mac = || {
+        std::fs::read_to_string(format!(
+            "/sys/class/net/{}/address",
+            namespaces::net::bridge_name(&tag)
+        ))
+        .expect("bridge address")
+        .trim()
+        .to_string()
+    };
+    assert_eq!(mac(), namespaces::net::bridge_mac(&tag, k));
     b.destroy(&c1).await.expect("destroy");
     b.destroy(&c2).await.expect("destroy");
+    for i in 0..3 {
+        let c = b.create(mk(&format!("churn{i}"))).await.expect("create");
+        b.destroy(&c).await.expect("destroy");
+    }
+    assert_eq!(mac(), namespaces::net::bridge_mac(&tag, k));
     b.kill_all();
     let left = NamespacesBackend::leftovers(&tag);
     assert!(left.is_empty(), "leftovers: {left:?}");

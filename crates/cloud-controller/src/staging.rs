@@ -42,8 +42,8 @@ const PASS_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Watch {
     started: Instant,
-    /// Build → when a DEA last named it (or accepted it).
-    seen: Mutex<HashMap<String, Instant>>,
+    /// Build → the DEA that last named it (or accepted it), and when.
+    seen: Mutex<HashMap<String, (String, Instant)>>,
     /// Builds being handed to a DEA right now.
     dispatching: Mutex<HashSet<String>>,
     wake: Notify,
@@ -74,19 +74,21 @@ impl Watch {
     pub fn on_active(&self, msg: &StagingActive, now: Instant) {
         let mut seen = lock(&self.seen);
         for id in msg.staging_ids.iter().take(1024) {
-            seen.insert(id.clone(), now);
+            seen.insert(id.clone(), (msg.dea_id.clone(), now));
         }
     }
 
-    fn seen(&self, build: &str, now: Instant) {
-        lock(&self.seen).insert(build.to_string(), now);
+    fn seen(&self, build: &str, dea: &str, now: Instant) {
+        lock(&self.seen).insert(build.to_string(), (dea.to_string(), now));
     }
 
-    /// Whether a build handed to a DEA went unnamed for too long.
-    pub fn lost(&self, build: &str, now: Instant) -> bool {
+    /// Whether a build handed to `dea` went unnamed by it for too long
+    /// (another DEA naming it does not count).
+    pub fn lost(&self, build: &str, dea: &str, now: Instant) -> bool {
         let last = lock(&self.seen)
             .get(build)
-            .copied()
+            .filter(|(d, _)| d == dea)
+            .map(|(_, t)| *t)
             .unwrap_or(self.started)
             .max(self.started);
         now.duration_since(last) > LOST_AFTER
@@ -155,7 +157,7 @@ async fn pass(ctx: &Ctx) -> Result<(), StoreError> {
                     ctx.cfg.staging_timeout_s
                 ),
             ))
-        } else if ctx.staging.lost(&b.guid, now) {
+        } else if ctx.staging.lost(&b.guid, &dea, now) {
             Some(StagingFailure::new(
                 StagingErrorId::StagingError,
                 format!(
@@ -283,14 +285,14 @@ async fn dispatch(ctx: &Ctx, build: Build) -> Result<(), StoreError> {
             forget_promise(ctx, &build.guid);
             return Ok(());
         }
-        ctx.staging.seen(&build.guid, Instant::now());
+        ctx.staging.seen(&build.guid, &dea_id, Instant::now());
         tracing::info!(build = %build.guid, app_id = %app.guid, dea_id = %dea_id, "staging");
         let answer: Result<StagingAccepted, proto::BusError> = bus
             .request(subjects::staging_start(&dea_id), &req, ACCEPT_TIMEOUT)
             .await;
         match answer {
             Ok(a) if a.error.is_none() => {
-                ctx.staging.seen(&build.guid, Instant::now());
+                ctx.staging.seen(&build.guid, &dea_id, Instant::now());
                 ctx.api_log(
                     &app.guid,
                     format!("Staging app with guid {} on DEA {dea_id}", app.guid),
@@ -371,6 +373,12 @@ pub async fn record(ctx: &Ctx, r: &StagingResult) -> Result<(), StoreError> {
         ctx.staging.forget(&build.guid);
         return Ok(());
     }
+    // Only the DEA the build was handed to speaks for it (one that did not
+    // answer in time and was replaced may still report).
+    if build.dea_id.as_deref().is_some_and(|d| d != r.dea_id) {
+        tracing::warn!(build = %build.guid, from = %r.dea_id, "ignoring a result from a DEA the build is not on");
+        return Ok(());
+    }
     if let Some(f) = &r.error {
         return end_failed(ctx, &build, f).await;
     }
@@ -438,8 +446,8 @@ mod tests {
         let w = Watch::default();
         let t0 = w.started;
         // Right after a (re)start, builds are given the full interval.
-        assert!(!w.lost("b", t0 + LOST_AFTER));
-        assert!(w.lost("b", t0 + LOST_AFTER + Duration::from_millis(1)));
+        assert!(!w.lost("b", "d", t0 + LOST_AFTER));
+        assert!(w.lost("b", "d", t0 + LOST_AFTER + Duration::from_millis(1)));
         w.on_active(
             &StagingActive {
                 dea_id: "d".into(),
@@ -447,9 +455,11 @@ mod tests {
             },
             t0 + Duration::from_secs(10),
         );
-        assert!(!w.lost("b", t0 + Duration::from_secs(15)));
-        assert!(w.lost("b", t0 + Duration::from_secs(17)));
+        assert!(!w.lost("b", "d", t0 + Duration::from_secs(15)));
+        assert!(w.lost("b", "d", t0 + Duration::from_secs(17)));
+        // Another DEA naming the build does not keep it alive.
+        assert!(w.lost("b", "other", t0 + Duration::from_secs(15)));
         w.forget("b");
-        assert!(w.lost("b", t0 + Duration::from_secs(17)));
+        assert!(w.lost("b", "d", t0 + Duration::from_secs(17)));
     }
 }

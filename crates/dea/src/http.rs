@@ -43,25 +43,6 @@ pub async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Resul
     Ok(Some(hex::encode(hasher.finalize())))
 }
 
-/// Uploads `body` with PUT.
-pub async fn upload(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<()> {
-    let resp = client
-        .put(url)
-        .header("content-type", "application/octet-stream")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| DeaError::Http(format!("PUT {}: {e}", redact(url))))?;
-    if !resp.status().is_success() {
-        return Err(DeaError::Http(format!(
-            "PUT {}: status {}",
-            redact(url),
-            resp.status()
-        )));
-    }
-    Ok(())
-}
-
 /// Uploads the file at `path` with PUT, streaming it.
 pub async fn upload_file(client: &reqwest::Client, url: &str, path: &Path) -> Result<()> {
     let file = tokio::fs::File::open(path)

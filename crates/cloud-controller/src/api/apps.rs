@@ -10,7 +10,7 @@ use proto::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{self, App};
@@ -65,16 +65,6 @@ pub fn present(base: &BaseUrl, app: &App) -> Value {
             "features": base.link(&format!("{p}/features")),
         },
     })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct GuidRef {
-    pub guid: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ToOne {
-    pub data: GuidRef,
 }
 
 #[derive(Debug, Deserialize)]

@@ -133,6 +133,24 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_value(v).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
+/// `{"guid": ...}` in a request body.
+#[derive(Debug, serde::Deserialize)]
+pub struct GuidRef {
+    pub guid: String,
+}
+
+/// A to-one relationship in a request body: `{"data": {"guid": ...}}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ToOne {
+    pub data: GuidRef,
+}
+
+/// A to-many relationship in a request body: `{"data": [{"guid": ...}]}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ToMany {
+    pub data: Vec<GuidRef>,
+}
+
 pub fn metadata() -> Value {
     json!({"labels": {}, "annotations": {}})
 }

@@ -9,9 +9,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::apps::ToOne;
 use super::{
-    filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, MAX_UPLOAD_BYTES,
+    filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne, MAX_UPLOAD_BYTES,
 };
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};

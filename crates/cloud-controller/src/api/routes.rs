@@ -11,8 +11,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::apps::{GuidRef, ToOne};
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, GuidRef, Query, ToOne};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Route, RouteUrl};

@@ -14,7 +14,7 @@ use proto::EgressRule;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query};
+use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query, ToMany};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Lifecycle, SecurityGroup};
@@ -82,16 +82,6 @@ struct Global {
     running: Option<bool>,
     #[serde(default)]
     staging: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-struct GuidRef {
-    guid: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ToMany {
-    data: Vec<GuidRef>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -248,11 +238,7 @@ async fn create(
             .await?;
     }
     tracing::info!(group = %group.name, actor = %actor.name, "security group created");
-    if group.global(Lifecycle::Running) {
-        ctx.refresh_egress(None).await;
-    } else if !running.is_empty() {
-        ctx.refresh_egress(Some(&running)).await;
-    }
+    refresh_for(&ctx, group.global(Lifecycle::Running), &running).await;
     Ok((
         StatusCode::CREATED,
         Json(present(&ctx, &base, &group).await?),
@@ -305,17 +291,11 @@ async fn update(
             other => other.into(),
         })?;
     tracing::info!(group = %g.name, actor = %actor.name, "security group updated");
-    if was_global || g.global(Lifecycle::Running) {
-        ctx.refresh_egress(None).await;
-    } else {
-        let spaces = ctx
-            .store
-            .security_group_spaces(&g.guid, Lifecycle::Running)
-            .await?;
-        if !spaces.is_empty() {
-            ctx.refresh_egress(Some(&spaces)).await;
-        }
-    }
+    let spaces = ctx
+        .store
+        .security_group_spaces(&g.guid, Lifecycle::Running)
+        .await?;
+    refresh_for(&ctx, was_global || g.global(Lifecycle::Running), &spaces).await;
     Ok(Json(present(&ctx, &base, &g).await?))
 }
 
@@ -332,11 +312,7 @@ async fn remove(
         .await?;
     ctx.store.delete_security_group(&guid).await?;
     tracing::info!(group = %g.name, actor = %actor.name, "security group deleted");
-    if g.global(Lifecycle::Running) {
-        ctx.refresh_egress(None).await;
-    } else if !spaces.is_empty() {
-        ctx.refresh_egress(Some(&spaces)).await;
-    }
+    refresh_for(&ctx, g.global(Lifecycle::Running), &spaces).await;
     let job = ctx.add_job("security_group.delete");
     let location = format!("{}/v3/jobs/{}", base.0, job.guid);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
@@ -419,6 +395,16 @@ async fn space_staging(
     q: Query,
 ) -> ApiResult<Json<Value>> {
     space_groups(&ctx, &base, &guid, Lifecycle::Staging, &q).await
+}
+
+/// After a change to a group: every started app when the group is (or
+/// was) global for running, else those of its running spaces.
+async fn refresh_for(ctx: &Ctx, global: bool, spaces: &[String]) {
+    if global {
+        ctx.refresh_egress(None).await;
+    } else if !spaces.is_empty() {
+        ctx.refresh_egress(Some(spaces)).await;
+    }
 }
 
 impl Ctx {

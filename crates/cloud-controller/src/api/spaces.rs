@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Space, StoreError};
@@ -17,16 +17,6 @@ pub fn routes() -> Router<Ctx> {
     Router::new()
         .route("/v3/spaces", get(list).post(create))
         .route("/v3/spaces/{guid}", get(show))
-}
-
-#[derive(Debug, Deserialize)]
-struct GuidRef {
-    guid: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ToOne {
-    data: GuidRef,
 }
 
 #[derive(Debug, Deserialize)]

@@ -494,6 +494,7 @@ impl Stager {
                 bp,
                 Phase::Supply { index: i },
                 &plan::cache_dir(&bp.name, false),
+                true,
             )
             .await?;
         }
@@ -504,11 +505,27 @@ impl Stager {
         );
         if last.has_finalize {
             if last.has_supply {
-                self.phase(req, c, &env, last, Phase::Supply { index: n }, "final")
-                    .await?;
-            }
-            self.phase(req, c, &env, last, Phase::Finalize { index: n }, "final")
+                self.phase(
+                    req,
+                    c,
+                    &env,
+                    last,
+                    Phase::Supply { index: n },
+                    "final",
+                    true,
+                )
                 .await?;
+            }
+            self.phase(
+                req,
+                c,
+                &env,
+                last,
+                Phase::Finalize { index: n },
+                "final",
+                true,
+            )
+            .await?;
         } else {
             if n > 0 {
                 self.log(
@@ -519,26 +536,20 @@ impl Stager {
                     ),
                 );
             }
-            self.phase(req, c, &env, last, Phase::Compile { supplies: n }, "final")
-                .await?;
-        }
-        let out = self
-            .step(
+            self.phase(
                 req,
                 c,
-                plan::phase_script(last, Phase::Release, "final"),
-                env.clone(),
-                false,
+                &env,
+                last,
+                Phase::Compile { supplies: n },
+                "final",
+                true,
             )
             .await?;
-        if !out.exit.success() {
-            return Err(DeaError::Failed(plan::phase_failed(
-                &last.name,
-                Phase::Release,
-                &out.exit,
-                &out.tail,
-            )));
         }
+        let out = self
+            .phase(req, c, &env, last, Phase::Release, "final", false)
+            .await?;
         let release = plan::parse_release(&last.name, &out.stdout.join("\n"))?;
         let procfile = {
             let out = self
@@ -592,7 +603,9 @@ impl Stager {
         })
     }
 
-    /// Runs one buildpack phase; a non-zero exit is the build's error.
+    /// Runs one buildpack phase (its stdout in the log when `echo`); a
+    /// non-zero exit is the build's error.
+    #[allow(clippy::too_many_arguments)]
     async fn phase(
         &self,
         req: &StagingRequest,
@@ -601,18 +614,19 @@ impl Stager {
         bp: &Candidate,
         phase: Phase,
         cache: &str,
-    ) -> Result<()> {
+        echo: bool,
+    ) -> Result<StepOutput> {
         let out = self
             .step(
                 req,
                 c,
                 plan::phase_script(bp, phase, cache),
                 env.to_vec(),
-                true,
+                echo,
             )
             .await?;
         if out.exit.success() {
-            Ok(())
+            Ok(out)
         } else {
             Err(DeaError::Failed(plan::phase_failed(
                 &bp.name, phase, &out.exit, &out.tail,

@@ -54,7 +54,7 @@ pub struct Inner {
     /// Base URL DEAs use to reach this controller directly (`http://ip:port`).
     pub internal_url: String,
     /// The staging loop's memory.
-    pub staging: crate::staging::Watch,
+    pub staging: crate::staging::watch::Watch,
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl Ctx {
             logs: LogHub::default(),
             jobs: Mutex::new(HashMap::new()),
             internal_url,
-            staging: crate::staging::Watch::default(),
+            staging: crate::staging::watch::Watch::default(),
         })))
     }
 

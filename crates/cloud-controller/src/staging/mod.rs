@@ -6,28 +6,26 @@
 //! controller records it. A controller restarted meanwhile picks up where
 //! the database says.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+pub mod watch;
+
 use std::time::{Duration, Instant};
 
 use proto::{
-    subjects, StagingAccepted, StagingActive, StagingErrorId, StagingFailure, StagingRequest,
-    StagingResult, StagingStop,
+    subjects, StagingAccepted, StagingErrorId, StagingFailure, StagingRequest, StagingResult,
+    StagingStop,
 };
 use serde_json::json;
-use tokio::sync::Notify;
 
 use crate::context::{Actor, Ctx};
 use crate::placement::Need;
 use crate::store::{self, Build, Droplet, Lifecycle, StoreError};
 
+pub use watch::{Watch, LOST_AFTER};
+
 /// Minimum staging limits; an app with larger quotas stages with its own
 /// (Cloud Foundry's `minimum_staging_memory_mb` / `minimum_staging_disk_mb`).
 pub const STAGING_MEMORY_MB: u64 = 1024;
 pub const STAGING_DISK_MB: u64 = 2048;
-/// A build whose DEA has not named it in `staging.active` for this long
-/// (3 of the DEA's 2 s intervals) is lost.
-pub const LOST_AFTER: Duration = Duration::from_secs(6);
 /// How long a DEA may take to answer `staging.<dea>.start`.
 pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// DEAs tried for one build before it fails.
@@ -37,67 +35,6 @@ const MAX_ATTEMPTS: usize = 3;
 const DEADLINE_GRACE: Duration = Duration::from_secs(10);
 /// How often the loop looks at the builds in flight without being woken.
 const PASS_EVERY: Duration = Duration::from_secs(1);
-
-/// The staging loop's memory (what the database does not hold).
-#[derive(Debug)]
-pub struct Watch {
-    started: Instant,
-    /// Build → the DEA that last named it (or accepted it), and when.
-    seen: Mutex<HashMap<String, (String, Instant)>>,
-    /// Builds being handed to a DEA right now.
-    dispatching: Mutex<HashSet<String>>,
-    wake: Notify,
-}
-
-impl Default for Watch {
-    fn default() -> Self {
-        Watch {
-            started: Instant::now(),
-            seen: Mutex::new(HashMap::new()),
-            dispatching: Mutex::new(HashSet::new()),
-            wake: Notify::new(),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Watch {
-    /// A new build is waiting: run a pass now.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// A DEA named its builds in flight.
-    pub fn on_active(&self, msg: &StagingActive, now: Instant) {
-        let mut seen = lock(&self.seen);
-        for id in msg.staging_ids.iter().take(1024) {
-            seen.insert(id.clone(), (msg.dea_id.clone(), now));
-        }
-    }
-
-    fn seen(&self, build: &str, dea: &str, now: Instant) {
-        lock(&self.seen).insert(build.to_string(), (dea.to_string(), now));
-    }
-
-    /// Whether a build handed to `dea` went unnamed by it for too long
-    /// (another DEA naming it does not count).
-    pub fn lost(&self, build: &str, dea: &str, now: Instant) -> bool {
-        let last = lock(&self.seen)
-            .get(build)
-            .filter(|(d, _)| d == dea)
-            .map(|(_, t)| *t)
-            .unwrap_or(self.started)
-            .max(self.started);
-        now.duration_since(last) > LOST_AFTER
-    }
-
-    fn forget(&self, build: &str) {
-        lock(&self.seen).remove(build);
-    }
-}
 
 /// The staging container's (memory, disk) in MB for an app's process quotas.
 pub fn staging_limits(memory_in_mb: i64, disk_in_mb: i64) -> (u64, u64) {
@@ -130,14 +67,14 @@ async fn pass(ctx: &Ctx) -> Result<(), StoreError> {
     let wall = chrono::Utc::now();
     for b in ctx.store.staging_builds().await? {
         let Some(dea) = b.dea_id.clone() else {
-            if lock(&ctx.staging.dispatching).insert(b.guid.clone()) {
+            if ctx.staging.begin_dispatch(&b.guid) {
                 let c = ctx.clone();
                 tokio::spawn(async move {
                     let guid = b.guid.clone();
                     if let Err(e) = dispatch(&c, b).await {
                         tracing::warn!(build = %guid, error = %e, "cannot hand the build to a DEA");
                     }
-                    lock(&c.staging.dispatching).remove(&guid);
+                    c.staging.end_dispatch(&guid);
                 });
             }
             continue;
@@ -439,27 +376,5 @@ mod tests {
         assert_eq!(staging_limits(256, 1024), (1024, 2048));
         assert_eq!(staging_limits(4096, 8192), (4096, 8192));
         assert_eq!(staging_limits(-1, -1), (1024, 2048));
-    }
-
-    #[test]
-    fn a_build_is_lost_when_its_dea_stops_naming_it() {
-        let w = Watch::default();
-        let t0 = w.started;
-        // Right after a (re)start, builds are given the full interval.
-        assert!(!w.lost("b", "d", t0 + LOST_AFTER));
-        assert!(w.lost("b", "d", t0 + LOST_AFTER + Duration::from_millis(1)));
-        w.on_active(
-            &StagingActive {
-                dea_id: "d".into(),
-                staging_ids: vec!["b".into()],
-            },
-            t0 + Duration::from_secs(10),
-        );
-        assert!(!w.lost("b", "d", t0 + Duration::from_secs(15)));
-        assert!(w.lost("b", "d", t0 + Duration::from_secs(17)));
-        // Another DEA naming the build does not keep it alive.
-        assert!(w.lost("b", "other", t0 + Duration::from_secs(15)));
-        w.forget("b");
-        assert!(w.lost("b", "d", t0 + Duration::from_secs(17)));
     }
 }

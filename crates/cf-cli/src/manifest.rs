@@ -298,6 +298,28 @@ applications:
     }
 
     #[test]
+    fn several_buildpacks_and_the_start_timeout() {
+        let apps =
+            parse("applications:\n- name: a\n  buildpacks: [supplier, python]\n  timeout: 120\n")
+                .expect("parse");
+        let p = &plan(&apps, &PushFlags::default(), Path::new("/")).expect("plan")[0];
+        assert_eq!(p.buildpacks, vec!["supplier", "python"]);
+        // `timeout` / `-t` is the app's start (health check) timeout, not
+        // the staging timeout, which is the platform's.
+        assert_eq!(p.health_check_timeout, Some(120));
+        let flags = PushFlags {
+            buildpacks: vec!["a".into(), "b".into()],
+            timeout: Some(30),
+            ..PushFlags::default()
+        };
+        let p = &plan(&apps, &flags, Path::new("/")).expect("plan")[0];
+        assert_eq!(
+            (p.buildpacks.clone(), p.health_check_timeout),
+            (vec!["a".to_string(), "b".to_string()], Some(30))
+        );
+    }
+
+    #[test]
     fn bad_manifests_are_errors() {
         assert!(parse("applications: 5").is_err());
         let apps = parse("applications:\n- name: a\n  memory: lots\n").expect("parse");

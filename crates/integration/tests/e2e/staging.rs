@@ -217,18 +217,23 @@ done
 "#;
 const PY_RELEASE: &str = "#!/bin/sh\nprintf 'default_process_types:\\n  web: python3 app.py\\n'\n";
 
+/// The admin buildpack `slow`: sleeps `SLEEP_S` (90) s, then runs a python app.
+async fn slow_buildpack(p: &Platform, dir: &Path) -> Result<()> {
+    admin_buildpack(
+        p,
+        dir,
+        "slow",
+        &[("bin/compile", SLOW_COMPILE), ("bin/release", PY_RELEASE)],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_build_survives_a_controller_restart() -> Result<()> {
     let mut p = Platform::start().await?;
     p.login().await?;
     let work = tempfile::tempdir()?;
-    admin_buildpack(
-        &p,
-        work.path(),
-        "slow",
-        &[("bin/compile", SLOW_COMPILE), ("bin/release", PY_RELEASE)],
-    )
-    .await?;
+    slow_buildpack(&p, work.path()).await?;
     let app = copy_fixture("pyapp", work.path(), "slowapp")?;
     let started = Instant::now();
     let push = cf_background(
@@ -261,13 +266,7 @@ async fn a_build_past_the_staging_timeout_fails_with_staging_time_expired() -> R
     .await?;
     p.login().await?;
     let work = tempfile::tempdir()?;
-    admin_buildpack(
-        &p,
-        work.path(),
-        "slow",
-        &[("bin/compile", SLOW_COMPILE), ("bin/release", PY_RELEASE)],
-    )
-    .await?;
+    slow_buildpack(&p, work.path()).await?;
     let app = copy_fixture("pyapp", work.path(), "tooslow")?;
     let started = Instant::now();
     let out = p
@@ -303,13 +302,7 @@ async fn a_lost_dea_fails_its_build_within_seconds_and_a_retry_stages_elsewhere(
     p.login().await?;
     let token = p.admin_token().await?;
     let work = tempfile::tempdir()?;
-    admin_buildpack(
-        &p,
-        work.path(),
-        "slow",
-        &[("bin/compile", SLOW_COMPILE), ("bin/release", PY_RELEASE)],
-    )
-    .await?;
+    slow_buildpack(&p, work.path()).await?;
     let app = copy_fixture("pyapp", work.path(), "lostapp")?;
     let manifest = |sleep: u32| {
         format!(

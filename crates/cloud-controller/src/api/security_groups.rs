@@ -126,6 +126,17 @@ fn check_name(name: &str) -> ApiResult<String> {
     Ok(n.to_string())
 }
 
+/// A name in use is a 422 with CF's words, as every other store error is
+/// rendered as usual.
+fn name_taken(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict(what) => {
+            ApiError::Unprocessable(format!("{what} already exists."))
+        }
+        other => other.into(),
+    }
+}
+
 fn check_rules(rules: &[EgressRule]) -> ApiResult<()> {
     proto::egress::validate(rules).map_err(|e| ApiError::Unprocessable(e.join(", ")))
 }
@@ -221,12 +232,7 @@ async fn create(
             g.staging.unwrap_or(false),
         )
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(what) => {
-                ApiError::Unprocessable(format!("{what} already exists."))
-            }
-            other => other.into(),
-        })?;
+        .map_err(name_taken)?;
     for s in &running {
         ctx.store
             .bind_security_group(&group.guid, s, Lifecycle::Running)
@@ -284,12 +290,7 @@ async fn update(
         .store
         .update_security_group(&g)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(what) => {
-                ApiError::Unprocessable(format!("{what} already exists."))
-            }
-            other => other.into(),
-        })?;
+        .map_err(name_taken)?;
     tracing::info!(group = %g.name, actor = %actor.name, "security group updated");
     let spaces = ctx
         .store

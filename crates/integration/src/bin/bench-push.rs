@@ -4,7 +4,8 @@
 //! 1. `PUSHES` (20) consecutive `cf push` of the small fixture app
 //!    (`fixtures/pyapp`, fresh names): time from the push to the first 200
 //!    through the router — every push, the median and the maximum (goal:
-//!    median ≤ 500 ms, maximum ≤ 1 s);
+//!    median ≤ 500 ms, maximum ≤ 1 s), with the peer measured after each
+//!    push: the same app started directly on this host, to its first 200;
 //! 2. `RUNS` (5) times: the Python fixture with dependencies from PyPI
 //!    (`fixtures/pydeps`, flask and pg8000) pushed as a new app, then
 //!    restaged: the staging time of each build (the controller's build
@@ -96,6 +97,36 @@ impl Dev {
     }
 }
 
+/// The peer: the same app started directly on this host (`python3 app.py`
+/// on a free port, no platform), time to its first 200.
+async fn cold_start(dir: &Path) -> Result<f64> {
+    let port = free_port()?;
+    let t0 = Instant::now();
+    let mut child = tokio::process::Command::new("python3")
+        .arg("app.py")
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let c = reqwest::Client::new();
+    let ms = loop {
+        if let Ok(r) = c.get(&url).send().await {
+            if r.status().as_u16() == 200 {
+                break t0.elapsed().as_secs_f64() * 1000.0;
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("the app did not answer directly within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let _ = child.kill().await;
+    Ok(ms)
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -126,9 +157,10 @@ async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
         "admin",
     ])
     .await?;
-    let pyapp = fixture("pyapp");
-    let pyapp = pyapp.to_str().context("path")?;
+    let pyapp_dir = fixture("pyapp");
+    let pyapp = pyapp_dir.to_str().context("path")?;
     let mut times = Vec::new();
+    let mut cold = Vec::new();
     for i in 0..pushes {
         let name = format!("small{i}");
         let t0 = Instant::now();
@@ -149,9 +181,16 @@ async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
         push?;
         let t = t.context("no 200 within 120 s")?;
         let ms = t.as_secs_f64() * 1000.0;
-        println!("push {i:2}: first 200 after {ms:.0} ms");
+        let direct = cold_start(&pyapp_dir).await?;
+        println!("push {i:2}: first 200 after {ms:.0} ms (peer: the app started directly, {direct:.0} ms)");
         times.push(ms);
+        cold.push(direct);
     }
+    println!(
+        "peer, the same app started directly on this host (no platform): first 200 median {:.0} ms; push / direct start: {:.1}x",
+        median(&cold),
+        median(&times) / median(&cold)
+    );
     let max = times.iter().copied().fold(0.0, f64::max);
     println!(
         "small app, {pushes} pushes after a fresh `cf dev start`: first 200 through the router: median {:.0} ms, max {max:.0} ms (goal: median <= 500, max <= 1000: {})",

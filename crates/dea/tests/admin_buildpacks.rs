@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use dea::backend::{Backend, BoxFut, Container, ContainerSpec, ProcessSpec, Spawned};
 
-use dea::outbox::Outbox;
 use dea::staging::Stager;
 use proto::{AdminBuildpack, StagingRequest, StagingResult};
 
 mod common;
-use common::{blob_server, zip_dir, Blobs};
+use common::{blob_server, droplet_files, err, log_lines, stager, zip_dir, Blobs, Published};
 
 const DETECT: &str = "#!/bin/sh\n[ -f \"$1/marker.txt\" ] && echo mine && exit 0\nexit 1\n";
 const COMPILE: &str = r#"#!/bin/sh
@@ -29,7 +28,7 @@ struct Env {
     base: String,
     blobs: Blobs,
     stager: Stager,
-    logs: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    logs: Published,
 }
 
 async fn env() -> Env {
@@ -39,17 +38,8 @@ async fn env() -> Env {
 async fn env_with(backend: Arc<dyn Backend>) -> Env {
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
-    dea::agent::prepare_state_dir(&state).expect("prepare");
     let (base, blobs) = blob_server().await;
-    let (outbox, logs) = Outbox::channel();
-    let stager = Stager {
-        backend,
-        outbox,
-        http: reqwest::Client::new(),
-        state_dir: state.clone(),
-        dea_id: "dea-t".into(),
-        passthrough: vec![],
-    };
+    let (stager, logs) = stager(&state, backend);
     Env {
         _tmp: tmp,
         state,
@@ -76,6 +66,8 @@ impl Env {
         }
     }
 
+    /// Stages package `pkg` as app `app-a`, whose build cache stays the same
+    /// from one staging to the next.
     fn request(
         &self,
         id: &str,
@@ -84,62 +76,24 @@ impl Env {
         admin: Vec<AdminBuildpack>,
     ) -> StagingRequest {
         StagingRequest {
-            staging_id: id.into(),
             app_id: "app-a".into(),
-            stack: "host".into(),
             buildpacks: buildpack.map(str::to_string).into_iter().collect(),
-            env: vec![],
-            memory_mb: 256,
-            disk_mb: 1024,
             package_uri: format!("{}/package/{pkg}", self.base),
-            droplet_upload_uri: format!("{}/droplet/{id}", self.base),
             cache_download_uri: Some(format!("{}/cache/app-a", self.base)),
             cache_upload_uri: Some(format!("{}/cache/app-a", self.base)),
-            start_command: None,
             admin_buildpacks: admin,
-            timeout_s: 120,
-            egress: None,
+            ..common::staging_request(&self.base, id)
         }
     }
 
     async fn stage(&mut self, req: StagingRequest) -> (StagingResult, Vec<String>) {
         let r = self.stager.handle(req).await;
-        let mut lines = Vec::new();
-        while let Ok((_, bytes)) = self.logs.try_recv() {
-            let m: proto::LogMessage = serde_json::from_slice(&bytes).expect("log");
-            lines.push(m.line);
-        }
-        (r, lines)
+        (r, log_lines(&mut self.logs))
     }
-}
-
-/// The error as the controller shows it (`<id> - <message>`).
-fn err(r: &StagingResult) -> Option<String> {
-    r.error.as_ref().map(|e| e.to_string())
 }
 
 fn has(lines: &[String], want: &str) -> bool {
     lines.iter().any(|l| l.contains(want))
-}
-
-fn droplet_files(blobs: &Blobs, id: &str) -> Vec<String> {
-    let bytes = blobs
-        .lock()
-        .expect("lock")
-        .get(&format!("/droplet/{id}"))
-        .cloned()
-        .expect("droplet");
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    ar.entries()
-        .expect("entries")
-        .map(|e| {
-            e.expect("entry")
-                .path()
-                .expect("path")
-                .display()
-                .to_string()
-        })
-        .collect()
 }
 
 #[tokio::test]

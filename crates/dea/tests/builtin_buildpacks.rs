@@ -11,60 +11,22 @@ use dea::backend::Backend;
 use dea::instances::Agent;
 use dea::outbox::Outbox;
 use dea::staging::Stager;
-use proto::{InstanceState, StagingRequest, StartRequest, StopRequest};
+use proto::{StagingRequest, StartRequest, StopRequest};
 
 mod common;
-use common::{blob_server, zip_dir, Blobs};
+use common::{blob_server, stager, wait_running, zip_bytes, zip_dir, Blobs};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const MIB: u64 = 1024 * 1024;
 
+/// The common request with 512 MB (the JVM) and no build cache.
 fn staging_request(base: &str, id: &str) -> StagingRequest {
     StagingRequest {
-        staging_id: id.into(),
-        app_id: format!("app-{id}"),
-        stack: "host".into(),
-        buildpacks: vec![],
-        env: vec![],
         memory_mb: 512,
-        disk_mb: 1024,
-        package_uri: format!("{base}/package/{id}"),
-        droplet_upload_uri: format!("{base}/droplet/{id}"),
         cache_download_uri: None,
         cache_upload_uri: None,
-        start_command: None,
-        admin_buildpacks: vec![],
-        timeout_s: 120,
-        egress: None,
+        ..common::staging_request(base, id)
     }
-}
-
-fn stager(state: &Path, backend: Arc<dyn Backend>) -> Stager {
-    dea::agent::prepare_state_dir(state).expect("prepare");
-    let (outbox, _rx) = Outbox::channel();
-    Stager {
-        backend,
-        outbox,
-        http: reqwest::Client::new(),
-        state_dir: state.to_path_buf(),
-        dea_id: "dea-t".into(),
-        passthrough: vec![],
-    }
-}
-
-/// A zip of files with any bytes.
-fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in files {
-        w.start_file(
-            *name,
-            zip::write::SimpleFileOptions::default().unix_permissions(0o644),
-        )
-        .expect("start");
-        w.write_all(bytes).expect("write");
-    }
-    w.finish().expect("finish").into_inner()
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -114,15 +76,7 @@ impl Running {
         }))
         .expect("req");
         let id = agent.start(req);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while agent.state_of(&id) != Some(InstanceState::Running) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{app_id} not running: {:?}",
-                agent.state_of(&id)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_running(&agent, &id, Duration::from_secs(60)).await;
         let found = agent
             .find(&proto::FindDropletRequest {
                 app_id: app_id.clone(),
@@ -230,7 +184,7 @@ async fn stages_and_serves_a_static_site() {
     let state = tmp.path().join("state");
     let (base, blobs) = blob_server().await;
     let backend = dea::backend::by_name("process").expect("backend");
-    let stager = stager(&state, backend.clone());
+    let (stager, _logs) = stager(&state, backend.clone());
 
     let index = read_fixture("staticapp", "index.html");
     let js = read_fixture("staticapp", "app.3f2a9c1b.js");
@@ -338,7 +292,7 @@ async fn staticfile_root_and_detection_order() {
     let state = tmp.path().join("state");
     let (base, blobs) = blob_server().await;
     let backend = dea::backend::by_name("process").expect("backend");
-    let stager = stager(&state, backend.clone());
+    let (stager, _logs) = stager(&state, backend.clone());
     let js = read_fixture("staticapp", "app.3f2a9c1b.js");
 
     // `root: public`: only public/ is served.
@@ -464,7 +418,7 @@ async fn stages_and_runs_a_java_app_exploded_and_as_a_jar() {
     let state = tmp.path().join("state");
     let (base, blobs) = blob_server().await;
     let backend = dea::backend::by_name("process").expect("backend");
-    let stager = stager(&state, backend.clone());
+    let (stager, _logs) = stager(&state, backend.clone());
     let jar = build_java_fixture(&tmp.path().join("build"));
 
     for (id, package, command, memory_mb) in [

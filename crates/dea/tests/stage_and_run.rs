@@ -2,19 +2,18 @@
 //! the droplet runs with the process backend and answers HTTP on its PORT.
 //! Blobs are served by a tiny in-test HTTP server; NATS is not needed.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use dea::backend::Backend;
 use dea::instances::Agent;
 use dea::outbox::Outbox;
-use dea::staging::Stager;
-use proto::{InstanceState, StagingRequest, StartRequest, StopRequest};
+use proto::{StagingRequest, StartRequest, StopRequest};
 
 mod common;
-use common::{blob_server, http_get, zip_dir, APP_PY};
+use common::{
+    blob_server, droplet_files, err, http_get, log_lines, stager, wait_running, zip_dir, APP_PY,
+};
 
+/// The common request as app `app-1`, with a buildpack and start command.
 fn staging_request(
     base: &str,
     id: &str,
@@ -22,47 +21,11 @@ fn staging_request(
     start: Option<&str>,
 ) -> StagingRequest {
     StagingRequest {
-        staging_id: id.into(),
         app_id: "app-1".into(),
-        stack: "host".into(),
         buildpacks: buildpack.map(str::to_string).into_iter().collect(),
-        env: vec![],
-        memory_mb: 256,
-        disk_mb: 1024,
-        package_uri: format!("{base}/package/{id}?signature=x"),
-        droplet_upload_uri: format!("{base}/droplet/{id}"),
-        cache_download_uri: Some(format!("{base}/cache/{id}")),
-        cache_upload_uri: Some(format!("{base}/cache/{id}")),
         start_command: start.map(str::to_string),
-        admin_buildpacks: vec![],
-        timeout_s: 120,
-        egress: None,
+        ..common::staging_request(base, id)
     }
-}
-
-/// The error as the controller shows it (`<id> - <message>`).
-fn err(r: &proto::StagingResult) -> Option<String> {
-    r.error.as_ref().map(|e| e.to_string())
-}
-
-fn stager(
-    state: &Path,
-    backend: Arc<dyn Backend>,
-) -> (
-    Stager,
-    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-) {
-    dea::agent::prepare_state_dir(state).expect("prepare");
-    let (outbox, rx) = Outbox::channel();
-    let s = Stager {
-        backend,
-        outbox,
-        http: reqwest::Client::new(),
-        state_dir: state.to_path_buf(),
-        dea_id: "dea-t".into(),
-        passthrough: vec![],
-    };
-    (s, rx)
 }
 
 #[tokio::test]
@@ -138,15 +101,7 @@ async fn stages_a_python_app_and_runs_it() {
     }))
     .expect("req");
     let id = agent.start(req);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while agent.state_of(&id) != Some(InstanceState::Running) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not running: {:?}",
-            agent.state_of(&id)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_running(&agent, &id, Duration::from_secs(30)).await;
     let found = agent
         .find(&proto::FindDropletRequest {
             app_id: "app-1".into(),
@@ -293,14 +248,7 @@ async fn python_dependencies_and_the_build_cache() {
     let (base, blobs) = blob_server().await;
     let backend = dea::backend::by_name("process").expect("backend");
     let (stager, mut logs) = stager(&state, backend);
-    let mut lines = move || {
-        let mut v = Vec::new();
-        while let Ok((_, bytes)) = logs.try_recv() {
-            let m: proto::LogMessage = serde_json::from_slice(&bytes).expect("log");
-            v.push(m.line);
-        }
-        v.join("\n")
-    };
+    let mut lines = move || log_lines(&mut logs).join("\n");
     let pkg = |reqs: &str| zip_dir(&[("app.py", APP_PY), ("requirements.txt", reqs)]);
     let req = |id: &str| {
         let mut r = staging_request(&base, id, None, None);
@@ -316,19 +264,7 @@ async fn python_dependencies_and_the_build_cache() {
     let log = lines();
     assert_eq!(r.error, None, "{log}");
     assert!(log.contains("Installing requirements with pip"), "{log}");
-    let droplet = |id: &str| {
-        let bytes = blobs
-            .lock()
-            .expect("lock")
-            .get(&format!("/droplet/{id}"))
-            .cloned()
-            .expect("droplet");
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-        ar.entries()
-            .expect("entries")
-            .filter_map(|e| Some(e.ok()?.path().ok()?.display().to_string()))
-            .collect::<Vec<_>>()
-    };
+    let droplet = |id: &str| droplet_files(&blobs, id);
     assert!(droplet("py1")
         .iter()
         .any(|f| f == "app/.python_packages/six.py"));

@@ -12,10 +12,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{blob_server, zip_dir, Blobs};
+use common::{blob_server, log_lines, zip_dir, Blobs, Published};
 use dea::backend::namespaces::{self, NamespacesBackend};
 use dea::backend::Backend;
-use dea::outbox::Outbox;
 use dea::staging::Stager;
 use proto::{AdminBuildpack, StagingRequest, StagingResult};
 
@@ -51,7 +50,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 
 struct Env {
     stager: Stager,
-    logs: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    logs: Published,
     blobs: Blobs,
     base: String,
 }
@@ -73,33 +72,19 @@ impl Env {
 
     fn request(&self, id: &str, bp: AdminBuildpack, env: Vec<String>) -> StagingRequest {
         StagingRequest {
-            staging_id: id.into(),
             app_id: "tenant".into(),
-            stack: "host".into(),
             buildpacks: vec![bp.name.clone()],
             env,
-            memory_mb: 256,
             disk_mb: 512,
-            package_uri: format!("{}/package/{id}", self.base),
-            droplet_upload_uri: format!("{}/droplet/{id}", self.base),
-            cache_download_uri: Some(format!("{}/cache/{id}", self.base)),
-            cache_upload_uri: Some(format!("{}/cache/{id}", self.base)),
-            start_command: None,
             admin_buildpacks: vec![bp],
-            timeout_s: 120,
-            egress: None,
+            ..common::staging_request(&self.base, id)
         }
     }
 
     async fn stage(&mut self, req: StagingRequest) -> (StagingResult, String) {
         let r = self.stager.handle(req).await;
-        let mut lines = String::new();
-        while let Ok((_, bytes)) = self.logs.try_recv() {
-            if let Ok(m) = serde_json::from_slice::<proto::LogMessage>(&bytes) {
-                lines.push_str(&m.line);
-                lines.push('\n');
-            }
-        }
+        let mut lines = log_lines(&mut self.logs).join("\n");
+        lines.push('\n');
         (r, lines)
     }
 
@@ -120,22 +105,15 @@ async fn nothing_of_the_host_leaks_into_a_build() {
     std::fs::write(secrets.join("db.txt"), SECRET).expect("write");
     let sd = secrets.display().to_string();
     let state = tmp.path().join("state");
-    dea::agent::prepare_state_dir(&state).expect("prepare");
+    std::fs::create_dir_all(&state).expect("state dir");
     let settings = common::ns_settings("attack-test", &state, 0, 256);
     let tag = settings.tag.clone();
     let _guard = Cleanup(tag.clone());
     let backend = Arc::new(NamespacesBackend::new(settings).expect("backend"));
     let (base, blobs) = blob_server().await;
-    let (outbox, logs) = Outbox::channel();
+    let (stager, logs) = common::stager(&state, backend.clone());
     let mut e = Env {
-        stager: Stager {
-            backend: backend.clone(),
-            outbox,
-            http: reqwest::Client::new(),
-            state_dir: state.clone(),
-            dea_id: "dea-attack".into(),
-            passthrough: vec![],
-        },
+        stager,
         logs,
         blobs,
         base,

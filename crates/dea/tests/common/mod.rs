@@ -1,4 +1,5 @@
-//! Shared test helpers: a tiny blob HTTP server and zip building.
+//! Shared test helpers: a tiny blob HTTP server, zip building, a stager and
+//! its requests, and waiting for an instance to run.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -81,17 +82,119 @@ pub async fn blob_server() -> (String, Blobs) {
 }
 
 pub fn zip_dir(files: &[(&str, &str)]) -> Vec<u8> {
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, t)| (*n, t.as_bytes())).collect();
+    zip_bytes(&files)
+}
+
+/// A zip of files with any bytes (mode 0644).
+pub fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
     use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, text) in files {
+    for (name, bytes) in files {
         w.start_file(
             *name,
             zip::write::SimpleFileOptions::default().unix_permissions(0o644),
         )
         .expect("start");
-        w.write_all(text.as_bytes()).expect("write");
+        w.write_all(bytes).expect("write");
     }
     w.finish().expect("finish").into_inner()
+}
+
+/// What a stager or an agent publishes: (subject, JSON bytes).
+pub type Published = tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>;
+
+/// The log lines published so far (any subject).
+pub fn log_lines(rx: &mut Published) -> Vec<String> {
+    let mut v = Vec::new();
+    while let Ok((_, bytes)) = rx.try_recv() {
+        let m: proto::LogMessage = serde_json::from_slice(&bytes).expect("log");
+        v.push(m.line);
+    }
+    v
+}
+
+/// A stager on `backend` with `state` prepared as a DEA state dir, and what
+/// it publishes (its staging log lines).
+pub fn stager(
+    state: &std::path::Path,
+    backend: Arc<dyn dea::backend::Backend>,
+) -> (dea::staging::Stager, Published) {
+    dea::agent::prepare_state_dir(state).expect("prepare");
+    let (outbox, rx) = dea::outbox::Outbox::channel();
+    let s = dea::staging::Stager {
+        backend,
+        outbox,
+        http: reqwest::Client::new(),
+        state_dir: state.to_path_buf(),
+        dea_id: "dea-t".into(),
+        passthrough: vec![],
+    };
+    (s, rx)
+}
+
+/// A request to stage the package at `/package/<id>` of the blob server at
+/// `base` as app `app-<id>`: 256 MB, 1 GB of disk, 120 s, the droplet to
+/// `/droplet/<id>`, the build cache at `/cache/<id>`. Tests change what
+/// they need with struct update syntax.
+pub fn staging_request(base: &str, id: &str) -> proto::StagingRequest {
+    proto::StagingRequest {
+        staging_id: id.into(),
+        app_id: format!("app-{id}"),
+        stack: "host".into(),
+        buildpacks: vec![],
+        env: vec![],
+        memory_mb: 256,
+        disk_mb: 1024,
+        package_uri: format!("{base}/package/{id}"),
+        droplet_upload_uri: format!("{base}/droplet/{id}"),
+        cache_download_uri: Some(format!("{base}/cache/{id}")),
+        cache_upload_uri: Some(format!("{base}/cache/{id}")),
+        start_command: None,
+        admin_buildpacks: vec![],
+        timeout_s: 120,
+        egress: None,
+    }
+}
+
+/// A staging error as the controller shows it (`<id> - <message>`).
+pub fn err(r: &proto::StagingResult) -> Option<String> {
+    r.error.as_ref().map(|e| e.to_string())
+}
+
+/// The paths in the droplet uploaded to `/droplet/<id>`.
+pub fn droplet_files(blobs: &Blobs, id: &str) -> Vec<String> {
+    let bytes = blobs
+        .lock()
+        .expect("lock")
+        .get(&format!("/droplet/{id}"))
+        .cloned()
+        .expect("droplet");
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    ar.entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Waits until instance `id` of `agent` is running; fails the test after
+/// `within`, with the state it is in.
+pub async fn wait_running(agent: &dea::instances::Agent, id: &str, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while agent.state_of(id) != Some(proto::InstanceState::Running) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} not running: {:?}",
+            agent.state_of(id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 pub const APP_PY: &str = r#"

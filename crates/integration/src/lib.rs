@@ -5,6 +5,7 @@
 //! The binaries are looked up next to the test executable's target dir, so
 //! build them first: `cargo build --workspace --bins`.
 
+pub mod bench;
 pub mod netns;
 pub mod procs;
 
@@ -41,6 +42,26 @@ pub fn bin(name: &str) -> Result<PathBuf> {
         );
     }
     Ok(p)
+}
+
+/// Admin's token from the password grant of the API at `base`
+/// (`http://host:port`, direct or through the router).
+pub async fn admin_token_from(c: &reqwest::Client, base: &str) -> Result<String> {
+    let r = c
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ])
+        .send()
+        .await?;
+    let v: serde_json::Value = r.json().await?;
+    v["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no access_token in {v}"))
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
@@ -563,22 +584,7 @@ impl Platform {
 
     /// A token for direct API calls, from the password grant.
     pub async fn admin_token(&self) -> Result<String> {
-        let c = reqwest::Client::new();
-        let r = c
-            .post(format!("http://{}/oauth/token", self.cc_addr))
-            .basic_auth("cf", Some(""))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "admin"),
-                ("password", "admin"),
-            ])
-            .send()
-            .await?;
-        let v: serde_json::Value = r.json().await?;
-        v["access_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("no access_token in {v}"))
+        admin_token_from(&reqwest::Client::new(), &format!("http://{}", self.cc_addr)).await
     }
 
     /// Authenticated GET on the controller (direct), as JSON.

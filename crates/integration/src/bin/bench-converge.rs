@@ -17,15 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use integration::bench::{env_num, median};
 use integration::{fixture, procs, Platform, PlatformOptions, APPS_DOMAIN};
 use proto::{subjects, Heartbeat, InstanceState};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 type Beats = Arc<Mutex<HashMap<String, Heartbeat>>>;
 
@@ -260,16 +254,11 @@ where
     out
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    let runs = env_num("RUNS", 5).max(1);
-    let n_apps = env_num("APPS", 10).max(1);
-    let per_app = u32::try_from(env_num("INSTANCES", 3).max(1)).unwrap_or(3);
+    let runs = env_num("RUNS", 5);
+    let n_apps = env_num("APPS", 10);
+    let per_app = u32::try_from(env_num("INSTANCES", 3)).unwrap_or(3);
     println!(
         "convergence after kill -9 of one of 3 DEAs: {n_apps} apps x {per_app} instances, {runs} runs, default HM settings"
     );
@@ -287,7 +276,7 @@ async fn main() -> Result<()> {
         conv.push(run.converge);
         peers.push(run.peer);
     }
-    let (c, p) = (median(conv), median(peers));
+    let (c, p) = (median(&conv), median(&peers));
     println!(
         "median convergence {:.2} s; peer (same starts, no failure) {:.2} s; ratio {:.2}x",
         c.as_secs_f64(),

@@ -4,9 +4,10 @@
 //!
 //! Run: `scripts/bench-e2e.sh` (builds release binaries first).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use integration::bench::{env_num, push_to_first_200};
 use integration::{fixture, Platform, APPS_DOMAIN};
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -19,10 +20,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let runs = env_num("RUNS", 5);
     let p = Platform::start().await?;
     p.login().await?;
     let dir = fixture("pyapp");
@@ -31,23 +29,11 @@ async fn main() -> Result<()> {
     for i in 0..runs {
         let name = format!("bench{i}");
         let host = format!("{name}.{APPS_DOMAIN}");
-        let t0 = Instant::now();
         let args = ["push", name.as_str(), "-p", dir];
-        let push = p.cf_ok(&args);
-        let first_200 = async {
-            loop {
-                if let Ok((200, _)) = p.get_via_router(&host, "/").await {
-                    return t0.elapsed();
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        let (push, t) = tokio::join!(
-            push,
-            tokio::time::timeout(Duration::from_secs(120), first_200)
-        );
-        push?;
-        let t = t.context("no 200 within 120 s")?;
+        let t = push_to_first_200(p.cf_ok(&args), || async {
+            matches!(p.get_via_router(&host, "/").await, Ok((200, _)))
+        })
+        .await?;
         println!(
             "push {i}: first 200 after {:.0} ms",
             t.as_secs_f64() * 1000.0

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use integration::{bin, fixture, http_client, wait_for, APPS_DOMAIN};
+use integration::bench::{env_num, median, push_to_first_200};
+use integration::{admin_token_from, bin, fixture, free_port, http_client, wait_for, APPS_DOMAIN};
 
 struct Dev {
     home: PathBuf,
@@ -55,19 +56,7 @@ impl Dev {
     async fn api(&self, path: &str) -> Result<serde_json::Value> {
         let base = format!("http://api.sys.localhost:{}", self.port);
         let c = http_client();
-        let tok: serde_json::Value = c
-            .post(format!("{base}/oauth/token"))
-            .basic_auth("cf", Some(""))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "admin"),
-                ("password", "admin"),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = tok["access_token"].as_str().context("token")?;
+        let token = admin_token_from(&c, &base).await?;
         Ok(c.get(format!("{base}{path}"))
             .bearer_auth(token)
             .send()
@@ -127,25 +116,6 @@ async fn cold_start(dir: &Path) -> Result<f64> {
     Ok(ms)
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
     dev.cf(&[
         "login",
@@ -163,23 +133,11 @@ async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
     let mut cold = Vec::new();
     for i in 0..pushes {
         let name = format!("small{i}");
-        let t0 = Instant::now();
         let args = ["push", name.as_str(), "-p", pyapp];
-        let push = dev.cf(&args);
-        let first_200 = async {
-            loop {
-                if let Some((200, _)) = dev.get(&name, "/").await {
-                    return t0.elapsed();
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        };
-        let (push, t) = tokio::join!(
-            push,
-            tokio::time::timeout(Duration::from_secs(120), first_200)
-        );
-        push?;
-        let t = t.context("no 200 within 120 s")?;
+        let t = push_to_first_200(dev.cf(&args), || async {
+            matches!(dev.get(&name, "/").await, Some((200, _)))
+        })
+        .await?;
         let ms = t.as_secs_f64() * 1000.0;
         let direct = cold_start(&pyapp_dir).await?;
         println!("push {i:2}: first 200 after {ms:.0} ms (peer: the app started directly, {direct:.0} ms)");
@@ -231,8 +189,8 @@ async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let pushes = env_usize("PUSHES", 20);
-    let runs = env_usize("RUNS", 5);
+    let pushes = env_num("PUSHES", 20);
+    let runs = env_num("RUNS", 5);
     let tmp = tempfile::Builder::new()
         .prefix("paas-bench-push-")
         .tempdir()?;

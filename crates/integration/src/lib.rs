@@ -245,6 +245,11 @@ pub struct Platform {
 }
 
 pub const APPS_DOMAIN: &str = "localhost";
+
+/// The route of app `app` on the apps domain (`app.localhost`).
+pub fn app_host(app: &str) -> String {
+    format!("{app}.{APPS_DOMAIN}")
+}
 pub const SYSTEM_DOMAIN: &str = "sys.localhost";
 
 impl Platform {
@@ -580,6 +585,25 @@ impl Platform {
         )
         .await
         .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    /// `cf logs APP --recent` until it contains `want` (within `within`);
+    /// the output that did.
+    pub async fn wait_recent_logs(
+        &self,
+        app: &str,
+        want: &str,
+        within: Duration,
+    ) -> Result<String> {
+        wait_for(
+            &format!("{want:?} in the recent logs of {app}"),
+            within,
+            || async {
+                let out = self.cf(&["logs", app, "--recent"]).await.ok()?;
+                out.stdout.contains(want).then_some(out.stdout)
+            },
+        )
+        .await
     }
 
     /// A token for direct API calls, from the password grant.

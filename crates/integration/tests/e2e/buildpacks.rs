@@ -7,13 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use integration::{fixture, wait_for, Platform, APPS_DOMAIN};
+use integration::{app_host as host, fixture, Platform};
 
 const T: Duration = Duration::from_secs(120);
-
-fn host(app: &str) -> String {
-    format!("{app}.{APPS_DOMAIN}")
-}
 
 fn json(body: &str) -> Result<serde_json::Value> {
     serde_json::from_str(body).with_context(|| format!("app body is not JSON: {body}"))
@@ -40,15 +36,6 @@ fn zip_file(path: &Path, entries: &[Entry]) -> Result<()> {
     }
     w.finish()?;
     Ok(())
-}
-
-/// `cf logs NAME --recent` until it contains `want`.
-async fn wait_recent(p: &Platform, app: &str, want: &str) -> Result<String> {
-    wait_for(&format!("{want:?} in the recent logs"), T, || async {
-        let out = p.cf(&["logs", app, "--recent"]).await.ok()?;
-        out.stdout.contains(want).then_some(out.stdout)
-    })
-    .await
 }
 
 const DETECT: &str = "#!/bin/sh\n[ -f \"$1/adminbp.txt\" ] && echo my-bp && exit 0\nexit 1\n";
@@ -143,13 +130,15 @@ async fn admin_zip_buildpack_in_position_order_with_build_cache() -> Result<()> 
     assert!(body.contains("hello from an admin buildpack"), "{body}");
     let (status, compiled) = p.get_via_router(&h, "/compiled.txt").await?;
     assert_eq!((status, compiled.trim()), (200, "compiled by my-bp"));
-    let logs = wait_recent(&p, "bpapp", "cache miss").await?;
+    let logs = p.wait_recent_logs("bpapp", "cache miss", T).await?;
     assert!(logs.contains("Using buildpack my-bp"), "{logs}");
     assert!(!logs.contains("cache hit"), "{logs}");
 
     // Second staging of the same app: the compile script finds its cache.
     p.cf_ok(&["push", "bpapp", "-p", dir]).await?;
-    let logs = wait_recent(&p, "bpapp", "cache hit: from-first-staging").await?;
+    let logs = p
+        .wait_recent_logs("bpapp", "cache hit: from-first-staging", T)
+        .await?;
     assert!(logs.contains("Using buildpack my-bp"), "{logs}");
     p.wait_route_status(&h, 200, T).await?;
 
@@ -245,7 +234,7 @@ async fn unsafe_package_zip_writes_nothing_outside_the_app() -> Result<()> {
         let real = body[link]["real"].as_str().unwrap_or_default();
         assert!(real.starts_with(&home), "{link} resolves to {real}: {body}");
     }
-    let logs = wait_recent(&p, "evil", "unsafe entries").await?;
+    let logs = p.wait_recent_logs("evil", "unsafe entries", T).await?;
     assert!(logs.contains("Skipped 6 unsafe entries"), "{logs}");
     Ok(())
 }
@@ -263,7 +252,9 @@ async fn nodejs_app_procfile_and_profile_d() -> Result<()> {
     let body = json(&p.wait_route_status(&host("nodeapp"), 200, T).await?)?;
     assert_eq!(body["message"], "hello from nodeapp", "{body}");
     assert_eq!(body["node_env"], "production", "{body}");
-    let logs = wait_recent(&p, "nodeapp", "Node.js app detected").await?;
+    let logs = p
+        .wait_recent_logs("nodeapp", "Node.js app detected", T)
+        .await?;
     assert!(
         logs.contains("Using buildpack nodejs") || out.stdout.contains("nodejs"),
         "{logs}"

@@ -12,14 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use integration::{fixture, procs, wait_for, Platform, PlatformOptions, APPS_DOMAIN};
+use integration::{app_host as host, fixture, procs, wait_for, Platform, PlatformOptions};
 use proto::{FindDropletRequest, FindDropletResponse, InstanceState};
 
 const T: Duration = Duration::from_secs(60);
-
-fn host(app: &str) -> String {
-    format!("{app}.{APPS_DOMAIN}")
-}
 
 fn opts(deas: usize) -> PlatformOptions {
     PlatformOptions {

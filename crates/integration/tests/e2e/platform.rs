@@ -4,13 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use integration::{fixture, process_alive, wait_for, Platform, PlatformOptions, APPS_DOMAIN};
+use integration::{app_host as host, fixture, process_alive, wait_for, Platform, PlatformOptions};
 
 const T: Duration = Duration::from_secs(120);
-
-fn host(app: &str) -> String {
-    format!("{app}.{APPS_DOMAIN}")
-}
 
 fn body_json(body: &str) -> Result<serde_json::Value> {
     serde_json::from_str(body).with_context(|| format!("app body is not JSON: {body}"))

@@ -9,13 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use integration::{bin, fixture, wait_for, Platform, PlatformOptions, APPS_DOMAIN};
+use integration::{app_host as host, bin, fixture, wait_for, Platform, PlatformOptions};
 
 const T: Duration = Duration::from_secs(180);
-
-fn host(app: &str) -> String {
-    format!("{app}.{APPS_DOMAIN}")
-}
 
 fn path_of(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
@@ -69,19 +65,6 @@ fn seconds(b: &serde_json::Value) -> Result<f64> {
         Ok(chrono::DateTime::parse_from_rfc3339(s)?)
     };
     Ok((t("updated_at")? - t("created_at")?).num_milliseconds() as f64 / 1000.0)
-}
-
-/// `cf logs NAME --recent` until it contains `want`.
-async fn wait_recent(p: &Platform, app: &str, want: &str, within: Duration) -> Result<String> {
-    wait_for(
-        &format!("{want:?} in the recent logs of {app}"),
-        within,
-        || async {
-            let out = p.cf(&["logs", app, "--recent"]).await.ok()?;
-            out.stdout.contains(want).then_some(out.stdout)
-        },
-    )
-    .await
 }
 
 /// A `cf` run in the background (the platform stays usable meanwhile).
@@ -138,7 +121,9 @@ async fn real_apps_with_dependencies_stage_and_restage_from_the_cache() -> Resul
     let log = p.cf_ok(&["logs", "pydeps", "--recent"]).await?.stdout;
     assert!(log.contains("Installing requirements with pip"), "{log}");
     p.cf_ok(&["restage", "pydeps"]).await?;
-    let log = wait_recent(&p, "pydeps", "Requirements unchanged", T).await?;
+    let log = p
+        .wait_recent_logs("pydeps", "Requirements unchanged", T)
+        .await?;
     assert!(log.contains("Restored the build cache"), "{log}");
     p.wait_route_status(&host("pydeps"), 200, T).await?;
     let b = builds(&p, &token, "pydeps").await?;
@@ -158,7 +143,8 @@ async fn real_apps_with_dependencies_stage_and_restage_from_the_cache() -> Resul
     assert_eq!(v["express"], "4.21.2", "{v}");
     assert_eq!(v["node_env"], "production", "{v}");
     p.cf_ok(&["restage", "nodedeps"]).await?;
-    wait_recent(&p, "nodedeps", "Dependencies unchanged", T).await?;
+    p.wait_recent_logs("nodedeps", "Dependencies unchanged", T)
+        .await?;
     p.wait_route_status(&host("nodedeps"), 200, T).await?;
     let b = builds(&p, &token, "nodedeps").await?;
     let (first, again) = (seconds(&b[0])?, seconds(&b[1])?);
@@ -241,7 +227,7 @@ async fn a_long_build_survives_a_controller_restart() -> Result<()> {
         &["push", "slowapp", "-p", path_of(&app), "-b", "slow"],
         None,
     )?;
-    wait_recent(&p, "slowapp", "slow build: 90 s", T).await?;
+    p.wait_recent_logs("slowapp", "slow build: 90 s", T).await?;
     // The controller goes away for a while in the middle of the build.
     p.cc.kill9();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -287,7 +273,7 @@ async fn a_build_past_the_staging_timeout_fails_with_staging_time_expired() -> R
         "stopped at the timeout: {took:?}"
     );
     // The build's container is gone: the DEA stopped it.
-    let log = wait_recent(&p, "tooslow", "Staging failed", T).await?;
+    let log = p.wait_recent_logs("tooslow", "Staging failed", T).await?;
     assert!(!log.contains("still building, 0 s to go"), "{log}");
     Ok(())
 }
@@ -312,7 +298,7 @@ async fn a_lost_dea_fails_its_build_within_seconds_and_a_retry_stages_elsewhere(
     };
     std::fs::write(work.path().join("manifest.yml"), manifest(60))?;
     let push = cf_background(&p, &["push"], Some(work.path()))?;
-    let log = wait_recent(&p, "lostapp", "slow build: 60 s", T).await?;
+    let log = p.wait_recent_logs("lostapp", "slow build: 60 s", T).await?;
     let dea = log
         .lines()
         .find_map(|l| l.split("on DEA ").nth(1))

@@ -9,13 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use integration::{fixture, http_client, wait_for, Platform, APPS_DOMAIN};
+use integration::{app_host as host, fixture, http_client, Platform};
 
 const T: Duration = Duration::from_secs(180);
-
-fn host(app: &str) -> String {
-    format!("{app}.{APPS_DOMAIN}")
-}
 
 /// As root the DEA must have run the app in a container (the namespaces
 /// backend writes its tag), where nginx and the JVM run as an unprivileged
@@ -26,15 +22,6 @@ fn assert_containers_when_root(p: &Platform) {
         let tag = p.root().join("dea0/namespaces.tag");
         assert!(tag.is_file(), "no namespaces backend: {}", tag.display());
     }
-}
-
-/// `cf logs NAME --recent` until it contains `want`.
-async fn wait_recent(p: &Platform, app: &str, want: &str) -> Result<String> {
-    wait_for(&format!("{want:?} in the recent logs"), T, || async {
-        let out = p.cf(&["logs", app, "--recent"]).await.ok()?;
-        out.stdout.contains(want).then_some(out.stdout)
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,11 +64,14 @@ async fn staticfile_site_through_the_router() -> Result<()> {
     let r = c.get(format!("{base}/.staticfile/start")).send().await?;
     assert_eq!(r.status().as_u16(), 404);
 
-    let logs = wait_recent(&p, "site", "Static site detected").await?;
+    let logs = p
+        .wait_recent_logs("site", "Static site detected", T)
+        .await?;
     assert!(logs.contains("Using buildpack staticfile"), "{logs}");
     // nginx's access log is the app's stdout (through a pipe of its own in
     // a container: the platform's cannot be reopened by the app's user).
-    wait_recent(&p, "site", "\"GET /app.3f2a9c1b.js HTTP/1.1\" 200").await?;
+    p.wait_recent_logs("site", "\"GET /app.3f2a9c1b.js HTTP/1.1\" 200", T)
+        .await?;
     assert_containers_when_root(&p);
     Ok(())
 }
@@ -139,7 +129,9 @@ async fn java_jar_through_the_router() -> Result<()> {
         "max heap {max}: {body}"
     );
     assert!(body.contains("-Xmx97m"), "{body}");
-    let logs = wait_recent(&p, "javaapp", "Java app detected").await?;
+    let logs = p
+        .wait_recent_logs("javaapp", "Java app detected", T)
+        .await?;
     assert!(logs.contains("Using buildpack java"), "{logs}");
     assert_containers_when_root(&p);
     Ok(())

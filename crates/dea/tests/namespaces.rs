@@ -310,15 +310,11 @@ async fn egress_follows_security_group_rules() {
     let mut defaults = proto::egress::public_networks();
     defaults.extend(proto::egress::dns(&resolvers));
     let mut opened = defaults.clone();
-    opened.push(proto::EgressRule {
-        protocol: "tcp".into(),
-        destination: private.ip.to_string(),
-        ports: Some(private.port.to_string()),
-        icmp_type: None,
-        code: None,
-        description: None,
-        log: false,
-    });
+    opened.push(proto::EgressRule::new(
+        "tcp",
+        &private.ip.to_string(),
+        Some(&private.port.to_string()),
+    ));
     let mk = |id: &str, egress: Option<Vec<proto::EgressRule>>| ContainerSpec {
         id: id.into(),
         root: tmp.path().join(id),

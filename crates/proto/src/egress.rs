@@ -128,17 +128,23 @@ fn parse_ports(s: &str) -> Option<Vec<(u16, u16)>> {
 pub const MAX_PARTS: usize = 64;
 
 impl EgressRule {
-    /// A rule allowing every protocol to `destination`.
-    pub fn all(destination: &str) -> EgressRule {
+    /// A rule allowing `protocol` to `destination` (on `ports`, for tcp
+    /// and udp), without description or logging.
+    pub fn new(protocol: &str, destination: &str, ports: Option<&str>) -> EgressRule {
         EgressRule {
-            protocol: "all".into(),
+            protocol: protocol.into(),
             destination: destination.into(),
-            ports: None,
+            ports: ports.map(str::to_string),
             icmp_type: None,
             code: None,
             description: None,
             log: false,
         }
+    }
+
+    /// A rule allowing every protocol to `destination`.
+    pub fn all(destination: &str) -> EgressRule {
+        EgressRule::new("all", destination, None)
     }
 
     /// Checks the rule; the error says what is wrong, as CF's API does.
@@ -273,15 +279,7 @@ pub fn dns(resolvers: &[Ipv4Addr]) -> Vec<EgressRule> {
         .join(",");
     ["tcp", "udp"]
         .iter()
-        .map(|p| EgressRule {
-            protocol: (*p).into(),
-            destination: dest.clone(),
-            ports: Some("53".into()),
-            icmp_type: None,
-            code: None,
-            description: None,
-            log: false,
-        })
+        .map(|p| EgressRule::new(p, &dest, Some("53")))
         .collect()
 }
 
@@ -318,15 +316,7 @@ mod tests {
     use super::*;
 
     fn rule(p: &str, d: &str, ports: Option<&str>) -> EgressRule {
-        EgressRule {
-            protocol: p.into(),
-            destination: d.into(),
-            ports: ports.map(str::to_string),
-            icmp_type: None,
-            code: None,
-            description: None,
-            log: false,
-        }
+        EgressRule::new(p, d, ports)
     }
 
     #[test]

@@ -237,13 +237,8 @@ async fn security_groups(url: &str) {
     assert_eq!(s.egress_rules(&space, Staging).await.expect("rules"), base);
 
     let db = vec![proto::EgressRule {
-        protocol: "tcp".into(),
-        destination: "172.31.251.2".into(),
-        ports: Some("5432".into()),
-        icmp_type: None,
-        code: None,
         description: Some("db".into()),
-        log: false,
+        ..proto::EgressRule::new("tcp", "172.31.251.2", Some("5432"))
     }];
     let g = s
         .create_security_group("db", &db, false, false)

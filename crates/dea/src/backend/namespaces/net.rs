@@ -777,23 +777,15 @@ mod tests {
     fn security_group_rules_become_accept_lines() {
         let mut rules = proto::egress::public_networks();
         rules.extend(proto::egress::dns(&[Ipv4Addr::new(10, 255, 255, 53)]));
+        rules.push(EgressRule::new(
+            "tcp",
+            "172.31.0.0/16",
+            Some("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,20-30"),
+        ));
         rules.push(EgressRule {
-            protocol: "tcp".into(),
-            destination: "172.31.0.0/16".into(),
-            ports: Some("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,20-30".into()),
-            icmp_type: None,
-            code: None,
-            description: None,
-            log: false,
-        });
-        rules.push(EgressRule {
-            protocol: "icmp".into(),
-            destination: "8.8.8.8".into(),
-            ports: None,
             icmp_type: Some(8),
             code: Some(-1),
-            description: None,
-            log: false,
+            ..EgressRule::new("icmp", "8.8.8.8", None)
         });
         rules.push(EgressRule::all("not an address"));
         let text = rule_lines("C", &rules);

@@ -215,21 +215,11 @@ impl PlacementTable {
         }
     }
 
-    /// Picks a DEA for staging `staging_id` and holds its memory and disk
+    /// Picks a DEA for staging `staging_id`, other than those in `avoid`
+    /// (ones that did not accept this build), and holds its memory and disk
     /// there (not as an instance of the app: staging must not push the
     /// app's instances away from that DEA) until the DEA counts the build.
     pub fn place_for_staging(
-        &mut self,
-        need: &Need<'_>,
-        staging_id: &str,
-        now: Instant,
-    ) -> Result<String, NoRoom> {
-        self.place_for_staging_except(need, staging_id, &[], now)
-    }
-
-    /// As [`PlacementTable::place_for_staging`], avoiding some DEAs (ones
-    /// that did not accept this build).
-    pub fn place_for_staging_except(
         &mut self,
         need: &Need<'_>,
         staging_id: &str,
@@ -325,7 +315,7 @@ mod tests {
             );
         }
         assert_eq!(
-            t.place_for_staging(&need(1024), "s1", now).as_deref(),
+            t.place_for_staging(&need(1024), "s1", &[], now).as_deref(),
             Ok("d0")
         );
         // Two instances right after staging on d0: one on each DEA.
@@ -478,7 +468,7 @@ mod tests {
             let now = t0 + Duration::from_millis(100 * i);
             let id = format!("s{i}");
             assert_eq!(
-                t.place_for_staging(&need(1024), &id, now).as_deref(),
+                t.place_for_staging(&need(1024), &id, &[], now).as_deref(),
                 Ok("d"),
                 "staging {i}"
             );
@@ -494,11 +484,11 @@ mod tests {
         let now = t0 + Duration::from_secs(5);
         for i in 0..8 {
             assert!(t
-                .place_for_staging(&need(1024), &format!("p{i}"), now)
+                .place_for_staging(&need(1024), &format!("p{i}"), &[], now)
                 .is_ok());
         }
         let e = t
-            .place_for_staging(&need(1024), "p8", now)
+            .place_for_staging(&need(1024), "p8", &[], now)
             .expect_err("full");
         assert_eq!(e.best, Some(("d".to_string(), 0, 16384 - 8 * 100)));
         t.advertise(&advert("d", 8192 - 1024, &["p0"]), now);
@@ -517,7 +507,7 @@ mod tests {
         let mut empty = PlacementTable::default();
         assert_eq!(
             empty
-                .place_for_staging(&need(1), "x", now)
+                .place_for_staging(&need(1), "x", &[], now)
                 .expect_err("none")
                 .to_string(),
             "no DEA has room for 1M of memory and 100M of disk; no DEA is advertising (is one running?)"

@@ -515,34 +515,29 @@ pub async fn spawn_subscribers(
         }
     }));
 
-    // Results of builds: recorded by one controller, answered once stored
-    // (a DEA sends a result again until it is answered).
+    // Results of builds: recorded by one controller, one at a time (a
+    // flood waits in the bounded subscription), answered once stored (a DEA
+    // sends a result again until it is answered).
     let mut finished = bus
         .queue_subscribe::<StagingResult>(subjects::STAGING_FINISHED, subjects::CC_QUEUE_GROUP)
         .await?;
     let c = ctx.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(m) = finished.next().await {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let r = m.payload;
-                match crate::staging::record(&c, &r).await {
-                    Ok(()) => {
-                        if let Some(reply) = m.reply {
-                            c.publish(
-                                reply,
-                                &StagingRecorded {
-                                    staging_id: r.staging_id.clone(),
-                                },
-                            )
-                            .await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(build = %r.staging_id, error = %e, "cannot record staging result; the DEA will send it again")
+            let r = m.payload;
+            match crate::staging::record(&c, &r).await {
+                Ok(()) => {
+                    if let Some(reply) = m.reply {
+                        let done = StagingRecorded {
+                            staging_id: r.staging_id.clone(),
+                        };
+                        c.publish(reply, &done).await;
                     }
                 }
-            });
+                Err(e) => {
+                    tracing::warn!(build = %r.staging_id, error = %e, "cannot record staging result; the DEA will send it again")
+                }
+            }
         }
     }));
 

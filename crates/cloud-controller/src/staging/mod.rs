@@ -65,7 +65,10 @@ pub fn spawn_loop(ctx: Ctx) -> tokio::task::JoinHandle<()> {
 async fn pass(ctx: &Ctx) -> Result<(), StoreError> {
     let now = Instant::now();
     let wall = chrono::Utc::now();
-    for b in ctx.store.staging_builds().await? {
+    let builds = ctx.store.staging_builds().await?;
+    ctx.staging
+        .keep_only(&builds.iter().map(|b| b.guid.as_str()).collect());
+    for b in builds {
         let Some(dea) = b.dea_id.clone() else {
             if ctx.staging.begin_dispatch(&b.guid) {
                 let c = ctx.clone();
@@ -197,7 +200,7 @@ async fn dispatch(ctx: &Ctx, build: Build) -> Result<(), StoreError> {
     let mut refusals: Vec<String> = Vec::new();
     while avoid.len() < MAX_ATTEMPTS {
         let picked = match ctx.placement.lock() {
-            Ok(mut t) => t.place_for_staging_except(&need, &build.guid, &avoid, Instant::now()),
+            Ok(mut t) => t.place_for_staging(&need, &build.guid, &avoid, Instant::now()),
             Err(_) => return Ok(()),
         };
         let dea_id = match picked {

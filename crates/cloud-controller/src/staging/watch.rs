@@ -81,6 +81,12 @@ impl Watch {
     pub(super) fn forget(&self, build: &str) {
         lock(&self.seen).remove(build);
     }
+
+    /// Forgets every build but those in flight (so ids named on the bus
+    /// for builds that do not exist, or no longer stage, are not kept).
+    pub(super) fn keep_only(&self, in_flight: &HashSet<&str>) {
+        lock(&self.seen).retain(|b, _| in_flight.contains(b.as_str()));
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +113,16 @@ mod tests {
         assert!(w.lost("b", "other", t0 + Duration::from_secs(15)));
         w.forget("b");
         assert!(w.lost("b", "d", t0 + Duration::from_secs(17)));
+        // Names of builds not in flight are dropped at the next pass.
+        w.on_active(
+            &StagingActive {
+                dea_id: "d".into(),
+                staging_ids: vec!["b".into(), "forged".into()],
+            },
+            t0 + Duration::from_secs(20),
+        );
+        w.keep_only(&HashSet::from(["b"]));
+        assert_eq!(lock(&w.seen).len(), 1);
+        assert!(!w.lost("b", "d", t0 + Duration::from_secs(21)));
     }
 }

@@ -23,21 +23,10 @@ pub fn routes() -> Router<Ctx> {
 
 /// `GET /v3/builds` (filters `app_guids`, `states`, `guids`), oldest first.
 async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    let (apps, states, guids) = (
-        filter(&q, "app_guids"),
-        filter(&q, "states"),
-        filter(&q, "guids"),
-    );
-    let mut items = Vec::new();
-    for b in ctx.store.builds().await? {
-        if matches(&apps, &b.app_guid) && matches(&states, &b.state) && matches(&guids, &b.guid) {
-            items.push(present(&ctx, &base, &b).await);
-        }
-    }
-    Ok(Json(paginate(&base, "/v3/builds", &q, items)?))
+    list_of(&ctx, &base, &q, None, "/v3/builds").await
 }
 
-/// `GET /v3/apps/:guid/builds`.
+/// `GET /v3/apps/:guid/builds` (the same filters).
 async fn list_of_app(
     State(ctx): State<Ctx>,
     base: BaseUrl,
@@ -45,22 +34,29 @@ async fn list_of_app(
     q: Query,
 ) -> ApiResult<Json<Value>> {
     ctx.store.app(&guid).await?;
+    let path = format!("/v3/apps/{guid}/builds");
+    list_of(&ctx, &base, &q, Some(&guid), &path).await
+}
+
+async fn list_of(
+    ctx: &Ctx,
+    base: &BaseUrl,
+    q: &Query,
+    app: Option<&str>,
+    path: &str,
+) -> ApiResult<Json<Value>> {
+    let (apps, states, guids) = (
+        filter(q, "app_guids"),
+        filter(q, "states"),
+        filter(q, "guids"),
+    );
     let mut items = Vec::new();
-    for b in ctx
-        .store
-        .builds()
-        .await?
-        .iter()
-        .filter(|b| b.app_guid == guid)
-    {
-        items.push(present(&ctx, &base, b).await);
+    for b in ctx.store.builds(app).await? {
+        if matches(&apps, &b.app_guid) && matches(&states, &b.state) && matches(&guids, &b.guid) {
+            items.push(present(ctx, base, &b).await);
+        }
     }
-    Ok(Json(paginate(
-        &base,
-        &format!("/v3/apps/{guid}/builds"),
-        &q,
-        items,
-    )?))
+    Ok(Json(paginate(base, path, q, items)?))
 }
 
 async fn present(ctx: &Ctx, base: &BaseUrl, b: &Build) -> Value {

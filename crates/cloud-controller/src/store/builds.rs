@@ -54,13 +54,24 @@ impl Store {
         .await
     }
 
-    /// Every build, oldest first.
-    pub async fn builds(&self) -> Result<Vec<Build>> {
-        self.all(
-            &format!("SELECT {BUILD_COLS} FROM builds ORDER BY created_at, guid"),
-            &[],
-        )
-        .await
+    /// Every build, or every build of one app, oldest first.
+    pub async fn builds(&self, app_guid: Option<&str>) -> Result<Vec<Build>> {
+        match app_guid {
+            Some(a) => {
+                self.all(
+                    &format!("SELECT {BUILD_COLS} FROM builds WHERE app_guid = $1 ORDER BY created_at, guid"),
+                    &[a],
+                )
+                .await
+            }
+            None => {
+                self.all(
+                    &format!("SELECT {BUILD_COLS} FROM builds ORDER BY created_at, guid"),
+                    &[],
+                )
+                .await
+            }
+        }
     }
 
     /// Every build still `STAGING`, oldest first.

@@ -609,6 +609,18 @@ async fn app_lifecycle_without_deas() {
         "InsufficientResources - no message bus: no DEA can be reached"
     );
     assert_eq!(b["error_code"], "CF-InsufficientResources");
+    // The build in the lists, by app and by state.
+    for path in [
+        format!("/v3/apps/{g}/builds"),
+        format!("/v3/builds?app_guids={g}&states=FAILED"),
+    ] {
+        let r = a.call(Method::GET, &path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.body["pagination"]["total_results"], 1, "{path}");
+        assert_eq!(r.body["resources"][0]["guid"], bg.as_str(), "{path}");
+    }
+    let r = a.call(Method::GET, "/v3/builds?states=STAGED", None).await;
+    assert_eq!(r.body["pagination"]["total_results"], 0);
 
     // Routes.
     let domains = a.call(Method::GET, "/v3/domains", None).await;

@@ -233,15 +233,15 @@ async fn create(
         )
         .await
         .map_err(name_taken)?;
-    for s in &running {
-        ctx.store
-            .bind_security_group(&group.guid, s, Lifecycle::Running)
-            .await?;
-    }
-    for s in &staging {
-        ctx.store
-            .bind_security_group(&group.guid, s, Lifecycle::Staging)
-            .await?;
+    for (spaces, lifecycle) in [
+        (&running, Lifecycle::Running),
+        (&staging, Lifecycle::Staging),
+    ] {
+        for s in spaces {
+            ctx.store
+                .bind_security_group(&group.guid, s, lifecycle)
+                .await?;
+        }
     }
     tracing::info!(group = %group.name, actor = %actor.name, "security group created");
     refresh_for(&ctx, group.global(Lifecycle::Running), &running).await;

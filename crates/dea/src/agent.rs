@@ -84,7 +84,8 @@ pub async fn run_with_drain(
     agent.attach_stagings(stagings.clone());
     let started = Instant::now();
 
-    let mut tasks: Vec<JoinHandle<()>> = staging_tasks(&cfg, &bus, &stagings, &outbox).await?;
+    let mut tasks: Vec<JoinHandle<()>> =
+        staging_tasks(&cfg, &bus, &agent, &stagings, &outbox).await?;
     {
         let mut sub = bus
             .subscribe::<StartRequest>(subjects::dea_start(&cfg.id))
@@ -329,6 +330,7 @@ fn deliver_via(bus: &Bus) -> Deliver {
 async fn staging_tasks(
     cfg: &Config,
     bus: &Bus,
+    agent: &Arc<Agent>,
     stagings: &Stagings,
     outbox: &Outbox,
 ) -> Result<Vec<JoinHandle<()>>> {
@@ -337,13 +339,15 @@ async fn staging_tasks(
         let mut sub = bus
             .subscribe::<StagingRequest>(subjects::staging_start(&cfg.id))
             .await?;
-        let (st, o) = (stagings.clone(), outbox.clone());
+        let (a, st, o) = (agent.clone(), stagings.clone(), outbox.clone());
         let cap = cfg.max_staging_timeout_s.max(1);
         tasks.push(tokio::spawn(async move {
             while let Some(m) = sub.next().await {
                 let mut req = m.payload;
                 req.timeout_s = req.timeout_s.clamp(1, cap);
-                let accepted = st.accept(req);
+                // Room after live instances and the builds already held.
+                let ad = a.advertisement();
+                let accepted = st.accept(req, (ad.available_memory_mb, ad.available_disk_mb));
                 match m.reply {
                     Some(reply) => o.send(reply, &accepted),
                     None => tracing::warn!(staging_id = %accepted.staging_id, "staging request without reply subject"),

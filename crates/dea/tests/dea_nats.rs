@@ -207,22 +207,29 @@ async fn dea_over_nats() {
 
     // Staging.
     let req = proto::StagingRequest {
-        staging_id: "p1".into(),
         app_id: "app-n".into(),
-        stack: "host".into(),
-        buildpacks: vec![],
-        env: vec![],
-        memory_mb: 256,
-        disk_mb: 1024,
-        package_uri: format!("{base}/package/p1"),
-        droplet_upload_uri: format!("{base}/droplet/p1"),
         cache_download_uri: None,
         cache_upload_uri: None,
-        start_command: None,
-        admin_buildpacks: vec![],
         timeout_s: 60,
-        egress: None,
+        ..common::staging_request(&base, "p1")
     };
+    // A build larger than the DEA's free room is refused at once, saying so.
+    let too_big = proto::StagingRequest {
+        staging_id: "huge".into(),
+        memory_mb: total * 4,
+        ..req.clone()
+    };
+    let refused: proto::StagingAccepted = bus
+        .request(
+            subjects::staging_start("dea-nats"),
+            &too_big,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("answered");
+    let e = refused.error.expect("refused");
+    assert_eq!(e.id, proto::StagingErrorId::InsufficientResources, "{e}");
+    assert!(e.message.contains("the DEA dea-nats has"), "{e}");
     let resp = stage_over_bus(&bus, "dea-nats", req).await;
     assert_eq!(resp.error, None);
     let sha = resp.droplet_sha256.expect("sha");

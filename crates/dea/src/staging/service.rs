@@ -18,6 +18,10 @@ use crate::backend::BoxFut;
 /// Sends a result to a controller; `true` once one recorded it.
 pub type Deliver = Arc<dyn Fn(StagingResult) -> BoxFut<'static, bool> + Send + Sync>;
 
+/// Most builds a DEA holds at once (building, or waiting for a controller
+/// to record their result): more are refused.
+pub const MAX_BUILDS: usize = 64;
+
 /// How long a result is offered before the DEA gives up on it.
 pub const DELIVERY_WINDOW: Duration = Duration::from_secs(3600);
 /// The longest pause between two offers of a result.
@@ -82,9 +86,11 @@ impl Stagings {
         self.inner.changed.notified().await
     }
 
-    /// Takes a build (answering at once) and stages it in the background.
-    /// The same build asked again is the same build.
-    pub fn accept(&self, req: StagingRequest) -> StagingAccepted {
+    /// Takes a build (answering at once) and stages it in the background,
+    /// or refuses it when the DEA's free (memory, disk) in MB, `free`, is
+    /// less than it asks or [`MAX_BUILDS`] are held. The same build asked
+    /// again is the same build.
+    pub fn accept(&self, req: StagingRequest, free: (u64, u64)) -> StagingAccepted {
         let accepted = |error: Option<StagingFailure>| StagingAccepted {
             staging_id: req.staging_id.clone(),
             dea_id: self.dea_id().to_string(),
@@ -107,6 +113,24 @@ impl Stagings {
             let mut entries = self.lock();
             if entries.contains_key(&req.staging_id) {
                 return accepted(None);
+            }
+            if entries.len() >= MAX_BUILDS {
+                return accepted(Some(StagingFailure::new(
+                    StagingErrorId::StagingError,
+                    format!(
+                        "the DEA {} holds {MAX_BUILDS} builds already",
+                        self.dea_id()
+                    ),
+                )));
+            }
+            if req.memory_mb > free.0 || req.disk_mb > free.1 {
+                return accepted(Some(StagingFailure::new(
+                    StagingErrorId::InsufficientResources,
+                    format!(
+                        "the build needs {}M of memory and {}M of disk; the DEA {} has {}M and {}M free",
+                        req.memory_mb, req.disk_mb, self.dea_id(), free.0, free.1
+                    ),
+                )));
             }
             entries.insert(
                 req.staging_id.clone(),
@@ -234,5 +258,65 @@ impl Stagings {
             }
             self.inner.gone.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stagings whose results are never recorded (they stay held).
+    fn stagings(state: &std::path::Path) -> Stagings {
+        crate::agent::prepare_state_dir(state).expect("prepare");
+        let (outbox, _rx) = crate::outbox::Outbox::channel();
+        let stager = Stager {
+            backend: crate::backend::by_name("process").expect("backend"),
+            outbox,
+            http: reqwest::Client::new(),
+            state_dir: state.to_path_buf(),
+            dea_id: "dea-t".into(),
+            passthrough: vec![],
+        };
+        let never: Deliver = Arc::new(|_| Box::pin(std::future::pending()));
+        Stagings::new(stager, never)
+    }
+
+    fn request(id: &str) -> StagingRequest {
+        serde_json::from_value(serde_json::json!({
+            "staging_id": id, "app_id": "a", "stack": "host", "memory_mb": 1024,
+            "disk_mb": 2048, "package_uri": "http://127.0.0.1:1/package",
+            "droplet_upload_uri": "http://127.0.0.1:1/droplet"
+        }))
+        .expect("request")
+    }
+
+    #[tokio::test]
+    async fn builds_are_refused_without_room_and_beyond_the_cap() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let st = stagings(tmp.path());
+        let room = (4096, 8192);
+
+        let no_room = st.accept(request("big"), (1000, 8192));
+        let e = no_room.error.expect("refused");
+        assert_eq!(e.id, StagingErrorId::InsufficientResources);
+        assert_eq!(
+            e.message,
+            "the build needs 1024M of memory and 2048M of disk; the DEA dea-t has 1000M and 8192M free"
+        );
+        assert!(st.load().ids.is_empty(), "nothing held for a refused build");
+
+        assert_eq!(st.accept(request("b0"), room).error, None);
+        // The same build asked again is the same build, whatever the room.
+        assert_eq!(st.accept(request("b0"), (0, 0)).error, None);
+        assert_eq!(st.load().ids, vec!["b0".to_string()]);
+
+        for i in 1..MAX_BUILDS {
+            assert_eq!(st.accept(request(&format!("b{i}")), room).error, None);
+        }
+        let full = st.accept(request("one-more"), room);
+        let e = full.error.expect("refused");
+        assert_eq!(e.id, StagingErrorId::StagingError);
+        assert!(e.message.contains("holds 64 builds"), "{e}");
+        assert_eq!(st.load().ids.len(), MAX_BUILDS);
     }
 }

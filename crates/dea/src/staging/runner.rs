@@ -120,9 +120,7 @@ impl Stager {
         tokio::pin!(stop);
         let droplet = out_dir.join(format!("{}.tgz", plan::sanitize(&req.staging_id)));
         let result = self.stage(&req, &dir, &droplet, &mut stop).await;
-        for p in [&droplet] {
-            let _ = tokio::fs::remove_file(p).await;
-        }
+        let _ = tokio::fs::remove_file(&droplet).await;
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot clean staging dir");
@@ -373,12 +371,8 @@ impl Stager {
                 has_finalize: bin.join("finalize").is_file(),
             });
         }
-        let has_command = req
-            .start_command
-            .as_deref()
-            .is_some_and(|s| !s.trim().is_empty());
         if requested.is_empty()
-            && has_command
+            && has_start_command(req)
             && !out.iter().any(|c| c.name == buildpacks::FALLBACK)
         {
             if let Some(b) = buildpacks::builtin(buildpacks::FALLBACK) {
@@ -412,7 +406,14 @@ impl Stager {
         if let Some(uri) = req.cache_upload_uri.as_deref().filter(|u| !u.is_empty()) {
             let tgz = droplet.with_extension("cache.tgz");
             let packed = self
-                .pack(req, c, plan::PACK_CACHE, &tgz, MAX_CACHE_BYTES)
+                .pack(
+                    req,
+                    c,
+                    plan::PACK_CACHE,
+                    self.clean_env(c),
+                    &tgz,
+                    MAX_CACHE_BYTES,
+                )
                 .await;
             match packed {
                 Ok((_, size)) => match crate::http::upload_file(&self.http, uri, &tgz).await {
@@ -587,7 +588,7 @@ impl Stager {
         ));
         let limit = req.disk_mb.saturating_mul(1024 * 1024);
         let (sha256, size) = self
-            .pack_with_env(req, c, plan::PACK_DROPLET, env, droplet, limit)
+            .pack(req, c, plan::PACK_DROPLET, env, droplet, limit)
             .await
             .map_err(|e| match e {
                 DeaError::Failed(f) => DeaError::Failed(f),
@@ -663,13 +664,9 @@ impl Stager {
             }
         }
         // Nothing detected, but the user said how to run it.
-        let has_command = req
-            .start_command
-            .as_deref()
-            .is_some_and(|s| !s.trim().is_empty());
         candidates
             .iter()
-            .find(|c| has_command && c.name == buildpacks::FALLBACK)
+            .find(|c| has_start_command(req) && c.name == buildpacks::FALLBACK)
             .map(|c| (c, c.name.clone()))
             .ok_or_else(|| DeaError::Failed(StagingFailure::no_app_detected()))
     }
@@ -747,31 +744,16 @@ impl Stager {
                 captured += line.len() + 1;
                 stdout.push(line.clone());
             }
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
+            push_tail(&mut tail, line);
         }
         let exit = sp.wait.await?;
         Ok(StepOutput { exit, stdout, tail })
     }
 
-    async fn pack(
-        &self,
-        req: &StagingRequest,
-        c: &Container,
-        script: &str,
-        dest: &Path,
-        limit: u64,
-    ) -> Result<(String, u64)> {
-        self.pack_with_env(req, c, script, self.clean_env(c), dest, limit)
-            .await
-    }
-
     /// Runs a packing script in the container and writes what it prints
     /// to `dest` (a host file the container cannot reach), at most `limit`
     /// bytes; returns the sha256 and the size.
-    async fn pack_with_env(
+    async fn pack(
         &self,
         req: &StagingRequest,
         c: &Container,
@@ -799,10 +781,7 @@ impl Stager {
             let mut tail = VecDeque::new();
             while let Some((stream, line)) = rx.recv().await {
                 outbox.log(&app_id, LogSource::Stg, None, stream, &line);
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
+                push_tail(&mut tail, line);
             }
             tail
         });
@@ -852,6 +831,22 @@ impl Stager {
         }
         Ok((hex::encode(hasher.finalize()), size))
     }
+}
+
+/// Keeps the last [`TAIL_LINES`] lines (quoted in an error).
+fn push_tail(tail: &mut VecDeque<String>, line: String) {
+    if tail.len() == TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(line);
+}
+
+/// Whether the user gave a start command (`-c`, manifest): then the
+/// fallback buildpack runs what nothing else detected.
+fn has_start_command(req: &StagingRequest) -> bool {
+    req.start_command
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty())
 }
 
 /// The DEA's own PATH (the host's runtimes), or a sane default.

@@ -289,7 +289,6 @@ fn proc_usage(pgids: &[i32]) -> (u64, u64) {
     (mem, ticks)
 }
 
-/// Bytes used by the files under `root` (symlinks not followed).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -950,10 +950,7 @@ impl Backend for NamespacesBackend {
                     finish_create(inner, n, init, pending).await
                 }
             };
-            let init = match init {
-                Ok(c) => c,
-                Err(e) => return Err(e),
-            };
+            let init = init?;
             let rules = spec
                 .egress
                 .clone()

@@ -188,43 +188,21 @@ pub fn hm_config(l: &Layout, nats_url: &str, cc_url: &str, token: &str) -> Strin
     ])
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-fn on_path(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
-}
-
 /// Find a component's binary: nats-server on PATH or /usr/sbin; the others
 /// next to the running `cf`, else on PATH.
 pub fn find_binary(component: &str) -> Result<PathBuf> {
     let name = binary_name(component);
     if component == "nats" {
-        return on_path(name, &["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"]).ok_or_else(|| {
-            CliError::other(
-                "nats-server was not found on PATH or in /usr/sbin.\nInstall the Debian package `nats-server`: apt-get install nats-server",
-            )
-        });
+        return proto::nats_server::find()
+            .ok_or_else(|| CliError::other(proto::nats_server::NOT_FOUND));
     }
     let exe_dir = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf));
-    if let Some(p) = exe_dir
-        .as_ref()
-        .map(|d| d.join(name))
-        .filter(|p| is_executable(p))
-    {
+    if let Some(p) = proto::service::executable_in(name, exe_dir.clone()) {
         return Ok(p);
     }
-    on_path(name, &[]).ok_or_else(|| {
+    proto::service::which(name, &[]).ok_or_else(|| {
         let dir = exe_dir.map(|d| d.display().to_string()).unwrap_or_default();
         CliError::other(format!("Cannot find the `{name}` binary next to cf ({dir}) or on PATH. Build it with `cargo build --bins`."))
     })
@@ -331,14 +309,6 @@ pub fn pids_with_cwd_under(dir: &Path) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
-}
-
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| CliError::io("finding a free port", e))?;
-    Ok(l.local_addr()
-        .map_err(|e| CliError::io("finding a free port", e))?
-        .port())
 }
 
 #[cfg(test)]

@@ -55,26 +55,10 @@ fn is_dea(pid: i32) -> bool {
     }
 }
 
-/// `dea drain [--config FILE] [--wait SECONDS]`; returns the exit code.
-pub fn command(args: &[String]) -> u8 {
-    let mut config: Option<PathBuf> = None;
-    let mut wait: Option<u64> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" => config = it.next().map(PathBuf::from),
-            "--wait" => wait = it.next().and_then(|s| s.parse().ok()),
-            "-h" | "--help" => {
-                println!("Usage: dea drain [--config FILE] [--wait SECONDS]\n\nAsks the DEA using that config's state dir to drain: its instances are\nevacuated to other DEAs, then it exits. --wait waits for the exit.");
-                return 0;
-            }
-            other => {
-                eprintln!("dea drain: unexpected argument {other:?} (see dea drain --help)");
-                return 2;
-            }
-        }
-    }
-    let cfg = match crate::Config::load(config.as_deref()) {
+/// `dea drain [--config FILE] [--wait SECONDS]`: SIGUSR2 to the DEA on that
+/// config's state dir; with `wait`, until it exits. Returns the exit code.
+pub fn command(config: Option<&Path>, wait: Option<u64>) -> u8 {
+    let cfg = match crate::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dea drain: {e}");

@@ -1,31 +1,45 @@
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dea", about = "Droplet Execution Agent")]
+#[command(name = "dea", about = "Droplet Execution Agent", version)]
 struct Args {
     /// TOML config file (docs/conventions.md "DEA config").
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+#[derive(Subcommand)]
+enum Command {
+    /// Asks the DEA using that config's state dir to drain: its instances are
+    /// evacuated to other DEAs, then it exits (SIGUSR2 does the same).
+    Drain {
+        /// The DEA's TOML config file (its state dir holds the pid file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Wait up to this many seconds for the DEA to exit.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// Removes what a namespaces backend with these tags left on the host
+    /// (cgroups, network namespaces, veths, iptables chains), for a DEA that
+    /// died without cleaning up (docs/containers.md).
+    ContainerCleanup {
+        /// Backend tags (`<state_dir>/namespaces.tag`).
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Internal: PID 1 of a container, started by the namespaces backend
+    /// (`container-init <rootfs_dir> <uid> [etc=<dir>] [<ro_path>...]`, or
+    /// `--fingerprint`; docs/containers.md).
+    #[command(hide = true)]
+    ContainerInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// SIGUSR2: drain (evacuate instances, then exit).
@@ -40,39 +54,31 @@ async fn drain_signal() {
 }
 
 fn main() -> std::process::ExitCode {
-    // A container's PID 1: a minimal path before any runtime or logging.
-    let argv: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if dea::backend::namespaces::init::invoked(&argv) {
-        let code = dea::backend::namespaces::init::main(&argv[2..]);
-        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
-    }
-    // `dea container-cleanup <tag>...`: removes what a namespaces backend
-    // with that tag left on the host (docs/containers.md).
-    if argv.get(1).map(String::as_str) == Some("container-cleanup") {
-        for tag in &argv[2..] {
-            dea::backend::namespaces::NamespacesBackend::cleanup_tag(tag);
-        }
-        return std::process::ExitCode::SUCCESS;
-    }
-    // `dea drain [--config FILE]`: SIGUSR2 to the DEA on that state dir.
-    if argv.get(1).map(String::as_str) == Some("drain") {
-        return std::process::ExitCode::from(dea::drain::command(&argv[2..]));
-    }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    use std::process::ExitCode;
     let args = Args::parse();
+    match args.command {
+        // A container's PID 1: no runtime or logging.
+        Some(Command::ContainerInit { args }) => {
+            let code = dea::backend::namespaces::init::main(&args);
+            return ExitCode::from(code.clamp(0, 255) as u8);
+        }
+        Some(Command::ContainerCleanup { tags }) => {
+            for tag in &tags {
+                dea::backend::namespaces::NamespacesBackend::cleanup_tag(tag);
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Drain { config, wait }) => {
+            return ExitCode::from(dea::drain::command(config.as_deref(), wait));
+        }
+        None => {}
+    }
+    proto::service::init_tracing();
     let cfg = match dea::Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "bad config");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +88,7 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start runtime");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     let state_dir = cfg.state_dir.clone();
@@ -91,15 +97,15 @@ fn main() -> std::process::ExitCode {
     }
     let result = rt.block_on(dea::agent::run_with_drain(
         cfg,
-        shutdown_signal(),
+        proto::service::shutdown_signal(),
         drain_signal(),
     ));
     dea::drain::remove_pid_file(&state_dir);
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "dea failed");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

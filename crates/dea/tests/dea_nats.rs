@@ -74,55 +74,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_nats() -> Option<Nats> {
-    let bin = [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let dir = tempfile::tempdir().ok()?;
-    let child = Command::new(bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let nats = Nats {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Some(nats)
-}
-
 async fn next_matching<T: serde::de::DeserializeOwned>(
     sub: &mut proto::bus::Subscription<T>,
     what: &str,
@@ -140,10 +91,7 @@ async fn next_matching<T: serde::de::DeserializeOwned>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dea_over_nats() {
-    let Some(nats) = start_nats().await else {
-        eprintln!("nats-server not installed; skipping");
-        return;
-    };
+    let nats = testkit::NatsServer::start().expect("nats-server");
     let tmp = tempfile::tempdir().expect("tmp");
     let (base, blobs) = blob_server().await;
     blobs.lock().expect("lock").insert(
@@ -339,10 +287,7 @@ async fn dea_over_nats() {
 /// SIGTERMed, it stops them and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_instances_die_with_the_dea() {
-    let Some(nats) = start_nats().await else {
-        eprintln!("nats-server not installed; skipping");
-        return;
-    };
+    let nats = testkit::NatsServer::start().expect("nats-server");
     let tmp = tempfile::tempdir().expect("tmp");
     let (base, blobs) = blob_server().await;
     blobs.lock().expect("lock").insert(

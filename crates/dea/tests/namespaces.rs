@@ -10,12 +10,10 @@ use dea::backend::{Backend, ContainerSpec, ProcessSpec};
 use tokio::io::AsyncReadExt;
 
 fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let ok = unsafe { libc::geteuid() } == 0 && namespaces::available();
-    if !ok {
-        eprintln!("SKIPPED: the namespaces backend needs root, cgroups, ip and iptables");
-    }
-    ok
+    testkit::require_root(
+        "namespaces backend tests",
+        &[("cgroups, ip and iptables", namespaces::available())],
+    )
 }
 
 /// Removes the backend's host state even when a test fails.

@@ -21,12 +21,10 @@ use proto::{AdminBuildpack, StagingRequest, StagingResult};
 const SECRET: &str = "host secret 7d3f";
 
 fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let ok = unsafe { libc::geteuid() } == 0 && namespaces::available();
-    if !ok {
-        eprintln!("SKIPPED: staging attacks need root (real containers)");
-    }
-    ok
+    testkit::require_root(
+        "staging attacks",
+        &[("cgroups, ip and iptables", namespaces::available())],
+    )
 }
 
 struct Cleanup(String);

@@ -1,6 +1,5 @@
 //! Real nats-server + fake controller desired endpoint + fake heartbeats.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::extract::Query;
@@ -9,49 +8,6 @@ use axum::routing::get;
 use axum::Json;
 use proto::desired::{DesiredApp, DesiredPage};
 use proto::{subjects, Bus, HealthStart, HealthStop, Heartbeat, InstanceHeartbeat, InstanceState};
-
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_nats() -> Nats {
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("/usr/sbin/nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nats-server");
-    let nats = Nats {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    nats
-}
 
 fn app(id: &str, instances: u32, state: &str) -> DesiredApp {
     DesiredApp {
@@ -105,7 +61,7 @@ async fn starts_missing_and_stops_extra_instances() {
         .with_test_writer()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .try_init();
-    let nats = start_nats().await;
+    let nats = testkit::NatsServer::start().expect("nats-server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -240,7 +196,7 @@ async fn wait_leader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_and_a_standby_takes_over() {
-    let nats = start_nats().await;
+    let nats = testkit::NatsServer::start().expect("nats-server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -9,13 +9,12 @@ pub mod bench;
 pub mod netns;
 pub mod procs;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tokio::time::Instant;
 
 pub use procs::{pids_with_cwd_under, process_alive};
 
@@ -64,31 +63,7 @@ pub async fn admin_token_from(c: &reqwest::Client, base: &str) -> Result<String>
         .ok_or_else(|| anyhow!("no access_token in {v}"))
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// Polls `f` until it returns `Some`, or fails after `timeout` with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(20);
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(250));
-    }
-}
+pub use testkit::{free_port, wait_for, NatsServer};
 
 fn read_addr_file(path: &Path) -> Option<String> {
     let s = std::fs::read_to_string(path).ok()?;
@@ -229,7 +204,7 @@ impl Default for PlatformOptions {
 /// The whole platform, started from real binaries.
 pub struct Platform {
     pub dir: tempfile::TempDir,
-    pub nats: Component,
+    pub nats: NatsServer,
     pub nats_url: String,
     pub cc: Component,
     pub cc_addr: SocketAddr,
@@ -266,39 +241,13 @@ impl Platform {
             std::fs::create_dir_all(d)?;
         }
 
-        // NATS with JetStream on a free port.
-        let nats_port = free_port()?;
-        let nats_bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or_else(|| anyhow!("nats-server not installed (Debian package nats-server)"))?;
-        let nats = Component::spawn(
-            "nats",
-            nats_bin,
-            vec![
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                nats_port.to_string(),
-                "-js".into(),
-                "-sd".into(),
-                root.join("nats").display().to_string(),
-            ],
-            &logs,
-        )?;
-        let nats_addr: SocketAddr = format!("127.0.0.1:{nats_port}").parse()?;
-        wait_for("nats-server", Duration::from_secs(10), || async move {
-            TcpStream::connect_timeout(&nats_addr, Duration::from_millis(200))
-                .ok()
-                .map(|_| ())
-        })
-        .await?;
-        let nats_url = format!("nats://127.0.0.1:{nats_port}");
+        // NATS with JetStream, on a port it picks itself.
+        let nats = NatsServer::start()?;
+        let nats_url = nats.url.clone();
         let internal_token = uuid::Uuid::new_v4().to_string();
 
         // Cloud controller on a fixed free port so restarts keep its address.
-        let cc_port = free_port()?;
+        let cc_port = free_port();
         let cc_addr_file = root.join("cc.addr");
         let db_line = match &opts.database_url {
             Some(u) => format!("database_url = \"{u}\"\n"),
@@ -447,30 +396,14 @@ impl Platform {
         .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
     }
 
-    /// Waits until nats-server accepts connections again (after `nats.start()`).
-    pub async fn wait_nats(&self) -> Result<()> {
-        let addr: SocketAddr = self
-            .nats_url
-            .trim_start_matches("nats://")
-            .parse()
-            .context("nats url")?;
-        wait_for("nats-server", Duration::from_secs(10), || async move {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                .ok()
-                .map(|_| ())
-        })
-        .await
-    }
-
     /// Stops nats-server (SIGTERM); `start_nats` brings it back on the same
     /// port and store dir.
     pub fn stop_nats(&mut self) {
-        self.nats.terminate(Duration::from_secs(5));
+        self.nats.stop();
     }
 
     pub async fn start_nats(&mut self) -> Result<()> {
-        self.nats.start()?;
-        self.wait_nats().await
+        self.nats.restart()
     }
 
     /// Every health manager (the first, then the standbys).
@@ -507,7 +440,8 @@ impl Platform {
     /// Tails of every component's log, for failure messages.
     pub fn logs_tail(&self) -> String {
         let mut out = String::new();
-        let mut all: Vec<&Component> = vec![&self.nats, &self.cc, &self.router];
+        out.push_str(&format!("--- nats ---\n{}\n", self.nats.log_tail(30)));
+        let mut all: Vec<&Component> = vec![&self.cc, &self.router];
         all.extend(self.deas.iter());
         all.extend(self.hm.iter());
         all.extend(self.extra_hms.iter());
@@ -676,7 +610,7 @@ impl Platform {
         }
         self.router.terminate(Duration::from_secs(3));
         self.cc.terminate(Duration::from_secs(3));
-        self.nats.kill9();
+        self.nats.kill();
         procs::kill_all_under(self.dir.path());
         cleanup_containers(self.dir.path());
     }

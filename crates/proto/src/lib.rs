@@ -9,6 +9,8 @@ pub mod desired;
 pub mod droplet;
 pub mod egress;
 pub mod messages;
+pub mod nats_server;
+pub mod service;
 pub mod staging;
 pub mod subjects;
 

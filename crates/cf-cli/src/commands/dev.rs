@@ -226,7 +226,29 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
         let _ = std::fs::remove_file(l.addr(c));
     }
     println!("Starting the platform in {}...", l.dir.display());
-    let nats_port = d::free_port()?;
+    let http = crate::client::http_client()?;
+    let mut st = Started {
+        layout: l.clone(),
+        children: vec![],
+    };
+
+    // nats, on a port it picks itself (read back from its ports file).
+    let nats_dir = l.dir.join("nats");
+    let nats_args = proto::nats_server::args(None, &nats_dir, &nats_dir);
+    let nats = d::spawn(&l, "nats", &bins[0], &nats_args)?;
+    let nats_pid = nats.id();
+    st.children.push(("nats".into(), nats));
+    let nats_port = wait_ready(&mut st, "nats", 20, "ports file, then TCP connect", || {
+        let dir = nats_dir.clone();
+        async move {
+            let port = proto::nats_server::read_port(&dir, nats_pid)?;
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| port)
+        }
+    })
+    .await?;
     let nats_url = format!("nats://127.0.0.1:{nats_port}");
     let token = uuid::Uuid::new_v4().simple().to_string();
     let write = |c: &str, text: String| {
@@ -245,35 +267,8 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
             write(name, d::dea_config_n(&l, &nats_url, i + 1))?;
         }
     }
-    let http = crate::client::http_client()?;
-    let mut st = Started {
-        layout: l.clone(),
-        children: vec![],
-    };
     let cfg_args = |c: &str| vec!["--config".to_string(), l.config(c).display().to_string()];
 
-    // nats
-    let nats_args = [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        &nats_port.to_string(),
-        "-js",
-        "-sd",
-        &l.dir.join("nats").display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect::<Vec<_>>();
-    st.children
-        .push(("nats".into(), d::spawn(&l, "nats", &bins[0], &nats_args)?));
-    wait_ready(&mut st, "nats", 20, "TCP connect", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", nats_port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await?;
     println!("  nats-server        ready on {nats_url}");
 
     // cloud controller

@@ -6,7 +6,7 @@ use cloud_controller::store::{BuildpackUpdate, Store, StoreError};
 use serde_json::json;
 
 use crate::api::{Api, Resp};
-use crate::support::{create_pg_db, drop_pg_db, multipart, zip_bytes};
+use crate::support::{multipart, zip_bytes};
 
 async fn order(s: &Store) -> Vec<(String, i64)> {
     s.buildpacks()
@@ -103,15 +103,8 @@ async fn store_positions_sqlite() {
 
 #[tokio::test]
 async fn store_positions_postgres() {
-    use futures_util::FutureExt;
-    let db = create_pg_db().await;
-    let r = std::panic::AssertUnwindSafe(positions(&db.url))
-        .catch_unwind()
-        .await;
-    drop_pg_db(&db).await;
-    if let Err(p) = r {
-        std::panic::resume_unwind(p);
-    }
+    let db = testkit::PgDb::create().await.expect("postgres");
+    positions(&db.url).await;
 }
 
 async fn upload(a: &Api, guid: &str, data: &[u8]) -> Resp {

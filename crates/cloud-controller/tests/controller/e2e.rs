@@ -197,7 +197,7 @@ async fn next_stop(rx: &mut mpsc::UnboundedReceiver<DeaEvent>) -> StopRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_stage_start_scale_stop_over_nats() {
-    let nats = Nats::start();
+    let nats = Nats::start().expect("nats-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let addr_file = dir.path().join("cc.addr");
     let cfg = cloud_controller::Config {

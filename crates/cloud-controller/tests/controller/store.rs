@@ -2,8 +2,6 @@
 
 use cloud_controller::store::{Store, StoreError};
 
-use crate::support::{create_pg_db, drop_pg_db};
-
 async fn bootstrapped(url: &str) -> Store {
     let s = Store::open(url).await.expect("open store");
     s.bootstrap("admin", "pw", "sys.localhost", "localhost")
@@ -377,16 +375,12 @@ macro_rules! both_backends {
             )*
         }
         mod postgres {
-            use futures_util::FutureExt;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let db = super::create_pg_db().await;
-                    let r = std::panic::AssertUnwindSafe(super::$name(&db.url)).catch_unwind().await;
-                    super::drop_pg_db(&db).await;
-                    if let Err(p) = r {
-                        std::panic::resume_unwind(p);
-                    }
+                    // Dropped on drop, also when the test fails.
+                    let db = testkit::PgDb::create().await.expect("postgres");
+                    super::$name(&db.url).await;
                 }
             )*
         }

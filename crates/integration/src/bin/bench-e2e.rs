@@ -56,7 +56,10 @@ async fn main() -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!("idle RSS with one app running:");
-    let mut comps = vec![&p.nats, &p.cc, &p.router];
+    if let Some(pid) = p.nats.pid() {
+        println!("  {:<18} {:>7} KiB", "nats", rss_kib(pid).unwrap_or(0));
+    }
+    let mut comps = vec![&p.cc, &p.router];
     comps.extend(p.deas.iter());
     comps.extend(p.hm.iter());
     for c in comps {

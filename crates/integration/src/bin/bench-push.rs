@@ -89,7 +89,7 @@ impl Dev {
 /// The peer: the same app started directly on this host (`python3 app.py`
 /// on a free port, no platform), time to its first 200.
 async fn cold_start(dir: &Path) -> Result<f64> {
-    let port = free_port()?;
+    let port = free_port();
     let t0 = Instant::now();
     let mut child = tokio::process::Command::new("python3")
         .arg("app.py")
@@ -196,7 +196,7 @@ async fn main() -> Result<()> {
         .tempdir()?;
     let dev = Dev {
         home: tmp.path().join("home"),
-        port: free_port()?,
+        port: free_port(),
     };
     std::fs::create_dir_all(&dev.home)?;
     let state = tmp.path().join("dev");

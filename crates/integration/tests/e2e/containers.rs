@@ -12,12 +12,7 @@ use integration::{fixture, process_alive, wait_for, Platform, PlatformOptions, A
 const T: Duration = Duration::from_secs(120);
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIPPED: container tests need root (namespaces, cgroups, iptables)");
-    }
-    root
+    testkit::require_root("container tests", &[])
 }
 
 fn opts(dea_config: &str) -> PlatformOptions {

@@ -299,7 +299,7 @@ async fn cf_dev_start_then_stop_leaves_no_process() -> Result<()> {
     let state = dir.path().join("state");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home)?;
-    let port = integration::free_port()?;
+    let port = integration::free_port();
     let cf = integration::bin("cf")?;
     let guard = DevGuard(state.clone());
     let out = tokio::process::Command::new(&cf)

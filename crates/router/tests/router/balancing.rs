@@ -58,7 +58,7 @@ async fn wait_until(what: &str, f: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connection_and_connection_limit() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut config = test_config(&nats.url);
     config.max_conns_per_backend = 1;
@@ -120,7 +120,7 @@ async fn least_connection_and_connection_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_sessions_follow_vcap_id_and_fall_back() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let router = Router::start(&nats.url).await;
     let c = client();
@@ -200,7 +200,7 @@ async fn sticky_sessions_follow_vcap_id_and_fall_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_wildcards_paths_and_forwarding_headers() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let router = Router::start(&nats.url).await;
     let c = client();

@@ -16,7 +16,7 @@ use proto::{subjects, Bus, LogMessage, RouterStart};
 use tokio::net::TcpListener;
 
 async fn start_nats() -> Nats {
-    Nats::start().await
+    Nats::start().expect("nats-server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ fn header(req: &Request<Incoming>, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_bodies_chunked_and_handover() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let router = Router::start(&nats.url).await;
     let (addr, _task) = serve(|req: Request<Incoming>| async move {

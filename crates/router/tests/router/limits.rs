@@ -37,7 +37,7 @@ async fn read_until_closed(s: &mut TcpStream) -> (Vec<u8>, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_4xx_and_slow_clients_time_out_while_others_are_served() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut config = test_config(&nats.url);
     config.client_header_timeout_ms = 800;
@@ -142,7 +142,7 @@ async fn bad_requests_get_4xx_and_slow_clients_time_out_while_others_are_served(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_requests() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut router = Router::start(&nats.url).await;
     let c = client();
@@ -231,7 +231,7 @@ async fn fast_and_hyper(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keepalive_and_slow_heads_have_their_own_timeouts_on_http1_and_http2() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut config = test_config(&nats.url);
     config.client_header_timeout_ms = 700;

@@ -51,7 +51,7 @@ async fn killable(name: &'static str) -> Killable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_killed_under_load_is_retried_without_client_errors() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let router = Router::start(&nats.url).await;
     let c = client();
@@ -135,7 +135,7 @@ async fn backend_killed_under_load_is_retried_without_client_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restart_keeps_routes_then_refreshes_and_prunes() {
-    let mut nats = Nats::start().await;
+    let mut nats = Nats::start().expect("nats-server");
     // The router reaches NATS through a relay, so that the test can hold its
     // reconnection until it listens for router.start again.
     let mut relay = Relay::new(nats.port).await;
@@ -176,7 +176,7 @@ async fn nats_restart_keeps_routes_then_refreshes_and_prunes() {
     // registrar answering it refreshes only one route; the other is pruned
     // one threshold later.
     relay.cut().await;
-    nats.restart().await;
+    nats.restart().expect("restart nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut starts = bus
         .subscribe::<RouterStart>(subjects::ROUTER_START)
@@ -214,7 +214,7 @@ async fn nats_restart_keeps_routes_then_refreshes_and_prunes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absorbs_a_burst_of_ten_thousand_registrations() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let router = Router::start(&nats.url).await;
     let c = client();

@@ -193,7 +193,7 @@ async fn ws_echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_sse_streaming_and_http2() {
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let router = Router::start(&nats.url).await;
     let c = client();
@@ -319,7 +319,7 @@ async fn websocket_echo_sse_streaming_and_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_each_way_with_flat_router_memory() {
     const SIZE: usize = 100 * 1024 * 1024;
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut router = RouterProcess::start(&nats.url, "").await;
     let (_gate_tx, gate_rx) = tokio::sync::watch::channel(0u32);

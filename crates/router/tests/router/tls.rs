@@ -156,7 +156,7 @@ async fn https_get(
 async fn https_with_sni_next_to_http_and_h2_over_alpn() {
     let dir = tempfile::tempdir().expect("tmp");
     let (ca, certs) = make_certs(dir.path(), &[&["secure.localhost"], &["*.other.localhost"]]);
-    let nats = Nats::start().await;
+    let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut config = test_config(&nats.url);
     config.tls_listen = Some("127.0.0.1:0".into());

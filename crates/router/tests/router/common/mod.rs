@@ -24,82 +24,7 @@ use tokio::net::TcpListener;
 
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-pub struct Nats {
-    child: Option<Child>,
-    pub url: String,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn wait_port(port: u16, up: bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_ok()
-        != up
-    {
-        assert!(
-            Instant::now() < deadline,
-            "port {port} never became up={up}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-impl Nats {
-    pub async fn start() -> Nats {
-        let mut n = Nats {
-            child: None,
-            url: String::new(),
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tmp"),
-        };
-        n.url = format!("nats://127.0.0.1:{}", n.port);
-        n.restart().await;
-        n
-    }
-
-    /// (Re)starts the server on the same port.
-    pub async fn restart(&mut self) {
-        let child = Command::new("/usr/sbin/nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        self.child = Some(child);
-        wait_port(self.port, true).await;
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+pub use testkit::NatsServer as Nats;
 
 pub async fn wait_file(path: &Path) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -516,8 +441,9 @@ pub struct Relay {
 
 impl Relay {
     pub async fn new(target: u16) -> Relay {
+        // Port 0 the first time; `restore` rebinds the same port.
         let mut r = Relay {
-            port: free_port(),
+            port: 0,
             target,
             task: None,
         };
@@ -531,6 +457,7 @@ impl Relay {
         sock.bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
             .expect("bind relay");
         let listener = sock.listen(64).expect("listen");
+        self.port = listener.local_addr().expect("relay addr").port();
         let target = self.target;
         self.task = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();

@@ -1,0 +1,25 @@
+//! The test kit every crate's tests share (dev-only): a private
+//! nats-server per test, a Postgres database per test, polling with
+//! deadlines, and the rule for tests that need root.
+//!
+//! Nothing here is used by the platform itself.
+
+mod nats;
+mod pg;
+mod root;
+mod wait;
+
+pub use nats::NatsServer;
+pub use pg::{PgDb, PG_ADMIN_URL};
+pub use root::{in_ci, is_root, require_root};
+pub use wait::{wait_for, wait_for_blocking, wait_port};
+
+/// A free TCP port on 127.0.0.1, bound then released. Only for a process
+/// that must be told its port before it starts and keep it across restarts
+/// (a restarted controller); everything else binds port 0 itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}

@@ -1,7 +1,7 @@
 //! The instance logic of the DEA: start (droplet → container → process →
 //! health check → RUNNING → route), crash handling, stop, update, find,
 //! heartbeats and advertisements. Everything outgoing goes through the
-//! `Outbox`, so this module is tested with a fake backend and no NATS.
+//! `Outbox`, so this module is tested with the sim backend and no NATS.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -871,12 +871,12 @@ pub fn pick_port(host: &str) -> Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::fake::FakeBackend;
+    use crate::backend::sim::SimBackend;
     use tokio::sync::mpsc::UnboundedReceiver;
 
     struct Setup {
         agent: Arc<Agent>,
-        fake: Arc<FakeBackend>,
+        fake: Arc<SimBackend>,
         rx: UnboundedReceiver<crate::outbox::Outgoing>,
         _tmp: tempfile::TempDir,
         sha: String,
@@ -901,10 +901,7 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("droplets")).expect("mkdir");
         std::fs::write(tmp.path().join("droplets").join(format!("{sha}.tgz")), &tgz)
             .expect("write");
-        let fake = Arc::new(FakeBackend {
-            output: vec!["hello from app".into()],
-            ..Default::default()
-        });
+        let fake = Arc::new(SimBackend::with_output(vec!["hello from app".into()]));
         let (outbox, rx) = Outbox::channel();
         let agent = Agent::new(cfg, fake.clone(), outbox);
         Setup {

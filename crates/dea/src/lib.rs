@@ -14,6 +14,7 @@ pub mod instances;
 pub mod outbox;
 pub mod registry;
 pub mod safefs;
+pub mod sim;
 pub mod staging;
 pub mod state;
 

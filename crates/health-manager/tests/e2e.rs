@@ -249,3 +249,6 @@ async fn one_leader_and_a_standby_takes_over() {
     }
     survivor.abort();
 }
+
+#[path = "e2e/sim_deas.rs"]
+mod sim_deas;

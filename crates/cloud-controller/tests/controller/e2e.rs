@@ -516,3 +516,149 @@ async fn push_stage_start_scale_stop_over_nats() {
         .expect("join");
     assert!(r.is_ok(), "{r:?}");
 }
+
+/// The controller with three simulated DEAs (`dea::sim::SimDea`: the real
+/// agent, builds run for real, instances simulated; no root): a push stages
+/// on one of them, six instances spread over all three and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_scale_over_three_sim_deas() {
+    let nats = Nats::start().expect("nats-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr_file = dir.path().join("cc.addr");
+    let cfg = cloud_controller::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        addr_file: Some(addr_file.clone()),
+        nats_url: nats.url.clone(),
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cloud_controller::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    let addr = eventually("addr file", WAIT, || async {
+        std::fs::read_to_string(&addr_file)
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .await;
+    let mut deas = Vec::new();
+    for i in 0..3 {
+        let d = dea::sim::SimDea::start(&nats.url, &format!("sim-{i}"), &format!("z{i}"))
+            .await
+            .expect("sim dea");
+        deas.push(d);
+    }
+
+    let (status, raw) = http(
+        &addr,
+        "POST",
+        "/oauth/token",
+        &[
+            ("Authorization", "Basic Y2Y6"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"grant_type=password&username=admin&password=admin",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token: Value = serde_json::from_slice(&raw).expect("json");
+    let c = Client {
+        addr: addr.clone(),
+        token: token["access_token"].as_str().expect("token").into(),
+    };
+    let (_, spaces) = c.call("GET", "/v3/spaces", None).await;
+    let space = spaces["resources"][0]["guid"].as_str().expect("space");
+    let (status, app) = c
+        .call(
+            "POST",
+            "/v3/apps",
+            Some(json!({"name": "sim", "relationships": {"space": {"data": {"guid": space}}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let g = app["guid"].as_str().expect("app").to_string();
+    let (_, pkg) = c
+        .call(
+            "POST",
+            "/v3/packages",
+            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": g}}}})),
+        )
+        .await;
+    let pg = pkg["guid"].as_str().expect("pkg").to_string();
+    let bits = zip_bytes(&[("app.py", "print(1)\n"), ("requirements.txt", "")]);
+    let (ct, body) = multipart("bits", &bits);
+    let auth = format!("bearer {}", c.token);
+    let (status, _) = http(
+        &addr,
+        "POST",
+        &format!("/v3/packages/{pg}/upload"),
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, b) = c
+        .call("POST", "/v3/builds", Some(json!({"package": {"guid": pg}})))
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let bg = b["guid"].as_str().expect("build").to_string();
+    let build = eventually("build done", Duration::from_secs(60), || async {
+        let (_, b) = c.call("GET", &format!("/v3/builds/{bg}"), None).await;
+        (b["state"] != "STAGING").then_some(b)
+    })
+    .await;
+    assert_eq!(build["state"], "STAGED", "{build}");
+    let dg = build["droplet"]["guid"].as_str().expect("droplet");
+    let (status, _) = c
+        .call(
+            "PATCH",
+            &format!("/v3/apps/{g}/relationships/current_droplet"),
+            Some(json!({"data": {"guid": dg}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("/v3/apps/{g}/processes/web/actions/scale"),
+            Some(json!({"instances": 6})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = c
+        .call("POST", &format!("/v3/apps/{g}/actions/start"), None)
+        .await;
+    assert_eq!(status, 200);
+
+    let stats_path = format!("/v3/apps/{g}/processes/web/stats");
+    eventually("six RUNNING instances", Duration::from_secs(30), || async {
+        let (_, s) = c.call("GET", &stats_path, None).await;
+        let rs = s["resources"].as_array()?;
+        (rs.len() == 6 && rs.iter().all(|r| r["state"] == "RUNNING")).then_some(())
+    })
+    .await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let found: Vec<FindDropletResponse> = bus
+        .request_many(
+            subjects::DEA_FIND_DROPLET,
+            &FindDropletRequest {
+                app_id: g.clone(),
+                ..Default::default()
+            },
+            Duration::from_millis(1000),
+            None,
+        )
+        .await
+        .expect("find");
+    let per_dea = |id: &str| found.iter().filter(|f| f.dea_id == id).count();
+    for d in &deas {
+        assert_eq!(per_dea(&d.id), 2, "two per DEA: {found:?}");
+    }
+
+    for d in deas {
+        d.stop().await;
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}

@@ -1,6 +1,7 @@
 //! Container backends behind one object-safe trait (ARCHITECTURE §5):
-//! `process` (plain child processes, for laptops and non-root runs) and
-//! `namespaces` (real containers, docs/containers.md). `auto` picks
+//! `process` (plain child processes, for laptops and non-root runs),
+//! `namespaces` (real containers, docs/containers.md) and `sim` (simulated
+//! instances for tests of other components). `auto` picks
 //! `namespaces` when the DEA runs as root on Linux with cgroups, `ip` and
 //! `iptables`.
 
@@ -14,10 +15,9 @@ use tokio::io::AsyncRead;
 
 use crate::error::{DeaError, Result};
 
-#[cfg(test)]
-pub mod fake;
 pub mod namespaces;
 pub mod process;
+pub mod sim;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
@@ -138,6 +138,7 @@ pub trait Backend: Send + Sync {
 pub fn by_name(name: &str) -> Result<Arc<dyn Backend>> {
     match name {
         "process" => Ok(Arc::new(process::ProcessBackend::default())),
+        "sim" => Ok(Arc::new(sim::SimBackend::default())),
         other => Err(DeaError::UnknownBackend(other.to_string())),
     }
 }
@@ -156,8 +157,8 @@ fn find_dea_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The backend chosen by the config: `auto` (default), `namespaces` or
-/// `process`.
+/// The backend chosen by the config: `auto` (default), `namespaces`,
+/// `process` or `sim` (simulated instances, for tests: [`sim`]).
 pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
     let init_exe = cfg.container_init_exe.clone().or_else(find_dea_binary);
     let name = match cfg.backend.as_str() {

@@ -714,3 +714,36 @@ async fn hostile_bus_messages_are_ignored_by_everyone() -> Result<()> {
     }
     Ok(())
 }
+
+/// The whole platform over three simulated DEAs (`backend = "sim"`: builds
+/// run for real, instances are simulated, no root): the instances spread
+/// over the DEAs, answer through the router, and come back on the others
+/// when one DEA is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_deas_spread_route_and_heal() -> Result<()> {
+    let mut p = Platform::start_with(PlatformOptions {
+        deas: 3,
+        dea_config: "backend = \"sim\"\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    p.login().await?;
+    let token = p.admin_token().await?;
+    let guid = push(&p, "simapp", "pyapp", 6).await?;
+    wait_healed(&p, &token, &guid, "simapp", 6).await?;
+    let (_, body) = p.get_via_router(&host("simapp"), "/").await?;
+    assert!(
+        body.starts_with("sim "),
+        "a simulated instance answers: {body}"
+    );
+    let found = instances(&p, &guid).await?;
+    let deas: BTreeSet<&str> = found.iter().map(|f| f.dea_id.as_str()).collect();
+    assert_eq!(deas.len(), 3, "spread over the three DEAs: {found:?}");
+
+    let victim = busiest_dea(&p, &guid).await?;
+    p.deas[victim].kill9();
+    wait_healed(&p, &token, &guid, "simapp", 6).await?;
+    let found = instances(&p, &guid).await?;
+    assert_eq!(running_on(&found, &format!("dea-{victim}")), 0, "{found:?}");
+    Ok(())
+}

@@ -12,6 +12,11 @@
 //! directory to that init and lets it fork. `<tag>` is derived from the DEA
 //! id and state dir, so a DEA restarted on the same state dir finds and
 //! removes its leftovers.
+//!
+//! Here: the backend and its public API. By job: `pool` (slots and the
+//! warm pool), `refill` (keeps the pool full), `inits` (starting
+//! container-inits), `disk` (the disk quota watch), `etc_files` (the
+//! stack's /etc), `pidfd` (waiting for a process and its exit status).
 
 pub mod cgroup;
 pub mod init;
@@ -19,18 +24,28 @@ pub mod net;
 pub mod netlink;
 pub mod spawn;
 
+mod disk;
+mod etc_files;
+mod inits;
+mod pidfd;
+mod pool;
+mod refill;
+
 use std::collections::{BTreeSet, HashMap};
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
-
 use super::*;
 use cgroup::{Layout, Limits};
+use disk::disk_watch;
+use etc_files::prepare_etc;
+use inits::{kill_pids, small_init};
 use net::{Egress, Net};
+use pidfd::wait_child;
+use pool::{finish_create, Slot, Taken};
+use refill::refiller;
 
 /// Inside a container.
 pub const HOME: &str = "/home/vcap";
@@ -38,11 +53,6 @@ pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 const UID_BASE: u32 = 10_000;
 /// `<state_dir>/namespaces.tag`: the tag of the DEA's host objects.
 pub const TAG_FILE: &str = "namespaces.tag";
-const DISK_CHECK: Duration = Duration::from_secs(2);
-/// How long a new container-init may take to build its root file system.
-const INIT_READY: Duration = Duration::from_secs(10);
-/// How long the pool waits before making a new slot (see `refiller`).
-const REFILL_DELAY: Duration = Duration::from_millis(50);
 
 /// Settings of the backend (from the DEA config).
 #[derive(Debug, Clone)]
@@ -98,29 +108,6 @@ pub fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
     match (major, minor) {
         (Some(a), Some(b)) => (a, b) >= min,
         _ => false,
-    }
-}
-
-#[derive(Debug)]
-struct Slot {
-    n: u8,
-    /// A container-init started in the slot, waiting for its process.
-    init: Option<spawn::Child>,
-}
-
-/// What `create` got: a slot from the pool, or a new one whose network
-/// is still to be finished.
-enum Taken {
-    Pooled(Slot),
-    New(u8, net::PendingNet),
-}
-
-impl Taken {
-    fn n(&self) -> u8 {
-        match self {
-            Taken::Pooled(s) => s.n,
-            Taken::New(n, _) => *n,
-        }
     }
 }
 
@@ -194,124 +181,6 @@ impl Inner {
             .ok_or_else(|| DeaError::Backend(format!("no container {id}")))
     }
 
-    fn take_number(&self) -> Result<u8> {
-        let mut f = lock(&self.free);
-        let n = *f
-            .iter()
-            .next()
-            .ok_or_else(|| DeaError::Backend("no free container slot".into()))?;
-        f.remove(&n);
-        Ok(n)
-    }
-
-    /// Creates a slot: cgroup and network (blocking).
-    fn make_slot(&self) -> Result<Slot> {
-        let (n, p) = self.begin_slot()?;
-        // Sent to the rule set used last, so the next start likely finds
-        // its egress rules in place (off the start's path).
-        let rules = lock(&self.last_egress).clone();
-        if let Err(e) = self
-            .finish_slot(n, p)
-            .and_then(|()| self.net.apply_egress(n, &rules))
-        {
-            self.destroy_slot(n);
-            return Err(e);
-        }
-        Ok(Slot { n, init: None })
-    }
-
-    /// A new slot's cgroups and network namespace: enough for its init to
-    /// start while [`Inner::finish_slot`] sets up the links.
-    fn begin_slot(&self) -> Result<(u8, net::PendingNet)> {
-        let _building = lock(&self.building);
-        if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(DeaError::Backend("the backend is shutting down".into()));
-        }
-        let n = self.take_number()?;
-        let r = self
-            .layout
-            .create(&self.s.tag, &cg_name(n))
-            .map_err(|e| DeaError::Backend(format!("cgroup: {e}")))
-            .and_then(|_| self.net.begin_slot(n));
-        match r {
-            Ok(p) => Ok((n, p)),
-            Err(e) => {
-                self.destroy_slot(n);
-                Err(e)
-            }
-        }
-    }
-
-    fn finish_slot(&self, n: u8, p: net::PendingNet) -> Result<()> {
-        let _building = lock(&self.building);
-        if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(DeaError::Backend("the backend is shutting down".into()));
-        }
-        self.net.finish_slot(n, p)
-    }
-
-    fn destroy_slot(&self, n: u8) {
-        self.layout.destroy(&self.s.tag, &cg_name(n));
-        self.net.destroy_slot(n);
-        lock(&self.free).insert(n);
-    }
-
-    fn pool_has_room(&self) -> bool {
-        lock(&self.pool).len() + self.refilling.load(std::sync::atomic::Ordering::SeqCst)
-            < self.s.warm_pool_size
-    }
-
-    /// A slot whose processes are gone: back to the pool when it has room
-    /// (its netns and cgroup are reused as they are; limits are set again
-    /// on the next create; the refiller starts a new container-init in
-    /// it), else torn down.
-    fn release_slot(&self, n: u8) {
-        if !self.shut.load(std::sync::atomic::Ordering::SeqCst) {
-            let mut pool = lock(&self.pool);
-            if pool.len() + self.refilling.load(std::sync::atomic::Ordering::SeqCst)
-                < self.s.warm_pool_size
-            {
-                pool.push(Slot { n, init: None });
-                drop(pool);
-                self.refill.notify_one();
-                return;
-            }
-        }
-        self.destroy_slot(n);
-    }
-
-    /// A pooled slot, preferably one with a ready container-init, else a
-    /// new slot, begun only (see [`Inner::begin_slot`]).
-    fn slot_for_create(&self) -> Result<Taken> {
-        let pooled = {
-            let mut pool = lock(&self.pool);
-            let i = pool
-                .iter()
-                .rposition(|s| s.init.is_some())
-                .or_else(|| pool.len().checked_sub(1));
-            i.map(|i| pool.swap_remove(i))
-        };
-        self.refill.notify_one();
-        match pooled {
-            Some(s) => Ok(Taken::Pooled(s)),
-            None => {
-                let (n, p) = self.begin_slot()?;
-                Ok(Taken::New(n, p))
-            }
-        }
-    }
-
-    /// A pooled slot whose container-init is ready, if any.
-    fn take_ready(&self) -> Option<Slot> {
-        let slot = {
-            let mut pool = lock(&self.pool);
-            let i = pool.iter().rposition(|s| s.init.is_some())?;
-            pool.swap_remove(i)
-        };
-        self.refill.notify_one();
-        Some(slot)
-    }
-
     /// The container's directory (owned by its uid) and limits on slot
     /// `n`; returns the OOM kills counted so far.
     fn prepare(&self, root: &Path, memory_mb: u64, n: u8) -> Result<u64> {
@@ -323,75 +192,6 @@ impl Inner {
         let uid = UID_BASE + n as u32;
         let _ = std::os::unix::fs::lchown(root, Some(uid), Some(uid));
         Ok(self.layout.oom_kills(&self.s.tag, &cg_name(n)))
-    }
-
-    /// Gives up a slot taken by a failed create (blocking).
-    fn abandon(&self, taken: Taken) {
-        let n = taken.n();
-        if let Taken::Pooled(Slot { init: Some(c), .. }) = taken {
-            spawn::discard(c);
-        }
-        self.destroy_slot(n);
-    }
-
-    /// `container-init <rootfs> <uid> [etc=<dir>] [<ro_path>...]`.
-    fn init_argv(&self, uid: u32) -> Vec<String> {
-        let mut argv = vec![
-            "dea".to_string(),
-            "container-init".to_string(),
-            self.rootfs.display().to_string(),
-            uid.to_string(),
-        ];
-        if let Some(e) = &self.etc {
-            argv.push(format!("etc={}", e.display()));
-        }
-        argv.extend(
-            self.s
-                .ro_paths
-                .iter()
-                .filter(|p| p.is_dir())
-                .map(|p| p.display().to_string()),
-        );
-        argv
-    }
-
-    /// Starts a container-init in slot `n` (it builds the root file system,
-    /// then waits for its process). Must run on a thread that lives as long
-    /// as the backend (a runtime worker): the init gets SIGKILL when the
-    /// thread that cloned it ends.
-    fn start_init(&self, n: u8) -> Result<spawn::Child> {
-        let v2_group = match self.layout {
-            Layout::V2 => self
-                .layout
-                .dirs(&self.s.tag, &cg_name(n))
-                .into_iter()
-                .next(),
-            Layout::V1 { .. } => None,
-        };
-        spawn::spawn(
-            &self.init_exe,
-            &self.init_argv(UID_BASE + n as u32),
-            &self.join_files(n),
-            v2_group.as_deref(),
-            &self.net.netns_path(n),
-        )
-    }
-
-    /// The files the new (single-threaded) init writes `0` into to join
-    /// the slot's cgroups. v1: `tasks`, which moves only the writing thread
-    /// (here the whole process) and so skips the global threadgroup lock
-    /// and its RCU grace period that a `cgroup.procs` write waits for
-    /// (5–15 ms per spawn measured here). v2: `cgroup.procs` (only when
-    /// `clone3(CLONE_INTO_CGROUP)` is refused).
-    fn join_files(&self, n: u8) -> Vec<PathBuf> {
-        let files = self.layout.procs_files(&self.s.tag, &cg_name(n));
-        match self.layout {
-            Layout::V2 => files,
-            Layout::V1 { .. } => files
-                .into_iter()
-                .map(|f| f.with_file_name("tasks"))
-                .collect(),
-        }
     }
 
     /// Tears everything down (DEA shutdown).
@@ -554,345 +354,12 @@ impl NamespacesBackend {
     }
 }
 
-async fn refiller(weak: std::sync::Weak<Inner>, refill: Arc<tokio::sync::Notify>) {
-    use std::sync::atomic::Ordering::SeqCst;
-    loop {
-        let notified = refill.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let mut waited = false;
-        loop {
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.shut.load(SeqCst) {
-                return;
-            }
-            // A pooled slot without its container-init (just released),
-            // else a new slot when the pool has room, after REFILL_DELAY:
-            // a short-lived container (a staging, a test) returns its slot
-            // meanwhile, which is cheaper to reuse than a new one, and the
-            // start that took the slot does not compete with the refill.
-            let bare = {
-                let mut pool = lock(&inner.pool);
-                let i = pool.iter().position(|s| s.init.is_none());
-                let slot = i.map(|i| pool.swap_remove(i));
-                if slot.is_some() || (waited && pool.len() < inner.s.warm_pool_size) {
-                    inner.refilling.fetch_add(1, SeqCst);
-                    Some(Some(slot))
-                } else if pool.len() < inner.s.warm_pool_size {
-                    Some(None)
-                } else {
-                    None
-                }
-            };
-            let bare = match bare {
-                None => break,
-                Some(None) => {
-                    drop(inner);
-                    waited = true;
-                    tokio::time::sleep(REFILL_DELAY).await;
-                    continue;
-                }
-                Some(Some(bare)) => bare,
-            };
-            let made = match bare {
-                Some(slot) => Ok(slot),
-                None => {
-                    let i = inner.clone();
-                    tokio::task::spawn_blocking(move || i.make_slot())
-                        .await
-                        .unwrap_or_else(|e| Err(DeaError::Backend(format!("refill task: {e}"))))
-                }
-            };
-            let r = match made {
-                Ok(slot) => ready_slot(&inner, slot).await,
-                Err(e) => Err(e),
-            };
-            inner.refilling.fetch_sub(1, SeqCst);
-            match r {
-                Ok(slot) if inner.shut.load(SeqCst) => {
-                    let i = inner.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if let Some(c) = slot.init {
-                            spawn::discard(c);
-                        }
-                        i.destroy_slot(slot.n)
-                    })
-                    .await;
-                    return;
-                }
-                Ok(slot) => lock(&inner.pool).push(slot),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot fill the warm pool");
-                    break;
-                }
-            }
-        }
-        notified.await;
-    }
-}
-
-/// Starts the slot's container-init (here, on a runtime worker: see
-/// `start_init`) and waits until its root file system is ready. On failure
-/// the slot is torn down.
-async fn ready_slot(inner: &Arc<Inner>, mut slot: Slot) -> Result<Slot> {
-    let child = match inner.start_init(slot.n) {
-        Ok(c) => c,
-        Err(e) => {
-            let i = inner.clone();
-            let _ = tokio::task::spawn_blocking(move || i.destroy_slot(slot.n)).await;
-            return Err(e);
-        }
-    };
-    let i = inner.clone();
-    let n = slot.n;
-    let (child, r) = tokio::task::spawn_blocking(move || {
-        let r = spawn::wait_ready(&child.control, INIT_READY);
-        if r.is_err() {
-            let mut text = String::new();
-            spawn::discard_with_report(child, &mut text);
-            i.destroy_slot(n);
-            let msg = text.trim().to_string();
-            return (
-                None,
-                r.map_err(|e| DeaError::Backend(format!("{e}: {msg}"))),
-            );
-        }
-        (Some(child), r)
-    })
-    .await
-    .map_err(|e| DeaError::Backend(format!("init task: {e}")))?;
-    r?;
-    slot.init = child;
-    Ok(slot)
-}
-
-/// The rest of a create that did not find a ready slot: finish the new
-/// slot's network (while its container-init builds the root file system)
-/// and check that the init started; on failure the slot is torn down.
-async fn finish_create(
-    inner: Arc<Inner>,
-    n: u8,
-    init: Result<spawn::Child>,
-    pending: Option<net::PendingNet>,
-) -> Result<spawn::Child> {
-    tokio::task::spawn_blocking(move || {
-        let finished = match pending {
-            Some(p) => inner.finish_slot(n, p),
-            None => Ok(()),
-        };
-        match (init, finished) {
-            (Ok(c), Ok(())) => Ok(c),
-            (Ok(c), Err(e)) => {
-                spawn::discard(c);
-                inner.destroy_slot(n);
-                Err(e)
-            }
-            (Err(e), _) => {
-                inner.destroy_slot(n);
-                Err(e)
-            }
-        }
-    })
-    .await
-    .map_err(|e| DeaError::Backend(format!("create task: {e}")))?
-}
-
-/// Measures the writable area of each running container and kills those
-/// over their disk quota.
-async fn disk_watch(weak: std::sync::Weak<Inner>) {
-    loop {
-        tokio::time::sleep(DISK_CHECK).await;
-        let Some(inner) = weak.upgrade() else { return };
-        let list: Vec<(String, PathBuf, u64, u8)> = lock(&inner.live)
-            .iter()
-            .filter(|(_, l)| !l.inits.is_empty() && l.disk_bytes > 0)
-            .map(|(id, l)| (id.clone(), l.root.clone(), l.disk_bytes, l.slot))
-            .collect();
-        for (id, root, quota, slot) in list {
-            let used = tokio::task::spawn_blocking(move || crate::safefs::dir_size(&root))
-                .await
-                .unwrap_or(0);
-            if used > quota {
-                tracing::warn!(container = %id, used, quota, "disk quota exceeded, killing");
-                if let Some(l) = lock(&inner.live).get_mut(&id) {
-                    l.disk_exceeded = true;
-                }
-                let i = inner.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    i.layout.kill_all(&i.s.tag, &cg_name(slot))
-                })
-                .await;
-            }
-        }
-    }
-}
-
-/// `dea-init` beside a `dea` binary (both built by `cargo build -p dea
-/// --bins`): the same `container-init` entry without the rest of the DEA,
-/// quicker to exec — when it is built from the same `init.rs` as this
-/// code (a `cargo build --bin dea` leaves an old one behind). Falls back
-/// to `exe`.
-fn small_init(exe: &Path) -> PathBuf {
-    let Some(small) = exe
-        .file_name()
-        .is_some_and(|n| n == "dea")
-        .then(|| exe.parent().map(|d| d.join("dea-init")))
-        .flatten()
-        .filter(|p| p.is_file())
-    else {
-        return exe.to_path_buf();
-    };
-    let theirs = std::process::Command::new(&small)
-        .args(["container-init", "--fingerprint"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    if theirs == init::fingerprint() {
-        small
-    } else {
-        tracing::warn!(dea_init = %small.display(), "dea-init is from another build; using the dea binary as container-init (cargo build -p dea --bins)");
-        exe.to_path_buf()
-    }
-}
-
-/// Signals container inits (our own children: not reaped while listed).
-fn kill_pids(pids: &[i32], sig: i32) {
-    for &p in pids.iter().filter(|&&p| p > 1) {
-        // SAFETY: plain kill on a child pid we have not reaped yet.
-        unsafe {
-            libc::kill(p, sig);
-        }
-    }
-}
-
-/// Copies the host's /etc subset (`init::ETC_ENTRIES`) into `dir`, keeping
-/// symlinks as symlinks and leaving out `private` directories (keys).
-fn prepare_etc(dir: &Path) -> std::io::Result<()> {
-    fn copy(src: &Path, dst: &Path) -> std::io::Result<()> {
-        let md = src.symlink_metadata()?;
-        if md.file_type().is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)
-        } else if md.is_dir() {
-            std::fs::create_dir_all(dst)?;
-            for e in std::fs::read_dir(src)?.flatten() {
-                if e.file_name() != "private" {
-                    copy(&e.path(), &dst.join(e.file_name()))?;
-                }
-            }
-            Ok(())
-        } else {
-            std::fs::copy(src, dst).map(|_| ())
-        }
-    }
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    std::fs::create_dir_all(dir)?;
-    let mut names: Vec<String> = init::ETC_ENTRIES.iter().map(|e| e.to_string()).collect();
-    // The JDK's configuration (`/etc/java-17-openjdk`, linked from its
-    // `conf/` and `lib/security/`).
-    if let Ok(rd) = std::fs::read_dir("/etc") {
-        names.extend(
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| n.starts_with("java-")),
-        );
-    }
-    for e in &names {
-        let src = Path::new("/etc").join(e);
-        if src.symlink_metadata().is_ok() {
-            copy(&src, &dir.join(e))?;
-        }
-    }
-    // The resolvers a container can reach, as a plain file (the host's
-    // may be a link into /run, which a container does not see); a loopback
-    // stub on the host (systemd-resolved) is replaced by its upstream
-    // servers.
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
-    let usable = proto::egress::usable_resolv_conf(&host, upstream.as_deref());
-    let p = dir.join("resolv.conf");
-    let _ = std::fs::remove_file(&p);
-    std::fs::write(&p, usable)?;
-    Ok(())
-}
-
 /// Host paths under the container's directory, as seen inside.
 fn inside(s: &str, root: &str) -> String {
     if root.is_empty() {
         return s.to_string();
     }
     s.replace(root, HOME)
-}
-
-fn parse_status(text: &str) -> Option<ExitInfo> {
-    let (k, v) = text.trim().split_once(' ')?;
-    let n: i32 = v.trim().parse().ok()?;
-    match k {
-        "exit" => Some(ExitInfo {
-            code: Some(n),
-            signal: None,
-        }),
-        "signal" => Some(ExitInfo {
-            code: None,
-            signal: Some(n),
-        }),
-        _ => None,
-    }
-}
-
-fn from_wait_status(st: i32) -> ExitInfo {
-    if libc::WIFEXITED(st) {
-        ExitInfo {
-            code: Some(libc::WEXITSTATUS(st)),
-            signal: None,
-        }
-    } else {
-        ExitInfo {
-            code: None,
-            signal: libc::WIFSIGNALED(st).then(|| libc::WTERMSIG(st)),
-        }
-    }
-}
-
-async fn wait_child(
-    inner: Arc<Inner>,
-    id: String,
-    pid: i32,
-    pidfd: OwnedFd,
-    status: OwnedFd,
-) -> Result<ExitInfo> {
-    // SAFETY: the AsyncFd owns the pidfd and nothing else closes it.
-    let afd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-        .map_err(|e| DeaError::Backend(format!("pidfd: {e}")))?;
-    let st = loop {
-        let mut guard = afd
-            .readable()
-            .await
-            .map_err(|e| DeaError::Backend(format!("pidfd: {e}")))?;
-        if let Some(st) = spawn::reap(pid) {
-            break st;
-        }
-        guard.clear_ready();
-    };
-    if let Some(l) = lock(&inner.live).get_mut(&id) {
-        l.inits.retain(|&p| p != pid);
-    }
-    let mut text = String::new();
-    let _ = std::fs::File::from(status).read_to_string(&mut text);
-    Ok(text
-        .lines()
-        .rev()
-        .find_map(parse_status)
-        .unwrap_or_else(|| {
-            if !text.trim().is_empty() {
-                tracing::warn!(container = %id, report = %text.trim(), "container-init failed");
-            }
-            from_wait_status(st)
-        }))
 }
 
 impl Backend for NamespacesBackend {
@@ -1320,14 +787,11 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_statuses() {
+    fn paths_and_tags() {
         assert_eq!(
             inside("cd /s/i/abc/app && x /s/i/abc/cache", "/s/i/abc"),
             "cd /home/vcap/app && x /home/vcap/cache"
         );
-        assert_eq!(parse_status("exit 3\n").map(|e| e.code), Some(Some(3)));
-        assert_eq!(parse_status("signal 9").map(|e| e.signal), Some(Some(9)));
-        assert_eq!(parse_status("error x"), None);
         let t = tag_for("dea-0", Path::new("/tmp/a"));
         assert_eq!(t.len(), 6);
         assert_ne!(t, tag_for("dea-0", Path::new("/tmp/b")));

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use proto::{
     StagingRecorded, StagingRequest, StagingResult, StagingStop, StartRequest, StopRequest,
     UpdateRequest,
 };
+use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -86,109 +88,43 @@ pub async fn run_with_drain(
 
     let mut tasks: Vec<JoinHandle<()>> =
         staging_tasks(&cfg, &bus, &agent, &stagings, &outbox).await?;
-    {
-        let mut sub = bus
-            .subscribe::<StartRequest>(subjects::dea_start(&cfg.id))
-            .await?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                a.start(m.payload);
-            }
-        }));
-    }
-    {
-        let mut sub = bus.subscribe::<StopRequest>(subjects::DEA_STOP).await?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                let a = a.clone();
-                tokio::spawn(async move { a.stop_matching(&m.payload).await });
-            }
-        }));
-    }
-    {
-        let mut sub = bus.subscribe::<UpdateRequest>(subjects::DEA_UPDATE).await?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                a.update(&m.payload);
-            }
-        }));
-    }
-    {
-        let mut sub = bus
-            .subscribe::<FindDropletRequest>(subjects::DEA_FIND_DROPLET)
-            .await?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                let Some(reply) = m.reply else { continue };
-                let a = a.clone();
-                tokio::spawn(async move {
+    // Subject → what the agent does with each message.
+    let (o, id) = (outbox.clone(), cfg.id.clone());
+    let handlers = Handlers::new(&bus, &agent)
+        .on(subjects::dea_start(&cfg.id), |a, m: Msg<StartRequest>| {
+            a.start(m.payload);
+        })
+        .on(subjects::DEA_STOP, |a, m: Msg<StopRequest>| {
+            detach(a, |a| async move { a.stop_matching(&m.payload).await })
+        })
+        .on(subjects::DEA_UPDATE, |a, m: Msg<UpdateRequest>| {
+            a.update(&m.payload)
+        })
+        .on(
+            subjects::DEA_FIND_DROPLET,
+            |a, m: Msg<FindDropletRequest>| {
+                let Some(reply) = m.reply else { return };
+                detach(a, |a| async move {
                     for r in a.find(&m.payload).await {
                         a.outbox.send(reply.clone(), &r);
                     }
-                });
+                })
+            },
+        )
+        .on(subjects::ROUTER_START, |a, m: Msg<RouterStart>| {
+            a.on_router_start(&m.payload)
+        })
+        .on(subjects::DEA_EGRESS, |a, m: Msg<proto::EgressUpdate>| {
+            detach(a, |a| async move { a.update_egress(&m.payload).await })
+        })
+        // Raw subscriptions: these requests may come with an empty body.
+        .on_raw(subjects::DEA_LOCATE, |a, _| a.publish_advertise())
+        .on_raw(subjects::COMPONENT_DISCOVER, move |_, reply| {
+            if let Some(r) = reply {
+                o.send(r, &announce(&id, started));
             }
-        }));
-    }
-    {
-        let mut sub = bus.subscribe::<RouterStart>(subjects::ROUTER_START).await?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                a.on_router_start(&m.payload);
-            }
-        }));
-    }
-    {
-        let mut sub = bus
-            .subscribe::<proto::EgressUpdate>(subjects::DEA_EGRESS)
-            .await?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                let a = a.clone();
-                tokio::spawn(async move { a.update_egress(&m.payload).await });
-            }
-        }));
-    }
-    // Raw subscriptions: these requests may come with an empty body.
-    {
-        let mut sub = bus
-            .client()
-            .subscribe(subjects::DEA_LOCATE)
-            .await
-            .map_err(|e| proto::BusError::Subscribe {
-                subject: subjects::DEA_LOCATE.into(),
-                message: e.to_string(),
-            })?;
-        let a = agent.clone();
-        tasks.push(tokio::spawn(async move {
-            while sub.next().await.is_some() {
-                a.publish_advertise();
-            }
-        }));
-    }
-    {
-        let mut sub = bus
-            .client()
-            .subscribe(subjects::COMPONENT_DISCOVER)
-            .await
-            .map_err(|e| proto::BusError::Subscribe {
-                subject: subjects::COMPONENT_DISCOVER.into(),
-                message: e.to_string(),
-            })?;
-        let (o, id) = (outbox.clone(), cfg.id.clone());
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                if let Some(r) = m.reply {
-                    o.send(r.to_string(), &announce(&id, started));
-                }
-            }
-        }));
-    }
+        });
+    tasks.extend(handlers.subscribe().await?);
     // Timers.
     {
         // Every interval, and soon after a staging or an instance took or
@@ -334,38 +270,24 @@ async fn staging_tasks(
     stagings: &Stagings,
     outbox: &Outbox,
 ) -> Result<Vec<JoinHandle<()>>> {
-    let mut tasks = Vec::new();
-    {
-        let mut sub = bus
-            .subscribe::<StagingRequest>(subjects::staging_start(&cfg.id))
-            .await?;
-        let (a, st, o) = (agent.clone(), stagings.clone(), outbox.clone());
-        let cap = cfg.max_staging_timeout_s.max(1);
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                let mut req = m.payload;
-                req.timeout_s = req.timeout_s.clamp(1, cap);
-                // Room after live instances and the builds already held.
-                let ad = a.advertisement();
-                let accepted = st.accept(req, (ad.available_memory_mb, ad.available_disk_mb));
-                match m.reply {
-                    Some(reply) => o.send(reply, &accepted),
-                    None => tracing::warn!(staging_id = %accepted.staging_id, "staging request without reply subject"),
-                }
+    let cap = cfg.max_staging_timeout_s.max(1);
+    let (st, o, st_stop) = (stagings.clone(), outbox.clone(), stagings.clone());
+    let handlers = Handlers::new(bus, agent)
+        .on(subjects::staging_start(&cfg.id), move |a, m: Msg<StagingRequest>| {
+            let mut req = m.payload;
+            req.timeout_s = req.timeout_s.clamp(1, cap);
+            // Room after live instances and the builds already held.
+            let ad = a.advertisement();
+            let accepted = st.accept(req, (ad.available_memory_mb, ad.available_disk_mb));
+            match m.reply {
+                Some(reply) => o.send(reply, &accepted),
+                None => tracing::warn!(staging_id = %accepted.staging_id, "staging request without reply subject"),
             }
-        }));
-    }
-    {
-        let mut sub = bus
-            .subscribe::<StagingStop>(subjects::staging_stop(&cfg.id))
-            .await?;
-        let st = stagings.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                st.stop(&m.payload.staging_id, m.payload.reason);
-            }
-        }));
-    }
+        })
+        .on(subjects::staging_stop(&cfg.id), move |_, m: Msg<StagingStop>| {
+            st_stop.stop(&m.payload.staging_id, m.payload.reason)
+        });
+    let mut tasks = handlers.subscribe().await?;
     {
         let (st, o, id) = (stagings.clone(), outbox.clone(), cfg.id.clone());
         tasks.push(tokio::spawn(async move {
@@ -389,6 +311,92 @@ async fn staging_tasks(
         }));
     }
     Ok(tasks)
+}
+
+/// A message received on a subscription.
+type Msg<T> = proto::bus::Incoming<T>;
+
+/// A subscription being made; resolves to the task handling its messages.
+type Subscribing<'a> = Pin<Box<dyn Future<Output = Result<JoinHandle<()>>> + Send + 'a>>;
+
+/// The table of subscriptions: subject → handler. Each subscription gets a
+/// task that hands its messages, one at a time and in order, to its
+/// handler with the agent; a handler that waits runs that part on another
+/// task (`detach`) so that the next message is not held up.
+struct Handlers<'a> {
+    bus: &'a Bus,
+    agent: Arc<Agent>,
+    subs: Vec<Subscribing<'a>>,
+}
+
+impl<'a> Handlers<'a> {
+    fn new(bus: &'a Bus, agent: &Arc<Agent>) -> Handlers<'a> {
+        Handlers {
+            bus,
+            agent: agent.clone(),
+            subs: Vec::new(),
+        }
+    }
+
+    /// `subject` → `f` on each well-formed message.
+    fn on<T, F>(mut self, subject: impl Into<String>, f: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(&Arc<Agent>, Msg<T>) + Send + 'static,
+    {
+        let (bus, a, subject) = (self.bus, self.agent.clone(), subject.into());
+        self.subs.push(Box::pin(async move {
+            let mut sub = bus.subscribe::<T>(subject).await?;
+            Ok(tokio::spawn(async move {
+                while let Some(m) = sub.next().await {
+                    f(&a, m);
+                }
+            }))
+        }));
+        self
+    }
+
+    /// As `on`, for requests that may come with an empty body: `f` gets
+    /// only the reply subject.
+    fn on_raw<F>(mut self, subject: &'static str, f: F) -> Self
+    where
+        F: Fn(&Arc<Agent>, Option<String>) + Send + 'static,
+    {
+        let (bus, a) = (self.bus, self.agent.clone());
+        self.subs.push(Box::pin(async move {
+            let mut sub =
+                bus.client()
+                    .subscribe(subject)
+                    .await
+                    .map_err(|e| proto::BusError::Subscribe {
+                        subject: subject.into(),
+                        message: e.to_string(),
+                    })?;
+            Ok(tokio::spawn(async move {
+                while let Some(m) = sub.next().await {
+                    f(&a, m.reply.map(|r| r.to_string()));
+                }
+            }))
+        }));
+        self
+    }
+
+    /// Subscribes, in the table's order, and starts each handler's task.
+    async fn subscribe(self) -> Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::with_capacity(self.subs.len());
+        for s in self.subs {
+            tasks.push(s.await?);
+        }
+        Ok(tasks)
+    }
+}
+
+/// Runs `f` on its own task with a clone of the agent.
+fn detach<Fut>(agent: &Arc<Agent>, f: impl FnOnce(Arc<Agent>) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(f(agent.clone()));
 }
 
 /// How often a DEA names its builds in flight (`staging.active`).

@@ -1,34 +1,74 @@
 //! Desired state: the controller's `/internal/v1/desired`, paged.
+//!
+//! Times are the HM's own clock ([`crate::clock::Clock`]). The controller's
+//! `updated_at` is only compared with itself: an app whose `updated_at`
+//! differs from the previous copy's (or that is new) changed when the HM
+//! received that copy.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::desired::{DesiredApp, DesiredPage};
+use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::HmError;
+
+/// One fetch of every page, stamped with the HM's monotonic clock.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub apps: Vec<DesiredApp>,
+    /// When the fetch started (instances first seen before are known to it).
+    pub started: Instant,
+    /// When the last page arrived (every change it shows happened before).
+    pub done: Instant,
+}
 
 /// The last good copy of the desired state.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     pub apps: BTreeMap<String, DesiredApp>,
-    /// Unix seconds when the fetch started; `None` = never fetched.
+    /// HM clock: when the fetch started; `None` = never fetched.
     pub fetched_at: Option<f64>,
+    /// HM clock: when the HM received the copy that first showed an app's
+    /// current `updated_at`. Apps absent here have not changed while the HM
+    /// watched.
+    pub changed_at: BTreeMap<String, f64>,
 }
 
 impl Desired {
+    /// A copy fetched at `fetched_at` (HM clock) with no app known to have
+    /// changed recently.
     pub fn new(apps: Vec<DesiredApp>, fetched_at: f64) -> Desired {
         Desired {
             apps: apps.into_iter().map(|a| (a.app_id.clone(), a)).collect(),
             fetched_at: Some(fetched_at),
+            changed_at: BTreeMap::new(),
         }
     }
-}
 
-/// Unix seconds of an RFC 3339 time; unparsable = long ago.
-pub fn unix_time(rfc3339: &str) -> f64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_millis()) / 1000.0)
-        .unwrap_or(0.0)
+    /// The next copy: `fetched` replaces this one; an app whose `updated_at`
+    /// is new (or every app, on the first copy: the HM does not know when
+    /// they changed) is marked changed when `fetched` arrived.
+    pub fn update(&self, fetched: Fetched, clock: &Clock) -> Desired {
+        let done = clock.at(fetched.done);
+        let mut next = Desired::new(fetched.apps, clock.at(fetched.started));
+        for (id, app) in &next.apps {
+            let changed = match self.apps.get(id) {
+                Some(prev) if prev.updated_at == app.updated_at => self.changed_at.get(id).copied(),
+                _ => Some(done),
+            };
+            if let Some(t) = changed {
+                next.changed_at.insert(id.clone(), t);
+            }
+        }
+        next
+    }
+
+    /// HM clock: when the app last changed while the HM watched, if it did.
+    pub fn changed_at(&self, app_id: &str) -> Option<f64> {
+        self.changed_at.get(app_id).copied()
+    }
 }
 
 const MAX_PAGES: usize = 10_000;
@@ -66,8 +106,19 @@ impl Fetcher {
         })
     }
 
-    /// Every page, following `next_token`.
-    pub async fn fetch(&self, now: f64) -> Result<Desired, HmError> {
+    /// Every page, following `next_token`, stamped with when the fetch
+    /// started and ended.
+    pub async fn fetch(&self) -> Result<Fetched, HmError> {
+        let started = Instant::now();
+        let apps = self.fetch_apps().await?;
+        Ok(Fetched {
+            apps,
+            started,
+            done: Instant::now(),
+        })
+    }
+
+    async fn fetch_apps(&self) -> Result<Vec<DesiredApp>, HmError> {
         let mut apps = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -84,7 +135,7 @@ impl Fetcher {
             apps.extend(page.apps);
             match page.next_token {
                 Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(Desired::new(apps, now)),
+                _ => return Ok(apps),
             }
         }
         Err(HmError::Desired(format!("{}: too many pages", self.url)))
@@ -95,10 +146,56 @@ impl Fetcher {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_times() {
-        assert_eq!(unix_time("1970-01-01T00:01:40Z"), 100.0);
-        assert_eq!(unix_time("1970-01-01T00:01:40.500+00:00"), 100.5);
-        assert_eq!(unix_time("garbage"), 0.0);
+    fn app(id: &str, updated_at: &str) -> DesiredApp {
+        DesiredApp {
+            app_id: id.into(),
+            name: id.into(),
+            version: "v1".into(),
+            instances: 1,
+            state: "STARTED".into(),
+            updated_at: updated_at.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_are_stamped_when_the_hm_sees_them_whatever_updated_at_says() {
+        let clock = Clock::start();
+        let fetch = |apps: Vec<DesiredApp>| {
+            let done = Instant::now();
+            Fetched {
+                apps,
+                started: done - Duration::from_millis(500),
+                done,
+            }
+        };
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // First copy: every app counts as just changed, whatever its
+        // updated_at (the controller's clock may be far off the HM's).
+        let d1 = Desired::default().update(
+            fetch(vec![
+                app("a", "2001-01-01T00:00:00Z"),
+                app("b", "2999-01-01T00:00:00Z"),
+            ]),
+            &clock,
+        );
+        assert_eq!(d1.fetched_at, Some(9.5));
+        assert_eq!(d1.changed_at("a"), Some(10.0));
+        assert_eq!(d1.changed_at("b"), Some(10.0));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // b changed (its updated_at moved, here backwards), c is new, a did not change.
+        let d2 = d1.update(
+            fetch(vec![
+                app("a", "2001-01-01T00:00:00Z"),
+                app("b", "1999-01-01T00:00:00Z"),
+                app("c", "2001-01-01T00:00:00Z"),
+            ]),
+            &clock,
+        );
+        assert_eq!(d2.fetched_at, Some(11.5));
+        assert_eq!(d2.changed_at("a"), Some(10.0));
+        assert_eq!(d2.changed_at("b"), Some(12.0));
+        assert_eq!(d2.changed_at("c"), Some(12.0));
+        // Apps of `new` copies have no known change.
+        assert_eq!(Desired::new(vec![app("a", "x")], 1.0).changed_at("a"), None);
     }
 }

@@ -3,10 +3,46 @@
 
 use proto::{subjects, Bus, HealthStart, HealthStop, LogMessage, LogSource, LogStream};
 
+use crate::driver::Effects;
+use crate::leader::{LeaderLock, Outcome};
 use crate::planner::Action;
 use crate::state::CrashHistory;
 
-/// Publishes every action and remembers the starts issued.
+/// The loop's effects in production: the leader lock (none = always act)
+/// and [`execute`] on the bus.
+pub struct NatsEffects {
+    bus: Bus,
+    lock: Option<LeaderLock>,
+}
+
+impl NatsEffects {
+    pub fn new(bus: Bus, lock: Option<LeaderLock>) -> NatsEffects {
+        NatsEffects { bus, lock }
+    }
+}
+
+impl Effects for NatsEffects {
+    async fn leading(&mut self) -> bool {
+        match self.lock.as_mut() {
+            Some(l) => l.tick().await == Outcome::Leading,
+            None => true,
+        }
+    }
+
+    async fn execute(&mut self, actions: &[Action], history: &mut CrashHistory, now: f64) {
+        execute(&self.bus, actions, history, now).await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(l) = self.lock.as_mut() {
+            l.release().await;
+        }
+        let _ = self.bus.flush().await;
+    }
+}
+
+/// Publishes every action and remembers the starts issued (`now`: the HM's
+/// monotonic clock).
 pub async fn execute(bus: &Bus, actions: &[Action], history: &mut CrashHistory, now: f64) {
     for action in actions {
         let (result, line) = match action {

@@ -4,11 +4,15 @@
 //!
 //! Layout: [`state`] (actual state, crash history), [`desired`] (fetching),
 //! [`planner`] (pure decisions), [`executor`] (publishing), [`leader`] (the
-//! JetStream KV lock that lets only one of several HMs act). Every HM keeps
-//! its views current; only the leader executes plans.
+//! JetStream KV lock that lets only one of several HMs act), [`driver`] (the
+//! loop, fed through the [`Inputs`] / [`Effects`] seam), [`clock`] (the
+//! HM's monotonic clock, the only one liveness and freshness are measured
+//! with). Every HM keeps its views current; only the leader executes plans.
 
+pub mod clock;
 pub mod config;
 pub mod desired;
+pub mod driver;
 pub mod executor;
 pub mod leader;
 pub mod planner;
@@ -17,10 +21,12 @@ pub mod state;
 use std::future::Future;
 use std::time::Duration;
 
+use proto::bus::{BusEvent, Subscription};
 use proto::{subjects, Bus, DropletExited, Heartbeat};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use config::Config;
+pub use driver::{Effects, Input, Inputs};
 pub use planner::{plan, Action};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +59,7 @@ fn write_ready(path: &std::path::Path) -> Result<(), HmError> {
 fn spawn_desired_fetcher(
     fetcher: desired::Fetcher,
     every: Duration,
-    tx: watch::Sender<Option<desired::Desired>>,
+    tx: watch::Sender<Option<desired::Fetched>>,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -61,7 +67,7 @@ fn spawn_desired_fetcher(
         let mut failing = false;
         loop {
             tick.tick().await;
-            match fetcher.fetch(proto::now_unix()).await {
+            match fetcher.fetch().await {
                 Ok(d) => {
                     if failing {
                         tracing::info!(apps = d.apps.len(), "desired state available again");
@@ -82,16 +88,57 @@ fn spawn_desired_fetcher(
     });
 }
 
+/// The loop's inputs in production: the bus's heartbeat and exit
+/// subscriptions, its connection events and the desired-state fetcher.
+struct NatsInputs {
+    bus: Bus,
+    heartbeats: Subscription<Heartbeat>,
+    exits: Subscription<DropletExited>,
+    desired: watch::Receiver<Option<desired::Fetched>>,
+    bus_events: broadcast::Receiver<BusEvent>,
+}
+
+impl Inputs for NatsInputs {
+    async fn next(&mut self) -> Option<Input> {
+        loop {
+            tokio::select! {
+                msg = self.heartbeats.next() => return msg.map(|m| Input::Heartbeat(m.payload)),
+                msg = self.exits.next() => return msg.map(|m| Input::Exit(m.payload)),
+                changed = self.desired.changed() => {
+                    changed.ok()?;
+                    if let Some(d) = self.desired.borrow_and_update().clone() {
+                        return Some(Input::Desired(d));
+                    }
+                }
+                ev = self.bus_events.recv() => match ev {
+                    Ok(BusEvent::Disconnected) => return Some(Input::BusDown),
+                    Ok(BusEvent::Connected) => return Some(Input::BusUp),
+                    // Missed events: be safe, start listening afresh.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Some(Input::BusLagged {
+                            connected: self.bus.is_connected(),
+                        })
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.bus_events = self.bus.events();
+                    }
+                },
+            }
+        }
+    }
+}
+
 /// Runs the health manager until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), HmError> {
+    let clock = clock::Clock::start();
     let bus = Bus::connect(&config.nats_url, "health-manager").await?;
-    let mut heartbeats = bus.subscribe::<Heartbeat>(subjects::DEA_HEARTBEAT).await?;
-    let mut exits = bus
+    let heartbeats = bus.subscribe::<Heartbeat>(subjects::DEA_HEARTBEAT).await?;
+    let exits = bus
         .subscribe::<DropletExited>(subjects::DROPLET_EXITED)
         .await?;
     bus.flush().await?;
 
-    let (desired_tx, mut desired_rx) = watch::channel(None);
+    let (desired_tx, desired_rx) = watch::channel(None);
     let fetcher = desired::Fetcher::new(&config.cc_url, &config.internal_api_token)?;
     spawn_desired_fetcher(
         fetcher,
@@ -99,8 +146,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         desired_tx,
     );
 
-    let mut bus_events = bus.events();
-    let mut lock = config.leader_lock.then(|| {
+    let bus_events = bus.events();
+    let lock = config.leader_lock.then(|| {
         leader::LeaderLock::new(
             bus.client().clone(),
             &config.leader_bucket,
@@ -116,92 +163,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
 
-    let mut actual = state::Actual::new(proto::now_unix());
-    let mut history = state::CrashHistory::new();
-    let mut desired = desired::Desired::default();
-    let mut pass = tokio::time::interval(Duration::from_millis(config.pass_interval_ms.max(50)));
-    pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
     if let Some(path) = &config.addr_file {
         write_ready(path)?;
     }
     tracing::info!(id = %config.id, nats = %config.nats_url, cc = %config.cc_url, leader_lock = config.leader_lock, "health manager running");
 
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            msg = heartbeats.next() => {
-                let Some(msg) = msg else { break };
-                let now = proto::now_unix();
-                for i in &msg.payload.instances {
-                    history.settle_start(i);
-                }
-                actual.apply_heartbeat(msg.payload, now);
-                // Crashes seen only in heartbeats (a missed exit message) count too.
-                let crashed: Vec<_> = actual.crashed().map(|i| (i.app_id.clone(), i.index, i.instance_id.clone())).collect();
-                for (app_id, index, id) in crashed {
-                    if history.record_crash(&app_id, index, &id, now, config.crash_reset_s) {
-                        tracing::info!(app_id = %app_id, index, instance_id = %id, "crash seen in heartbeat");
-                    }
-                }
-            }
-            msg = exits.next() => {
-                let Some(msg) = msg else { break };
-                let now = proto::now_unix();
-                let exit = msg.payload;
-                actual.apply_exit(&exit, now);
-                if history.observe_exit(&exit, now, config.crash_reset_s) {
-                    tracing::info!(app_id = %exit.app_id, index = exit.index, instance_id = %exit.instance_id, "instance crashed");
-                }
-            }
-            changed = desired_rx.changed() => {
-                if changed.is_err() { break; }
-                if let Some(d) = desired_rx.borrow_and_update().clone() {
-                    desired = d;
-                }
-            }
-            ev = bus_events.recv() => match ev {
-                Ok(proto::bus::BusEvent::Disconnected) => {
-                    tracing::warn!("bus down: not acting until it is back and every DEA heard again");
-                    actual.bus_down();
-                }
-                Ok(proto::bus::BusEvent::Connected) => {
-                    tracing::info!(wait_s = config.dea_timeout_s(), "bus back: listening before acting");
-                    actual.bus_up(proto::now_unix());
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed events: be safe, start listening afresh.
-                    actual.bus_up(proto::now_unix());
-                    if !bus.is_connected() {
-                        actual.bus_down();
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    bus_events = bus.events();
-                }
-            },
-            _ = pass.tick() => {
-                let leading = match lock.as_mut() {
-                    Some(l) => l.tick().await == leader::Outcome::Leading,
-                    None => true,
-                };
-                let now = proto::now_unix();
-                if leading {
-                    let actions = plan(&desired, &actual, &history, &config, now);
-                    if !actions.is_empty() {
-                        executor::execute(&bus, &actions, &mut history, now).await;
-                    }
-                }
-                actual.gc(now, config.dea_timeout_s());
-                history.gc(now, config.crash_reset_s, config.start_timeout_s);
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    tracing::info!("health manager stopping");
-    if let Some(l) = lock.as_mut() {
-        l.release().await;
-    }
-    let _ = bus.flush().await;
+    let mut inputs = NatsInputs {
+        bus: bus.clone(),
+        heartbeats,
+        exits,
+        desired: desired_rx,
+        bus_events,
+    };
+    let mut effects = executor::NatsEffects::new(bus, lock);
+    driver::run_loop(&config, clock, &mut inputs, &mut effects, shutdown).await;
     Ok(())
 }

@@ -1,13 +1,16 @@
 //! The pure planner: compares desired and actual state and decides what to
-//! start and stop. No I/O; time passed in (Unix seconds).
+//! start and stop. No I/O; time passed in (seconds of the HM's monotonic
+//! clock, [`crate::clock::Clock`], like every time in `desired` and `state`).
+//! Timestamps other hosts wrote are never compared with it: a DEA's `since`
+//! only orders instances of that one DEA.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::{InstanceHeartbeat, InstanceState};
+use proto::InstanceState;
 
 use crate::config::Config;
-use crate::desired::{unix_time, Desired};
-use crate::state::{Actual, CrashHistory};
+use crate::desired::Desired;
+use crate::state::{Actual, CrashHistory, Seen};
 
 /// What the executor should ask the controller to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,15 +78,29 @@ pub fn can_act(desired: &Desired, actual: &Actual, cfg: &Config, now: f64) -> bo
     fresh && warm
 }
 
+/// Which of several instances at one index to keep (lowest first): RUNNING,
+/// then STARTING, then BORN; then the one the HM heard of first; among those
+/// first named in the same heartbeat, the oldest by its DEA's `since`.
+fn keep_order(a: &Seen<'_>, b: &Seen<'_>) -> std::cmp::Ordering {
+    keep_rank(a.state)
+        .cmp(&keep_rank(b.state))
+        .then_with(|| a.first_seen.total_cmp(&b.first_seen))
+        // `since` is only comparable within one DEA's clock.
+        .then_with(|| a.dea_id.cmp(b.dea_id))
+        .then_with(|| a.since.total_cmp(&b.since))
+        .then_with(|| a.instance_id.cmp(&b.instance_id))
+}
+
 /// Decides the actions of one pass.
 ///
 /// Rules, per app (skipped while the controller itself changed it within two
-/// heartbeat intervals):
+/// heartbeat intervals, as the HM saw it: see [`Desired::changed_at`]):
 /// - app not desired or STOPPED → stop its instances;
 /// - instance of another version → stop (`old version`);
 /// - index ≥ desired instances → stop (`extra`);
 /// - several BORN/STARTING/RUNNING instances at one index → keep one
-///   (RUNNING, then STARTING, then BORN; the oldest), stop the rest;
+///   (RUNNING, then STARTING, then BORN; the oldest: see [`keep_order`]),
+///   stop the rest;
 /// - an index whose only instances are EVACUATING → start a replacement
 ///   (its DEA stops the old one once the replacement runs);
 /// - an index with no live instance → start (`missing`), or after a crash,
@@ -91,7 +108,9 @@ pub fn can_act(desired: &Desired, actual: &Actual, cfg: &Config, now: f64) -> bo
 /// - a start already issued and not yet seen is not repeated for
 ///   `start_timeout_s`; at most `max_starts_per_pass` starts per pass.
 ///
-/// Only instances reported before the desired copy was taken are stopped.
+/// Only instances the HM heard of before the desired copy's fetch started
+/// are stopped. `now` and every time in the views are the HM's monotonic
+/// clock.
 pub fn plan(
     desired: &Desired,
     actual: &Actual,
@@ -105,14 +124,18 @@ pub fn plan(
     if !can_act(desired, actual, cfg, now) {
         return Vec::new();
     }
-    // Only instances whose state was reported before the desired copy was
-    // taken are stopped: newer ones may be the controller's own recent work.
-    let known = |i: &InstanceHeartbeat| i.since < fetched_at;
+    // Only instances the HM heard of before the desired copy's fetch started
+    // are stopped: newer ones may be the controller's own recent work. Both
+    // times are the HM's receipt times (a DEA's `since` is its own clock).
+    let known = |i: &Seen<'_>| i.first_seen < fetched_at;
     let settle = 2.0 * cfg.heartbeat_interval_s;
 
-    let mut by_app: BTreeMap<&str, Vec<&InstanceHeartbeat>> = BTreeMap::new();
+    let mut by_app: BTreeMap<&str, Vec<Seen<'_>>> = BTreeMap::new();
     for i in actual.live(now, cfg.dea_timeout_s()) {
-        by_app.entry(i.app_id.as_str()).or_default().push(i);
+        by_app
+            .entry(i.instance.app_id.as_str())
+            .or_default()
+            .push(i);
     }
     let app_ids: BTreeSet<&str> = by_app
         .keys()
@@ -125,7 +148,7 @@ pub fn plan(
     for app_id in app_ids {
         let live = by_app.get(app_id).map(Vec::as_slice).unwrap_or(&[]);
         let app = desired.apps.get(app_id);
-        if app.is_some_and(|a| unix_time(&a.updated_at) > now - settle) {
+        if desired.changed_at(app_id).is_some_and(|t| t > now - settle) {
             continue; // the controller is still acting on it
         }
         let Some(app) = app.filter(|a| a.state == "STARTED") else {
@@ -146,9 +169,9 @@ pub fn plan(
         };
 
         let (mut old, mut extra, mut dups) = (Vec::new(), Vec::new(), Vec::new());
-        let mut at_index: BTreeMap<u32, Vec<&InstanceHeartbeat>> = BTreeMap::new();
+        let mut at_index: BTreeMap<u32, Vec<Seen<'_>>> = BTreeMap::new();
         let mut evacuating: BTreeSet<u32> = BTreeSet::new();
-        for &i in live {
+        for i in live {
             if i.version != app.version {
                 if known(i) {
                     old.push(i.instance_id.clone());
@@ -160,16 +183,11 @@ pub fn plan(
             } else if i.state == InstanceState::Evacuating {
                 evacuating.insert(i.index);
             } else {
-                at_index.entry(i.index).or_default().push(i);
+                at_index.entry(i.index).or_default().push(*i);
             }
         }
         for insts in at_index.values_mut().filter(|v| v.len() > 1) {
-            insts.sort_by(|a, b| {
-                (keep_rank(a.state), a.since)
-                    .partial_cmp(&(keep_rank(b.state), b.since))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then_with(|| a.instance_id.cmp(&b.instance_id))
-            });
+            insts.sort_by(keep_order);
             dups.extend(
                 insts
                     .iter()
@@ -242,7 +260,7 @@ fn stop(app_id: &str, version: Option<String>, instance_ids: Vec<String>, why: &
 mod tests {
     use super::*;
     use proto::desired::DesiredApp;
-    use proto::Heartbeat;
+    use proto::{Heartbeat, InstanceHeartbeat};
     use InstanceState::*;
 
     const NOW: f64 = 1000.0;
@@ -276,28 +294,46 @@ mod tests {
         f64,
     );
 
-    fn actual(instances: &[I], received_at: f64) -> Actual {
+    /// A heartbeat of `dea` whose clock is `offset` s off the HM's: the
+    /// `since` it reports is the fixture's `since` (HM time) plus `offset`.
+    fn heartbeat<'a>(dea: &str, instances: impl Iterator<Item = &'a I>, offset: f64) -> Heartbeat {
+        Heartbeat {
+            dea_id: dea.into(),
+            instances: instances
+                .map(
+                    |&(app_id, version, index, id, state, since)| InstanceHeartbeat {
+                        app_id: app_id.into(),
+                        version: version.into(),
+                        index,
+                        instance_id: id.into(),
+                        state,
+                        since: since + offset,
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    /// One DEA's instances as the HM heard them: each instance is first named
+    /// in a heartbeat received at its `since` (HM time; at `received_at` at the
+    /// latest), the DEA's last heartbeat arrives at `received_at`. The DEA's
+    /// clock is `offset` s off the HM's.
+    fn actual_skewed(instances: &[I], received_at: f64, offset: f64) -> Actual {
+        let heard = |i: &I| i.5.min(received_at);
+        let mut times: Vec<f64> = instances.iter().map(heard).collect();
+        times.push(received_at);
+        times.sort_by(f64::total_cmp);
+        times.dedup();
         let mut a = Actual::new(0.0);
-        a.apply_heartbeat(
-            Heartbeat {
-                dea_id: "dea".into(),
-                instances: instances
-                    .iter()
-                    .map(
-                        |&(app_id, version, index, id, state, since)| InstanceHeartbeat {
-                            app_id: app_id.into(),
-                            version: version.into(),
-                            index,
-                            instance_id: id.into(),
-                            state,
-                            since,
-                        },
-                    )
-                    .collect(),
-            },
-            received_at,
-        );
+        for t in times {
+            let named = instances.iter().filter(|i| heard(i) <= t);
+            a.apply_heartbeat(heartbeat("dea", named, offset), t);
+        }
         a
+    }
+
+    fn actual(instances: &[I], received_at: f64) -> Actual {
+        actual_skewed(instances, received_at, 0.0)
     }
 
     fn start(app: &str, version: &str, indices: &[u32], why: &str) -> Action {
@@ -324,20 +360,65 @@ mod tests {
         history: &CrashHistory,
         now: f64,
     ) -> Vec<Action> {
+        run_skewed(apps, instances, history, now, 0.0)
+    }
+
+    /// `run` with the DEA's clock `offset` s off the HM's.
+    fn run_skewed(
+        apps: Vec<DesiredApp>,
+        instances: &[I],
+        history: &CrashHistory,
+        now: f64,
+        offset: f64,
+    ) -> Vec<Action> {
         // Both views fresh at `now`.
         let desired = Desired::new(apps, now);
-        plan(&desired, &actual(instances, now), history, &cfg(), now)
+        let actual = actual_skewed(instances, now, offset);
+        plan(&desired, &actual, history, &cfg(), now)
+    }
+
+    struct Case {
+        name: &'static str,
+        apps: Vec<DesiredApp>,
+        instances: Vec<I>,
+        expect: Vec<Action>,
     }
 
     #[test]
     fn table() {
-        struct Case {
-            name: &'static str,
-            apps: Vec<DesiredApp>,
-            instances: Vec<I>,
-            expect: Vec<Action>,
+        for c in table_cases() {
+            let got = run(c.apps, &c.instances, &CrashHistory::new(), NOW);
+            assert_eq!(got, c.expect, "case: {}", c.name);
         }
-        let cases = vec![
+    }
+
+    /// The rules of `table` and `table_with_history` with the DEA's clock
+    /// 10 minutes ahead of the HM's and 10 minutes behind: the same
+    /// decisions (its `since` values are its own clock, never compared with
+    /// the HM's).
+    #[test]
+    fn tables_with_the_dea_clock_ten_minutes_off() {
+        for offset in [600.0, -600.0] {
+            for c in table_cases() {
+                let got = run_skewed(c.apps, &c.instances, &CrashHistory::new(), NOW, offset);
+                assert_eq!(got, c.expect, "offset {offset}, case: {}", c.name);
+            }
+            let h = table_history();
+            for c in history_cases() {
+                let got = run_skewed(
+                    vec![app("a", "v1", 5, "STARTED")],
+                    &c.instances,
+                    &h,
+                    NOW + c.at,
+                    offset,
+                );
+                assert_eq!(got, c.expect, "offset {offset}, case: {}", c.name);
+            }
+        }
+    }
+
+    fn table_cases() -> Vec<Case> {
+        vec![
             Case {
                 name: "converged: nothing to do",
                 apps: vec![app("a", "v1", 2, "STARTED")],
@@ -555,35 +636,49 @@ mod tests {
                     stop_("a", Some("v2"), &["d1"], reason::DUPLICATE),
                 ],
             },
-        ];
-        for c in cases {
-            let got = run(c.apps, &c.instances, &CrashHistory::new(), NOW);
-            assert_eq!(got, c.expect, "case: {}", c.name);
-        }
+        ]
     }
 
-    /// Rules that depend on the HM's memory (crashes, issued starts) and on
-    /// time, combined: every case runs at `NOW + at` with the same history.
-    #[test]
-    fn table_with_history() {
-        // Crash history: index 0 crashed 3 times (immediate restarts used up
-        // on the next one), index 1 crashed 4 times 10 s ago (30 s backoff),
-        // index 2 crashed once long ago (expired). A start of index 3 was
-        // issued 2 s ago (pending), of index 4 10 s ago (timed out).
+    /// Crash history: index 0 crashed 3 times (immediate restarts used up
+    /// on the next one), index 1 crashed 4 times 10 s ago (30 s backoff),
+    /// index 2 crashed once long ago (expired). A start of index 3 was
+    /// issued 2 s ago (pending), of index 4 10 s ago (timed out).
+    fn table_history() -> CrashHistory {
         let mut h = CrashHistory::new();
         crashed_times(&mut h, 0, 3, NOW - 1.0);
         crashed_times(&mut h, 1, 4, NOW - 10.0);
         crashed_times(&mut h, 2, 1, NOW - cfg().crash_reset_s - 5.0);
         h.note_start("a", "v1", 3, NOW - 2.0);
         h.note_start("a", "v1", 4, NOW - 10.0);
-        struct Case {
-            name: &'static str,
-            at: f64,
-            instances: Vec<I>,
-            expect: Vec<Action>,
+        h
+    }
+
+    struct HistoryCase {
+        name: &'static str,
+        at: f64,
+        instances: Vec<I>,
+        expect: Vec<Action>,
+    }
+
+    /// Rules that depend on the HM's memory (crashes, issued starts) and on
+    /// time, combined: every case runs at `NOW + at` with the same history.
+    #[test]
+    fn table_with_history() {
+        let h = table_history();
+        for c in history_cases() {
+            let got = run(
+                vec![app("a", "v1", 5, "STARTED")],
+                &c.instances,
+                &h,
+                NOW + c.at,
+            );
+            assert_eq!(got, c.expect, "case: {}", c.name);
         }
-        let cases = vec![
-            Case {
+    }
+
+    fn history_cases() -> Vec<HistoryCase> {
+        vec![
+            HistoryCase {
                 name: "nothing live: crashed restarts, backoff waits, expired is missing, pending waits",
                 at: 0.0,
                 instances: vec![],
@@ -592,7 +687,7 @@ mod tests {
                     start("a", "v1", &[0], reason::CRASHED),
                 ],
             },
-            Case {
+            HistoryCase {
                 name: "after the backoff and the start timeout",
                 at: 21.0,
                 instances: vec![],
@@ -601,7 +696,7 @@ mod tests {
                     start("a", "v1", &[0, 1], reason::CRASHED),
                 ],
             },
-            Case {
+            HistoryCase {
                 name: "evacuating index ignores its crash backoff",
                 at: 0.0,
                 instances: vec![
@@ -613,7 +708,7 @@ mod tests {
                 ],
                 expect: vec![start("a", "v1", &[1], reason::EVACUATING)],
             },
-            Case {
+            HistoryCase {
                 name: "a live instance at a crashed index: no restart, duplicates still stopped",
                 at: 0.0,
                 instances: vec![
@@ -627,16 +722,7 @@ mod tests {
                 ],
                 expect: vec![stop_("a", Some("v1"), &["r0b"], reason::DUPLICATE)],
             },
-        ];
-        for c in cases {
-            let got = run(
-                vec![app("a", "v1", 5, "STARTED")],
-                &c.instances,
-                &h,
-                NOW + c.at,
-            );
-            assert_eq!(got, c.expect, "case: {}", c.name);
-        }
+        ]
     }
 
     #[test]
@@ -678,9 +764,14 @@ mod tests {
 
     #[test]
     fn recently_updated_apps_are_left_to_the_controller() {
+        // The HM saw the app change 3 s before NOW; 2 intervals = 4 s. (Its
+        // `updated_at`, the controller's clock, says nothing: long ago.)
+        let run = |apps: Vec<DesiredApp>, instances: &[I], h: &CrashHistory, now: f64| {
+            let mut desired = Desired::new(apps, now);
+            desired.changed_at.insert("a".into(), NOW - 3.0);
+            plan(&desired, &actual(instances, now), h, &cfg(), now)
+        };
         let mut a = app("a", "v1", 2, "STARTED");
-        // updated 3 s before NOW (= 1000 s after the epoch); 2 intervals = 4 s.
-        a.updated_at = "1970-01-01T00:16:37Z".into();
         assert!(run(vec![a.clone()], &[], &CrashHistory::new(), NOW).is_empty());
         // Also for stops.
         a.state = "STOPPED".into();
@@ -891,5 +982,82 @@ mod tests {
             NOW,
         );
         assert_eq!(got, vec![stop_("b", None, &["o"], reason::OLD_VERSION)]);
+    }
+    /// Two DEAs, one 10 minutes ahead of true time and one 10 minutes
+    /// behind, whose `since` values are Unix seconds on their own clocks
+    /// while the HM's clock counts from its start: healthy instances on both
+    /// are left alone, one the controller started after the desired copy was
+    /// fetched is not taken for an extra, stale ones are stopped, and
+    /// whichever DEA goes silent is detected after `dea_timeout`.
+    #[test]
+    fn deas_ten_minutes_ahead_and_behind() {
+        const WALL: f64 = 1_700_000_000.0; // true Unix time at HM time 0
+                                           // (dea, clock offset, instances with the HM time they appeared)
+        let deas: [(&str, f64, Vec<I>); 2] = [
+            (
+                "ahead",
+                600.0,
+                vec![
+                    ("a", "v1", 0, "a0", Running, 100.0),
+                    ("a", "v0", 0, "old", Running, 50.0),
+                    ("a", "v1", 5, "x5", Running, 100.0),
+                ],
+            ),
+            (
+                "behind",
+                -600.0,
+                vec![
+                    ("a", "v1", 1, "a1", Running, 100.0),
+                    // Started by the controller after the copy below was fetched.
+                    ("a", "v1", 2, "a2", Starting, NOW - 0.5),
+                ],
+            ),
+        ];
+        let beat = |a: &mut Actual, dea: usize, t: f64| {
+            let (id, offset, insts) = &deas[dea];
+            let named = insts.iter().filter(|i| i.5 <= t);
+            a.apply_heartbeat(heartbeat(id, named, WALL + offset), t);
+        };
+        for lost in [0, 1] {
+            let mut a = Actual::new(0.0);
+            // Every DEA heartbeats every 2 s from HM time 40 to NOW.
+            let mut t = 40.0;
+            while t <= NOW {
+                beat(&mut a, 0, t);
+                beat(&mut a, 1, t);
+                t += 2.0;
+            }
+            let h = CrashHistory::new();
+            let copy = Desired::new(vec![app("a", "v1", 2, "STARTED")], NOW - 1.0);
+            assert_eq!(
+                plan(&copy, &a, &h, &cfg(), NOW),
+                vec![
+                    stop_("a", None, &["old"], reason::OLD_VERSION),
+                    stop_("a", Some("v1"), &["x5"], reason::EXTRA),
+                ],
+                "lost {lost}: a0, a1 (healthy) and a2 (newer than the copy) kept"
+            );
+            // The controller's next copy has 3 instances; one DEA goes silent.
+            let copy = Desired::new(vec![app("a", "v1", 3, "STARTED")], NOW + 5.0);
+            let mut t = NOW + 2.0;
+            while t <= NOW + 10.0 {
+                beat(&mut a, 1 - lost, t);
+                t += 2.0;
+            }
+            let gone = ["a0", "a1 and a2"][lost];
+            let indices: &[u32] = [&[0][..], &[1, 2][..]][lost];
+            let stops = vec![
+                stop_("a", None, &["old"], reason::OLD_VERSION),
+                stop_("a", Some("v1"), &["x5"], reason::EXTRA),
+            ];
+            let got = plan(&copy, &a, &h, &cfg(), NOW + 6.0);
+            assert_eq!(got, stops, "lost {lost}: {gone}'s DEA heard 6 s ago");
+            let got = plan(&copy, &a, &h, &cfg(), NOW + 6.5);
+            let mut want = vec![start("a", "v1", indices, reason::MISSING)];
+            if lost == 1 {
+                want.extend(stops);
+            }
+            assert_eq!(got, want, "lost {lost}: {gone}'s DEA silent for 6.5 s");
+        }
     }
 }

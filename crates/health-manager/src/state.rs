@@ -1,16 +1,38 @@
 //! What the HM knows: the actual state (heartbeats and exits) and its own
 //! memory (crash history, starts it asked for). Pure data, time passed in as
-//! Unix seconds.
+//! seconds of the HM's monotonic clock ([`crate::clock::Clock`]): every time
+//! here is when the HM itself received or did something, never a time another
+//! host wrote (a DEA's `since` is kept for ordering one DEA's own instances and
+//! for display only).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
 
 use proto::{DropletExited, ExitReason, Heartbeat, InstanceHeartbeat, InstanceState};
 
 /// The latest heartbeat of one DEA.
 #[derive(Debug, Clone)]
 pub struct DeaView {
+    /// HM clock: when the HM received it.
     pub received_at: f64,
     pub instances: Vec<InstanceHeartbeat>,
+}
+
+/// A live instance as the HM sees it: what its DEA reported, plus when the HM
+/// first heard of it (HM clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    pub dea_id: &'a str,
+    /// HM clock: receipt of the first heartbeat naming the instance.
+    pub first_seen: f64,
+    pub instance: &'a InstanceHeartbeat,
+}
+
+impl Deref for Seen<'_> {
+    type Target = InstanceHeartbeat;
+    fn deref(&self) -> &InstanceHeartbeat {
+        self.instance
+    }
 }
 
 /// Actual state from `dea.heartbeat` and `droplet.exited`.
@@ -24,6 +46,8 @@ pub struct Actual {
     deas: BTreeMap<String, DeaView>,
     /// instance id → when its exit was received; overrides heartbeats received before.
     exited: HashMap<String, f64>,
+    /// instance id → when the first heartbeat naming it was received.
+    first_seen: HashMap<String, f64>,
 }
 
 impl Actual {
@@ -33,11 +57,15 @@ impl Actual {
             connected: true,
             deas: BTreeMap::new(),
             exited: HashMap::new(),
+            first_seen: HashMap::new(),
         }
     }
 
-    /// Replaces that DEA's view.
+    /// Replaces that DEA's view (`now`: when the HM received it).
     pub fn apply_heartbeat(&mut self, hb: Heartbeat, now: f64) {
+        for i in &hb.instances {
+            self.first_seen.entry(i.instance_id.clone()).or_insert(now);
+        }
         self.deas.insert(
             hb.dea_id,
             DeaView {
@@ -64,20 +92,36 @@ impl Actual {
         self.exited.insert(exit.instance_id.clone(), now);
     }
 
+    /// When the HM received the first heartbeat naming that instance.
+    pub fn first_seen(&self, instance_id: &str) -> Option<f64> {
+        self.first_seen.get(instance_id).copied()
+    }
+
     /// Live instances (BORN, STARTING, RUNNING, EVACUATING) on DEAs heard from
     /// within `dea_timeout_s`, minus those that exited since their DEA's last heartbeat.
-    pub fn live(&self, now: f64, dea_timeout_s: f64) -> Vec<&InstanceHeartbeat> {
+    pub fn live(&self, now: f64, dea_timeout_s: f64) -> Vec<Seen<'_>> {
         self.deas
-            .values()
-            .filter(|d| now - d.received_at <= dea_timeout_s)
-            .flat_map(|d| {
-                d.instances.iter().filter(move |i| {
-                    i.state.is_live()
-                        && self
-                            .exited
+            .iter()
+            .filter(|(_, d)| now - d.received_at <= dea_timeout_s)
+            .flat_map(|(dea_id, d)| {
+                d.instances
+                    .iter()
+                    .filter(move |i| {
+                        i.state.is_live()
+                            && self
+                                .exited
+                                .get(&i.instance_id)
+                                .is_none_or(|&t| t < d.received_at)
+                    })
+                    .map(move |i| Seen {
+                        dea_id,
+                        first_seen: self
+                            .first_seen
                             .get(&i.instance_id)
-                            .is_none_or(|&t| t < d.received_at)
-                })
+                            .copied()
+                            .unwrap_or(d.received_at),
+                        instance: i,
+                    })
             })
             .collect()
     }
@@ -90,11 +134,19 @@ impl Actual {
             .filter(|i| i.state == InstanceState::Crashed)
     }
 
-    /// Forgets DEAs gone for long and old exit marks.
+    /// Forgets DEAs gone for long, old exit marks, and when instances no
+    /// longer reported were first seen.
     pub fn gc(&mut self, now: f64, dea_timeout_s: f64) {
         self.deas
             .retain(|_, d| now - d.received_at <= 10.0 * dea_timeout_s.max(1.0));
         self.exited.retain(|_, t| now - *t <= 120.0);
+        let reported: std::collections::HashSet<&str> = self
+            .deas
+            .values()
+            .flat_map(|d| d.instances.iter().map(|i| i.instance_id.as_str()))
+            .collect();
+        self.first_seen
+            .retain(|id, _| reported.contains(id.as_str()));
     }
 
     pub fn dea_count(&self) -> usize {

@@ -398,4 +398,50 @@ mod tests {
         assert!(a.connected);
         assert_eq!(a.listening_since, 50.0);
     }
+    /// A DEA's clock 10 minutes ahead, behind or right: liveness and
+    /// first sightings are the HM's receipt times, whatever `since` says.
+    #[test]
+    fn liveness_and_first_sightings_ignore_the_dea_clock() {
+        const WALL: f64 = 1_700_000_000.0;
+        for offset in [600.0, -600.0, 0.0] {
+            let mut a = Actual::new(0.0);
+            let beat = |a: &mut Actual, ids: &[&str], at: f64| {
+                let instances = ids
+                    .iter()
+                    .map(|id| InstanceHeartbeat {
+                        since: WALL + offset + at,
+                        ..inst(id, 0, InstanceState::Running)
+                    })
+                    .collect();
+                a.apply_heartbeat(
+                    Heartbeat {
+                        dea_id: "d".into(),
+                        instances,
+                    },
+                    at,
+                );
+            };
+            beat(&mut a, &["i1"], 10.0);
+            beat(&mut a, &["i1", "i2"], 12.0);
+            assert_eq!(a.first_seen("i1"), Some(10.0), "offset {offset}");
+            assert_eq!(a.first_seen("i2"), Some(12.0), "offset {offset}");
+            let firsts = |a: &Actual, now| {
+                a.live(now, 6.0)
+                    .iter()
+                    .map(|s| (s.instance_id.clone(), s.first_seen))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                firsts(&a, 18.0),
+                vec![("i1".to_string(), 10.0), ("i2".to_string(), 12.0)],
+                "offset {offset}: heard 6 s ago"
+            );
+            assert!(firsts(&a, 18.5).is_empty(), "offset {offset}: lost");
+            // i1 no longer reported: its first sighting is forgotten.
+            beat(&mut a, &["i2"], 20.0);
+            a.gc(20.0, 6.0);
+            assert_eq!(a.first_seen("i1"), None, "offset {offset}");
+            assert_eq!(a.first_seen("i2"), Some(12.0), "offset {offset}");
+        }
+    }
 }

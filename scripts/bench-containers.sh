@@ -4,10 +4,18 @@
 # Usage: scripts/bench-containers.sh [RUNS=100] [DENSITY=200]   (as root)
 # On a shared machine, serialize benchmarks:
 #   flock /tmp/paas-bench.lock scripts/bench-containers.sh 100 200
+#
+# Changes to this machine: Debian packages the platform runs with, when
+# missing, and a Rust check (scripts/lib.sh ensure_runtime, ensure_build:
+# the same as scripts/setup.sh); target/release in the checkout. While it
+# runs: containers (cgroups, network namespaces, veths, a bridge, iptables
+# chains, removed at the end) and net.ipv4.ip_forward=1 (left on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
 . scripts/lib.sh
-ensure_base
+ensure_runtime
+ensure_build
 # Builds `dea-init` (the containers' PID 1) along with `dea`.
 cargo build --release -q -p dea --bins --examples
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"

@@ -52,6 +52,15 @@
 #
 # Environment: DURATION per run (default 5s), REPEAT (default 5),
 # CONCURRENCY (default "1 4 16 64"), ROUTES (default 100000).
+#
+# Changes to this machine: Debian packages when their command is missing:
+# wrk, nginx (installing it also starts Debian's nginx service on port 80,
+# where the init system runs services), nats-server, python3, curl, gcc,
+# and a Rust check (scripts/lib.sh ensure_build); target/release in the
+# checkout. While it runs, as root: CPU 0's idle states other than POLL
+# disabled in /sys/devices/system/cpu/cpu0/cpuidle/state*/disable (restored
+# on exit). Its nginx, nats-server and router processes and its temp dir
+# (/tmp/bench-router.*) are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib.sh
@@ -60,6 +69,8 @@ ensure_cmd wrk wrk
 ensure_cmd nginx nginx
 ensure_cmd nats-server nats-server
 ensure_cmd python3 python3
+ensure_cmd curl curl
+ensure_build
 
 DURATION=${DURATION:-5s}
 REPEAT=${REPEAT:-5}

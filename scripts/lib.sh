@@ -1,5 +1,10 @@
-# Shared helpers for scripts/setup.sh and scripts/test.sh (Debian).
+# Shared helpers for scripts/setup.sh, scripts/test.sh and the benchmark
+# scripts (Debian). Each helper says what it installs or changes on the
+# machine; each script's header lists what it calls.
 # shellcheck shell=bash
+
+# The checkout (this file is scripts/lib.sh).
+LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -24,31 +29,101 @@ ensure_cmd() {
   fi
 }
 
-ensure_base() {
+# ensure_pip: pip for the host's python3 (the python buildpack runs
+# `python3 -m pip`); Debian's python3 has none without python3-pip.
+ensure_pip() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "==> installing python3-pip"
+    apt_install python3-pip
+  fi
+}
+
+# What the platform needs to RUN (`cf dev start`, the DEA's built-in
+# buildpacks at staging and run time, its containers): Debian packages,
+# installed when their command is missing.
+ensure_runtime() {
   ensure_cmd nats-server nats-server
+  # python buildpack: python3 and pip (requirements from PyPI).
   ensure_cmd python3 python3
+  ensure_pip
+  # nodejs buildpack: node, and npm for dependencies from the npm registry.
   ensure_cmd node nodejs
-  ensure_cmd curl curl
-  ensure_cmd cc gcc
-  ensure_cmd pkg-config pkg-config
-  ensure_cmd pg_isready postgresql-client
-  ensure_cmd openssl openssl
-  ensure_cmd wrk wrk
+  ensure_cmd npm npm
+  # java buildpack: runs apps with the host's JDK (java; jar reads manifests).
+  ensure_cmd java default-jdk-headless
+  # staticfile buildpack: serves with the host's nginx.
   ensure_cmd nginx nginx
-  # The java buildpack runs apps with the host's JDK; the tests build a jar
-  # (javac, jar).
-  ensure_cmd javac default-jdk-headless
-  ensure_cmd jar default-jdk-headless
+  # namespaces backend (containers as root): bridge, veths and rules.
   ensure_cmd iptables iptables
   ensure_cmd ip iproute2
-  if ! command -v cargo >/dev/null 2>&1; then
-    if [ -x "$HOME/.cargo/bin/cargo" ]; then
-      export PATH="$HOME/.cargo/bin:$PATH"
-    else
-      echo "==> installing Debian's rust toolchain (cargo); the code needs Rust >= 1.85"
-      apt_install cargo rustc
+  ensure_cmd curl curl
+}
+
+# What building needs: a C compiler (the linker; ring and the bundled
+# SQLite are C) and Rust (checked, not installed: see ensure_rust).
+ensure_build() {
+  ensure_cmd cc gcc
+  ensure_rust
+}
+
+# The minimum Rust: rust-version of [workspace.package] in Cargo.toml (the
+# only place it is written).
+workspace_rust_version() {
+  awk -F'"' '/^\[/ { s = ($0 == "[workspace.package]") }
+    s && /^rust-version[[:space:]]*=/ { print $2; exit }' "$LIB_ROOT/Cargo.toml"
+}
+
+# version_ge A B: A >= B (dotted versions).
+version_ge() {
+  [ "$(printf '%s\n' "$1" "$2" | sort -V | head -n 1)" = "$2" ]
+}
+
+# ensure_rust: cargo and a rustc at least the workspace's rust-version, on
+# PATH or in ~/.cargo/bin (rustup's, added to PATH for this script). Installs
+# nothing (Debian's rustc is older than the code needs): when they are
+# missing or too old, stops with one message saying what to install.
+ensure_rust() {
+  local need have="" problem=""
+  need=$(workspace_rust_version)
+  if [ -z "$need" ]; then
+    echo "error: no rust-version in [workspace.package] of $LIB_ROOT/Cargo.toml" >&2
+    exit 1
+  fi
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    case ":$PATH:" in
+      *":$HOME/.cargo/bin:"*) ;;
+      *) export PATH="$HOME/.cargo/bin:$PATH" ;;
+    esac
+  fi
+  if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+    problem="cargo or rustc is missing (looked on PATH and in ~/.cargo/bin)"
+  elif ! have=$(rustc --version 2>/dev/null) || [ -z "$have" ]; then
+    problem="\`rustc --version\` fails ($(command -v rustc))"
+  else
+    have=${have#rustc }
+    have=${have%% *}
+    have=${have%%-*}
+    if ! version_ge "$have" "$need"; then
+      problem="found rustc $have ($(command -v rustc)), which is older"
     fi
   fi
+  [ -z "$problem" ] && return 0
+  cat >&2 <<EOF
+error: building needs Rust >= $need (rust-version in Cargo.toml); $problem.
+Install Rust with rustup (Debian's rustc packages are older):
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
+(if rustup is already installed: rustup update stable), then re-run $0.
+EOF
+  exit 1
+}
+
+# What only the tests need (besides the runtime, ensure_postgres and
+# ensure_vm_tools): openssl (the router's TLS tests make certificates with
+# it), javac and jar (the java tests build jars; the runtime's JDK package).
+ensure_test_tools() {
+  ensure_cmd openssl openssl
+  ensure_cmd javac default-jdk-headless
+  ensure_cmd jar default-jdk-headless
 }
 
 # A Debian kernel under /boot whose modules are installed.
@@ -61,15 +136,17 @@ have_vm_kernel() {
 }
 
 # What the cgroup v2 VM test (crates/dea/tests/cgroup_v2_vm.rs, through
-# scripts/vm/run-in-vm.sh) needs: qemu, a Debian kernel with its modules, a
-# static busybox, cpio and kmod. Root only (the test is skipped otherwise),
-# and not with DEA_SKIP_VM_TESTS=1.
+# scripts/vm/run-in-vm.sh) needs: qemu, a Debian kernel with its modules
+# (installed under /boot and /lib/modules), a static busybox, cpio, xz (the
+# kernel's compressed modules) and kmod. Root only (the test is skipped
+# otherwise), and not with DEA_SKIP_VM_TESTS=1.
 ensure_vm_tools() {
   if [ "$(id -u)" -ne 0 ] || [ "${DEA_SKIP_VM_TESTS:-}" = 1 ]; then return 0; fi
   local pkgs=()
   command -v qemu-system-x86_64 >/dev/null 2>&1 || pkgs+=(qemu-system-x86)
   dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static)
   command -v cpio >/dev/null 2>&1 || pkgs+=(cpio)
+  command -v xz >/dev/null 2>&1 || pkgs+=(xz-utils)
   [ -x /usr/sbin/modprobe ] || [ -x /sbin/modprobe ] || pkgs+=(kmod)
   have_vm_kernel || pkgs+=(linux-image-amd64)
   [ "${#pkgs[@]}" -eq 0 ] && return 0
@@ -86,8 +163,13 @@ ensure_vm_tools() {
   fi
 }
 
-# A Postgres on 127.0.0.1:5432 with trust auth for user postgres (tests use it).
+# A Postgres on 127.0.0.1:5432 with trust auth for user postgres (only the
+# tests use it; the platform's default database is SQLite). Installs
+# postgresql-client and postgresql when missing, inserts
+# `host all all 127.0.0.1/32 trust` as the first line of the newest
+# cluster's pg_hba.conf and starts (or restarts) that cluster.
 ensure_postgres() {
+  ensure_cmd pg_isready postgresql-client
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     echo "==> installing postgresql"

@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
-# Installs what is missing on a fresh Debian machine, builds the platform and
-# starts it on this machine (`cf dev start`). Extra arguments go to `cf dev start`
-# (e.g. --router-port 8081, --dir DIR).
+# Installs what the platform needs to run on a fresh Debian machine (when
+# missing), builds it and starts it on this machine (`cf dev start`). Extra
+# arguments go to `cf dev start` (e.g. --router-port 8081, --dir DIR). Test
+# and benchmark tools are not installed here: scripts/test.sh and the
+# scripts/bench-*.sh install what they need.
+#
+# Changes to this machine:
+# - apt-get update, then Debian packages whose command is missing
+#   (scripts/lib.sh ensure_runtime, ensure_build): nats-server, python3,
+#   python3-pip, nodejs, npm, default-jdk-headless, nginx, iptables,
+#   iproute2, curl, gcc. Installing nginx also starts Debian's nginx service
+#   (port 80) where the init system runs services.
+# - Rust is not installed: without cargo and a rustc >= the rust-version of
+#   Cargo.toml (on PATH or in ~/.cargo/bin) it stops and says what to install.
+# - target/release in the checkout; the symlink ~/.local/bin/cf.
+# - `cf dev start`: ~/.cfdev (state, configs, logs, pids; $CF_HOME/.cfdev if
+#   set, or --dir) and the platform's processes in the background until
+#   `cf dev stop`. As root the DEA runs apps in containers: a bridge, network
+#   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas
+#   (removed when the DEA stops; a crashed DEA's when a DEA starts again),
+#   and net.ipv4.ip_forward=1 (left on). docs/containers.md lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
 . scripts/lib.sh
-ensure_base
+ensure_runtime
+ensure_build
 cargo build --release --bins
 mkdir -p "$HOME/.local/bin"
 ln -sf "$PWD/target/release/cf" "$HOME/.local/bin/cf"

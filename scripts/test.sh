@@ -1,10 +1,38 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit tests and the end-to-end
 # tests against a real nats-server, SQLite, Postgres and the real binaries.
+#
+# Changes to this machine:
+# - apt-get update, then Debian packages whose command is missing
+#   (scripts/lib.sh): what scripts/setup.sh installs (the platform under
+#   test runs with it: ensure_runtime, ensure_build), and for the tests only
+#   openssl and the JDK's javac/jar (ensure_test_tools), postgresql and
+#   postgresql-client (ensure_postgres); as root, unless DEA_SKIP_VM_TESTS=1,
+#   for the cgroup v2 VM test: qemu-system-x86, busybox-static, cpio,
+#   xz-utils, kmod and linux-image-amd64 (a kernel under /boot and
+#   /lib/modules; installed without recommends and with INITRD=No; its
+#   bootloader hook may run) (ensure_vm_tools). Installing postgresql starts
+#   its cluster; installing nginx starts Debian's nginx service (port 80),
+#   where the init system runs services.
+# - Rust is not installed: without cargo and a rustc >= the rust-version of
+#   Cargo.toml it stops and says what to install.
+# - Postgres, unless one already answers on 127.0.0.1:5432: `host all all
+#   127.0.0.1/32 trust` inserted as the first line of
+#   /etc/postgresql/<newest>/main/pg_hba.conf (once), and that cluster
+#   started (or restarted).
+# - target/debug in the checkout.
+# - While they run, as root, the tests make containers (bridges, network
+#   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas),
+#   a test namespace and veth of their own, and qemu VMs (scripts/vm/
+#   run-in-vm.sh, in a temp dir); all removed at the end. The DEA sets
+#   net.ipv4.ip_forward=1 (left on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
 . scripts/lib.sh
-ensure_base
+ensure_runtime
+ensure_build
+ensure_test_tools
 ensure_vm_tools
 ensure_postgres
 cargo fmt --all -- --check

@@ -23,6 +23,10 @@
 # environment; its output goes to this script's stdout/stderr (merged) and
 # this script exits with its exit code. 124: timed out; 125: the VM did not
 # boot or did not report (the console log is printed).
+#
+# Changes to this machine: none. It installs nothing (scripts/lib.sh
+# ensure_vm_tools does, for scripts/test.sh) and removes its temp dir and
+# qemu on exit; the guest sees the host's root file system read-only.
 set -euo pipefail
 
 timeout_s=120

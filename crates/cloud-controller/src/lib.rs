@@ -1,4 +1,4 @@
-//! The cloud controller (ARCHITECTURE §4): CF v3 API, store, blobstore,
+//! The cloud controller (docs/architecture.md §6): CF v3 API, store, blobstore,
 //! tokens, placement, staging orchestration, health-request respondent and
 //! log aggregation.
 

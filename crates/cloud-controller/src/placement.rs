@@ -1,4 +1,4 @@
-//! Placement of instances and staging tasks on DEAs (ARCHITECTURE §4):
+//! Placement of instances and staging tasks on DEAs (docs/architecture.md §9):
 //! right stack, enough memory and disk, the zone with fewest instances of the
 //! app, the DEA with fewest instances of the app, then most free memory.
 

@@ -1,4 +1,4 @@
-//! The environment of an instance (ARCHITECTURE §5).
+//! The environment of an instance (docs/architecture.md §10.3).
 
 use std::collections::BTreeMap;
 use std::path::Path;

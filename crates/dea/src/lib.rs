@@ -1,5 +1,5 @@
-//! The Droplet Execution Agent (ARCHITECTURE §5): stages apps and runs their
-//! instances in containers, reporting over NATS.
+//! The Droplet Execution Agent (docs/architecture.md §10): stages apps and runs
+//! their instances in containers, reporting over NATS.
 
 pub mod agent;
 pub mod archive;

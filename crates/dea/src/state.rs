@@ -1,4 +1,4 @@
-//! The instance state machine (ARCHITECTURE §5): a pure table of allowed
+//! The instance state machine (docs/architecture.md §5.1): a pure table of allowed
 //! transitions over `proto::InstanceState`.
 
 use proto::InstanceState;

@@ -1,5 +1,5 @@
 //! The leader lock: several health managers may run, only the holder of a
-//! NATS JetStream key-value key acts (ARCHITECTURE §7).
+//! NATS JetStream key-value key acts (docs/architecture.md §13.2).
 //!
 //! The bucket keeps one revision per key (`history = 1`) and drops entries
 //! older than the TTL (`max_age`). A contender `create`s the key (fails while

@@ -1,6 +1,6 @@
 //! The health manager: compares desired state (controller) with actual state
 //! (DEA heartbeats and exits) and asks the controller to start or stop
-//! instances (ARCHITECTURE §7).
+//! instances (docs/architecture.md §13).
 //!
 //! Layout: [`state`] (actual state, crash history), [`desired`] (fetching),
 //! [`planner`] (pure decisions), [`executor`] (publishing), [`leader`] (the

@@ -1,5 +1,5 @@
-//! The components' shared config convention (ARCHITECTURE §2): a TOML file,
-//! every field defaulted, then environment overrides (`NATS_URL`).
+//! The components' shared config convention (docs/architecture.md §2.2): a
+//! TOML file, every field defaulted, then environment overrides (`NATS_URL`).
 
 use std::path::{Path, PathBuf};
 

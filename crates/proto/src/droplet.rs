@@ -1,5 +1,6 @@
-//! The droplet format (ARCHITECTURE §5): `droplet.tgz` holds `app/` and
-//! `staging_info.yml` with `detected_buildpack` and `start_command`.
+//! The droplet format (docs/architecture.md §11): `droplet.tgz` holds `app/`
+//! (and the buildpacks' `deps/` and `profile.d/`) and `staging_info.yml` with
+//! `detected_buildpack` and `start_command`.
 
 use serde::{Deserialize, Serialize};
 

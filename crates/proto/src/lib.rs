@@ -1,7 +1,8 @@
 //! The contract between the platform's components: NATS subjects, message
 //! payloads, the droplet format and the internal desired-state document.
 //!
-//! Subjects and payload structs live here and nowhere else (ARCHITECTURE §3).
+//! Subjects and payload structs live here and nowhere else (docs/architecture.md
+//! §3, §4).
 
 pub mod bus;
 pub mod config;

@@ -1,4 +1,4 @@
-//! Payloads of every subject in ARCHITECTURE §3. JSON, snake_case.
+//! Payloads of every subject in docs/architecture.md §4. JSON, snake_case.
 //! Optional fields default so that older/newer peers interoperate.
 
 use std::collections::BTreeMap;
@@ -173,7 +173,7 @@ pub struct FindDropletRequest {
     pub include_stats: bool,
 }
 
-/// Instance states (ARCHITECTURE §5).
+/// Instance states (docs/architecture.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InstanceState {

@@ -1,4 +1,4 @@
-//! Every NATS subject of ARCHITECTURE §3.
+//! Every NATS subject of docs/architecture.md §3.
 
 pub const ROUTER_START: &str = "router.start";
 pub const ROUTER_GREET: &str = "router.greet";

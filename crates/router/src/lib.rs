@@ -1,5 +1,5 @@
 //! The router: learns routes from NATS and proxies HTTP to app instances
-//! (ARCHITECTURE §6, docs/conventions.md "Router config").
+//! (docs/architecture.md §12, docs/conventions.md "Router config").
 
 pub mod access_log;
 pub mod admin;

@@ -1,5 +1,5 @@
-//! Container backends behind one object-safe trait (ARCHITECTURE §5):
-//! `process` (plain child processes, for laptops and non-root runs),
+//! Container backends behind one object-safe trait (docs/architecture.md
+//! §10.1): `process` (plain child processes, for laptops and non-root runs),
 //! `namespaces` (real containers, docs/containers.md) and `sim` (simulated
 //! instances for tests of other components). `auto` picks
 //! `namespaces` when the DEA runs as root on Linux with cgroups, `ip` and

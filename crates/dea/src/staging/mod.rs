@@ -1,4 +1,4 @@
-//! Staging (ARCHITECTURE §5, docs/buildpacks.md): a package becomes a
+//! Staging (docs/architecture.md §8, docs/buildpacks.md): a package becomes a
 //! droplet. `plan` holds the pure rules (roles of buildpacks, phase lines,
 //! environment, errors), `runner` runs one build in a container, and
 //! `service` keeps the builds this DEA accepted as long-running work.

@@ -1,4 +1,4 @@
-//! One staging (ARCHITECTURE §5, docs/buildpacks.md): the package, the
+//! One staging (docs/architecture.md §8, docs/buildpacks.md): the package, the
 //! build cache and the buildpacks are laid out on the host, then the build
 //! runs in a container: detect (or the named chain of buildpacks: supply,
 //! then finalize or compile), release, and the droplet and the cache packed

@@ -837,13 +837,17 @@ mod tests {
     /// bash; nothing is left afterwards.
     #[tokio::test]
     async fn pooled_inits_and_direct_exec() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 || !available() {
-            eprintln!("SKIPPED: needs root, cgroups, ip and iptables");
+        if !testkit::require_root(
+            "pooled_inits_and_direct_exec",
+            &[("cgroups, ip and iptables", available())],
+        ) {
             return;
         }
         let Some(init_exe) = built_init() else {
-            eprintln!("SKIPPED: no dea binary built (cargo build -p dea --bins)");
+            testkit::skip_or_fail(
+                "pooled_inits_and_direct_exec",
+                "needs the dea binary (cargo build -p dea --bins)",
+            );
             return;
         };
         let tmp = tempfile::tempdir().expect("tmp");

@@ -24,12 +24,12 @@ pub struct ManifestApp {
     pub name: Option<String>,
     pub path: Option<String>,
     pub instances: Option<u32>,
-    pub memory: Option<serde_yaml::Value>,
-    pub disk_quota: Option<serde_yaml::Value>,
+    pub memory: Option<serde_norway::Value>,
+    pub disk_quota: Option<serde_norway::Value>,
     pub buildpack: Option<String>,
     pub buildpacks: Option<Vec<String>>,
     pub command: Option<String>,
-    pub env: Option<BTreeMap<String, serde_yaml::Value>>,
+    pub env: Option<BTreeMap<String, serde_norway::Value>>,
     pub routes: Option<Vec<ManifestRoute>>,
     #[serde(rename = "no-route")]
     pub no_route: Option<bool>,
@@ -80,7 +80,7 @@ pub struct AppPlan {
 
 pub fn parse(text: &str) -> Result<Vec<ManifestApp>> {
     let m: ManifestFile =
-        serde_yaml::from_str(text).map_err(|e| CliError::Manifest(e.to_string()))?;
+        serde_norway::from_str(text).map_err(|e| CliError::Manifest(e.to_string()))?;
     Ok(m.applications)
 }
 
@@ -90,17 +90,17 @@ pub fn load(path: &Path) -> Result<Vec<ManifestApp>> {
     parse(&text)
 }
 
-fn yaml_scalar(v: &serde_yaml::Value) -> String {
+fn yaml_scalar(v: &serde_norway::Value) -> String {
     match v {
-        serde_yaml::Value::String(s) => s.clone(),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::Bool(b) => b.to_string(),
-        serde_yaml::Value::Null => String::new(),
+        serde_norway::Value::String(s) => s.clone(),
+        serde_norway::Value::Number(n) => n.to_string(),
+        serde_norway::Value::Bool(b) => b.to_string(),
+        serde_norway::Value::Null => String::new(),
         other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 
-fn size(v: Option<&serde_yaml::Value>, flag: Option<&String>) -> Result<Option<u64>> {
+fn size(v: Option<&serde_norway::Value>, flag: Option<&String>) -> Result<Option<u64>> {
     match (flag, v) {
         (Some(f), _) => parse_mb(f).map(Some).map_err(CliError::Usage),
         (None, Some(v)) => parse_mb(&yaml_scalar(v))

@@ -231,7 +231,7 @@ struct ReleaseDoc {
     #[serde(default)]
     default_process_types: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    config_vars: Option<BTreeMap<String, serde_yaml::Value>>,
+    config_vars: Option<BTreeMap<String, serde_norway::Value>>,
 }
 
 /// Parses a `bin/release` YAML document.
@@ -239,7 +239,7 @@ pub fn parse_release(name: &str, yaml: &str) -> Result<Release> {
     if yaml.trim().is_empty() {
         return Ok(Release::default());
     }
-    let doc: ReleaseDoc = serde_yaml::from_str(yaml).map_err(|e| {
+    let doc: ReleaseDoc = serde_norway::from_str(yaml).map_err(|e| {
         DeaError::Failed(StagingFailure::new(
             StagingErrorId::BuildpackReleaseFailed,
             format!("{name}: bin/release printed invalid YAML: {e}"),
@@ -256,9 +256,9 @@ pub fn parse_release(name: &str, yaml: &str) -> Result<Release> {
         .filter(|(k, _)| valid_env_name(k))
         .filter_map(|(k, v)| {
             let v = match v {
-                serde_yaml::Value::String(s) => s,
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_norway::Value::String(s) => s,
+                serde_norway::Value::Number(n) => n.to_string(),
+                serde_norway::Value::Bool(b) => b.to_string(),
                 _ => return None,
             };
             Some((k, v))

@@ -9,6 +9,20 @@ use axum::Json;
 use proto::desired::{DesiredApp, DesiredPage};
 use proto::{subjects, Bus, HealthStart, HealthStop, Heartbeat, InstanceHeartbeat, InstanceState};
 
+/// The health manager in-process; its stop switch and task.
+pub(crate) fn start_hm(
+    config: health_manager::Config,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), health_manager::HmError>>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let hm = tokio::spawn(health_manager::run(config, async {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, hm)
+}
+
 fn app(id: &str, instances: u32, state: &str) -> DesiredApp {
     DesiredApp {
         app_id: id.into(),
@@ -94,10 +108,7 @@ async fn starts_missing_and_stops_extra_instances() {
         addr_file: Some(ready.clone()),
         ..Default::default()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let hm = tokio::spawn(health_manager::run(config, async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, hm) = start_hm(config);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(&ready)
         .map(|s| s.trim() != "ready")

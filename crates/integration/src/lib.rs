@@ -156,9 +156,7 @@ impl Component {
 
     /// The last `n` lines of the component's log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        testkit::log_tail(&self.log_path, n)
     }
 }
 

@@ -96,6 +96,98 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Admin's password grant.
+    async fn login(addr: &str) -> Client {
+        let (status, raw) = http(
+            addr,
+            "POST",
+            "/oauth/token",
+            &[
+                ("Authorization", "Basic Y2Y6"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            b"grant_type=password&username=admin&password=admin",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let token: Value = serde_json::from_slice(&raw).expect("json");
+        Client {
+            addr: addr.to_string(),
+            token: token["access_token"].as_str().expect("token").into(),
+        }
+    }
+
+    /// Uploads `bits` (a zip) to package `pg`.
+    async fn upload(&self, pg: &str, bits: &[u8]) {
+        let (ct, body) = multipart("bits", bits);
+        let auth = format!("bearer {}", self.token);
+        let (status, _) = http(
+            &self.addr,
+            "POST",
+            &format!("/v3/packages/{pg}/upload"),
+            &[("Authorization", &auth), ("Content-Type", &ct)],
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    /// A new app `name` in the first space with a bits package; their guids
+    /// and the space's.
+    async fn app_with_package(&self, name: &str, env: Value) -> (String, String, String) {
+        let (_, spaces) = self.call("GET", "/v3/spaces", None).await;
+        let space = spaces["resources"][0]["guid"]
+            .as_str()
+            .expect("space")
+            .to_string();
+        let (status, app) = self.call("POST", "/v3/apps", Some(json!({"name": name, "relationships": {"space": {"data": {"guid": space}}}, "environment_variables": env}))).await;
+        assert_eq!(status, 201, "{app}");
+        let g = app["guid"].as_str().expect("app").to_string();
+        let (_, pkg) = self
+            .call(
+                "POST",
+                "/v3/packages",
+                Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": g}}}})),
+            )
+            .await;
+        let pg = pkg["guid"].as_str().expect("pkg").to_string();
+        (space, g, pg)
+    }
+}
+
+/// The controller in-process on port 0 over the bus at `nats_url`: its
+/// address, its stop switch, its task and its data dir.
+async fn start_controller(
+    nats_url: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cloud_controller::RunError>>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr_file = dir.path().join("cc.addr");
+    let cfg = cloud_controller::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        addr_file: Some(addr_file.clone()),
+        nats_url: nats_url.to_string(),
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cloud_controller::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    let addr = eventually("addr file", WAIT, || async {
+        std::fs::read_to_string(&addr_file)
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .await;
+    (addr, stop_tx, server, dir)
+}
+
 enum DeaEvent {
     Start(Box<StartRequest>),
     Stop(StopRequest),
@@ -198,30 +290,12 @@ async fn next_stop(rx: &mut mpsc::UnboundedReceiver<DeaEvent>) -> StopRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_stage_start_scale_stop_over_nats() {
     let nats = Nats::start().expect("nats-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr_file = dir.path().join("cc.addr");
-    let cfg = cloud_controller::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        addr_file: Some(addr_file.clone()),
-        nats_url: nats.url.clone(),
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
     let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
     let mut registrations = bus
         .subscribe::<RouteRegistration>(subjects::ROUTER_REGISTER)
         .await
         .expect("sub");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cloud_controller::run(cfg, async move {
-        let _ = stop_rx.await;
-    }));
-    let addr = eventually("addr file", WAIT, || async {
-        std::fs::read_to_string(&addr_file)
-            .ok()
-            .map(|s| s.trim().to_string())
-    })
-    .await;
+    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
 
     // The controller announces its own route.
     let reg = tokio::time::timeout(WAIT, registrations.next())
@@ -239,52 +313,11 @@ async fn push_stage_start_scale_stop_over_nats() {
     let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
 
     // Login.
-    let (status, raw) = http(
-        &addr,
-        "POST",
-        "/oauth/token",
-        &[
-            ("Authorization", "Basic Y2Y6"),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        b"grant_type=password&username=admin&password=admin",
-    )
-    .await;
-    assert_eq!(status, 200);
-    let token: Value = serde_json::from_slice(&raw).expect("json");
-    let c = Client {
-        addr: addr.clone(),
-        token: token["access_token"].as_str().expect("token").into(),
-    };
+    let c = Client::login(&addr).await;
 
     // Push: app, package, bits, build.
-    let (_, spaces) = c.call("GET", "/v3/spaces", None).await;
-    let space = spaces["resources"][0]["guid"]
-        .as_str()
-        .expect("space")
-        .to_string();
-    let (status, app) = c.call("POST", "/v3/apps", Some(json!({"name": "e2e", "relationships": {"space": {"data": {"guid": space}}}, "environment_variables": {"GREETING": "hi"}}))).await;
-    assert_eq!(status, 201, "{app}");
-    let g = app["guid"].as_str().expect("app").to_string();
-    let (_, pkg) = c
-        .call(
-            "POST",
-            "/v3/packages",
-            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": g}}}})),
-        )
-        .await;
-    let pg = pkg["guid"].as_str().expect("pkg").to_string();
-    let (ct, body) = multipart("bits", &zip_bytes(&[("app.py", "print(1)")]));
-    let auth = format!("bearer {}", c.token);
-    let (status, _) = http(
-        &addr,
-        "POST",
-        &format!("/v3/packages/{pg}/upload"),
-        &[("Authorization", &auth), ("Content-Type", &ct)],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (space, g, pg) = c.app_with_package("e2e", json!({"GREETING": "hi"})).await;
+    c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
     let build = eventually("build STAGED", WAIT, || async {
         let (status, b) = c
             .call("POST", "/v3/builds", Some(json!({"package": {"guid": pg}})))
@@ -523,25 +556,7 @@ async fn push_stage_start_scale_stop_over_nats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_and_scale_over_three_sim_deas() {
     let nats = Nats::start().expect("nats-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr_file = dir.path().join("cc.addr");
-    let cfg = cloud_controller::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        addr_file: Some(addr_file.clone()),
-        nats_url: nats.url.clone(),
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cloud_controller::run(cfg, async move {
-        let _ = stop_rx.await;
-    }));
-    let addr = eventually("addr file", WAIT, || async {
-        std::fs::read_to_string(&addr_file)
-            .ok()
-            .map(|s| s.trim().to_string())
-    })
-    .await;
+    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
     let mut deas = Vec::new();
     for i in 0..3 {
         let d = dea::sim::SimDea::start(&nats.url, &format!("sim-{i}"), &format!("z{i}"))
@@ -550,54 +565,13 @@ async fn push_and_scale_over_three_sim_deas() {
         deas.push(d);
     }
 
-    let (status, raw) = http(
-        &addr,
-        "POST",
-        "/oauth/token",
-        &[
-            ("Authorization", "Basic Y2Y6"),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        b"grant_type=password&username=admin&password=admin",
+    let c = Client::login(&addr).await;
+    let (_, g, pg) = c.app_with_package("sim", json!({})).await;
+    c.upload(
+        &pg,
+        &zip_bytes(&[("app.py", "print(1)\n"), ("requirements.txt", "")]),
     )
     .await;
-    assert_eq!(status, 200);
-    let token: Value = serde_json::from_slice(&raw).expect("json");
-    let c = Client {
-        addr: addr.clone(),
-        token: token["access_token"].as_str().expect("token").into(),
-    };
-    let (_, spaces) = c.call("GET", "/v3/spaces", None).await;
-    let space = spaces["resources"][0]["guid"].as_str().expect("space");
-    let (status, app) = c
-        .call(
-            "POST",
-            "/v3/apps",
-            Some(json!({"name": "sim", "relationships": {"space": {"data": {"guid": space}}}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{app}");
-    let g = app["guid"].as_str().expect("app").to_string();
-    let (_, pkg) = c
-        .call(
-            "POST",
-            "/v3/packages",
-            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": g}}}})),
-        )
-        .await;
-    let pg = pkg["guid"].as_str().expect("pkg").to_string();
-    let bits = zip_bytes(&[("app.py", "print(1)\n"), ("requirements.txt", "")]);
-    let (ct, body) = multipart("bits", &bits);
-    let auth = format!("bearer {}", c.token);
-    let (status, _) = http(
-        &addr,
-        "POST",
-        &format!("/v3/packages/{pg}/upload"),
-        &[("Authorization", &auth), ("Content-Type", &ct)],
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200);
     let (status, b) = c
         .call("POST", "/v3/builds", Some(json!({"package": {"guid": pg}})))
         .await;

@@ -154,10 +154,7 @@ async fn keeps_three_instances_over_sim_deas_and_heals_a_lost_one() {
         addr_file: Some(ready),
         ..Default::default()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let hm = tokio::spawn(health_manager::run(config, async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, hm) = super::start_hm(config);
 
     let three = testkit::wait_for("three running instances", Duration::from_secs(30), || {
         let bus = bus.clone();

@@ -11,7 +11,7 @@ mod wait;
 
 pub use nats::NatsServer;
 pub use pg::{PgDb, PG_ADMIN_URL};
-pub use root::{in_ci, is_root, require_root, skip_or_fail};
+pub use root::{in_ci, is_root, require_root, skip_or_fail, verdict, Verdict};
 pub use wait::{wait_for, wait_for_blocking, wait_port};
 
 /// A free TCP port on 127.0.0.1, bound then released. Only for a process

@@ -1,21 +1,23 @@
 //! Talking to DEAs and routers over the bus: starting, stopping and updating
-//! instances, stats, and the subscribers (adverts, health requests, exits, logs).
+//! instances, finding them and their recent crashes. The subscribers
+//! (adverts, health requests, exits, logs) are in `subscribers`; the API
+//! presents what is found here (`api::presenters`).
+
+mod subscribers;
+
+pub use subscribers::{api_registration, handle_health_start, spawn_subscribers};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use proto::{
-    subjects, Bus, DeaAdvertise, DeaShutdown, DropletExited, ExitReason, FindDropletRequest,
-    FindDropletResponse, HealthCheck, HealthCheckType, HealthStart, HealthStop, InstanceState,
-    Limits, LogMessage, LogSource, LogStream, RouteRegistration, RouterStart, StagingActive,
-    StagingRecorded, StagingResult, StartRequest, StopRequest, UpdateRequest,
+    subjects, FindDropletRequest, FindDropletResponse, HealthCheck, HealthCheckType, Limits,
+    LogMessage, LogSource, LogStream, StartRequest, StopRequest, UpdateRequest,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
 
-use crate::context::{Actor, Ctx};
+use crate::context::Ctx;
 use crate::placement::Need;
 use crate::store::{App, Process, StoreError};
 
@@ -236,19 +238,6 @@ impl Ctx {
         out
     }
 
-    /// CF process stats: one resource per index `0..instances`.
-    pub async fn process_stats(&self, app: &App, process: &Process) -> Vec<Value> {
-        let (found, crashes) = if app.started() {
-            (
-                self.find_instances(&app.guid).await,
-                self.recent_crashes(app).await,
-            )
-        } else {
-            (Vec::new(), BTreeMap::new())
-        };
-        stats_resources(process, &app.version, &found, &crashes)
-    }
-
     /// Crashes of the app's current version per index within
     /// `FLAPPING_WINDOW_S`, from the `app.crash` audit events.
     pub async fn recent_crashes(&self, app: &App) -> BTreeMap<u32, IndexCrashes> {
@@ -330,301 +319,6 @@ impl IndexCrashes {
     pub fn flapping(&self) -> bool {
         self.count >= FLAPPING_CRASHES
     }
-
-    /// The `details` of a crashed index in process stats.
-    pub fn details(&self) -> String {
-        let status = self
-            .last_exit_status
-            .map(|s| format!(", exit status {s}"))
-            .unwrap_or_default();
-        let what = if self.flapping() { "flapping: " } else { "" };
-        let times = if self.count == 1 { "time" } else { "times" };
-        format!(
-            "{what}crashed {} {times} in {} min (last: {}{status})",
-            self.count,
-            FLAPPING_WINDOW_S / 60,
-            if self.last_reason.is_empty() {
-                "exited"
-            } else {
-                &self.last_reason
-            }
-        )
-    }
-}
-
-fn state_rank(s: InstanceState) -> u8 {
-    match s {
-        InstanceState::Running => 0,
-        InstanceState::Starting | InstanceState::Born => 1,
-        InstanceState::Crashed => 2,
-        _ => 3,
-    }
-}
-
-/// Pure: builds stats resources for indices `0..instances`, preferring
-/// RUNNING (then current version) when several instances share an index.
-/// An index with no running instance and recent crashes shows as CRASHED,
-/// with the crash count (and "flapping") in `details`.
-pub fn stats_resources(
-    process: &Process,
-    version: &str,
-    found: &[FindDropletResponse],
-    crashes: &BTreeMap<u32, IndexCrashes>,
-) -> Vec<Value> {
-    let mut best: BTreeMap<u32, &FindDropletResponse> = BTreeMap::new();
-    for f in found {
-        let better = match best.get(&f.index) {
-            None => true,
-            Some(cur) => {
-                (state_rank(f.state), f.version != version)
-                    < (state_rank(cur.state), cur.version != version)
-            }
-        };
-        if better {
-            best.insert(f.index, f);
-        }
-    }
-    let mem_quota = process.memory_in_mb.max(0) as u64 * 1024 * 1024;
-    let disk_quota = process.disk_in_mb.max(0) as u64 * 1024 * 1024;
-    let n = u32::try_from(process.instances.max(0)).unwrap_or(0);
-    (0..n)
-        .map(|index| match best.get(&index) {
-            Some(f) => {
-                let crashed = crashes.get(&index).filter(|c| c.count > 0);
-                let state = match (f.state, crashed) {
-                    (InstanceState::Running, _) => "RUNNING",
-                    (InstanceState::Born | InstanceState::Starting, _) => "STARTING",
-                    (InstanceState::Crashed, _) | (_, Some(_)) => "CRASHED",
-                    _ => "DOWN",
-                };
-                let details = match (state, crashed) {
-                    ("CRASHED" | "STARTING", Some(c)) => Value::String(c.details()),
-                    _ => Value::Null,
-                };
-                let stats = f.stats.unwrap_or_default();
-                json!({
-                    "type": process.kind, "index": index, "state": state,
-                    "host": f.host,
-                    "instance_ports": [{"external": f.port, "internal": f.port}],
-                    "uptime": stats.uptime,
-                    "usage": {"time": proto::now_rfc3339(), "cpu": stats.cpu, "mem": stats.mem, "disk": stats.disk},
-                    "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
-                    "details": details,
-                })
-            }
-            None => match crashes.get(&index).filter(|c| c.count > 0) {
-                Some(c) => json!({
-                    "type": process.kind, "index": index, "state": "CRASHED",
-                    "host": "", "instance_ports": [], "uptime": 0,
-                    "usage": {"time": proto::now_rfc3339(), "cpu": 0.0, "mem": 0, "disk": 0},
-                    "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
-                    "details": c.details(),
-                }),
-                None => json!({
-                "type": process.kind, "index": index, "state": "DOWN",
-                "host": "", "instance_ports": [], "uptime": 0,
-                "usage": {"time": proto::now_rfc3339(), "cpu": 0.0, "mem": 0, "disk": 0},
-                "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
-                "details": null,
-                }),
-            },
-        })
-        .collect()
-}
-
-/// Starts every bus subscriber; returns their tasks (aborted at shutdown).
-pub async fn spawn_subscribers(
-    ctx: &Ctx,
-    bus: &Bus,
-    api_addr: SocketAddr,
-) -> Result<Vec<JoinHandle<()>>, proto::BusError> {
-    let mut tasks = Vec::new();
-
-    let mut adverts = bus
-        .subscribe::<DeaAdvertise>(subjects::DEA_ADVERTISE)
-        .await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = adverts.next().await {
-            if let Ok(mut t) = c.placement.lock() {
-                t.advertise(&m.payload, Instant::now());
-            }
-        }
-    }));
-
-    let mut shutdowns = bus.subscribe::<DeaShutdown>(subjects::DEA_SHUTDOWN).await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = shutdowns.next().await {
-            tracing::info!(dea_id = %m.payload.id, "DEA shutting down; removed from placement");
-            if let Ok(mut t) = c.placement.lock() {
-                t.remove(&m.payload.id, Instant::now());
-            }
-        }
-    }));
-
-    let mut starts = bus
-        .queue_subscribe::<HealthStart>(subjects::HEALTH_START, subjects::CC_QUEUE_GROUP)
-        .await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = starts.next().await {
-            handle_health_start(&c, m.payload).await;
-        }
-    }));
-
-    let mut stops = bus
-        .queue_subscribe::<HealthStop>(subjects::HEALTH_STOP, subjects::CC_QUEUE_GROUP)
-        .await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = stops.next().await {
-            let h = m.payload;
-            if h.instance_ids.is_empty() {
-                continue;
-            }
-            tracing::info!(app_id = %h.app_id, instance_ids = ?h.instance_ids, reason = %h.reason, "health.stop");
-            c.stop_instances(StopRequest { app_id: h.app_id, version: h.version, instance_ids: Some(h.instance_ids), indices: None }).await;
-        }
-    }));
-
-    let mut exits = bus
-        .subscribe::<DropletExited>(subjects::DROPLET_EXITED)
-        .await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = exits.next().await {
-            let e = m.payload;
-            if e.reason != ExitReason::Crashed {
-                continue;
-            }
-            if let Ok(app) = c.store.app(&e.app_id).await {
-                let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version});
-                c.audit_app(&Actor { guid: app.guid.clone(), name: app.name.clone(), kind: "app" }, "app.crash", &app, data).await;
-            }
-        }
-    }));
-
-    let mut active = bus
-        .subscribe::<StagingActive>(subjects::STAGING_ACTIVE)
-        .await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = active.next().await {
-            c.staging.on_active(&m.payload, Instant::now());
-        }
-    }));
-
-    // Results of builds: recorded by one controller, one at a time (a
-    // flood waits in the bounded subscription), answered once stored (a DEA
-    // sends a result again until it is answered).
-    let mut finished = bus
-        .queue_subscribe::<StagingResult>(subjects::STAGING_FINISHED, subjects::CC_QUEUE_GROUP)
-        .await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = finished.next().await {
-            let r = m.payload;
-            match crate::staging::record(&c, &r).await {
-                Ok(()) => {
-                    if let Some(reply) = m.reply {
-                        let done = StagingRecorded {
-                            staging_id: r.staging_id.clone(),
-                        };
-                        c.publish(reply, &done).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(build = %r.staging_id, error = %e, "cannot record staging result; the DEA will send it again")
-                }
-            }
-        }
-    }));
-
-    let mut logs = bus.subscribe::<LogMessage>(subjects::LOGS_ALL).await?;
-    let c = ctx.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(m) = logs.next().await {
-            let mut msg = m.payload;
-            if let Some(id) = subjects::app_id_from_logs_subject(&m.subject) {
-                if msg.app_id != id {
-                    msg.app_id = id.to_string();
-                }
-            }
-            c.logs.push(msg);
-        }
-    }));
-
-    if ctx.cfg.register_route {
-        let routers = bus.subscribe::<RouterStart>(subjects::ROUTER_START).await?;
-        let c = ctx.clone();
-        tasks.push(tokio::spawn(register_loop(c, routers, api_addr)));
-    }
-    Ok(tasks)
-}
-
-/// Acts on `health.start` only if still valid.
-pub async fn handle_health_start(ctx: &Ctx, h: HealthStart) {
-    let app = match ctx.store.app(&h.app_id).await {
-        Ok(a) => a,
-        Err(_) => return,
-    };
-    if !app.started() || app.version != h.version {
-        tracing::debug!(app_id = %h.app_id, "ignoring stale health.start");
-        return;
-    }
-    let Ok(process) = ctx.store.web_process(&app.guid).await else {
-        return;
-    };
-    let indices: Vec<u32> = h
-        .indices
-        .iter()
-        .copied()
-        .filter(|i| i64::from(*i) < process.instances)
-        .collect();
-    if indices.is_empty() {
-        return;
-    }
-    tracing::info!(app_id = %app.guid, indices = ?indices, reason = %h.reason, "health.start");
-    if let Err(e) = ctx.start_indices(&app, &indices).await {
-        tracing::warn!(app_id = %app.guid, error = %e, "cannot start instances");
-    }
-}
-
-pub fn api_registration(ctx: &Ctx, addr: SocketAddr) -> RouteRegistration {
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        addr.ip().to_string()
-    };
-    RouteRegistration {
-        host,
-        port: addr.port(),
-        uris: vec![format!("api.{}", ctx.cfg.system_domain)],
-        app_id: None,
-        instance_id: None,
-        tags: BTreeMap::from([("component".to_string(), "CloudController".to_string())]),
-        stale_threshold_s: None,
-    }
-}
-
-async fn register_loop(
-    ctx: Ctx,
-    mut routers: proto::bus::Subscription<RouterStart>,
-    addr: SocketAddr,
-) {
-    let reg = api_registration(&ctx, addr);
-    let mut interval = Duration::from_secs(5);
-    loop {
-        ctx.publish(subjects::ROUTER_REGISTER, &reg).await;
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            m = routers.next() => match m {
-                Some(m) => interval = Duration::from_secs(m.payload.minimum_register_interval_s.max(1)),
-                None => return,
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -646,80 +340,6 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
         }
-    }
-
-    fn found(index: u32, state: InstanceState, version: &str, port: u16) -> FindDropletResponse {
-        FindDropletResponse {
-            dea_id: "d".into(),
-            app_id: "a".into(),
-            version: version.into(),
-            instance_id: format!("i{index}{port}"),
-            index,
-            state,
-            since: 0.0,
-            host: "127.0.0.1".into(),
-            port,
-            stats: None,
-        }
-    }
-
-    #[test]
-    fn stats_one_per_index_preferring_running() {
-        let f = [
-            found(0, InstanceState::Crashed, "v", 1),
-            found(0, InstanceState::Running, "v", 2),
-            found(1, InstanceState::Starting, "v", 3),
-            found(5, InstanceState::Running, "v", 4),
-            found(2, InstanceState::Running, "old", 5),
-            found(2, InstanceState::Running, "v", 6),
-        ];
-        let r = stats_resources(&process(4), "v", &f, &BTreeMap::new());
-        assert_eq!(r.len(), 4);
-        assert_eq!(
-            (
-                r[0]["state"].as_str(),
-                r[0]["instance_ports"][0]["external"].as_u64()
-            ),
-            (Some("RUNNING"), Some(2))
-        );
-        assert_eq!(r[1]["state"], "STARTING");
-        assert_eq!(r[2]["instance_ports"][0]["external"], 6);
-        assert_eq!(r[3]["state"], "DOWN");
-        assert_eq!(r[3]["mem_quota"], 256u64 * 1024 * 1024);
-    }
-
-    #[test]
-    fn crashed_and_flapping_indices() {
-        let crash = |count| IndexCrashes {
-            count,
-            last_reason: "exited with status 3".into(),
-            last_exit_status: Some(3),
-        };
-        // 0: running despite crashes; 1: crashing, nothing live (flapping);
-        // 2: crashed once, restarting; 3: never crashed, nothing live.
-        let f = [
-            found(0, InstanceState::Running, "v", 1),
-            found(2, InstanceState::Starting, "v", 2),
-        ];
-        let crashes = BTreeMap::from([(0, crash(5)), (1, crash(4)), (2, crash(1))]);
-        let r = stats_resources(&process(4), "v", &f, &crashes);
-        assert_eq!(
-            (r[0]["state"].as_str(), &r[0]["details"]),
-            (Some("RUNNING"), &Value::Null)
-        );
-        assert_eq!(r[1]["state"], "CRASHED");
-        assert_eq!(
-            r[1]["details"],
-            "flapping: crashed 4 times in 10 min (last: exited with status 3, exit status 3)"
-        );
-        assert_eq!(r[2]["state"], "STARTING");
-        assert!(r[2]["details"]
-            .as_str()
-            .is_some_and(|d| !d.contains("flapping")));
-        assert_eq!(
-            (r[3]["state"].as_str(), &r[3]["details"]),
-            (Some("DOWN"), &Value::Null)
-        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod jobs;
 mod logs;
 mod orgs;
 mod packages;
+mod presenters;
 mod processes;
 mod root;
 mod routes;

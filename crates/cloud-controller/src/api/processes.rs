@@ -302,7 +302,9 @@ async fn scale_for_app(
 
 async fn stats_of(ctx: &Ctx, p: &Process) -> ApiResult<Json<Value>> {
     let app = ctx.store.app(&p.app_guid).await?;
-    Ok(Json(json!({"resources": ctx.process_stats(&app, p).await})))
+    Ok(Json(
+        json!({"resources": super::presenters::stats::process_stats(ctx, &app, p).await}),
+    ))
 }
 
 async fn stats(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {

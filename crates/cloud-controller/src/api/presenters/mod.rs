@@ -1,0 +1,3 @@
+//! JSON the API builds from runtime data (instances reported over the bus).
+
+pub mod stats;

@@ -1,0 +1,212 @@
+//! The controller's bus subscribers: DEA adverts and shutdowns, health
+//! requests, crash exits, staging progress and results, app logs, and the
+//! API's route registration with routers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proto::{
+    subjects, Bus, DeaAdvertise, DeaShutdown, DropletExited, ExitReason, HealthStart, HealthStop,
+    LogMessage, RouteRegistration, RouterStart, StagingActive, StagingRecorded, StagingResult,
+    StopRequest,
+};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::context::{Actor, Ctx};
+
+/// Starts every bus subscriber; returns their tasks (aborted at shutdown).
+pub async fn spawn_subscribers(
+    ctx: &Ctx,
+    bus: &Bus,
+    api_addr: SocketAddr,
+) -> Result<Vec<JoinHandle<()>>, proto::BusError> {
+    let mut tasks = Vec::new();
+
+    let mut adverts = bus
+        .subscribe::<DeaAdvertise>(subjects::DEA_ADVERTISE)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = adverts.next().await {
+            if let Ok(mut t) = c.placement.lock() {
+                t.advertise(&m.payload, Instant::now());
+            }
+        }
+    }));
+
+    let mut shutdowns = bus.subscribe::<DeaShutdown>(subjects::DEA_SHUTDOWN).await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = shutdowns.next().await {
+            tracing::info!(dea_id = %m.payload.id, "DEA shutting down; removed from placement");
+            if let Ok(mut t) = c.placement.lock() {
+                t.remove(&m.payload.id, Instant::now());
+            }
+        }
+    }));
+
+    let mut starts = bus
+        .queue_subscribe::<HealthStart>(subjects::HEALTH_START, subjects::CC_QUEUE_GROUP)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = starts.next().await {
+            handle_health_start(&c, m.payload).await;
+        }
+    }));
+
+    let mut stops = bus
+        .queue_subscribe::<HealthStop>(subjects::HEALTH_STOP, subjects::CC_QUEUE_GROUP)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = stops.next().await {
+            let h = m.payload;
+            if h.instance_ids.is_empty() {
+                continue;
+            }
+            tracing::info!(app_id = %h.app_id, instance_ids = ?h.instance_ids, reason = %h.reason, "health.stop");
+            c.stop_instances(StopRequest { app_id: h.app_id, version: h.version, instance_ids: Some(h.instance_ids), indices: None }).await;
+        }
+    }));
+
+    let mut exits = bus
+        .subscribe::<DropletExited>(subjects::DROPLET_EXITED)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = exits.next().await {
+            let e = m.payload;
+            if e.reason != ExitReason::Crashed {
+                continue;
+            }
+            if let Ok(app) = c.store.app(&e.app_id).await {
+                let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version});
+                c.audit_app(&Actor { guid: app.guid.clone(), name: app.name.clone(), kind: "app" }, "app.crash", &app, data).await;
+            }
+        }
+    }));
+
+    let mut active = bus
+        .subscribe::<StagingActive>(subjects::STAGING_ACTIVE)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = active.next().await {
+            c.staging.on_active(&m.payload, Instant::now());
+        }
+    }));
+
+    // Results of builds: recorded by one controller, one at a time (a
+    // flood waits in the bounded subscription), answered once stored (a DEA
+    // sends a result again until it is answered).
+    let mut finished = bus
+        .queue_subscribe::<StagingResult>(subjects::STAGING_FINISHED, subjects::CC_QUEUE_GROUP)
+        .await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = finished.next().await {
+            let r = m.payload;
+            match crate::staging::record(&c, &r).await {
+                Ok(()) => {
+                    if let Some(reply) = m.reply {
+                        let done = StagingRecorded {
+                            staging_id: r.staging_id.clone(),
+                        };
+                        c.publish(reply, &done).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(build = %r.staging_id, error = %e, "cannot record staging result; the DEA will send it again")
+                }
+            }
+        }
+    }));
+
+    let mut logs = bus.subscribe::<LogMessage>(subjects::LOGS_ALL).await?;
+    let c = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = logs.next().await {
+            let mut msg = m.payload;
+            if let Some(id) = subjects::app_id_from_logs_subject(&m.subject) {
+                if msg.app_id != id {
+                    msg.app_id = id.to_string();
+                }
+            }
+            c.logs.push(msg);
+        }
+    }));
+
+    if ctx.cfg.register_route {
+        let routers = bus.subscribe::<RouterStart>(subjects::ROUTER_START).await?;
+        let c = ctx.clone();
+        tasks.push(tokio::spawn(register_loop(c, routers, api_addr)));
+    }
+    Ok(tasks)
+}
+
+/// Acts on `health.start` only if still valid.
+pub async fn handle_health_start(ctx: &Ctx, h: HealthStart) {
+    let app = match ctx.store.app(&h.app_id).await {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    if !app.started() || app.version != h.version {
+        tracing::debug!(app_id = %h.app_id, "ignoring stale health.start");
+        return;
+    }
+    let Ok(process) = ctx.store.web_process(&app.guid).await else {
+        return;
+    };
+    let indices: Vec<u32> = h
+        .indices
+        .iter()
+        .copied()
+        .filter(|i| i64::from(*i) < process.instances)
+        .collect();
+    if indices.is_empty() {
+        return;
+    }
+    tracing::info!(app_id = %app.guid, indices = ?indices, reason = %h.reason, "health.start");
+    if let Err(e) = ctx.start_indices(&app, &indices).await {
+        tracing::warn!(app_id = %app.guid, error = %e, "cannot start instances");
+    }
+}
+
+pub fn api_registration(ctx: &Ctx, addr: SocketAddr) -> RouteRegistration {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    RouteRegistration {
+        host,
+        port: addr.port(),
+        uris: vec![format!("api.{}", ctx.cfg.system_domain)],
+        app_id: None,
+        instance_id: None,
+        tags: BTreeMap::from([("component".to_string(), "CloudController".to_string())]),
+        stale_threshold_s: None,
+    }
+}
+
+async fn register_loop(
+    ctx: Ctx,
+    mut routers: proto::bus::Subscription<RouterStart>,
+    addr: SocketAddr,
+) {
+    let reg = api_registration(&ctx, addr);
+    let mut interval = Duration::from_secs(5);
+    loop {
+        ctx.publish(subjects::ROUTER_REGISTER, &reg).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            m = routers.next() => match m {
+                Some(m) => interval = Duration::from_secs(m.payload.minimum_register_interval_s.max(1)),
+                None => return,
+            },
+        }
+    }
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, App};
+use crate::store::{self, App, AppState, DropletState};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -297,7 +297,7 @@ async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
         return Ok(app);
     }
     let old_version = app.version.clone();
-    app.state = "STARTED".into();
+    app.state = AppState::Started;
     app.version = store::new_guid();
     app.state_changed_at = store::now();
     let app = ctx.store.update_app(&app).await?;
@@ -360,7 +360,7 @@ async fn stop(
 ) -> ApiResult<Json<Value>> {
     let mut app = ctx.store.app(&guid).await?;
     if app.started() {
-        app.state = "STOPPED".into();
+        app.state = AppState::Stopped;
         app.state_changed_at = store::now();
         app = ctx.store.update_app(&app).await?;
         ctx.api_log(&app.guid, format!("Stopping app with guid {}", app.guid))
@@ -493,7 +493,7 @@ async fn droplets(
         .droplets_of(&guid)
         .await?
         .iter()
-        .filter(|d| matches(&states, &d.state))
+        .filter(|d| matches(&states, d.state.as_str()))
         .map(|d| super::droplets::present(&base, d))
         .collect();
     Ok(Json(paginate(
@@ -553,7 +553,7 @@ async fn set_current_droplet(
                 .into(),
         )),
     };
-    if droplet.state != "STAGED" {
+    if droplet.state != DropletState::Staged {
         return Err(ApiError::Unprocessable(
             "Unable to assign current droplet: the droplet is not STAGED.".into(),
         ));

@@ -16,7 +16,7 @@ use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query, MAX
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Buildpack, BuildpackUpdate};
+use crate::store::{Buildpack, BuildpackState, BuildpackUpdate};
 
 /// Stacks a buildpack may be restricted to.
 const STACKS: &[&str] = &["host"];
@@ -72,7 +72,9 @@ pub async fn for_staging(ctx: &Ctx, stack: &str, ttl_s: i64) -> Vec<proto::Admin
     };
     all.into_iter()
         .filter(|b| {
-            b.is_enabled() && b.state == "READY" && (b.stack.is_empty() || b.stack == stack)
+            b.is_enabled()
+                && b.state == BuildpackState::Ready
+                && (b.stack.is_empty() || b.stack == stack)
         })
         .filter_map(|b| {
             let sha = b.sha256.filter(|s| !s.is_empty())?;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, GuidRef, Query};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::Build;
+use crate::store::{Build, PackageState};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -52,7 +52,10 @@ async fn list_of(
     );
     let mut items = Vec::new();
     for b in ctx.store.builds(app).await? {
-        if matches(&apps, &b.app_guid) && matches(&states, &b.state) && matches(&guids, &b.guid) {
+        if matches(&apps, &b.app_guid)
+            && matches(&states, b.state.as_str())
+            && matches(&guids, &b.guid)
+        {
             items.push(present(ctx, base, &b).await);
         }
     }
@@ -108,7 +111,7 @@ async fn create(
                 .into(),
         )
     })?;
-    if pkg.state != "READY" {
+    if pkg.state != PackageState::Ready {
         return Err(ApiError::Unprocessable(format!(
             "Package must be READY to stage (it is {})",
             pkg.state

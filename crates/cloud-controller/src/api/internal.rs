@@ -66,7 +66,7 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
             name: app.name,
             version: app.version,
             instances,
-            state: app.state,
+            state: app.state.to_string(),
             updated_at: app.state_changed_at,
         });
     }

@@ -15,7 +15,7 @@ use super::{
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::Package;
+use crate::store::{Package, PackageState};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -155,14 +155,14 @@ async fn upload(
         ctx.blobs.discard(&staged).await;
         tracing::warn!(package = %guid, error = %detail, "rejected package upload");
         ctx.store
-            .set_package_state(&guid, "FAILED", None, Some(&detail))
+            .set_package_state(&guid, PackageState::Failed, None, Some(&detail))
             .await?;
         return Err(ApiError::Unprocessable(detail));
     }
     ctx.blobs.commit(&staged).await?;
     let pkg = ctx
         .store
-        .set_package_state(&pkg.guid, "READY", Some(&staged.sha256), None)
+        .set_package_state(&pkg.guid, PackageState::Ready, Some(&staged.sha256), None)
         .await?;
     tracing::info!(package = %guid, sha256 = %staged.sha256, bytes = staged.size, actor = %actor.name, "package uploaded");
     Ok(Json(present(&base, &pkg)))

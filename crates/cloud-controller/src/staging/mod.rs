@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::context::{Actor, Ctx};
 use crate::placement::Need;
-use crate::store::{self, Build, Droplet, Lifecycle, StoreError};
+use crate::store::{self, Build, BuildState, Droplet, DropletState, Lifecycle, StoreError};
 
 pub use watch::{Watch, LOST_AFTER};
 
@@ -309,7 +309,7 @@ pub async fn record(ctx: &Ctx, r: &StagingResult) -> Result<(), StoreError> {
         Err(StoreError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if build.state != "STAGING" {
+    if build.state != BuildState::Staging {
         ctx.staging.forget(&build.guid);
         return Ok(());
     }
@@ -338,7 +338,7 @@ pub async fn record(ctx: &Ctx, r: &StagingResult) -> Result<(), StoreError> {
         guid: store::new_guid(),
         app_guid: build.app_guid.clone(),
         package_guid: build.package_guid.clone(),
-        state: "STAGED".into(),
+        state: DropletState::Staged,
         sha256: Some(sha),
         process_types: json!({"web": r.start_command.clone().unwrap_or_default()}).to_string(),
         buildpack: r.detected_buildpack().map(str::to_string),

@@ -5,7 +5,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{new_guid, now, unique, Result, Store, StoreError};
+use super::{new_guid, now, unique, BuildpackState, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Buildpack {
@@ -17,7 +17,8 @@ pub struct Buildpack {
     pub enabled: i64,
     pub locked: i64,
     /// `AWAITING_UPLOAD` or `READY`.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: BuildpackState,
     pub filename: Option<String>,
     pub sha256: Option<String>,
     pub created_at: String,
@@ -127,7 +128,8 @@ impl Store {
         // before it reads (SQLite), and an error rolls back at once.
         let r = async {
             sqlx::query(&format!(
-                "INSERT INTO buildpacks ({BP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 'AWAITING_UPLOAD', NULL, NULL, $7, $7)"
+                "INSERT INTO buildpacks ({BP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, '{awaiting}', NULL, NULL, $7, $7)",
+                awaiting = BuildpackState::AwaitingUpload,
             ))
             .bind(guid.clone())
             .bind(name.to_string())
@@ -189,9 +191,10 @@ impl Store {
         filename: &str,
         sha256: &str,
     ) -> Result<Buildpack> {
-        let n = sqlx::query(
-            "UPDATE buildpacks SET state = 'READY', filename = $1, sha256 = $2, updated_at = $3 WHERE guid = $4",
-        )
+        let n = sqlx::query(&format!(
+            "UPDATE buildpacks SET state = '{ready}', filename = $1, sha256 = $2, updated_at = $3 WHERE guid = $4",
+            ready = BuildpackState::Ready,
+        ))
         .bind(filename.to_string())
         .bind(sha256.to_string())
         .bind(now())

@@ -5,7 +5,9 @@
 //! description, whichever ending comes first (the DEA's result, the
 //! timeout, a lost DEA).
 
-use super::{new_guid, now, Build, Droplet, Result, Store, StoreError, BUILD_COLS, DROPLET_COLS};
+use super::{
+    new_guid, now, Build, BuildState, Droplet, Result, Store, StoreError, BUILD_COLS, DROPLET_COLS,
+};
 
 impl Store {
     pub async fn create_build(
@@ -20,7 +22,7 @@ impl Store {
             guid: new_guid(),
             app_guid: app_guid.to_string(),
             package_guid: package_guid.to_string(),
-            state: "STAGING".into(),
+            state: BuildState::Staging,
             error: None,
             droplet_guid: None,
             uploaded_sha256: None,
@@ -36,7 +38,7 @@ impl Store {
             .bind(b.guid.clone())
             .bind(b.app_guid.clone())
             .bind(b.package_guid.clone())
-            .bind(b.state.clone())
+            .bind(b.state.as_str())
             .bind(b.created_by_guid.clone())
             .bind(b.created_by_name.clone())
             .bind(b.created_at.clone())
@@ -78,7 +80,8 @@ impl Store {
     pub async fn staging_builds(&self) -> Result<Vec<Build>> {
         self.all(
             &format!(
-                "SELECT {BUILD_COLS} FROM builds WHERE state = 'STAGING' ORDER BY created_at, guid"
+                "SELECT {BUILD_COLS} FROM builds WHERE state = '{staging}' ORDER BY created_at, guid",
+                staging = BuildState::Staging,
             ),
             &[],
         )
@@ -88,7 +91,7 @@ impl Store {
     /// Hands a `STAGING` build that no DEA has to `dea_id`; `false` when
     /// another controller (or an earlier pass) took it.
     pub async fn claim_build(&self, guid: &str, dea_id: &str, deadline: &str) -> Result<bool> {
-        let r = sqlx::query("UPDATE builds SET dea_id = $1, staging_deadline = $2, updated_at = $3 WHERE guid = $4 AND state = 'STAGING' AND dea_id IS NULL")
+        let r = sqlx::query(&format!("UPDATE builds SET dea_id = $1, staging_deadline = $2, updated_at = $3 WHERE guid = $4 AND state = '{staging}' AND dea_id IS NULL", staging = BuildState::Staging))
             .bind(dea_id.to_string())
             .bind(deadline.to_string())
             .bind(now())
@@ -100,7 +103,7 @@ impl Store {
 
     /// Takes a build back from a DEA that did not accept it.
     pub async fn unclaim_build(&self, guid: &str, dea_id: &str) -> Result<()> {
-        sqlx::query("UPDATE builds SET dea_id = NULL, updated_at = $1 WHERE guid = $2 AND state = 'STAGING' AND dea_id = $3")
+        sqlx::query(&format!("UPDATE builds SET dea_id = NULL, updated_at = $1 WHERE guid = $2 AND state = '{staging}' AND dea_id = $3", staging = BuildState::Staging))
             .bind(now())
             .bind(guid.to_string())
             .bind(dea_id.to_string())
@@ -126,7 +129,7 @@ impl Store {
     /// Ends a `STAGING` build as `FAILED`; `false` when it had already
     /// ended (nothing changes then).
     pub async fn fail_build(&self, guid: &str, error_id: &str, description: &str) -> Result<bool> {
-        let r = sqlx::query("UPDATE builds SET state = 'FAILED', error_id = $1, error = $2, updated_at = $3 WHERE guid = $4 AND state = 'STAGING'")
+        let r = sqlx::query(&format!("UPDATE builds SET state = '{failed}', error_id = $1, error = $2, updated_at = $3 WHERE guid = $4 AND state = '{staging}'", failed = BuildState::Failed, staging = BuildState::Staging))
             .bind(error_id.to_string())
             .bind(description.to_string())
             .bind(now())
@@ -140,7 +143,7 @@ impl Store {
     /// transaction; `false` when it had already ended (nothing is stored).
     pub async fn finish_staged(&self, build_guid: &str, d: &Droplet) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("UPDATE builds SET state = 'STAGED', droplet_guid = $1, updated_at = $2 WHERE guid = $3 AND state = 'STAGING'")
+        let r = sqlx::query(&format!("UPDATE builds SET state = '{staged}', droplet_guid = $1, updated_at = $2 WHERE guid = $3 AND state = '{staging}'", staged = BuildState::Staged, staging = BuildState::Staging))
             .bind(d.guid.clone())
             .bind(now())
             .bind(build_guid.to_string())
@@ -153,7 +156,7 @@ impl Store {
             .bind(d.guid.clone())
             .bind(d.app_guid.clone())
             .bind(d.package_guid.clone())
-            .bind(d.state.clone())
+            .bind(d.state.as_str())
             .bind(d.sha256.clone())
             .bind(d.process_types.clone())
             .bind(d.buildpack.clone())

@@ -6,10 +6,12 @@ mod buildpacks;
 mod builds;
 mod models;
 mod security_groups;
+mod states;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use models::*;
 pub use security_groups::{Lifecycle, SecurityGroup};
+pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, FromRow};
@@ -310,7 +312,7 @@ impl Store {
             guid: new_guid(),
             name: name.to_string(),
             space_guid: space_guid.to_string(),
-            state: "STOPPED".into(),
+            state: AppState::Stopped,
             version: new_guid(),
             buildpack: buildpack.map(str::to_string),
             stack: stack.to_string(),
@@ -325,7 +327,7 @@ impl Store {
             .bind(app.guid.clone())
             .bind(app.name.clone())
             .bind(app.space_guid.clone())
-            .bind(app.state.clone())
+            .bind(app.state.as_str())
             .bind(app.version.clone())
             .bind(app.buildpack.clone())
             .bind(app.stack.clone())
@@ -368,7 +370,7 @@ impl Store {
         app.updated_at = now();
         let r = sqlx::query("UPDATE apps SET name = $1, state = $2, version = $3, buildpack = $4, stack = $5, env = $6, current_droplet_guid = $7, state_changed_at = $8, updated_at = $9 WHERE guid = $10")
             .bind(app.name.clone())
-            .bind(app.state.clone())
+            .bind(app.state.as_str())
             .bind(app.version.clone())
             .bind(app.buildpack.clone())
             .bind(app.stack.clone())
@@ -466,7 +468,7 @@ impl Store {
             guid: new_guid(),
             app_guid: app_guid.to_string(),
             kind: "bits".into(),
-            state: "AWAITING_UPLOAD".into(),
+            state: PackageState::AwaitingUpload,
             sha256: None,
             error: None,
             created_at: t.clone(),
@@ -478,7 +480,7 @@ impl Store {
         .bind(p.guid.clone())
         .bind(p.app_guid.clone())
         .bind(p.kind.clone())
-        .bind(p.state.clone())
+        .bind(p.state.as_str())
         .bind(p.created_at.clone())
         .execute(&self.pool)
         .await?;
@@ -504,15 +506,16 @@ impl Store {
         .await
     }
 
+    /// Sets a package's state (`impl Into` keeps literals working in tests).
     pub async fn set_package_state(
         &self,
         guid: &str,
-        state: &str,
+        state: impl Into<PackageState>,
         sha256: Option<&str>,
         error: Option<&str>,
     ) -> Result<Package> {
         sqlx::query("UPDATE packages SET state = $1, sha256 = $2, error = $3, updated_at = $4 WHERE guid = $5")
-            .bind(state.to_string())
+            .bind(state.into().as_str())
             .bind(sha256.map(str::to_string))
             .bind(error.map(str::to_string))
             .bind(now())

@@ -2,6 +2,8 @@
 
 use sqlx::FromRow;
 
+use super::states::{AppState, BuildState, DropletState, PackageState};
+
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct User {
     pub guid: String,
@@ -42,7 +44,8 @@ pub struct App {
     pub name: String,
     pub space_guid: String,
     /// `STARTED` or `STOPPED`.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: AppState,
     pub version: String,
     pub buildpack: Option<String>,
     pub stack: String,
@@ -61,7 +64,7 @@ impl App {
     }
 
     pub fn started(&self) -> bool {
-        self.state == "STARTED"
+        self.state == AppState::Started
     }
 
     /// The buildpacks named for the app, in order (stored comma-separated:
@@ -101,7 +104,8 @@ pub struct Package {
     pub app_guid: String,
     #[sqlx(rename = "type")]
     pub kind: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: PackageState,
     pub sha256: Option<String>,
     pub error: Option<String>,
     pub created_at: String,
@@ -113,7 +117,8 @@ pub struct Build {
     pub guid: String,
     pub app_guid: String,
     pub package_guid: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: BuildState,
     pub error: Option<String>,
     pub droplet_guid: Option<String>,
     pub uploaded_sha256: Option<String>,
@@ -146,7 +151,8 @@ pub struct Droplet {
     pub guid: String,
     pub app_guid: String,
     pub package_guid: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: DropletState,
     pub sha256: Option<String>,
     /// JSON object `{type: command}`.
     pub process_types: String,

@@ -506,16 +506,16 @@ impl Store {
         .await
     }
 
-    /// Sets a package's state (`impl Into` keeps literals working in tests).
+    /// Sets a package's state.
     pub async fn set_package_state(
         &self,
         guid: &str,
-        state: impl Into<PackageState>,
+        state: PackageState,
         sha256: Option<&str>,
         error: Option<&str>,
     ) -> Result<Package> {
         sqlx::query("UPDATE packages SET state = $1, sha256 = $2, error = $3, updated_at = $4 WHERE guid = $5")
-            .bind(state.into().as_str())
+            .bind(state.as_str())
             .bind(sha256.map(str::to_string))
             .bind(error.map(str::to_string))
             .bind(now())

@@ -55,17 +55,6 @@ macro_rules! states {
             }
         }
 
-        /// For state literals (as in tests): panics on an unknown state;
-        /// strings from outside are parsed with `FromStr`.
-        impl From<&'static str> for $name {
-            fn from(s: &'static str) -> Self {
-                match s.parse() {
-                    Ok(state) => state,
-                    Err(e) => panic!("{e}"),
-                }
-            }
-        }
-
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
                 self.as_str() == *other

@@ -55,7 +55,7 @@ async fn apps_and_processes(url: &str) {
         other => panic!("expected conflict, got {other:?}"),
     }
     let mut renamed = app.clone();
-    renamed.state = "STARTED".into();
+    renamed.state = cloud_controller::store::AppState::Started;
     renamed.current_droplet_guid = Some("d1".into());
     let renamed = s.update_app(&renamed).await.expect("update");
     assert_eq!(s.app(&app.guid).await.expect("get"), renamed);
@@ -63,7 +63,12 @@ async fn apps_and_processes(url: &str) {
 
     let pkg = s.create_package(&app.guid).await.expect("package");
     let pkg = s
-        .set_package_state(&pkg.guid, "READY", Some("abc"), None)
+        .set_package_state(
+            &pkg.guid,
+            cloud_controller::store::PackageState::Ready,
+            Some("abc"),
+            None,
+        )
         .await
         .expect("ready");
     assert_eq!(
@@ -330,7 +335,7 @@ async fn builds_end_once(url: &str) {
         guid: "d1".into(),
         app_guid: app.guid.clone(),
         package_guid: "pkg".into(),
-        state: "STAGED".into(),
+        state: cloud_controller::store::DropletState::Staged,
         sha256: Some("ab".into()),
         process_types: r#"{"web":"x"}"#.into(),
         buildpack: Some("python".into()),

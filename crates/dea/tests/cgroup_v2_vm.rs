@@ -55,7 +55,7 @@ fn cgroup_v2_in_a_vm() {
     }
     // An explicit opt-out, said on one line (not a missing requirement).
     if std::env::var("DEA_SKIP_VM_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED cgroup_v2_in_a_vm: DEA_SKIP_VM_TESTS=1");
+        testkit::say("SKIPPED cgroup_v2_in_a_vm: DEA_SKIP_VM_TESTS=1");
         return;
     }
     if !testkit::require_root("the cgroup v2 VM test", &[]) {

@@ -146,11 +146,9 @@ async fn dea_over_nats() {
         .and_then(|m| dea::config::mem_total_mb(&m))
         .expect("meminfo");
     assert_eq!(ad.available_memory_mb, total.saturating_sub(1024).max(1024));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tmp.path().join("ready").exists() {
-        assert!(Instant::now() < deadline, "ready file not written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait_file(&tmp.path().join("ready"), Duration::from_secs(10))
+        .await
+        .expect("ready file");
     assert!(!tmp.path().join("state/instances/old").exists());
 
     // Staging.
@@ -327,11 +325,9 @@ async fn binary_instances_die_with_the_dea() {
                 .spawn()
                 .expect("spawn dea"),
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "dea not ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::wait_file(&ready, Duration::from_secs(20))
+            .await
+            .expect("dea ready");
         let req = proto::StagingRequest {
             staging_id: format!("s{round}"),
             app_id: "app-b".into(),
@@ -379,13 +375,12 @@ async fn binary_instances_die_with_the_dea() {
             let sd = next_matching(&mut shutdowns, "shutdown", |s| s.id == id).await;
             assert_eq!(sd.app_id_to_count.get("app-b"), Some(&1));
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while http_get(reg.port).await.is_some() {
-            assert!(
-                Instant::now() < deadline,
-                "instance outlived the DEA ({signal})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        testkit::wait_for(
+            &format!("the instance to die with the DEA ({signal})"),
+            Duration::from_secs(10),
+            || async { http_get(reg.port).await.is_none().then_some(()) },
+        )
+        .await
+        .expect("instance outlived the DEA");
     }
 }

@@ -147,22 +147,9 @@ async fn network_dnat_and_egress_filter() {
             print!("ERR {}", String::from_utf8_lossy(&b[..n]));
         }
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = tokio::time::timeout(
-            Duration::from_secs(1),
-            tokio::net::TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await;
-        if matches!(r, Ok(Ok(_))) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "DNAT to the container never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait_port(port, true, Duration::from_secs(10))
+        .await
+        .expect("DNAT to the container answers");
     let ip1 = b.container_ip("net1").expect("ip");
     let gw = format!(
         "{}.1",

@@ -109,14 +109,9 @@ async fn starts_missing_and_stops_extra_instances() {
         ..Default::default()
     };
     let (stop_tx, hm) = start_hm(config);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&ready)
-        .map(|s| s.trim() != "ready")
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "addr file not written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait_file(&ready, Duration::from_secs(10))
+        .await
+        .expect("ready file");
 
     // A DEA heartbeating: a/0 fine, a/2 extra (a wants 2), b/0 left over (b is STOPPED); a/1 missing.
     let hb_bus = bus.clone();
@@ -193,16 +188,11 @@ async fn wait_leader(
     want: impl Fn(&str) -> bool,
     timeout: Duration,
 ) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(l) = leader_of(js).await {
-            if want(&l) {
-                return l;
-            }
-        }
-        assert!(Instant::now() < deadline, "no matching leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait_for("a matching leader", timeout, || async {
+        leader_of(js).await.filter(|l| want(l))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

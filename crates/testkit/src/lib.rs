@@ -11,8 +11,8 @@ mod wait;
 
 pub use nats::NatsServer;
 pub use pg::{PgDb, PG_ADMIN_URL};
-pub use root::{in_ci, is_root, require_root, skip_or_fail, verdict, Verdict};
-pub use wait::{wait_for, wait_for_blocking, wait_port};
+pub use root::{in_ci, is_root, require_root, say, skip_or_fail, verdict, Verdict};
+pub use wait::{wait_file, wait_for, wait_for_blocking, wait_port};
 
 /// A free TCP port on 127.0.0.1, bound then released. Only for a process
 /// that must be told its port before it starts and keep it across restarts

@@ -63,14 +63,18 @@ pub fn skip_or_fail(test: &str, reason: &str) {
     act(reason_verdict(test, reason, in_ci()));
 }
 
+/// Prints `line` straight to stderr, past the test harness's capture, so
+/// that it shows in the summary of a passing run (a skipped test says so).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn act(v: Verdict) -> bool {
     match v {
         Verdict::Run => true,
         Verdict::Skip(line) => {
-            // Straight to stderr, past the test harness's capture: the
-            // line shows in the summary of a passing run.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "{line}");
+            say(&line);
             false
         }
         Verdict::Fail(msg) => panic!("{msg}"),

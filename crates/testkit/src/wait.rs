@@ -43,16 +43,34 @@ pub fn wait_for_blocking<T>(
     }
 }
 
-/// Waits until 127.0.0.1:`port` accepts connections (`up`) or refuses them.
+/// Waits until 127.0.0.1:`port` accepts connections (`up`) or refuses them;
+/// each attempt gives up after 1 s (a DNAT to nothing drops the SYN).
 pub async fn wait_port(port: u16, up: bool, timeout: Duration) -> anyhow::Result<()> {
     wait_for(
         &format!("port {port} to be {}", if up { "up" } else { "down" }),
         timeout,
         || async move {
-            let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok();
+            let attempt = tokio::net::TcpStream::connect(("127.0.0.1", port));
+            let open = matches!(
+                tokio::time::timeout(Duration::from_secs(1), attempt).await,
+                Ok(Ok(_))
+            );
             (open == up).then_some(())
+        },
+    )
+    .await
+}
+
+/// Waits until `path` holds a non-empty first line (an address or `ready`
+/// file a component writes once it listens); that line, trimmed.
+pub async fn wait_file(path: &std::path::Path, timeout: Duration) -> anyhow::Result<String> {
+    wait_for(
+        &format!("{} to be written", path.display()),
+        timeout,
+        || async move {
+            let s = std::fs::read_to_string(path).ok()?;
+            let line = s.lines().next()?.trim().to_string();
+            (!line.is_empty()).then_some(line)
         },
     )
     .await

@@ -27,20 +27,10 @@ pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub use testkit::NatsServer as Nats;
 
 pub async fn wait_file(path: &Path) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if let Ok(a) = s.trim().parse() {
-                return a;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "addr file {} not written",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let line = testkit::wait_file(path, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    line.parse().expect("an address in the addr file")
 }
 
 /// The router running in this process.

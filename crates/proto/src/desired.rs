@@ -13,7 +13,8 @@ pub struct DesiredApp {
     pub instances: u32,
     /// `STARTED` or `STOPPED`; stopped apps are listed so the HM can stop leftovers.
     pub state: String,
-    /// RFC 3339 of the last change; the HM ignores actual state older than this.
+    /// RFC 3339 of the last change. The HM compares it only with the value
+    /// of its previous copy (a change), never with its own clock.
     pub updated_at: String,
 }
 

@@ -24,6 +24,14 @@ pub struct Config {
     /// not change it.
     pub staging_timeout_s: u64,
     pub register_route: bool,
+    /// Failed logins of one user name within `login_lock_s` that lock it
+    /// for `login_lock_s` (UAA's lockout); a client address locks after
+    /// ten times as many.
+    pub login_max_failures: u32,
+    pub login_lock_s: u64,
+    /// Password checks (argon2, ~19 MiB each) running at once; more wait
+    /// up to 2 s, then get 503.
+    pub password_checks: usize,
 }
 
 impl Default for Config {
@@ -42,6 +50,9 @@ impl Default for Config {
             token_ttl_s: 3600,
             staging_timeout_s: proto::DEFAULT_STAGING_TIMEOUT_S,
             register_route: true,
+            login_max_failures: 10,
+            login_lock_s: 300,
+            password_checks: 2,
         }
     }
 }

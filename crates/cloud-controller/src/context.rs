@@ -55,6 +55,9 @@ pub struct Inner {
     pub internal_url: String,
     /// The staging loop's memory.
     pub staging: crate::staging::watch::Watch,
+    /// Failed logins per user name and client address.
+    pub lockouts: Mutex<crate::login::Lockouts>,
+    pub password_checks: crate::login::PasswordChecks,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +95,20 @@ impl Ctx {
             .setting_or_insert("blob_signing_key", &random_key())
             .await?
             .into_bytes();
+        let per_user = crate::login::Policy {
+            max_failures: cfg.login_max_failures.max(1),
+            window: std::time::Duration::from_secs(cfg.login_lock_s),
+            lock: std::time::Duration::from_secs(cfg.login_lock_s),
+        };
+        let per_addr = crate::login::Policy {
+            max_failures: per_user.max_failures.saturating_mul(10),
+            ..per_user
+        };
+        let password_checks = crate::login::PasswordChecks::new(
+            cfg.password_checks,
+            std::time::Duration::from_secs(2),
+        )
+        .map_err(StoreError::Hash)?;
         Ok(Ctx(Arc::new(Inner {
             cfg,
             store,
@@ -104,6 +121,8 @@ impl Ctx {
             jobs: Mutex::new(HashMap::new()),
             internal_url,
             staging: crate::staging::watch::Watch::default(),
+            lockouts: Mutex::new(crate::login::Lockouts::new(per_user, per_addr)),
+            password_checks,
         })))
     }
 

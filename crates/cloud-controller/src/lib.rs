@@ -8,6 +8,7 @@ pub mod blobstore;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod login;
 pub mod logs;
 pub mod placement;
 pub mod runtime;
@@ -110,11 +111,14 @@ pub async fn run(
     let app = api::router(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     if let Some(path) = &cfg.addr_file {
         write_atomic(path, &format!("{addr}\n")).map_err(RunError::AddrFile)?;

@@ -1,12 +1,14 @@
 //! `GET /` discovery and the UAA-compatible `POST /oauth/token`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
 
-use axum::extract::{Form, State};
+use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -15,6 +17,7 @@ use super::BaseUrl;
 use crate::auth::{self, Claims, TokenKind};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::login;
 
 /// Refresh tokens live 30 days.
 const REFRESH_TTL_S: u64 = 30 * 24 * 3600;
@@ -62,9 +65,13 @@ fn client_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
                 return false;
             };
             let decoded = String::from_utf8_lossy(&decoded);
-            decoded.split(':').next() == Some("cf")
+            // The cf CLI's client: `cf` with an empty secret, as UAA has it.
+            decoded == "cf:"
         }
-        None => form.get("client_id").is_none_or(|c| c == "cf"),
+        None => {
+            form.get("client_id").is_none_or(|c| c == "cf")
+                && form.get("client_secret").is_none_or(String::is_empty)
+        }
     }
 }
 
@@ -78,6 +85,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 async fn token(
     State(ctx): State<Ctx>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> ApiResult<Response> {
@@ -101,15 +109,34 @@ async fn token(
                     "username and password are required",
                 ));
             };
+            let addr = login::client_addr(&headers, peer.map(|Extension(ConnectInfo(a))| a));
+            let locked = ctx
+                .lockouts
+                .lock()
+                .map(|l| l.locked(name, &addr, Instant::now()))
+                .unwrap_or(false);
+            if locked {
+                return Ok(oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    login::LOCKED,
+                ));
+            }
             let user = ctx.store.user_by_name(name).await?;
-            let hash = user.as_ref().map(|u| u.password_hash.clone());
-            let pw = password.clone();
-            // argon2 is CPU-heavy: keep it off the async workers.
-            let ok = tokio::task::spawn_blocking(move || {
-                hash.is_some_and(|h| auth::verify_password(&pw, &h))
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            // Off the async workers, a bounded number at a time; an
+            // unknown name costs a check too.
+            let ok = ctx
+                .password_checks
+                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            if let Ok(mut l) = ctx.lockouts.lock() {
+                if ok {
+                    l.succeeded(name);
+                } else {
+                    l.failed(name, &addr, Instant::now());
+                }
+            }
             match (ok, user) {
                 (true, Some(u)) => {
                     let refresh = auth::sign(

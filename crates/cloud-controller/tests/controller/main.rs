@@ -3,6 +3,7 @@
 mod api;
 mod buildpacks;
 mod e2e;
+mod logins;
 mod security_groups;
 mod store;
 mod support;

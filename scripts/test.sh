@@ -38,4 +38,12 @@ ensure_postgres
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace
+# With cargo-nextest (on this machine and CI) every test binary's tests share
+# the two cores at once instead of one binary after another; then the doc
+# tests, which nextest does not run. Without it, plain cargo test.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace
+  cargo test --workspace --doc
+else
+  cargo test --workspace
+fi

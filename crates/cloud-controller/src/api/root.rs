@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -27,6 +27,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/", get(root))
         .route("/v3", get(v3))
         .route("/oauth/token", post(token))
+        .route("/oauth/token/revoke/{token_id}", delete(revoke))
 }
 
 async fn root(base: BaseUrl) -> Json<Value> {
@@ -139,10 +140,12 @@ async fn token(
             }
             match (ok, user) {
                 (true, Some(u)) => {
-                    let refresh = auth::sign(
-                        &Claims::new(&u.guid, &u.username, TokenKind::Refresh, REFRESH_TTL_S, now),
-                        &ctx.jwt_key,
-                    );
+                    let claims =
+                        Claims::new(&u.guid, &u.username, TokenKind::Refresh, REFRESH_TTL_S, now);
+                    ctx.store
+                        .add_refresh_token(&claims.jti, &u.guid, claims.exp, now)
+                        .await?;
+                    let refresh = auth::sign(&claims, &ctx.jwt_key);
                     (u.guid, u.username, refresh)
                 }
                 _ => return Err(ApiError::BadCredentials),
@@ -166,7 +169,12 @@ async fn token(
                     ))
                 }
             };
-            match ctx.store.user(&claims.sub).await? {
+            // On record: not revoked (cf logout) and its user still there.
+            let live = ctx
+                .store
+                .refresh_token_live(&claims.jti, &claims.sub, now)
+                .await?;
+            match ctx.store.user(&claims.sub).await?.filter(|_| live) {
                 Some(u) => (u.guid, u.username, rt.clone()),
                 None => {
                     return Ok(oauth_error(
@@ -203,4 +211,35 @@ async fn token(
         "jti": jti,
     }))
     .into_response())
+}
+
+/// UAA's `DELETE /oauth/token/revoke/:token_id`: revokes a refresh token
+/// (its `jti`) of the caller; 200, or 404 when the caller has no such
+/// token. `cf logout` calls it. (Every token still carries every scope, so
+/// there is no admin override until tokens carry real scopes.)
+async fn revoke(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Path(token_id): Path<String>,
+) -> ApiResult<Response> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer)
+        .and_then(|t| auth::verify(t, &ctx.jwt_key, TokenKind::Access, now).ok())
+        .ok_or(ApiError::InvalidAuthToken)?;
+    if ctx
+        .store
+        .revoke_refresh_token(&token_id, Some(&claims.sub))
+        .await?
+    {
+        Ok(Json(json!({"status": "ok"})).into_response())
+    } else {
+        Ok(oauth_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such token",
+        ))
+    }
 }

@@ -7,6 +7,7 @@ mod builds;
 mod models;
 mod security_groups;
 mod states;
+mod tokens;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use models::*;

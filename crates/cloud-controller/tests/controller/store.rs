@@ -392,11 +392,40 @@ macro_rules! both_backends {
     };
 }
 
+async fn refresh_tokens(url: &str) {
+    let s = bootstrapped(url).await;
+    s.add_refresh_token("j1", "u1", 100, 10).await.expect("add");
+    s.add_refresh_token("j2", "u1", 5, 10).await.expect("add");
+    assert!(s.refresh_token_live("j1", "u1", 50).await.expect("live"));
+    assert!(!s.refresh_token_live("j1", "u2", 50).await.expect("owner"));
+    assert!(!s
+        .refresh_token_live("j1", "u1", 101)
+        .await
+        .expect("expired"));
+    // Expired ones are forgotten when the next one is recorded.
+    s.add_refresh_token("j3", "u2", 100, 10).await.expect("add");
+    assert!(!s
+        .revoke_refresh_token("j2", Some("u1"))
+        .await
+        .expect("gone"));
+    assert!(!s
+        .revoke_refresh_token("j1", Some("u2"))
+        .await
+        .expect("not hers"));
+    assert!(s
+        .revoke_refresh_token("j1", Some("u1"))
+        .await
+        .expect("revoke"));
+    assert!(!s.refresh_token_live("j1", "u1", 50).await.expect("revoked"));
+    assert!(s.revoke_refresh_token("j3", None).await.expect("anyone's"));
+}
+
 both_backends!(
     apps_and_processes,
     routes,
     survives_reopen,
     bad_input,
     security_groups,
-    builds_end_once
+    builds_end_once,
+    refresh_tokens
 );

@@ -188,6 +188,30 @@ async fn controller_restart_keeps_state_and_instances() -> Result<()> {
     let token = p.admin_token().await?;
     let guid = p.app_guid(&token, "keeper").await?;
     p.wait_running(&token, &guid, 1, T).await?;
+
+    // cf logout revokes its refresh token on the server: a copy of it is
+    // refused afterwards.
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.cf_home.join(".cf").join("config.json"))?)?;
+    let rt = config["refresh_token"]
+        .as_str()
+        .context("a refresh token in the cf config")?
+        .to_string();
+    let refresh = || async {
+        reqwest::Client::new()
+            .post(format!("http://{}/oauth/token", p.cc_addr))
+            .basic_auth("cf", Some(""))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.as_str()),
+            ])
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(refresh().await?, 200, "the refresh token works before");
+    p.cf_ok(&["logout"]).await?;
+    assert_eq!(refresh().await?, 401, "and not after cf logout");
     Ok(())
 }
 

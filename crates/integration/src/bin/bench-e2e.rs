@@ -9,14 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use integration::bench::{env_num, push_to_first_200};
 use integration::{fixture, Platform, APPS_DOMAIN};
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
+use testkit::rss_kib;
 
 #[tokio::main]
 async fn main() -> Result<()> {

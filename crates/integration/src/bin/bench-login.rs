@@ -22,15 +22,7 @@ use integration::bench::env_num;
 use integration::{bin, NatsServer};
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    testkit::rss_kib(pid).unwrap_or(0)
 }
 
 async fn login(c: &reqwest::Client, base: &str, user: &str, pw: &str, xff: &str) -> u16 {

@@ -373,14 +373,7 @@ impl RouterProcess {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+        testkit::rss_kib(self.child.id()).expect("the router's VmRSS")
     }
 
     /// CPU time used so far (user + system), in clock ticks.

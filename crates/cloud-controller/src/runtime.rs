@@ -326,20 +326,7 @@ mod tests {
     use super::*;
 
     fn process(instances: i64) -> Process {
-        Process {
-            guid: "p".into(),
-            app_guid: "a".into(),
-            kind: "web".into(),
-            command: None,
-            instances,
-            memory_in_mb: 256,
-            disk_in_mb: 1024,
-            health_check_type: "port".into(),
-            health_check_timeout: None,
-            health_check_endpoint: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
+        Process::for_tests(instances)
     }
 
     #[test]

@@ -9,18 +9,38 @@ use axum::Json;
 use proto::desired::{DesiredApp, DesiredPage};
 use proto::{subjects, Bus, HealthStart, HealthStop, Heartbeat, InstanceHeartbeat, InstanceState};
 
-/// The health manager in-process; its stop switch and task.
-pub(crate) fn start_hm(
-    config: health_manager::Config,
+/// The health manager in-process against the bus at `nats_url` and the
+/// controller at `cc_addr` (passes every 100 ms, desired state every
+/// 200 ms), ready: its stop switch, its task and its temp dir.
+pub(crate) async fn start_hm(
+    nats_url: &str,
+    cc_addr: std::net::SocketAddr,
+    heartbeat_interval_s: f64,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), health_manager::HmError>>,
+    tempfile::TempDir,
 ) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ready = dir.path().join("ready");
+    let config = health_manager::Config {
+        nats_url: nats_url.to_string(),
+        cc_url: format!("http://{cc_addr}"),
+        internal_api_token: "test-token".into(),
+        pass_interval_ms: 100,
+        heartbeat_interval_s,
+        desired_refresh_ms: 200,
+        addr_file: Some(ready.clone()),
+        ..Default::default()
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let hm = tokio::spawn(health_manager::run(config, async {
         let _ = stop_rx.await;
     }));
-    (stop_tx, hm)
+    testkit::wait_file(&ready, Duration::from_secs(10))
+        .await
+        .expect("ready file");
+    (stop_tx, hm, dir)
 }
 
 fn app(id: &str, instances: u32, state: &str) -> DesiredApp {
@@ -96,22 +116,7 @@ async fn starts_missing_and_stops_extra_instances() {
         .expect("sub");
     bus.flush().await.expect("flush");
 
-    let dir = tempfile::tempdir().expect("tmp");
-    let ready = dir.path().join("ready");
-    let config = health_manager::Config {
-        nats_url: nats.url.clone(),
-        cc_url: format!("http://{cc_addr}"),
-        internal_api_token: "test-token".into(),
-        pass_interval_ms: 100,
-        heartbeat_interval_s: 0.3,
-        desired_refresh_ms: 200,
-        addr_file: Some(ready.clone()),
-        ..Default::default()
-    };
-    let (stop_tx, hm) = start_hm(config);
-    testkit::wait_file(&ready, Duration::from_secs(10))
-        .await
-        .expect("ready file");
+    let (stop_tx, hm, _hm_dir) = start_hm(&nats.url, cc_addr, 0.3).await;
 
     // A DEA heartbeating: a/0 fine, a/2 extra (a wants 2), b/0 left over (b is STOPPED); a/1 missing.
     let hb_bus = bus.clone();

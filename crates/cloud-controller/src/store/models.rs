@@ -98,6 +98,27 @@ pub struct Process {
     pub updated_at: String,
 }
 
+#[cfg(test)]
+impl Process {
+    /// The web process of app `a` with `instances` (unit tests' fixture).
+    pub fn for_tests(instances: i64) -> Process {
+        Process {
+            guid: "p".into(),
+            app_guid: "a".into(),
+            kind: "web".into(),
+            command: None,
+            instances,
+            memory_in_mb: 256,
+            disk_in_mb: 1024,
+            health_check_type: "port".into(),
+            health_check_timeout: None,
+            health_check_endpoint: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Package {
     pub guid: String,

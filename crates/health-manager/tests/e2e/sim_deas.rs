@@ -142,19 +142,7 @@ async fn keeps_three_instances_over_sim_deas_and_heals_a_lost_one() {
     });
     bus.flush().await.expect("flush");
 
-    let dir = tempfile::tempdir().expect("tmp");
-    let ready = dir.path().join("ready");
-    let config = health_manager::Config {
-        nats_url: nats.url.clone(),
-        cc_url: format!("http://{cc_addr}"),
-        internal_api_token: "test-token".into(),
-        pass_interval_ms: 100,
-        heartbeat_interval_s: 1.0,
-        desired_refresh_ms: 200,
-        addr_file: Some(ready),
-        ..Default::default()
-    };
-    let (stop_tx, hm) = super::start_hm(config);
+    let (stop_tx, hm, _hm_dir) = super::start_hm(&nats.url, cc_addr, 1.0).await;
 
     let three = testkit::wait_for("three running instances", Duration::from_secs(30), || {
         let bus = bus.clone();

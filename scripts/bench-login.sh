@@ -15,5 +15,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_runtime
 ensure_build
-cargo build --release -p integration --bin bench-login -p cloud-controller
+cargo build --release -p integration -p cloud-controller --bins
 PAAS_BIN_DIR="${PAAS_BIN_DIR:-$PWD/target/release}" exec target/release/bench-login

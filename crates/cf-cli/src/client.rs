@@ -33,6 +33,14 @@ pub enum ReqBody {
     Bits(Bytes),
 }
 
+/// A whole response of [`Client::raw`].
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub version: reqwest::Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -365,6 +373,65 @@ impl Client {
 
     pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<T> {
         self.request(Method::PATCH, path, ReqBody::Json(body)).await
+    }
+
+    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<T> {
+        self.request(Method::PUT, path, ReqBody::Json(body)).await
+    }
+
+    /// One request as `cf curl` makes it: extra headers, a raw body, and the
+    /// answer whatever its status (a token is refreshed once on a 401 with
+    /// code 1000, as for every other call).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<Bytes>,
+    ) -> Result<RawResponse> {
+        let url = self.url(path)?;
+        let mut attempt = 0;
+        loop {
+            let cfg = self.config();
+            let mut rb = self.http.request(method.clone(), &url);
+            if let Some(t) = &cfg.access_token {
+                rb = rb.header(AUTHORIZATION, format!("bearer {t}"));
+            }
+            let has_content_type = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+            if body.is_some() && !has_content_type {
+                rb = rb.header(CONTENT_TYPE, "application/json");
+            }
+            for (k, v) in headers {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let req = rb.build()?;
+            self.trace_request(&req);
+            let resp = self.http.execute(req).await?;
+            let (status, resp_headers, version) =
+                (resp.status(), resp.headers().clone(), resp.version());
+            let bytes = resp.bytes().await?;
+            self.trace_response(status, &resp_headers, Some(&bytes));
+            if status == StatusCode::UNAUTHORIZED
+                && attempt == 0
+                && is_invalid_token(&bytes)
+                && cfg.refresh_token.is_some()
+            {
+                attempt += 1;
+                self.refresh().await?;
+                continue;
+            }
+            return Ok(RawResponse {
+                status,
+                version,
+                headers: resp_headers,
+                body: bytes,
+            });
+        }
     }
 
     /// DELETE; returns the job URL from `Location` for a 202.

@@ -37,6 +37,9 @@ pub enum CliError {
     Manifest(String),
     #[error("{0}")]
     Other(String),
+    /// `cf curl --fail` on a 4xx/5xx answer (exit code 22, as curl's `--fail`).
+    #[error("The requested URL returned error: {0}")]
+    CurlFail(u16),
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -51,6 +54,14 @@ impl CliError {
 
     pub fn other(msg: impl Into<String>) -> Self {
         CliError::Other(msg.into())
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::CurlFail(_) => 22,
+            _ => 1,
+        }
     }
 
     /// HTTP status of an API error, if this is one.

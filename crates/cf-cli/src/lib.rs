@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> u8 {
         Err(e) => {
             eprintln!("FAILED");
             eprintln!("{e}");
-            1
+            e.exit_code()
         }
     }
 }

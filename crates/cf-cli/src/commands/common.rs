@@ -5,7 +5,7 @@ use crate::client::Client;
 use crate::config::{cf_home, Config, Target};
 use crate::error::{CliError, Result};
 use crate::format::{since, AppView, InstanceView, ProcessView};
-use crate::models::{App, Build, Domain, Droplet, Job, Process, ProcessStat, Route};
+use crate::models::{App, Build, Domain, Droplet, Job, Named, Process, ProcessStat, Route};
 use futures_util::StreamExt;
 use proto::{LogMessage, LogSource};
 use serde_json::{json, Value};
@@ -577,6 +577,118 @@ pub fn confirm(prompt: &str) -> bool {
             matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
         }
     }
+}
+
+/// Ask `label: ` and read one line (terminal echo off when `secret`). Reads
+/// stdin also when it is not a terminal, so answers can be piped in; `None`
+/// at end of input.
+pub fn ask(label: &str, secret: bool) -> Result<Option<String>> {
+    print!("{label}: ");
+    let _ = std::io::stdout().flush();
+    let echo_off = secret && stdin_is_tty() && set_echo(false);
+    let mut line = String::new();
+    let r = std::io::stdin().read_line(&mut line);
+    if echo_off {
+        set_echo(true);
+    }
+    if echo_off || !stdin_is_tty() {
+        println!();
+    }
+    match r.map_err(|e| CliError::io("reading stdin", e))? {
+        0 => Ok(None),
+        _ => Ok(Some(line.trim_end_matches(['\n', '\r']).to_string())),
+    }
+}
+
+/// Turn terminal echo on/off on stdin; true when it changed.
+pub fn set_echo(on: bool) -> bool {
+    // SAFETY: termios is a plain C struct; tcgetattr fills it for fd 0.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) != 0 {
+            return false;
+        }
+        if on {
+            t.c_lflag |= libc::ECHO;
+        } else {
+            t.c_lflag &= !libc::ECHO;
+        }
+        libc::tcsetattr(0, libc::TCSANOW, &t) == 0
+    }
+}
+
+/// The claims of a JWT (its middle part), without checking the signature.
+pub fn jwt_claims(jwt: &str) -> Option<Value> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// One string claim of the stored access token (`user_id`, `origin`, ...).
+pub fn token_claim(client: &Client, claim: &str) -> Option<String> {
+    let tok = client.config().access_token?;
+    jwt_claims(&tok)?.get(claim)?.as_str().map(str::to_string)
+}
+
+/// The UAA base URL (`links.uaa.href` of the API root), else the API itself.
+pub fn uaa_url(client: &Client) -> Result<String> {
+    let cfg = client.config();
+    let api = cfg.api()?.to_string();
+    Ok(cfg
+        .uaa
+        .clone()
+        .unwrap_or(api)
+        .trim_end_matches('/')
+        .to_string())
+}
+
+pub async fn find_org_opt(client: &Client, name: &str) -> Result<Option<Named>> {
+    let orgs: Vec<Named> = client
+        .list(&format!("/v3/organizations?names={}", enc(name)))
+        .await?;
+    Ok(orgs.into_iter().find(|o| o.name == name))
+}
+
+/// An org by name, else `Organization 'X' not found.`
+pub async fn find_org(client: &Client, name: &str) -> Result<Named> {
+    find_org_opt(client, name)
+        .await?
+        .ok_or_else(|| CliError::other(format!("Organization '{name}' not found.")))
+}
+
+pub async fn find_space_opt(client: &Client, org_guid: &str, name: &str) -> Result<Option<Named>> {
+    let spaces: Vec<Named> = client
+        .list(&format!(
+            "/v3/spaces?names={}&organization_guids={org_guid}",
+            enc(name)
+        ))
+        .await?;
+    Ok(spaces.into_iter().find(|s| s.name == name))
+}
+
+/// A space of an org by name, else `Space 'X' not found.`
+pub async fn find_space(client: &Client, org_guid: &str, name: &str) -> Result<Named> {
+    find_space_opt(client, org_guid, name)
+        .await?
+        .ok_or_else(|| CliError::other(format!("Space '{name}' not found.")))
+}
+
+/// The targeted org, else the "No org targeted" error.
+pub fn targeted_org(client: &Client) -> Result<Named> {
+    let t = client.config().org.ok_or(CliError::NoOrg)?;
+    Ok(Named {
+        guid: t.guid,
+        name: t.name,
+    })
+}
+
+/// DELETE something that answers 202 with a job, and wait for the job.
+pub async fn delete_and_wait(client: &Client, path: &str) -> Result<()> {
+    let loc = client.delete(path).await?;
+    wait_job(client, loc).await
 }
 
 pub fn stdin_is_tty() -> bool {

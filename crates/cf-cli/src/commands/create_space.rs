@@ -1,9 +1,11 @@
-//! `cf create-space SPACE [-o ORG]`: a space in the targeted org (or ORG).
+//! `cf create-space SPACE [-o ORG] [-q QUOTA]`: a space in the targeted org
+//! (or ORG); like the CF CLI, the creator then becomes its SpaceManager and
+//! SpaceDeveloper.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::common::{enc, logged_in, ok};
-use crate::error::{CliError, Result};
+use super::common::{find_org, logged_in, ok, targeted_org};
+use crate::error::Result;
 use crate::models::Named;
 
 #[derive(Debug, clap::Args)]
@@ -13,41 +15,56 @@ pub struct Args {
     /// Organization (default: the targeted one)
     #[arg(short = 'o')]
     pub org: Option<String>,
+    /// Quota to assign to the newly created space
+    #[arg(short = 'q', long = "quota")]
+    pub quota: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
     let (c, user) = logged_in()?;
     let org = match &args.org {
-        Some(o) => {
-            let orgs: Vec<Named> = c
-                .list(&format!("/v3/organizations?names={}", enc(o)))
-                .await?;
-            orgs.into_iter()
-                .find(|x| &x.name == o)
-                .ok_or_else(|| CliError::other(format!("Organization '{o}' not found.")))?
-        }
-        None => {
-            let t = c.config().org.clone().ok_or(CliError::NoOrg)?;
-            Named {
-                guid: t.guid,
-                name: t.name,
-            }
-        }
+        Some(o) => find_org(&c, o).await?,
+        None => targeted_org(&c)?,
     };
     println!(
         "Creating space {} in org {} as {user}...",
         args.name, org.name
     );
-    let _: Value = c
+    let space: Named = match c
         .post(
             "/v3/spaces",
             json!({"name": args.name, "relationships": {"organization": {"data": {"guid": org.guid}}}}),
         )
-        .await?;
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if super::orgs::is_name_taken(&e) => {
+            println!("Space '{}' already exists.", args.name);
+            ok();
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let space = if space.guid.is_empty() {
+        super::common::find_space(&c, &org.guid, &args.name).await?
+    } else {
+        space
+    };
     ok();
+    println!();
+    if let Some(q) = &args.quota {
+        println!(
+            "Setting space quota {q} to space {} as {user}...",
+            space.name
+        );
+        super::quotas::apply_space_quota(&c, q, &org.guid, &space.guid).await?;
+        ok();
+        println!();
+    }
+    super::roles::assign_creator_space_roles(&c, &user, &org, &space).await?;
     println!(
-        "\nTIP: Use 'cf target -o \"{}\" -s \"{}\"' to target new space",
-        org.name, args.name
+        "TIP: Use 'cf target -o \"{}\" -s \"{}\"' to target new space",
+        org.name, space.name
     );
     Ok(())
 }

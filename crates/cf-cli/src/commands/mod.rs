@@ -6,8 +6,10 @@ pub mod apps;
 pub mod buildpacks;
 pub mod common;
 pub mod create_space;
+pub mod curl;
 pub mod delete;
 pub mod dev;
+pub mod domains;
 pub mod env;
 pub mod events;
 pub mod lifecycle;
@@ -15,13 +17,19 @@ pub mod login;
 pub mod logout;
 pub mod logs;
 pub mod map_route;
+pub mod orgs;
+pub mod passwd;
 pub mod push;
+pub mod quotas;
 pub mod restage;
+pub mod roles;
 pub mod routes;
 pub mod scale;
 pub mod security_groups;
 pub mod set_env;
+pub mod spaces;
 pub mod target;
+pub mod users;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
@@ -106,8 +114,68 @@ pub enum Command {
     CreateBuildpack(buildpacks::CreateArgs),
     /// Delete a buildpack
     DeleteBuildpack(buildpacks::DeleteArgs),
+    /// Change user password
+    #[command(alias = "pw")]
+    Passwd,
+    /// Create a new user
+    CreateUser(users::CreateArgs),
+    /// Delete a user
+    DeleteUser(users::DeleteArgs),
+    /// List all orgs
+    #[command(alias = "o")]
+    Orgs,
+    /// Show org info
+    Org(orgs::ShowArgs),
+    /// Create an org
+    #[command(alias = "co")]
+    CreateOrg(orgs::CreateArgs),
+    /// Delete an org
+    DeleteOrg(orgs::DeleteArgs),
+    /// List all spaces in an org
+    Spaces,
+    /// Show space info
+    Space(spaces::ShowArgs),
     /// Create a space
+    #[command(alias = "csp")]
     CreateSpace(create_space::Args),
+    /// Delete a space
+    DeleteSpace(spaces::DeleteArgs),
+    /// Show org users by role
+    OrgUsers(roles::OrgUsersArgs),
+    /// Show space users by role
+    SpaceUsers(roles::SpaceUsersArgs),
+    /// Assign an org role to a user
+    SetOrgRole(roles::OrgRoleArgs),
+    /// Remove an org role from a user
+    UnsetOrgRole(roles::OrgRoleArgs),
+    /// Assign a space role to a user
+    SetSpaceRole(roles::SpaceRoleArgs),
+    /// Remove a space role from a user
+    UnsetSpaceRole(roles::SpaceRoleArgs),
+    /// List available organization quotas
+    #[command(alias = "quotas")]
+    OrgQuotas,
+    /// Define a new quota for an organization
+    #[command(alias = "create-quota")]
+    CreateOrgQuota(quotas::CreateArgs),
+    /// Assign a quota to an organization
+    #[command(alias = "set-quota")]
+    SetOrgQuota(quotas::SetOrgArgs),
+    /// Define a new quota for a space in the targeted org
+    CreateSpaceQuota(quotas::CreateArgs),
+    /// Apply a space quota to a space (of the targeted org)
+    SetSpaceQuota(quotas::SetSpaceArgs),
+    /// List domains in the target org
+    Domains,
+    /// Create a domain that can be used by all orgs (admin-only)
+    CreateSharedDomain(domains::SharedArgs),
+    /// Create a private domain for a specific org
+    #[command(alias = "create-domain")]
+    CreatePrivateDomain(domains::OrgDomainArgs),
+    /// Share a private domain with a specific org
+    SharePrivateDomain(domains::OrgDomainArgs),
+    /// Execute a raw request, content-type set to application/json by default
+    Curl(curl::Args),
     /// List all security groups
     SecurityGroups,
     /// Show a single security group
@@ -165,7 +233,33 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Buildpacks => buildpacks::list().await,
         Command::CreateBuildpack(a) => buildpacks::create(a).await,
         Command::DeleteBuildpack(a) => buildpacks::delete(a).await,
+        Command::Passwd => passwd::run().await,
+        Command::CreateUser(a) => users::create(a).await,
+        Command::DeleteUser(a) => users::delete(a).await,
+        Command::Orgs => orgs::list().await,
+        Command::Org(a) => orgs::show(a).await,
+        Command::CreateOrg(a) => orgs::create(a).await,
+        Command::DeleteOrg(a) => orgs::delete(a).await,
+        Command::Spaces => spaces::list().await,
+        Command::Space(a) => spaces::show(a).await,
         Command::CreateSpace(a) => create_space::run(a).await,
+        Command::DeleteSpace(a) => spaces::delete(a).await,
+        Command::OrgUsers(a) => roles::org_users(a).await,
+        Command::SpaceUsers(a) => roles::space_users(a).await,
+        Command::SetOrgRole(a) => roles::set_org_role(a).await,
+        Command::UnsetOrgRole(a) => roles::unset_org_role(a).await,
+        Command::SetSpaceRole(a) => roles::set_space_role(a).await,
+        Command::UnsetSpaceRole(a) => roles::unset_space_role(a).await,
+        Command::OrgQuotas => quotas::org_quotas().await,
+        Command::CreateOrgQuota(a) => quotas::create_org_quota(a).await,
+        Command::SetOrgQuota(a) => quotas::set_org_quota(a).await,
+        Command::CreateSpaceQuota(a) => quotas::create_space_quota(a).await,
+        Command::SetSpaceQuota(a) => quotas::set_space_quota(a).await,
+        Command::Domains => domains::list().await,
+        Command::CreateSharedDomain(a) => domains::create_shared(a).await,
+        Command::CreatePrivateDomain(a) => domains::create_private(a).await,
+        Command::SharePrivateDomain(a) => domains::share_private(a).await,
+        Command::Curl(a) => curl::run(a).await,
         Command::SecurityGroups => security_groups::list().await,
         Command::SecurityGroup(a) => security_groups::show(a).await,
         Command::CreateSecurityGroup(a) => security_groups::create(a).await,

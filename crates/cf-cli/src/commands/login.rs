@@ -1,6 +1,6 @@
 //! `cf login -a URL -u USER -p PASS [-o ORG] [-s SPACE]`.
 
-use super::common::{client, stdin_is_tty};
+use super::common::{ask, client, find_org, find_space, set_echo, stdin_is_tty};
 use crate::config::Target;
 use crate::error::{CliError, Result};
 use crate::models::Named;
@@ -45,23 +45,6 @@ fn prompt(label: &str, secret: bool) -> Result<String> {
     }
     r.map_err(|e| CliError::io("reading stdin", e))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
-}
-
-/// Turn terminal echo on/off on stdin; true when it changed.
-fn set_echo(on: bool) -> bool {
-    // SAFETY: termios is a plain C struct; tcgetattr fills it for fd 0.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(0, &mut t) != 0 {
-            return false;
-        }
-        if on {
-            t.c_lflag |= libc::ECHO;
-        } else {
-            t.c_lflag &= !libc::ECHO;
-        }
-        libc::tcsetattr(0, libc::TCSANOW, &t) == 0
-    }
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -118,47 +101,140 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Target an org (by name or the first) and a space in it (by name or the first).
+/// Target an org and a space: the ones named by `-o` / `-s`, else the only
+/// one there is, else (on a terminal) the one picked from a numbered list,
+/// else none, with a tip to use `cf target`.
 pub async fn select_target(
     client: &crate::client::Client,
     org: Option<&str>,
     space: Option<&str>,
 ) -> Result<()> {
-    let orgs: Vec<Named> = client.list("/v3/organizations").await?;
     let org = match org {
-        Some(n) => orgs
-            .into_iter()
-            .find(|o| o.name == n)
-            .ok_or_else(|| CliError::other(format!("Organization '{n}' not found.")))?,
-        None => match orgs.into_iter().next() {
-            Some(o) => o,
-            None => return Ok(()),
-        },
+        Some(n) => Some(find_org(client, n).await?),
+        None => {
+            let orgs: Vec<Named> = client.list("/v3/organizations").await?;
+            choose(
+                orgs,
+                "org",
+                "Use 'cf target -o ORG -s SPACE' to target an org and a space.",
+            )?
+        }
     };
-    println!("Targeted org {}.\n", org.name);
-    let spaces: Vec<Named> = client
-        .list(&format!("/v3/spaces?organization_guids={}", org.guid))
-        .await?;
-    let space = match space {
-        Some(n) => Some(
-            spaces
-                .into_iter()
-                .find(|s| s.name == n)
-                .ok_or_else(|| CliError::other(format!("Space '{n}' not found.")))?,
-        ),
-        None => spaces.into_iter().next(),
-    };
-    if let Some(s) = &space {
-        println!("Targeted space {}.\n", s.name);
-    }
+    let Some(org) = org else { return Ok(()) };
     client.update_config(|c| {
         c.org = Some(Target {
             guid: org.guid.clone(),
             name: org.name.clone(),
         });
-        c.space = space.as_ref().map(|s| Target {
-            guid: s.guid.clone(),
-            name: s.name.clone(),
-        });
-    })
+        c.space = None;
+    })?;
+    println!("Targeted org {}.\n", org.name);
+    let space = match space {
+        Some(n) => Some(find_space(client, &org.guid, n).await?),
+        None => {
+            let spaces: Vec<Named> = client
+                .list(&format!("/v3/spaces?organization_guids={}", org.guid))
+                .await?;
+            choose(
+                spaces,
+                "space",
+                "Use 'cf target -s SPACE' to target a space.",
+            )?
+        }
+    };
+    if let Some(s) = space {
+        client.update_config(|c| {
+            c.space = Some(Target {
+                guid: s.guid.clone(),
+                name: s.name.clone(),
+            })
+        })?;
+        println!("Targeted space {}.\n", s.name);
+    }
+    Ok(())
+}
+
+/// The one item, or the user's pick when there are several and stdin is a
+/// terminal; `None` when there is nothing (or nothing picked).
+fn choose(mut items: Vec<Named>, what: &str, tip: &str) -> Result<Option<Named>> {
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    match items.len() {
+        0 => Ok(None),
+        1 => Ok(items.pop()),
+        n if !stdin_is_tty() => {
+            println!("There are {n} {what}s; none was targeted. {tip}\n");
+            Ok(None)
+        }
+        _ => {
+            let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
+            print!("{}", menu_text(what, &names));
+            let label = format!(
+                "{}{} (enter to skip)",
+                what[..1].to_ascii_uppercase(),
+                &what[1..]
+            );
+            loop {
+                let Some(answer) = ask(&label, false)? else {
+                    return Ok(None);
+                };
+                if answer.trim().is_empty() {
+                    return Ok(None);
+                }
+                match pick(&names, &answer) {
+                    Some(i) => return Ok(Some(items.swap_remove(i))),
+                    None => println!("'{}' is not one of the choices; enter a number from 1 to {}, a name, or nothing to skip.", answer.trim(), names.len()),
+                }
+            }
+        }
+    }
+}
+
+/// `Select an org:` and the numbered names.
+pub fn menu_text(what: &str, names: &[String]) -> String {
+    let mut out = format!(
+        "Select {} {what}:\n",
+        if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        }
+    );
+    for (i, n) in names.iter().enumerate() {
+        out.push_str(&format!("{}. {n}\n", i + 1));
+    }
+    out.push('\n');
+    out
+}
+
+/// The index picked by an answer: a number from the list, or a name.
+pub fn pick(names: &[String], answer: &str) -> Option<usize> {
+    let a = answer.trim();
+    if let Ok(n) = a.parse::<usize>() {
+        return (1..=names.len()).contains(&n).then(|| n - 1);
+    }
+    names.iter().position(|x| x == a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn menus_and_picks() {
+        let names = vec!["dev".to_string(), "prod".to_string()];
+        assert_eq!(
+            menu_text("org", &names),
+            "Select an org:\n1. dev\n2. prod\n\n"
+        );
+        assert_eq!(
+            menu_text("space", &names),
+            "Select a space:\n1. dev\n2. prod\n\n"
+        );
+        assert_eq!(pick(&names, "2"), Some(1));
+        assert_eq!(pick(&names, " 1 "), Some(0));
+        assert_eq!(pick(&names, "3"), None);
+        assert_eq!(pick(&names, "0"), None);
+        assert_eq!(pick(&names, "prod"), Some(1));
+        assert_eq!(pick(&names, "nope"), None);
+    }
 }

@@ -1,6 +1,7 @@
-//! `cf target [-o ORG] [-s SPACE]`.
+//! `cf target [-o ORG] [-s SPACE]`: `-o` alone targets the org and its
+//! space when it has exactly one (else no space), as the CF CLI does.
 
-use super::common::client;
+use super::common::{client, find_org, find_space};
 use crate::config::{Config, Target};
 use crate::error::{CliError, Result};
 use crate::format::kv_auto;
@@ -16,18 +17,37 @@ pub struct Args {
     pub space: Option<String>,
 }
 
+/// The target block, with the CF CLI's hint for what is not targeted.
+pub fn target_text(cfg: &Config) -> String {
+    let mut pairs = vec![
+        ("API endpoint", cfg.api.clone().unwrap_or_default()),
+        ("API version", cfg.api_version.clone().unwrap_or_default()),
+        ("user", cfg.user.clone().unwrap_or_default()),
+    ];
+    if let Some(o) = &cfg.org {
+        pairs.push(("org", o.name.clone()));
+    }
+    if let Some(s) = &cfg.space {
+        pairs.push(("space", s.name.clone()));
+    }
+    let mut out = kv_auto(&pairs);
+    if cfg.org.is_none() {
+        out.push_str("No org or space targeted, use 'cf target -o ORG -s SPACE'\n");
+    } else if cfg.space.is_none() {
+        out.push_str("No space targeted, use 'cf target -s SPACE'\n");
+    }
+    out
+}
+
 pub fn show(cfg: &Config) {
-    let name = |t: &Option<Target>| t.as_ref().map(|t| t.name.clone()).unwrap_or_default();
-    print!(
-        "{}",
-        kv_auto(&[
-            ("API endpoint", cfg.api.clone().unwrap_or_default()),
-            ("API version", cfg.api_version.clone().unwrap_or_default()),
-            ("user", cfg.user.clone().unwrap_or_default()),
-            ("org", name(&cfg.org)),
-            ("space", name(&cfg.space)),
-        ])
-    );
+    print!("{}", target_text(cfg));
+}
+
+fn target(n: &Named) -> Target {
+    Target {
+        guid: n.guid.clone(),
+        name: n.name.clone(),
+    }
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -38,58 +58,59 @@ pub async fn run(args: Args) -> Result<()> {
         return Err(CliError::NotLoggedIn);
     }
     if let Some(o) = &args.org {
-        let orgs: Vec<Named> = client
-            .list(&format!(
-                "/v3/organizations?names={}",
-                super::common::enc(o)
-            ))
-            .await?;
-        let org = orgs
-            .into_iter()
-            .find(|x| &x.name == o)
-            .ok_or_else(|| CliError::other(format!("Organization '{o}' not found.")))?;
-        let spaces: Vec<Named> = client
-            .list(&format!("/v3/spaces?organization_guids={}", org.guid))
-            .await?;
+        let org = find_org(&client, o).await?;
         let space = match &args.space {
-            Some(s) => Some(
-                spaces
-                    .into_iter()
-                    .find(|x| &x.name == s)
-                    .ok_or_else(|| CliError::other(format!("Space '{s}' not found.")))?,
-            ),
-            None => spaces.into_iter().next(),
+            Some(s) => Some(find_space(&client, &org.guid, s).await?),
+            None => {
+                let mut spaces: Vec<Named> = client
+                    .list(&format!("/v3/spaces?organization_guids={}", org.guid))
+                    .await?;
+                if spaces.len() == 1 {
+                    spaces.pop()
+                } else {
+                    None
+                }
+            }
         };
         client.update_config(|c| {
-            c.org = Some(Target {
-                guid: org.guid.clone(),
-                name: org.name.clone(),
-            });
-            c.space = space.map(|s| Target {
-                guid: s.guid,
-                name: s.name,
-            });
+            c.org = Some(target(&org));
+            c.space = space.as_ref().map(target);
         })?;
     } else if let Some(s) = &args.space {
         let org = cfg.org.clone().ok_or(CliError::NoOrg)?;
-        let spaces: Vec<Named> = client
-            .list(&format!(
-                "/v3/spaces?organization_guids={}&names={}",
-                org.guid,
-                super::common::enc(s)
-            ))
-            .await?;
-        let space = spaces
-            .into_iter()
-            .find(|x| &x.name == s)
-            .ok_or_else(|| CliError::other(format!("Space '{s}' not found.")))?;
-        client.update_config(|c| {
-            c.space = Some(Target {
-                guid: space.guid,
-                name: space.name,
-            })
-        })?;
+        let space = find_space(&client, &org.guid, s).await?;
+        client.update_config(|c| c.space = Some(target(&space)))?;
     }
     show(&client.config());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_block_hints() {
+        let mut cfg = Config {
+            api: Some("http://api.sys.localhost:8080".into()),
+            api_version: Some("3.0.0".into()),
+            user: Some("admin".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            target_text(&cfg),
+            "API endpoint:   http://api.sys.localhost:8080\nAPI version:    3.0.0\nuser:           admin\nNo org or space targeted, use 'cf target -o ORG -s SPACE'\n"
+        );
+        cfg.org = Some(Target {
+            guid: "g".into(),
+            name: "dev".into(),
+        });
+        assert!(target_text(&cfg)
+            .ends_with("org:            dev\nNo space targeted, use 'cf target -s SPACE'\n"));
+        cfg.space = Some(Target {
+            guid: "s".into(),
+            name: "dev".into(),
+        });
+        assert!(target_text(&cfg).ends_with("space:          dev\n"));
+    }
 }

@@ -88,7 +88,13 @@ const HIDDEN: &str = "[PRIVATE DATA HIDDEN]";
 
 /// Hide token-like values in a JSON or form body.
 pub fn redact_body(body: &str) -> String {
-    const KEYS: [&str; 4] = ["access_token", "refresh_token", "password", "id_token"];
+    const KEYS: [&str; 5] = [
+        "access_token",
+        "refresh_token",
+        "password",
+        "oldPassword",
+        "id_token",
+    ];
     if let Ok(mut v) = serde_json::from_str::<Value>(body) {
         if let Some(obj) = v.as_object_mut() {
             for k in KEYS {
@@ -520,6 +526,11 @@ mod tests {
     fn redacts_tokens_and_passwords() {
         let j = redact_body(r#"{"access_token":"abc","refresh_token":"def","expires_in":5}"#);
         assert!(!j.contains("abc") && !j.contains("def") && j.contains("expires_in"));
+        let p = redact_body(r#"{"oldPassword":"old-secret","password":"new-secret"}"#);
+        assert!(
+            !p.contains("old-secret") && !p.contains("new-secret"),
+            "{p}"
+        );
         let f = redact_body("grant_type=password&username=admin&password=secret");
         assert_eq!(
             f,

@@ -1,19 +1,44 @@
-//! Users: `cf create-user USERNAME PASSWORD` (UAA SCIM `POST /Users`, then
+//! Users: `cf create-user USERNAME PASSWORD | --origin ORIGIN |
+//! --password-prompt` (UAA SCIM `POST /Users`, then
 //! `POST /v3/users {guid}`) and `cf delete-user USERNAME [-f] [--origin O]`
 //! (UAA `GET /Users?filter=...`, `DELETE /v3/users/:guid` and its job, UAA
 //! `DELETE /Users/:id`).
 
 use serde_json::{json, Value};
 
-use super::common::{confirm, enc, logged_in, ok, uaa_url, wait_job};
+use super::common::{ask, confirm, enc, logged_in, ok, uaa_url, wait_job};
 use crate::error::{CliError, Result};
 
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// Username
     pub username: String,
-    /// Password
-    pub password: String,
+    /// Password (not with --origin of an external identity provider)
+    pub password: Option<String>,
+    /// Origin for mapping a user account to a user in an external identity provider
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Prompt interactively for password
+    #[arg(long)]
+    pub password_prompt: bool,
+}
+
+/// The password and origin of `create-user`, or the usage error.
+pub fn create_inputs(args: &CreateArgs) -> Result<(Option<String>, String)> {
+    let origin = args
+        .origin
+        .clone()
+        .filter(|o| !o.is_empty())
+        .unwrap_or_else(|| "uaa".to_string());
+    match (&args.password, args.password_prompt) {
+        (Some(_), true) => Err(CliError::Usage(
+            "Incorrect Usage: The following arguments cannot be used together: --password-prompt, PASSWORD".into(),
+        )),
+        (None, false) if origin == "uaa" => Err(CliError::Usage(
+            "Incorrect Usage: the required argument `PASSWORD` was not provided".into(),
+        )),
+        (p, _) => Ok((p.clone(), origin)),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,11 +55,11 @@ pub struct DeleteArgs {
 
 /// The SCIM body of a new UAA user (name and email are the user name, as
 /// the CF CLI sends them).
-pub fn scim_user_body(username: &str, password: &str) -> Value {
+pub fn scim_user_body(username: &str, password: &str, origin: &str) -> Value {
     json!({
         "userName": username,
         "password": password,
-        "origin": "uaa",
+        "origin": origin,
         "name": {"givenName": username, "familyName": username},
         "emails": [{"value": username, "primary": true}],
     })
@@ -51,13 +76,19 @@ pub fn users_filter_path(username: &str, origin: Option<&str>) -> String {
 }
 
 pub async fn create(args: CreateArgs) -> Result<()> {
+    let (password, origin) = create_inputs(&args)?;
     let (c, user) = logged_in()?;
+    let password = match password {
+        Some(p) => p,
+        None if args.password_prompt => ask("Password", true)?.unwrap_or_default(),
+        None => String::new(),
+    };
     println!("Creating user {} as {user}...", args.username);
     let uaa = uaa_url(&c)?;
     let created: Value = match c
         .post(
             &format!("{uaa}/Users"),
-            scim_user_body(&args.username, &args.password),
+            scim_user_body(&args.username, &password, &origin),
         )
         .await
     {
@@ -152,7 +183,7 @@ mod tests {
     #[test]
     fn builds_scim_requests() {
         assert_eq!(
-            scim_user_body("bob", "pw"),
+            scim_user_body("bob", "pw", "uaa"),
             json!({"userName": "bob", "password": "pw", "origin": "uaa",
                 "name": {"givenName": "bob", "familyName": "bob"},
                 "emails": [{"value": "bob", "primary": true}]})
@@ -165,6 +196,30 @@ mod tests {
             users_filter_path("bob", Some("uaa")),
             "/Users?filter=userName%20eq%20%22bob%22%20and%20origin%20eq%20%22uaa%22"
         );
+    }
+
+    #[test]
+    fn create_user_inputs() {
+        let a = |p: Option<&str>, o: Option<&str>, prompt: bool| CreateArgs {
+            username: "bob".into(),
+            password: p.map(str::to_string),
+            origin: o.map(str::to_string),
+            password_prompt: prompt,
+        };
+        assert_eq!(
+            create_inputs(&a(Some("pw"), None, false)).ok(),
+            Some((Some("pw".into()), "uaa".into()))
+        );
+        assert_eq!(
+            create_inputs(&a(None, Some("ldap"), false)).ok(),
+            Some((None, "ldap".into()))
+        );
+        assert_eq!(
+            create_inputs(&a(None, None, true)).ok(),
+            Some((None, "uaa".into()))
+        );
+        assert!(create_inputs(&a(None, None, false)).is_err());
+        assert!(create_inputs(&a(Some("pw"), None, true)).is_err());
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub async fn run(args: Args) -> Result<()> {
         .iter()
         .map(|h| parse_header(h))
         .collect::<Result<Vec<_>>>()?;
-    let path = if args.path.starts_with('/') || args.path.contains("://") {
+    // Always a path of the API: the token must not go to another host.
+    let path = if args.path.starts_with('/') {
         args.path.clone()
     } else {
         format!("/{}", args.path)

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::common::{confirm, delete_and_wait, find_org, find_org_opt, logged_in, ok};
+use super::common::{confirm, delete_and_wait, enc, find_org, find_org_opt, logged_in, ok};
 use crate::error::{CliError, Result};
 use crate::format::{kv_auto, table};
 use crate::models::Named;
@@ -150,19 +150,31 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         return Ok(());
     }
     println!("Getting info for org {} as {user}...\n", args.name);
-    let org = find_org(&c, &args.name).await?;
-    let full: Value = c.get(&format!("/v3/organizations/{}", org.guid)).await?;
+    let orgs: Vec<Value> = c
+        .list(&format!("/v3/organizations?names={}", enc(&args.name)))
+        .await?;
+    let full = orgs
+        .into_iter()
+        .find(|o| o["name"].as_str() == Some(args.name.as_str()))
+        .ok_or_else(|| CliError::other(format!("Organization '{}' not found.", args.name)))?;
+    let org = Named {
+        guid: full["guid"].as_str().unwrap_or_default().to_string(),
+        name: args.name.clone(),
+    };
     let domains: Vec<Named> = c
         .list(&format!("/v3/organizations/{}/domains", org.guid))
         .await?;
     let domains: Vec<String> = domains.into_iter().map(|d| d.name).collect();
+    // The quota's name, when the user may read the quotas (best effort).
     let quota = match full
         .pointer("/relationships/quota/data/guid")
         .and_then(Value::as_str)
     {
         Some(g) => c
-            .get_opt::<Named>(&format!("/v3/organization_quotas/{g}"))
-            .await?
+            .list::<Named>("/v3/organization_quotas")
+            .await
+            .ok()
+            .and_then(|qs| qs.into_iter().find(|q| q.guid == g))
             .map(|q| q.name)
             .unwrap_or_default(),
         None => String::new(),

@@ -8,7 +8,7 @@ use super::common::{
     confirm, delete_and_wait, enc, find_org, find_space, find_space_opt, logged_in, ok,
     targeted_org,
 };
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::format::kv_auto;
 use crate::models::Named;
 
@@ -76,25 +76,33 @@ pub async fn list() -> Result<()> {
     Ok(())
 }
 
+/// What `cf space` shows.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceView {
+    pub name: String,
+    pub org: String,
+    pub apps: Vec<String>,
+    pub services: Vec<String>,
+    pub quota: String,
+    pub running_groups: Vec<String>,
+    pub staging_groups: Vec<String>,
+}
+
 /// The `cf space` block.
-pub fn space_block(
-    name: &str,
-    org: &str,
-    apps: &[String],
-    services: &[String],
-    quota: &str,
-) -> String {
+pub fn space_block(v: &SpaceView) -> String {
     let sorted = |v: &[String]| {
         let mut v = v.to_vec();
         v.sort();
         v.join(", ")
     };
     kv_auto(&[
-        ("name", name.to_string()),
-        ("org", org.to_string()),
-        ("apps", sorted(apps)),
-        ("services", sorted(services)),
-        ("space quota", quota.to_string()),
+        ("name", v.name.clone()),
+        ("org", v.org.clone()),
+        ("apps", sorted(&v.apps)),
+        ("services", sorted(&v.services)),
+        ("space quota", v.quota.clone()),
+        ("running security groups", sorted(&v.running_groups)),
+        ("staging security groups", sorted(&v.staging_groups)),
     ])
 }
 
@@ -110,32 +118,78 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         "Getting info for space {} in org {} as {user}...\n",
         args.name, org.name
     );
-    let space = find_space(&c, &org.guid, &args.name).await?;
-    let full: Value = c.get(&format!("/v3/spaces/{}", space.guid)).await?;
+    let found: Vec<Value> = c
+        .list(&format!(
+            "/v3/spaces?names={}&organization_guids={}",
+            enc(&args.name),
+            org.guid
+        ))
+        .await?;
+    let full = found
+        .into_iter()
+        .find(|s| s["name"].as_str() == Some(args.name.as_str()))
+        .ok_or_else(|| CliError::other(format!("Space '{}' not found.", args.name)))?;
+    let space = Named {
+        guid: full["guid"].as_str().unwrap_or_default().to_string(),
+        name: args.name.clone(),
+    };
     let apps: Vec<Named> = c
-        .list(&format!("/v3/apps?space_guids={}", enc(&space.guid)))
+        .list(&format!("/v3/apps?space_guids={}", space.guid))
         .await?;
     let apps: Vec<String> = apps.into_iter().map(|a| a.name).collect();
-    // Services are shown when the platform has them (best effort).
-    let services: Vec<String> = c
-        .list::<Named>(&format!("/v3/service_instances?space_guids={}", space.guid))
-        .await
-        .map(|v| v.into_iter().map(|s| s.name).collect())
-        .unwrap_or_default();
+    // Services and security groups are shown when the platform (and the
+    // user's roles) let us read them: best effort.
+    let names = |r: Result<Vec<Named>>| -> Vec<String> {
+        r.map(|v| v.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default()
+    };
+    let services = names(
+        c.list(&format!("/v3/service_instances?space_guids={}", space.guid))
+            .await,
+    );
+    let mut groups = Vec::new();
+    for lifecycle in ["running", "staging"] {
+        let mut g = names(
+            c.list(&format!(
+                "/v3/security_groups?{lifecycle}_space_guids={}",
+                space.guid
+            ))
+            .await,
+        );
+        g.extend(names(
+            c.list(&format!(
+                "/v3/security_groups?globally_enabled_{lifecycle}=true"
+            ))
+            .await,
+        ));
+        g.sort();
+        g.dedup();
+        groups.push(g);
+    }
     let quota = match full
         .pointer("/relationships/quota/data/guid")
         .and_then(Value::as_str)
     {
-        Some(g) => c
-            .get_opt::<Named>(&format!("/v3/space_quotas/{g}"))
-            .await?
-            .map(|q| q.name)
-            .unwrap_or_default(),
+        Some(g) => names(
+            c.list(&format!("/v3/space_quotas?organization_guids={}", org.guid))
+                .await
+                .map(|qs: Vec<Named>| qs.into_iter().filter(|q| q.guid == g).collect()),
+        )
+        .pop()
+        .unwrap_or_default(),
         None => String::new(),
     };
     print!(
         "{}",
-        space_block(&space.name, &org.name, &apps, &services, &quota)
+        space_block(&SpaceView {
+            name: space.name,
+            org: org.name,
+            apps,
+            services,
+            quota,
+            running_groups: groups.first().cloned().unwrap_or_default(),
+            staging_groups: groups.get(1).cloned().unwrap_or_default(),
+        })
     );
     Ok(())
 }
@@ -146,9 +200,17 @@ mod tests {
 
     #[test]
     fn renders_space_block() {
+        let v = SpaceView {
+            name: "dev".into(),
+            org: "myorg".into(),
+            apps: vec!["b".into(), "a".into()],
+            quota: "small".into(),
+            running_groups: vec!["public".into(), "dns".into()],
+            ..SpaceView::default()
+        };
         assert_eq!(
-            space_block("dev", "myorg", &["b".into(), "a".into()], &[], "small"),
-            "name:          dev\norg:           myorg\napps:          a, b\nservices:\nspace quota:   small\n"
+            space_block(&v),
+            "name:                      dev\norg:                       myorg\napps:                      a, b\nservices:\nspace quota:               small\nrunning security groups:   dns, public\nstaging security groups:\n"
         );
     }
 }

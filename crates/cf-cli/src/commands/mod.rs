@@ -288,3 +288,85 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Dev(d) => dev::run(d).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        let mut all = vec!["cf"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all) {
+            Ok(c) => c.command,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn tenancy_commands_parse_with_cf_names_and_aliases() {
+        assert!(matches!(parse(&["co", "o1"]), Command::CreateOrg(a) if a.name == "o1"));
+        assert!(
+            matches!(parse(&["create-org", "o1", "-q", "q"]), Command::CreateOrg(a) if a.quota.as_deref() == Some("q"))
+        );
+        assert!(matches!(parse(&["o"]), Command::Orgs));
+        assert!(
+            matches!(parse(&["csp", "s", "-o", "o"]), Command::CreateSpace(a) if a.org.as_deref() == Some("o"))
+        );
+        assert!(
+            matches!(parse(&["delete-space", "s", "-o", "o", "-f"]), Command::DeleteSpace(a) if a.force)
+        );
+        assert!(matches!(parse(&["delete-org", "o", "-f"]), Command::DeleteOrg(a) if a.force));
+        assert!(matches!(parse(&["delete-user", "u", "-f"]), Command::DeleteUser(a) if a.force));
+        assert!(
+            matches!(parse(&["create-user", "u", "p"]), Command::CreateUser(a) if a.password.as_deref() == Some("p"))
+        );
+        assert!(
+            matches!(parse(&["set-org-role", "u", "o", "OrgManager"]), Command::SetOrgRole(a) if a.role == "OrgManager")
+        );
+        assert!(
+            matches!(parse(&["set-space-role", "u", "o", "s", "SpaceDeveloper"]), Command::SetSpaceRole(a) if a.space == "s")
+        );
+        assert!(matches!(parse(&["org-users", "o", "-a"]), Command::OrgUsers(a) if a.all));
+        assert!(matches!(
+            parse(&["space-users", "o", "s"]),
+            Command::SpaceUsers(_)
+        ));
+        assert!(matches!(parse(&["quotas"]), Command::OrgQuotas));
+        assert!(matches!(
+            parse(&["create-quota", "q", "-m", "1G"]),
+            Command::CreateOrgQuota(_)
+        ));
+        assert!(matches!(
+            parse(&["set-quota", "o", "q"]),
+            Command::SetOrgQuota(_)
+        ));
+        assert!(matches!(
+            parse(&["create-space-quota", "q", "-r", "-1"]),
+            Command::CreateSpaceQuota(_)
+        ));
+        assert!(matches!(
+            parse(&["set-space-quota", "s", "q"]),
+            Command::SetSpaceQuota(_)
+        ));
+        assert!(
+            matches!(parse(&["create-shared-domain", "d.com", "--internal"]), Command::CreateSharedDomain(a) if a.internal)
+        );
+        assert!(matches!(
+            parse(&["create-domain", "o", "d.com"]),
+            Command::CreatePrivateDomain(_)
+        ));
+        assert!(matches!(
+            parse(&["share-private-domain", "o", "d.com"]),
+            Command::SharePrivateDomain(_)
+        ));
+        assert!(matches!(parse(&["domains"]), Command::Domains));
+        assert!(matches!(parse(&["pw"]), Command::Passwd));
+        assert!(
+            matches!(parse(&["target", "-o", "o", "-s", "s"]), Command::Target(a) if a.space.as_deref() == Some("s"))
+        );
+        assert!(matches!(
+            parse(&["curl", "/v3/apps", "-X", "POST", "-H", "A: b", "-H", "C: d", "-d", "{}", "-i", "--fail"]),
+            Command::Curl(a) if a.headers.len() == 2 && a.fail && a.include
+        ));
+    }
+}

@@ -177,11 +177,16 @@ pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
     }
 }
 
+/// An expired or invalid token: the controller's code 1000, or UAA's
+/// `invalid_token` (the SCIM calls of create-user, delete-user, passwd).
 fn is_invalid_token(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("errors")?.get(0)?.get("code")?.as_i64())
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    v.get("errors")
+        .and_then(|e| e.get(0)?.get("code")?.as_i64())
         == Some(1000)
+        || v.get("error").and_then(Value::as_str) == Some("invalid_token")
 }
 
 fn bits_form(bytes: Bytes) -> Result<reqwest::multipart::Form> {
@@ -556,5 +561,9 @@ mod tests {
         assert!(e.to_string().contains("502"));
         assert!(is_invalid_token(br#"{"errors":[{"code":1000,"title":"CF-InvalidAuthToken","detail":"Invalid Auth Token"}]}"#));
         assert!(!is_invalid_token(b"{}"));
+        assert!(is_invalid_token(
+            br#"{"error":"invalid_token","error_description":"expired"}"#
+        ));
+        assert!(!is_invalid_token(br#"{"error":"unauthorized"}"#));
     }
 }

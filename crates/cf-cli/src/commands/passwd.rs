@@ -33,7 +33,9 @@ pub async fn run() -> Result<()> {
         .await
     {
         Ok(_) => {}
-        Err(e) if e.status() == Some(401) => {
+        Err(CliError::Api {
+            status: 401, title, ..
+        }) if title != "invalid_token" => {
             return Err(CliError::other("Current password did not match"))
         }
         Err(e) => return Err(e),

@@ -10,13 +10,6 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-pub const SCOPES: &[&str] = &[
-    "openid",
-    "cloud_controller.read",
-    "cloud_controller.write",
-    "cloud_controller.admin",
-];
-
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt =
         SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes()).map_err(|e| e.to_string())?;
@@ -55,10 +48,22 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub kind: TokenKind,
+    /// The user's token generation when issued (UAA's `rev_sig`): a
+    /// password change bumps it, so older tokens stop working.
+    #[serde(default)]
+    pub rev: i64,
 }
 
 impl Claims {
-    pub fn new(user_guid: &str, user_name: &str, kind: TokenKind, ttl_s: u64, now: i64) -> Claims {
+    /// A token of the cf client for a user with `scope`.
+    pub fn new(
+        user_guid: &str,
+        user_name: &str,
+        scope: Vec<String>,
+        kind: TokenKind,
+        ttl_s: u64,
+        now: i64,
+    ) -> Claims {
         Claims {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             sub: user_guid.to_string(),
@@ -66,11 +71,12 @@ impl Claims {
             user_name: user_name.to_string(),
             client_id: "cf".into(),
             cid: "cf".into(),
-            scope: SCOPES.iter().map(|s| s.to_string()).collect(),
+            scope,
             iat: now,
             exp: now.saturating_add(i64::try_from(ttl_s).unwrap_or(i64::MAX)),
             iss: "cloud-controller".into(),
             kind,
+            rev: 0,
         }
     }
 }
@@ -168,7 +174,14 @@ mod tests {
 
     #[test]
     fn sign_and_verify() {
-        let c = Claims::new("u1", "admin", TokenKind::Access, 60, 1000);
+        let c = Claims::new(
+            "u1",
+            "admin",
+            vec!["openid".into()],
+            TokenKind::Access,
+            60,
+            1000,
+        );
         let t = sign(&c, KEY);
         assert_eq!(t.split('.').count(), 3);
         assert_eq!(verify(&t, KEY, TokenKind::Access, 1001), Ok(c));
@@ -176,7 +189,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_tokens() {
-        let c = Claims::new("u1", "admin", TokenKind::Access, 60, 1000);
+        let c = Claims::new(
+            "u1",
+            "admin",
+            vec!["openid".into()],
+            TokenKind::Access,
+            60,
+            1000,
+        );
         let t = sign(&c, KEY);
         assert_eq!(
             verify(&t, KEY, TokenKind::Access, 1060),

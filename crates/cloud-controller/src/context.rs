@@ -31,6 +31,17 @@ impl Actor {
     }
 }
 
+/// What an audit event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditTarget<'a> {
+    /// `app`, `user`, `organization`, `space`, `role`, `organization_quota`...
+    pub kind: &'a str,
+    pub guid: &'a str,
+    pub name: &'a str,
+    pub space: Option<&'a str>,
+    pub org: Option<&'a str>,
+}
+
 /// An asynchronous job (app delete); finished synchronously, kept for polling.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -132,26 +143,44 @@ impl Ctx {
             Ok(s) => Some(s.organization_guid),
             Err(_) => None,
         };
+        let target = AuditTarget {
+            kind: "app",
+            guid: &app.guid,
+            name: &app.name,
+            space: Some(&app.space_guid),
+            org: org.as_deref(),
+        };
+        self.audit(actor, kind, target, data).await;
+    }
+
+    /// Records an audit event; failures are logged, not returned.
+    pub async fn audit(
+        &self,
+        actor: &Actor,
+        kind: &str,
+        target: AuditTarget<'_>,
+        data: serde_json::Value,
+    ) {
         let e = AuditEvent {
             guid: store::new_guid(),
             kind: kind.to_string(),
             actor_guid: actor.guid.clone(),
             actor_type: actor.kind.to_string(),
             actor_name: actor.name.clone(),
-            target_guid: app.guid.clone(),
-            target_type: "app".into(),
-            target_name: app.name.clone(),
+            target_guid: target.guid.to_string(),
+            target_type: target.kind.into(),
+            target_name: target.name.to_string(),
             data: if data.is_null() {
                 json!({}).to_string()
             } else {
                 data.to_string()
             },
-            space_guid: Some(app.space_guid.clone()),
-            organization_guid: org,
+            space_guid: target.space.map(str::to_string),
+            organization_guid: target.org.map(str::to_string),
             created_at: store::now(),
         };
         if let Err(err) = self.store.add_event(&e).await {
-            tracing::warn!(kind, app_id = %app.guid, error = %err, "cannot record audit event");
+            tracing::warn!(kind, target = %target.guid, error = %err, "cannot record audit event");
         }
     }
 

@@ -38,6 +38,11 @@ impl ApiError {
     pub fn not_found(what: &str) -> ApiError {
         ApiError::NotFound(what.to_string())
     }
+
+    /// CF's 403 (`CF-NotAuthorized`, 10003).
+    pub fn not_authorized() -> ApiError {
+        ApiError::Forbidden("You are not authorized to perform the requested action".into())
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authz;
 pub mod blobstore;
 pub mod config;
 pub mod context;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod login;
 pub mod logs;
 pub mod placement;
+pub mod quota;
 pub mod runtime;
 pub mod signing;
 pub mod staging;

@@ -10,10 +10,13 @@ use proto::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
+use super::{
+    filter, matches, metadata, page_of, paginate, parse_json, rel, BaseUrl, PageReq, Query, ToOne,
+};
+use crate::authz::{Action, Perms, Scope};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, App, AppState, DropletState};
+use crate::store::{self, App, AppFilter, AppState, DropletState};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -148,39 +151,48 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    let (names, spaces, guids) = (
-        filter(&q, "names"),
-        filter(&q, "space_guids"),
-        filter(&q, "guids"),
-    );
-    let items = ctx
+/// Only apps in spaces the caller may read; filtered, counted and paged
+/// in SQL.
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(&q)?;
+    let f = AppFilter {
+        names: filter(&q, "names"),
+        space_guids: filter(&q, "space_guids"),
+        guids: filter(&q, "guids"),
+        scope: perms.space_scope(),
+    };
+    let (total, apps) = ctx
         .store
-        .apps()
-        .await?
-        .iter()
-        .filter(|a| {
-            matches(&names, &a.name) && matches(&spaces, &a.space_guid) && matches(&guids, &a.guid)
-        })
-        .map(|a| present(&base, a))
-        .collect();
-    Ok(Json(paginate(&base, "/v3/apps", &q, items)?))
+        .apps_page(&f, page.per_page, page.offset())
+        .await?;
+    let items = apps.iter().map(|a| present(&base, a)).collect();
+    Ok(Json(page_of(&base, "/v3/apps", &q, page, total, items)))
 }
 
 async fn create(
     State(ctx): State<Ctx>,
     Extension(actor): Extension<Actor>,
+    Extension(perms): Extension<Perms>,
     base: BaseUrl,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: CreateApp = parse_json(&body)?;
     check_name(&req.name)?;
     let space_guid = req.relationships.space.data.guid;
-    ctx.store.space(&space_guid).await.map_err(|_| {
-        ApiError::Unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.".into(),
-        )
-    })?;
+    let space = crate::authz::require_in_space(
+        &ctx,
+        &perms,
+        Action::WriteSpace,
+        &space_guid,
+        crate::authz::INVALID_SPACE,
+    )
+    .await?;
+    crate::quota::check_new_app(&ctx, &space).await?;
     let (mut buildpack, mut stack) = (None, "host".to_string());
     if let Some(l) = &req.lifecycle {
         check_lifecycle(l)?;
@@ -296,6 +308,9 @@ async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
     if was_started && !restart {
         return Ok(app);
     }
+    if !was_started {
+        crate::quota::check_start(ctx, &app).await?;
+    }
     let old_version = app.version.clone();
     app.state = AppState::Started;
     app.version = store::new_guid();
@@ -376,17 +391,34 @@ async fn stop(
     Ok(Json(present(&base, &app)))
 }
 
-async fn env(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+/// `GET /v3/apps/:guid/env`; a space supporter gets the system env
+/// (service credentials) hidden, as in CF.
+async fn env(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    Path(guid): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = ctx.store.app(&guid).await?;
     let process = ctx.store.web_process(&guid).await?;
     let space = ctx.store.space(&app.space_guid).await?;
     let org = ctx.store.org(&space.organization_guid).await?;
     let uris = ctx.app_uris(&guid).await?;
+    let system_env = if perms.may(
+        Action::ReadSystemEnv,
+        Scope::Space {
+            org: &org.guid,
+            space: &space.guid,
+        },
+    ) {
+        json!({"VCAP_SERVICES": {}})
+    } else {
+        json!({"redacted_message": "[PRIVATE DATA HIDDEN]"})
+    };
     Ok(Json(json!({
         "staging_env_json": {},
         "running_env_json": {},
         "environment_variables": app.env_map(),
-        "system_env_json": {"VCAP_SERVICES": {}},
+        "system_env_json": system_env,
         "application_env_json": {"VCAP_APPLICATION": {
             "application_id": app.guid, "application_name": app.name, "application_uris": uris, "uris": uris,
             "name": app.name, "version": app.version, "application_version": app.version,

@@ -2,10 +2,11 @@
 
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use super::{filter, matches, paginate, BaseUrl, Query};
+use crate::authz::Perms;
 use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::store::AuditEvent;
@@ -31,11 +32,16 @@ fn present(base: &BaseUrl, e: &AuditEvent) -> Value {
     })
 }
 
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
     let (targets, types) = (filter(&q, "target_guids"), filter(&q, "types"));
     let mut events: Vec<AuditEvent> = ctx
         .store
-        .events()
+        .events_in(&perms.space_scope())
         .await?
         .into_iter()
         .filter(|e| matches(&targets, &e.target_guid) && matches(&types, &e.kind))

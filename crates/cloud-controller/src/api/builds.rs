@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, GuidRef, Query};
+use crate::authz::{Action, Perms, SpaceScope};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Build, PackageState};
@@ -22,8 +23,24 @@ pub fn routes() -> Router<Ctx> {
 }
 
 /// `GET /v3/builds` (filters `app_guids`, `states`, `guids`), oldest first.
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    list_of(&ctx, &base, &q, None, "/v3/builds").await
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
+    let readable: Option<std::collections::BTreeSet<String>> = match perms.space_scope() {
+        SpaceScope::All => None,
+        scope => Some(
+            ctx.store
+                .apps_in(&scope)
+                .await?
+                .into_iter()
+                .map(|a| a.guid)
+                .collect(),
+        ),
+    };
+    list_of(&ctx, &base, &q, None, "/v3/builds", readable.as_ref()).await
 }
 
 /// `GET /v3/apps/:guid/builds` (the same filters).
@@ -35,7 +52,7 @@ async fn list_of_app(
 ) -> ApiResult<Json<Value>> {
     ctx.store.app(&guid).await?;
     let path = format!("/v3/apps/{guid}/builds");
-    list_of(&ctx, &base, &q, Some(&guid), &path).await
+    list_of(&ctx, &base, &q, Some(&guid), &path, None).await
 }
 
 async fn list_of(
@@ -44,6 +61,7 @@ async fn list_of(
     q: &Query,
     app: Option<&str>,
     path: &str,
+    readable_apps: Option<&std::collections::BTreeSet<String>>,
 ) -> ApiResult<Json<Value>> {
     let (apps, states, guids) = (
         filter(q, "app_guids"),
@@ -53,6 +71,7 @@ async fn list_of(
     let mut items = Vec::new();
     for b in ctx.store.builds(app).await? {
         if matches(&apps, &b.app_guid)
+            && readable_apps.is_none_or(|r| r.contains(&b.app_guid))
             && matches(&states, b.state.as_str())
             && matches(&guids, &b.guid)
         {
@@ -101,16 +120,25 @@ struct CreateBuild {
 async fn create(
     State(ctx): State<Ctx>,
     Extension(actor): Extension<Actor>,
+    Extension(perms): Extension<Perms>,
     base: BaseUrl,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: CreateBuild = parse_json(&body)?;
-    let pkg = ctx.store.package(&req.package.guid).await.map_err(|_| {
-        ApiError::Unprocessable(
-            "Unable to use package. Ensure that the package exists and you have access to it."
-                .into(),
-        )
-    })?;
+    const UNUSABLE: &str =
+        "Unable to use package. Ensure that the package exists and you have access to it.";
+    let pkg = ctx
+        .store
+        .package(&req.package.guid)
+        .await
+        .map_err(|_| ApiError::Unprocessable(UNUSABLE.into()))?;
+    let app = ctx
+        .store
+        .app(&pkg.app_guid)
+        .await
+        .map_err(|_| ApiError::Unprocessable(UNUSABLE.into()))?;
+    crate::authz::require_in_space(&ctx, &perms, Action::WriteSpace, &app.space_guid, UNUSABLE)
+        .await?;
     if pkg.state != PackageState::Ready {
         return Err(ApiError::Unprocessable(format!(
             "Package must be READY to stage (it is {})",

@@ -35,3 +35,15 @@ async fn show(
         "links": {"self": base.link(&format!("/v3/jobs/{}", job.guid))},
     })))
 }
+
+/// `202 Accepted` with the `Location` of a finished job for `operation`.
+pub fn accepted(ctx: &Ctx, base: &BaseUrl, operation: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let job = ctx.add_job(operation);
+    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
+    (
+        axum::http::StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
+}

@@ -6,6 +6,7 @@ pub mod buildpacks;
 mod builds;
 mod domains;
 mod droplets;
+mod feature_flags;
 mod internal;
 mod jobs;
 mod logs;
@@ -13,26 +14,26 @@ mod orgs;
 mod packages;
 mod presenters;
 mod processes;
+mod quotas;
+mod roles;
 mod root;
 mod routes;
 mod security_groups;
 mod spaces;
+mod uaa;
+mod users;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::auth::{self, TokenKind};
-use crate::context::{Actor, Ctx};
+use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 
 /// Upload bodies (packages, droplets, caches) may be large.
@@ -55,9 +56,14 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(audit::routes())
         .merge(jobs::routes())
         .merge(logs::routes())
+        .merge(users::routes())
+        .merge(roles::routes())
+        .merge(quotas::routes())
+        .merge(feature_flags::routes())
+        .merge(uaa::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
-            require_token,
+            crate::authz::layer,
         ));
     Router::new()
         .merge(root::routes())
@@ -101,26 +107,6 @@ impl BaseUrl {
 
     pub fn action(&self, path: &str, method: &str) -> Value {
         json!({"href": format!("{}{}", self.0, path), "method": method})
-    }
-}
-
-async fn require_token(State(ctx): State<Ctx>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer);
-    let now = chrono::Utc::now().timestamp();
-    match token.map(|t| auth::verify(t, &ctx.jwt_key, TokenKind::Access, now)) {
-        Some(Ok(claims)) => {
-            req.extensions_mut().insert(Actor {
-                guid: claims.sub,
-                name: claims.user_name,
-                kind: "user",
-            });
-            next.run(req).await
-        }
-        _ => ApiError::InvalidAuthToken.into_response(),
     }
 }
 
@@ -189,6 +175,36 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// `page` and `per_page` of a list request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageReq {
+    pub page: usize,
+    pub per_page: usize,
+}
+
+impl PageReq {
+    pub fn from_query(q: &BTreeMap<String, String>) -> ApiResult<PageReq> {
+        let num =
+            |key: &str, default: usize| -> ApiResult<usize> {
+                match q.get(key) {
+                    None => Ok(default),
+                    Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        ApiError::BadQuery(format!("{key} must be a positive integer"))
+                    }),
+                }
+            };
+        Ok(PageReq {
+            page: num("page", 1)?,
+            per_page: num("per_page", 50)?.min(5000),
+        })
+    }
+
+    /// Rows to skip.
+    pub fn offset(&self) -> usize {
+        (self.page - 1).saturating_mul(self.per_page)
+    }
+}
+
 /// CF pagination over an in-memory list, with absolute hrefs that keep the filters.
 pub fn paginate(
     base: &BaseUrl,
@@ -196,19 +212,27 @@ pub fn paginate(
     q: &BTreeMap<String, String>,
     items: Vec<Value>,
 ) -> ApiResult<Value> {
-    let num = |key: &str, default: usize| -> ApiResult<usize> {
-        match q.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ApiError::BadQuery(format!("{key} must be a positive integer"))),
-        }
-    };
-    let page = num("page", 1)?;
-    let per_page = num("per_page", 50)?.min(5000);
+    let req = PageReq::from_query(q)?;
     let total = items.len();
+    let resources = items
+        .into_iter()
+        .skip(req.offset())
+        .take(req.per_page)
+        .collect();
+    Ok(page_of(base, path, q, req, total, resources))
+}
+
+/// A CF list page: `resources` is the requested window of `total` results
+/// (counted and cut in SQL by the caller).
+pub fn page_of(
+    base: &BaseUrl,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    req: PageReq,
+    total: usize,
+    resources: Vec<Value>,
+) -> Value {
+    let PageReq { page, per_page } = req;
     let total_pages = total.div_ceil(per_page).max(1);
     let extra: String = q
         .iter()
@@ -216,12 +240,7 @@ pub fn paginate(
         .map(|(k, v)| format!("&{}={}", encode(k), encode(v)))
         .collect();
     let href = |p: usize| json!({"href": format!("{}{}?page={}&per_page={}{}", base.0, path, p, per_page, extra)});
-    let resources: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .collect();
-    Ok(json!({
+    json!({
         "pagination": {
             "total_results": total,
             "total_pages": total_pages,
@@ -231,7 +250,7 @@ pub fn paginate(
             "previous": if page > 1 { href(page - 1) } else { Value::Null },
         },
         "resources": resources,
-    }))
+    })
 }
 
 #[cfg(test)]

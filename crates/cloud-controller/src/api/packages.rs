@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::{
     filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne, MAX_UPLOAD_BYTES,
 };
+use crate::authz::{Action, Perms};
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
@@ -59,7 +60,12 @@ struct CreatePackage {
     relationships: AppRel,
 }
 
-async fn create(State(ctx): State<Ctx>, base: BaseUrl, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: CreatePackage = parse_json(&body)?;
     if req.kind != "bits" {
         return Err(ApiError::Unprocessable(format!(
@@ -68,21 +74,34 @@ async fn create(State(ctx): State<Ctx>, base: BaseUrl, body: Bytes) -> ApiResult
         )));
     }
     let app_guid = req.relationships.app.data.guid;
-    ctx.store.app(&app_guid).await.map_err(|_| {
+    let app = ctx.store.app(&app_guid).await.map_err(|_| {
         ApiError::Unprocessable(
             "App is invalid. Ensure it exists and you have access to it.".into(),
         )
     })?;
+    crate::authz::require_in_space(
+        &ctx,
+        &perms,
+        Action::WriteSpace,
+        &app.space_guid,
+        "App is invalid. Ensure it exists and you have access to it.",
+    )
+    .await?;
     let p = ctx.store.create_package(&app_guid).await?;
     Ok((StatusCode::CREATED, Json(present(&base, &p))).into_response())
 }
 
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
     let app_guids = filter(&q, "app_guids");
     let mut items = Vec::new();
     for app in ctx
         .store
-        .apps()
+        .apps_in(&perms.space_scope())
         .await?
         .iter()
         .filter(|a| matches(&app_guids, &a.guid))

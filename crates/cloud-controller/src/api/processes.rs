@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use crate::authz::Perms;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{self, Process};
@@ -83,12 +84,17 @@ async fn by_app(ctx: &Ctx, app_guid: &str, kind: &str) -> ApiResult<Process> {
         .ok_or_else(|| ApiError::not_found("Process"))
 }
 
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
     let app_guids = filter(&q, "app_guids");
     let mut items = Vec::new();
     for app in ctx
         .store
-        .apps()
+        .apps_in(&perms.space_scope())
         .await?
         .iter()
         .filter(|a| matches(&app_guids, &a.guid))
@@ -243,8 +249,10 @@ async fn do_scale(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> Api
     if let Some(d) = req.disk_in_mb {
         p.disk_in_mb = d;
     }
-    let p = ctx.store.update_process(&p).await?;
     let mut app = ctx.store.app(&p.app_guid).await?;
+    // Nothing changes when the quota says no.
+    crate::quota::check_process(ctx, &app, &p, app.started()).await?;
+    let p = ctx.store.update_process(&p).await?;
     app.state_changed_at = store::now();
     let app = ctx.store.update_app(&app).await?;
     ctx.api_log(

@@ -17,7 +17,7 @@ use super::BaseUrl;
 use crate::auth::{self, Claims, TokenKind};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::login;
+use crate::{authz, login};
 
 /// Refresh tokens live 30 days.
 const REFRESH_TTL_S: u64 = 30 * 24 * 3600;
@@ -76,7 +76,7 @@ fn client_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
         Json(json!({"error": error, "error_description": description})),
@@ -101,7 +101,7 @@ async fn token(
         return Err(ApiError::BadCredentials);
     }
     let now = chrono::Utc::now().timestamp();
-    let (user_guid, user_name, refresh) = match form.get("grant_type").map(String::as_str) {
+    let (user, refresh) = match form.get("grant_type").map(String::as_str) {
         Some("password") => {
             let (Some(name), Some(password)) = (form.get("username"), form.get("password")) else {
                 return Ok(oauth_error(
@@ -140,13 +140,20 @@ async fn token(
             }
             match (ok, user) {
                 (true, Some(u)) => {
-                    let claims =
-                        Claims::new(&u.guid, &u.username, TokenKind::Refresh, REFRESH_TTL_S, now);
+                    let mut claims = Claims::new(
+                        &u.guid,
+                        &u.username,
+                        authz::scopes_of(&u),
+                        TokenKind::Refresh,
+                        REFRESH_TTL_S,
+                        now,
+                    );
+                    claims.rev = u.token_generation;
                     ctx.store
                         .add_refresh_token(&claims.jti, &u.guid, claims.exp, now)
                         .await?;
                     let refresh = auth::sign(&claims, &ctx.jwt_key);
-                    (u.guid, u.username, refresh)
+                    (u, refresh)
                 }
                 _ => return Err(ApiError::BadCredentials),
             }
@@ -169,13 +176,19 @@ async fn token(
                     ))
                 }
             };
-            // On record: not revoked (cf logout) and its user still there.
+            // On record: not revoked (cf logout, a password change) and
+            // its user still there.
             let live = ctx
                 .store
                 .refresh_token_live(&claims.jti, &claims.sub, now)
                 .await?;
-            match ctx.store.user(&claims.sub).await?.filter(|_| live) {
-                Some(u) => (u.guid, u.username, rt.clone()),
+            let user = ctx
+                .store
+                .user(&claims.sub)
+                .await?
+                .filter(|u| live && u.token_generation == claims.rev);
+            match user {
+                Some(u) => (u, rt.clone()),
                 None => {
                     return Ok(oauth_error(
                         StatusCode::UNAUTHORIZED,
@@ -193,13 +206,16 @@ async fn token(
             ))
         }
     };
-    let claims = Claims::new(
-        &user_guid,
-        &user_name,
+    let scope = authz::scopes_of(&user);
+    let mut claims = Claims::new(
+        &user.guid,
+        &user.username,
+        scope.clone(),
         TokenKind::Access,
         ctx.cfg.token_ttl_s,
         now,
     );
+    claims.rev = user.token_generation;
     let jti = claims.jti.clone();
     let access = auth::sign(&claims, &ctx.jwt_key);
     Ok(Json(json!({
@@ -207,7 +223,7 @@ async fn token(
         "token_type": "bearer",
         "refresh_token": refresh,
         "expires_in": ctx.cfg.token_ttl_s,
-        "scope": auth::SCOPES.join(" "),
+        "scope": scope.join(" "),
         "jti": jti,
     }))
     .into_response())
@@ -215,8 +231,7 @@ async fn token(
 
 /// UAA's `DELETE /oauth/token/revoke/:token_id`: revokes a refresh token
 /// (its `jti`) of the caller; 200, or 404 when the caller has no such
-/// token. `cf logout` calls it. (Every token still carries every scope, so
-/// there is no admin override until tokens carry real scopes.)
+/// token. `cf logout` calls it; an admin (`uaa.admin`) may revoke any.
 async fn revoke(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
@@ -229,11 +244,9 @@ async fn revoke(
         .and_then(auth::bearer)
         .and_then(|t| auth::verify(t, &ctx.jwt_key, TokenKind::Access, now).ok())
         .ok_or(ApiError::InvalidAuthToken)?;
-    if ctx
-        .store
-        .revoke_refresh_token(&token_id, Some(&claims.sub))
-        .await?
-    {
+    let admin = claims.scope.iter().any(|s| s == "uaa.admin");
+    let owner = (!admin).then_some(claims.sub.as_str());
+    if ctx.store.revoke_refresh_token(&token_id, owner).await? {
         Ok(Json(json!({"status": "ok"})).into_response())
     } else {
         Ok(oauth_error(

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, GuidRef, Query, ToOne};
+use crate::authz::{Action, Perms};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Route, RouteUrl};
+use crate::store::{Route, RouteUrl, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -70,7 +71,12 @@ pub async fn present(ctx: &Ctx, base: &BaseUrl, r: &Route) -> ApiResult<Value> {
     }))
 }
 
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
     let (hosts, domains, spaces, paths) = (
         filter(&q, "hosts"),
         filter(&q, "domain_guids"),
@@ -90,7 +96,7 @@ async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json
         ),
     };
     let mut items = Vec::new();
-    for r in ctx.store.routes().await? {
+    for r in ctx.store.routes_in(&perms.space_scope()).await? {
         if matches(&hosts, &r.host)
             && matches(&domains, &r.domain_guid)
             && matches(&spaces, &r.space_guid)
@@ -125,7 +131,12 @@ fn valid_host(h: &str) -> bool {
         && !h.ends_with('-')
 }
 
-async fn create(State(ctx): State<Ctx>, base: BaseUrl, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: CreateRoute = parse_json(&body)?;
     let host = req.host.to_ascii_lowercase();
     if !valid_host(&host) {
@@ -141,20 +152,64 @@ async fn create(State(ctx): State<Ctx>, base: BaseUrl, body: Bytes) -> ApiResult
     }
     let domain_guid = req.relationships.domain.data.guid;
     let space_guid = req.relationships.space.data.guid;
-    ctx.store.domain(&domain_guid).await.map_err(|_| {
+    let space = crate::authz::require_in_space(
+        &ctx,
+        &perms,
+        Action::ManageApp,
+        &space_guid,
+        crate::authz::INVALID_SPACE,
+    )
+    .await?;
+    // The domain must be shared or usable by the space's org: the system
+    // domain belongs to the system org, so only admins route on it.
+    let invalid_domain = || {
         ApiError::Unprocessable(
             "Invalid domain. Ensure that the domain exists and you have access to it.".into(),
         )
-    })?;
-    ctx.store.space(&space_guid).await.map_err(|_| {
-        ApiError::Unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.".into(),
-        )
-    })?;
+    };
+    let domain = ctx
+        .store
+        .domain(&domain_guid)
+        .await
+        .map_err(|_| invalid_domain())?;
+    if !perms.is_admin()
+        && !ctx
+            .store
+            .domain_usable_by(&domain, &space.organization_guid)
+            .await?
+    {
+        return Err(invalid_domain());
+    }
+    // A host on a domain belongs to one space (CF).
+    let taken = ctx
+        .store
+        .routes()
+        .await?
+        .into_iter()
+        .find(|r| r.domain_guid == domain_guid && r.host == host);
+    if let Some(t) = &taken {
+        if t.space_guid != space_guid {
+            return Err(ApiError::Unprocessable(
+                "Routes for this host and domain have been reserved for another space.".into(),
+            ));
+        }
+    }
+    crate::quota::check_new_route(&ctx, &space).await?;
     let r = ctx
         .store
         .create_route(&host, &domain_guid, &path, &space_guid)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) if path.is_empty() => ApiError::Unprocessable(format!(
+                "Route already exists with host '{host}' for domain '{}'.",
+                domain.name
+            )),
+            StoreError::Conflict(_) => ApiError::Unprocessable(format!(
+                "Route already exists with host '{host}' and path '{path}' for domain '{}'.",
+                domain.name
+            )),
+            other => other.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(present(&ctx, &base, &r).await?)).into_response())
 }
 
@@ -242,6 +297,11 @@ async fn add_destinations(
                 d.app.guid
             ))
         })?;
+        if app.space_guid != route.space_guid {
+            return Err(ApiError::Unprocessable(
+                "Routes cannot be mapped to destinations in different spaces.".into(),
+            ));
+        }
         apps.push(app);
     }
     for app in &apps {

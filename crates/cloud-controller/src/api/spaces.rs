@@ -2,21 +2,24 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
+use proto::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
-use crate::context::{Actor, Ctx};
+use crate::authz::{Action, Decision, Perms, Scope};
+use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Space, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
         .route("/v3/spaces", get(list).post(create))
-        .route("/v3/spaces/{guid}", get(show))
+        .route("/v3/spaces/{guid}", get(show).patch(update).delete(remove))
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,65 +33,111 @@ struct CreateSpace {
     relationships: OrgRel,
 }
 
-/// `POST /v3/spaces {name, relationships.organization}` (roles and quotas
-/// are for later).
+const INVALID_ORG: &str =
+    "Invalid organization. Ensure the organization exists and you have access to it.";
+
+fn audit_target(s: &Space) -> AuditTarget<'_> {
+    AuditTarget {
+        kind: "space",
+        guid: &s.guid,
+        name: &s.name,
+        space: Some(&s.guid),
+        org: Some(&s.organization_guid),
+    }
+}
+
+fn unique_name(name: &str) -> ApiError {
+    ApiError::Unprocessable(format!(
+        "Name must be unique per organization (a space named '{name}' exists)"
+    ))
+}
+
+/// `POST /v3/spaces {name, relationships.organization}`: admins and org
+/// managers (the cf CLI then gives the creator space roles).
 async fn create(
     State(ctx): State<Ctx>,
     Extension(actor): Extension<Actor>,
+    Extension(perms): Extension<Perms>,
     base: BaseUrl,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: CreateSpace = parse_json(&body)?;
     let name = req.name.trim();
-    if name.is_empty() || name.len() > 255 {
-        return Err(ApiError::Unprocessable(
-            "Name must be between 1 and 255 characters".into(),
-        ));
-    }
+    super::orgs::check_name(name)?;
     let org = req.relationships.organization.data.guid;
-    ctx.store.org(&org).await.map_err(|_| {
-        ApiError::Unprocessable(
-            "Invalid organization. Ensure the organization exists and you have access to it."
-                .into(),
-        )
-    })?;
+    ctx.store
+        .org(&org)
+        .await
+        .map_err(|_| ApiError::Unprocessable(INVALID_ORG.into()))?;
+    match perms.decide(Action::CreateSpace, Scope::Org(&org)) {
+        Decision::Allow => {}
+        Decision::Forbidden => return Err(ApiError::not_authorized()),
+        Decision::NotFound => return Err(ApiError::Unprocessable(INVALID_ORG.into())),
+    }
     let s = ctx
         .store
         .create_space(name, &org)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::Unprocessable(format!(
-                "Name must be unique per organization (a space named '{name}' exists)"
-            )),
+            StoreError::Conflict(_) => unique_name(name),
             other => other.into(),
         })?;
+    ctx.audit(
+        &actor,
+        "audit.space.create",
+        audit_target(&s),
+        json!({"request": {"name": name}}),
+    )
+    .await;
     tracing::info!(space = %s.name, actor = %actor.name, "space created");
     Ok((StatusCode::CREATED, Json(present(&base, &s))))
 }
 
-fn present(base: &BaseUrl, s: &Space) -> Value {
+pub fn present(base: &BaseUrl, s: &Space) -> Value {
+    let quota = match &s.quota_guid {
+        Some(q) => json!({"data": {"guid": q}}),
+        None => json!({"data": null}),
+    };
     json!({
         "guid": s.guid,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
         "name": s.name,
-        "relationships": {"organization": rel(&s.organization_guid), "quota": {"data": null}},
+        "relationships": {"organization": rel(&s.organization_guid), "quota": quota},
         "metadata": metadata(),
         "links": {
             "self": base.link(&format!("/v3/spaces/{}", s.guid)),
             "organization": base.link(&format!("/v3/organizations/{}", s.organization_guid)),
+            "features": base.link(&format!("/v3/spaces/{}/features", s.guid)),
+            "apply_manifest": base.action(&format!("/v3/spaces/{}/actions/apply_manifest", s.guid), "POST"),
         },
     })
 }
 
-async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    let (names, orgs) = (filter(&q, "names"), filter(&q, "organization_guids"));
-    let items = ctx
-        .store
-        .spaces()
-        .await?
+/// Spaces whose content the caller may read (filtered in SQL).
+async fn list(
+    State(ctx): State<Ctx>,
+    Extension(perms): Extension<Perms>,
+    base: BaseUrl,
+    q: Query,
+) -> ApiResult<Json<Value>> {
+    let (names, orgs, guids) = (
+        filter(&q, "names"),
+        filter(&q, "organization_guids"),
+        filter(&q, "guids"),
+    );
+    let spaces = if perms.reads_everything() {
+        ctx.store.spaces().await?
+    } else {
+        ctx.store.readable_spaces(&perms.user_guid).await?
+    };
+    let items = spaces
         .iter()
-        .filter(|s| matches(&names, &s.name) && matches(&orgs, &s.organization_guid))
+        .filter(|s| {
+            matches(&names, &s.name)
+                && matches(&orgs, &s.organization_guid)
+                && matches(&guids, &s.guid)
+        })
         .map(|s| present(&base, s))
         .collect();
     Ok(Json(paginate(&base, "/v3/spaces", &q, items)?))
@@ -100,4 +149,92 @@ async fn show(
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(present(&base, &ctx.store.space(&guid).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateSpace {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn update(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: UpdateSpace = parse_json(&body)?;
+    let mut s = ctx.store.space(&guid).await?;
+    if let Some(n) = &req.name {
+        let n = n.trim();
+        super::orgs::check_name(n)?;
+        s.name = n.to_string();
+    }
+    let name = s.name.clone();
+    let s = ctx.store.update_space(&s).await.map_err(|e| match e {
+        StoreError::Conflict(_) => unique_name(&name),
+        other => other.into(),
+    })?;
+    ctx.audit(
+        &actor,
+        "audit.space.update",
+        audit_target(&s),
+        json!({"request": {"name": name}}),
+    )
+    .await;
+    Ok(Json(present(&base, &s)))
+}
+
+/// Stops and deletes every app of the space.
+pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResult<()> {
+    let apps = ctx
+        .store
+        .apps()
+        .await?
+        .into_iter()
+        .filter(|a| a.space_guid == space.guid);
+    for app in apps {
+        ctx.stop_instances(StopRequest {
+            app_id: app.guid.clone(),
+            ..Default::default()
+        })
+        .await;
+        ctx.store.delete_app(&app.guid).await?;
+        ctx.audit_app(
+            actor,
+            "audit.app.delete-request",
+            &app,
+            json!({"recursive": true}),
+        )
+        .await;
+        ctx.logs.forget(&app.guid);
+    }
+    Ok(())
+}
+
+/// Deletes a space with its apps, routes and roles (202 + job, as CF).
+async fn remove(
+    State(ctx): State<Ctx>,
+    Extension(actor): Extension<Actor>,
+    base: BaseUrl,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let s = ctx.store.space(&guid).await?;
+    let org = ctx.store.org(&s.organization_guid).await?;
+    if org.name == crate::store::SYSTEM_ORG && s.name == crate::store::SYSTEM_ORG {
+        return Err(ApiError::Unprocessable(
+            "The system space cannot be deleted.".into(),
+        ));
+    }
+    delete_contents(&ctx, &actor, &s).await?;
+    ctx.store.delete_space(&guid).await?;
+    ctx.audit(
+        &actor,
+        "audit.space.delete-request",
+        audit_target(&s),
+        json!({"recursive": true}),
+    )
+    .await;
+    Ok(super::jobs::accepted(&ctx, &base, "space.delete").into_response())
 }

@@ -4,16 +4,27 @@
 
 mod buildpacks;
 mod builds;
+mod locate;
 mod models;
+mod orgs;
+mod quotas;
+mod roles;
 mod security_groups;
 mod states;
 mod tokens;
+mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
+pub use locate::Located;
 pub use models::*;
+pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
+pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
+pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
+pub use users::{CcUser, NewUser};
 
+pub use crate::authz::SpaceScope;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, FromRow};
 
@@ -29,6 +40,15 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("password hashing: {0}")]
     Hash(String),
+}
+
+/// `GET /v3/apps` filters (each `None` = any) and the caller's scope.
+#[derive(Debug, Clone)]
+pub struct AppFilter {
+    pub names: Option<Vec<String>>,
+    pub space_guids: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+    pub scope: SpaceScope,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -105,6 +125,23 @@ impl Store {
 
     // ---- settings ----
 
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
+            .bind(key.to_string())
+            .bind(value.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Returns the stored value, inserting `value` first if the key is new.
     pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
         sqlx::query(
@@ -119,181 +156,6 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.0)
-    }
-
-    // ---- bootstrap ----
-
-    /// Idempotent: admin user, org `dev` with space `dev`, the system and apps domains.
-    pub async fn bootstrap(
-        &self,
-        admin: &str,
-        password: &str,
-        system_domain: &str,
-        apps_domain: &str,
-    ) -> Result<()> {
-        if self.user_by_name(admin).await?.is_none() {
-            match self.create_user(admin, password).await {
-                Ok(_) | Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let org = match self.org_by_name("dev").await? {
-            Some(o) => o,
-            None => {
-                let t = now();
-                let guid = new_guid();
-                sqlx::query("INSERT INTO organizations (guid, name, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING")
-                    .bind(guid)
-                    .bind("dev".to_string())
-                    .bind(t)
-                    .execute(&self.pool)
-                    .await?;
-                self.org_by_name("dev")
-                    .await?
-                    .ok_or(StoreError::NotFound("organization"))?
-            }
-        };
-        let t = now();
-        sqlx::query("INSERT INTO spaces (guid, name, organization_guid, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (organization_guid, name) DO NOTHING")
-            .bind(new_guid())
-            .bind("dev".to_string())
-            .bind(org.guid)
-            .bind(t.clone())
-            .execute(&self.pool)
-            .await?;
-        for d in [system_domain, apps_domain] {
-            sqlx::query("INSERT INTO domains (guid, name, internal, created_at, updated_at) VALUES ($1, $2, 0, $3, $3) ON CONFLICT (name) DO NOTHING")
-                .bind(new_guid())
-                .bind(d.to_string())
-                .bind(t.clone())
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
-    }
-
-    // ---- users ----
-
-    pub async fn create_user(&self, username: &str, password: &str) -> Result<User> {
-        let hash = crate::auth::hash_password(password).map_err(StoreError::Hash)?;
-        let u = User {
-            guid: new_guid(),
-            username: username.to_string(),
-            password_hash: hash,
-            created_at: now(),
-        };
-        sqlx::query(
-            "INSERT INTO users (guid, username, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(u.guid.clone())
-        .bind(u.username.clone())
-        .bind(u.password_hash.clone())
-        .bind(u.created_at.clone())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| unique(e, format!("user {username}")))?;
-        Ok(u)
-    }
-
-    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        Ok(self
-            .all(
-                "SELECT guid, username, password_hash, created_at FROM users WHERE username = $1",
-                &[name],
-            )
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    pub async fn user(&self, guid: &str) -> Result<Option<User>> {
-        Ok(self
-            .all(
-                "SELECT guid, username, password_hash, created_at FROM users WHERE guid = $1",
-                &[guid],
-            )
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    // ---- organizations, spaces, domains ----
-
-    pub async fn orgs(&self) -> Result<Vec<Organization>> {
-        self.all("SELECT guid, name, created_at, updated_at FROM organizations ORDER BY created_at, guid", &[]).await
-    }
-
-    pub async fn org(&self, guid: &str) -> Result<Organization> {
-        self.one(
-            "SELECT guid, name, created_at, updated_at FROM organizations WHERE guid = $1",
-            &[guid],
-            "Organization",
-        )
-        .await
-    }
-
-    pub async fn org_by_name(&self, name: &str) -> Result<Option<Organization>> {
-        Ok(self
-            .all(
-                "SELECT guid, name, created_at, updated_at FROM organizations WHERE name = $1",
-                &[name],
-            )
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    pub async fn spaces(&self) -> Result<Vec<Space>> {
-        self.all("SELECT guid, name, organization_guid, created_at, updated_at FROM spaces ORDER BY created_at, guid", &[]).await
-    }
-
-    pub async fn create_space(&self, name: &str, org_guid: &str) -> Result<Space> {
-        self.org(org_guid).await?;
-        let t = now();
-        let s = Space {
-            guid: new_guid(),
-            name: name.to_string(),
-            organization_guid: org_guid.to_string(),
-            created_at: t.clone(),
-            updated_at: t,
-        };
-        sqlx::query("INSERT INTO spaces (guid, name, organization_guid, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
-            .bind(s.guid.clone())
-            .bind(s.name.clone())
-            .bind(s.organization_guid.clone())
-            .bind(s.created_at.clone())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| unique(e, format!("Space '{name}'")))?;
-        Ok(s)
-    }
-
-    pub async fn space(&self, guid: &str) -> Result<Space> {
-        self.one("SELECT guid, name, organization_guid, created_at, updated_at FROM spaces WHERE guid = $1", &[guid], "Space").await
-    }
-
-    pub async fn domains(&self) -> Result<Vec<Domain>> {
-        self.all("SELECT guid, name, internal, created_at, updated_at FROM domains ORDER BY created_at, guid", &[]).await
-    }
-
-    pub async fn domain(&self, guid: &str) -> Result<Domain> {
-        self.one(
-            "SELECT guid, name, internal, created_at, updated_at FROM domains WHERE guid = $1",
-            &[guid],
-            "Domain",
-        )
-        .await
-    }
-
-    pub async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
-        Ok(self
-            .all(
-                "SELECT guid, name, internal, created_at, updated_at FROM domains WHERE name = $1",
-                &[name],
-            )
-            .await?
-            .into_iter()
-            .next())
     }
 
     // ---- apps and processes ----
@@ -346,6 +208,77 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(app)
+    }
+
+    /// One page of apps matching `f`, and how many match in all; filtered,
+    /// counted and cut in SQL.
+    pub async fn apps_page(
+        &self,
+        f: &AppFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(usize, Vec<App>)> {
+        let mut cond = String::from("1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut any_of = |cond: &mut String, col: &str, vals: &Option<Vec<String>>| {
+            if let Some(vals) = vals {
+                if vals.is_empty() {
+                    cond.push_str(" AND 1 = 0");
+                    return;
+                }
+                let marks: Vec<String> = vals
+                    .iter()
+                    .map(|v| {
+                        binds.push(v.clone());
+                        format!("${}", binds.len())
+                    })
+                    .collect();
+                cond.push_str(&format!(" AND {col} IN ({})", marks.join(", ")));
+            }
+        };
+        any_of(&mut cond, "name", &f.names);
+        any_of(&mut cond, "space_guid", &f.space_guids);
+        any_of(&mut cond, "guid", &f.guids);
+        if let SpaceScope::ReadableBy(user) = &f.scope {
+            binds.push(user.clone());
+            let n = format!("${}", binds.len());
+            cond.push_str(&format!(" AND {}", readable_space_clause("space_guid", &n)));
+        }
+        let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
+        let count_sql = format!("SELECT COUNT(*) FROM apps WHERE {cond}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for b in &refs {
+            count = count.bind(b.to_string());
+        }
+        let total = usize::try_from(count.fetch_one(&self.pool).await?).unwrap_or(0);
+        let apps = self
+            .all(
+                &format!(
+                    "SELECT {APP_COLS} FROM apps WHERE {cond} ORDER BY created_at, guid LIMIT {} OFFSET {}",
+                    limit.min(5000),
+                    offset
+                ),
+                &refs,
+            )
+            .await?;
+        Ok((total, apps))
+    }
+
+    /// Every app in readable spaces (`scope`).
+    pub async fn apps_in(&self, scope: &SpaceScope) -> Result<Vec<App>> {
+        match scope {
+            SpaceScope::All => self.apps().await,
+            SpaceScope::ReadableBy(user) => {
+                self.all(
+                    &format!(
+                        "SELECT {APP_COLS} FROM apps WHERE {} ORDER BY created_at, guid",
+                        readable_space_clause("space_guid", "$1")
+                    ),
+                    &[user],
+                )
+                .await
+            }
+        }
     }
 
     pub async fn apps(&self) -> Result<Vec<App>> {
@@ -588,6 +521,23 @@ impl Store {
         Ok(r)
     }
 
+    /// Routes in spaces `scope` may read.
+    pub async fn routes_in(&self, scope: &SpaceScope) -> Result<Vec<Route>> {
+        match scope {
+            SpaceScope::All => self.routes().await,
+            SpaceScope::ReadableBy(user) => {
+                self.all(
+                    &format!(
+                        "SELECT {ROUTE_COLS} FROM routes WHERE {} ORDER BY created_at, guid",
+                        readable_space_clause("space_guid", "$1")
+                    ),
+                    &[user],
+                )
+                .await
+            }
+        }
+    }
+
     pub async fn routes(&self) -> Result<Vec<Route>> {
         self.all(
             &format!("SELECT {ROUTE_COLS} FROM routes ORDER BY created_at, guid"),
@@ -698,6 +648,24 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Events the scope may read: those of readable spaces, and org-level
+    /// ones of orgs it manages or audits.
+    pub async fn events_in(&self, scope: &SpaceScope) -> Result<Vec<AuditEvent>> {
+        match scope {
+            SpaceScope::All => self.events().await,
+            SpaceScope::ReadableBy(user) => {
+                self.all(
+                    &format!(
+                        "SELECT {EVENT_COLS} FROM audit_events WHERE {} OR (space_guid IS NULL AND organization_guid IN (SELECT organization_guid FROM roles WHERE user_guid = $1 AND space_guid = '' AND type IN ('organization_manager', 'organization_auditor'))) ORDER BY created_at, guid",
+                        readable_space_clause("space_guid", "$1")
+                    ),
+                    &[user],
+                )
+                .await
+            }
+        }
     }
 
     pub async fn events(&self) -> Result<Vec<AuditEvent>> {

@@ -10,6 +10,20 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub created_at: String,
+    pub origin: String,
+    /// Extra scopes (space-separated), e.g. `cloud_controller.admin`.
+    pub groups: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub email: String,
+    /// Bumped by a password change: older tokens stop working.
+    pub token_generation: i64,
+}
+
+impl User {
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups.split_whitespace()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -18,6 +32,8 @@ pub struct Organization {
     pub name: String,
     pub created_at: String,
     pub updated_at: String,
+    pub quota_guid: Option<String>,
+    pub suspended: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -27,6 +43,7 @@ pub struct Space {
     pub organization_guid: String,
     pub created_at: String,
     pub updated_at: String,
+    pub quota_guid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -36,6 +53,8 @@ pub struct Domain {
     pub internal: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// The owning org of a private domain; `None` for a shared domain.
+    pub organization_guid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, FromRow)]

@@ -214,6 +214,7 @@ async fn tokens_and_401s() {
     let claims = cloud_controller::auth::Claims::new(
         "u",
         "admin",
+        vec!["cloud_controller.admin".into()],
         cloud_controller::auth::TokenKind::Access,
         10,
         now - 100,

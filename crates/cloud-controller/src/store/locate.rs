@@ -1,0 +1,40 @@
+//! Where a resource lives: its org and space, for authorization.
+
+use super::{Result, Store};
+use crate::authz::policy::Target;
+
+/// A resource's org and space (`""` when it has none: an org, a shared
+/// domain, a platform event).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Located {
+    pub org: String,
+    pub space: String,
+}
+
+impl Store {
+    /// The org and space of the resource `guid` of kind `target`; `None`
+    /// when there is no such resource.
+    pub async fn locate(&self, target: Target, guid: &str) -> Result<Option<Located>> {
+        let via_app = |table: &str, col: &str| {
+            format!(
+                "SELECT s.organization_guid, s.guid FROM {table} x JOIN apps a ON a.guid = x.{col} JOIN spaces s ON s.guid = a.space_guid WHERE x.guid = $1"
+            )
+        };
+        let sql = match target {
+            Target::App => "SELECT s.organization_guid, s.guid FROM apps a JOIN spaces s ON s.guid = a.space_guid WHERE a.guid = $1".to_string(),
+            Target::Process => via_app("processes", "app_guid"),
+            Target::Package => via_app("packages", "app_guid"),
+            Target::Build => via_app("builds", "app_guid"),
+            Target::Droplet => via_app("droplets", "app_guid"),
+            Target::Route => "SELECT s.organization_guid, s.guid FROM routes r JOIN spaces s ON s.guid = r.space_guid WHERE r.guid = $1".to_string(),
+            Target::Space => "SELECT organization_guid, guid FROM spaces WHERE guid = $1".to_string(),
+            Target::Org => "SELECT guid, '' FROM organizations WHERE guid = $1".to_string(),
+            Target::Role => "SELECT organization_guid, space_guid FROM roles WHERE guid = $1".to_string(),
+            Target::Domain => "SELECT COALESCE(organization_guid, ''), '' FROM domains WHERE guid = $1".to_string(),
+            Target::SpaceQuota => "SELECT organization_guid, '' FROM quotas WHERE guid = $1 AND kind = 'space'".to_string(),
+            Target::AuditEvent => "SELECT COALESCE(organization_guid, ''), COALESCE(space_guid, '') FROM audit_events WHERE guid = $1".to_string(),
+        };
+        let row: Option<(String, String)> = self.all(&sql, &[guid]).await?.into_iter().next();
+        Ok(row.map(|(org, space)| Located { org, space }))
+    }
+}

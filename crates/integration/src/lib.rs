@@ -481,11 +481,13 @@ impl Platform {
         Ok(out)
     }
 
-    /// `cf api` + `cf login` as admin.
+    /// `cf api` + `cf login` as admin, targeting org and space `dev`.
     pub async fn login(&self) -> Result<()> {
         let api = self.api_url();
-        self.cf_ok(&["login", "-a", &api, "-u", "admin", "-p", "admin"])
-            .await?;
+        self.cf_ok(&[
+            "login", "-a", &api, "-u", "admin", "-p", "admin", "-o", "dev", "-s", "dev",
+        ])
+        .await?;
         Ok(())
     }
 

@@ -96,7 +96,16 @@ fn print_summary(l: &Layout, st: &DevState) {
     );
     println!("logs:           {}", l.logs().display());
     println!(
-        "\nLog in with:\n  cf login -a {} -u admin -p admin",
+        "\nLog in with:\n  cf login -a {} -u admin -p admin -o dev -s dev",
+        st.api_url
+    );
+    println!(
+        "\nA second user (a developer of its own org):\n  \
+         cf create-user alice s3cret\n  \
+         cf create-org team-a && cf create-space web -o team-a\n  \
+         cf set-org-role alice team-a OrgManager\n  \
+         cf set-space-role alice team-a web SpaceDeveloper\n  \
+         cf login -a {} -u alice -p s3cret -o team-a -s web",
         st.api_url
     );
 }

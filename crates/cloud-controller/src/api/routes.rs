@@ -200,11 +200,11 @@ async fn create(
         .create_route(&host, &domain_guid, &path, &space_guid)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) if path.is_empty() => ApiError::Unprocessable(format!(
+            StoreError::Conflict(_) if path.is_empty() => ApiError::Uniqueness(format!(
                 "Route already exists with host '{host}' for domain '{}'.",
                 domain.name
             )),
-            StoreError::Conflict(_) => ApiError::Unprocessable(format!(
+            StoreError::Conflict(_) => ApiError::Uniqueness(format!(
                 "Route already exists with host '{host}' and path '{path}' for domain '{}'.",
                 domain.name
             )),

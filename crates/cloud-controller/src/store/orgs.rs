@@ -50,8 +50,9 @@ impl Store {
         }
         self.add_cc_user(&admin_user.guid).await?;
         let quota = self.default_org_quota().await?;
-        let t = now();
+        // `dev` first: lists are ordered by creation.
         for name in ["dev", SYSTEM_ORG] {
+            let t = now();
             sqlx::query(&format!("INSERT INTO organizations ({ORG_COLS}) VALUES ($1, $2, $3, $3, $4, 0) ON CONFLICT (name) DO NOTHING"))
                 .bind(new_guid())
                 .bind(name.to_string())
@@ -79,6 +80,7 @@ impl Store {
             .org_by_name(SYSTEM_ORG)
             .await?
             .ok_or(StoreError::NotFound("Organization"))?;
+        let t = now();
         for (d, owner) in [
             (system_domain, Some(system.guid.clone())),
             (apps_domain, None),

@@ -27,9 +27,15 @@ pub struct Resp {
 
 impl Api {
     pub async fn new() -> Api {
+        Api::open(None).await
+    }
+
+    /// A controller on `database_url` (default: SQLite in a temp dir).
+    pub async fn open(database_url: Option<String>) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = Config {
             data_dir: dir.path().to_path_buf(),
+            database_url,
             ..Config::default()
         };
         let store = Store::open(&cfg.database_url()).await.expect("store");
@@ -90,6 +96,41 @@ impl Api {
             body,
             raw,
         }
+    }
+
+    /// The status only (the body is not read: log streams never end).
+    pub async fn status_of(&self, method: Method, path: &str, token: &str) -> StatusCode {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "api.test")
+            .header("authorization", format!("bearer {token}"))
+            .body(Body::empty())
+            .expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        resp.status()
+    }
+
+    /// A call with another user's token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let auth = format!("bearer {token}");
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.send(
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            bytes,
+        )
+        .await
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {

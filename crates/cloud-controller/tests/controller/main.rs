@@ -4,6 +4,7 @@ mod api;
 mod buildpacks;
 mod e2e;
 mod logins;
+mod permissions;
 mod security_groups;
 mod store;
 mod support;

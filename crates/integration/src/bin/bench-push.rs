@@ -125,6 +125,10 @@ async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
         "admin",
         "-p",
         "admin",
+        "-o",
+        "dev",
+        "-s",
+        "dev",
     ])
     .await?;
     let pyapp_dir = fixture("pyapp");

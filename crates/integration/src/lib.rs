@@ -46,13 +46,23 @@ pub fn bin(name: &str) -> Result<PathBuf> {
 /// Admin's token from the password grant of the API at `base`
 /// (`http://host:port`, direct or through the router).
 pub async fn admin_token_from(c: &reqwest::Client, base: &str) -> Result<String> {
+    token_from(c, base, "admin", "admin").await
+}
+
+/// A password-grant access token for `user`.
+pub async fn token_from(
+    c: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> Result<String> {
     let r = c
         .post(format!("{base}/oauth/token"))
         .basic_auth("cf", Some(""))
         .form(&[
             ("grant_type", "password"),
-            ("username", "admin"),
-            ("password", "admin"),
+            ("username", user),
+            ("password", password),
         ])
         .send()
         .await?;
@@ -451,13 +461,37 @@ impl Platform {
 
     /// Runs the real `cf` binary with this platform's `CF_HOME`.
     pub async fn cf(&self, args: &[&str]) -> Result<CfOutput> {
-        let out = tokio::process::Command::new(bin("cf")?)
-            .args(args)
-            .env("CF_HOME", &self.cf_home)
+        Self::cf_run(&self.cf_home, args, None).await
+    }
+
+    /// A separate `CF_HOME` (another user's session) under the platform's
+    /// directory.
+    pub fn cf_home(&self, name: &str) -> Result<PathBuf> {
+        let home = self.dir.path().join(format!("cf-home-{name}"));
+        std::fs::create_dir_all(&home)?;
+        Ok(home)
+    }
+
+    /// Runs the real `cf` binary with `CF_HOME` `home`, `stdin` piped in
+    /// when given.
+    pub async fn cf_run(home: &Path, args: &[&str], stdin: Option<&str>) -> Result<CfOutput> {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(bin("cf")?);
+        cmd.args(args)
+            .env("CF_HOME", home)
             .env_remove("CF_TRACE")
-            .stdin(Stdio::null())
-            .output()
-            .await?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn()?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes()).await?;
+        }
+        let out = child.wait_with_output().await?;
         Ok(CfOutput {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -543,6 +577,51 @@ impl Platform {
     /// A token for direct API calls, from the password grant.
     pub async fn admin_token(&self) -> Result<String> {
         admin_token_from(&reqwest::Client::new(), &format!("http://{}", self.cc_addr)).await
+    }
+
+    /// A user's access token (password grant, direct to the controller).
+    pub async fn token(&self, user: &str, password: &str) -> Result<String> {
+        token_from(
+            &reqwest::Client::new(),
+            &format!("http://{}", self.cc_addr),
+            user,
+            password,
+        )
+        .await
+    }
+
+    /// Authenticated request on the controller (direct): status and JSON.
+    pub async fn api_call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let mut r = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.cc_addr))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    /// The status of an authenticated GET, without reading the body (log
+    /// streams never end).
+    pub async fn api_status(&self, token: &str, path: &str) -> Result<u16> {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.cc_addr))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Ok(r.status().as_u16())
     }
 
     /// Authenticated GET on the controller (direct), as JSON.

@@ -211,8 +211,13 @@ pub enum Decision {
     NotFound,
 }
 
+/// Platform-wide actions are visible to every signed-in user (even one
+/// holding no role yet), and `ReadGlobal` is theirs.
 pub fn decide(action: Action, holds: &[Who]) -> Decision {
-    if !permits(action.visibility(), holds) {
+    if action == ReadGlobal {
+        return Decision::Allow;
+    }
+    if action.level() != Level::Platform && !permits(action.visibility(), holds) {
         Decision::NotFound
     } else if !permits(action, holds) {
         Decision::Forbidden
@@ -284,6 +289,9 @@ mod tests {
             assert_eq!(decide(a, &[w]), d, "{a:?} {w:?}");
         }
         assert_eq!(decide(ReadSpace, &[]), Decision::NotFound);
+        // A user with no role at all is still a signed-in user.
+        assert_eq!(decide(ReadGlobal, &[]), Decision::Allow);
+        assert_eq!(decide(AdminOnly, &[]), Decision::Forbidden);
         assert_eq!(Who::from_role_type("space_supporter"), Some(SpaceSupporter));
         assert!(ROLE_TYPES.iter().all(|t| Who::from_role_type(t).is_some()));
     }

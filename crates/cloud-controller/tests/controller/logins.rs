@@ -159,3 +159,214 @@ async fn refresh_tokens_are_reusable_until_revoked_by_their_owner() {
     let crt = carol["refresh_token"].as_str().expect("rt");
     assert_eq!(refresh(&a, crt).await.status, StatusCode::OK);
 }
+
+async fn create_scim_user(a: &Api, name: &str, password: &str) -> String {
+    let r = a
+        .call(
+            Method::POST,
+            "/Users",
+            Some(serde_json::json!({"userName": name, "password": password, "origin": "uaa", "name": {"givenName": "G", "familyName": "F"}, "emails": [{"value": format!("{name}@example.com"), "primary": true}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["userName"], name);
+    r.body["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn scim_users_are_admin_only_and_names_unique() {
+    let a = Api::new().await;
+    let id = create_scim_user(&a, "dora", "pw").await;
+    let again = a
+        .call(
+            Method::POST,
+            "/Users",
+            Some(serde_json::json!({"userName": "dora", "password": "x"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.body["error"], "scim_resource_already_exists");
+    let r = a
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22dora%22",
+            None,
+        )
+        .await;
+    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(r.body["resources"][0]["id"], id.as_str());
+    assert_eq!(
+        r.body["resources"][0]["emails"][0]["value"],
+        "dora@example.com"
+    );
+    let bad = a
+        .call(Method::GET, "/Users?filter=userName%20co%20%22d%22", None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // A plain user: a token without admin scopes, refused user management.
+    let dora = a.login("dora", "pw").await.body;
+    let scope = dora["scope"].as_str().expect("scope");
+    assert!(scope.contains("cloud_controller.read") && scope.contains("cloud_controller.write"));
+    assert!(!scope.contains("cloud_controller.admin"), "{scope}");
+    let token = dora["access_token"].as_str().expect("at");
+    let r = a.call_as(token, Method::GET, "/Users", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body["errors"][0]["title"], "CF-NotAuthorized");
+    assert_eq!(r.body["errors"][0]["code"], 10003);
+    let admin = a.login("admin", "admin").await.body;
+    assert!(admin["scope"]
+        .as_str()
+        .expect("scope")
+        .contains("cloud_controller.admin"));
+}
+
+#[tokio::test]
+async fn read_and_write_scopes_gate_methods() {
+    let a = Api::new().await;
+    let u = a
+        .ctx
+        .store
+        .user_by_name("admin")
+        .await
+        .expect("q")
+        .expect("admin");
+    let now = chrono::Utc::now().timestamp();
+    let token = |scope: &[&str]| {
+        let c = cloud_controller::auth::Claims::new(
+            &u.guid,
+            "admin",
+            scope.iter().map(|s| s.to_string()).collect(),
+            cloud_controller::auth::TokenKind::Access,
+            60,
+            now,
+        );
+        cloud_controller::auth::sign(&c, &a.ctx.jwt_key)
+    };
+    let read_only = token(&["openid", "cloud_controller.read"]);
+    assert_eq!(
+        a.call_as(&read_only, Method::GET, "/v3/apps", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = a
+        .call_as(
+            &read_only,
+            Method::POST,
+            "/v3/organizations",
+            Some(serde_json::json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let none = token(&["openid"]);
+    assert_eq!(
+        a.call_as(&none, Method::GET, "/v3/apps", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let write_only = token(&["cloud_controller.write"]);
+    assert_eq!(
+        a.call_as(&write_only, Method::GET, "/v3/apps", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_user_loses_its_tokens_at_once() {
+    let a = Api::new().await;
+    let id = create_scim_user(&a, "erin", "pw").await;
+    let erin = a.login("erin", "pw").await.body;
+    let access = erin["access_token"].as_str().expect("at").to_string();
+    let rt = erin["refresh_token"].as_str().expect("rt").to_string();
+    assert_eq!(
+        a.call_as(&access, Method::GET, "/v3/apps", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(refresh(&a, &rt).await.status, StatusCode::OK);
+    let r = a.call(Method::DELETE, &format!("/Users/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = refresh(&a, &rt).await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (StatusCode::UNAUTHORIZED, serde_json::json!("invalid_token"))
+    );
+    let r = a.call_as(&access, Method::GET, "/v3/apps", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["errors"][0]["title"], "CF-InvalidAuthToken");
+    assert_eq!(a.login("erin", "pw").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_changed_password_revokes_every_older_token() {
+    let a = Api::new().await;
+    let id = create_scim_user(&a, "fred", "old").await;
+    let s1 = a.login("fred", "old").await.body;
+    let s2 = a.login("fred", "old").await.body;
+    let at1 = s1["access_token"].as_str().expect("at").to_string();
+    let rt2 = s2["refresh_token"].as_str().expect("rt").to_string();
+    let change = |old: &'static str, new: &'static str| {
+        let at1 = at1.clone();
+        let path = format!("/Users/{id}/password");
+        let a = &a;
+        async move {
+            a.call_as(
+                &at1,
+                Method::PUT,
+                &path,
+                Some(serde_json::json!({"oldPassword": old, "password": new})),
+            )
+            .await
+        }
+    };
+    // A wrong old password changes nothing.
+    let r = change("nope", "new").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    assert_eq!(
+        a.call_as(&at1, Method::GET, "/v3/apps", None).await.status,
+        StatusCode::OK
+    );
+    // Someone else's password: 403.
+    let other = create_scim_user(&a, "gina", "pw").await;
+    let r = a
+        .call_as(
+            &at1,
+            Method::PUT,
+            &format!("/Users/{other}/password"),
+            Some(serde_json::json!({"oldPassword": "pw", "password": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = change("old", "new").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Every older token is refused: the access token at once, the other
+    // session's refresh token too.
+    assert_eq!(
+        a.call_as(&at1, Method::GET, "/v3/apps", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(refresh(&a, &rt2).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.login("fred", "old").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = a.login("fred", "new").await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    let at = fresh.body["access_token"].as_str().expect("at");
+    assert_eq!(
+        a.call_as(at, Method::GET, "/v3/apps", None).await.status,
+        StatusCode::OK
+    );
+    // An admin sets a password without the old one.
+    let r = a
+        .call(
+            Method::PUT,
+            &format!("/Users/{other}/password"),
+            Some(serde_json::json!({"password": "reset"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(a.login("gina", "reset").await.status, StatusCode::OK);
+}

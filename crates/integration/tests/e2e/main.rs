@@ -8,3 +8,4 @@ mod faults;
 mod platform;
 mod staging;
 mod static_java;
+mod tenancy;

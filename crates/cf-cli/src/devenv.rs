@@ -147,7 +147,9 @@ pub fn cc_config(l: &Layout, nats_url: &str, token: &str) -> String {
     ])
 }
 
-pub fn router_config(l: &Layout, nats_url: &str, port: u16) -> String {
+/// The router's config; `cc_url` and `token` make the controller the
+/// route authority (only assigned routes are admitted).
+pub fn router_config(l: &Layout, nats_url: &str, port: u16, cc_url: &str, token: &str) -> String {
     toml_doc(&[
         ("listen", format!("127.0.0.1:{port}")),
         ("addr_file", l.addr("router").display().to_string()),
@@ -157,6 +159,8 @@ pub fn router_config(l: &Layout, nats_url: &str, port: u16) -> String {
             l.addr("router-admin").display().to_string(),
         ),
         ("nats_url", nats_url.into()),
+        ("route_authority_url", cc_url.into()),
+        ("route_authority_token", token.into()),
     ])
 }
 
@@ -326,8 +330,14 @@ mod tests {
         assert!(cc["addr_file"]
             .as_str()
             .is_some_and(|s| s.ends_with("run/cloud-controller.addr")));
-        let r: toml::Table =
-            toml::from_str(&router_config(&l, "nats://n", 8080)).expect("router toml");
+        let r: toml::Table = toml::from_str(&router_config(
+            &l,
+            "nats://n",
+            8080,
+            "http://127.0.0.1:1",
+            "tok",
+        ))
+        .expect("router toml");
         assert_eq!(r["listen"].as_str(), Some("127.0.0.1:8080"));
         assert_eq!(r["admin_listen"].as_str(), Some("127.0.0.1:0"));
         assert!(r.contains_key("admin_addr_file"));

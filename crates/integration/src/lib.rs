@@ -283,7 +283,7 @@ impl Platform {
         std::fs::write(
             conf.join("router.toml"),
             format!(
-                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\n{}\n",
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\nroute_authority_url = \"http://127.0.0.1:{cc_port}\"\nroute_authority_token = \"{internal_token}\"\n{}\n",
                 r_addr_file.display(),
                 r_admin_file.display(),
                 opts.router_config

@@ -47,6 +47,11 @@ pub struct Config {
     pub max_conns_per_backend: usize,
     /// Runtime worker threads (0 = one per core).
     pub worker_threads: usize,
+    /// The controller (`http://host:port`) whose route assignments decide
+    /// which app may register which route; none admits every registration.
+    pub route_authority_url: Option<String>,
+    /// The controller's internal API token, for `route_authority_url`.
+    pub route_authority_token: String,
     /// With one worker thread: keep polling for work this long after the
     /// last request activity instead of sleeping (0 = never); see
     /// `busypoll.rs`.
@@ -88,6 +93,8 @@ impl Default for Config {
             max_request_body_bytes: 0,
             max_conns_per_backend: 0,
             worker_threads: 0,
+            route_authority_url: None,
+            route_authority_token: String::new(),
             busy_poll_us: 50,
             access_log_stdout: true,
             tls_listen: None,

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod authority;
 pub mod body;
 pub mod busypoll;
 pub mod client;
@@ -90,6 +91,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         minimum_register_interval_s: config.minimum_register_interval_s,
         prune_threshold_s: config.prune_threshold_s,
     };
+    let authority = match &config.route_authority_url {
+        Some(url) => Some(
+            authority::Authority::new(url, &config.route_authority_token)
+                .map_err(RouterError::Config)?,
+        ),
+        None => None,
+    };
     let registry = registry::Registry::new(
         bus.clone(),
         routes.clone(),
@@ -97,6 +105,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Duration::from_secs(config.prune_threshold_s),
         metrics.clone(),
     )
+    .with_authority(authority)
     .spawn(stop_rx.clone())
     .await?;
 

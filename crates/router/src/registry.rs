@@ -11,6 +11,7 @@ use proto::{subjects, Bus, RouteRegistration, RouterStart};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::authority::{Authority, Gate, MIN_REFRESH};
 use crate::metrics::Metrics;
 use crate::table::{Snapshot, Table};
 use crate::RouterError;
@@ -21,7 +22,12 @@ pub struct Registry {
     start: RouterStart,
     default_stale: Duration,
     metrics: Arc<Metrics>,
+    authority: Option<Authority>,
 }
+
+/// Assignments are re-read at least this often (a route unmapped stops
+/// being admitted).
+const ASSIGNMENTS_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Shortest delay between a change and the snapshot that shows it.
 const MIN_PUBLISH_DELAY: Duration = Duration::from_millis(5);
@@ -42,7 +48,15 @@ impl Registry {
             start,
             default_stale,
             metrics,
+            authority: None,
         }
+    }
+
+    /// Admit only registrations of routes the controller assigned to the
+    /// registering app (docs/router.md "Route authority").
+    pub fn with_authority(mut self, authority: Option<Authority>) -> Registry {
+        self.authority = authority;
+        self
     }
 
     /// Subscribes, announces `router.start`, then runs until `stop`.
@@ -93,13 +107,45 @@ impl Registry {
         tokio::pin!(flush);
         let mut dirty = false;
         let mut delay = MIN_PUBLISH_DELAY;
+        // The route authority: fetches run in their own task and come back
+        // on `fetched`; one at a time, at most every MIN_REFRESH on demand.
+        let mut gate = self.authority.as_ref().map(|_| Gate::default());
+        let (fetched_tx, mut fetched) =
+            tokio::sync::mpsc::channel::<Result<proto::assignments::RouteAssignments, String>>(1);
+        let mut fetching = false;
+        let mut last_fetch: Option<Instant> = None;
+        let mut refresh = tokio::time::interval(ASSIGNMENTS_MAX_AGE);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let fetch = |fetching: &mut bool, last: &mut Option<Instant>| {
+            if let Some(a) = &self.authority {
+                if !*fetching && last.is_none_or(|t| t.elapsed() >= MIN_REFRESH) {
+                    *fetching = true;
+                    *last = Some(Instant::now());
+                    let (a, tx) = (a.clone(), fetched_tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(a.fetch().await).await;
+                    });
+                }
+            }
+        };
         loop {
             tokio::select! {
                 msg = register.next() => {
                     let Some(msg) = msg else { break };
                     self.metrics.record_registrations(1, 0, 0);
-                    if table.register(&msg.payload, self.default_stale, Instant::now()) {
-                        tracing::debug!(uris = ?msg.payload.uris, host = %msg.payload.host, port = msg.payload.port, "route registered");
+                    let admitted = match gate.as_mut() {
+                        None => Some(msg.payload),
+                        Some(g) => {
+                            let (now, want) = g.check(&msg.payload);
+                            if want {
+                                fetch(&mut fetching, &mut last_fetch);
+                            }
+                            now
+                        }
+                    };
+                    let Some(reg) = admitted else { continue };
+                    if table.register(&reg, self.default_stale, Instant::now()) {
+                        tracing::debug!(uris = ?reg.uris, host = %reg.host, port = reg.port, "route registered");
                         if !dirty {
                             dirty = true;
                             flush.as_mut().reset(tokio::time::Instant::now() + delay);
@@ -109,8 +155,13 @@ impl Registry {
                 msg = unregister.next() => {
                     let Some(msg) = msg else { break };
                     self.metrics.record_registrations(0, 1, 0);
-                    if table.unregister(&msg.payload) {
-                        tracing::info!(uris = ?msg.payload.uris, host = %msg.payload.host, port = msg.payload.port, "route unregistered");
+                    let admitted = match &gate {
+                        None => Some(msg.payload),
+                        Some(g) => g.may_unregister(&msg.payload),
+                    };
+                    let Some(reg) = admitted else { continue };
+                    if table.unregister(&reg) {
+                        tracing::info!(uris = ?reg.uris, host = %reg.host, port = reg.port, "route unregistered");
                         if !dirty {
                             dirty = true;
                             flush.as_mut().reset(tokio::time::Instant::now() + delay);
@@ -123,6 +174,30 @@ impl Registry {
                     self.publish(&mut table);
                     delay = (t.elapsed() * 10).clamp(MIN_PUBLISH_DELAY, MAX_PUBLISH_DELAY);
                 }
+                r = fetched.recv() => {
+                    fetching = false;
+                    let Some(g) = gate.as_mut() else { continue };
+                    match r {
+                        Some(Ok(a)) => {
+                            let before = g.refused;
+                            let now = Instant::now();
+                            let mut changed = false;
+                            for reg in g.refreshed(a) {
+                                changed |= table.register(&reg, self.default_stale, now);
+                            }
+                            if g.refused > before {
+                                tracing::warn!(refused = g.refused - before, "registrations refused: routes not assigned to the registering app");
+                            }
+                            if changed && !dirty {
+                                dirty = true;
+                                flush.as_mut().reset(tokio::time::Instant::now() + delay);
+                            }
+                        }
+                        Some(Err(e)) => tracing::warn!(error = %e, pending = g.pending(), "cannot read route assignments"),
+                        None => {}
+                    }
+                }
+                _ = refresh.tick(), if gate.is_some() => fetch(&mut fetching, &mut last_fetch),
                 msg = greet.next() => {
                     let Some(msg) = msg else { break };
                     if let Some(reply) = msg.reply {

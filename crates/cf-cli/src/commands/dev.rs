@@ -265,7 +265,6 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
         std::fs::write(&p, text).map_err(|e| CliError::io(format!("writing {}", p.display()), e))
     };
     write("cloud-controller", d::cc_config(&l, &nats_url, &token))?;
-    write("router", d::router_config(&l, &nats_url, router_port))?;
     write("dea", d::dea_config(&l, &nats_url))?;
     let extra_deas: Vec<String> = (1..dea_count).map(d::dea_name).collect();
     if dea_count > 1 {
@@ -308,7 +307,17 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     .await?;
     println!("  cloud-controller   ready on http://{cc_addr}");
 
-    // router
+    // router (the controller is its route authority)
+    write(
+        "router",
+        d::router_config(
+            &l,
+            &nats_url,
+            router_port,
+            &format!("http://{cc_addr}"),
+            &token,
+        ),
+    )?;
     st.children.push((
         "router".into(),
         d::spawn(&l, "router", &bins[2], &cfg_args("router"))?,

@@ -21,6 +21,7 @@ use crate::error::{ApiError, ApiResult};
 pub fn routes() -> Router<Ctx> {
     Router::new()
         .route("/internal/v1/desired", get(desired))
+        .route("/internal/v1/route_assignments", get(route_assignments))
         .route(
             "/internal/v1/packages/{guid}/download",
             get(package_download),
@@ -44,14 +45,67 @@ pub fn routes() -> Router<Ctx> {
         )
 }
 
-async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<DesiredPage>> {
+/// The internal token, compared in constant time.
+fn require_internal(ctx: &Ctx, headers: &HeaderMap) -> ApiResult<()> {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer);
-    if token != Some(ctx.cfg.internal_api_token.as_str()) {
+        .and_then(auth::bearer)
+        .unwrap_or_default();
+    let key = ctx.blob_key.as_slice();
+    let want = auth::hmac_sha256(key, ctx.cfg.internal_api_token.as_bytes());
+    if !auth::hmac_verify(key, token.as_bytes(), &want) {
         return Err(ApiError::InvalidAuthToken);
     }
+    Ok(())
+}
+
+/// Which app may register which route (the router checks every
+/// `router.register` against it); routes of the system org's spaces
+/// without apps are the platform's own.
+async fn route_assignments(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+) -> ApiResult<Json<proto::assignments::RouteAssignments>> {
+    require_internal(&ctx, &headers)?;
+    let mut out = proto::assignments::RouteAssignments::default();
+    let domains = ctx.store.domains().await?;
+    let system_spaces: Vec<String> = match ctx.store.org_by_name(crate::store::SYSTEM_ORG).await? {
+        Some(o) => ctx
+            .store
+            .spaces_of_org(&o.guid)
+            .await?
+            .into_iter()
+            .map(|s| s.guid)
+            .collect(),
+        None => Vec::new(),
+    };
+    let dests = ctx.store.all_destinations().await?;
+    for route in ctx.store.routes().await? {
+        let Some(d) = domains.iter().find(|d| d.guid == route.domain_guid) else {
+            continue;
+        };
+        let url = crate::store::RouteUrl {
+            route: route.clone(),
+            domain: d.name.clone(),
+        }
+        .url()
+        .to_ascii_lowercase();
+        let apps: Vec<String> = dests
+            .iter()
+            .filter(|x| x.route_guid == route.guid)
+            .map(|x| x.app_guid.clone())
+            .collect();
+        if apps.is_empty() && system_spaces.contains(&route.space_guid) {
+            out.reserved.push(url.clone());
+        }
+        out.routes.insert(url, apps);
+    }
+    Ok(Json(out))
+}
+
+async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<DesiredPage>> {
+    require_internal(&ctx, &headers)?;
     let mut apps = Vec::new();
     for app in ctx.store.apps().await? {
         if app.current_droplet_guid.is_none() {

@@ -62,6 +62,31 @@ pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Appends ` AND col IN ($n, ...)` for a list filter (`None`: any value;
+/// empty: none), binding the values after those in `binds`.
+pub(crate) fn push_in(
+    cond: &mut String,
+    binds: &mut Vec<String>,
+    col: &str,
+    vals: &Option<Vec<String>>,
+) {
+    let Some(vals) = vals else {
+        return;
+    };
+    if vals.is_empty() {
+        cond.push_str(" AND 1 = 0");
+        return;
+    }
+    let marks: Vec<String> = vals
+        .iter()
+        .map(|v| {
+            binds.push(v.clone());
+            format!("${}", binds.len())
+        })
+        .collect();
+    cond.push_str(&format!(" AND {col} IN ({})", marks.join(", ")));
+}
+
 fn unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.is_unique_violation() {
@@ -220,25 +245,9 @@ impl Store {
     ) -> Result<(usize, Vec<App>)> {
         let mut cond = String::from("1 = 1");
         let mut binds: Vec<String> = Vec::new();
-        let mut any_of = |cond: &mut String, col: &str, vals: &Option<Vec<String>>| {
-            if let Some(vals) = vals {
-                if vals.is_empty() {
-                    cond.push_str(" AND 1 = 0");
-                    return;
-                }
-                let marks: Vec<String> = vals
-                    .iter()
-                    .map(|v| {
-                        binds.push(v.clone());
-                        format!("${}", binds.len())
-                    })
-                    .collect();
-                cond.push_str(&format!(" AND {col} IN ({})", marks.join(", ")));
-            }
-        };
-        any_of(&mut cond, "name", &f.names);
-        any_of(&mut cond, "space_guid", &f.space_guids);
-        any_of(&mut cond, "guid", &f.guids);
+        push_in(&mut cond, &mut binds, "name", &f.names);
+        push_in(&mut cond, &mut binds, "space_guid", &f.space_guids);
+        push_in(&mut cond, &mut binds, "guid", &f.guids);
         if let SpaceScope::ReadableBy(user) = &f.scope {
             binds.push(user.clone());
             let n = format!("${}", binds.len());

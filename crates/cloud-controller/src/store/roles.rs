@@ -1,7 +1,7 @@
 //! Roles: org roles (`space_guid = ''`) and space roles (which keep their
 //! space's org in `organization_guid`).
 
-use super::{new_guid, now, unique, Result, Store, StoreError};
+use super::{new_guid, now, push_in, unique, Result, Store, StoreError};
 
 const ROLE_COLS: &str =
     "guid, type, user_guid, organization_guid, space_guid, created_at, updated_at";
@@ -93,27 +93,16 @@ impl Store {
     pub async fn roles(&self, f: &RoleFilter) -> Result<Vec<Role>> {
         let mut sql = format!("SELECT {ROLE_COLS} FROM roles WHERE 1 = 1");
         let mut binds: Vec<String> = Vec::new();
-        let mut any_of = |sql: &mut String, col: &str, vals: &Option<Vec<String>>| {
-            if let Some(vals) = vals {
-                if vals.is_empty() {
-                    sql.push_str(" AND 1 = 0");
-                    return;
-                }
-                let marks: Vec<String> = vals
-                    .iter()
-                    .map(|v| {
-                        binds.push(v.clone());
-                        format!("${}", binds.len())
-                    })
-                    .collect();
-                sql.push_str(&format!(" AND {col} IN ({})", marks.join(", ")));
-            }
-        };
-        any_of(&mut sql, "type", &f.types);
-        any_of(&mut sql, "space_guid", &f.space_guids);
-        any_of(&mut sql, "organization_guid", &f.organization_guids);
-        any_of(&mut sql, "user_guid", &f.user_guids);
-        any_of(&mut sql, "guid", &f.guids);
+        push_in(&mut sql, &mut binds, "type", &f.types);
+        push_in(&mut sql, &mut binds, "space_guid", &f.space_guids);
+        push_in(
+            &mut sql,
+            &mut binds,
+            "organization_guid",
+            &f.organization_guids,
+        );
+        push_in(&mut sql, &mut binds, "user_guid", &f.user_guids);
+        push_in(&mut sql, &mut binds, "guid", &f.guids);
         if let Some(me) = &f.visible_to {
             binds.push(me.clone());
             let n = binds.len();

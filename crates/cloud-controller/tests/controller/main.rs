@@ -8,3 +8,4 @@ mod permissions;
 mod security_groups;
 mod store;
 mod support;
+mod tenancy;

@@ -1103,38 +1103,23 @@ async fn fresh_app(a: &Api, space: &str) -> String {
         .guid
 }
 
-/// Copies the personas' roles in org A (and space S) onto a new org (and a
-/// new space in it), so that a fresh target is seen as the original is.
-async fn fresh_org_like_a(a: &Api, w: &World, with_space: bool) -> (String, String) {
+/// A new org (without spaces: deleting one with spaces needs
+/// `recursive`) with the personas' org roles of org A.
+async fn fresh_org_like_a(a: &Api, w: &World) -> String {
     let s = &a.ctx.store;
     let org = s
         .create_org(&format!("o-{}", cloud_controller::store::new_guid()))
         .await
         .expect("org");
-    let space = if with_space {
-        s.create_space("fresh", &org.guid)
-            .await
-            .expect("space")
-            .guid
-    } else {
-        String::new()
-    };
-    for (name, org_roles, space_roles) in &w.roles {
+    for (name, org_roles, _) in &w.roles {
         let u = s.user_by_name(name).await.expect("q").expect("persona");
         for t in org_roles {
             s.create_role(t, &u.guid, &org.guid, "")
                 .await
                 .expect("role");
         }
-        if with_space {
-            for t in space_roles {
-                s.create_role(t, &u.guid, &org.guid, &space)
-                    .await
-                    .expect("role");
-            }
-        }
     }
-    (org.guid, space)
+    org.guid
 }
 
 /// A new space in org A with the personas' roles of space S.
@@ -1197,8 +1182,7 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
             p.insert("guid", w.org_a.clone());
         }
         Fx::FreshOrg => {
-            // Without spaces: deleting one with spaces needs `recursive`.
-            p.insert("guid", fresh_org_like_a(a, w, false).await.0);
+            p.insert("guid", fresh_org_like_a(a, w).await);
         }
         Fx::SpaceS => {
             p.insert("guid", w.space_s.clone());

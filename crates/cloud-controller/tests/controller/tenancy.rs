@@ -1,0 +1,395 @@
+//! Orgs, spaces, roles, domains and quotas through the API: CF's rules and
+//! error texts.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::api::{Api, Resp};
+
+fn detail(r: &Resp) -> &str {
+    r.body["errors"][0]["detail"].as_str().unwrap_or_default()
+}
+
+async fn post(a: &Api, path: &str, body: Value) -> Resp {
+    a.call(Method::POST, path, Some(body)).await
+}
+
+async fn org(a: &Api, name: &str) -> String {
+    let r = post(a, "/v3/organizations", json!({"name": name})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["guid"].as_str().expect("guid").to_string()
+}
+
+async fn space(a: &Api, org: &str, name: &str) -> String {
+    let r = post(
+        a,
+        "/v3/spaces",
+        json!({"name": name, "relationships": {"organization": {"data": {"guid": org}}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["guid"].as_str().expect("guid").to_string()
+}
+
+async fn role(a: &Api, kind: &str, user: &str, rel: Value) -> Resp {
+    let mut r = rel;
+    r["user"] = json!({"data": {"username": user, "origin": "uaa"}});
+    post(a, "/v3/roles", json!({"type": kind, "relationships": r})).await
+}
+
+#[tokio::test]
+async fn orgs_spaces_and_roles_follow_cf_rules() {
+    let a = Api::new().await;
+    let o = org(&a, "acme").await;
+    let again = post(&a, "/v3/organizations", json!({"name": "acme"})).await;
+    assert_eq!(
+        (again.status, detail(&again)),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Organization 'acme' already exists."
+        )
+    );
+    let s = space(&a, &o, "web").await;
+    let dup = post(
+        &a,
+        "/v3/spaces",
+        json!({"name": "web", "relationships": {"organization": {"data": {"guid": o}}}}),
+    )
+    .await;
+    assert_eq!(dup.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // New orgs get the default quota.
+    let got = a
+        .call(Method::GET, &format!("/v3/organizations/{o}"), None)
+        .await;
+    assert!(
+        got.body["relationships"]["quota"]["data"]["guid"].is_string(),
+        "{:?}",
+        got.body
+    );
+
+    a.ctx.store.create_user("ann", "pw").await.expect("user");
+    let space_rel = json!({"space": {"data": {"guid": s}}});
+    let org_rel = json!({"organization": {"data": {"guid": o}}});
+    let r = role(&a, "space_developer", "ann", space_rel.clone()).await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "Users cannot be assigned roles in a space if they do not have a role in that space's organization.")
+    );
+    let ou = role(&a, "organization_user", "ann", org_rel.clone()).await;
+    assert_eq!(ou.status, StatusCode::CREATED, "{:?}", ou.body);
+    assert_eq!(ou.body["relationships"]["space"]["data"], Value::Null);
+    let r = role(&a, "organization_user", "ann", org_rel.clone()).await;
+    assert_eq!(
+        detail(&r),
+        "User 'ann' already has 'organization_user' role in organization 'acme'."
+    );
+    let sd = role(&a, "space_developer", "ann", space_rel.clone()).await;
+    assert_eq!(sd.status, StatusCode::CREATED);
+    let r = role(&a, "space_developer", "ann", space_rel).await;
+    assert_eq!(
+        detail(&r),
+        "User 'ann' already has 'space_developer' role in space 'web'."
+    );
+    let r = role(&a, "space_wizard", "ann", org_rel).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = post(&a, "/v3/roles", json!({"type": "organization_user", "relationships": {"user": {"data": {"username": "nobody"}}, "organization": {"data": {"guid": o}}}})).await;
+    assert_eq!(
+        detail(&r),
+        "No user exists with the username 'nobody' and origin 'uaa'."
+    );
+    // The org user role stays while space roles remain.
+    let ou_guid = ou.body["guid"].as_str().expect("role");
+    let r = a
+        .call(Method::DELETE, &format!("/v3/roles/{ou_guid}"), None)
+        .await;
+    assert_eq!(
+        detail(&r),
+        "Cannot delete organization_user role while user has roles in spaces in that organization."
+    );
+    // Roles list with included users.
+    let r = a
+        .call(
+            Method::GET,
+            &format!("/v3/roles?organization_guids={o}&include=user"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["pagination"]["total_results"], 2);
+    assert_eq!(r.body["included"]["users"][0]["username"], "ann");
+
+    // An org with a space needs a recursive delete.
+    let app = post(
+        &a,
+        "/v3/apps",
+        json!({"name": "app", "relationships": {"space": {"data": {"guid": s}}}}),
+    )
+    .await;
+    assert_eq!(app.status, StatusCode::CREATED);
+    let r = a
+        .call(Method::DELETE, &format!("/v3/organizations/{o}"), None)
+        .await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "Resource inside organization 'acme' must first be deleted, or specify recursive delete.")
+    );
+    let r = a
+        .call(
+            Method::DELETE,
+            &format!("/v3/organizations/{o}?recursive=true"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    for path in [
+        format!("/v3/organizations/{o}"),
+        format!("/v3/spaces/{s}"),
+        format!("/v3/apps/{}", app.body["guid"].as_str().unwrap_or_default()),
+    ] {
+        assert_eq!(
+            a.call(Method::GET, &path, None).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        a.call(Method::GET, &format!("/v3/roles/{ou_guid}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // The system org stays.
+    let sys = a
+        .call(Method::GET, "/v3/organizations?names=system", None)
+        .await;
+    let sys = sys.body["resources"][0]["guid"]
+        .as_str()
+        .expect("system org")
+        .to_string();
+    let r = a
+        .call(
+            Method::DELETE,
+            &format!("/v3/organizations/{sys}?recursive=true"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Audit events name the acting user.
+    let ev = a
+        .call(
+            Method::GET,
+            "/v3/audit_events?types=audit.user.space_developer_add",
+            None,
+        )
+        .await;
+    assert_eq!(ev.body["resources"][0]["actor"]["name"], "admin");
+    assert_eq!(ev.body["resources"][0]["target"]["name"], "ann");
+}
+
+#[tokio::test]
+async fn user_org_creation_and_private_domains() {
+    let a = Api::new().await;
+    a.ctx.store.create_user("bo", "pw").await.expect("user");
+    let bo = a.login("bo", "pw").await.body["access_token"]
+        .as_str()
+        .expect("at")
+        .to_string();
+    let r = a
+        .call_as(
+            &bo,
+            Method::POST,
+            "/v3/organizations",
+            Some(json!({"name": "bo-org"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = a
+        .call(
+            Method::PATCH,
+            "/v3/feature_flags/user_org_creation",
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(r.body["enabled"], true);
+    let r = a
+        .call_as(
+            &bo,
+            Method::POST,
+            "/v3/organizations",
+            Some(json!({"name": "bo-org"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let o = r.body["guid"].as_str().expect("org").to_string();
+    // The creator manages it: a space, a private domain.
+    let r = a
+        .call_as(
+            &bo,
+            Method::POST,
+            "/v3/spaces",
+            Some(json!({"name": "s", "relationships": {"organization": {"data": {"guid": o}}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let dom = |name: &str| json!({"name": name, "relationships": {"organization": {"data": {"guid": o}}}});
+    let r = a
+        .call_as(
+            &bo,
+            Method::POST,
+            "/v3/domains",
+            Some(dom("bo.example.com")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        r.body["relationships"]["organization"]["data"]["guid"],
+        o.as_str()
+    );
+    // Not under the system domain, nor another org's domain.
+    let r = a
+        .call_as(
+            &bo,
+            Method::POST,
+            "/v3/domains",
+            Some(dom("api.sys.localhost")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(
+        detail(&r).contains("is already reserved by another domain"),
+        "{}",
+        detail(&r)
+    );
+    // Shared domains are the admin's.
+    let r = a
+        .call_as(
+            &bo,
+            Method::POST,
+            "/v3/domains",
+            Some(json!({"name": "shared.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = a
+        .call(
+            Method::POST,
+            "/v3/domains",
+            Some(json!({"name": "shared.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = a
+        .call(Method::POST, "/v3/domains", Some(json!({"name": "nodot"})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // bo sees its domain and the shared ones, not the system domain.
+    let r = a.call_as(&bo, Method::GET, "/v3/domains", None).await;
+    let names: Vec<&str> = r.body["resources"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"bo.example.com") && names.contains(&"localhost"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"sys.localhost"), "{names:?}");
+}
+
+#[tokio::test]
+async fn quotas_refuse_and_change_nothing() {
+    let a = Api::new().await;
+    let o = org(&a, "q").await;
+    let s = space(&a, &o, "s").await;
+    let q = post(&a, "/v3/organization_quotas", json!({"name": "tiny", "apps": {"total_memory_in_mb": 512, "total_instances": 10}, "routes": {"total_routes": 1}})).await;
+    assert_eq!(q.status, StatusCode::CREATED, "{:?}", q.body);
+    assert_eq!(q.body["apps"]["total_memory_in_mb"], 512);
+    assert_eq!(q.body["apps"]["per_process_memory_in_mb"], Value::Null);
+    let qg = q.body["guid"].as_str().expect("quota").to_string();
+    let dup = post(&a, "/v3/organization_quotas", json!({"name": "tiny"})).await;
+    assert_eq!(detail(&dup), "Organization Quota 'tiny' already exists.");
+    let r = post(
+        &a,
+        &format!("/v3/organization_quotas/{qg}/relationships/organizations"),
+        json!({"data": [{"guid": o}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Routes: one fits, the second is over.
+    let dom = a
+        .call(Method::GET, "/v3/domains?names=localhost", None)
+        .await;
+    let dom = dom.body["resources"][0]["guid"]
+        .as_str()
+        .expect("domain")
+        .to_string();
+    let route = |h: &str| json!({"host": h, "relationships": {"domain": {"data": {"guid": dom}}, "space": {"data": {"guid": s}}}});
+    assert_eq!(
+        post(&a, "/v3/routes", route("one")).await.status,
+        StatusCode::CREATED
+    );
+    let r = post(&a, "/v3/routes", route("two")).await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "routes quota_exceeded")
+    );
+    // Memory: scaling a stopped app past the quota is fine (it runs
+    // nothing); the per-process limit of a space quota is not.
+    let app = post(
+        &a,
+        "/v3/apps",
+        json!({"name": "m", "relationships": {"space": {"data": {"guid": s}}}}),
+    )
+    .await;
+    let g = app.body["guid"].as_str().expect("app").to_string();
+    let sq = post(&a, "/v3/space_quotas", json!({"name": "sq", "apps": {"per_process_memory_in_mb": 128}, "relationships": {"organization": {"data": {"guid": o}}, "spaces": {"data": [{"guid": s}]}}})).await;
+    assert_eq!(sq.status, StatusCode::CREATED, "{:?}", sq.body);
+    let scale = |n: u32, mem: u32| json!({"instances": n, "memory_in_mb": mem});
+    let path = format!("/v3/apps/{g}/processes/web/actions/scale");
+    let r = post(&a, &path, scale(1, 256)).await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "memory space_instance_limit_exceeded"
+        )
+    );
+    let p = a
+        .call(Method::GET, &format!("/v3/apps/{g}/processes/web"), None)
+        .await;
+    assert_eq!(p.body["memory_in_mb"], 256, "unchanged");
+    let r = post(&a, &path, scale(1, 128)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    // Started apps count: 5 × 128 MB > 512 MB.
+    let mut app_row = a.ctx.store.app(&g).await.expect("app");
+    app_row.state = cloud_controller::store::AppState::Started;
+    a.ctx.store.update_app(&app_row).await.expect("started");
+    let r = post(&a, &path, scale(5, 128)).await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "memory quota_exceeded")
+    );
+    let p = a
+        .call(Method::GET, &format!("/v3/apps/{g}/processes/web"), None)
+        .await;
+    assert_eq!(p.body["instances"], 1, "unchanged");
+    let r = a
+        .call(
+            Method::PATCH,
+            &format!("/v3/organization_quotas/{qg}"),
+            Some(json!({"apps": {"total_memory_in_mb": 1024}})),
+        )
+        .await;
+    assert_eq!(r.body["apps"]["total_memory_in_mb"], 1024);
+    let r = post(&a, &path, scale(5, 128)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    // A quota in use is not deleted.
+    let r = a
+        .call(
+            Method::DELETE,
+            &format!("/v3/organization_quotas/{qg}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}

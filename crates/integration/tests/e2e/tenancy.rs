@@ -313,3 +313,144 @@ async fn two_teams_routes_quotas_and_tokens() -> Result<()> {
     assert_eq!(events["resources"][0]["actor"]["name"], "admin", "{events}");
     Ok(())
 }
+
+/// The rest of the tenancy commands, as an admin and an org manager use
+/// them (no app pushed: quick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_space_role_quota_domain_and_curl_commands() -> Result<()> {
+    let p = Platform::start_with(PlatformOptions {
+        deas: 0,
+        health_manager: false,
+        ..PlatformOptions::default()
+    })
+    .await?;
+    p.login().await?;
+    p.cf_ok(&["create-user", "mia", "pw"]).await?;
+    let again = p.cf_ok(&["create-user", "mia", "pw"]).await?;
+    assert!(
+        again.stdout.contains("User 'mia' already exists."),
+        "{}",
+        again.stdout
+    );
+    p.cf_ok(&["create-org", "corp"]).await?;
+    p.cf_ok(&["create-space", "dev2", "-o", "corp"]).await?;
+    p.cf_ok(&["create-space", "ops", "-o", "corp"]).await?;
+    let orgs = p.cf_ok(&["orgs"]).await?;
+    assert!(
+        orgs.stdout.contains("corp") && orgs.stdout.contains("dev"),
+        "{}",
+        orgs.stdout
+    );
+    p.cf_ok(&["set-org-role", "mia", "corp", "OrgManager"])
+        .await?;
+    let users = p.cf_ok(&["org-users", "corp"]).await?;
+    assert!(
+        users.stdout.contains("ORG MANAGER") && users.stdout.contains("mia"),
+        "{}",
+        users.stdout
+    );
+
+    // Mia, org manager: sees corp and both spaces, manages its space roles,
+    // its space quotas and private domains; not the platform's.
+    let mia = User {
+        home: p.cf_home("mia")?,
+    };
+    mia.cf_ok(&[
+        "login",
+        "-a",
+        &p.api_url(),
+        "-u",
+        "mia",
+        "-p",
+        "pw",
+        "-o",
+        "corp",
+        "-s",
+        "ops",
+    ])
+    .await?;
+    let orgs = mia.cf_ok(&["orgs"]).await?;
+    assert!(
+        orgs.stdout.contains("corp") && !orgs.stdout.contains("system"),
+        "{}",
+        orgs.stdout
+    );
+    let spaces = mia.cf_ok(&["spaces"]).await?;
+    assert!(
+        spaces.stdout.contains("dev2") && spaces.stdout.contains("ops"),
+        "{}",
+        spaces.stdout
+    );
+    p.cf_ok(&["create-user", "noa", "pw"]).await?;
+    mia.cf_ok(&["set-space-role", "noa", "corp", "ops", "SpaceAuditor"])
+        .await?;
+    let su = mia.cf_ok(&["space-users", "corp", "ops"]).await?;
+    assert!(
+        su.stdout.contains("SPACE AUDITOR") && su.stdout.contains("noa"),
+        "{}",
+        su.stdout
+    );
+    mia.cf_ok(&["unset-space-role", "noa", "corp", "ops", "SpaceAuditor"])
+        .await?;
+    let su = mia.cf_ok(&["space-users", "corp", "ops"]).await?;
+    assert!(!su.stdout.contains("noa"), "{}", su.stdout);
+    mia.cf_ok(&["create-space-quota", "small", "-m", "1G"])
+        .await?;
+    mia.cf_ok(&["set-space-quota", "ops", "small"]).await?;
+    mia.cf_ok(&["create-private-domain", "corp", "corp.example.com"])
+        .await?;
+    let doms = mia.cf_ok(&["domains"]).await?;
+    assert!(doms.stdout.contains("corp.example.com"), "{}", doms.stdout);
+    let out = mia
+        .cf(&["create-shared-domain", "shared.example.com"])
+        .await?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    let out = mia.cf(&["create-org-quota", "huge", "-m", "100G"]).await?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    let out = mia.cf(&["create-org", "another"]).await?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    // cf curl: the raw API with mia's token.
+    let out = mia.cf_ok(&["curl", "/v3/organizations"]).await?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    assert_eq!(v["pagination"]["total_results"], 1, "{v}");
+    let out = mia
+        .cf_ok(&[
+            "curl",
+            "/v3/buildpacks",
+            "-X",
+            "POST",
+            "-d",
+            r#"{"name":"x"}"#,
+        ])
+        .await?;
+    assert!(out.stdout.contains("CF-NotAuthorized"), "{}", out.stdout);
+    let out = mia
+        .cf(&[
+            "curl",
+            "/v3/buildpacks",
+            "-X",
+            "POST",
+            "-d",
+            r#"{"name":"x"}"#,
+            "--fail",
+        ])
+        .await?;
+    assert_ne!(out.status, 0);
+
+    // The admin shares the domain, lists quotas, and deletes it all.
+    p.cf_ok(&["share-private-domain", "dev", "corp.example.com"])
+        .await?;
+    let q = p.cf_ok(&["org-quotas"]).await?;
+    assert!(q.stdout.contains("default"), "{}", q.stdout);
+    p.cf_ok(&["delete-space", "dev2", "-o", "corp", "-f"])
+        .await?;
+    let spaces = mia.cf_ok(&["spaces"]).await?;
+    assert!(!spaces.stdout.contains("dev2"), "{}", spaces.stdout);
+    p.cf_ok(&["delete-org", "corp", "-f"]).await?;
+    let orgs = p.cf_ok(&["orgs"]).await?;
+    assert!(!orgs.stdout.contains("corp"), "{}", orgs.stdout);
+    p.cf_ok(&["delete-user", "mia", "-f"]).await?;
+    let out = mia.cf(&["orgs"]).await?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    Ok(())
+}

@@ -42,6 +42,9 @@ pub struct AuditTarget<'a> {
     pub org: Option<&'a str>,
 }
 
+/// Jobs kept for polling (deletes finish at once; clients poll right away).
+const MAX_JOBS: usize = 1000;
+
 /// An asynchronous job (app delete); finished synchronously, kept for polling.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -192,6 +195,17 @@ impl Ctx {
             created_at: store::now(),
         };
         if let Ok(mut jobs) = self.jobs.lock() {
+            // Bounded: the oldest finished jobs are forgotten first.
+            while jobs.len() >= MAX_JOBS {
+                let oldest = jobs
+                    .values()
+                    .min_by(|a, b| a.created_at.cmp(&b.created_at))
+                    .map(|j| j.guid.clone());
+                match oldest {
+                    Some(g) => jobs.remove(&g),
+                    None => break,
+                };
+            }
             jobs.insert(job.guid.clone(), job.clone());
         }
         job

@@ -3,7 +3,7 @@
 //! internal token. With an authority configured, the registry admits a
 //! `router.register` only for routes assigned to its app (docs/router.md).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -111,7 +111,8 @@ pub const MIN_REFRESH: Duration = Duration::from_millis(250);
 #[derive(Debug, Default)]
 pub struct Gate {
     assignments: Option<RouteAssignments>,
-    pending: std::collections::VecDeque<proto::RouteRegistration>,
+    /// Registrations waiting, with when they came.
+    pending: std::collections::VecDeque<(Instant, proto::RouteRegistration)>,
     /// Refused after fresh assignments (for the log and metrics).
     pub refused: u64,
 }
@@ -122,6 +123,7 @@ impl Gate {
     pub fn check(
         &mut self,
         reg: &proto::RouteRegistration,
+        now: Instant,
     ) -> (Option<proto::RouteRegistration>, bool) {
         let (ok, wait) = match &self.assignments {
             Some(a) => admit(a, reg),
@@ -133,7 +135,7 @@ impl Gate {
                 self.pending.pop_front();
                 self.refused += 1;
             }
-            self.pending.push_back(w);
+            self.pending.push_back((now, w));
         }
         (ok, fetch)
     }
@@ -146,20 +148,33 @@ impl Gate {
         self.assignments.as_ref().and_then(|a| admit(a, reg).0)
     }
 
-    /// New assignments: the waiting registrations they admit (the rest is
-    /// refused and counted).
-    pub fn refreshed(&mut self, a: RouteAssignments) -> Vec<proto::RouteRegistration> {
+    /// New assignments, read by a fetch that started at `asked`: the
+    /// waiting registrations they admit. What they refuse is dropped and
+    /// counted, unless it came after the fetch started (the assignments
+    /// may predate its route): that waits for the next fetch, which the
+    /// returned `true` asks for.
+    pub fn refreshed(
+        &mut self,
+        a: RouteAssignments,
+        asked: Instant,
+    ) -> (Vec<proto::RouteRegistration>, bool) {
         let mut out = Vec::new();
-        for reg in self.pending.drain(..) {
+        let mut keep = std::collections::VecDeque::new();
+        for (at, reg) in self.pending.drain(..) {
             let (ok, refused) = admit(&a, &reg);
             out.extend(ok);
             if let Some(r) = refused {
-                self.refused += 1;
-                tracing::debug!(uris = ?r.uris, app_id = ?r.app_id, host = %r.host, port = r.port, "registration refused: route not assigned to the app");
+                if at >= asked {
+                    keep.push_back((at, r));
+                } else {
+                    self.refused += 1;
+                    tracing::debug!(uris = ?r.uris, app_id = ?r.app_id, host = %r.host, port = r.port, "registration refused: route not assigned to the app");
+                }
             }
         }
+        self.pending = keep;
         self.assignments = Some(a);
-        out
+        (out, !self.pending.is_empty())
     }
 
     pub fn pending(&self) -> usize {
@@ -196,15 +211,24 @@ mod tests {
         assert!(Authority::new("https://x", "t").is_err());
         // The gate holds what it cannot admit yet, until assignments come.
         let mut g = Gate::default();
-        let (now, fetch) = g.check(&reg);
+        let t0 = Instant::now();
+        let (now, fetch) = g.check(&reg, t0);
         assert!(now.is_none() && fetch);
-        let later = g.refreshed(a.clone());
+        let asked = t0 + Duration::from_millis(1);
+        let (later, again) = g.refreshed(a.clone(), asked);
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].uris, vec!["x.localhost".to_string()]);
-        assert_eq!((g.pending(), g.refused), (0, 1));
-        let (now, fetch) = g.check(&reg);
+        assert_eq!((g.pending(), g.refused, again), (0, 1, false));
+        // A registration that came while the fetch was under way may be of
+        // a route newer than the answer: it waits for one more fetch.
+        let (now, fetch) = g.check(&reg, asked + Duration::from_millis(1));
         assert_eq!(now.map(|r| r.uris), Some(vec!["x.localhost".to_string()]));
         assert!(fetch, "the refused part waits for newer assignments");
+        let (later, again) = g.refreshed(a.clone(), asked);
+        assert!(later.is_empty());
+        assert_eq!((g.pending(), g.refused, again), (1, 1, true));
+        let (_, again) = g.refreshed(a, asked + Duration::from_secs(1));
+        assert_eq!((g.pending(), g.refused, again), (0, 2, false));
         assert_eq!(
             Authority::new("http://127.0.0.1:9/", "t").map(|a| a.addr),
             Ok("127.0.0.1:9".to_string())

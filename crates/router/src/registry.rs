@@ -112,20 +112,24 @@ impl Registry {
         let mut gate = self.authority.as_ref().map(|_| Gate::default());
         let (fetched_tx, mut fetched) =
             tokio::sync::mpsc::channel::<Result<proto::assignments::RouteAssignments, String>>(1);
-        let mut fetching = false;
+        // `asked`: when the fetch under way started; `wanted`: a fetch is
+        // due (deferred while one runs or the last is under MIN_REFRESH old).
+        let mut asked: Option<Instant> = None;
         let mut last_fetch: Option<Instant> = None;
+        let mut wanted = false;
         let mut refresh = tokio::time::interval(ASSIGNMENTS_MAX_AGE);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let fetch = |fetching: &mut bool, last: &mut Option<Instant>| {
+        let deferred = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(deferred);
+        let fetch = |asked: &mut Option<Instant>, last: &mut Option<Instant>| {
             if let Some(a) = &self.authority {
-                if !*fetching && last.is_none_or(|t| t.elapsed() >= MIN_REFRESH) {
-                    *fetching = true;
-                    *last = Some(Instant::now());
-                    let (a, tx) = (a.clone(), fetched_tx.clone());
-                    tokio::spawn(async move {
-                        let _ = tx.send(a.fetch().await).await;
-                    });
-                }
+                let now = Instant::now();
+                *asked = Some(now);
+                *last = Some(now);
+                let (a, tx) = (a.clone(), fetched_tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(a.fetch().await).await;
+                });
             }
         };
         loop {
@@ -136,9 +140,11 @@ impl Registry {
                     let admitted = match gate.as_mut() {
                         None => Some(msg.payload),
                         Some(g) => {
-                            let (now, want) = g.check(&msg.payload);
-                            if want {
-                                fetch(&mut fetching, &mut last_fetch);
+                            let (now, want) = g.check(&msg.payload, Instant::now());
+                            if want && !wanted {
+                                wanted = true;
+                                let at = last_fetch.map_or(Instant::now(), |t| t + MIN_REFRESH);
+                                deferred.as_mut().reset(tokio::time::Instant::from_std(at));
                             }
                             now
                         }
@@ -174,16 +180,25 @@ impl Registry {
                     self.publish(&mut table);
                     delay = (t.elapsed() * 10).clamp(MIN_PUBLISH_DELAY, MAX_PUBLISH_DELAY);
                 }
+                () = &mut deferred, if wanted && asked.is_none() => {
+                    wanted = false;
+                    fetch(&mut asked, &mut last_fetch);
+                }
                 r = fetched.recv() => {
-                    fetching = false;
+                    let started = asked.take().unwrap_or_else(Instant::now);
                     let Some(g) = gate.as_mut() else { continue };
                     match r {
                         Some(Ok(a)) => {
                             let before = g.refused;
                             let now = Instant::now();
                             let mut changed = false;
-                            for reg in g.refreshed(a) {
+                            let (admitted, again) = g.refreshed(a, started);
+                            for reg in admitted {
                                 changed |= table.register(&reg, self.default_stale, now);
+                            }
+                            if again && !wanted {
+                                wanted = true;
+                                deferred.as_mut().reset(tokio::time::Instant::from_std(now + MIN_REFRESH));
                             }
                             if g.refused > before {
                                 tracing::warn!(refused = g.refused - before, "registrations refused: routes not assigned to the registering app");
@@ -193,11 +208,17 @@ impl Registry {
                                 flush.as_mut().reset(tokio::time::Instant::now() + delay);
                             }
                         }
-                        Some(Err(e)) => tracing::warn!(error = %e, pending = g.pending(), "cannot read route assignments"),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, pending = g.pending(), "cannot read route assignments");
+                            if !wanted && g.pending() > 0 {
+                                wanted = true;
+                                deferred.as_mut().reset(tokio::time::Instant::now() + MIN_REFRESH);
+                            }
+                        }
                         None => {}
                     }
                 }
-                _ = refresh.tick(), if gate.is_some() => fetch(&mut fetching, &mut last_fetch),
+                _ = refresh.tick(), if gate.is_some() && asked.is_none() => fetch(&mut asked, &mut last_fetch),
                 msg = greet.next() => {
                     let Some(msg) = msg else { break };
                     if let Some(reply) = msg.reply {

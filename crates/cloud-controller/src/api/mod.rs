@@ -110,6 +110,22 @@ impl BaseUrl {
     }
 }
 
+/// A name of an org, space or quota: 1 to 255 characters, no control
+/// characters.
+pub fn check_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(ApiError::Unprocessable(
+            "Name must be between 1 and 255 characters".into(),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(
+            "Name must not contain control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a JSON body: malformed JSON → 400, wrong shape → 422.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     let v: Value = if body.is_empty() {

@@ -63,20 +63,6 @@ fn audit_target(o: &Organization) -> AuditTarget<'_> {
     }
 }
 
-pub fn check_name(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(ApiError::Unprocessable(
-            "Name must be between 1 and 255 characters".into(),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(
-            "Name must not contain control characters".into(),
-        ));
-    }
-    Ok(())
-}
-
 #[derive(Debug, Deserialize)]
 struct CreateOrg {
     name: String,
@@ -95,7 +81,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: CreateOrg = parse_json(&body)?;
     let name = req.name.trim();
-    check_name(name)?;
+    super::check_name(name)?;
     let admin = perms.is_admin();
     if !admin && !super::feature_flags::enabled(&ctx, "user_org_creation").await? {
         return Err(ApiError::Forbidden(
@@ -177,7 +163,7 @@ async fn update(
     let mut org = ctx.store.org(&guid).await?;
     if let Some(n) = &req.name {
         let n = n.trim();
-        check_name(n)?;
+        super::check_name(n)?;
         org.name = n.to_string();
     }
     if let Some(s) = req.suspended {

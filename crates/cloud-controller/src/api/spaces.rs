@@ -63,7 +63,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: CreateSpace = parse_json(&body)?;
     let name = req.name.trim();
-    super::orgs::check_name(name)?;
+    super::check_name(name)?;
     let org = req.relationships.organization.data.guid;
     ctx.store
         .org(&org)
@@ -168,7 +168,7 @@ async fn update(
     let mut s = ctx.store.space(&guid).await?;
     if let Some(n) = &req.name {
         let n = n.trim();
-        super::orgs::check_name(n)?;
+        super::check_name(n)?;
         s.name = n.to_string();
     }
     let name = s.name.clone();

@@ -12,9 +12,11 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+pub use crate::store::SpaceScope;
+pub use crate::store::Target;
 pub use matrix::{Action, Decision, Who};
-pub use perms::{Perms, Scope, SpaceScope};
-pub use policy::{Rule, Target};
+pub use perms::{Perms, Scope};
+pub use policy::Rule;
 
 use crate::auth::{self, TokenKind};
 use crate::context::{Actor, Ctx};

@@ -3,7 +3,7 @@
 
 use super::matrix::{decide, permits, Action, Decision, Who};
 use crate::error::ApiError;
-use crate::store::Role;
+use crate::store::{Role, SpaceScope};
 
 /// Where an action is aimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,14 +11,6 @@ pub enum Scope<'a> {
     Platform,
     Org(&'a str),
     Space { org: &'a str, space: &'a str },
-}
-
-/// Which spaces a list may show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SpaceScope {
-    All,
-    /// Spaces readable by this user (filtered in SQL).
-    ReadableBy(String),
 }
 
 #[derive(Debug, Clone)]

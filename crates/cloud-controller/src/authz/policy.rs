@@ -5,45 +5,7 @@
 
 use super::matrix::Action::{self, *};
 
-/// What the `{guid}` in the path names; resolved to its org and space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    App,
-    Process,
-    Package,
-    Build,
-    Droplet,
-    Route,
-    Space,
-    Org,
-    /// An org role or a space role: org roles are managed with
-    /// `ManageOrgRoles`, space roles with `ManageSpaceRoles`.
-    Role,
-    /// A private domain (its owner org); shared domains are platform-wide.
-    Domain,
-    SpaceQuota,
-    AuditEvent,
-}
-
-impl Target {
-    /// The noun of the 404 ("App not found").
-    pub fn noun(self) -> &'static str {
-        match self {
-            Target::App => "App",
-            Target::Process => "Process",
-            Target::Package => "Package",
-            Target::Build => "Build",
-            Target::Droplet => "Droplet",
-            Target::Route => "Route",
-            Target::Space => "Space",
-            Target::Org => "Organization",
-            Target::Role => "Role",
-            Target::Domain => "Domain",
-            Target::SpaceQuota => "Space quota",
-            Target::AuditEvent => "Event",
-        }
-    }
-}
+pub use crate::store::Target;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {

@@ -15,7 +15,7 @@ mod tokens;
 mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
-pub use locate::Located;
+pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
 pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
@@ -24,7 +24,6 @@ pub use security_groups::{Lifecycle, SecurityGroup};
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
 pub use users::{CcUser, NewUser};
 
-pub use crate::authz::SpaceScope;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, FromRow};
 
@@ -40,6 +39,14 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("password hashing: {0}")]
     Hash(String),
+}
+
+/// Which spaces a list may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpaceScope {
+    All,
+    /// Spaces readable by this user (filtered in SQL).
+    ReadableBy(String),
 }
 
 /// `GET /v3/apps` filters (each `None` = any) and the caller's scope.

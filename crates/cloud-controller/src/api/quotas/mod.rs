@@ -135,7 +135,7 @@ fn name_of(body: &Map<String, Value>) -> ApiResult<Option<String>> {
         None => Ok(None),
         Some(Value::String(n)) => {
             let n = n.trim();
-            super::orgs::check_name(n)?;
+            crate::api::check_name(n)?;
             Ok(Some(n.to_string()))
         }
         Some(_) => Err(ApiError::Unprocessable("Name must be a string".into())),

@@ -98,19 +98,6 @@ impl Api {
         }
     }
 
-    /// The status only (the body is not read: log streams never end).
-    pub async fn status_of(&self, method: Method, path: &str, token: &str) -> StatusCode {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "api.test")
-            .header("authorization", format!("bearer {token}"))
-            .body(Body::empty())
-            .expect("request");
-        let resp = self.router.clone().oneshot(req).await.expect("infallible");
-        resp.status()
-    }
-
     /// A call with another user's token.
     pub async fn call_as(
         &self,

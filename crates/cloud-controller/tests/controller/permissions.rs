@@ -1,18 +1,158 @@
-//! The permission matrix, through the real HTTP API on SQLite and on
-//! Postgres: every route of the authorization policy × ten personas, with
-//! the expected outcome of each written out by hand from CF's docs (not
-//! derived from the code under test).
+//! The permission matrix, against the controller binary over HTTP (with
+//! its nats-server) on SQLite and on Postgres: every route of the
+//! authorization policy × ten personas, with the expected outcome of each
+//! written out by hand from CF's docs (not derived from the code under
+//! test). Fixtures are written through the same database.
 
 use std::collections::BTreeMap;
 
 use axum::http::{Method, StatusCode};
 use cloud_controller::authz::policy::POLICY;
 use cloud_controller::store::{
-    Droplet, DropletState, NewUser, PackageState, QuotaKind, QuotaLimits,
+    Droplet, DropletState, NewUser, PackageState, QuotaKind, QuotaLimits, Store,
 };
 use serde_json::{json, Value};
 
-use crate::api::Api;
+use crate::api::Resp;
+
+/// The controller binary, its nats-server and a store on its database.
+struct Api {
+    child: std::process::Child,
+    base: String,
+    http: reqwest::Client,
+    store: Store,
+    token: String,
+    _nats: testkit::NatsServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Api {
+    /// Starts `cloud-controller` on `database_url` (default SQLite in its
+    /// data dir) and logs in as admin.
+    async fn open(database_url: Option<String>) -> Api {
+        let nats = testkit::NatsServer::start().expect("nats-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr_file = dir.path().join("cc.addr");
+        let data = dir.path().join("data");
+        let db = database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data.join("cc.db").display()));
+        let conf = dir.path().join("cc.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nnats_url = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = \"{db}\"\n",
+                addr_file.display(),
+                nats.url,
+                data.display()
+            ),
+        )
+        .expect("config");
+        let log = std::fs::File::create(dir.path().join("cc.log")).expect("log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller"))
+            .arg("--config")
+            .arg(&conf)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cloud-controller");
+        let addr = testkit::wait_file(&addr_file, std::time::Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{e}: {}", testkit::log_tail(&dir.path().join("cc.log"), 30))
+            });
+        let store = Store::open(&db).await.expect("store");
+        let mut a = Api {
+            child,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            store,
+            token: String::new(),
+            _nats: nats,
+            _dir: dir,
+        };
+        let r = a.login("admin", "admin").await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        a.token = r.body["access_token"].as_str().expect("token").to_string();
+        a
+    }
+
+    async fn resp(r: reqwest::Response) -> Resp {
+        let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
+        let mut headers = axum::http::HeaderMap::new();
+        for (k, v) in r.headers() {
+            if let (Ok(k), Ok(v)) = (
+                axum::http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                axum::http::HeaderValue::from_bytes(v.as_bytes()),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        let raw = r.bytes().await.expect("body").to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        Api::resp(req.send().await.expect("request")).await
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// The status only (the body is not read: log streams never end).
+    async fn status_of(&self, method: Method, path: &str, token: &str) -> StatusCode {
+        let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method");
+        let r = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        StatusCode::from_u16(r.status().as_u16()).expect("status")
+    }
+
+    async fn login(&self, user: &str, password: &str) -> Resp {
+        let r = self
+            .http
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth("cf", Some(""))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", user),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .expect("login");
+        Api::resp(r).await
+    }
+}
 
 /// The personas, in the order of each row's expectations.
 const PERSONAS: [&str; 10] = [
@@ -812,7 +952,7 @@ struct World {
     roles: Vec<(String, Vec<&'static str>, Vec<&'static str>)>,
 }
 
-async fn body_of(a: &Api, r: crate::api::Resp, what: &str) -> Value {
+async fn body_of(a: &Api, r: Resp, what: &str) -> Value {
     let _ = a;
     assert!(r.status.is_success(), "{what}: {} {:?}", r.status, r.body);
     r.body
@@ -823,7 +963,7 @@ fn guid(v: &Value) -> String {
 }
 
 async fn setup(a: &Api) -> World {
-    let s = &a.ctx.store;
+    let s = &a.store;
     let mk_org = |name: &'static str| async move {
         guid(
             &body_of(
@@ -1089,8 +1229,7 @@ async fn setup(a: &Api) -> World {
 }
 
 async fn fresh_app(a: &Api, space: &str) -> String {
-    a.ctx
-        .store
+    a.store
         .create_app(
             &cloud_controller::store::new_guid(),
             space,
@@ -1106,7 +1245,7 @@ async fn fresh_app(a: &Api, space: &str) -> String {
 /// A new org (without spaces: deleting one with spaces needs
 /// `recursive`) with the personas' org roles of org A.
 async fn fresh_org_like_a(a: &Api, w: &World) -> String {
-    let s = &a.ctx.store;
+    let s = &a.store;
     let org = s
         .create_org(&format!("o-{}", cloud_controller::store::new_guid()))
         .await
@@ -1124,7 +1263,7 @@ async fn fresh_org_like_a(a: &Api, w: &World) -> String {
 
 /// A new space in org A with the personas' roles of space S.
 async fn fresh_space_in_a(a: &Api, w: &World) -> String {
-    let s = &a.ctx.store;
+    let s = &a.store;
     let space = s
         .create_space(&cloud_controller::store::new_guid(), &w.org_a)
         .await
@@ -1142,7 +1281,7 @@ async fn fresh_space_in_a(a: &Api, w: &World) -> String {
 }
 
 async fn params(a: &Api, w: &World, fx: Fx) -> Params {
-    let s = &a.ctx.store;
+    let s = &a.store;
     let mut p = Params::new();
     let new = cloud_controller::store::new_guid;
     match fx {
@@ -1420,14 +1559,14 @@ async fn matrix(a: Api) {
         failures.join("\n")
     );
     lists_show_only_what_is_readable(&a, &w).await;
-    a.ctx.store.close().await;
+    a.store.close().await;
 }
 
 /// Lists: the stranger and the org user see no app of space S; the
 /// developer sees it; counts are of the visible set.
 async fn lists_show_only_what_is_readable(a: &Api, w: &World) {
     let idx = |name: &str| PERSONAS.iter().position(|p| *p == name).expect("persona");
-    let count = |r: &crate::api::Resp| {
+    let count = |r: &Resp| {
         r.body["pagination"]["total_results"]
             .as_u64()
             .expect("count")

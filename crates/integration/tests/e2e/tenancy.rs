@@ -301,6 +301,57 @@ async fn two_teams_routes_quotas_and_tokens() -> Result<()> {
     );
     assert_eq!(p.api_status(&bob_token, "/v3/apps").await?, 401);
 
+    // Ten wrong passwords lock carl for the lock period, the right one
+    // included; alice is unaffected.
+    let carl_home = p.cf_home("carl-locked")?;
+    for _ in 0..10 {
+        let out = Platform::cf_run(
+            &carl_home,
+            &["login", "-a", &p.api_url(), "-u", "carl", "-p", "wrong"],
+            None,
+        )
+        .await?;
+        assert_ne!(out.status, 0);
+    }
+    let out = Platform::cf_run(
+        &carl_home,
+        &["login", "-a", &p.api_url(), "-u", "carl", "-p", "pw"],
+        None,
+    )
+    .await?;
+    assert_ne!(
+        out.status, 0,
+        "the right password during the lock: {}",
+        out.stdout
+    );
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("http://{}/oauth/token", p.cc_addr))
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "carl"),
+            ("password", "pw"),
+        ])
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await?;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["error_description"],
+        "Your account has been locked because of too many failed attempts to login."
+    );
+    login(
+        &p,
+        &p.cf_home("alice4")?,
+        "alice",
+        "new-pw",
+        "team-a",
+        "web",
+    )
+    .await?;
+
     // Audit: the role and org changes name their actor.
     let (_, events) = p
         .api_call(

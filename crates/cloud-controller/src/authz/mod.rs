@@ -102,6 +102,14 @@ async fn authorize(ctx: &Ctx, req: Request) -> Result<Request, ApiError> {
     };
     match rule {
         Rule::Caller => {}
+        Rule::Scim => {
+            let reading = parts.method == Method::GET || parts.method == Method::HEAD;
+            let ok =
+                admin || has("uaa.admin") || has("scim.write") || (reading && has("scim.read"));
+            if !ok {
+                return Err(ApiError::not_authorized());
+            }
+        }
         Rule::Platform(action) => perms.check(action, Scope::Platform, "Resource")?,
         Rule::On(target, action) => {
             let guid = match RawPathParams::from_request_parts(&mut parts, &()).await {

@@ -16,6 +16,9 @@ pub enum Rule {
     Platform(Action),
     /// The action on the resource the path's `{guid}` names.
     On(Target, Action),
+    /// UAA's user management: admins, and holders of `scim.write` (or
+    /// `scim.read` for reading) or `uaa.admin`.
+    Scim,
 }
 
 use Rule::*;
@@ -24,18 +27,14 @@ use Target as T;
 /// (method, route template as axum matches it, rule).
 pub const POLICY: &[(&str, &str, Rule)] = &[
     // UAA side (SCIM users and groups).
-    ("GET", "/Users", Platform(AdminOnly)),
-    ("POST", "/Users", Platform(AdminOnly)),
-    ("GET", "/Users/{id}", Platform(AdminOnly)),
-    ("DELETE", "/Users/{id}", Platform(AdminOnly)),
+    ("GET", "/Users", Scim),
+    ("POST", "/Users", Scim),
+    ("GET", "/Users/{id}", Scim),
+    ("DELETE", "/Users/{id}", Scim),
     ("PUT", "/Users/{id}/password", Caller),
-    ("GET", "/Groups", Platform(AdminOnly)),
-    ("POST", "/Groups/{id}/members", Platform(AdminOnly)),
-    (
-        "DELETE",
-        "/Groups/{id}/members/{member}",
-        Platform(AdminOnly),
-    ),
+    ("GET", "/Groups", Scim),
+    ("POST", "/Groups/{id}/members", Scim),
+    ("DELETE", "/Groups/{id}/members/{member}", Scim),
     // Users, orgs, spaces, roles.
     ("GET", "/v3/users", Caller),
     ("POST", "/v3/users", Platform(AdminOnly)),

@@ -370,3 +370,50 @@ async fn a_changed_password_revokes_every_older_token() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(a.login("gina", "reset").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn scim_scopes_open_user_management() {
+    let a = Api::new().await;
+    let sam = a.ctx.store.create_user("sam", "pw").await.expect("user");
+    a.ctx
+        .store
+        .set_user_groups(&sam.guid, "scim.read")
+        .await
+        .expect("groups");
+    let reader = a.login("sam", "pw").await.body["access_token"]
+        .as_str()
+        .expect("at")
+        .to_string();
+    assert_eq!(
+        a.call_as(&reader, Method::GET, "/Users", None).await.status,
+        StatusCode::OK
+    );
+    let new_user = serde_json::json!({"userName": "tim", "password": "pw"});
+    let r = a
+        .call_as(&reader, Method::POST, "/Users", Some(new_user.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    a.ctx
+        .store
+        .set_user_groups(&sam.guid, "scim.write")
+        .await
+        .expect("groups");
+    let writer = a.login("sam", "pw").await.body["access_token"]
+        .as_str()
+        .expect("at")
+        .to_string();
+    let r = a
+        .call_as(&writer, Method::POST, "/Users", Some(new_user))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // Still no controller admin: buildpacks are not theirs.
+    let r = a
+        .call_as(
+            &writer,
+            Method::POST,
+            "/v3/buildpacks",
+            Some(serde_json::json!({"name": "b"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    filter, matches, metadata, page_of, paginate, parse_json, rel, BaseUrl, PageReq, Query, ToOne,
+    check_name, filter, input, matches, metadata, page_of, paginate, parse_json, rel, BaseUrl,
+    PageReq, Query, ToOne,
 };
 use crate::authz::{Action, Perms, Scope};
 use crate::context::{Actor, Ctx};
@@ -144,13 +145,6 @@ fn buildpack_list(list: &[String]) -> ApiResult<Option<String>> {
     Ok((!names.is_empty()).then(|| names.join(",")))
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() {
-        return Err(ApiError::Unprocessable("Name can't be blank".into()));
-    }
-    Ok(())
-}
-
 /// Only apps in spaces the caller may read; filtered, counted and paged
 /// in SQL.
 async fn list(
@@ -159,12 +153,24 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
+    input::known_params(
+        &q,
+        &[
+            "page",
+            "per_page",
+            "order_by",
+            "names",
+            "guids",
+            "space_guids",
+        ],
+    )?;
     let page = PageReq::from_query(&q)?;
     let f = AppFilter {
         names: filter(&q, "names"),
         space_guids: filter(&q, "space_guids"),
         guids: filter(&q, "guids"),
         scope: perms.space_scope(),
+        order_by: input::order_by(&q, &["created_at", "updated_at", "name"])?,
     };
     let (total, apps) = ctx
         .store
@@ -205,7 +211,9 @@ async fn create(
             }
         }
     }
-    let env = Value::Object(req.environment_variables.unwrap_or_default()).to_string();
+    let env = req.environment_variables.unwrap_or_default();
+    input::check_env(&env)?;
+    let env = Value::Object(env).to_string();
     let app = ctx
         .store
         .create_app(
@@ -478,6 +486,7 @@ async fn patch_env_vars(
         }
         changed.push(k);
     }
+    input::check_env(&env)?;
     app.env = Value::Object(env).to_string();
     let app = ctx.store.update_app(&app).await?;
     ctx.audit_app(

@@ -7,6 +7,7 @@ mod builds;
 mod domains;
 mod droplets;
 mod feature_flags;
+pub mod input;
 mod internal;
 mod jobs;
 mod logs;
@@ -110,21 +111,7 @@ impl BaseUrl {
     }
 }
 
-/// A name of an org, space or quota: 1 to 255 characters, no control
-/// characters.
-pub fn check_name(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(ApiError::Unprocessable(
-            "Name must be between 1 and 255 characters".into(),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(
-            "Name must not contain control characters".into(),
-        ));
-    }
-    Ok(())
-}
+pub use input::check_name;
 
 /// Parses a JSON body: malformed JSON → 400, wrong shape → 422.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {

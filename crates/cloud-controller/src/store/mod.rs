@@ -56,6 +56,9 @@ pub struct AppFilter {
     pub space_guids: Option<Vec<String>>,
     pub guids: Option<Vec<String>>,
     pub scope: SpaceScope,
+    /// A column (checked by the caller against a fixed list) and whether
+    /// descending; default: creation order.
+    pub order_by: Option<(&'static str, bool)>,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -270,9 +273,14 @@ impl Store {
         let apps = self
             .all(
                 &format!(
-                    "SELECT {APP_COLS} FROM apps WHERE {cond} ORDER BY created_at, guid LIMIT {} OFFSET {}",
+                    "SELECT {APP_COLS} FROM apps WHERE {cond} ORDER BY {order} LIMIT {} OFFSET {}",
                     limit.min(5000),
-                    offset
+                    offset,
+                    order = match f.order_by {
+                        Some((col, true)) => format!("{col} DESC, guid DESC"),
+                        Some((col, false)) => format!("{col}, guid"),
+                        None => "created_at, guid".to_string(),
+                    }
                 ),
                 &refs,
             )

@@ -393,3 +393,90 @@ async fn quotas_refuse_and_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let a = Api::new().await;
+    let space = a.space_guid().await;
+    let app =
+        |name: String| json!({"name": name, "relationships": {"space": {"data": {"guid": space}}}});
+    // A 1.9 MB name (it used to be accepted and then broke `cf apps`).
+    let r = post(&a, "/v3/apps", app("n".repeat(1_900_000))).await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Name is too long (maximum is 255 characters)"
+        )
+    );
+    let r = post(&a, "/v3/apps", app("a\u{7}b".into())).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for n in ["b-app", "a-app", "c-app"] {
+        assert_eq!(
+            post(&a, "/v3/apps", app(n.into())).await.status,
+            StatusCode::CREATED
+        );
+    }
+    // Sorted by name as `cf apps` asks; unknown parameters and orders: 400.
+    let names = |r: &Resp| -> Vec<String> {
+        r.body["resources"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|x| x["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let r = a
+        .call(
+            Method::GET,
+            &format!("/v3/apps?space_guids={space}&order_by=name"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&r), vec!["a-app", "b-app", "c-app"]);
+    let r = a.call(Method::GET, "/v3/apps?order_by=-name", None).await;
+    assert_eq!(names(&r), vec!["c-app", "b-app", "a-app"]);
+    let r = a
+        .call(Method::GET, "/v3/apps?label_selector=env%3Dprod", None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["errors"][0]["title"], "CF-BadQueryParameter");
+    assert!(
+        detail(&r).starts_with("Unknown query parameter(s): 'label_selector'."),
+        "{}",
+        detail(&r)
+    );
+    let r = a.call(Method::GET, "/v3/apps?order_by=guid", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Env: a 128 KB value, VCAP_ names and PORT are refused; nothing changes.
+    let g = a.call(Method::GET, "/v3/apps?names=a-app", None).await;
+    let g = g.body["resources"][0]["guid"]
+        .as_str()
+        .expect("app")
+        .to_string();
+    let path = format!("/v3/apps/{g}/environment_variables");
+    let ok = a
+        .call(Method::PATCH, &path, Some(json!({"var": {"K": "v"}})))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    for bad in [
+        json!({"BIG": "x".repeat(128 * 1024)}),
+        json!({"VCAP_SERVICES": "{}"}),
+        json!({"PORT": "80"}),
+        json!({"A=B": "1"}),
+    ] {
+        let r = a
+            .call(Method::PATCH, &path, Some(json!({"var": bad})))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {:?}",
+            r.body
+        );
+    }
+    let r = a.call(Method::GET, &path, None).await;
+    assert_eq!(r.body["var"], json!({"K": "v"}));
+    let r = post(&a, "/v3/apps", json!({"name": "e", "relationships": {"space": {"data": {"guid": space}}}, "environment_variables": {"V": "x".repeat(200 * 1024)}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}

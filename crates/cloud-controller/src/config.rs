@@ -32,6 +32,8 @@ pub struct Config {
     /// Password checks (argon2, ~19 MiB each) running at once; more wait
     /// up to 2 s, then get 503.
     pub password_checks: usize,
+    /// Live log streams one user may hold open at once; more get 429.
+    pub log_streams_per_user: usize,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             login_max_failures: 10,
             login_lock_s: 300,
             password_checks: 2,
+            log_streams_per_user: 50,
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum ApiError {
     BadQuery(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Logged, never shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -119,6 +121,12 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 10015,
                 "CF-ServiceUnavailable",
+                &d,
+            ),
+            ApiError::TooManyRequests(d) => cf(
+                StatusCode::TOO_MANY_REQUESTS,
+                10013,
+                "CF-RateLimitExceeded",
                 &d,
             ),
             ApiError::Internal(d) => {

@@ -12,6 +12,8 @@ pub const KEEP_LINES: usize = 1000;
 pub struct LogHub {
     recent: Mutex<HashMap<String, VecDeque<LogMessage>>>,
     live: broadcast::Sender<LogMessage>,
+    /// Open live streams per user.
+    streams: std::sync::Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Default for LogHub {
@@ -19,6 +21,28 @@ impl Default for LogHub {
         LogHub {
             recent: Mutex::new(HashMap::new()),
             live: broadcast::channel(4096).0,
+            streams: Default::default(),
+        }
+    }
+}
+
+/// One open live stream of a user; dropping it (the client went away)
+/// gives the place back.
+#[derive(Debug)]
+pub struct StreamSlot {
+    user: String,
+    streams: std::sync::Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.streams.lock() {
+            if let Some(n) = m.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.user);
+                }
+            }
         }
     }
 }
@@ -54,6 +78,20 @@ impl LogHub {
         if let Ok(mut map) = self.recent.lock() {
             map.remove(app_id);
         }
+    }
+
+    /// A place for one more live stream of `user`, unless it holds `max`.
+    pub fn open_stream(&self, user: &str, max: usize) -> Option<StreamSlot> {
+        let mut m = self.streams.lock().ok()?;
+        let n = m.entry(user.to_string()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            user: user.to_string(),
+            streams: self.streams.clone(),
+        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LogMessage> {

@@ -133,6 +133,13 @@ async fn upload(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
     let pkg = ctx.store.package(&guid).await?;
+    // A READY package's bits are what its builds and droplets came from:
+    // they are never replaced (a failed upload may be retried).
+    if pkg.state == PackageState::Ready {
+        return Err(ApiError::Unprocessable(
+            "Package has already been uploaded".into(),
+        ));
+    }
     let mut multipart = multipart
         .map_err(|e| ApiError::MessageParse(format!("expected a multipart/form-data body: {e}")))?;
     let mut staged = None;

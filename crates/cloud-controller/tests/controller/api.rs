@@ -98,6 +98,18 @@ impl Api {
         }
     }
 
+    /// The response itself, its body unread (log streams never end).
+    pub async fn open_unread(&self, path: &str) -> axum::response::Response {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", "api.test")
+            .header("authorization", format!("bearer {}", self.token))
+            .body(Body::empty())
+            .expect("request");
+        self.router.clone().oneshot(req).await.expect("infallible")
+    }
+
     /// A call with another user's token.
     pub async fn call_as(
         &self,

@@ -480,3 +480,63 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let r = post(&a, "/v3/apps", json!({"name": "e", "relationships": {"space": {"data": {"guid": space}}}, "environment_variables": {"V": "x".repeat(200 * 1024)}})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_ready_package_keeps_its_bits() {
+    let a = Api::new().await;
+    let app = a.create_app("pkg").await;
+    let g = app["guid"].as_str().expect("app");
+    let p = post(
+        &a,
+        "/v3/packages",
+        json!({"type": "bits", "relationships": {"app": {"data": {"guid": g}}}}),
+    )
+    .await;
+    let pg = p.body["guid"].as_str().expect("package").to_string();
+    let r = a
+        .upload(&pg, &crate::support::zip_bytes(&[("app.py", "print(1)")]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let before = a
+        .call(Method::GET, &format!("/v3/packages/{pg}"), None)
+        .await
+        .body;
+    assert_eq!(before["state"], "READY");
+    let r = a
+        .upload(&pg, &crate::support::zip_bytes(&[("app.py", "print(2)")]))
+        .await;
+    assert_eq!(
+        (r.status, detail(&r)),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Package has already been uploaded"
+        )
+    );
+    let after = a
+        .call(Method::GET, &format!("/v3/packages/{pg}"), None)
+        .await
+        .body;
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn log_streams_per_user_are_bounded_and_given_back() {
+    let a = Api::new().await;
+    let app = a.create_app("chatty").await;
+    let path = format!(
+        "/v3/apps/{}/logs/stream",
+        app["guid"].as_str().expect("app")
+    );
+    let max = cloud_controller::Config::default().log_streams_per_user;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        let r = a.open_unread(&path).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        open.push(r);
+    }
+    let r = a.open_unread(&path).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A client that goes away gives its place back.
+    drop(open.pop());
+    assert_eq!(a.open_unread(&path).await.status(), StatusCode::OK);
+}

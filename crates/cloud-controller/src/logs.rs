@@ -11,7 +11,10 @@ pub const KEEP_LINES: usize = 1000;
 #[derive(Debug)]
 pub struct LogHub {
     recent: Mutex<HashMap<String, VecDeque<LogMessage>>>,
-    live: broadcast::Sender<LogMessage>,
+    /// One channel per app with live streams, shared by all of them: a
+    /// line is handed only to its app's streams, not filtered by every
+    /// stream of every app.
+    live: Mutex<HashMap<String, broadcast::Sender<LogMessage>>>,
     /// Open live streams per user.
     streams: std::sync::Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -20,7 +23,7 @@ impl Default for LogHub {
     fn default() -> Self {
         LogHub {
             recent: Mutex::new(HashMap::new()),
-            live: broadcast::channel(4096).0,
+            live: Mutex::new(HashMap::new()),
             streams: Default::default(),
         }
     }
@@ -56,7 +59,16 @@ impl LogHub {
                 q.pop_front();
             }
         }
-        let _ = self.live.send(msg);
+        if let Ok(mut live) = self.live.lock() {
+            if let Some(tx) = live.get(&msg.app_id) {
+                if tx.receiver_count() == 0 {
+                    // Its last stream went away.
+                    live.remove(&msg.app_id);
+                } else {
+                    let _ = tx.send(msg);
+                }
+            }
+        }
     }
 
     /// The last `limit` lines of an app, oldest first.
@@ -78,6 +90,9 @@ impl LogHub {
         if let Ok(mut map) = self.recent.lock() {
             map.remove(app_id);
         }
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(app_id);
+        }
     }
 
     /// A place for one more live stream of `user`, unless it holds `max`.
@@ -94,8 +109,22 @@ impl LogHub {
         })
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<LogMessage> {
-        self.live.subscribe()
+    /// The live lines of one app (its shared channel, made on first use;
+    /// a stream that falls 256 lines behind skips ahead).
+    pub fn subscribe(&self, app_id: &str) -> broadcast::Receiver<LogMessage> {
+        match self.live.lock() {
+            Ok(mut live) => live
+                .entry(app_id.to_string())
+                .or_insert_with(|| broadcast::channel(256).0)
+                .subscribe(),
+            // A poisoned map: a stream that never gets a line.
+            Err(_) => broadcast::channel(1).1,
+        }
+    }
+
+    /// Apps with a live channel (for tests and metrics).
+    pub fn live_apps(&self) -> usize {
+        self.live.lock().map(|l| l.len()).unwrap_or(0)
     }
 }
 
@@ -107,7 +136,8 @@ mod tests {
     #[test]
     fn keeps_last_lines_per_app() {
         let hub = LogHub::default();
-        let mut rx = hub.subscribe();
+        let mut rx = hub.subscribe("a");
+        let mut rx_b = hub.subscribe("b");
         for i in 0..1005 {
             hub.push(LogMessage::new(
                 "a",
@@ -135,6 +165,26 @@ mod tests {
             ["l1003", "l1004"]
         );
         assert_eq!(hub.recent("b", 10).len(), 1);
-        assert_eq!(rx.try_recv().expect("live").line, "l0");
+        // 1,005 lines into a channel of 256: the stream skips ahead.
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+        assert_eq!(rx.try_recv().expect("live").line, "l749");
+        // Each stream gets its own app's lines only.
+        assert_eq!(rx_b.try_recv().expect("live").line, "other");
+        assert!(rx_b.try_recv().is_err());
+        // Channels go with their last stream.
+        drop(rx);
+        hub.push(LogMessage::new(
+            "a",
+            LogSource::App,
+            Some(0),
+            LogStream::Stdout,
+            "x",
+        ));
+        assert_eq!(hub.live_apps(), 1);
+        hub.forget("b");
+        assert_eq!(hub.live_apps(), 0);
     }
 }

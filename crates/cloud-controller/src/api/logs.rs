@@ -58,7 +58,7 @@ async fn stream(
                 ctx.cfg.log_streams_per_user
             ))
         })?;
-    let rx = ctx.logs.subscribe();
+    let rx = ctx.logs.subscribe(&guid);
     let lines = futures_util::stream::unfold(
         (rx, guid, Instant::now() + KEEPALIVE, slot),
         |(mut rx, guid, mut next_ping, slot)| async move {

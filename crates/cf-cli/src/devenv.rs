@@ -88,9 +88,12 @@ impl Layout {
         self.dir.join("dev.json")
     }
     pub fn create(&self) -> Result<()> {
-        for d in ["logs", "pids", "config", "run", "cc", "dea", "nats"] {
+        use std::os::unix::fs::PermissionsExt;
+        // 0700: configs, the database, keys and logs are the operator's only.
+        for d in ["", "logs", "pids", "config", "run", "cc", "dea", "nats"] {
             let p = self.dir.join(d);
             std::fs::create_dir_all(&p)
+                .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)))
                 .map_err(|e| CliError::io(format!("creating {}", p.display()), e))?;
         }
         Ok(())
@@ -141,6 +144,11 @@ pub fn cc_config(l: &Layout, nats_url: &str, token: &str) -> String {
             "addr_file",
             l.addr("cloud-controller").display().to_string(),
         ),
+        ("internal_listen", "127.0.0.1:0".into()),
+        (
+            "internal_addr_file",
+            l.addr("cloud-controller-internal").display().to_string(),
+        ),
         ("nats_url", nats_url.into()),
         ("data_dir", l.dir.join("cc").display().to_string()),
         ("internal_api_token", token.into()),
@@ -190,6 +198,25 @@ pub fn hm_config(l: &Layout, nats_url: &str, cc_url: &str, token: &str) -> Strin
         ("internal_api_token", token.into()),
         ("addr_file", l.addr("health-manager").display().to_string()),
     ])
+}
+
+/// Writes `text` to `path`, readable by its owner only (0600): configs and
+/// nats.conf hold passwords and tokens.
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e| CliError::io(format!("writing {}", path.display()), e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    // An older file keeps its mode through open(2): set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)
 }
 
 /// Find a component's binary: nats-server on PATH or /usr/sbin; the others

@@ -8,9 +8,20 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The public API (the router sends `api.<system_domain>` here).
     pub listen: SocketAddr,
     pub addr_file: Option<PathBuf>,
+    /// The internal API (`/internal/*`: desired state, route assignments,
+    /// signed blob URLs): a listener of its own, never routed, bound where
+    /// only platform components reach it (docs/architecture.md §7).
+    pub internal_listen: SocketAddr,
+    /// Where to write the bound internal address once listening.
+    pub internal_addr_file: Option<PathBuf>,
     pub nats_url: String,
+    /// The component's bus identity and TLS (`bus = { user, password, .. }`;
+    /// docs/architecture.md §3.4). `nats_url` may list several servers,
+    /// comma-separated.
+    pub bus: proto::bus::BusCredentials,
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default `sqlite://<data_dir>/cc.db?mode=rwc`.
     pub database_url: Option<String>,
@@ -18,6 +29,9 @@ pub struct Config {
     pub apps_domain: String,
     pub admin_user: String,
     pub admin_password: String,
+    /// The internal API's bearer token, shared with the router and the
+    /// health manager. No default: the controller refuses to start without
+    /// one (`cf dev start` and the test harness generate one).
     pub internal_api_token: String,
     pub token_ttl_s: u64,
     /// The platform's staging timeout (CF: 15 minutes); `cf push -t` does
@@ -41,14 +55,17 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9022)),
             addr_file: None,
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 9023)),
+            internal_addr_file: None,
             nats_url: "nats://127.0.0.1:4222".into(),
+            bus: Default::default(),
             data_dir: PathBuf::from("./.cc"),
             database_url: None,
             system_domain: "sys.localhost".into(),
             apps_domain: "localhost".into(),
             admin_user: "admin".into(),
             admin_password: "admin".into(),
-            internal_api_token: "dev-internal-token".into(),
+            internal_api_token: String::new(),
             token_ttl_s: 3600,
             staging_timeout_s: proto::DEFAULT_STAGING_TIMEOUT_S,
             register_route: true,

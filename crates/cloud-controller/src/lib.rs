@@ -50,6 +50,8 @@ pub enum RunError {
     AddrFile(#[source] std::io::Error),
     #[error("server: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("internal_api_token is not set: give the controller, router and health manager the same long random secret (cf dev start generates one)")]
+    NoInternalToken,
 }
 
 /// Writes `contents` to `path` atomically (temp file, then rename).
@@ -64,6 +66,9 @@ pub async fn run(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    if cfg.internal_api_token.is_empty() {
+        return Err(RunError::NoInternalToken);
+    }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
         path: cfg.data_dir.display().to_string(),
         source,
@@ -79,23 +84,15 @@ pub async fn run(
         .await?;
     store.seed_security_groups(&dns_rules()).await?;
     let blobs = blobstore::BlobStore::open(&cfg.data_dir).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| RunError::Listen {
-        addr: cfg.listen,
-        source,
-    })?;
-    let host = if addr.ip().is_unspecified() {
+    let (listener, addr) = bind(cfg.listen).await?;
+    let (internal_listener, internal_addr) = bind(cfg.internal_listen).await?;
+    let host = if internal_addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
-        addr.ip().to_string()
+        internal_addr.ip().to_string()
     };
-    let internal_url = format!("http://{host}:{}", addr.port());
-    let bus = proto::Bus::connect(&cfg.nats_url, "cloud-controller").await?;
+    let internal_url = format!("http://{host}:{}", internal_addr.port());
+    let bus = proto::Bus::connect_with(&cfg.nats_url, &cfg.bus, "cloud-controller").await?;
     let ctx = Ctx::new(
         cfg.clone(),
         store.clone(),
@@ -110,21 +107,29 @@ pub async fn run(
     ctx.publish(proto::subjects::DEA_LOCATE, &serde_json::json!({}))
         .await;
 
-    let app = api::router(ctx.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serve = |listener: tokio::net::TcpListener, app: axum::Router| {
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
         })
-        .await
-    });
+    };
+    let server = serve(listener, api::router(ctx.clone()));
+    let internal = serve(internal_listener, api::internal_router(ctx.clone()));
+    if let Some(path) = &cfg.internal_addr_file {
+        write_atomic(path, &format!("{internal_addr}\n")).map_err(RunError::AddrFile)?;
+    }
     if let Some(path) = &cfg.addr_file {
         write_atomic(path, &format!("{addr}\n")).map_err(RunError::AddrFile)?;
     }
+    tracing::info!(%internal_addr, "internal API listening");
     tracing::info!(%addr, db = %redact(&cfg.database_url()), "cloud controller listening");
 
     tokio::pin!(shutdown);
@@ -132,7 +137,7 @@ pub async fn run(
     let result = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!("shutting down");
-            let _ = stop_tx.send(());
+            let _ = stop_tx.send(true);
             // Live log streams never end by themselves: give requests a moment.
             match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
                 Ok(Ok(r)) => r.map_err(RunError::Serve),
@@ -145,6 +150,7 @@ pub async fn run(
         },
     };
     server.abort();
+    internal.abort();
     for t in tasks {
         t.abort();
     }
@@ -158,6 +164,13 @@ pub async fn run(
     let _ = bus.flush().await;
     store.close().await;
     result
+}
+
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), RunError> {
+    let err = |source| RunError::Listen { addr, source };
+    let l = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+    let bound = l.local_addr().map_err(err)?;
+    Ok((l, bound))
 }
 
 /// The `dns` security group's rules: port 53 at the resolvers this host

@@ -1,5 +1,6 @@
 //! `run`: wires the DEA to the bus: subscriptions, timers, shutdown.
 
+use crate::blob_urls::BlobUrls;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -69,8 +70,12 @@ pub async fn run_with_drain(
     prepare_state_dir(&cfg.state_dir)?;
     cfg.size_from_host();
     let backend = crate::backend::from_config(&cfg)?;
-    let bus = Bus::connect(&cfg.nats_url, "dea").await?;
+    let bus = Bus::connect_with(&cfg.nats_url, &cfg.bus, "dea").await?;
     tracing::info!(id = %cfg.id, nats = %cfg.nats_url, backend = backend.name(), state_dir = %cfg.state_dir.display(), "dea starting");
+    let blob_urls = Arc::new(BlobUrls::new(&cfg.controller_urls));
+    if !blob_urls.enforced() {
+        tracing::warn!("controller_urls is empty: start and staging requests may name any URL");
+    }
     let (outbox, rx) = Outbox::channel();
     let pump_task = tokio::spawn(pump(bus.clone(), rx));
     let agent = Agent::new(cfg.clone(), backend.clone(), outbox.clone());
@@ -87,12 +92,27 @@ pub async fn run_with_drain(
     let started = Instant::now();
 
     let mut tasks: Vec<JoinHandle<()>> =
-        staging_tasks(&cfg, &bus, &agent, &stagings, &outbox).await?;
+        staging_tasks(&cfg, &bus, &agent, &stagings, &outbox, blob_urls.clone()).await?;
     // Subject → what the agent does with each message.
     let (o, id) = (outbox.clone(), cfg.id.clone());
     let handlers = Handlers::new(&bus, &agent)
-        .on(subjects::dea_start(&cfg.id), |a, m: Msg<StartRequest>| {
-            a.start(m.payload);
+        .on(subjects::dea_start(&cfg.id), move |a, m: Msg<StartRequest>| {
+            // Only signed controller blob URLs are fetched (issue 13).
+            match blob_urls.check_start(&m.payload, chrono::Utc::now().timestamp()) {
+                Ok(()) => {
+                    a.start(m.payload);
+                }
+                Err(e) => {
+                    tracing::warn!(app_id = %m.payload.app_id, index = m.payload.index, error = %e, "start refused");
+                    a.outbox.log(
+                        &m.payload.app_id,
+                        proto::LogSource::Cell,
+                        Some(m.payload.index),
+                        proto::LogStream::Stderr,
+                        &format!("Instance not started: {e}"),
+                    );
+                }
+            }
         })
         .on(subjects::DEA_STOP, |a, m: Msg<StopRequest>| {
             detach(a, |a| async move { a.stop_matching(&m.payload).await })
@@ -269,13 +289,30 @@ async fn staging_tasks(
     agent: &Arc<Agent>,
     stagings: &Stagings,
     outbox: &Outbox,
+    blob_urls: Arc<BlobUrls>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let cap = cfg.max_staging_timeout_s.max(1);
+    let dea_id = cfg.id.clone();
     let (st, o, st_stop) = (stagings.clone(), outbox.clone(), stagings.clone());
     let handlers = Handlers::new(bus, agent)
         .on(subjects::staging_start(&cfg.id), move |a, m: Msg<StagingRequest>| {
             let mut req = m.payload;
             req.timeout_s = req.timeout_s.clamp(1, cap);
+            if let Err(e) = blob_urls.check_staging(&req, chrono::Utc::now().timestamp()) {
+                tracing::warn!(staging_id = %req.staging_id, error = %e, "staging refused");
+                let refused = proto::StagingAccepted {
+                    staging_id: req.staging_id.clone(),
+                    dea_id: dea_id.clone(),
+                    error: Some(proto::StagingFailure::new(
+                        proto::StagingErrorId::StagingError,
+                        e.to_string(),
+                    )),
+                };
+                if let Some(reply) = m.reply {
+                    o.send(reply, &refused);
+                }
+                return;
+            }
             // Room after live instances and the builds already held.
             let ad = a.advertisement();
             let accepted = st.accept(req, (ad.available_memory_mb, ad.available_disk_mb));

@@ -8,6 +8,14 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub nats_url: String,
+    /// The component's bus identity and TLS (`bus = { user, password, .. }`;
+    /// docs/architecture.md §3.4). `nats_url` may list several servers,
+    /// comma-separated.
+    pub bus: proto::bus::BusCredentials,
+    /// The controllers' internal API base URLs (`http://host:port`): start
+    /// and staging requests may only name signed blob URLs there
+    /// (`crate::blob_urls`). Empty: not checked (a warning at start).
+    pub controller_urls: Vec<String>,
     /// DEA id; a random uuid when empty.
     pub id: String,
     pub zone: String,
@@ -58,6 +66,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             nats_url: "nats://127.0.0.1:4222".into(),
+            bus: Default::default(),
+            controller_urls: Vec::new(),
             id: String::new(),
             zone: "default".into(),
             state_dir: PathBuf::from("./.dea"),

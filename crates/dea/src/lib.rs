@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod archive;
 pub mod backend;
+pub mod blob_urls;
 pub mod buildpacks;
 pub mod config;
 pub mod drain;

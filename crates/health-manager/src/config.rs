@@ -10,8 +10,15 @@ use crate::HmError;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub nats_url: String,
-    /// Cloud controller base URL (for `/internal/v1/desired`).
+    /// The component's bus identity and TLS (`bus = { user, password, .. }`;
+    /// docs/architecture.md §3.4). `nats_url` may list several servers,
+    /// comma-separated.
+    pub bus: proto::bus::BusCredentials,
+    /// The controller's internal API base URL (its `internal_listen`; for
+    /// `/internal/v1/desired`).
     pub cc_url: String,
+    /// The controller's internal API token; no default (the HM refuses to
+    /// start without one).
     pub internal_api_token: String,
     pub pass_interval_ms: u64,
     /// DEA heartbeat interval; a DEA silent for 3 intervals is gone, and the
@@ -51,8 +58,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             nats_url: "nats://127.0.0.1:4222".into(),
-            cc_url: "http://127.0.0.1:9022".into(),
-            internal_api_token: "dev-internal-token".into(),
+            bus: Default::default(),
+            cc_url: "http://127.0.0.1:9023".into(),
+            internal_api_token: String::new(),
             pass_interval_ms: 1000,
             heartbeat_interval_s: 2.0,
             desired_refresh_ms: 2000,
@@ -65,7 +73,7 @@ impl Default for Config {
             crash_reset_s: 1800.0,
             id: uuid::Uuid::new_v4().to_string(),
             leader_lock: true,
-            leader_bucket: "hm_leader".into(),
+            leader_bucket: proto::busauth::DEFAULT_HM_BUCKET.into(),
             leader_ttl_s: 3.0,
         }
     }

@@ -130,8 +130,13 @@ impl Inputs for NatsInputs {
 
 /// Runs the health manager until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), HmError> {
+    if config.internal_api_token.is_empty() {
+        return Err(HmError::Config(
+            "internal_api_token is not set: use the controller's internal API token".into(),
+        ));
+    }
     let clock = clock::Clock::start();
-    let bus = Bus::connect(&config.nats_url, "health-manager").await?;
+    let bus = Bus::connect_with(&config.nats_url, &config.bus, "health-manager").await?;
     let heartbeats = bus.subscribe::<Heartbeat>(subjects::DEA_HEARTBEAT).await?;
     let exits = bus
         .subscribe::<DropletExited>(subjects::DROPLET_EXITED)

@@ -214,8 +214,13 @@ pub struct Platform {
     pub dir: tempfile::TempDir,
     pub nats: NatsServer,
     pub nats_url: String,
+    /// Every role's bus user (docs/architecture.md §3.4), plus `test`, a
+    /// user with every permission that stands for any component in tests.
+    pub bus_users: proto::busauth::BusUsers,
     pub cc: Component,
     pub cc_addr: SocketAddr,
+    /// The controller's internal API listener (`/internal/*`).
+    pub cc_internal_addr: SocketAddr,
     pub router: Component,
     pub router_addr: SocketAddr,
     pub router_admin_addr: SocketAddr,
@@ -249,13 +254,18 @@ impl Platform {
             std::fs::create_dir_all(d)?;
         }
 
-        // NATS with JetStream, on a port it picks itself.
-        let nats = NatsServer::start()?;
+        // NATS with JetStream and a user per role, on a port it picks itself.
+        let bus_users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET)
+            .with_superuser("test");
+        let nats = NatsServer::start_with_config(&proto::busauth::server_config(&bus_users, None))?;
         let nats_url = nats.url.clone();
+        let bus_line = |r: proto::busauth::Role| bus_users.role(r).toml_inline();
         let internal_token = uuid::Uuid::new_v4().to_string();
 
         // Cloud controller on a fixed free port so restarts keep its address.
         let cc_port = free_port();
+        // The internal API's own listener (never routed).
+        let cc_internal_port = free_port();
         let cc_addr_file = root.join("cc.addr");
         let db_line = match &opts.database_url {
             Some(u) => format!("database_url = \"{u}\"\n"),
@@ -264,9 +274,10 @@ impl Platform {
         std::fs::write(
             conf.join("cc.toml"),
             format!(
-                "listen = \"127.0.0.1:{cc_port}\"\naddr_file = \"{}\"\nnats_url = \"{nats_url}\"\ndata_dir = \"{}\"\n{db_line}system_domain = \"{SYSTEM_DOMAIN}\"\napps_domain = \"{APPS_DOMAIN}\"\ninternal_api_token = \"{internal_token}\"\n{}\n",
+                "listen = \"127.0.0.1:{cc_port}\"\naddr_file = \"{}\"\ninternal_listen = \"127.0.0.1:{cc_internal_port}\"\nnats_url = \"{nats_url}\"\ndata_dir = \"{}\"\n{db_line}system_domain = \"{SYSTEM_DOMAIN}\"\napps_domain = \"{APPS_DOMAIN}\"\ninternal_api_token = \"{internal_token}\"\n{}\n{}\n",
                 cc_addr_file.display(),
                 root.join("cc").display(),
+                bus_line(proto::busauth::Role::Controller),
                 opts.cc_config
             ),
         )?;
@@ -283,9 +294,10 @@ impl Platform {
         std::fs::write(
             conf.join("router.toml"),
             format!(
-                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\nroute_authority_url = \"http://127.0.0.1:{cc_port}\"\nroute_authority_token = \"{internal_token}\"\n{}\n",
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\nroute_authority_url = \"http://127.0.0.1:{cc_internal_port}\"\nroute_authority_token = \"{internal_token}\"\n{}\n{}\n",
                 r_addr_file.display(),
                 r_admin_file.display(),
+                bus_line(proto::busauth::Role::Router),
                 opts.router_config
             ),
         )?;
@@ -304,17 +316,23 @@ impl Platform {
                 &logs,
                 &nats_url,
                 i,
-                &opts.dea_config,
+                &format!(
+                    "{}\ncontroller_urls = [\"http://127.0.0.1:{cc_internal_port}\"]\n{}",
+                    bus_line(proto::busauth::Role::Dea),
+                    opts.dea_config
+                ),
             )?);
         }
 
         let mut platform = Platform {
             cc_addr: "127.0.0.1:0".parse()?,
+            cc_internal_addr: SocketAddr::from(([127, 0, 0, 1], cc_internal_port)),
             router_addr: "127.0.0.1:0".parse()?,
             router_admin_addr: "127.0.0.1:0".parse()?,
             dir,
             nats,
             nats_url: nats_url.clone(),
+            bus_users: bus_users.clone(),
             cc,
             router,
             deas,
@@ -351,9 +369,10 @@ impl Platform {
                 std::fs::write(
                     conf.join(format!("{name}.toml")),
                     format!(
-                        "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\nid = \"hm-{n}\"\n{}\n",
-                        platform.cc_addr,
+                        "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\nid = \"hm-{n}\"\n{}\n{}\n",
+                        platform.cc_internal_addr,
                         addr.display(),
+                        bus_line(proto::busauth::Role::HealthManager),
                         opts.hm_config
                     ),
                 )?;
@@ -402,6 +421,16 @@ impl Platform {
         })
         .await
         .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
+    }
+
+    /// A bus connection as `user` (a role's name, or `test` for every
+    /// permission).
+    pub async fn bus_as(&self, user: &str) -> Result<proto::Bus> {
+        let creds = self
+            .bus_users
+            .credentials(user)
+            .ok_or_else(|| anyhow!("no bus user {user}"))?;
+        Ok(proto::Bus::connect_with(&self.nats_url, &creds, user).await?)
     }
 
     /// Stops nats-server (SIGTERM); `start_nats` brings it back on the same

@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub use crate::busauth::BusCredentials;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("bus: cannot connect to {url}: {source}")]
@@ -65,12 +67,43 @@ pub struct Incoming<T> {
 }
 
 impl Bus {
-    /// Connects to `url` (e.g. `nats://127.0.0.1:4222`), naming the connection
-    /// after the component. Reconnects forever after the first success.
+    /// Connects to `url` (e.g. `nats://127.0.0.1:4222`) without
+    /// credentials, naming the connection after the component. Reconnects
+    /// forever after the first success.
     pub async fn connect(url: &str, name: &str) -> Result<Bus, BusError> {
+        Bus::connect_with(url, &BusCredentials::default(), name).await
+    }
+
+    /// Connects to the servers in `urls` (comma-separated: `nats://a:4222,
+    /// nats://b:4222`; reconnects go to any of them) as `creds` (user and
+    /// password; TLS, required, when it names a CA).
+    pub async fn connect_with(
+        urls: &str,
+        creds: &BusCredentials,
+        name: &str,
+    ) -> Result<Bus, BusError> {
+        let url = urls;
+        let servers: Vec<&str> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
         let (tx, _) = broadcast::channel(16);
         let cb_tx = tx.clone();
-        let client = async_nats::ConnectOptions::new()
+        let mut opts = async_nats::ConnectOptions::new();
+        if !creds.user.is_empty() {
+            opts = opts.user_and_password(creds.user.clone(), creds.password.clone());
+        }
+        if let Some(prefix) = creds.inbox_prefix() {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
+        if let Some(ca) = &creds.tls_ca_file {
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&creds.tls_cert_file, &creds.tls_key_file) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+        let client = opts
             .name(name)
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(5))
@@ -89,11 +122,15 @@ impl Bus {
                             tracing::warn!("bus disconnected");
                             let _ = tx.send(BusEvent::Disconnected);
                         }
+                        // Permission violations and refused logins.
+                        async_nats::Event::ServerError(e) => {
+                            tracing::warn!(error = %e, "bus server error")
+                        }
                         other => tracing::debug!(event = %other, "bus event"),
                     }
                 }
             })
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
                 url: url.to_string(),

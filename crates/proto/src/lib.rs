@@ -6,6 +6,7 @@
 
 pub mod assignments;
 pub mod bus;
+pub mod busauth;
 pub mod config;
 pub mod desired;
 pub mod droplet;

@@ -319,6 +319,8 @@ pub enum LogSource {
     Rtr,
     Api,
     Hm,
+    /// The DEA itself about an instance (CF's `CELL`).
+    Cell,
 }
 
 impl LogSource {
@@ -329,6 +331,7 @@ impl LogSource {
             LogSource::Rtr => "RTR",
             LogSource::Api => "API",
             LogSource::Hm => "HM",
+            LogSource::Cell => "CELL",
         }
     }
 }

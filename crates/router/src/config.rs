@@ -17,6 +17,10 @@ pub struct Config {
     pub admin_listen: String,
     pub admin_addr_file: Option<PathBuf>,
     pub nats_url: String,
+    /// The component's bus identity and TLS (`bus = { user, password, .. }`;
+    /// docs/architecture.md §3.4). `nats_url` may list several servers,
+    /// comma-separated.
+    pub bus: proto::bus::BusCredentials,
     /// Announced in `router.start`: how often registrars must re-register.
     pub minimum_register_interval_s: u64,
     /// Default stale threshold of a route without its own `stale_threshold_s`.
@@ -81,6 +85,7 @@ impl Default for Config {
             admin_listen: "127.0.0.1:0".into(),
             admin_addr_file: None,
             nats_url: "nats://127.0.0.1:4222".into(),
+            bus: Default::default(),
             minimum_register_interval_s: 5,
             prune_threshold_s: 20,
             drain_timeout_s: 10,

@@ -81,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         )?)),
         None => None,
     };
-    let bus = Bus::connect(&config.nats_url, "router").await?;
+    let bus = Bus::connect_with(&config.nats_url, &config.bus, "router").await?;
     let routes = Arc::new(ArcSwap::from_pointee(table::Snapshot::default()));
     let metrics = Arc::new(metrics::Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -17,6 +17,8 @@ pub struct NatsServer {
     pub url: String,
     log: PathBuf,
     dir: tempfile::TempDir,
+    /// nats-server's own config file (`-c`), when started with one.
+    conf: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -24,6 +26,17 @@ impl NatsServer {
     /// from its ports file: no bind-release-rebind race) and waits until it
     /// accepts connections.
     pub fn start() -> Result<NatsServer> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`start`](Self::start), with nats-server's config file holding
+    /// `conf` (users and permissions: `proto::busauth::server_config`),
+    /// written 0600; command-line flags still choose the port and store.
+    pub fn start_with_config(conf: &str) -> Result<NatsServer> {
+        Self::start_inner(Some(conf))
+    }
+
+    fn start_inner(conf: Option<&str>) -> Result<NatsServer> {
         let bin =
             proto::nats_server::find().ok_or_else(|| anyhow!(proto::nats_server::NOT_FOUND))?;
         let dir = tempfile::Builder::new().prefix("testkit-nats-").tempdir()?;
@@ -33,8 +46,14 @@ impl NatsServer {
             port: 0,
             url: String::new(),
             log: dir.path().join("nats.log"),
+            conf: None,
             dir,
         };
+        if let Some(text) = conf {
+            let path = n.dir.path().join("nats.conf");
+            write_private(&path, text)?;
+            n.conf = Some(path);
+        }
         n.spawn(None)?;
         Ok(n)
     }
@@ -45,8 +64,13 @@ impl NatsServer {
             .create(true)
             .append(true)
             .open(&self.log)?;
+        let mut args = Vec::new();
+        if let Some(c) = &self.conf {
+            args.extend(["-c".to_string(), c.display().to_string()]);
+        }
+        args.extend(proto::nats_server::args(port, &store, self.dir.path()));
         let child = Command::new(&self.bin)
-            .args(proto::nats_server::args(port, &store, self.dir.path()))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -126,6 +150,21 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Writes `text` to a new file only its owner may read (0600).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

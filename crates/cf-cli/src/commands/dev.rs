@@ -4,6 +4,7 @@ use crate::config::cf_home;
 use crate::devenv::{self as d, DevState, Layout, COMPONENTS};
 use crate::error::{CliError, Result};
 use crate::format::table;
+use proto::busauth::Role;
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -227,6 +228,7 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     }
     for c in [
         "cloud-controller",
+        "cloud-controller-internal",
         "router",
         "router-admin",
         "dea",
@@ -242,8 +244,15 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     };
 
     // nats, on a port it picks itself (read back from its ports file).
+    // A bus user per component role, each allowed only its subjects
+    // (docs/architecture.md §3.4); nats.conf and every config holding a
+    // password are 0600.
     let nats_dir = l.dir.join("nats");
-    let nats_args = proto::nats_server::args(None, &nats_dir, &nats_dir);
+    let users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET);
+    let nats_conf = nats_dir.join("nats.conf");
+    d::write_private(&nats_conf, &proto::busauth::server_config(&users, None))?;
+    let mut nats_args = vec!["-c".to_string(), nats_conf.display().to_string()];
+    nats_args.extend(proto::nats_server::args(None, &nats_dir, &nats_dir));
     let nats = d::spawn(&l, "nats", &bins[0], &nats_args)?;
     let nats_pid = nats.id();
     st.children.push(("nats".into(), nats));
@@ -261,20 +270,17 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     let nats_url = format!("nats://127.0.0.1:{nats_port}");
     let token = uuid::Uuid::new_v4().simple().to_string();
     let write = |c: &str, text: String| {
-        let p = l.config(c);
-        std::fs::write(&p, text).map_err(|e| CliError::io(format!("writing {}", p.display()), e))
+        let role = match c {
+            "cloud-controller" => Role::Controller,
+            "router" => Role::Router,
+            "health-manager" => Role::HealthManager,
+            _ => Role::Dea,
+        };
+        let text = format!("{text}{}\n", users.role(role).toml_inline());
+        d::write_private(&l.config(c), &text)
     };
     write("cloud-controller", d::cc_config(&l, &nats_url, &token))?;
-    write("dea", d::dea_config(&l, &nats_url))?;
     let extra_deas: Vec<String> = (1..dea_count).map(d::dea_name).collect();
-    if dea_count > 1 {
-        // Several DEAs: each its own state dir and zone (the first is z0).
-        write("dea", d::dea_config_n(&l, &nats_url, 0))?;
-        for (i, name) in extra_deas.iter().enumerate() {
-            let _ = std::fs::remove_file(l.addr(name));
-            write(name, d::dea_config_n(&l, &nats_url, i + 1))?;
-        }
-    }
     let cfg_args = |c: &str| vec!["--config".to_string(), l.config(c).display().to_string()];
 
     println!("  nats-server        ready on {nats_url}");
@@ -306,6 +312,21 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     )
     .await?;
     println!("  cloud-controller   ready on http://{cc_addr}");
+    // The internal API (router and HM only; written before the public addr).
+    let cc_internal = read_addr(&l, "cloud-controller-internal")
+        .ok_or_else(|| CliError::other("the cloud controller wrote no internal API address"))?;
+    // DEAs fetch only signed blob URLs of that internal API.
+    let dea_text = |text: String| format!("{text}controller_urls = [\"http://{cc_internal}\"]\n");
+    if dea_count > 1 {
+        // Several DEAs: each its own state dir and zone (the first is z0).
+        write("dea", dea_text(d::dea_config_n(&l, &nats_url, 0)))?;
+        for (i, name) in extra_deas.iter().enumerate() {
+            let _ = std::fs::remove_file(l.addr(name));
+            write(name, dea_text(d::dea_config_n(&l, &nats_url, i + 1)))?;
+        }
+    } else {
+        write("dea", dea_text(d::dea_config(&l, &nats_url)))?;
+    }
 
     // router (the controller is its route authority)
     write(
@@ -314,7 +335,7 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
             &l,
             &nats_url,
             router_port,
-            &format!("http://{cc_addr}"),
+            &format!("http://{cc_internal}"),
             &token,
         ),
     )?;
@@ -344,7 +365,7 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
     // dea and health manager (started together)
     write(
         "health-manager",
-        d::hm_config(&l, &nats_url, &format!("http://{cc_addr}"), &token),
+        d::hm_config(&l, &nats_url, &format!("http://{cc_internal}"), &token),
     )?;
     st.children.push((
         "dea".into(),

@@ -53,6 +53,9 @@ fn require_internal(ctx: &Ctx, headers: &HeaderMap) -> ApiResult<()> {
         .and_then(auth::bearer)
         .unwrap_or_default();
     let key = ctx.blob_key.as_slice();
+    if ctx.cfg.internal_api_token.is_empty() {
+        return Err(ApiError::InvalidAuthToken);
+    }
     let want = auth::hmac_sha256(key, ctx.cfg.internal_api_token.as_bytes());
     if !auth::hmac_verify(key, token.as_bytes(), &want) {
         return Err(ApiError::InvalidAuthToken);

@@ -40,7 +40,7 @@ use crate::error::{ApiError, ApiResult};
 /// Upload bodies (packages, droplets, caches) may be large.
 pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
 
-/// The whole API.
+/// The public API (CF v3, tokens, UAA); `/internal/*` is not here.
 pub fn router(ctx: Ctx) -> Router {
     let v3 = Router::new()
         .merge(orgs::routes())
@@ -68,9 +68,16 @@ pub fn router(ctx: Ctx) -> Router {
         ));
     Router::new()
         .merge(root::routes())
+        .merge(v3)
+        .fallback(|| async { ApiError::UnknownRequest })
+        .with_state(ctx)
+}
+
+/// The internal API (`/internal/*`), served on `internal_listen` only.
+pub fn internal_router(ctx: Ctx) -> Router {
+    Router::new()
         .merge(internal::routes())
         .merge(buildpacks::internal_routes())
-        .merge(v3)
         .fallback(|| async { ApiError::UnknownRequest })
         .with_state(ctx)
 }

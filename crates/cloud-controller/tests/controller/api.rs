@@ -13,6 +13,8 @@ use crate::support::{eventually, multipart, zip_bytes};
 
 pub struct Api {
     pub router: Router,
+    /// The internal API (its own listener in a running controller).
+    pub internal: Router,
     pub ctx: Ctx,
     pub token: String,
     _dir: tempfile::TempDir,
@@ -36,6 +38,7 @@ impl Api {
         let cfg = Config {
             data_dir: dir.path().to_path_buf(),
             database_url,
+            internal_api_token: "dev-internal-token".into(),
             ..Config::default()
         };
         let store = Store::open(&cfg.database_url()).await.expect("store");
@@ -48,11 +51,13 @@ impl Api {
             .await
             .expect("ctx");
         let router = api::router(ctx.clone());
+        let internal = api::internal_router(ctx.clone());
         // The staging loop, as in a running controller (aborted with the
         // test's runtime).
         drop(cloud_controller::staging::spawn_loop(ctx.clone()));
         let mut a = Api {
             router,
+            internal,
             ctx,
             token: String::new(),
             _dir: dir,
@@ -70,6 +75,30 @@ impl Api {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Resp {
+        self.send_to(&self.router, method, path, headers, body)
+            .await
+    }
+
+    /// A request to the internal API's listener (`/internal/*`).
+    pub async fn send_internal(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        self.send_to(&self.internal, method, path, headers, body)
+            .await
+    }
+
+    async fn send_to(
+        &self,
+        router: &axum::Router,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
@@ -77,8 +106,7 @@ impl Api {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = self
-            .router
+        let resp = router
             .clone()
             .oneshot(b.body(Body::from(body)).expect("request"))
             .await
@@ -473,11 +501,14 @@ async fn package_upload_valid_and_corrupt() {
         60,
     );
     let path = url.trim_start_matches("http://127.0.0.1:9");
-    let r = a.send(Method::GET, path, &[], vec![]).await;
+    let r = a.send_internal(Method::GET, path, &[], vec![]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.raw, zip);
+    // Not on the public listener, even correctly signed.
+    let r = a.send(Method::GET, path, &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = a
-        .send(
+        .send_internal(
             Method::GET,
             &format!("/internal/v1/packages/{pkg_guid}/download?expires=99999999999&signature=00"),
             &[],
@@ -761,17 +792,22 @@ async fn app_lifecycle_without_deas() {
 async fn internal_desired_needs_token() {
     let a = Api::new().await;
     let r = a
-        .send(Method::GET, "/internal/v1/desired", &[], vec![])
+        .send_internal(Method::GET, "/internal/v1/desired", &[], vec![])
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let auth = [("authorization", "Bearer dev-internal-token")];
     let r = a
-        .send(
-            Method::GET,
-            "/internal/v1/desired",
-            &[("authorization", "Bearer dev-internal-token")],
-            vec![],
-        )
+        .send_internal(Method::GET, "/internal/v1/desired", &auth, vec![])
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"apps": [], "next_token": null}));
+    // The public API has no internal routes, token or not (CF's 404).
+    for path in ["/internal/v1/desired", "/internal/v1/route_assignments"] {
+        let r = a.send(Method::GET, path, &auth, vec![]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.body["errors"][0]["title"], "CF-NotFound", "{path}");
+    }
+    // And the internal API has no public ones.
+    let r = a.send_internal(Method::GET, "/v3/apps", &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -26,9 +26,13 @@ async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let path = match url_or_path.strip_prefix("http://") {
-        Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
-        None => url_or_path,
+    // A full URL (a signed blob URL) names its own listener.
+    let (addr, path) = match url_or_path.strip_prefix("http://") {
+        Some(rest) => match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        },
+        None => (addr, url_or_path),
     };
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: api.sys.localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -157,7 +161,10 @@ impl Client {
 }
 
 /// The controller in-process on port 0 over the bus at `nats_url`: its
-/// address, its stop switch, its task and its data dir.
+/// address, its stop switch, its task and its data dir (which holds
+/// [`INTERNAL_ADDR`], the internal API's address).
+const INTERNAL_ADDR: &str = "cc-internal.addr";
+
 async fn start_controller(
     nats_url: &str,
 ) -> (
@@ -171,6 +178,9 @@ async fn start_controller(
     let cfg = cloud_controller::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         addr_file: Some(addr_file.clone()),
+        internal_listen: "127.0.0.1:0".parse().expect("addr"),
+        internal_addr_file: Some(dir.path().join(INTERNAL_ADDR)),
+        internal_api_token: "dev-internal-token".into(),
         nats_url: nats_url.to_string(),
         data_dir: dir.path().join("data"),
         ..Default::default()
@@ -295,7 +305,7 @@ async fn push_stage_start_scale_stop_over_nats() {
         .subscribe::<RouteRegistration>(subjects::ROUTER_REGISTER)
         .await
         .expect("sub");
-    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
+    let (addr, stop_tx, server, dir) = start_controller(&nats.url).await;
 
     // The controller announces its own route.
     let reg = tokio::time::timeout(WAIT, registrations.next())
@@ -388,8 +398,9 @@ async fn push_stage_start_scale_stop_over_nats() {
     );
 
     // Desired state for the HM.
+    let internal = std::fs::read_to_string(dir.path().join(INTERNAL_ADDR)).expect("internal addr");
     let (status, raw) = http(
-        &addr,
+        internal.trim(),
         "GET",
         "/internal/v1/desired",
         &[("Authorization", "Bearer dev-internal-token")],

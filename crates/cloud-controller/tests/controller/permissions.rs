@@ -48,7 +48,7 @@ impl Api {
         std::fs::write(
             &conf,
             format!(
-                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nnats_url = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = \"{db}\"\n",
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\ninternal_listen = \"127.0.0.1:0\"\ninternal_api_token = \"t\"\nnats_url = \"{}\"\ndata_dir = \"{}\"\ndatabase_url = \"{db}\"\n",
                 addr_file.display(),
                 nats.url,
                 data.display()
@@ -1619,11 +1619,11 @@ async fn lists_show_only_what_is_readable(a: &Api, w: &World) {
         .filter_map(|o| o["name"].as_str())
         .collect();
     assert_eq!(names, vec!["org-b"]);
-    // Internal endpoints answer no user token.
+    // Internal endpoints are not on the public listener at all.
     let r = a
         .call_as(&w.tokens[0], Method::GET, "/internal/v1/desired", None)
         .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -24,8 +24,7 @@ use proto::{subjects, Heartbeat, InstanceState};
 type Beats = Arc<Mutex<HashMap<String, Heartbeat>>>;
 
 /// Keeps the latest heartbeat of every DEA.
-async fn watch_heartbeats(nats_url: &str) -> Result<Beats> {
-    let bus = proto::Bus::connect(nats_url, "bench").await?;
+async fn watch_heartbeats(bus: proto::Bus) -> Result<Beats> {
     let mut sub = bus.subscribe::<Heartbeat>(subjects::DEA_HEARTBEAT).await?;
     let beats: Beats = Arc::default();
     let b = beats.clone();
@@ -137,7 +136,7 @@ async fn one_run(n_apps: usize, per_app: u32) -> Result<Run> {
     })
     .await?;
     p.login().await?;
-    let beats = watch_heartbeats(&p.nats_url).await?;
+    let beats = watch_heartbeats(p.bus_as("test").await?).await?;
     let token = p.admin_token().await?;
     let dir = fixture("pyapp");
     let dir = dir.to_str().context("fixture path")?;

@@ -49,7 +49,7 @@ async fn flood(kind: &str, total: usize, concurrency: usize) -> Result<()> {
     std::fs::write(
         &conf,
         format!(
-            "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nnats_url = \"{}\"\ndata_dir = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\ninternal_listen = \"127.0.0.1:0\"\ninternal_api_token = \"bench\"\nnats_url = \"{}\"\ndata_dir = \"{}\"\n",
             addr_file.display(),
             nats.url,
             dir.path().join("cc").display()

@@ -300,7 +300,7 @@ async fn out_of_memory_and_fork_bomb() -> Result<()> {
     let token = p.admin_token().await?;
     let guid = p.app_guid(&token, "hog").await?;
     p.wait_running(&token, &guid, 1, T).await?;
-    let bus = proto::Bus::connect(&p.nats_url, "test").await?;
+    let bus = p.bus_as("test").await?;
     let mut exited = bus
         .subscribe::<proto::DropletExited>(proto::subjects::DROPLET_EXITED)
         .await?;

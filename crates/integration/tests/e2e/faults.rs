@@ -43,7 +43,7 @@ async fn push(p: &Platform, name: &str, fixture_dir: &str, instances: u32) -> Re
 
 /// Every instance of the app, as its DEAs report them (with the DEA id).
 async fn instances(p: &Platform, app_guid: &str) -> Result<Vec<FindDropletResponse>> {
-    let bus = proto::Bus::connect(&p.nats_url, "test").await?;
+    let bus = p.bus_as("test").await?;
     let req = FindDropletRequest {
         app_id: app_guid.to_string(),
         ..Default::default()
@@ -466,7 +466,7 @@ async fn crashing_index_backs_off_flaps_and_others_keep_serving() -> Result<()> 
     let load = Load::start(p.router_addr.port(), host("flappy"));
     // The HM's restart requests for index 1, as they cross the bus (log
     // lines can be dropped under load: the app's log is busy with RTR lines).
-    let bus = proto::Bus::connect(&p.nats_url, "test").await?;
+    let bus = p.bus_as("test").await?;
     let mut starts = bus
         .subscribe::<proto::HealthStart>(proto::subjects::HEALTH_START)
         .await?;
@@ -627,7 +627,7 @@ async fn hostile_bus_messages_are_ignored_by_everyone() -> Result<()> {
     let guid = push(&p, "calm", "pyapp", 1).await?;
     p.wait_running(&token, &guid, 1, T).await?;
 
-    let bus = proto::Bus::connect(&p.nats_url, "hostile").await?;
+    let bus = p.bus_as("test").await?;
     use proto::subjects as s;
     let subjects: Vec<String> = [
         s::ROUTER_START,

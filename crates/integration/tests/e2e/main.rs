@@ -2,6 +2,7 @@
 //! controller, router, DEA and health manager binaries, the `cf` CLI).
 //! Each module is one area; each test starts its own platform.
 
+mod attacks;
 mod buildpacks;
 mod containers;
 mod faults;

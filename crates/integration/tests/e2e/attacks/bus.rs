@@ -1,0 +1,174 @@
+//! The bus: a process without credentials, and ones with another role's
+//! credentials, try to hijack the API route and to make a DEA run a foreign
+//! droplet. The server refuses; the API and the apps keep answering through
+//! the router.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use integration::{app_host, fixture, Platform, PlatformOptions, SYSTEM_DOMAIN};
+use proto::busauth::BusCredentials;
+use proto::subjects;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A listener standing for the attacker's server: counts connections.
+struct Trap {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Trap {
+    fn start() -> Result<Trap> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(c);
+            }
+        });
+        Ok(Trap { port, hits })
+    }
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn forged_route(port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "host": "127.0.0.1",
+        "port": port,
+        "uris": [format!("api.{SYSTEM_DOMAIN}")],
+    })
+}
+
+fn forged_start(port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "app_id": "evil", "app_name": "evil", "version": "v1", "index": 0,
+        "droplet_uri": format!("http://127.0.0.1:{port}/evil.tgz"),
+        "droplet_sha256": "0".repeat(64),
+        "uris": ["evil.localhost"], "env": [],
+        "limits": {"mem": 64, "disk": 64, "fds": 64},
+        "health_check": {"type": "port"},
+        "start_command": "true", "stack": "cflinuxfs4",
+        "vcap_application": {},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_bus_messages_are_refused() -> Result<()> {
+    let p = Platform::start_with(PlatformOptions {
+        dea_config: "backend = \"process\"\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    p.login().await?;
+    let dir = fixture("pyapp");
+    p.cf_ok(&["push", "calm", "-p", dir.to_str().unwrap_or_default()])
+        .await?;
+    p.wait_route_status(&app_host("calm"), 200, T).await?;
+    let trap = Trap::start()?;
+
+    // 1. No credentials, and a wrong password: the server refuses the
+    //    connection itself.
+    let anon = proto::Bus::connect(&p.nats_url, "anon").await;
+    let err = anon.err().context("an anonymous client was let in")?;
+    assert!(
+        err.to_string().to_lowercase().contains("authoriz"),
+        "refused for another reason: {err}"
+    );
+    let wrong = BusCredentials {
+        user: "router".into(),
+        password: "guess".into(),
+        ..Default::default()
+    };
+    assert!(
+        proto::Bus::connect_with(&p.nats_url, &wrong, "guess")
+            .await
+            .is_err(),
+        "a wrong password was let in"
+    );
+
+    // 2. Real credentials of roles that may not say these things. A spy
+    //    with every permission sees what the server lets through.
+    let spy = p.bus_as("test").await?;
+    let mut registers = spy
+        .subscribe::<serde_json::Value>(subjects::ROUTER_REGISTER)
+        .await?;
+    let mut starts = spy.subscribe::<serde_json::Value>("dea.*.start").await?;
+    spy.flush().await?;
+    for role in ["router", "health-manager"] {
+        let b = p.bus_as(role).await?;
+        b.publish(subjects::ROUTER_REGISTER, &forged_route(trap.port))
+            .await?;
+        b.publish(subjects::dea_start("dea-0"), &forged_start(trap.port))
+            .await?;
+        b.flush().await?;
+    }
+    // A DEA may announce routes (the router's route authority refuses this
+    // one), but may not tell another DEA what to run.
+    let dea = p.bus_as("dea").await?;
+    dea.publish(subjects::dea_start("dea-0"), &forged_start(trap.port))
+        .await?;
+    dea.flush().await?;
+    // The router may not read what it was never meant to (others' logs).
+    let router = p.bus_as("router").await?;
+    let mut peek = router.subscribe::<serde_json::Value>("logs.*").await?;
+    // Markers after the forgeries: once they arrive, anything the server
+    // had let through would have arrived before them.
+    spy.publish(subjects::ROUTER_REGISTER, &serde_json::json!({"marker": 1}))
+        .await?;
+    spy.publish(
+        subjects::dea_start("marker"),
+        &serde_json::json!({"marker": 1}),
+    )
+    .await?;
+    spy.flush().await?;
+    for (what, sub) in [
+        ("router.register", &mut registers),
+        ("dea.*.start", &mut starts),
+    ] {
+        let first = tokio::time::timeout(T, sub.next())
+            .await
+            .with_context(|| format!("{what}: the marker never came"))?
+            .context("subscription closed")?;
+        if first.payload.get("marker").is_none() {
+            bail!("{what}: a forged message got through: {}", first.payload);
+        }
+    }
+
+    // 3. Nothing was harmed: the API route and the app answer through the
+    //    router; no DEA fetched the foreign droplet; the router never
+    //    received the app's logs.
+    let (status, body) = p
+        .get_via_router(&format!("api.{SYSTEM_DOMAIN}"), "/")
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("links"),
+        "the API route points elsewhere: {body}"
+    );
+    let (status, _) = p.get_via_router(&app_host("calm"), "/").await?;
+    assert_eq!(status, 200);
+    let routes = reqwest::get(format!("http://{}/routes", p.router_admin_addr))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        !routes.contains(&format!(":{}", trap.port)),
+        "a forged route is in the table: {routes}"
+    );
+    assert_eq!(trap.hits(), 0, "a DEA fetched the attacker's droplet");
+    let (status, _) = p.get_via_router(&app_host("calm"), "/").await?;
+    assert_eq!(status, 200);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), peek.next())
+            .await
+            .is_err(),
+        "the router read app logs"
+    );
+    Ok(())
+}

@@ -1,8 +1,10 @@
 //! The `namespaces` backend (docs/containers.md): each process runs under
 //! its own PID 1 (`dea container-init`) in new mount, PID, UTS and IPC
 //! namespaces, in the container's network namespace and cgroup, as an
-//! unprivileged uid with no capabilities and `no_new_privs`, on a read-only
-//! stack with a private writable `/home/vcap` (the container's directory).
+//! unprivileged uid with no capabilities, `no_new_privs` and a seccomp
+//! filter (`seccomp`), on a read-only stack with a private writable
+//! `/home/vcap` (the container's directory) and a `/proc` with the host's
+//! parts masked.
 //!
 //! A container is a *slot* `n` (2..=254): cgroup `paas-<tag>/c<n>`, netns
 //! `paas-<tag>-<n>` with `10.254.<k>.<n>`, uid `10000 + n`. A warm pool keeps

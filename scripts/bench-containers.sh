@@ -9,7 +9,8 @@
 # missing, and a Rust check (scripts/lib.sh ensure_runtime, ensure_build:
 # the same as scripts/setup.sh); target/release in the checkout. While it
 # runs: containers (cgroups, network namespaces, veths, a bridge, iptables
-# chains, removed at the end) and net.ipv4.ip_forward=1 (left on).
+# chains, removed at the end) and net.ipv4.ip_forward=1 (put back as it was
+# when the last DEA or benchmark on the host stops).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib.sh

@@ -177,7 +177,7 @@ pub fn dea_config(l: &Layout, nats_url: &str) -> String {
         ("nats_url", nats_url.into()),
         ("state_dir", l.dir.join("dea").display().to_string()),
         ("addr_file", l.addr("dea").display().to_string()),
-    ])
+    ]) + "allow_unisolated_process_backend = true\n"
 }
 
 /// Config of the `i`th DEA when several run: its own state dir and zone.
@@ -188,7 +188,7 @@ pub fn dea_config_n(l: &Layout, nats_url: &str, i: usize) -> String {
         ("state_dir", l.dir.join(&name).display().to_string()),
         ("addr_file", l.addr(&name).display().to_string()),
         ("zone", format!("z{i}")),
-    ])
+    ]) + "allow_unisolated_process_backend = true\n"
 }
 
 pub fn hm_config(l: &Layout, nats_url: &str, cc_url: &str, token: &str) -> String {

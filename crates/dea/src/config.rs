@@ -31,6 +31,11 @@ pub struct Config {
     /// Container backend: `auto` (namespaces when root on Linux, else
     /// process), `namespaces` or `process`.
     pub backend: String,
+    /// The `process` backend (no isolation at all: apps and builds run as
+    /// host processes of the DEA's user) runs only when this is true,
+    /// whether named or chosen by `auto`; otherwise the DEA refuses to
+    /// start. For tests and `cf dev` on laptops.
+    pub allow_unisolated_process_backend: bool,
     /// namespaces: containers kept ready (network and cgroups set up);
     /// 0 disables the pool.
     pub warm_pool_size: usize,
@@ -76,6 +81,7 @@ impl Default for Config {
             disk_mb: 0,
             stacks: vec!["host".into()],
             backend: "auto".into(),
+            allow_unisolated_process_backend: false,
             warm_pool_size: 2,
             pids_limit: 1024,
             egress_allow: Vec::new(),

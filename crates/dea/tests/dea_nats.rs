@@ -130,6 +130,8 @@ async fn dea_over_nats() {
         advertise_interval_s: 1,
         stop_grace_s: 2,
         addr_file: Some(tmp.path().join("ready")),
+        // `auto`: the process backend when not root.
+        allow_unisolated_process_backend: true,
         ..dea::Config::default()
     };
     // A leftover from a "previous run" must be cleaned.

@@ -774,7 +774,7 @@ fn spawn_dea_with(
     std::fs::write(
         conf.join(format!("dea{i}.toml")),
         format!(
-            "nats_url = \"{nats_url}\"\nid = \"dea-{i}\"\nzone = \"z{i}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\n{extra}\n",
+            "nats_url = \"{nats_url}\"\nid = \"dea-{i}\"\nzone = \"z{i}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\nallow_unisolated_process_backend = true\n{extra}\n",
             root.join(format!("dea{i}")).display(),
             root.join(format!("dea{i}.addr")).display()
         ),

@@ -166,6 +166,15 @@ pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
         "auto" => "process",
         n => n,
     };
+    if name == "process" && !cfg.allow_unisolated_process_backend {
+        return Err(DeaError::UnisolatedBackend {
+            reason: if cfg.backend == "auto" {
+                "backend = \"auto\" chose it because the namespaces backend cannot run here".into()
+            } else {
+                "the config names it (backend = \"process\")".into()
+            },
+        });
+    }
     if name != "namespaces" {
         return by_name(name);
     }
@@ -269,5 +278,31 @@ mod tests {
             (137, "killed by signal 9")
         );
         assert!(by_name("nope").is_err());
+    }
+
+    #[test]
+    fn the_process_backend_needs_the_explicit_setting() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut cfg = crate::config::Config {
+            backend: "process".into(),
+            state_dir: tmp.path().to_path_buf(),
+            ..Default::default()
+        };
+        let e = from_config(&cfg).err().expect("refused").to_string();
+        assert!(e.contains("allow_unisolated_process_backend = true"), "{e}");
+        assert!(e.contains("backend = \"process\""), "{e}");
+        cfg.allow_unisolated_process_backend = true;
+        assert_eq!(from_config(&cfg).expect("allowed").name(), "process");
+        // `auto` without the namespaces backend (no dea binary for
+        // container-init: the fallback) is refused the same way.
+        cfg.backend = "auto".into();
+        cfg.allow_unisolated_process_backend = false;
+        cfg.container_init_exe = None;
+        if !namespaces::available() || find_dea_binary().is_none() {
+            let e = from_config(&cfg).err().expect("refused").to_string();
+            assert!(e.contains("allow_unisolated_process_backend"), "{e}");
+        }
+        cfg.backend = "sim".into();
+        assert_eq!(from_config(&cfg).expect("sim").name(), "sim");
     }
 }

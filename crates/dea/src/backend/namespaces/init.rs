@@ -347,6 +347,7 @@ fn setup_root(a: &Args) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         "",
     )?;
+    hide_host_in_proc()?;
     mount(
         "",
         "/",
@@ -354,6 +355,61 @@ fn setup_root(a: &Args) -> Result<(), String> {
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
         "",
     )?;
+    Ok(())
+}
+
+/// Docker's default masked paths: files get `/dev/null` bound over them,
+/// directories an empty read-only tmpfs (those this kernel has). There is
+/// no `/sys` in a container at all, so nothing of it to mask.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+];
+/// Docker's default read-only paths (bound on themselves, read-only).
+pub const READ_ONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Masks and write-protects the host's parts of the fresh `/proc`.
+fn hide_host_in_proc() -> Result<(), String> {
+    const FLAGS: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    for p in MASKED_PATHS {
+        match std::fs::symlink_metadata(p) {
+            Err(_) => {}
+            Ok(m) if m.is_dir() => mount(
+                "tmpfs",
+                p,
+                "tmpfs",
+                FLAGS | libc::MS_RDONLY,
+                "size=4k,nr_inodes=1,mode=555",
+            )?,
+            Ok(_) => mount("/dev/null", p, "", libc::MS_BIND, "")?,
+        }
+    }
+    for p in READ_ONLY_PATHS {
+        if std::fs::symlink_metadata(p).is_ok() {
+            mount(p, p, "", libc::MS_BIND | libc::MS_REC, "")?;
+            mount(
+                "",
+                p,
+                "",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | FLAGS,
+                "",
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -600,12 +656,14 @@ fn fail(e: &str) -> i32 {
     125
 }
 
-/// What this container-init is: a hash of its own source, so that the DEA
+/// What this container-init is: a hash of its own source (and of the
+/// seccomp filter it installs), so that the DEA
 /// uses a separately built `dea-init` only when it is the same code as the
 /// one it links (`container-init --fingerprint` prints it).
 pub fn fingerprint() -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in include_str!("init.rs").bytes() {
+    let source = [include_str!("init.rs"), include_str!("seccomp.rs")];
+    for b in source.iter().flat_map(|s| s.bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
@@ -645,7 +703,13 @@ pub fn main(args: &[String]) -> i32 {
     }
     if child == 0 {
         drop(spec_w);
-        let e = match drop_privileges(a.uid) {
+        // Privileges dropped (no_new_privs set), then the seccomp filter,
+        // built and installed here, before the spec is known: a pooled
+        // container has it in place ahead of its start.
+        let filtered = drop_privileges(a.uid)
+            .and_then(|()| super::seccomp::build())
+            .and_then(|p| super::seccomp::install(&p));
+        let e = match filtered {
             Err(e) => e,
             Ok(()) => {
                 let mut bytes = Vec::new();
@@ -760,6 +824,30 @@ mod tests {
         };
         assert_eq!(decode_spec(&encode_spec(&s)), Some(s));
         assert!(decode_spec(b"h\0notanumber\0").is_none());
+    }
+
+    #[test]
+    fn proc_masks_follow_dockers_defaults() {
+        for p in [
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/timer_list",
+            "/proc/sched_debug",
+            "/proc/acpi",
+            "/proc/latency_stats",
+            "/proc/scsi",
+        ] {
+            assert!(MASKED_PATHS.contains(&p), "{p}");
+        }
+        for p in [
+            "/proc/sys",
+            "/proc/sysrq-trigger",
+            "/proc/irq",
+            "/proc/bus",
+            "/proc/fs",
+        ] {
+            assert!(READ_ONLY_PATHS.contains(&p), "{p}");
+        }
     }
 
     #[test]

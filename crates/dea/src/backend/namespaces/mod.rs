@@ -1,8 +1,10 @@
 //! The `namespaces` backend (docs/containers.md): each process runs under
 //! its own PID 1 (`dea container-init`) in new mount, PID, UTS and IPC
 //! namespaces, in the container's network namespace and cgroup, as an
-//! unprivileged uid with no capabilities and `no_new_privs`, on a read-only
-//! stack with a private writable `/home/vcap` (the container's directory).
+//! unprivileged uid with no capabilities, `no_new_privs` and a seccomp
+//! filter (`seccomp`), on a read-only stack with a private writable
+//! `/home/vcap` (the container's directory) and a `/proc` with the host's
+//! parts masked.
 //!
 //! A container is a *slot* `n` (2..=254): cgroup `paas-<tag>/c<n>`, netns
 //! `paas-<tag>-<n>` with `10.254.<k>.<n>`, uid `10000 + n`. A warm pool keeps
@@ -22,6 +24,7 @@ pub mod cgroup;
 pub mod init;
 pub mod net;
 pub mod netlink;
+pub mod seccomp;
 pub mod spawn;
 
 mod disk;
@@ -216,6 +219,7 @@ impl Inner {
         }
         self.layout.destroy_all(&self.s.tag);
         net::cleanup(&self.s.tag);
+        net::restore_host_settings();
     }
 }
 
@@ -232,7 +236,7 @@ impl NamespacesBackend {
         for dead in net::dead_owners() {
             if dead != s.tag {
                 tracing::info!(tag = %dead, "removing the leftovers of a dead DEA");
-                NamespacesBackend::cleanup_tag(&dead);
+                remove_tag(&dead);
             }
         }
         layout.destroy_all(&s.tag);
@@ -333,11 +337,11 @@ impl NamespacesBackend {
 
     /// Removes everything named with `tag` (processes, cgroups, network,
     /// rules): what a crashed DEA or a failed test left behind.
+    /// `ip_forward` goes back to its value before the DEAs when no live
+    /// DEA is left on the host.
     pub fn cleanup_tag(tag: &str) {
-        if let Some(l) = Layout::detect() {
-            l.destroy_all(tag);
-        }
-        net::cleanup(tag);
+        remove_tag(tag);
+        net::restore_host_settings();
     }
 
     /// Everything named with this backend's tag that still exists.
@@ -352,6 +356,15 @@ impl NamespacesBackend {
         }
         v
     }
+}
+
+/// Removes everything named with `tag` (under the host lock when called
+/// from [`NamespacesBackend::new`]).
+fn remove_tag(tag: &str) {
+    if let Some(l) = Layout::detect() {
+        l.destroy_all(tag);
+    }
+    net::cleanup(tag);
 }
 
 /// Host paths under the container's directory, as seen inside.
@@ -896,6 +909,13 @@ mod tests {
         };
         assert!(field("Uid:").starts_with("100"), "{out}");
         assert_eq!(field("NoNewPrivs:"), "1", "{out}");
+        assert_eq!(field("Seccomp:"), "2", "filtered: {out}");
+        let filters = if cfg!(target_arch = "x86_64") {
+            "3"
+        } else {
+            "2"
+        };
+        assert_eq!(field("Seccomp_filters:"), filters, "{out}");
         assert_eq!(field("CapBnd:"), "0000000000000000", "{out}");
         assert_eq!(field("CapEff:"), "0000000000000000", "{out}");
         assert_eq!(field("PPid:"), "1", "PID 1 is its parent: {out}");

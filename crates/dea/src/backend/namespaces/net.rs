@@ -316,6 +316,86 @@ impl HostLock {
     }
 }
 
+/// The one host-wide sysctl the DEAs change (`route_localnet` is set on
+/// their own bridges only and goes with them).
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// `/run/paas/ip_forward.saved`: `ip_forward` as it was before the first
+/// DEA on this host turned it on; the last DEA to stop puts it back.
+fn saved_forwarding() -> PathBuf {
+    Path::new(SUBNETS_DIR).with_file_name("ip_forward.saved")
+}
+
+/// Turns `ip_forward` on, first saving its value in `saved` unless a DEA
+/// saved it already (it is on because of us then). Under the host lock.
+fn enable_forwarding(sysctl: &Path, saved: &Path) {
+    let now = std::fs::read_to_string(sysctl).unwrap_or_default();
+    let now = now.trim();
+    if now == "1" {
+        return;
+    }
+    if !saved.exists() {
+        if let Err(e) = std::fs::write(saved, format!("{now}\n")) {
+            tracing::warn!(path = %saved.display(), error = %e, "cannot save ip_forward");
+        }
+    }
+    if let Err(e) = std::fs::write(sysctl, "1") {
+        tracing::warn!(error = %e, "cannot enable ip_forward");
+    }
+}
+
+/// Puts `ip_forward` back to the saved value when no live DEA claims a
+/// subnet any more (the caller removed its own claim). Under the host lock.
+fn restore_forwarding(sysctl: &Path, saved: &Path, subnets: &Path) -> bool {
+    let Ok(value) = std::fs::read_to_string(saved) else {
+        return false;
+    };
+    if !live_claims(subnets).is_empty() {
+        return false;
+    }
+    let value = value.trim();
+    if value != "0" && value != "1" {
+        let _ = std::fs::remove_file(saved);
+        return false;
+    }
+    if let Err(e) = std::fs::write(sysctl, value) {
+        tracing::warn!(error = %e, "cannot restore ip_forward");
+        return false;
+    }
+    let _ = std::fs::remove_file(saved);
+    tracing::info!(ip_forward = value, "ip_forward restored");
+    true
+}
+
+/// On DEA stop (after its own cleanup): `ip_forward` as before the first
+/// DEA, when this was the last one on the host.
+pub fn restore_host_settings() {
+    let _lock = HostLock::acquire();
+    restore_forwarding(
+        Path::new(IP_FORWARD),
+        &saved_forwarding(),
+        Path::new(SUBNETS_DIR),
+    );
+}
+
+/// Tags of the subnet claims in `dir` whose owner process is alive.
+fn live_claims(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let (tag, pid) = claim_owner(&text);
+        if pid.is_some_and(|p| p > 0 && std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            v.push(tag);
+        }
+    }
+    v
+}
+
 /// Tags of DEAs on this host that died without cleaning up: their subnet
 /// claim names a process that no longer exists.
 pub fn dead_owners() -> Vec<String> {
@@ -400,7 +480,7 @@ impl Net {
             bridge: 0,
             rules: Mutex::new(RuleSets::default()),
         };
-        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+        enable_forwarding(Path::new(IP_FORWARD), &saved_forwarding());
         // A fixed address: otherwise the bridge takes the lowest address of
         // its ports and changes it as containers come and go, and every
         // container's cached address of its gateway goes stale (replies
@@ -745,6 +825,42 @@ mod tests {
         assert_eq!(netns_name(tag, 3), "paas-abcdef-3");
         assert_eq!(chain(tag, "FWD"), "PAAS-abcdef-FWD");
         assert_eq!(bridge_mac(tag, 7), "02:50:07:ab:cd:ef");
+    }
+
+    #[test]
+    fn ip_forward_is_put_back_by_the_last_dea() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let sysctl = tmp.path().join("ip_forward");
+        let saved = tmp.path().join("saved");
+        let subnets = tmp.path().join("subnets");
+        std::fs::create_dir_all(&subnets).expect("mkdir");
+        // Off before the first DEA: saved, turned on; a second DEA keeps
+        // the first one's saved value.
+        std::fs::write(&sysctl, "0\n").expect("write");
+        enable_forwarding(&sysctl, &saved);
+        assert_eq!(std::fs::read_to_string(&sysctl).expect("read"), "1");
+        assert_eq!(std::fs::read_to_string(&saved).expect("read"), "0\n");
+        enable_forwarding(&sysctl, &saved);
+        assert_eq!(std::fs::read_to_string(&saved).expect("read"), "0\n");
+        // Another live DEA (this process) still claims a subnet: kept on.
+        std::fs::write(
+            subnets.join("7"),
+            format!("abc123 {}\n", std::process::id()),
+        )
+        .expect("claim");
+        assert!(!restore_forwarding(&sysctl, &saved, &subnets));
+        assert_eq!(std::fs::read_to_string(&sysctl).expect("read"), "1");
+        // A dead DEA's claim does not count.
+        std::fs::write(subnets.join("7"), "abc123 999999999\n").expect("claim");
+        assert!(restore_forwarding(&sysctl, &saved, &subnets));
+        assert_eq!(std::fs::read_to_string(&sysctl).expect("read"), "0");
+        assert!(!saved.exists());
+        // Already on before any DEA: nothing saved, nothing restored.
+        std::fs::write(&sysctl, "1").expect("write");
+        enable_forwarding(&sysctl, &saved);
+        assert!(!saved.exists());
+        assert!(!restore_forwarding(&sysctl, &saved, &subnets));
+        assert_eq!(std::fs::read_to_string(&sysctl).expect("read"), "1");
     }
 
     #[test]

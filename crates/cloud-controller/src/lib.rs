@@ -69,10 +69,17 @@ pub async fn run(
     if cfg.internal_api_token.is_empty() {
         return Err(RunError::NoInternalToken);
     }
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
-        path: cfg.data_dir.display().to_string(),
-        source,
-    })?;
+    // 0700: the database (with the signing keys) and the blobs are the
+    // controller's only, whatever the umask made of an older directory.
+    std::fs::create_dir_all(&cfg.data_dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|source| RunError::DataDir {
+            path: cfg.data_dir.display().to_string(),
+            source,
+        })?;
     let store = store::Store::open(&cfg.database_url()).await?;
     store
         .bootstrap(

@@ -15,6 +15,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     proto::service::init_tracing();
+    proto::service::private_umask();
     let cfg = cloud_controller::Config::load(args.config.as_deref())?;
     cloud_controller::run(cfg, proto::service::shutdown_signal()).await?;
     Ok(())

@@ -37,6 +37,14 @@ pub fn prepare_state_dir(state_dir: &Path) -> Result<()> {
         let d = state_dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| DeaError::io(&d, e))?;
     }
+    // Cached droplets are tenants' code: the DEA's only (instances get
+    // their copy through their own mounts).
+    let droplets = state_dir.join("droplets");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&droplets, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| DeaError::io(&droplets, e))?;
+    }
     crate::buildpacks::install(&state_dir.join("buildpacks"))
 }
 

@@ -14,6 +14,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     proto::service::init_tracing();
+    proto::service::private_umask();
     let args = Args::parse();
     let config = health_manager::Config::load(args.config.as_deref())?;
     health_manager::run(config, proto::service::shutdown_signal()).await?;

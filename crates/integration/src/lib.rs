@@ -271,9 +271,9 @@ impl Platform {
             Some(u) => format!("database_url = \"{u}\"\n"),
             None => String::new(),
         };
-        std::fs::write(
-            conf.join("cc.toml"),
-            format!(
+        testkit::write_private(
+            &conf.join("cc.toml"),
+            &format!(
                 "listen = \"127.0.0.1:{cc_port}\"\naddr_file = \"{}\"\ninternal_listen = \"127.0.0.1:{cc_internal_port}\"\nnats_url = \"{nats_url}\"\ndata_dir = \"{}\"\n{db_line}system_domain = \"{SYSTEM_DOMAIN}\"\napps_domain = \"{APPS_DOMAIN}\"\ninternal_api_token = \"{internal_token}\"\n{}\n{}\n",
                 cc_addr_file.display(),
                 root.join("cc").display(),
@@ -291,9 +291,9 @@ impl Platform {
         // Router on port 0.
         let r_addr_file = root.join("router.addr");
         let r_admin_file = root.join("router-admin.addr");
-        std::fs::write(
-            conf.join("router.toml"),
-            format!(
+        testkit::write_private(
+            &conf.join("router.toml"),
+            &format!(
                 "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_addr_file = \"{}\"\nnats_url = \"{nats_url}\"\nroute_authority_url = \"http://127.0.0.1:{cc_internal_port}\"\nroute_authority_token = \"{internal_token}\"\n{}\n{}\n",
                 r_addr_file.display(),
                 r_admin_file.display(),
@@ -366,9 +366,9 @@ impl Platform {
                     0 => ("hm".to_string(), root.join("hm.addr")),
                     n => (format!("hm{n}"), root.join(format!("hm{n}.addr"))),
                 };
-                std::fs::write(
-                    conf.join(format!("{name}.toml")),
-                    format!(
+                testkit::write_private(
+                    &conf.join(format!("{name}.toml")),
+                    &format!(
                         "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\nid = \"hm-{n}\"\n{}\n{}\n",
                         platform.cc_internal_addr,
                         addr.display(),
@@ -771,9 +771,9 @@ fn spawn_dea_with(
     i: usize,
     extra: &str,
 ) -> Result<Component> {
-    std::fs::write(
-        conf.join(format!("dea{i}.toml")),
-        format!(
+    testkit::write_private(
+        &conf.join(format!("dea{i}.toml")),
+        &format!(
             "nats_url = \"{nats_url}\"\nid = \"dea-{i}\"\nzone = \"z{i}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\nallow_unisolated_process_backend = true\n{extra}\n",
             root.join(format!("dea{i}")).display(),
             root.join(format!("dea{i}.addr")).display()

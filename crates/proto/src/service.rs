@@ -14,6 +14,17 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Files and directories this process creates are its owner's only
+/// (umask 077): the controller's database, blobs and keys, and every
+/// component's addr and state files (issue 13, "secrets at rest"). Not for
+/// the DEA, whose instance files the containers' users read.
+pub fn private_umask() {
+    // SAFETY: umask(2) only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C): the components drain and exit.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

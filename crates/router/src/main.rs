@@ -13,6 +13,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     proto::service::init_tracing();
+    proto::service::private_umask();
     let args = Args::parse();
     let config = router::Config::load(args.config.as_deref())?;
     // One worker: a current-thread runtime (no work-stealing machinery).

@@ -9,7 +9,7 @@ mod pg;
 mod root;
 mod wait;
 
-pub use nats::NatsServer;
+pub use nats::{write_private, NatsServer};
 pub use pg::{PgDb, PG_ADMIN_URL};
 pub use root::{in_ci, is_root, require_root, say, skip_or_fail, verdict, Verdict};
 pub use wait::{wait_file, wait_for, wait_for_blocking, wait_port};

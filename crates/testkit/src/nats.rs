@@ -152,8 +152,9 @@ impl Drop for NatsServer {
     }
 }
 
-/// Writes `text` to a new file only its owner may read (0600).
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Writes `text` to a new file only its owner may read (0600), as `cf dev
+/// start` writes configs holding secrets.
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

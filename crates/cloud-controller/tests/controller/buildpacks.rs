@@ -218,12 +218,12 @@ async fn buildpacks_api() {
         .strip_prefix("http://127.0.0.1:9")
         .expect("internal url")
         .to_string();
-    let r = a.send(Method::GET, &path, &[], vec![]).await;
+    let r = a.send_internal(Method::GET, &path, &[], vec![]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.raw, zip);
     assert_eq!(offered[0].sha256, cloud_controller_sha(&zip));
     let tampered = path.replace("signature=", "signature=0");
-    let r = a.send(Method::GET, &tampered, &[], vec![]).await;
+    let r = a.send_internal(Method::GET, &tampered, &[], vec![]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Disabled buildpacks are not offered; position moves shift the others.

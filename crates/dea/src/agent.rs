@@ -71,8 +71,8 @@ pub async fn run_with_drain(
     let backend = crate::backend::from_config(&cfg)?;
     let bus = Bus::connect(&cfg.nats_url, "dea").await?;
     tracing::info!(id = %cfg.id, nats = %cfg.nats_url, backend = backend.name(), state_dir = %cfg.state_dir.display(), "dea starting");
-    let (outbox, rx) = Outbox::channel();
-    let pump_task = tokio::spawn(pump(bus.clone(), rx));
+    let (outbox, rx) = Outbox::with_log_queue(cfg.log_queue_kb.saturating_mul(1024));
+    let pump_task = tokio::spawn(pump(bus.clone(), rx, outbox.log_queue()));
     let agent = Agent::new(cfg.clone(), backend.clone(), outbox.clone());
     let stager = Stager {
         backend,
@@ -81,6 +81,8 @@ pub async fn run_with_drain(
         state_dir: cfg.state_dir.clone(),
         dea_id: cfg.id.clone(),
         passthrough: cfg.passthrough_env(|k| std::env::var(k).ok()),
+        limits: cfg.archive_limits(),
+        slots: crate::staging::Slots::new(cfg.staging_slots()),
     };
     let stagings = Stagings::new(stager, deliver_via(&bus));
     agent.attach_stagings(stagings.clone());

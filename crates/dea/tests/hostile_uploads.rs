@@ -427,3 +427,40 @@ async fn chatty_apps_are_cut_to_the_rate_limit_and_the_dea_stays_flat() {
     drop(agent);
     pump.abort();
 }
+
+/// A controller that answers the headers, then stalls: the download ends
+/// with an error after `http_read_timeout_s`, not never.
+#[tokio::test]
+async fn a_stalled_download_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nsome bytes")
+                .await;
+            held.push(sock);
+        }
+    });
+    let cfg = dea::Config {
+        http_connect_timeout_s: 1,
+        http_read_timeout_s: 1,
+        ..dea::Config::default()
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = tmp.path().join("blob");
+    let t = Instant::now();
+    let e = dea::http::download(&cfg.http_client(), &format!("http://{addr}/x"), &path, GB)
+        .await
+        .expect_err("stalled");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(!path.exists(), "the partial file is removed");
+    eprintln!("stalled download: {e} after {:?}", t.elapsed());
+    server.abort();
+}

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::{Read, Seek, SeekFrom};
+
 use futures_util::{Stream, StreamExt};
+use proto::archive::{ArchiveLimits, Budget, LimitError};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -12,6 +15,8 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
     #[error("upload interrupted: {0}")]
     Body(String),
+    #[error("the upload is larger than {} MB", .0 / (1024 * 1024))]
+    TooBig(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -55,8 +60,10 @@ impl BlobStore {
         !sha256.is_empty() && tokio::fs::metadata(self.path(sha256)).await.is_ok()
     }
 
-    /// Streams chunks into a temp file, hashing as it goes.
-    pub async fn stage<S, E>(&self, mut body: S) -> Result<Staged, BlobError>
+    /// Streams chunks into a temp file, hashing as it goes; at most `max`
+    /// bytes (beyond them the file is removed and [`BlobError::TooBig`]
+    /// answered, having written no more than `max`).
+    pub async fn stage<S, E>(&self, mut body: S, max: u64) -> Result<Staged, BlobError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -74,9 +81,18 @@ impl BlobStore {
                     return Err(BlobError::Body(e.to_string()));
                 }
             };
-            hasher.update(&chunk);
             size += chunk.len() as u64;
-            file.write_all(&chunk).await?;
+            if size > max {
+                drop(file);
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(BlobError::TooBig(max));
+            }
+            hasher.update(&chunk);
+            if let Err(e) = file.write_all(&chunk).await {
+                drop(file);
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(e.into());
+            }
         }
         file.flush().await?;
         file.sync_all().await?;
@@ -104,13 +120,43 @@ impl BlobStore {
     }
 }
 
-/// Checks that a file is a readable zip: central directory and every entry's
-/// data (CRC-checked). Blocking; run it on a blocking thread.
-pub fn validate_zip(path: &Path) -> Result<usize, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
-    let mut archive = zip::ZipArchive::new(file)
+/// Checks that a file is a readable zip within `limits`: the entry count
+/// its end record declares (before the central directory is parsed), the
+/// sizes its entries declare, then every entry's data (CRC-checked),
+/// inflated into nothing, no entry beyond its declared size and the whole
+/// within the limits. Blocking; run it on a blocking thread.
+pub fn validate_zip(path: &Path, limits: ArchiveLimits) -> Result<usize, String> {
+    let refused = |e: LimitError| format!("the uploaded zip is refused: {e}");
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
+    let packed = file
+        .metadata()
+        .map_err(|e| format!("cannot open upload: {e}"))?
+        .len();
+    let mut budget = Budget::new(limits, packed).map_err(refused)?;
+    match proto::archive::zip_declared_entries(&mut file) {
+        Ok(Some(n)) if n > limits.max_entries => {
+            return Err(refused(LimitError::Entries {
+                limit: limits.max_entries,
+            }))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(format!("cannot read upload: {e}")),
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read upload: {e}"))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| format!("the uploaded bits are not a valid zip file: {e}"))?;
+    let mut declared = Budget::new(limits, packed).map_err(refused)?;
     for i in 0..archive.len() {
+        declared.entry().map_err(refused)?;
+        let size = archive
+            .by_index_raw(i)
+            .map_err(|e| format!("the uploaded zip is corrupt (entry {i}): {e}"))?
+            .size();
+        declared.add(size).map_err(refused)?;
+    }
+    for i in 0..archive.len() {
+        budget.entry().map_err(refused)?;
         let mut entry = archive
             .by_index(i)
             .map_err(|e| format!("the uploaded zip is corrupt (entry {i}): {e}"))?;
@@ -118,8 +164,49 @@ pub fn validate_zip(path: &Path) -> Result<usize, String> {
             .name()
             .map(|n| n.to_string())
             .unwrap_or_else(|_| format!("entry {i}"));
-        std::io::copy(&mut entry, &mut std::io::sink())
+        let size = entry.size();
+        let cap = size.min(budget.room()).saturating_add(1);
+        let n = std::io::copy(&mut (&mut entry).take(cap), &mut std::io::sink())
             .map_err(|e| format!("the uploaded zip is corrupt ({name}): {e}"))?;
+        if n > size {
+            return Err(refused(LimitError::Lies {
+                name,
+                declared: size,
+            }));
+        }
+        budget.add(n).map_err(refused)?;
     }
     Ok(archive.len())
+}
+
+/// Checks that a file is a gzipped tarball within `limits` (a droplet):
+/// entries counted and their sizes summed as the tarball streams by, the
+/// inflated stream itself capped. Blocking; run it on a blocking thread.
+pub fn validate_tgz(path: &Path, limits: ArchiveLimits) -> Result<u64, String> {
+    let refused = |e: LimitError| format!("the droplet is refused: {e}");
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
+    let packed = file
+        .metadata()
+        .map_err(|e| format!("cannot open upload: {e}"))?
+        .len();
+    let mut budget = Budget::new(limits, packed).map_err(refused)?;
+    // Headers and padding: at most 1.5 KB per entry beyond the contents.
+    let overhead = limits
+        .max_entries
+        .saturating_mul(1536)
+        .saturating_add(1 << 20);
+    let inflated = flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+        .take(budget.room().saturating_add(overhead));
+    let mut ar = tar::Archive::new(inflated);
+    let entries = ar
+        .entries()
+        .map_err(|e| format!("the droplet is not a gzipped tarball: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("the droplet is corrupt: {e}"))?;
+        budget.entry().map_err(refused)?;
+        budget
+            .add(entry.header().size().unwrap_or(0))
+            .map_err(refused)?;
+    }
+    Ok(budget.entries())
 }

@@ -48,6 +48,15 @@ pub struct Config {
     pub password_checks: usize,
     /// Live log streams one user may hold open at once; more get 429.
     pub log_streams_per_user: usize,
+    /// Uploads (package and buildpack zips, droplets): most MB as
+    /// uploaded, most MB unpacked, most entries, most expansion ratio
+    /// (docs/architecture.md "Archive limits"); 0 = no limit.
+    pub max_package_mb: u64,
+    pub max_unpacked_mb: u64,
+    pub max_archive_entries: u64,
+    pub max_compression_ratio: u64,
+    /// Log bytes kept per app for `logs/recent` (besides the 1000 lines).
+    pub recent_log_kb_per_app: usize,
 }
 
 impl Default for Config {
@@ -73,6 +82,11 @@ impl Default for Config {
             login_lock_s: 300,
             password_checks: 2,
             log_streams_per_user: 50,
+            max_package_mb: proto::archive::DEFAULT_MAX_PACKED_MB,
+            max_unpacked_mb: proto::archive::DEFAULT_MAX_UNPACKED_MB,
+            max_archive_entries: proto::archive::DEFAULT_MAX_ENTRIES,
+            max_compression_ratio: proto::archive::DEFAULT_MAX_RATIO,
+            recent_log_kb_per_app: 1024,
         }
     }
 }
@@ -92,6 +106,16 @@ impl Config {
 
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The upload limits of the `max_*` fields.
+    pub fn archive_limits(&self) -> proto::archive::ArchiveLimits {
+        proto::archive::ArchiveLimits::from_config(
+            self.max_package_mb,
+            self.max_unpacked_mb,
+            self.max_archive_entries,
+            self.max_compression_ratio,
+        )
     }
 
     pub fn database_url(&self) -> String {

@@ -123,6 +123,7 @@ impl Ctx {
             std::time::Duration::from_secs(2),
         )
         .map_err(StoreError::Hash)?;
+        let logs = LogHub::new(cfg.recent_log_kb_per_app.saturating_mul(1024));
         Ok(Ctx(Arc::new(Inner {
             cfg,
             store,
@@ -131,7 +132,7 @@ impl Ctx {
             blob_key,
             bus,
             placement: Mutex::new(PlacementTable::default()),
-            logs: LogHub::default(),
+            logs,
             jobs: Mutex::new(HashMap::new()),
             internal_url,
             staging: crate::staging::watch::Watch::default(),

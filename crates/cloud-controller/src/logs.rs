@@ -7,10 +7,20 @@ use proto::LogMessage;
 use tokio::sync::broadcast;
 
 pub const KEEP_LINES: usize = 1000;
+/// Bytes of lines kept per app by default (`recent_log_kb_per_app`).
+pub const KEEP_BYTES: usize = 1024 * 1024;
+
+/// An app's last lines, at most [`KEEP_LINES`] and `keep_bytes` of text.
+#[derive(Debug, Default)]
+struct Recent {
+    lines: VecDeque<LogMessage>,
+    bytes: usize,
+}
 
 #[derive(Debug)]
 pub struct LogHub {
-    recent: Mutex<HashMap<String, VecDeque<LogMessage>>>,
+    recent: Mutex<HashMap<String, Recent>>,
+    keep_bytes: usize,
     /// One channel per app with live streams, shared by all of them: a
     /// line is handed only to its app's streams, not filtered by every
     /// stream of every app.
@@ -21,8 +31,16 @@ pub struct LogHub {
 
 impl Default for LogHub {
     fn default() -> Self {
+        LogHub::new(KEEP_BYTES)
+    }
+}
+
+impl LogHub {
+    /// A hub keeping at most `keep_bytes` of line text per app.
+    pub fn new(keep_bytes: usize) -> Self {
         LogHub {
             recent: Mutex::new(HashMap::new()),
+            keep_bytes,
             live: Mutex::new(HashMap::new()),
             streams: Default::default(),
         }
@@ -54,9 +72,12 @@ impl LogHub {
     pub fn push(&self, msg: LogMessage) {
         if let Ok(mut map) = self.recent.lock() {
             let q = map.entry(msg.app_id.clone()).or_default();
-            q.push_back(msg.clone());
-            while q.len() > KEEP_LINES {
-                q.pop_front();
+            q.bytes += msg.line.len();
+            q.lines.push_back(msg.clone());
+            while q.lines.len() > KEEP_LINES || (q.bytes > self.keep_bytes && q.lines.len() > 1) {
+                if let Some(old) = q.lines.pop_front() {
+                    q.bytes = q.bytes.saturating_sub(old.line.len());
+                }
             }
         }
         if let Ok(mut live) = self.live.lock() {
@@ -78,8 +99,9 @@ impl LogHub {
         };
         map.get(app_id)
             .map(|q| {
-                q.iter()
-                    .skip(q.len().saturating_sub(limit))
+                q.lines
+                    .iter()
+                    .skip(q.lines.len().saturating_sub(limit))
                     .cloned()
                     .collect()
             })
@@ -186,5 +208,32 @@ mod tests {
         assert_eq!(hub.live_apps(), 1);
         hub.forget("b");
         assert_eq!(hub.live_apps(), 0);
+    }
+
+    #[test]
+    fn recent_lines_are_bounded_in_bytes() {
+        let hub = LogHub::new(100_000);
+        let line = "x".repeat(16 * 1024);
+        for _ in 0..50 {
+            hub.push(LogMessage::new(
+                "a",
+                LogSource::App,
+                Some(0),
+                LogStream::Stdout,
+                line.clone(),
+            ));
+        }
+        let kept = hub.recent("a", KEEP_LINES);
+        assert_eq!(kept.len(), 6, "100 KB of 16 KB lines");
+        // One line longer than the budget is still kept (the last one).
+        let tiny = LogHub::new(10);
+        tiny.push(LogMessage::new(
+            "a",
+            LogSource::App,
+            Some(0),
+            LogStream::Stdout,
+            line,
+        ));
+        assert_eq!(tiny.recent("a", 10).len(), 1);
     }
 }

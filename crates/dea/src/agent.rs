@@ -84,8 +84,8 @@ pub async fn run_with_drain(
     if !blob_urls.enforced() {
         tracing::warn!("controller_urls is empty: start and staging requests may name any URL");
     }
-    let (outbox, rx) = Outbox::channel();
-    let pump_task = tokio::spawn(pump(bus.clone(), rx));
+    let (outbox, rx) = Outbox::with_log_queue(cfg.log_queue_kb.saturating_mul(1024));
+    let pump_task = tokio::spawn(pump(bus.clone(), rx, outbox.log_queue()));
     let agent = Agent::new(cfg.clone(), backend.clone(), outbox.clone());
     let stager = Stager {
         backend,
@@ -94,6 +94,8 @@ pub async fn run_with_drain(
         state_dir: cfg.state_dir.clone(),
         dea_id: cfg.id.clone(),
         passthrough: cfg.passthrough_env(|k| std::env::var(k).ok()),
+        limits: cfg.archive_limits(),
+        slots: crate::staging::Slots::new(cfg.staging_slots()),
     };
     let stagings = Stagings::new(stager, deliver_via(&bus));
     agent.attach_stagings(stagings.clone());

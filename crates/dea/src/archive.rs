@@ -2,8 +2,10 @@
 //! that would land outside the target directory (`..`, absolute paths, links
 //! pointing out) are skipped; unix permissions are kept.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
+
+use proto::archive::{ArchiveLimits, Budget, LimitError};
 
 use crate::error::{DeaError, Result};
 
@@ -40,21 +42,53 @@ fn link_stays_inside(entry: &Path, target: &Path) -> bool {
     true
 }
 
-fn too_big(what: &str, limit: u64) -> DeaError {
-    DeaError::Archive(format!(
-        "{what} expands to more than {} MB (the disk limit)",
-        limit / (1024 * 1024)
-    ))
+fn refused(what: &str, e: LimitError) -> DeaError {
+    DeaError::Archive(format!("{what} is refused: {e}"))
 }
 
-/// Extracts a zip into `dest`, at most `limit` bytes of file contents;
-/// returns the number of skipped entries. Symlinks are never created.
-pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path, limit: u64) -> Result<usize> {
-    let mut written: u64 = 0;
+/// Extracts a zip into `dest` within `limits`: the entry count its end
+/// record declares is checked before the central directory is parsed, the
+/// sizes its entries declare before anything is written, and the bytes
+/// written as they are inflated (no entry beyond its declared size).
+/// Returns the number of skipped entries. Symlinks are never created.
+pub fn unzip_safe<R: Read + Seek>(
+    mut reader: R,
+    dest: &Path,
+    limits: ArchiveLimits,
+) -> Result<usize> {
+    let packed = reader
+        .seek(SeekFrom::End(0))
+        .map_err(|e| DeaError::Archive(format!("bad zip: {e}")))?;
+    let mut budget = Budget::new(limits, packed).map_err(|e| refused("the zip", e))?;
+    match proto::archive::zip_declared_entries(&mut reader) {
+        Ok(Some(n)) if n > limits.max_entries => {
+            return Err(refused(
+                "the zip",
+                LimitError::Entries {
+                    limit: limits.max_entries,
+                },
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(DeaError::Archive(format!("bad zip: {e}"))),
+    }
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| DeaError::Archive(format!("bad zip: {e}")))?;
     let mut zip =
         zip::ZipArchive::new(reader).map_err(|e| DeaError::Archive(format!("bad zip: {e}")))?;
+    let mut declared = Budget::new(limits, packed).map_err(|e| refused("the zip", e))?;
+    for i in 0..zip.len() {
+        declared.entry().map_err(|e| refused("the zip", e))?;
+        let size = zip
+            .by_index_raw(i)
+            .map_err(|e| DeaError::Archive(format!("bad zip entry: {e}")))?
+            .size();
+        declared.add(size).map_err(|e| refused("the zip", e))?;
+    }
     let mut skipped = 0;
     for i in 0..zip.len() {
+        budget.entry().map_err(|e| refused("the zip", e))?;
         let mut f = zip
             .by_index(i)
             .map_err(|e| DeaError::Archive(format!("bad zip entry: {e}")))?;
@@ -82,13 +116,21 @@ pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path, limit: u64) -> Result<
             std::fs::create_dir_all(parent).map_err(|e| DeaError::io(parent, e))?;
         }
         let mut w = std::fs::File::create(&out).map_err(|e| DeaError::io(&out, e))?;
-        let room = limit.saturating_sub(written);
-        let n = std::io::copy(&mut (&mut f).take(room.saturating_add(1)), &mut w)
-            .map_err(|e| DeaError::io(&out, e))?;
-        written = written.saturating_add(n);
-        if written > limit {
-            return Err(too_big("the zip", limit));
+        let size = f.size();
+        let cap = size.min(budget.room()).saturating_add(1);
+        // (The zip reader refuses data beyond the declared size too.)
+        let n = std::io::copy(&mut (&mut f).take(cap), &mut w)
+            .map_err(|e| DeaError::Archive(format!("the zip is refused: {name}: {e}")))?;
+        if n > size {
+            return Err(refused(
+                "the zip",
+                LimitError::Lies {
+                    name,
+                    declared: size,
+                },
+            ));
         }
+        budget.add(n).map_err(|e| refused("the zip", e))?;
         if let Some(m) = mode {
             use std::os::unix::fs::PermissionsExt;
             let perm = std::fs::Permissions::from_mode((m & 0o777) | 0o600);
@@ -98,13 +140,26 @@ pub fn unzip_safe<R: Read + Seek>(reader: R, dest: &Path, limit: u64) -> Result<
     Ok(skipped)
 }
 
-/// Extracts a gzipped tarball into `dest`, at most `limit` bytes of file
-/// contents; returns the number of skipped entries (escaping paths, hard
-/// links, links pointing outside, devices).
-pub fn untar_gz_safe<R: Read>(reader: R, dest: &Path, limit: u64) -> Result<usize> {
-    let mut written: u64 = 0;
+/// Extracts a gzipped tarball of `packed` bytes into `dest` within
+/// `limits` (entries counted, sizes summed before each entry is written,
+/// the inflated stream capped); returns the number of skipped entries
+/// (escaping paths, hard links, links pointing outside, devices).
+pub fn untar_gz_safe<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: ArchiveLimits,
+    packed: u64,
+) -> Result<usize> {
+    let mut budget = Budget::new(limits, packed).map_err(|e| refused("the tarball", e))?;
     std::fs::create_dir_all(dest).map_err(|e| DeaError::io(dest, e))?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    // Headers and padding: at most 1.5 KB per entry beyond the contents.
+    let overhead = limits
+        .max_entries
+        .saturating_mul(1536)
+        .saturating_add(1 << 20);
+    let inflated =
+        flate2::read::GzDecoder::new(reader).take(budget.room().saturating_add(overhead));
+    let mut ar = tar::Archive::new(inflated);
     ar.set_preserve_permissions(true);
     let mut skipped = 0;
     let entries = ar
@@ -112,6 +167,7 @@ pub fn untar_gz_safe<R: Read>(reader: R, dest: &Path, limit: u64) -> Result<usiz
         .map_err(|e| DeaError::Archive(format!("bad tarball: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| DeaError::Archive(format!("bad tar entry: {e}")))?;
+        budget.entry().map_err(|e| refused("the tarball", e))?;
         let path = entry
             .path()
             .map_err(|e| DeaError::Archive(format!("bad tar path: {e}")))?
@@ -133,10 +189,9 @@ pub fn untar_gz_safe<R: Read>(reader: R, dest: &Path, limit: u64) -> Result<usiz
             }
             continue;
         }
-        written = written.saturating_add(entry.header().size().unwrap_or(0));
-        if written > limit {
-            return Err(too_big("the tarball", limit));
-        }
+        budget
+            .add(entry.header().size().unwrap_or(0))
+            .map_err(|e| refused("the tarball", e))?;
         if !entry
             .unpack_in(dest)
             .map_err(|e| DeaError::Archive(format!("extract {}: {e}", path.display())))?
@@ -174,6 +229,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn unlimited() -> ArchiveLimits {
+        ArchiveLimits::from_config(0, 0, 0, 0)
+    }
+
     fn zip_bytes(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         for (name, data, mode) in entries {
@@ -196,7 +255,7 @@ mod tests {
             ("ok/run.sh", b"#!/bin/sh\n", 0o755),
             ("app.py", b"print(1)", 0o644),
         ]);
-        let skipped = unzip_safe(std::io::Cursor::new(z), &dest, u64::MAX).expect("unzip");
+        let skipped = unzip_safe(std::io::Cursor::new(z), &dest, unlimited()).expect("unzip");
         assert_eq!(skipped, 3);
         assert!(!tmp.path().join("evil.txt").exists());
         assert!(!tmp.path().join("evil2.txt").exists());
@@ -225,7 +284,7 @@ mod tests {
         std::os::unix::fs::symlink("../../../x", src.join("sub/bad-link2")).expect("link");
         let tgz = tar_gz(Vec::new(), &[("app", &src)], &[("info.yml", b"a: b\n")]).expect("tar");
         let dest = tmp.path().join("dest");
-        let skipped = untar_gz_safe(&tgz[..], &dest, u64::MAX).expect("untar");
+        let skipped = untar_gz_safe(&tgz[..], &dest, unlimited(), tgz.len() as u64).expect("untar");
         assert_eq!(skipped, 2);
         assert_eq!(
             std::fs::read_to_string(dest.join("app/sub/f.txt")).expect("read"),
@@ -251,7 +310,10 @@ mod tests {
         raw.append(&h, &b"x"[..]).expect("append");
         let bytes = raw.into_inner().expect("inner").finish().expect("finish");
         let d2 = tmp.path().join("d2");
-        assert_eq!(untar_gz_safe(&bytes[..], &d2, u64::MAX).expect("untar"), 1);
+        assert_eq!(
+            untar_gz_safe(&bytes[..], &d2, unlimited(), bytes.len() as u64).expect("untar"),
+            1
+        );
         assert!(!tmp.path().join("evil.tx").exists());
     }
 
@@ -263,17 +325,39 @@ mod tests {
         let e = unzip_safe(
             std::io::Cursor::new(z.clone()),
             &tmp.path().join("z1"),
-            100_000,
+            unlimited().unpacked_at_most(100_000),
         )
         .expect_err("over the limit");
         assert!(e.to_string().contains("expands to more than"), "{e}");
-        unzip_safe(std::io::Cursor::new(z), &tmp.path().join("z2"), 200_000).expect("fits");
+        assert!(
+            !tmp.path().join("z1").exists(),
+            "refused on the declared sizes, before writing"
+        );
+        unzip_safe(
+            std::io::Cursor::new(z),
+            &tmp.path().join("z2"),
+            unlimited().unpacked_at_most(200_000),
+        )
+        .expect("fits");
         let src = tmp.path().join("src");
         std::fs::create_dir_all(&src).expect("mkdir");
         std::fs::write(src.join("f"), &big).expect("write");
         let tgz = tar_gz(Vec::new(), &[("app", &src)], &[]).expect("tar");
-        assert!(untar_gz_safe(&tgz[..], &tmp.path().join("t1"), 1000).is_err());
-        untar_gz_safe(&tgz[..], &tmp.path().join("t2"), 100_000).expect("fits");
+        let n = tgz.len() as u64;
+        assert!(untar_gz_safe(
+            &tgz[..],
+            &tmp.path().join("t1"),
+            unlimited().unpacked_at_most(1000),
+            n
+        )
+        .is_err());
+        untar_gz_safe(
+            &tgz[..],
+            &tmp.path().join("t2"),
+            unlimited().unpacked_at_most(100_000),
+            n,
+        )
+        .expect("fits");
     }
 
     #[test]

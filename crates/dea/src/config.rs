@@ -65,6 +65,31 @@ pub struct Config {
     pub crashed_retention_s: u64,
     /// Extension: longest a drain (SIGUSR2) waits for replacements.
     pub evacuation_timeout_s: u64,
+    /// Archives this DEA downloads and unpacks (packages, buildpacks,
+    /// droplets, caches): most MB downloaded, most MB unpacked (a build's
+    /// or instance's disk quota applies when smaller), most entries, most
+    /// expansion ratio (docs/architecture.md "Archive limits"); 0 = none.
+    pub max_package_mb: u64,
+    pub max_unpacked_mb: u64,
+    pub max_archive_entries: u64,
+    pub max_compression_ratio: u64,
+    /// Builds running at once; more wait in line (their staging log says
+    /// how many are ahead). 0 = the number of cores.
+    pub max_concurrent_stagings: usize,
+    /// Every HTTP call to the controller (blobs): connecting, and the
+    /// longest pause between two reads (downloads may take long, but never
+    /// stall longer than this).
+    pub http_connect_timeout_s: u64,
+    pub http_read_timeout_s: u64,
+    /// App log bytes per second per instance (the platform's cap; CF's
+    /// `log_rate_limit_in_bytes_per_second`); beyond it lines are dropped
+    /// and counted. 0 = unlimited.
+    pub log_rate_limit_bytes_per_s: u64,
+    /// Longest log line; longer output is cut into lines of this size.
+    pub log_max_line_bytes: usize,
+    /// Log messages waiting for the bus, in KB; beyond it new lines are
+    /// dropped and counted.
+    pub log_queue_kb: usize,
 }
 
 impl Default for Config {
@@ -94,6 +119,16 @@ impl Default for Config {
             staging_env_passthrough: DEFAULT_PASSTHROUGH.iter().map(|s| s.to_string()).collect(),
             crashed_retention_s: 60,
             evacuation_timeout_s: 120,
+            max_package_mb: proto::archive::DEFAULT_MAX_PACKED_MB,
+            max_unpacked_mb: proto::archive::DEFAULT_MAX_UNPACKED_MB,
+            max_archive_entries: proto::archive::DEFAULT_MAX_ENTRIES,
+            max_compression_ratio: proto::archive::DEFAULT_MAX_RATIO,
+            max_concurrent_stagings: 2,
+            http_connect_timeout_s: 10,
+            http_read_timeout_s: 60,
+            log_rate_limit_bytes_per_s: 1024 * 1024,
+            log_max_line_bytes: crate::outbox::MAX_LINE,
+            log_queue_kb: 8 * 1024,
         }
     }
 }
@@ -162,6 +197,37 @@ impl Config {
                 .unwrap_or(16384 + HOST_RESERVE_MB);
             self.disk_mb = free.saturating_sub(HOST_RESERVE_MB).max(1024);
         }
+    }
+
+    /// The archive limits of the `max_*` fields.
+    pub fn archive_limits(&self) -> proto::archive::ArchiveLimits {
+        proto::archive::ArchiveLimits::from_config(
+            self.max_package_mb,
+            self.max_unpacked_mb,
+            self.max_archive_entries,
+            self.max_compression_ratio,
+        )
+    }
+
+    /// Builds at once: `max_concurrent_stagings`, or the cores when 0.
+    pub fn staging_slots(&self) -> usize {
+        match self.max_concurrent_stagings {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The HTTP client for blobs, with `http_*_timeout_s`.
+    pub fn http_client(&self) -> reqwest::Client {
+        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+        reqwest::Client::builder()
+            .connect_timeout(secs(self.http_connect_timeout_s))
+            .read_timeout(secs(self.http_read_timeout_s))
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot build the HTTP client; using the defaults");
+                reqwest::Client::new()
+            })
     }
 
     /// The passthrough variables set in `lookup` (the DEA's environment).

@@ -7,9 +7,15 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{DeaError, Result};
 
-/// Downloads `url` into `path`, returning the sha256 hex of the body, or
-/// `None` on 404.
-pub async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<Option<String>> {
+/// Downloads `url` into `path` (at most `max` bytes: beyond, the file is
+/// removed and the download refused), returning the sha256 hex of the
+/// body, or `None` on 404.
+pub async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    max: u64,
+) -> Result<Option<String>> {
     let mut resp = client
         .get(url)
         .send()
@@ -25,21 +31,44 @@ pub async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Resul
             resp.status()
         )));
     }
+    let too_big = |n: u64| {
+        DeaError::Archive(format!(
+            "GET {}: more than {} MB (the download limit)",
+            redact(url),
+            n / (1024 * 1024)
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_big(max));
+    }
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| DeaError::io(path, e))?;
     let mut hasher = Sha256::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| DeaError::Http(format!("GET {}: {e}", redact(url))))?
-    {
-        hasher.update(&chunk);
-        file.write_all(&chunk)
+    let mut size: u64 = 0;
+    let result = async {
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| DeaError::io(path, e))?;
+            .map_err(|e| DeaError::Http(format!("GET {}: {e}", redact(url))))?
+        {
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(too_big(max));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| DeaError::io(path, e))?;
+        }
+        file.flush().await.map_err(|e| DeaError::io(path, e))
     }
-    file.flush().await.map_err(|e| DeaError::io(path, e))?;
+    .await;
+    if let Err(e) = result {
+        drop(file);
+        let _ = tokio::fs::remove_file(path).await;
+        return Err(e);
+    }
     Ok(Some(hex::encode(hasher.finalize())))
 }
 

@@ -21,7 +21,7 @@ use crate::backend::{Backend, ContainerSpec, ExitInfo, ProcessSpec};
 use crate::config::Config;
 use crate::env::{build_env, start_script, EnvInput};
 use crate::error::{DeaError, Result};
-use crate::outbox::{spawn_line_reader, Outbox};
+use crate::outbox::{spawn_line_reader_max, LogRateLimit, Outbox, LINE_CHANNEL};
 use crate::registry::{Filter, Instance, Registry};
 use crate::staging::Stagings;
 use crate::state::Lifecycle;
@@ -54,11 +54,12 @@ const MAX_PLACEMENTS: usize = 512;
 
 impl Agent {
     pub fn new(cfg: Config, backend: Arc<dyn Backend>, outbox: Outbox) -> Arc<Agent> {
+        let http = cfg.http_client();
         Arc::new(Agent {
             cfg,
             backend,
             outbox,
-            http: reqwest::Client::new(),
+            http,
             registry: Mutex::new(Registry::default()),
             register_interval_s: AtomicU64::new(5),
             stale_threshold_s: AtomicU64::new(20),
@@ -321,10 +322,14 @@ impl Agent {
             return Ok(());
         }
         let (d, r) = (droplet.clone(), root.clone());
-        let limit = req.limits.disk_mb.saturating_mul(1024 * 1024);
+        let limits = self
+            .cfg
+            .archive_limits()
+            .unpacked_at_most(req.limits.disk_mb.saturating_mul(1024 * 1024));
         tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&d).map_err(|e| DeaError::io(&d, e))?;
-            crate::archive::untar_gz_safe(std::io::BufReader::new(f), &r, limit)
+            let packed = f.metadata().map_err(|e| DeaError::io(&d, e))?.len();
+            crate::archive::untar_gz_safe(std::io::BufReader::new(f), &r, limits, packed)
         })
         .await
         .map_err(|e| DeaError::Backend(format!("extract task: {e}")))??;
@@ -418,14 +423,27 @@ impl Agent {
         stdout: Option<crate::backend::BoxRead>,
         stderr: Option<crate::backend::BoxRead>,
     ) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        spawn_line_reader(stdout, LogStream::Stdout, tx.clone());
-        spawn_line_reader(stderr, LogStream::Stderr, tx);
+        let (tx, mut rx) = mpsc::channel(LINE_CHANNEL);
+        let max_line = self.cfg.log_max_line_bytes;
+        spawn_line_reader_max(stdout, LogStream::Stdout, tx.clone(), max_line);
+        spawn_line_reader_max(stderr, LogStream::Stderr, tx, max_line);
         let outbox = self.outbox.clone();
         let (app_id, index) = (req.app_id.clone(), req.index);
+        let mut limit = LogRateLimit::new(self.cfg.log_rate_limit_bytes_per_s);
         tokio::spawn(async move {
             while let Some((stream, line)) = rx.recv().await {
-                outbox.log(&app_id, LogSource::App, Some(index), stream, &line);
+                if limit.allow(line.len()) {
+                    outbox.log(&app_id, LogSource::App, Some(index), stream, &line);
+                } else if let Some(notice) = limit.notice() {
+                    tracing::info!(app_id = %app_id, index, dropped = limit.dropped(), "app log rate limit exceeded");
+                    outbox.log(
+                        &app_id,
+                        LogSource::App,
+                        Some(index),
+                        LogStream::Stderr,
+                        &notice,
+                    );
+                }
             }
         });
     }
@@ -506,7 +524,8 @@ impl Agent {
             }
         }
         let tmp = dir.join(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        let got = crate::http::download(&self.http, &req.droplet_uri, &tmp).await;
+        let max = self.cfg.archive_limits().max_packed_bytes;
+        let got = crate::http::download(&self.http, &req.droplet_uri, &tmp, max).await;
         let actual = match got {
             Ok(Some(sha)) => sha,
             Ok(None) => {

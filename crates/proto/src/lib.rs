@@ -4,6 +4,7 @@
 //! Subjects and payload structs live here and nowhere else (docs/architecture.md
 //! §3, §4).
 
+pub mod archive;
 pub mod assignments;
 pub mod bus;
 pub mod busauth;

@@ -1,9 +1,10 @@
 //! The test kit every crate's tests share (dev-only): a private
 //! nats-server per test, a Postgres database per test, polling with
-//! deadlines, and the rule for tests that need root.
+//! deadlines, the rule for tests that need root, and hostile archives.
 //!
 //! Nothing here is used by the platform itself.
 
+pub mod archives;
 mod nats;
 mod pg;
 mod root;

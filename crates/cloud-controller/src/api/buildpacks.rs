@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query, MAX_UPLOAD_BYTES};
+use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query};
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
@@ -30,7 +30,7 @@ pub fn routes() -> Router<Ctx> {
         )
         .route(
             "/v3/buildpacks/{guid}/upload",
-            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            post(upload).layer(DefaultBodyLimit::disable()),
         )
 }
 
@@ -313,7 +313,11 @@ async fn upload(
             continue;
         }
         filename = Some(safe_filename(field.file_name()));
-        match ctx.blobs.stage(Box::pin(field)).await {
+        match ctx
+            .blobs
+            .stage(Box::pin(field), ctx.cfg.archive_limits().max_packed_bytes)
+            .await
+        {
             Ok(s) => staged = Some(s),
             Err(e) => {
                 return Err(ApiError::Unprocessable(format!(
@@ -328,8 +332,9 @@ async fn upload(
         ));
     };
     let path = staged.path.clone();
+    let limits = ctx.cfg.archive_limits();
     let check = tokio::task::spawn_blocking(move || {
-        validate_zip(&path)?;
+        validate_zip(&path, limits)?;
         check_layout(&path)
     })
     .await

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use proto::desired::{DesiredApp, DesiredPage};
 use serde_json::json;
 
-use super::{Query, MAX_UPLOAD_BYTES};
+use super::Query;
 use crate::auth;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -30,7 +30,7 @@ pub fn routes() -> Router<Ctx> {
             "/internal/v1/droplets/{guid}/upload",
             put(droplet_upload)
                 .post(droplet_upload)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/internal/v1/droplets/{guid}/download",
@@ -41,7 +41,7 @@ pub fn routes() -> Router<Ctx> {
             get(cache_download)
                 .put(cache_upload)
                 .post(cache_upload)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+                .layer(DefaultBodyLimit::disable()),
         )
 }
 
@@ -213,11 +213,21 @@ async fn droplet_upload(
     check_signature(&ctx, &Method::PUT, &uri, &q)
         .or_else(|_| check_signature(&ctx, &method, &uri, &q))?;
     ctx.store.build(&guid).await?;
+    let limits = ctx.cfg.archive_limits();
     let staged = ctx
         .blobs
-        .stage(body.into_data_stream())
+        .stage(body.into_data_stream(), limits.max_packed_bytes)
         .await
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let path = staged.path.clone();
+    let check = tokio::task::spawn_blocking(move || crate::blobstore::validate_tgz(&path, limits))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Err(detail) = check {
+        ctx.blobs.discard(&staged).await;
+        tracing::warn!(build = %guid, error = %detail, "rejected droplet upload");
+        return Err(ApiError::Unprocessable(detail));
+    }
     ctx.blobs.commit(&staged).await?;
     ctx.store.set_build_uploaded(&guid, &staged.sha256).await?;
     tracing::info!(build = %guid, sha256 = %staged.sha256, bytes = staged.size, "droplet uploaded");
@@ -251,7 +261,10 @@ async fn cache_upload(
         .or_else(|_| check_signature(&ctx, &method, &uri, &q))?;
     let staged = ctx
         .blobs
-        .stage(body.into_data_stream())
+        .stage(
+            body.into_data_stream(),
+            ctx.cfg.archive_limits().max_packed_bytes,
+        )
         .await
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     ctx.blobs.commit_cache(&staged, &guid).await?;

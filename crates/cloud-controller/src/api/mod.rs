@@ -37,9 +37,6 @@ use serde_json::{json, Value};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 
-/// Upload bodies (packages, droplets, caches) may be large.
-pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
-
 /// The public API (CF v3, tokens, UAA); `/internal/*` is not here.
 pub fn router(ctx: Ctx) -> Router {
     let v3 = Router::new()

@@ -9,9 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne, MAX_UPLOAD_BYTES,
-};
+use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
 use crate::authz::{Action, Perms};
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};
@@ -24,7 +22,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/packages/{guid}", get(show))
         .route(
             "/v3/packages/{guid}/upload",
-            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            post(upload).layer(DefaultBodyLimit::disable()),
         )
 }
 
@@ -159,8 +157,20 @@ async fn upload(
         if field.name() != Some("bits") || staged.is_some() {
             continue;
         }
-        match ctx.blobs.stage(Box::pin(field)).await {
+        match ctx
+            .blobs
+            .stage(Box::pin(field), ctx.cfg.archive_limits().max_packed_bytes)
+            .await
+        {
             Ok(s) => staged = Some(s),
+            Err(e @ crate::blobstore::BlobError::TooBig(_)) => {
+                let detail = format!("the uploaded zip is refused: {e}");
+                tracing::warn!(package = %guid, error = %detail, "rejected package upload");
+                ctx.store
+                    .set_package_state(&guid, PackageState::Failed, None, Some(&detail))
+                    .await?;
+                return Err(ApiError::Unprocessable(detail));
+            }
             Err(e) => {
                 return Err(ApiError::Unprocessable(format!(
                     "the upload could not be read: {e}"
@@ -174,7 +184,8 @@ async fn upload(
         ));
     };
     let path = staged.path.clone();
-    let check = tokio::task::spawn_blocking(move || validate_zip(&path))
+    let limits = ctx.cfg.archive_limits();
+    let check = tokio::task::spawn_blocking(move || validate_zip(&path, limits))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Err(detail) = check {

@@ -34,13 +34,19 @@ impl Api {
 
     /// A controller on `database_url` (default: SQLite in a temp dir).
     pub async fn open(database_url: Option<String>) -> Api {
+        Api::open_with(database_url, |_| {}).await
+    }
+
+    /// [`Api::open`] with the config changed by `tweak`.
+    pub async fn open_with(database_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = Config {
+        let mut cfg = Config {
             data_dir: dir.path().to_path_buf(),
             database_url,
             internal_api_token: "dev-internal-token".into(),
             ..Config::default()
         };
+        tweak(&mut cfg);
         let store = Store::open(&cfg.database_url()).await.expect("store");
         store
             .bootstrap("admin", "admin", "sys.localhost", "localhost")

@@ -239,7 +239,7 @@ async fn fake_dea(bus: Bus, cc_addr: String, events: mpsc::UnboundedSender<DeaEv
                 assert!(pkg.starts_with(b"PK"), "package is the zip");
                 let (status, _) = http(&cc_addr, "GET", req.cache_download_uri.as_deref().expect("cache uri"), &[], &[]).await;
                 assert_eq!(status, 404, "no cache yet");
-                let droplet = b"fake droplet tarball".to_vec();
+                let droplet = fake_droplet();
                 let (status, _) = http(&cc_addr, "PUT", &req.droplet_upload_uri, &[], &droplet).await;
                 assert_eq!(status, 201, "droplet upload");
                 let result = proto::StagingResult {
@@ -388,13 +388,10 @@ async fn push_stage_start_scale_stop_over_nats() {
     assert_eq!(s0.vcap_application["application_name"], "e2e");
     assert_eq!(s0.vcap_application["space_name"], "dev");
     let (status, bytes) = http(&addr, "GET", &s0.droplet_uri, &[], &[]).await;
-    assert_eq!(
-        (status, bytes.as_slice()),
-        (200, &b"fake droplet tarball"[..])
-    );
+    assert_eq!((status, bytes), (200, fake_droplet()));
     assert_eq!(
         s0.droplet_sha256,
-        hex::encode(Sha256::digest(b"fake droplet tarball"))
+        hex::encode(Sha256::digest(fake_droplet()))
     );
 
     // Desired state for the HM.
@@ -646,4 +643,18 @@ async fn push_and_scale_over_three_sim_deas() {
     }
     let _ = stop_tx.send(());
     let _ = server.await;
+}
+
+/// A small droplet (the same bytes every time): droplets must be gzipped
+/// tarballs (docs/architecture.md §6.5).
+fn fake_droplet() -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "app/fake", &b"fake"[..])
+        .expect("tar");
+    b.into_inner().expect("tar").finish().expect("gzip")
 }

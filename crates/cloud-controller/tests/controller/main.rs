@@ -9,3 +9,4 @@ mod security_groups;
 mod store;
 mod support;
 mod tenancy;
+mod uploads;

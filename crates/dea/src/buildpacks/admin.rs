@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use proto::archive::ArchiveLimits;
 use proto::AdminBuildpack;
 
 use crate::error::{DeaError, Result};
@@ -18,6 +19,7 @@ pub async fn ensure(
     http: &reqwest::Client,
     cache_dir: &Path,
     bp: &AdminBuildpack,
+    limits: ArchiveLimits,
 ) -> Result<PathBuf> {
     if !is_sha256(&bp.sha256) {
         return Err(DeaError::Staging(format!(
@@ -35,7 +37,7 @@ pub async fn ensure(
         .map_err(|e| DeaError::io(cache_dir, e))?;
     let tmp = cache_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
     let zip = tmp.with_extension("zip");
-    let result = fetch_and_unpack(http, bp, &sha, &zip, &tmp, &dest).await;
+    let result = fetch_and_unpack(http, bp, &sha, &zip, &tmp, &dest, limits).await;
     let _ = tokio::fs::remove_file(&zip).await;
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     result.map(|()| dest)
@@ -48,8 +50,9 @@ async fn fetch_and_unpack(
     zip: &Path,
     tmp: &Path,
     dest: &Path,
+    limits: ArchiveLimits,
 ) -> Result<()> {
-    match crate::http::download(http, &bp.uri, zip).await? {
+    match crate::http::download(http, &bp.uri, zip, limits.max_packed_bytes).await? {
         None => {
             return Err(DeaError::Staging(format!(
                 "buildpack {}: bits not found",
@@ -70,7 +73,7 @@ async fn fetch_and_unpack(
         dest.to_path_buf(),
         bp.name.clone(),
     );
-    tokio::task::spawn_blocking(move || unpack(&zip, &tmp, &dest, &name))
+    tokio::task::spawn_blocking(move || unpack(&zip, &tmp, &dest, &name, limits))
         .await
         .map_err(|e| DeaError::Staging(format!("unzip task: {e}")))?
 }
@@ -79,10 +82,14 @@ async fn fetch_and_unpack(
 const MAX_UNZIPPED: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Unzips into `tmp`, then moves the buildpack root to `dest`.
-fn unpack(zip: &Path, tmp: &Path, dest: &Path, name: &str) -> Result<()> {
+fn unpack(zip: &Path, tmp: &Path, dest: &Path, name: &str, limits: ArchiveLimits) -> Result<()> {
     std::fs::create_dir_all(tmp).map_err(|e| DeaError::io(tmp, e))?;
     let f = std::fs::File::open(zip).map_err(|e| DeaError::io(zip, e))?;
-    let skipped = crate::archive::unzip_safe(std::io::BufReader::new(f), tmp, MAX_UNZIPPED)?;
+    let skipped = crate::archive::unzip_safe(
+        std::io::BufReader::new(f),
+        tmp,
+        limits.unpacked_at_most(MAX_UNZIPPED),
+    )?;
     if skipped > 0 {
         tracing::warn!(buildpack = %name, skipped, "skipped unsafe entries in buildpack zip");
     }
@@ -174,7 +181,13 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let zip = tmp.path().join("bp.zip");
         std::fs::write(&zip, bytes).expect("write");
-        let r = unpack(&zip, &tmp.path().join("x"), &tmp.path().join("dest"), "t");
+        let r = unpack(
+            &zip,
+            &tmp.path().join("x"),
+            &tmp.path().join("dest"),
+            "t",
+            ArchiveLimits::default(),
+        );
         (tmp, r)
     }
 

@@ -6,6 +6,8 @@
 pub mod plan;
 mod runner;
 pub mod service;
+pub mod slots;
 
 pub use runner::{host_path, Built, Stager, NO_START_COMMAND};
 pub use service::{Deliver, Load, Stagings};
+pub use slots::Slots;

@@ -20,11 +20,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::plan::{self, Candidate, Phase};
+use super::slots::Slots;
 use crate::backend::{Backend, Container, ContainerSpec, ExitInfo, ProcessSpec};
 use crate::buildpacks;
 use crate::env::parse_env_list;
 use crate::error::{DeaError, Result};
-use crate::outbox::{spawn_line_reader, Outbox};
+use crate::outbox::{spawn_line_reader, Outbox, LINE_CHANNEL};
+use proto::archive::ArchiveLimits;
 
 pub const NO_START_COMMAND: &str = "no start command: specify one with -c or a Procfile";
 /// Lines kept for an error's quote.
@@ -45,6 +47,10 @@ pub struct Stager {
     /// Host variables every build gets (package index settings: pip's and
     /// npm's), from the DEA's `staging_env_passthrough`.
     pub passthrough: Vec<(String, String)>,
+    /// Bounds on the package, buildpack and cache archives.
+    pub limits: ArchiveLimits,
+    /// Builds at once (`max_concurrent_stagings`); the others wait.
+    pub slots: Arc<Slots>,
 }
 
 /// A built droplet, packed into a host file.
@@ -119,7 +125,22 @@ impl Stager {
         };
         tokio::pin!(stop);
         let droplet = out_dir.join(format!("{}.tgz", plan::sanitize(&req.staging_id)));
-        let result = self.stage(&req, &dir, &droplet, &mut stop).await;
+        let slot = tokio::select! {
+            s = self.slots.acquire(|ahead| {
+                self.log(
+                    &req.app_id,
+                    &format!(
+                        "-----> Waiting for a staging slot: {ahead} ahead ({} building on this DEA at once)",
+                        self.slots.max()
+                    ),
+                )
+            }) => Ok(s),
+            f = stop.as_mut() => Err(DeaError::Failed(f)),
+        };
+        let result = match slot {
+            Ok(_slot) => self.stage(&req, &dir, &droplet, &mut stop).await,
+            Err(e) => Err(e),
+        };
         let _ = tokio::fs::remove_file(&droplet).await;
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -212,10 +233,12 @@ impl Stager {
                 .await
                 .map_err(|e| DeaError::io(d, e))?;
         }
-        let limit = req.disk_mb.saturating_mul(1024 * 1024);
+        let limits = self
+            .limits
+            .unpacked_at_most(req.disk_mb.saturating_mul(1024 * 1024));
         self.log(&req.app_id, "-----> Downloading app package");
         let pkg = dir.join("package.zip");
-        if crate::http::download(&self.http, &req.package_uri, &pkg)
+        if crate::http::download(&self.http, &req.package_uri, &pkg, limits.max_packed_bytes)
             .await?
             .is_none()
         {
@@ -224,7 +247,7 @@ impl Stager {
         let (p, a) = (pkg.clone(), app.clone());
         let skipped = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&p).map_err(|e| DeaError::io(&p, e))?;
-            crate::archive::unzip_safe(std::io::BufReader::new(f), &a, limit)
+            crate::archive::unzip_safe(std::io::BufReader::new(f), &a, limits)
         })
         .await
         .map_err(|e| DeaError::Staging(format!("unzip task: {e}")))??;
@@ -238,19 +261,21 @@ impl Stager {
 
         if let Some(uri) = req.cache_download_uri.as_deref().filter(|u| !u.is_empty()) {
             let tgz = dir.join("cache.tgz");
-            match crate::http::download(&self.http, uri, &tgz).await {
+            match crate::http::download(&self.http, uri, &tgz, MAX_CACHE_BYTES).await {
                 Ok(Some(_)) => {
                     let size = tokio::fs::metadata(&tgz)
                         .await
                         .map(|m| m.len())
                         .unwrap_or(0);
                     let (t, cd) = (tgz.clone(), cache.clone());
+                    let cache_limits = self.limits.unpacked_at_most(MAX_CACHE_BYTES);
                     let r = tokio::task::spawn_blocking(move || {
                         let f = std::fs::File::open(&t).map_err(|e| DeaError::io(&t, e))?;
                         crate::archive::untar_gz_safe(
                             std::io::BufReader::new(f),
                             &cd,
-                            MAX_CACHE_BYTES,
+                            cache_limits,
+                            size,
                         )
                     })
                     .await;
@@ -340,7 +365,8 @@ impl Stager {
                         &format!("-----> Fetching buildpack {}", bp.name),
                     );
                 }
-                let src = buildpacks::admin::ensure(&self.http, &cache_dir, bp).await?;
+                let src =
+                    buildpacks::admin::ensure(&self.http, &cache_dir, bp, self.limits).await?;
                 let d = dst.clone();
                 tokio::task::spawn_blocking(move || buildpacks::admin::copy_dir(&src, &d))
                     .await
@@ -586,7 +612,11 @@ impl Stager {
             "PAAS_STAGING_INFO".into(),
             info.to_yaml().trim_end().to_string(),
         ));
-        let limit = req.disk_mb.saturating_mul(1024 * 1024);
+        // The controller takes droplets up to its upload limit.
+        let limit = req
+            .disk_mb
+            .saturating_mul(1024 * 1024)
+            .min(self.limits.max_packed_bytes);
         let (sha256, size) = self
             .pack(req, c, plan::PACK_DROPLET, env, droplet, limit)
             .await
@@ -729,7 +759,7 @@ impl Stager {
             cwd: c.root.join("app"),
         };
         let sp = self.backend.spawn(c, spec).await?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(LINE_CHANNEL);
         spawn_line_reader(sp.stdout, LogStream::Stdout, tx.clone());
         spawn_line_reader(sp.stderr, LogStream::Stderr, tx);
         let mut stdout = Vec::new();
@@ -773,7 +803,7 @@ impl Stager {
                 },
             )
             .await?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(LINE_CHANNEL);
         spawn_line_reader(sp.stderr, LogStream::Stderr, tx);
         let outbox = self.outbox.clone();
         let app_id = req.app_id.clone();

@@ -276,6 +276,8 @@ mod tests {
             state_dir: state.to_path_buf(),
             dea_id: "dea-t".into(),
             passthrough: vec![],
+            limits: proto::archive::ArchiveLimits::default(),
+            slots: crate::staging::Slots::new(2),
         };
         let never: Deliver = Arc::new(|_| Box::pin(std::future::pending()));
         Stagings::new(stager, never)

@@ -129,6 +129,8 @@ pub fn stager(
         state_dir: state.to_path_buf(),
         dea_id: "dea-t".into(),
         passthrough: vec![],
+        limits: proto::archive::ArchiveLimits::default(),
+        slots: dea::staging::Slots::new(4),
     };
     (s, rx)
 }

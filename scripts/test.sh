@@ -25,7 +25,7 @@
 #   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas),
 #   a test namespace and veth of their own, and qemu VMs (scripts/vm/
 #   run-in-vm.sh, in a temp dir); all removed at the end. The DEA sets
-#   net.ipv4.ip_forward=1 (left on).
+#   net.ipv4.ip_forward=1 and the last DEA to stop puts the old value back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib.sh

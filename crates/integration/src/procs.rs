@@ -119,3 +119,13 @@ pub fn app_instance_pids(app_guid: &str) -> Vec<(u32, u32)> {
     out.sort_unstable();
     out
 }
+
+/// CPU time (user + system) process `pid` has used, in clock ticks
+/// (fields 14 and 15 of /proc/<pid>/stat); `None` when it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold spaces: fields start after its closing paren.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}

@@ -5,3 +5,5 @@
 
 mod bus;
 mod file_modes;
+mod log_streams;
+mod logins;

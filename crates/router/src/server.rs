@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +59,44 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
+    /// Client connections open at once (0 = unlimited), counted in the
+    /// [`ConnCount`] given to [`serve`].
+    pub max_client_connections: usize,
 }
+
+/// Client connections open, shared by the listeners that count them.
+#[derive(Debug, Clone, Default)]
+pub struct ConnCount(Arc<AtomicUsize>);
+
+/// One counted connection; uncounted when dropped.
+struct ConnSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnCount {
+    /// Counts a new connection unless `max` (0 = unlimited) are open.
+    fn admit(&self, max: usize) -> Option<ConnSlot> {
+        let before = self.0.fetch_add(1, Ordering::AcqRel);
+        let counted = ConnSlot(self.0.clone());
+        if max > 0 && before >= max {
+            return None;
+        }
+        Some(counted)
+    }
+
+    /// Connections open now.
+    pub fn current(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Written (best effort, without waiting) to a plain-HTTP connection
+/// refused at the connection limit.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 22\r\nconnection: close\r\n\r\nToo many connections.\n";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -66,6 +104,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(15),
             keepalive_timeout: Duration::from_secs(75),
             max_header_bytes: 64 * 1024,
+            max_client_connections: 10_000,
         }
     }
 }
@@ -95,6 +134,7 @@ pub async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     fast: Option<Arc<FastPath>>,
+    conns: Option<ConnCount>,
     limits: Limits,
     handler: H,
     mut stop: watch::Receiver<bool>,
@@ -118,6 +158,20 @@ pub async fn serve<H, F>(
                         continue;
                     }
                 };
+                let counted = match &conns {
+                    Some(c) => match c.admit(limits.max_client_connections) {
+                        Some(counted) => Some(counted),
+                        None => {
+                            // Refused at once: nothing is spawned or kept.
+                            if tls.is_none() {
+                                let _ = stream.try_write(OVER_CAPACITY);
+                            }
+                            tracing::debug!(listener = name, peer = %peer, "connection limit reached, connection refused");
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let _ = stream.set_nodelay(true);
                 let info = ConnInfo::new(peer, tls.is_some());
                 let handler = handler.clone();
@@ -129,6 +183,7 @@ pub async fn serve<H, F>(
                 let fast = fast.clone();
                 let fast_conn = fast_conns.clone();
                 tokio::spawn(async move {
+                    let _counted = counted;
                     let conn = Conn { name, info, limits: &limits, builder: &builder, watcher };
                     match tls {
                         None => match &fast {

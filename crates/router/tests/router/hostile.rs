@@ -141,6 +141,41 @@ async fn spoofed_forwarding_headers_are_replaced_on_both_paths() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_header_is_passed_on_only_with_always_forward() {
+    let nats = Nats::start().expect("nats-server");
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let mut config = test_config(&nats.url);
+    config.forwarded_client_cert = router::config::ForwardedClientCert::AlwaysForward;
+    let router = Router::start_with(config).await;
+    let app = backend("app").await;
+    register(&bus, &reg("xfcc.localhost", app.addr, "i1", None)).await;
+    wait_status(&client(), router.addr, "xfcc.localhost", StatusCode::OK).await;
+    let before = app.hits();
+    let (status, _) = raw_get(
+        router.addr,
+        "xfcc.localhost",
+        "/",
+        "X-Forwarded-Client-Cert: Hash=abc\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut send = h2(router.addr).await;
+    let (status, _) = h2_get(
+        &mut send,
+        "http://xfcc.localhost/",
+        &[("x-forwarded-client-cert", "Hash=abc")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = app.seen.lock().expect("lock").clone();
+    for h in &seen[before..] {
+        assert_eq!(h["x-forwarded-client-cert"], "Hash=abc", "{h:?}");
+    }
+    assert_eq!(seen.len(), before + 2);
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_host_headers_and_an_h2_host_unlike_the_authority_are_refused() {
     let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
@@ -421,7 +456,7 @@ fn slow_uploads(
 }
 
 async fn stalled_bodies_are_cut_off(head: &'static str, first: &'static str) {
-    const N: usize = 40;
+    const N: usize = 100;
     let nats = Nats::start().expect("nats-server");
     let bus = Bus::connect(&nats.url, "test").await.expect("bus");
     let mut config = test_config(&nats.url);

@@ -58,9 +58,8 @@ static PLAIN: [bool; 256] = {
 /// in an unquoted field (`quoted` false) the space → `\x20`. The line
 /// stays one line of printable ASCII with its fields where they belong.
 pub(crate) fn push_escaped(out: &mut Vec<u8>, s: &[u8], quoted: bool) {
-    let plain = |b: u8| PLAIN[usize::from(b)] && (quoted || b != b' ');
     let mut rest = s;
-    while let Some(i) = rest.iter().position(|&b| !plain(b)) {
+    while let Some(i) = find_unplain(rest, quoted) {
         out.extend_from_slice(&rest[..i]);
         match rest[i] {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -78,6 +77,39 @@ pub(crate) fn push_escaped(out: &mut Vec<u8>, s: &[u8], quoted: bool) {
         rest = &rest[i + 1..];
     }
     out.extend_from_slice(rest);
+}
+
+/// Index of the first byte of `s` that [`push_escaped`] escapes. Eight
+/// bytes at a time, as [`find_escape`]: a word of plain bytes costs a few
+/// instructions.
+fn find_unplain(s: &[u8], quoted: bool) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut base = 0;
+    for chunk in s.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let mut flagged = (w.wrapping_sub(0x20 * ONES) & !w & HIGH)
+            | (w & HIGH)
+            | has_zero(w ^ (u64::from(b'"') * ONES))
+            | has_zero(w ^ (u64::from(b'\\') * ONES))
+            | has_zero(w ^ (0x7f * ONES));
+        if !quoted {
+            flagged |= has_zero(w ^ (u64::from(b' ') * ONES));
+        }
+        if flagged != 0 {
+            // The lowest flagged byte is exact (borrows only flag bytes
+            // above a real match).
+            return Some(base + (flagged.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    s[base..]
+        .iter()
+        .position(|&b| !PLAIN[usize::from(b)] || (!quoted && b == b' '))
+        .map(|i| base + i)
 }
 
 /// A quoted header field: escaped, `-` when absent or empty.
@@ -641,6 +673,32 @@ mod tests {
         }
         fields.push(cur);
         fields
+    }
+
+    #[test]
+    fn finds_bytes_to_escape_in_log_fields() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for bad in [0u8, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xff] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = bad;
+                    assert_eq!(
+                        find_unplain(&s, true),
+                        Some(pos),
+                        "len {len} pos {pos} byte {bad}"
+                    );
+                    assert_eq!(
+                        find_unplain(&s, false),
+                        Some(pos),
+                        "len {len} pos {pos} byte {bad}"
+                    );
+                }
+                let mut s = vec![b'~'; len];
+                s[pos] = b' ';
+                assert_eq!(find_unplain(&s, true), None);
+                assert_eq!(find_unplain(&s, false), Some(pos));
+            }
+        }
     }
 
     #[test]

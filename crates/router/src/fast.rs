@@ -527,6 +527,7 @@ impl FastPath {
                                 // 408, then the connection is closed (the
                                 // rest of the body is never read).
                                 tracing::info!(route = %pool.key, backend = %e.address, "request body stalled, request ended");
+                                self.proxy.metrics.record_request_body_timeout();
                                 let text = b"Request body timed out.\n";
                                 out.clear();
                                 out.extend_from_slice(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ");

@@ -144,7 +144,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         max_client_connections: config.max_client_connections,
     };
     // One count for the HTTP and HTTPS listeners together.
-    let client_conns = server::ConnCount::default();
+    let client_conns = server::ConnCount::new(metrics.clone());
     let proxy = Arc::new(proxy::Proxy::new(
         routes.clone(),
         access_log::AccessLog::start(

@@ -635,6 +635,7 @@ impl Proxy {
                     if caused_by::<BodyTimeout>(&e) {
                         // The backend connection went with the failed send.
                         tracing::info!(route = %pool.key, backend = %endpoint.address, "request body stalled, request ended");
+                        self.metrics.record_request_body_timeout();
                         let mut resp = error_response(
                             StatusCode::REQUEST_TIMEOUT,
                             None,

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::body::{Counted, RespBody};
 use crate::fast::{FastPath, Outcome};
+use crate::metrics::Metrics;
 use crate::timeouts::{Activity, Watched};
 
 /// What the handler knows about the client connection.
@@ -64,33 +64,30 @@ pub struct Limits {
     pub max_client_connections: usize,
 }
 
-/// Client connections open, shared by the listeners that count them.
-#[derive(Debug, Clone, Default)]
-pub struct ConnCount(Arc<AtomicUsize>);
+/// Client connections open, shared by the listeners that count them (in
+/// [`Metrics`]: `router_client_connections`).
+#[derive(Debug, Clone)]
+pub struct ConnCount(Arc<Metrics>);
 
 /// One counted connection; uncounted when dropped.
-struct ConnSlot(Arc<AtomicUsize>);
+struct ConnSlot(Arc<Metrics>);
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.release_client_connection();
     }
 }
 
 impl ConnCount {
-    /// Counts a new connection unless `max` (0 = unlimited) are open.
-    fn admit(&self, max: usize) -> Option<ConnSlot> {
-        let before = self.0.fetch_add(1, Ordering::AcqRel);
-        let counted = ConnSlot(self.0.clone());
-        if max > 0 && before >= max {
-            return None;
-        }
-        Some(counted)
+    pub fn new(metrics: Arc<Metrics>) -> ConnCount {
+        ConnCount(metrics)
     }
 
-    /// Connections open now.
-    pub fn current(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+    /// Counts a new connection unless `max` (0 = unlimited) are open.
+    fn admit(&self, max: usize) -> Option<ConnSlot> {
+        self.0
+            .admit_client_connection(max)
+            .then(|| ConnSlot(self.0.clone()))
     }
 }
 

@@ -501,6 +501,10 @@ async fn stalled_bodies_are_cut_off(head: &'static str, first: &'static str) {
     .await;
     let (s, _, body) = get(&c, router.addr, "upload.localhost", "/").await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, "0"));
+    assert_eq!(
+        metric(&c, router.admin, "router_request_body_timeouts_total").await,
+        Some(N as f64)
+    );
     router.stop().await;
 }
 
@@ -593,6 +597,16 @@ async fn connections_beyond_the_cap_are_refused_at_once_and_the_others_served() 
     }
     assert!(app.hits() >= CAP);
     let hits = app.hits();
+    let c = client();
+    assert_eq!(
+        metric(&c, router.admin, "router_client_connections").await,
+        Some(CAP as f64)
+    );
+    assert!(
+        metric(&c, router.admin, "router_client_connections_refused_total")
+            .await
+            .is_some_and(|n| n >= 200.0)
+    );
 
     // The held connections are still served.
     for s in &mut held {

@@ -39,10 +39,84 @@ pub struct AccessRecord {
     pub elapsed: Duration,
 }
 
-fn text(v: &Option<HeaderValue>) -> &[u8] {
-    match v.as_ref().and_then(|v| v.to_str().ok()) {
-        Some(s) if !s.is_empty() => s.as_bytes(),
-        _ => b"-",
+/// Bytes copied into a line as they are: printable ASCII but `"` and `\\`
+/// (and, in unquoted fields, the space).
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x20;
+    while i < 0x7f {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+/// Appends a client-supplied field so that it cannot end its field or the
+/// line: `"` → `\"`, `\\` → `\\\\`, control and non-ASCII bytes → `\xNN`, and
+/// in an unquoted field (`quoted` false) the space → `\x20`. The line
+/// stays one line of printable ASCII with its fields where they belong.
+pub(crate) fn push_escaped(out: &mut Vec<u8>, s: &[u8], quoted: bool) {
+    let mut rest = s;
+    while let Some(i) = find_unplain(rest, quoted) {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            c => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 15)],
+                ]);
+            }
+        }
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Index of the first byte of `s` that [`push_escaped`] escapes. Eight
+/// bytes at a time, as [`find_escape`]: a word of plain bytes costs a few
+/// instructions.
+fn find_unplain(s: &[u8], quoted: bool) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut base = 0;
+    for chunk in s.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let mut flagged = (w.wrapping_sub(0x20 * ONES) & !w & HIGH)
+            | (w & HIGH)
+            | has_zero(w ^ (u64::from(b'"') * ONES))
+            | has_zero(w ^ (u64::from(b'\\') * ONES))
+            | has_zero(w ^ (0x7f * ONES));
+        if !quoted {
+            flagged |= has_zero(w ^ (u64::from(b' ') * ONES));
+        }
+        if flagged != 0 {
+            // The lowest flagged byte is exact (borrows only flag bytes
+            // above a real match).
+            return Some(base + (flagged.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    s[base..]
+        .iter()
+        .position(|&b| !PLAIN[usize::from(b)] || (!quoted && b == b' '))
+        .map(|i| base + i)
+}
+
+/// A quoted header field: escaped, `-` when absent or empty.
+fn push_text(out: &mut Vec<u8>, v: &Option<HeaderValue>) {
+    match v.as_ref().map(HeaderValue::as_bytes) {
+        Some(s) if !s.is_empty() => push_escaped(out, s, true),
+        _ => out.push(b'-'),
     }
 }
 
@@ -171,7 +245,7 @@ impl AccessRecord {
             .and_then(|h| h.to_str().ok())
             .map(crate::table::normalize_host);
         match host.as_deref() {
-            Some(h) if !h.is_empty() => out.extend_from_slice(h.as_bytes()),
+            Some(h) if !h.is_empty() => push_escaped(out, h.as_bytes(), false),
             _ => out.push(b'-'),
         }
         out.extend_from_slice(b" - [");
@@ -180,7 +254,7 @@ impl AccessRecord {
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         let path = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        out.extend_from_slice(path.as_bytes());
+        push_escaped(out, path.as_bytes(), false);
         out.push(b' ');
         out.extend_from_slice(version_str(self.version).as_bytes());
         out.extend_from_slice(b"\" ");
@@ -190,9 +264,9 @@ impl AccessRecord {
         out.push(b' ');
         push_u64(out, self.bytes_out);
         out.extend_from_slice(b" \"");
-        out.extend_from_slice(text(&self.referer));
+        push_text(out, &self.referer);
         out.extend_from_slice(b"\" \"");
-        out.extend_from_slice(text(&self.user_agent));
+        push_text(out, &self.user_agent);
         out.extend_from_slice(b"\" ");
         push_addr(out, &self.client);
         out.push(b' ');
@@ -201,16 +275,16 @@ impl AccessRecord {
             None => out.push(b'-'),
         }
         out.extend_from_slice(b" x_forwarded_for:\"");
-        out.extend_from_slice(text(&self.x_forwarded_for));
+        push_text(out, &self.x_forwarded_for);
         out.extend_from_slice(b"\" vcap_request_id:\"");
-        out.extend_from_slice(text(&self.request_id));
+        push_text(out, &self.request_id);
         out.extend_from_slice(b"\" response_time:");
         let us = u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX);
         push_u64(out, us / 1_000_000);
         out.push(b'.');
         push_padded(out, us % 1_000_000, 6);
         out.extend_from_slice(b" app_id:\"");
-        out.extend_from_slice(self.app_id().unwrap_or("-").as_bytes());
+        push_escaped(out, self.app_id().unwrap_or("-").as_bytes(), true);
         out.push(b'"');
     }
 }
@@ -574,6 +648,98 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_305_661_999),
         );
         assert_eq!(out, b"2026-11-22T00:01:01.999");
+    }
+
+    /// Splits a line into fields: quoted ones (with `\\` escapes) whole,
+    /// others at spaces.
+    fn fields(line: &str) -> Vec<String> {
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if quoted => {
+                    cur.push(c);
+                    cur.extend(chars.next());
+                }
+                '"' => {
+                    quoted = !quoted;
+                    cur.push(c);
+                }
+                ' ' if !quoted => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        fields
+    }
+
+    #[test]
+    fn finds_bytes_to_escape_in_log_fields() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for bad in [0u8, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xff] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = bad;
+                    assert_eq!(
+                        find_unplain(&s, true),
+                        Some(pos),
+                        "len {len} pos {pos} byte {bad}"
+                    );
+                    assert_eq!(
+                        find_unplain(&s, false),
+                        Some(pos),
+                        "len {len} pos {pos} byte {bad}"
+                    );
+                }
+                let mut s = vec![b'~'; len];
+                s[pos] = b' ';
+                assert_eq!(find_unplain(&s, true), None);
+                assert_eq!(find_unplain(&s, false), Some(pos));
+            }
+        }
+    }
+
+    #[test]
+    fn client_fields_cannot_forge_fields_or_lines() {
+        let record = |ua: &'static [u8], referer: &'static [u8], host: &'static str| AccessRecord {
+            host: Some(HeaderValue::from_static(host)),
+            method: Method::GET,
+            uri: "/x?q=%22".parse().expect("uri"),
+            version: Version::HTTP_11,
+            status: 200,
+            referer: Some(HeaderValue::from_bytes(referer).expect("referer")),
+            user_agent: Some(HeaderValue::from_bytes(ua).expect("ua")),
+            client: "127.0.0.1:5000".parse().expect("addr"),
+            endpoint: None,
+            x_forwarded_for: Some(HeaderValue::from_static("1.2.3.4")),
+            request_id: Some(HeaderValue::from_static("rid")),
+            started: SystemTime::UNIX_EPOCH,
+            bytes_in: 0,
+            bytes_out: 0,
+            elapsed: Duration::ZERO,
+        };
+        let plain = record(b"curl/8", b"-", "a.example").line();
+        let want = fields(&plain).len();
+        for (ua, referer, host) in [
+            (&b"x\" 200 0 0 \"forged"[..], &b"r"[..], "a.example"),
+            (b"back\\slash\\\" \"y", b"\"\"", "a.example"),
+            (b"tab\there \xff\xfe obs-text", b"a\\", "a.example"),
+            (b"ends with backslash\\", b"\\\"", "a b.example"),
+        ] {
+            let line = record(ua, referer, host).line();
+            assert!(line.bytes().all(|b| (0x20..0x7f).contains(&b)), "{line}");
+            assert_eq!(fields(&line).len(), want, "{line}");
+            assert!(line.ends_with("app_id:\"-\""), "{line}");
+        }
+        let line = record(b"a\"b\\c\t", b"-", "h.example").line();
+        assert!(line.contains("\"a\\\"b\\\\c\\x09\""), "{line}");
+        // A header value cannot hold a newline (the parsers refuse it),
+        // but the escaping does not depend on that.
+        let mut out = Vec::new();
+        push_escaped(&mut out, b"one\r\ntwo", true);
+        assert_eq!(out, b"one\\x0d\\x0atwo");
     }
 
     #[test]

@@ -6,11 +6,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::future::Future;
 
 /// The body type every response of the router has.
 pub type RespBody = BoxBody<Bytes, hyper::Error>;
@@ -22,8 +24,17 @@ pub fn full(text: impl Into<Bytes>) -> RespBody {
         .boxed()
 }
 
+/// The client's body and the timer of its next frame.
+struct Reading {
+    body: Option<Incoming>,
+    /// Armed while a frame is awaited; fires after `timeout`.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
 struct SharedState {
-    body: Mutex<Option<Incoming>>,
+    body: Mutex<Reading>,
+    /// Longest wait for the next frame (zero = none).
+    timeout: Duration,
     polled: AtomicBool,
     bytes: AtomicU64,
     /// 0 = unlimited.
@@ -32,6 +43,11 @@ struct SharedState {
 
 /// Error of a request body: the client's, or the size limit.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client sent nothing more of the body for `request_body_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body bytes for {0:?}")]
+pub struct BodyTimeout(pub Duration);
 
 /// The request body went over `max_request_body_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +64,17 @@ pub struct RetryBody {
 
 impl RetryBody {
     /// `limit`: largest body in bytes (0 = unlimited); going over fails the
-    /// body (the backend sees an aborted request).
-    pub fn new(body: Incoming, limit: u64) -> RetryBody {
+    /// body (the backend sees an aborted request). `timeout`: longest wait
+    /// for the next frame (zero = none); past it the body fails with
+    /// [`BodyTimeout`].
+    pub fn new(body: Incoming, limit: u64, timeout: Duration) -> RetryBody {
         RetryBody {
             state: Arc::new(SharedState {
-                body: Mutex::new(Some(body)),
+                body: Mutex::new(Reading {
+                    body: Some(body),
+                    timer: None,
+                }),
+                timeout,
                 polled: AtomicBool::new(false),
                 bytes: AtomicU64::new(0),
                 limit,
@@ -70,7 +92,7 @@ impl RetryBody {
         self.state.bytes.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Incoming>> {
+    fn lock(&self) -> MutexGuard<'_, Reading> {
         self.state.body.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -84,11 +106,30 @@ impl Body for RetryBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.state.polled.store(true, Ordering::Release);
+        let timeout = self.state.timeout;
         let mut guard = self.lock();
-        let Some(body) = guard.as_mut() else {
+        let reading = &mut *guard;
+        let Some(body) = reading.body.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(body).poll_frame(cx) {
+        let polled = Pin::new(body).poll_frame(cx);
+        if polled.is_pending() {
+            if timeout.is_zero() {
+                return Poll::Pending;
+            }
+            let timer = reading
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            if timer.as_mut().poll(cx).is_ready() {
+                reading.body = None;
+                reading.timer = None;
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout(timeout)))));
+            }
+            return Poll::Pending;
+        }
+        // Something came: the next frame gets a full timeout again.
+        reading.timer = None;
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let total = self
@@ -97,7 +138,7 @@ impl Body for RetryBody {
                         .fetch_add(data.len() as u64, Ordering::Relaxed)
                         + data.len() as u64;
                     if self.state.limit > 0 && total > self.state.limit {
-                        *guard = None;
+                        reading.body = None;
                         return Poll::Ready(Some(Err(Box::new(TooLarge(self.state.limit)))));
                     }
                 }
@@ -110,11 +151,12 @@ impl Body for RetryBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.lock().as_ref().is_none_or(|b| b.is_end_stream())
+        self.lock().body.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.lock()
+            .body
             .as_ref()
             .map(|b| b.size_hint())
             .unwrap_or_default()

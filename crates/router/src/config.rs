@@ -49,6 +49,17 @@ pub struct Config {
     /// Requests in flight per backend (0 = unlimited); when every backend of
     /// a route is full → 503 `no_endpoints`.
     pub max_conns_per_backend: usize,
+    /// Client connections open at once on the HTTP and HTTPS listeners
+    /// together (0 = unlimited); beyond it a new connection is closed at
+    /// once (after a `503` on plain HTTP).
+    pub max_client_connections: usize,
+    /// A request body whose next bytes do not arrive within this time ends
+    /// the request: 408 to the client (and its connection closed), the
+    /// backend connection closed.
+    pub request_body_timeout_ms: u64,
+    /// What to do with a client's `X-Forwarded-Client-Cert` (gorouter's
+    /// `forwarded_client_cert`).
+    pub forwarded_client_cert: ForwardedClientCert,
     /// Runtime worker threads (0 = one per core).
     pub worker_threads: usize,
     /// The controller (`http://host:port`) whose route assignments decide
@@ -67,6 +78,23 @@ pub struct Config {
     pub tls_addr_file: Option<PathBuf>,
     /// Certificates served by SNI (the first one without a match or SNI).
     pub tls_certificates: Vec<TlsCertificate>,
+}
+
+/// gorouter's `forwarded_client_cert` modes. The router asks for no client
+/// certificate (no mTLS), so only `always_forward` ever passes a client's
+/// `X-Forwarded-Client-Cert` on; `forward` and `sanitize_set` remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardedClientCert {
+    /// Pass the client's header on unchanged.
+    AlwaysForward,
+    /// Pass it on only from a client that presented a certificate over TLS
+    /// (never, without mTLS).
+    Forward,
+    /// Remove the client's header; set it from the client's certificate
+    /// when there is one (never, without mTLS).
+    #[default]
+    SanitizeSet,
 }
 
 /// A PEM certificate chain and its private key.
@@ -95,8 +123,14 @@ impl Default for Config {
             endpoint_timeout_ms: 900_000,
             idle_timeout_s: 900,
             max_header_bytes: 64 * 1024,
-            max_request_body_bytes: 0,
-            max_conns_per_backend: 0,
+            // Above the controller's 1 GiB upload limit, so that it, not
+            // the router, refuses oversized uploads (docs/router.md).
+            max_request_body_bytes: 2 * 1024 * 1024 * 1024,
+            // routing-release's default `router.backends.max_conns`.
+            max_conns_per_backend: 500,
+            max_client_connections: 10_000,
+            request_body_timeout_ms: 30_000,
+            forwarded_client_cert: ForwardedClientCert::SanitizeSet,
             worker_threads: 0,
             route_authority_url: None,
             route_authority_token: String::new(),
@@ -149,5 +183,11 @@ mod tests {
         )
         .expect("tls");
         assert_eq!(c.tls_certificates.len(), 1);
+        let c: Config = toml::from_str("forwarded_client_cert = \"always_forward\"").expect("xfcc");
+        assert_eq!(c.forwarded_client_cert, ForwardedClientCert::AlwaysForward);
+        assert!(toml::from_str::<Config>("forwarded_client_cert = \"sometimes\"").is_err());
+        let d = Config::default();
+        assert_eq!(d.forwarded_client_cert, ForwardedClientCert::SanitizeSet);
+        assert_eq!(d.max_conns_per_backend, 500);
     }
 }

@@ -305,6 +305,8 @@ enum Failure {
     Fatal(BackendError),
     /// The client went away.
     Client,
+    /// The client stalled in the request body past `request_body_timeout`.
+    BodyTimeout,
 }
 
 impl FastPath {
@@ -419,12 +421,10 @@ impl FastPath {
             let wall = req.wall;
             let backend_deadline =
                 tokio::time::Instant::from_std(started) + self.proxy.opts.endpoint_timeout;
-            let Some(pool) = self
-                .proxy
-                .routes
-                .load()
-                .lookup(req.host.to_str().unwrap_or(""), req.uri.path())
-            else {
+            let Some(pool) = self.proxy.routes.load().lookup(
+                req.host.to_str().unwrap_or(""),
+                &crate::path::normalize(req.uri.path()),
+            ) else {
                 return Outcome::Handover(buf);
             };
             let limit = self.proxy.opts.max_request_body_bytes;
@@ -520,6 +520,25 @@ impl FastPath {
                                 client_ok = false;
                                 answered = true;
                                 status = StatusCode::BAD_GATEWAY;
+                                break;
+                            }
+                            Failure::BodyTimeout => {
+                                // No response byte went to the client yet:
+                                // 408, then the connection is closed (the
+                                // rest of the body is never read).
+                                tracing::info!(route = %pool.key, backend = %e.address, "request body stalled, request ended");
+                                self.proxy.metrics.record_request_body_timeout();
+                                let text = b"Request body timed out.\n";
+                                out.clear();
+                                out.extend_from_slice(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ");
+                                push_u64(&mut out, text.len() as u64);
+                                out.extend_from_slice(b"\r\n\r\n");
+                                out.extend_from_slice(text);
+                                let _ = stream.write_all(&out).await;
+                                bytes_out = text.len() as u64;
+                                client_ok = false;
+                                answered = true;
+                                status = StatusCode::REQUEST_TIMEOUT;
                                 break;
                             }
                         };
@@ -645,9 +664,8 @@ impl FastPath {
         let mut body_len: Option<u64> = None;
         let mut close = false;
         let mut prev_xff: Option<&[u8]> = None;
-        let mut has_proto = false;
-        let mut has_fwd_host = false;
-        let mut request_id: Option<&[u8]> = None;
+        let forward_xfcc = self.proxy.opts.forwarded_client_cert
+            == crate::config::ForwardedClientCert::AlwaysForward;
         let mut referer = None;
         let mut user_agent = None;
         let mut sticky = None;
@@ -700,14 +718,12 @@ impl FastPath {
                     continue;
                 }
                 15 if is(name, "x-request-start") || is(name, "x-cf-instanceid") => continue,
-                16 if is(name, "x-forwarded-host") => has_fwd_host = true,
-                17 if is(name, "x-forwarded-proto") => has_proto = true,
-                17 if is(name, "x-vcap-request-id") => {
-                    if value.is_empty() {
-                        continue;
-                    }
-                    request_id = Some(value);
-                }
+                // The router's own, never the client's (docs/router.md
+                // "Headers").
+                9 if is(name, "x-real-ip") || is(name, "forwarded") => continue,
+                16 if is(name, "x-forwarded-host") => continue,
+                17 if is(name, "x-forwarded-proto") || is(name, "x-vcap-request-id") => continue,
+                23 if !forward_xfcc && is(name, "x-forwarded-client-cert") => continue,
                 17 if is(name, "transfer-encoding") => return None,
                 _ => {}
             }
@@ -729,12 +745,9 @@ impl FastPath {
             _ => info.peer_ip.clone(),
         };
         push_header(out, b"X-Forwarded-For", xff.as_bytes());
-        if !has_proto {
-            push_header(out, b"X-Forwarded-Proto", b"http");
-        }
-        if !has_fwd_host {
-            push_header(out, b"X-Forwarded-Host", host.as_bytes());
-        }
+        // The fast path serves only the plain-HTTP listener.
+        push_header(out, b"X-Forwarded-Proto", b"http");
+        push_header(out, b"X-Forwarded-Host", host.as_bytes());
         let wall = SystemTime::now();
         let wall_ms = wall
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -742,18 +755,15 @@ impl FastPath {
         out.extend_from_slice(b"X-Request-Start: ");
         push_u64(out, wall_ms);
         out.extend_from_slice(b"\r\n");
-        let request_id = match request_id {
-            Some(v) => HeaderValue::from_maybe_shared(head.of(v)).ok()?,
-            None => {
-                let mut b = uuid::Uuid::encode_buffer();
-                let random = fastrand::u128(..).to_le_bytes();
-                let id = uuid::Builder::from_random_bytes(random)
-                    .into_uuid()
-                    .hyphenated()
-                    .encode_lower(&mut b);
-                push_header(out, b"X-Vcap-Request-Id", id.as_bytes());
-                HeaderValue::from_str(id).ok()?
-            }
+        let request_id = {
+            let mut b = uuid::Uuid::encode_buffer();
+            let random = fastrand::u128(..).to_le_bytes();
+            let id = uuid::Builder::from_random_bytes(random)
+                .into_uuid()
+                .hyphenated()
+                .encode_lower(&mut b);
+            push_header(out, b"X-Vcap-Request-Id", id.as_bytes());
+            HeaderValue::from_str(id).ok()?
         };
         Some(ReqInfo {
             method,
@@ -868,9 +878,13 @@ impl FastPath {
                 // The rest of the body, straight from the client.
                 if body_sent < body_len {
                     buf.advance(buffered);
-                    match relay_exact(client, &mut backend, body_len - body_sent, buf).await {
+                    let stall = Some(self.proxy.opts.request_body_timeout).filter(|t| !t.is_zero());
+                    match relay_exact(client, &mut backend, body_len - body_sent, buf, stall).await
+                    {
                         Ok(()) => body_sent = body_len,
                         Err(Side::Client) => return Err((Failure::Client, body_sent)),
+                        // The backend connection is dropped (closed) here.
+                        Err(Side::Timeout) => return Err((Failure::BodyTimeout, body_sent)),
                         Err(Side::Other) => {
                             return Err((Failure::Fatal(BackendError::Request), body_sent))
                         }
@@ -1008,12 +1022,12 @@ impl FastPath {
                     if client.write_all(out).await.is_err() {
                         return Ok((status, have as u64, false, false));
                     }
-                    if (have as u64) < n {
-                        match relay_exact(backend, client, n - have as u64, rbuf).await {
-                            Ok(()) => {}
-                            Err(Side::Client) => return Ok((status, have as u64, false, false)),
-                            Err(Side::Other) => return Ok((status, have as u64, false, false)),
-                        }
+                    if (have as u64) < n
+                        && relay_exact(backend, client, n - have as u64, rbuf, None)
+                            .await
+                            .is_err()
+                    {
+                        return Ok((status, have as u64, false, false));
                     }
                     backend_ok &= rbuf.is_empty();
                     (n, true)
@@ -1205,17 +1219,21 @@ enum Side {
     /// The side being read from... or the client, see callers.
     Client,
     Other,
+    /// Nothing to read for the read timeout.
+    Timeout,
 }
 
 /// Copies exactly `n` bytes from `from` to `to`, starting with what is in
 /// `pending` (bytes of `from` already read; what follows the `n` bytes
 /// stays there). A failure reading `from` is `Side::Client`, writing `to`
-/// is `Side::Other` (callers name them).
+/// is `Side::Other` (callers name them); with `read_timeout`, a read that
+/// gets nothing for that long is `Side::Timeout`.
 async fn relay_exact<R, W>(
     from: &mut R,
     to: &mut W,
     mut n: u64,
     pending: &mut BytesMut,
+    read_timeout: Option<Duration>,
 ) -> Result<(), Side>
 where
     R: AsyncRead + Unpin,
@@ -1237,10 +1255,14 @@ where
     ];
     while n > 0 {
         let want = chunk.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-        let got = from
-            .read(&mut chunk[..want])
-            .await
-            .map_err(|_| Side::Client)?;
+        let read = from.read(&mut chunk[..want]);
+        let got = match read_timeout {
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .map_err(|_| Side::Timeout)?,
+            None => read.await,
+        }
+        .map_err(|_| Side::Client)?;
         if got == 0 {
             return Err(Side::Client);
         }

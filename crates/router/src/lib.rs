@@ -11,6 +11,7 @@ pub mod config;
 pub mod fast;
 pub mod lognats;
 pub mod metrics;
+pub mod path;
 pub mod proxy;
 pub mod registry;
 pub mod server;
@@ -140,7 +141,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         header_timeout: Duration::from_millis(config.client_header_timeout_ms),
         keepalive_timeout: Duration::from_millis(config.client_keepalive_timeout_ms),
         max_header_bytes: config.max_header_bytes,
+        max_client_connections: config.max_client_connections,
     };
+    // One count for the HTTP and HTTPS listeners together.
+    let client_conns = server::ConnCount::new(metrics.clone());
     let proxy = Arc::new(proxy::Proxy::new(
         routes.clone(),
         access_log::AccessLog::start(
@@ -156,6 +160,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             idle_timeout: Duration::from_secs(config.idle_timeout_s.max(1)),
             max_request_body_bytes: config.max_request_body_bytes,
             max_conns_per_backend: config.max_conns_per_backend,
+            request_body_timeout: Duration::from_millis(config.request_body_timeout_ms),
+            forwarded_client_cert: config.forwarded_client_cert,
         },
         busy.clone(),
     ));
@@ -170,6 +176,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         proxy_listener,
         None,
         Some(fast),
+        Some(client_conns.clone()),
         limits.clone(),
         handler.clone(),
         stop_rx.clone(),
@@ -182,6 +189,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 listener,
                 Some(acceptor),
                 None,
+                Some(client_conns),
                 limits.clone(),
                 handler,
                 stop_rx.clone(),
@@ -196,6 +204,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tasks.push(tokio::spawn(server::serve(
         "admin",
         admin_listener,
+        None,
         None,
         None,
         limits,

@@ -2,7 +2,7 @@
 //! Everything is an atomic: the hot path never takes a lock.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::table::Snapshot;
@@ -50,6 +50,10 @@ pub struct Metrics {
     retries: AtomicU64,
     bytes_out: AtomicU64,
     access_log_dropped: AtomicU64,
+    /// Client connections open now (HTTP and HTTPS listeners).
+    client_connections: AtomicUsize,
+    client_connections_refused: AtomicU64,
+    request_body_timeouts: AtomicU64,
     nats_connected: AtomicBool,
     registrations: AtomicU64,
     unregistrations: AtomicU64,
@@ -81,6 +85,35 @@ impl Metrics {
 
     pub fn record_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a new client connection unless `max` (0 = unlimited) are
+    /// open; `false` (and counted as refused) at the limit.
+    pub fn admit_client_connection(&self, max: usize) -> bool {
+        let before = self.client_connections.fetch_add(1, Ordering::AcqRel);
+        if max > 0 && before >= max {
+            self.client_connections.fetch_sub(1, Ordering::AcqRel);
+            self.client_connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// A client connection admitted by [`Metrics::admit_client_connection`]
+    /// closed.
+    pub fn release_client_connection(&self) {
+        self.client_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Client connections open now.
+    pub fn client_connections(&self) -> usize {
+        self.client_connections.load(Ordering::Acquire)
+    }
+
+    /// A request ended because its body stalled (`request_body_timeout_ms`).
+    pub fn record_request_body_timeout(&self) {
+        self.request_body_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_access_log_dropped(&self) {
@@ -189,6 +222,27 @@ impl Metrics {
             "router_access_log_dropped_total {}",
             load(&self.access_log_dropped)
         );
+        let _ = writeln!(out, "# TYPE router_client_connections gauge");
+        let _ = writeln!(
+            out,
+            "router_client_connections {}",
+            self.client_connections()
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE router_client_connections_refused_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "router_client_connections_refused_total {}",
+            load(&self.client_connections_refused)
+        );
+        let _ = writeln!(out, "# TYPE router_request_body_timeouts_total counter");
+        let _ = writeln!(
+            out,
+            "router_request_body_timeouts_total {}",
+            load(&self.request_body_timeouts)
+        );
         let _ = writeln!(out, "# TYPE router_routes gauge");
         let _ = writeln!(out, "router_routes {}", snapshot.route_count());
         let _ = writeln!(
@@ -256,5 +310,15 @@ mod tests {
         assert!(text.contains("router_routes 0\n"));
         assert!(text.contains("router_nats_connected 1\n"));
         assert!(text.contains("router_busy_poll_seconds_total 1.5\n"));
+        // Client connections: admitted up to the limit, refusals counted.
+        assert!(m.admit_client_connection(2) && m.admit_client_connection(2));
+        assert!(!m.admit_client_connection(2));
+        m.release_client_connection();
+        assert!(m.admit_client_connection(2));
+        m.record_request_body_timeout();
+        let text = m.render(&Snapshot::default(), Duration::ZERO);
+        assert!(text.contains("router_client_connections 2\n"), "{text}");
+        assert!(text.contains("router_client_connections_refused_total 1\n"));
+        assert!(text.contains("router_request_body_timeouts_total 1\n"));
     }
 }

@@ -18,9 +18,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::body::{full, Counted, RespBody, RetryBody, TooLarge};
+use crate::body::{full, BodyTimeout, Counted, RespBody, RetryBody, TooLarge};
 use crate::busypoll::BusyPoll;
 use crate::client::{Client, SendError};
+use crate::config::ForwardedClientCert;
 use crate::metrics::{BackendError, Metrics};
 use crate::server::ConnInfo;
 use crate::table::{ActiveGuard, Choice, Endpoint, Pool, Snapshot};
@@ -32,6 +33,9 @@ pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
 pub const X_REQUEST_START: &str = "x-request-start";
+pub const X_REAL_IP: &str = "x-real-ip";
+pub const FORWARDED: &str = "forwarded";
+pub const X_FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
 /// Sticky-session cookie set by the router.
 pub const VCAP_ID: &str = "__VCAP_ID__";
 /// The app's session cookie that turns stickiness on.
@@ -61,6 +65,9 @@ pub struct ProxyOptions {
     pub idle_timeout: Duration,
     pub max_request_body_bytes: u64,
     pub max_conns_per_backend: usize,
+    /// Longest wait for the next bytes of a request body.
+    pub request_body_timeout: Duration,
+    pub forwarded_client_cert: ForwardedClientCert,
 }
 
 impl Default for ProxyOptions {
@@ -71,6 +78,8 @@ impl Default for ProxyOptions {
             idle_timeout: Duration::from_secs(900),
             max_request_body_bytes: 0,
             max_conns_per_backend: 0,
+            request_body_timeout: Duration::from_secs(30),
+            forwarded_client_cert: ForwardedClientCert::SanitizeSet,
         }
     }
 }
@@ -213,15 +222,46 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn is_too_large(e: &(dyn StdError + 'static)) -> bool {
+/// Whether `e` or one of its sources is an `E`.
+fn caused_by<E: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.is::<TooLarge>() {
+        if err.is::<E>() {
             return true;
         }
         cur = err.source();
     }
     false
+}
+
+/// 400 for a request whose target cannot be trusted (two `Host`s, or a
+/// `Host` that differs from the HTTP/2 `:authority` or the absolute target).
+fn bad_host(text: &str) -> Response<RespBody> {
+    let mut resp = error_response(StatusCode::BAD_REQUEST, None, text);
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The host a request is for: the target's authority (HTTP/2 `:authority`,
+/// or an absolute-form HTTP/1 target) or else the one `Host` header;
+/// `Err` with the reason for a 400 when they disagree or `Host` repeats.
+fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("Bad request: more than one Host header.");
+    }
+    match (parts.uri.authority(), host) {
+        (Some(a), Some(h)) => {
+            if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+                return Err("Bad request: the Host header differs from the request's authority.");
+            }
+            Ok(Some(h.clone()))
+        }
+        (Some(a), None) => Ok(HeaderValue::from_str(a.as_str()).ok()),
+        (None, h) => Ok(h.cloned()),
+    }
 }
 
 /// Copies one direction of a tunnel, recording activity.
@@ -326,12 +366,10 @@ impl Proxy {
         let mut upgrade =
             upgrade_protocol(req.headers()).map(|proto| (proto, hyper::upgrade::on(&mut req)));
         let (mut parts, body) = req.into_parts();
-        let host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let (host, host_error) = match request_host(&parts) {
+            Ok(h) => (h, None),
+            Err(e) => (parts.headers.get(HOST).cloned(), Some(e)),
+        };
         let record = AccessRecord {
             host: host.clone(),
             method: parts.method.clone(),
@@ -357,9 +395,15 @@ impl Proxy {
             started,
         };
 
+        if let Some(text) = host_error {
+            return self.finish(bad_host(text), fin);
+        }
         // Short-lived guard: the pool is an Arc, the snapshot guard is not held across awaits.
         let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-        let pool = self.routes.load().lookup(host_str, parts.uri.path());
+        let pool = self
+            .routes
+            .load()
+            .lookup(host_str, &crate::path::normalize(parts.uri.path()));
         let Some(pool) = pool else {
             let text = format!(
                 "Requested route ('{}') does not exist.",
@@ -391,18 +435,17 @@ impl Proxy {
             }
         }
 
-        let request_id = match parts.headers.get(X_VCAP_REQUEST_ID) {
-            Some(id) if !id.is_empty() => id.clone(),
-            _ => {
-                let mut buf = uuid::Uuid::encode_buffer();
-                // A v4 uuid from the thread-local fast generator (no syscall).
-                let random = fastrand::u128(..).to_le_bytes();
-                let id = uuid::Builder::from_random_bytes(random)
-                    .into_uuid()
-                    .hyphenated()
-                    .encode_lower(&mut buf);
-                HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
-            }
+        // Always the router's own: a client's value is dropped (as
+        // gorouter does), so request ids in logs are never chosen by clients.
+        let request_id = {
+            let mut buf = uuid::Uuid::encode_buffer();
+            // A v4 uuid from the thread-local fast generator (no syscall).
+            let random = fastrand::u128(..).to_le_bytes();
+            let id = uuid::Builder::from_random_bytes(random)
+                .into_uuid()
+                .hyphenated()
+                .encode_lower(&mut buf);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
         };
         let xff = match parts
             .headers
@@ -425,23 +468,30 @@ impl Proxy {
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, proto.clone());
         }
-        if let Some(h) = &host {
-            if !parts.headers.contains_key(HOST) {
+        // Headers that say where the request came from are the router's
+        // own, never the client's (docs/router.md "Headers").
+        parts.headers.remove(X_REAL_IP);
+        parts.headers.remove(FORWARDED);
+        if self.opts.forwarded_client_cert != ForwardedClientCert::AlwaysForward {
+            // No mTLS: no client certificate to forward or set.
+            parts.headers.remove(X_FORWARDED_CLIENT_CERT);
+        }
+        match &host {
+            Some(h) => {
                 parts.headers.insert(HOST, h.clone());
-            }
-            if !parts.headers.contains_key(X_FORWARDED_HOST) {
                 parts.headers.insert(X_FORWARDED_HOST, h.clone());
+            }
+            None => {
+                parts.headers.remove(X_FORWARDED_HOST);
             }
         }
         if let Some(v) = xff {
             parts.headers.insert(X_FORWARDED_FOR, v);
         }
-        if !parts.headers.contains_key(X_FORWARDED_PROTO) {
-            parts.headers.insert(
-                X_FORWARDED_PROTO,
-                HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-            );
-        }
+        parts.headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        );
         parts
             .headers
             .insert(X_REQUEST_START, HeaderValue::from(now_ms()));
@@ -452,7 +502,11 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let body = RetryBody::new(body, self.opts.max_request_body_bytes);
+        let body = RetryBody::new(
+            body,
+            self.opts.max_request_body_bytes,
+            self.opts.request_body_timeout,
+        );
         fin.body = Some(body.clone());
         let max_conns = self.opts.max_conns_per_backend;
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
@@ -578,7 +632,20 @@ impl Proxy {
                     last_error = Some((StatusCode::BAD_GATEWAY, "endpoint_failure"));
                 }
                 Ok(Err(e)) => {
-                    if is_too_large(&e) {
+                    if caused_by::<BodyTimeout>(&e) {
+                        // The backend connection went with the failed send.
+                        tracing::info!(route = %pool.key, backend = %endpoint.address, "request body stalled, request ended");
+                        self.metrics.record_request_body_timeout();
+                        let mut resp = error_response(
+                            StatusCode::REQUEST_TIMEOUT,
+                            None,
+                            "Request body timed out.",
+                        );
+                        resp.headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                        return self.finish(resp, fin);
+                    }
+                    if caused_by::<TooLarge>(&e) {
                         return self.finish(
                             error_response(
                                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::body::{Counted, RespBody};
 use crate::fast::{FastPath, Outcome};
+use crate::metrics::Metrics;
 use crate::timeouts::{Activity, Watched};
 
 /// What the handler knows about the client connection.
@@ -58,7 +59,41 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
+    /// Client connections open at once (0 = unlimited), counted in the
+    /// [`ConnCount`] given to [`serve`].
+    pub max_client_connections: usize,
 }
+
+/// Client connections open, shared by the listeners that count them (in
+/// [`Metrics`]: `router_client_connections`).
+#[derive(Debug, Clone)]
+pub struct ConnCount(Arc<Metrics>);
+
+/// One counted connection; uncounted when dropped.
+struct ConnSlot(Arc<Metrics>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.release_client_connection();
+    }
+}
+
+impl ConnCount {
+    pub fn new(metrics: Arc<Metrics>) -> ConnCount {
+        ConnCount(metrics)
+    }
+
+    /// Counts a new connection unless `max` (0 = unlimited) are open.
+    fn admit(&self, max: usize) -> Option<ConnSlot> {
+        self.0
+            .admit_client_connection(max)
+            .then(|| ConnSlot(self.0.clone()))
+    }
+}
+
+/// Written (best effort, without waiting) to a plain-HTTP connection
+/// refused at the connection limit.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 22\r\nconnection: close\r\n\r\nToo many connections.\n";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -66,6 +101,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(15),
             keepalive_timeout: Duration::from_secs(75),
             max_header_bytes: 64 * 1024,
+            max_client_connections: 10_000,
         }
     }
 }
@@ -95,6 +131,7 @@ pub async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     fast: Option<Arc<FastPath>>,
+    conns: Option<ConnCount>,
     limits: Limits,
     handler: H,
     mut stop: watch::Receiver<bool>,
@@ -118,6 +155,20 @@ pub async fn serve<H, F>(
                         continue;
                     }
                 };
+                let counted = match &conns {
+                    Some(c) => match c.admit(limits.max_client_connections) {
+                        Some(counted) => Some(counted),
+                        None => {
+                            // Refused at once: nothing is spawned or kept.
+                            if tls.is_none() {
+                                let _ = stream.try_write(OVER_CAPACITY);
+                            }
+                            tracing::debug!(listener = name, peer = %peer, "connection limit reached, connection refused");
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let _ = stream.set_nodelay(true);
                 let info = ConnInfo::new(peer, tls.is_some());
                 let handler = handler.clone();
@@ -129,6 +180,7 @@ pub async fn serve<H, F>(
                 let fast = fast.clone();
                 let fast_conn = fast_conns.clone();
                 tokio::spawn(async move {
+                    let _counted = counted;
                     let conn = Conn { name, info, limits: &limits, builder: &builder, watcher };
                     match tls {
                         None => match &fast {

@@ -7,6 +7,7 @@ mod common;
 mod balancing;
 mod e2e;
 mod fastpath;
+mod hostile;
 mod limits;
 mod resilience;
 mod streaming;

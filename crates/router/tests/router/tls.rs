@@ -124,6 +124,17 @@ async fn https_get(
     sni: &str,
     host: &str,
 ) -> Result<(StatusCode, String), String> {
+    https_get_with(addr, ca, sni, host, "").await
+}
+
+/// [`https_get`] with `extra` header lines.
+async fn https_get_with(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    sni: &str,
+    host: &str,
+    extra: &str,
+) -> Result<(StatusCode, String), String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -133,7 +144,7 @@ async fn https_get(
         .await
         .map_err(|e| e.to_string())?;
     tls.write_all(
-        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -188,6 +199,22 @@ async fn https_with_sni_next_to_http_and_h2_over_alpn() {
     // The app learns the request came over HTTPS.
     let h = be.seen.lock().expect("lock").last().cloned().expect("seen");
     assert_eq!(h["x-forwarded-proto"], "https");
+    // Whatever the client claims (issue 13, item 7).
+    let (s, _) = https_get_with(
+        tls_addr,
+        &ca,
+        "secure.localhost",
+        "secure.localhost",
+        "X-Forwarded-Proto: http\r\nX-Forwarded-Client-Cert: Hash=forged\r\nX-Real-IP: 10.9.9.9\r\nX-Forwarded-Host: bank.example\r\nX-Vcap-Request-Id: spoofed\r\n",
+    )
+    .await
+    .expect("https spoofed");
+    assert_eq!(s, StatusCode::OK);
+    let h = be.seen.lock().expect("lock").last().cloned().expect("seen");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "secure.localhost");
+    assert!(!h.contains_key("x-forwarded-client-cert") && !h.contains_key("x-real-ip"));
+    assert_ne!(h["x-vcap-request-id"], "spoofed");
 
     // Plain HTTP still served next to it.
     let (s, _, body) = get(&c, router.addr, "secure.localhost", "/").await;

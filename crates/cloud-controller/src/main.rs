@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     proto::service::init_tracing();
     proto::service::private_umask();
+    cloud_controller::login::return_hash_memory();
     let cfg = cloud_controller::Config::load(args.config.as_deref())?;
     cloud_controller::run(cfg, proto::service::shutdown_signal()).await?;
     Ok(())

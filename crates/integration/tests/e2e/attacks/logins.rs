@@ -95,8 +95,10 @@ async fn a_thousand_wrong_logins_do_not_stall_the_api() -> Result<()> {
         "GET /v3/apps stalled: max {:?}",
         pct(1.0)
     );
+    // Two password checks at once (~19 MiB each, returned when done) and
+    // the connections' buffers: bounded, whatever the number of attempts.
     assert!(
-        rss_max <= rss_idle + 64 * 1024,
+        rss_max <= rss_idle + 96 * 1024,
         "memory grew from {rss_idle} KiB to {rss_max} KiB"
     );
     Ok(())

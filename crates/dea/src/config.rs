@@ -16,6 +16,9 @@ pub struct Config {
     /// and staging requests may only name signed blob URLs there
     /// (`crate::blob_urls`). Empty: not checked (a warning at start).
     pub controller_urls: Vec<String>,
+    /// A PEM CA file trusted, besides the webpki roots, by the DEA's HTTP
+    /// client (droplets, buildpacks, uploads over HTTPS). None: the roots only.
+    pub tls_ca_file: Option<PathBuf>,
     /// DEA id; a random uuid when empty.
     pub id: String,
     pub zone: String,
@@ -73,6 +76,7 @@ impl Default for Config {
             nats_url: "nats://127.0.0.1:4222".into(),
             bus: Default::default(),
             controller_urls: Vec::new(),
+            tls_ca_file: None,
             id: String::new(),
             zone: "default".into(),
             state_dir: PathBuf::from("./.dea"),
@@ -184,6 +188,15 @@ impl Config {
         }
         cfg.fill_id();
         Ok(cfg)
+    }
+
+    /// The DEA's HTTP client: HTTP and HTTPS (rustls, ring), verifying
+    /// with the webpki roots and `tls_ca_file`.
+    pub fn http_client(&self) -> Result<reqwest::Client, crate::error::DeaError> {
+        proto::https::client_builder(&proto::https::verify_with_ca(self.tls_ca_file.as_deref()))
+            .map_err(|e| crate::error::DeaError::Http(e.to_string()))?
+            .build()
+            .map_err(|e| crate::error::DeaError::Http(e.to_string()))
     }
 
     /// Gives the DEA a random id when none is configured.

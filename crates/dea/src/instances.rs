@@ -54,11 +54,18 @@ const MAX_PLACEMENTS: usize = 512;
 
 impl Agent {
     pub fn new(cfg: Config, backend: Arc<dyn Backend>, outbox: Outbox) -> Arc<Agent> {
+        // `run` has checked the config's client builds; the fallback
+        // (webpki roots only) is for callers that did not.
+        let http = cfg.http_client().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "HTTP client without tls_ca_file");
+            proto::https::install_ring();
+            reqwest::Client::new()
+        });
         Arc::new(Agent {
             cfg,
             backend,
             outbox,
-            http: reqwest::Client::new(),
+            http,
             registry: Mutex::new(Registry::default()),
             register_interval_s: AtomicU64::new(5),
             stale_threshold_s: AtomicU64::new(20),

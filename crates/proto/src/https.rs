@@ -214,11 +214,15 @@ impl std::fmt::Display for CertProblem {
 pub fn cert_problem(err: &(dyn std::error::Error + 'static)) -> Option<CertProblem> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
+        // io::Errors may nest (hyper-util wraps tokio-rustls' one).
+        let mut inner: &(dyn std::error::Error + 'static) = e;
+        while let Some(next) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = next;
+        }
+        let found = inner.downcast_ref::<rustls::Error>();
         if let Some(rustls::Error::InvalidCertificate(c)) = found {
             return Some(describe(c));
         }

@@ -4,3 +4,4 @@
 //! "Attack suite".)
 
 mod bus;
+mod tls;

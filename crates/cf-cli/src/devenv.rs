@@ -199,7 +199,8 @@ pub fn router_tls_config(l: &Layout, tls_port: u16) -> String {
         ("tls_listen", format!("127.0.0.1:{tls_port}")),
         ("tls_addr_file", l.addr("router-tls").display().to_string()),
     ]) + &format!(
-        "[[tls_certificates]]\ncert_file = {}\nkey_file = {}\n",
+        // Inline: more keys (the bus line) may follow.
+        "tls_certificates = [{{ cert_file = {}, key_file = {} }}]\n",
         toml_str(&l.server_cert().display().to_string()),
         toml_str(&l.server_key().display().to_string())
     )

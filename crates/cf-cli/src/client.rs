@@ -14,14 +14,45 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A reqwest client with the CLI's resolver (`*.localhost` → 127.0.0.1) and no proxy.
+/// A reqwest client with the CLI's resolver (`*.localhost` → 127.0.0.1), no
+/// proxy, and certificates verified against [`trusted_ca_files`] on top of
+/// the webpki roots.
 pub fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    http_client_with(false)
+}
+
+/// [`http_client`], or one that accepts any certificate when
+/// `skip_ssl_validation` (`cf api --skip-ssl-validation`).
+pub fn http_client_with(skip_ssl_validation: bool) -> Result<reqwest::Client> {
+    use proto::https::Verify;
+    let verify = if skip_ssl_validation {
+        Verify::Skip
+    } else {
+        Verify::RootsAnd(trusted_ca_files(&crate::config::cf_home()))
+    };
+    let builder =
+        proto::https::client_builder(&verify).map_err(|e| CliError::other(e.to_string()))?;
+    Ok(builder
         .dns_resolver(LocalhostResolver)
         .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("cf-cli/", env!("CARGO_PKG_VERSION")))
         .build()?)
+}
+
+/// The CAs the CLI trusts besides the webpki roots: `SSL_CERT_FILE` when
+/// set, and the local CA of `cf dev` in its default dir
+/// (`$CF_HOME/.cfdev/tls/ca.pem`) when it exists.
+pub fn trusted_ca_files(home: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        out.push(PathBuf::from(f));
+    }
+    let dev = crate::devenv::Layout::new(home.join(".cfdev")).ca_cert();
+    if dev.is_file() {
+        out.push(dev);
+    }
+    out
 }
 
 /// Body of one request; cheap to clone so it can be re-sent after a refresh.
@@ -238,7 +269,7 @@ fn bits_form(bytes: Bytes) -> Result<reqwest::multipart::Form> {
 impl Client {
     pub fn new(cfg: Config, home: PathBuf) -> Result<Client> {
         Ok(Client {
-            http: http_client()?,
+            http: http_client_with(cfg.skip_ssl_validation)?,
             cfg: Arc::new(Mutex::new(cfg)),
             home,
             trace: Trace::from_env(),

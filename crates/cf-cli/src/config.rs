@@ -23,6 +23,10 @@ pub struct Config {
     pub user: Option<String>,
     pub org: Option<Target>,
     pub space: Option<Target>,
+    /// Accept any TLS certificate from the API (`cf api URL
+    /// --skip-ssl-validation`, kept for every later command; `cf api URL`
+    /// without the flag turns checking back on).
+    pub skip_ssl_validation: bool,
 }
 
 /// `$CF_HOME` (default `$HOME`, else the current directory).
@@ -126,6 +130,34 @@ mod tests {
         };
         cfg.save(dir.path()).expect("save");
         assert_eq!(Config::load(dir.path()).expect("load"), cfg);
+    }
+
+    #[test]
+    fn skip_ssl_validation_is_saved_and_defaults_to_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = Config {
+            api: Some("https://api.example.com".into()),
+            skip_ssl_validation: true,
+            ..Config::default()
+        };
+        cfg.save(dir.path()).expect("save");
+        let loaded = Config::load(dir.path()).expect("load");
+        assert!(loaded.skip_ssl_validation);
+        // A config written before the field existed: verification on.
+        std::fs::write(
+            config_path(dir.path()),
+            r#"{"api":"https://api.example.com","access_token":"t"}"#,
+        )
+        .expect("write");
+        assert!(
+            !Config::load(dir.path())
+                .expect("load old")
+                .skip_ssl_validation
+        );
+        // Logging out keeps the endpoint's choice (it is the endpoint's).
+        let mut c = loaded;
+        c.logout();
+        assert!(c.skip_ssl_validation);
     }
 
     #[test]

@@ -87,10 +87,28 @@ impl Layout {
     pub fn state(&self) -> PathBuf {
         self.dir.join("dev.json")
     }
+    /// The local CA and the router's certificate (keys 0600).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.tls_dir().join("ca.pem")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.tls_dir().join("ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.tls_dir().join("router.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.tls_dir().join("router.key")
+    }
     pub fn create(&self) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         // 0700: configs, the database, keys and logs are the operator's only.
-        for d in ["", "logs", "pids", "config", "run", "cc", "dea", "nats"] {
+        for d in [
+            "", "logs", "pids", "config", "run", "cc", "dea", "nats", "tls",
+        ] {
             let p = self.dir.join(d);
             std::fs::create_dir_all(&p)
                 .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)))
@@ -105,6 +123,9 @@ impl Layout {
 #[serde(default)]
 pub struct DevState {
     pub router_port: u16,
+    /// The router's HTTPS port (0: none, a dir of an older `cf dev`).
+    pub router_tls_port: u16,
+    pub https_api_url: String,
     pub nats_port: u16,
     pub api_url: String,
     pub cc_addr: String,
@@ -170,6 +191,158 @@ pub fn router_config(l: &Layout, nats_url: &str, port: u16, cc_url: &str, token:
         ("route_authority_url", cc_url.into()),
         ("route_authority_token", token.into()),
     ])
+}
+
+/// The router's HTTPS listener and its one certificate (from [`ensure_tls`]).
+pub fn router_tls_config(l: &Layout, tls_port: u16) -> String {
+    toml_doc(&[
+        ("tls_listen", format!("127.0.0.1:{tls_port}")),
+        ("tls_addr_file", l.addr("router-tls").display().to_string()),
+    ]) + &format!(
+        // Inline: more keys (the bus line) may follow.
+        "tls_certificates = [{{ cert_file = {}, key_file = {} }}]\n",
+        toml_str(&l.server_cert().display().to_string()),
+        toml_str(&l.server_key().display().to_string())
+    )
+}
+
+/// The names of the router's certificate: the system domain and its
+/// subdomains (`api.<system_domain>`), the apps' subdomains. A wildcard
+/// right under a top-level name (`*.localhost`) is refused by browsers and
+/// webpki (two labels must follow `*`); it is harmless and kept for
+/// domains where it works, and the bare apps domain is listed too.
+pub fn tls_names(system_domain: &str, apps_domain: &str) -> Vec<String> {
+    let mut names = vec![
+        format!("*.{system_domain}"),
+        system_domain.to_string(),
+        format!("*.{apps_domain}"),
+        apps_domain.to_string(),
+    ];
+    names.dedup();
+    names
+}
+
+const CA_NAME: &str = "cf dev local CA";
+
+/// The CA's parameters; the same for one key every time, so that an
+/// [`rcgen::Issuer`] made again from them and the saved key signs as the
+/// saved CA. The name carries a tag of the key: two dev CAs never share a
+/// name (clients would pick the wrong one and call the signature bad).
+fn ca_params(now: chrono::NaiveDate, key: &rcgen::KeyPair) -> Result<rcgen::CertificateParams> {
+    use rcgen::{BasicConstraints, DnType, IsCa, KeyUsagePurpose};
+    let raw = key.public_key_raw();
+    let tag: String = raw
+        .iter()
+        .skip(1)
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+    p.distinguished_name
+        .push(DnType::CommonName, format!("{CA_NAME} {tag}"));
+    p.distinguished_name
+        .push(DnType::OrganizationName, "cf dev");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut p, now, -1, 3650)?;
+    Ok(p)
+}
+
+fn tls_err(e: rcgen::Error) -> CliError {
+    CliError::other(format!("making the local CA and certificate: {e}"))
+}
+
+/// Valid from now + `from` days to now + `to` days.
+fn set_validity(
+    p: &mut rcgen::CertificateParams,
+    now: chrono::NaiveDate,
+    from: i64,
+    to: i64,
+) -> Result<()> {
+    use chrono::Datelike;
+    let day = |d: i64| {
+        let d = now.checked_add_signed(chrono::Duration::days(d))?;
+        let (m, dd) = (u8::try_from(d.month()).ok()?, u8::try_from(d.day()).ok()?);
+        Some(rcgen::date_time_ymd(d.year(), m, dd))
+    };
+    match (day(from), day(to)) {
+        (Some(a), Some(b)) => {
+            (p.not_before, p.not_after) = (a, b);
+            Ok(())
+        }
+        _ => Err(CliError::other("certificate dates out of range")),
+    }
+}
+
+/// A CA and a server certificate, in PEM.
+pub struct DevCerts {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub server_cert: String,
+    pub server_key: String,
+}
+
+/// Makes a server certificate for `names` (825 days, what Apple's clients
+/// accept at most), signed by the CA of `ca_key` (a new CA when `None`).
+pub fn make_certs(
+    ca: Option<(&str, &str)>,
+    names: &[String],
+    now: chrono::NaiveDate,
+) -> Result<DevCerts> {
+    use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let (ca_cert, ca_key) = match ca {
+        Some((cert, key)) => (cert.to_string(), KeyPair::from_pem(key).map_err(tls_err)?),
+        None => {
+            let key = KeyPair::generate().map_err(tls_err)?;
+            let cert = ca_params(now, &key)?.self_signed(&key).map_err(tls_err)?;
+            (cert.pem(), key)
+        }
+    };
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = rcgen::Issuer::new(ca_params(now, &ca_key)?, ca_key);
+    let mut p = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
+    if let Some(first) = names.first() {
+        p.distinguished_name
+            .push(DnType::CommonName, first.as_str());
+    }
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.use_authority_key_identifier_extension = true;
+    set_validity(&mut p, now, -1, 825)?;
+    let key = KeyPair::generate().map_err(tls_err)?;
+    let cert = p.signed_by(&key, &issuer).map_err(tls_err)?;
+    Ok(DevCerts {
+        ca_cert,
+        ca_key: ca_key_pem,
+        server_cert: cert.pem(),
+        server_key: key.serialize_pem(),
+    })
+}
+
+/// The local CA (made once, then reused: a browser or `SSL_CERT_FILE` that
+/// trusts it stays valid across restarts) and a fresh router certificate
+/// for `names`, written under [`Layout::tls_dir`], keys 0600. True when
+/// the CA is new.
+pub fn ensure_tls(l: &Layout, names: &[String]) -> Result<bool> {
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+    let saved = read(l.ca_cert()).zip(read(l.ca_key()));
+    let today = chrono::Utc::now().date_naive();
+    let certs = make_certs(
+        saved.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+        names,
+        today,
+    )?;
+    let fresh = saved.is_none();
+    if fresh {
+        write_private(&l.ca_key(), &certs.ca_key)?;
+        write_private(&l.ca_cert(), &certs.ca_cert)?;
+    }
+    write_private(&l.server_key(), &certs.server_key)?;
+    write_private(&l.server_cert(), &certs.server_cert)?;
+    Ok(fresh)
 }
 
 pub fn dea_config(l: &Layout, nats_url: &str) -> String {
@@ -384,6 +557,106 @@ mod tests {
                 .expect("hm toml");
         assert_eq!(h["cc_url"].as_str(), Some("http://127.0.0.1:1"));
         assert_eq!(h["internal_api_token"].as_str(), Some("tok"));
+    }
+
+    /// Checks `cert` (PEM) for `name` against the CA `ca` (PEM) as the
+    /// clients do (webpki, ring).
+    fn verify(ca: &str, cert: &str, name: &str) -> std::result::Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.as_bytes()).expect("ca pem"))
+            .expect("add ca");
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .expect("verifier");
+        let leaf = CertificateDer::from_pem_slice(cert.as_bytes()).expect("leaf pem");
+        let name = ServerName::try_from(name.to_string()).expect("name");
+        v.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn the_local_ca_signs_a_certificate_for_the_platform_names() {
+        let names = tls_names("sys.localhost", "apps.example.com");
+        assert_eq!(
+            names,
+            [
+                "*.sys.localhost",
+                "sys.localhost",
+                "*.apps.example.com",
+                "apps.example.com"
+            ]
+        );
+        let today = chrono::Utc::now().date_naive();
+        let c = make_certs(None, &names, today).expect("certs");
+        for ok in [
+            "api.sys.localhost",
+            "sys.localhost",
+            "myapp.apps.example.com",
+        ] {
+            verify(&c.ca_cert, &c.server_cert, ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let err = verify(&c.ca_cert, &c.server_cert, "other.example").expect_err("other name");
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForNameContext { .. }
+                )
+            ),
+            "{err:?}"
+        );
+        // Another CA's certificate is refused.
+        let other = make_certs(None, &names, today).expect("other certs");
+        let err = verify(&c.ca_cert, &other.server_cert, "api.sys.localhost").expect_err("ca");
+        assert_eq!(
+            err,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        );
+        // `*.localhost` is no valid wildcard (webpki, like browsers, wants
+        // two labels after `*`), but `localhost` itself is in the cert.
+        let l = make_certs(None, &tls_names("sys.localhost", "localhost"), today).expect("l");
+        verify(&l.ca_cert, &l.server_cert, "localhost").expect("localhost");
+        verify(&l.ca_cert, &l.server_cert, "api.sys.localhost").expect("api");
+        assert!(verify(&l.ca_cert, &l.server_cert, "myapp.localhost").is_err());
+    }
+
+    #[test]
+    fn the_ca_is_made_once_and_reused_with_keys_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Layout::new(dir.path().join("dev"));
+        l.create().expect("layout");
+        let names = tls_names("sys.localhost", "localhost");
+        assert!(ensure_tls(&l, &names).expect("first"), "a new CA");
+        let ca = std::fs::read_to_string(l.ca_cert()).expect("ca");
+        let leaf1 = std::fs::read_to_string(l.server_cert()).expect("leaf");
+        for key in [l.ca_key(), l.server_key()] {
+            let mode = std::fs::metadata(&key).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+        }
+        assert!(!ensure_tls(&l, &names).expect("second"), "the CA is reused");
+        assert_eq!(std::fs::read_to_string(l.ca_cert()).expect("ca"), ca);
+        let leaf2 = std::fs::read_to_string(l.server_cert()).expect("leaf");
+        assert_ne!(leaf1, leaf2, "a fresh router certificate");
+        verify(&ca, &leaf2, "api.sys.localhost").expect("signed by the kept CA");
+        let r: toml::Table = toml::from_str(
+            &(router_config(&l, "nats://n", 8080, "http://127.0.0.1:1", "t")
+                + &router_tls_config(&l, 8443)),
+        )
+        .expect("router toml");
+        assert_eq!(r["tls_listen"].as_str(), Some("127.0.0.1:8443"));
+        let certs = r["tls_certificates"].as_array().expect("certs");
+        assert_eq!(
+            certs[0]["key_file"].as_str(),
+            Some(l.server_key().to_str().expect("utf8"))
+        );
     }
 
     #[test]

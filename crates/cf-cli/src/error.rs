@@ -25,7 +25,15 @@ pub enum CliError {
         detail: String,
     },
     #[error("Request error: {0}\nTIP: If you are behind a firewall and require an HTTP proxy, verify the https_proxy environment variable is correctly set. Else, check your network connection.")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
+    /// The server's certificate was refused (`cf api --skip-ssl-validation`
+    /// turns the check off).
+    #[error("Invalid SSL Cert for {url}: {problem}\nTIP: Use 'cf api --skip-ssl-validation' to continue with an insecure API endpoint{}",
+        if matches!(problem, proto::https::CertProblem::UnknownAuthority) { ", or trust its CA with SSL_CERT_FILE=<ca.pem>" } else { "" })]
+    Ssl {
+        url: String,
+        problem: proto::https::CertProblem,
+    },
     #[error("Invalid response from the server: {0}")]
     Decode(String),
     #[error("{context}: {source}")]
@@ -40,6 +48,21 @@ pub enum CliError {
     /// `cf curl --fail` on a 4xx/5xx answer (exit code 22, as curl's `--fail`).
     #[error("The requested URL returned error: {0}")]
     CurlFail(u16),
+}
+
+impl From<reqwest::Error> for CliError {
+    fn from(e: reqwest::Error) -> Self {
+        match proto::https::cert_problem(&e) {
+            Some(problem) => CliError::Ssl {
+                url: e
+                    .url()
+                    .map(|u| u.origin().ascii_serialization())
+                    .unwrap_or_else(|| "the API endpoint".into()),
+                problem,
+            },
+            None => CliError::Http(e),
+        }
+    }
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;

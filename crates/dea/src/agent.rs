@@ -77,6 +77,8 @@ pub async fn run_with_drain(
     }
     prepare_state_dir(&cfg.state_dir)?;
     cfg.size_from_host();
+    // A bad `tls_ca_file` stops the DEA here (Agent::new cannot fail).
+    cfg.http_client()?;
     let backend = crate::backend::from_config(&cfg)?;
     let bus = Bus::connect_with(&cfg.nats_url, &cfg.bus, "dea").await?;
     tracing::info!(id = %cfg.id, nats = %cfg.nats_url, backend = backend.name(), state_dir = %cfg.state_dir.display(), "dea starting");

@@ -16,6 +16,9 @@ pub struct Config {
     /// and staging requests may only name signed blob URLs there
     /// (`crate::blob_urls`). Empty: not checked (a warning at start).
     pub controller_urls: Vec<String>,
+    /// A PEM CA file trusted, besides the webpki roots, by the DEA's HTTP
+    /// client (droplets, buildpacks, uploads over HTTPS). None: the roots only.
+    pub tls_ca_file: Option<PathBuf>,
     /// DEA id; a random uuid when empty.
     pub id: String,
     pub zone: String,
@@ -98,6 +101,7 @@ impl Default for Config {
             nats_url: "nats://127.0.0.1:4222".into(),
             bus: Default::default(),
             controller_urls: Vec::new(),
+            tls_ca_file: None,
             id: String::new(),
             zone: "default".into(),
             state_dir: PathBuf::from("./.dea"),
@@ -217,19 +221,6 @@ impl Config {
         }
     }
 
-    /// The HTTP client for blobs, with `http_*_timeout_s`.
-    pub fn http_client(&self) -> reqwest::Client {
-        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
-        reqwest::Client::builder()
-            .connect_timeout(secs(self.http_connect_timeout_s))
-            .read_timeout(secs(self.http_read_timeout_s))
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot build the HTTP client; using the defaults");
-                reqwest::Client::new()
-            })
-    }
-
     /// The passthrough variables set in `lookup` (the DEA's environment).
     pub fn passthrough_env(
         &self,
@@ -250,6 +241,20 @@ impl Config {
         }
         cfg.fill_id();
         Ok(cfg)
+    }
+
+    /// The DEA's HTTP client: HTTP and HTTPS (rustls, ring), verifying
+    /// with the webpki roots and `tls_ca_file`.
+    /// Every call has `http_connect_timeout_s` and `http_read_timeout_s`
+    /// (the longest pause between two reads; no total limit for big blobs).
+    pub fn http_client(&self) -> Result<reqwest::Client, crate::error::DeaError> {
+        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+        proto::https::client_builder(&proto::https::verify_with_ca(self.tls_ca_file.as_deref()))
+            .map_err(|e| crate::error::DeaError::Http(e.to_string()))?
+            .connect_timeout(secs(self.http_connect_timeout_s))
+            .read_timeout(secs(self.http_read_timeout_s))
+            .build()
+            .map_err(|e| crate::error::DeaError::Http(e.to_string()))
     }
 
     /// Gives the DEA a random id when none is configured.

@@ -54,7 +54,13 @@ const MAX_PLACEMENTS: usize = 512;
 
 impl Agent {
     pub fn new(cfg: Config, backend: Arc<dyn Backend>, outbox: Outbox) -> Arc<Agent> {
-        let http = cfg.http_client();
+        // `run` has checked the config's client builds; the fallback
+        // (webpki roots only) is for callers that did not.
+        let http = cfg.http_client().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "HTTP client without tls_ca_file");
+            proto::https::install_ring();
+            reqwest::Client::new()
+        });
         Arc::new(Agent {
             cfg,
             backend,

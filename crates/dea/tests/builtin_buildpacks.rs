@@ -96,6 +96,7 @@ impl Running {
     /// GET `path` (with `Accept-Encoding: gzip` when `gzip`): status,
     /// lower-case headers, raw body.
     async fn get(&self, path: &str, gzip: bool) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        proto::https::install_ring();
         self.get_with(&reqwest::Client::new(), path, gzip).await
     }
 
@@ -246,6 +247,7 @@ async fn stages_and_serves_a_static_site() {
     assert_eq!(header(&h, "cache-control"), Some("no-cache"));
     // A directory: redirected relative to the request (the port the app
     // listens on is not the one clients use).
+    proto::https::install_ring();
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

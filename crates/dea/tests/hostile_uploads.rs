@@ -456,9 +456,14 @@ async fn a_stalled_download_times_out() {
     let tmp = tempfile::tempdir().expect("tmp");
     let path = tmp.path().join("blob");
     let t = Instant::now();
-    let e = dea::http::download(&cfg.http_client(), &format!("http://{addr}/x"), &path, GB)
-        .await
-        .expect_err("stalled");
+    let e = dea::http::download(
+        &cfg.http_client().expect("http client"),
+        &format!("http://{addr}/x"),
+        &path,
+        GB,
+    )
+    .await
+    .expect_err("stalled");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(!path.exists(), "the partial file is removed");
     eprintln!("stalled download: {e} after {:?}", t.elapsed());

@@ -17,6 +17,9 @@ pub struct Config {
     /// The controller's internal API base URL (its `internal_listen`; for
     /// `/internal/v1/desired`).
     pub cc_url: String,
+    /// A PEM CA file trusted, besides the webpki roots, for an `https`
+    /// `cc_url`. None: the roots only.
+    pub tls_ca_file: Option<PathBuf>,
     /// The controller's internal API token; no default (the HM refuses to
     /// start without one).
     pub internal_api_token: String,
@@ -60,6 +63,7 @@ impl Default for Config {
             nats_url: "nats://127.0.0.1:4222".into(),
             bus: Default::default(),
             cc_url: "http://127.0.0.1:9023".into(),
+            tls_ca_file: None,
             internal_api_token: String::new(),
             pass_interval_ms: 1000,
             heartbeat_interval_s: 2.0,

@@ -94,8 +94,14 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(cc_url: &str, token: &str) -> Result<Fetcher, HmError> {
-        let http = reqwest::Client::builder()
+    /// `tls_ca_file`: a CA trusted besides the webpki roots (HTTPS `cc_url`).
+    pub fn new(
+        cc_url: &str,
+        token: &str,
+        tls_ca_file: Option<&std::path::Path>,
+    ) -> Result<Fetcher, HmError> {
+        let http = proto::https::client_builder(&proto::https::verify_with_ca(tls_ca_file))
+            .map_err(|e| HmError::Desired(e.to_string()))?
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| HmError::Desired(chain(&e)))?;

@@ -144,7 +144,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     bus.flush().await?;
 
     let (desired_tx, desired_rx) = watch::channel(None);
-    let fetcher = desired::Fetcher::new(&config.cc_url, &config.internal_api_token)?;
+    let fetcher = desired::Fetcher::new(
+        &config.cc_url,
+        &config.internal_api_token,
+        config.tls_ca_file.as_deref(),
+    )?;
     spawn_desired_fetcher(
         fetcher,
         Duration::from_millis(config.desired_refresh_ms.max(100)),

@@ -246,6 +246,8 @@ impl Platform {
     }
 
     pub async fn start_with(opts: PlatformOptions) -> Result<Platform> {
+        // reqwest's default TLS needs a rustls provider (docs/conventions.md).
+        proto::https::install_ring();
         let dir = tempfile::Builder::new().prefix("paas-it-").tempdir()?;
         let root = dir.path().to_path_buf();
         let logs = root.join("logs");
@@ -790,6 +792,7 @@ fn spawn_dea_with(
 /// An HTTP client that resolves every name to loopback, like the CLI's own
 /// `*.localhost` resolution; URLs carry the router's port.
 pub fn http_client() -> reqwest::Client {
+    proto::https::install_ring();
     reqwest::Client::builder()
         .dns_resolver(std::sync::Arc::new(LoopbackResolver))
         .timeout(Duration::from_secs(10))

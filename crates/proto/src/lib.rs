@@ -12,6 +12,7 @@ pub mod config;
 pub mod desired;
 pub mod droplet;
 pub mod egress;
+pub mod https;
 pub mod messages;
 pub mod nats_server;
 pub mod service;

@@ -1,7 +1,7 @@
 //! `cf api [URL]`.
 
-use super::common::client;
 use crate::client::Client;
+use crate::config::{cf_home, Config};
 use crate::error::{CliError, Result};
 use crate::format::kv_auto;
 use serde_json::Value;
@@ -13,7 +13,8 @@ pub struct Args {
     /// Remove all api endpoint targeting
     #[arg(long)]
     pub unset: bool,
-    /// Accepted for compatibility (plain HTTP needs no validation)
+    /// Skip verification of the API endpoint's TLS certificate (kept for
+    /// later commands; not recommended)
     #[arg(long)]
     pub skip_ssl_validation: bool,
 }
@@ -80,8 +81,18 @@ pub async fn set_api(client: &Client, url: &str) -> Result<String> {
     Ok(version)
 }
 
+/// What `cf api` prints when certificates are not checked.
+pub const SKIP_WARNING: &str =
+    "Warning: Insecure API endpoint: SSL validation is skipped (--skip-ssl-validation); certificates are not verified.";
+
 pub async fn run(args: Args) -> Result<()> {
-    let client = client()?;
+    let home = cf_home();
+    let mut cfg = Config::load(&home)?;
+    if args.url.is_some() {
+        // As the CF CLI: `cf api URL` sets the choice, with or without the flag.
+        cfg.skip_ssl_validation = args.skip_ssl_validation;
+    }
+    let client = Client::new(cfg, home)?;
     if args.unset {
         println!("Unsetting api endpoint...");
         client.update_config(|c| *c = crate::config::Config::default())?;
@@ -98,6 +109,9 @@ pub async fn run(args: Args) -> Result<()> {
                 "{}",
                 kv_auto(&[("API endpoint", api), ("API version", version)])
             );
+            if args.skip_ssl_validation {
+                println!("\n{SKIP_WARNING}");
+            }
             if client.config().access_token.is_none() {
                 println!("\nNot logged in. Use 'cf login' to log in.");
             }

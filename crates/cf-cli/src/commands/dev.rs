@@ -34,6 +34,10 @@ pub struct StartArgs {
     /// Router port on 127.0.0.1
     #[arg(long, default_value_t = 8080)]
     pub router_port: u16,
+    /// Router HTTPS port on 127.0.0.1 (default 8443, or a free port when
+    /// 8443 is taken)
+    #[arg(long)]
+    pub router_tls_port: Option<u16>,
     /// How many DEAs to run (each in its own zone); kill one to watch the
     /// platform heal
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -54,7 +58,15 @@ fn layout(dir: Option<PathBuf>) -> Result<Layout> {
 
 pub async fn run(cmd: DevCommand) -> Result<()> {
     match cmd {
-        DevCommand::Start(a) => start(layout(a.dir)?, a.router_port, usize::from(a.deas)).await,
+        DevCommand::Start(a) => {
+            start(
+                layout(a.dir)?,
+                a.router_port,
+                a.router_tls_port,
+                usize::from(a.deas),
+            )
+            .await
+        }
         DevCommand::Stop(a) => stop(&layout(a.dir)?).await,
         DevCommand::Status(a) => status(&layout(a.dir)?).await,
     }
@@ -90,25 +102,53 @@ fn running(l: &Layout) -> Vec<(String, Option<i32>)> {
 }
 
 fn print_summary(l: &Layout, st: &DevState) {
-    println!("API endpoint:   {}", st.api_url);
+    // HTTPS first, as Cloud Foundry users know their API; plain HTTP stays.
+    let api = if st.https_api_url.is_empty() {
+        &st.api_url
+    } else {
+        &st.https_api_url
+    };
+    if st.https_api_url.is_empty() {
+        println!("API endpoint:   {}", st.api_url);
+    } else {
+        println!(
+            "API endpoint:   {} (plain HTTP: {})",
+            st.https_api_url, st.api_url
+        );
+        println!("local CA:       {}", l.ca_cert().display());
+    }
     println!(
         "apps domain:    localhost (apps answer at http://<app>.localhost:{})",
         st.router_port
     );
     println!("logs:           {}", l.logs().display());
-    println!(
-        "\nLog in with:\n  cf login -a {} -u admin -p admin -o dev -s dev",
-        st.api_url
-    );
+    if !st.https_api_url.is_empty() && !default_dir_ca(l) {
+        println!(
+            "\ncf trusts the local CA of the default dir only; for this one:\n  export SSL_CERT_FILE={}",
+            l.ca_cert().display()
+        );
+    }
+    println!("\nLog in with:\n  cf login -a {api} -u admin -p admin -o dev -s dev");
+    if !st.https_api_url.is_empty() {
+        println!(
+            "or over plain HTTP:\n  cf login -a {} -u admin -p admin -o dev -s dev",
+            st.api_url
+        );
+    }
     println!(
         "\nA second user (a developer of its own org):\n  \
          cf create-user alice s3cret\n  \
          cf create-org team-a && cf create-space web -o team-a\n  \
          cf set-org-role alice team-a OrgManager\n  \
          cf set-space-role alice team-a web SpaceDeveloper\n  \
-         cf login -a {} -u alice -p s3cret -o team-a -s web",
-        st.api_url
+         cf login -a {api} -u alice -p s3cret -o team-a -s web"
     );
+}
+
+/// Whether this dev dir's CA is the one cf trusts by itself.
+fn default_dir_ca(l: &Layout) -> bool {
+    let own = cf_home().join(".cfdev");
+    std::fs::canonicalize(&own).ok() == std::fs::canonicalize(&l.dir).ok()
 }
 
 /// Processes started so far; stopped again (reverse order) on failure.
@@ -194,7 +234,12 @@ where
     }
 }
 
-async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
+async fn start(
+    l: Layout,
+    router_port: u16,
+    router_tls_port: Option<u16>,
+    dea_count: usize,
+) -> Result<()> {
     l.create()?;
     let live = running(&l);
     let alive: Vec<_> = live.iter().filter(|(_, p)| p.is_some()).collect();
@@ -226,11 +271,23 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
             "Port {router_port} on 127.0.0.1 is in use; choose another with --router-port PORT."
         )));
     }
+    let tls_port = match router_tls_port {
+        Some(p) if p != 0 && std::net::TcpListener::bind(("127.0.0.1", p)).is_err() => {
+            return Err(CliError::other(format!(
+                "Port {p} on 127.0.0.1 is in use; choose another with --router-tls-port PORT."
+            )));
+        }
+        Some(p) => p,
+        // 8443 when free, else one the router picks (read back below).
+        None if std::net::TcpListener::bind(("127.0.0.1", 8443)).is_ok() => 8443,
+        None => 0,
+    };
     for c in [
         "cloud-controller",
         "cloud-controller-internal",
         "router",
         "router-admin",
+        "router-tls",
         "dea",
         "health-manager",
     ] {
@@ -328,7 +385,14 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
         write("dea", dea_text(d::dea_config(&l, &nats_url)))?;
     }
 
-    // router (the controller is its route authority)
+    // router (the controller is its route authority), HTTP and HTTPS with a
+    // certificate of the local CA (made once, kept across restarts).
+    let new_ca = d::ensure_tls(&l, &d::tls_names("sys.localhost", "localhost"))?;
+    println!(
+        "  local CA           {} {}",
+        if new_ca { "made" } else { "reused" },
+        l.ca_cert().display()
+    );
     write(
         "router",
         d::router_config(
@@ -337,7 +401,7 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
             router_port,
             &format!("http://{cc_internal}"),
             &token,
-        ),
+        ) + &d::router_tls_config(&l, tls_port),
     )?;
     st.children.push((
         "router".into(),
@@ -352,6 +416,7 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
             let (l, http) = (l.clone(), http.clone());
             async move {
                 read_addr(&l, "router")?;
+                read_addr(&l, "router-tls")?;
                 let a = read_addr(&l, "router-admin")?;
                 http_ok(&http, &format!("http://{a}/health"), None)
                     .await
@@ -360,7 +425,16 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
         },
     )
     .await?;
-    println!("  router             ready on 127.0.0.1:{router_port} (admin {admin})");
+    let tls_addr = read_addr(&l, "router-tls").unwrap_or_default();
+    let tls_port = tls_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .ok_or_else(|| {
+            CliError::other(format!("the router wrote a bad HTTPS address '{tls_addr}'"))
+        })?;
+    println!(
+        "  router             ready on 127.0.0.1:{router_port}, HTTPS on 127.0.0.1:{tls_port} (admin {admin})"
+    );
 
     // dea and health manager (started together)
     write(
@@ -391,8 +465,15 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
         println!("  {c:<18} ready");
     }
 
-    // the API through the router
+    // the API through the router, over HTTP and over HTTPS (verified with
+    // the local CA only)
     let api_url = format!("http://api.sys.localhost:{router_port}");
+    let https_api_url = format!("https://api.sys.localhost:{tls_port}");
+    let https = proto::https::client_builder(&proto::https::Verify::RootsAnd(vec![l.ca_cert()]))
+        .map_err(|e| CliError::other(e.to_string()))?
+        .dns_resolver(crate::dns::LocalhostResolver)
+        .no_proxy()
+        .build()?;
     let host = format!("api.sys.localhost:{router_port}");
     wait_ready(
         &mut st,
@@ -413,9 +494,22 @@ async fn start(l: Layout, router_port: u16, dea_count: usize) -> Result<()> {
         },
     )
     .await?;
+    wait_ready(
+        &mut st,
+        "router",
+        30,
+        "api.sys.localhost did not answer over HTTPS",
+        || {
+            let (https, url) = (https.clone(), format!("{https_api_url}/"));
+            async move { http_ok(&https, &url, None).await.then_some(()) }
+        },
+    )
+    .await?;
 
     let state = DevState {
         router_port,
+        router_tls_port: tls_port,
+        https_api_url,
         nats_port,
         api_url,
         cc_addr,

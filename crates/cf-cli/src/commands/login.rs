@@ -1,7 +1,8 @@
 //! `cf login -a URL -u USER -p PASS [-o ORG] [-s SPACE]`.
 
-use super::common::{ask, client, find_org, find_space, set_echo, stdin_is_tty};
-use crate::config::Target;
+use super::common::{ask, find_org, find_space, set_echo, stdin_is_tty};
+use crate::client::Client;
+use crate::config::{cf_home, Config, Target};
 use crate::error::{CliError, Result};
 use crate::models::Named;
 
@@ -22,7 +23,8 @@ pub struct Args {
     /// Space
     #[arg(short = 's')]
     pub space: Option<String>,
-    /// Accepted for compatibility
+    /// Skip verification of the API endpoint's TLS certificate (kept for
+    /// later commands, as with `cf api --skip-ssl-validation`)
     #[arg(long)]
     pub skip_ssl_validation: bool,
 }
@@ -47,8 +49,23 @@ fn prompt(label: &str, secret: bool) -> Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// Whether `cf login` skips certificate checks: when asked to, or when the
+/// saved choice applies (the endpoint is the one `cf api` set it for).
+pub fn skip_ssl(cfg: &Config, api_arg: Option<&str>, flag: bool) -> bool {
+    flag || match api_arg {
+        Some(a) => {
+            cfg.skip_ssl_validation
+                && cfg.api.as_deref() == Some(super::api::normalize_url(a).as_str())
+        }
+        None => cfg.skip_ssl_validation,
+    }
+}
+
 pub async fn run(args: Args) -> Result<()> {
-    let client = client()?;
+    let home = cf_home();
+    let mut cfg = Config::load(&home)?;
+    cfg.skip_ssl_validation = skip_ssl(&cfg, args.api.as_deref(), args.skip_ssl_validation);
+    let client = Client::new(cfg, home)?;
     if let Some(a) = &args.api {
         let api = super::api::normalize_url(a);
         println!("API endpoint: {api}\n");
@@ -218,6 +235,23 @@ pub fn pick(names: &[String], answer: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_keeps_the_saved_ssl_choice_for_the_same_endpoint_only() {
+        let cfg = Config {
+            api: Some("https://api.example.com".into()),
+            skip_ssl_validation: true,
+            ..Config::default()
+        };
+        assert!(skip_ssl(&cfg, None, false));
+        assert!(!skip_ssl(&cfg, Some("api.example.com"), false));
+        assert!(skip_ssl(&cfg, Some("https://api.example.com/"), false));
+        assert!(!skip_ssl(&cfg, Some("https://other.example.com"), false));
+        assert!(skip_ssl(&cfg, Some("https://other.example.com"), true));
+        let off = Config::default();
+        assert!(!skip_ssl(&off, None, false));
+        assert!(skip_ssl(&off, None, true));
+    }
 
     #[test]
     fn menus_and_picks() {

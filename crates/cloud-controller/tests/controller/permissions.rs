@@ -73,7 +73,10 @@ impl Api {
         let mut a = Api {
             child,
             base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
+            http: {
+                proto::https::install_ring();
+                reqwest::Client::new()
+            },
             store,
             token: String::new(),
             _nats: nats,

@@ -272,7 +272,9 @@ mod tests {
         let stager = Stager {
             backend: crate::backend::by_name("process").expect("backend"),
             outbox,
-            http: reqwest::Client::new(),
+            http: crate::config::Config::default()
+                .http_client()
+                .expect("http client"),
             state_dir: state.to_path_buf(),
             dea_id: "dea-t".into(),
             passthrough: vec![],

@@ -125,7 +125,9 @@ pub fn stager(
     let s = dea::staging::Stager {
         backend,
         outbox,
-        http: reqwest::Client::new(),
+        http: dea::config::Config::default()
+            .http_client()
+            .expect("http client"),
         state_dir: state.to_path_buf(),
         dea_id: "dea-t".into(),
         passthrough: vec![],

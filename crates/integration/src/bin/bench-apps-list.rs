@@ -202,6 +202,7 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    proto::https::install_ring();
     let runs = env_num("RUNS", 20).max(1);
     let spaces = env_num("SPACES", 50).max(1);
     let many = env_num("APPS", 1000).max(1);

@@ -255,6 +255,7 @@ where
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    proto::https::install_ring();
     let runs = env_num("RUNS", 5);
     let n_apps = env_num("APPS", 10);
     let per_app = u32::try_from(env_num("INSTANCES", 3)).unwrap_or(3);

@@ -80,6 +80,7 @@ async fn settled_rss(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    proto::https::install_ring();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("bench-density needs root (namespaces backend)");

@@ -13,6 +13,7 @@ use testkit::rss_kib;
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    proto::https::install_ring();
     let runs = env_num("RUNS", 5);
     let p = Platform::start().await?;
     p.login().await?;

@@ -130,6 +130,7 @@ async fn flood(kind: &str, total: usize, concurrency: usize) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    proto::https::install_ring();
     let total = env_num("LOGINS", 600);
     let concurrency = env_num("CONCURRENCY", 200);
     println!("login floods: {total} wrong-password logins, {concurrency} at a time");

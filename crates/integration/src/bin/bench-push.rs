@@ -193,6 +193,7 @@ async fn run(dev: &Dev, pushes: usize, runs: usize) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    proto::https::install_ring();
     let pushes = env_num("PUSHES", 20);
     let runs = env_num("RUNS", 5);
     let tmp = tempfile::Builder::new()

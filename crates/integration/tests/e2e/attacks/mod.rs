@@ -7,3 +7,4 @@ mod bus;
 mod file_modes;
 mod log_streams;
 mod logins;
+mod tls;

@@ -284,6 +284,11 @@ impl BusUsers {
     }
 }
 
+/// How a responder may answer: `dea.find.droplet` gets one reply per
+/// matching instance from each DEA, so more than the server's default of
+/// one message per request, within a minute of it.
+const RESPONSES: &str = ", allow_responses: { max: 10000, expires: \"1m\" }";
+
 /// Server-side TLS (`tls { .. }` of nats-server's config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerTls {
@@ -311,7 +316,7 @@ pub fn server_config(users: &BusUsers, tls: Option<&ServerTls>) -> String {
             conf_str(&u.password),
             list(&p.publish),
             list(&p.subscribe),
-            if p.allow_responses { ", allow_responses: true" } else { "" },
+            if p.allow_responses { RESPONSES } else { "" },
         ));
     }
     out.push_str("  ]\n}\n");
@@ -434,7 +439,7 @@ mod tests {
         let text = server_config(&users, None);
         assert!(text.contains("user: \"controller\""), "{text}");
         assert!(text.contains("\"dea.*.start\""), "{text}");
-        assert!(text.contains("allow_responses: true"), "{text}");
+        assert!(text.contains("allow_responses: { max: 10000"), "{text}");
         assert!(!text.contains("tls"), "{text}");
         let c = users.role(Role::Router);
         assert_eq!(c.user, "router");

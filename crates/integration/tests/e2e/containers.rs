@@ -218,6 +218,9 @@ async fn isolation_seen_from_inside_an_app_and_no_leftovers() -> Result<()> {
         format!("{gateway}:{nats_port}"),
         format!("127.0.0.1:{cc_port}"),
         format!("{gateway}:{cc_port}"),
+        // The controller's internal listener (issue 13).
+        format!("127.0.0.1:{}", p.cc_internal_addr.port()),
+        format!("{gateway}:{}", p.cc_internal_addr.port()),
         format!("{gateway}:{hport}"),
     ];
     let paths = [

@@ -172,3 +172,51 @@ async fn forged_bus_messages_are_refused() -> Result<()> {
     );
     Ok(())
 }
+
+/// TLS on the bus: a server with a certificate of a private CA accepts a
+/// component that trusts that CA, and refuses one that connects in plain
+/// text or trusts another CA (an impostor's server would be refused the
+/// same way by every component).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_over_tls_needs_the_platform_ca() -> Result<()> {
+    let today = chrono::Utc::now().date_naive();
+    let certs = cf_cli::devenv::make_certs(None, &["127.0.0.1".to_string()], today)?;
+    let other = cf_cli::devenv::make_certs(None, &["127.0.0.1".to_string()], today)?;
+    let dir = tempfile::tempdir()?;
+    let file = |name: &str, text: &str| -> Result<std::path::PathBuf> {
+        let p = dir.path().join(name);
+        testkit::write_private(&p, text)?;
+        Ok(p)
+    };
+    let tls = proto::busauth::ServerTls {
+        cert_file: file("server.pem", &certs.server_cert)?,
+        key_file: file("server.key", &certs.server_key)?,
+        verify_clients_ca: None,
+    };
+    let users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET);
+    let nats =
+        testkit::NatsServer::start_with_config(&proto::busauth::server_config(&users, Some(&tls)))?;
+    let mut router = users.role(proto::busauth::Role::Router);
+    router.tls_ca_file = Some(file("ca.pem", &certs.ca_cert)?);
+    let bus = proto::Bus::connect_with(&nats.url, &router, "router").await?;
+    bus.publish(subjects::ROUTER_START, &serde_json::json!({}))
+        .await?;
+    bus.flush().await?;
+
+    let plain = users.role(proto::busauth::Role::Router);
+    assert!(
+        proto::Bus::connect_with(&nats.url, &plain, "plain")
+            .await
+            .is_err(),
+        "a client without the CA was let in"
+    );
+    let mut impostor = users.role(proto::busauth::Role::Router);
+    impostor.tls_ca_file = Some(file("other-ca.pem", &other.ca_cert)?);
+    assert!(
+        proto::Bus::connect_with(&nats.url, &impostor, "impostor")
+            .await
+            .is_err(),
+        "a client trusting another CA was let in"
+    );
+    Ok(())
+}

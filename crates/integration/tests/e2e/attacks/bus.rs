@@ -45,14 +45,15 @@ fn forged_route(port: u16) -> serde_json::Value {
     })
 }
 
+/// A well-formed `StartRequest` naming the attacker's droplet.
 fn forged_start(port: u16) -> serde_json::Value {
     serde_json::json!({
         "app_id": "evil", "app_name": "evil", "version": "v1", "index": 0,
         "droplet_uri": format!("http://127.0.0.1:{port}/evil.tgz"),
         "droplet_sha256": "0".repeat(64),
         "uris": ["evil.localhost"], "env": [],
-        "limits": {"mem": 64, "disk": 64, "fds": 64},
-        "health_check": {"type": "port"},
+        "limits": {"memory_mb": 64, "disk_mb": 64, "fds": 64},
+        "health_check": {"type": "port", "timeout_s": 60},
         "start_command": "true", "stack": "cflinuxfs4",
         "vcap_application": {},
     })
@@ -218,5 +219,58 @@ async fn the_bus_over_tls_needs_the_platform_ca() -> Result<()> {
             .is_err(),
         "a client trusting another CA was let in"
     );
+    Ok(())
+}
+
+/// Even a peer allowed to ask (here the harness's all-permissions user,
+/// standing for a compromised controller credential) cannot make a DEA
+/// fetch a droplet, package or buildpack from anywhere but the
+/// controller's signed blob URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deas_fetch_only_signed_controller_urls() -> Result<()> {
+    let p = Platform::start_with(PlatformOptions {
+        dea_config: "backend = \"process\"\n".into(),
+        health_manager: false,
+        ..Default::default()
+    })
+    .await?;
+    let trap = Trap::start()?;
+    let bus = p.bus_as("test").await?;
+
+    // A start naming the attacker's droplet: refused, said in the DEA's
+    // log and the app's.
+    bus.publish(subjects::dea_start("dea-0"), &forged_start(trap.port))
+        .await?;
+    bus.flush().await?;
+    let dea_log = p.deas[0].log_path.clone();
+    integration::wait_for("the DEA to refuse the start", T, || {
+        let path = dea_log.clone();
+        async move {
+            let text = std::fs::read_to_string(path).ok()?;
+            text.contains("start refused").then_some(())
+        }
+    })
+    .await?;
+
+    // A staging request naming the attacker's package: refused in the reply.
+    let url = format!("http://127.0.0.1:{}/pkg.zip", trap.port);
+    let reply: proto::StagingAccepted = bus
+        .request(
+            subjects::staging_start("dea-0"),
+            &serde_json::json!({
+                "staging_id": "evil-build", "app_id": "evil", "stack": "cflinuxfs4",
+                "memory_mb": 64, "disk_mb": 64,
+                "package_uri": url,
+                "droplet_upload_uri": url,
+            }),
+            T,
+        )
+        .await?;
+    let err = reply.error.context("the staging request was accepted")?;
+    assert!(
+        err.message.contains("not the controller's internal API"),
+        "{err:?}"
+    );
+    assert_eq!(trap.hits(), 0, "the DEA connected to the attacker");
     Ok(())
 }

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The default `log_max_line_bytes`: longer lines are split.
+pub const DEFAULT_LOG_MAX_LINE_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -131,7 +134,7 @@ impl Default for Config {
             http_connect_timeout_s: 10,
             http_read_timeout_s: 60,
             log_rate_limit_bytes_per_s: 1024 * 1024,
-            log_max_line_bytes: crate::outbox::MAX_LINE,
+            log_max_line_bytes: DEFAULT_LOG_MAX_LINE_BYTES,
             log_queue_kb: 8 * 1024,
         }
     }

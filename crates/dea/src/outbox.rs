@@ -187,7 +187,7 @@ pub async fn pump(bus: proto::Bus, mut rx: mpsc::UnboundedReceiver<Outgoing>, lo
 /// Default longest line forwarded as one (`log_max_line_bytes`); longer
 /// output is cut into pieces of this size (an app or a build printing
 /// without newlines cannot grow the DEA).
-pub const MAX_LINE: usize = 16 * 1024;
+pub const MAX_LINE: usize = crate::config::DEFAULT_LOG_MAX_LINE_BYTES;
 
 /// Lines waiting between a reader and what forwards them; a reader waits
 /// (and so does the process writing) when they are not taken.

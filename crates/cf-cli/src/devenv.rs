@@ -376,20 +376,8 @@ pub fn hm_config(l: &Layout, nats_url: &str, cc_url: &str, token: &str) -> Strin
 /// Writes `text` to `path`, readable by its owner only (0600): configs and
 /// nats.conf hold passwords and tokens.
 pub fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let err = |e| CliError::io(format!("writing {}", path.display()), e);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    // An older file keeps its mode through open(2): set it.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(err)?;
-    f.write_all(text.as_bytes()).map_err(err)
+    proto::config::write_private(path, text)
+        .map_err(|e| CliError::io(format!("writing {}", path.display()), e))
 }
 
 /// Find a component's binary: nats-server on PATH or /usr/sbin; the others

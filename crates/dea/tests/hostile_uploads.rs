@@ -21,46 +21,14 @@ use proto::{StagingErrorId, StagingFailure, StagingRequest, StartRequest};
 const GB: u64 = 1 << 30;
 const MB: u64 = 1 << 20;
 
-/// Every file under `dir` and its size.
-fn files(dir: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-            out.push((p.display().to_string(), len));
-        }
-    }
-    out
-}
-
 /// Peak resident memory of this process (kB); tests run one per process
 /// under nextest, so it is the peak of this test.
 fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    testkit::status_kib("self", "VmHWM:").unwrap_or(0)
 }
 
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    testkit::status_kib("self", "VmRSS:").unwrap_or(0)
 }
 
 /// Under nextest (one test per process) the peak is this test's own.
@@ -84,7 +52,11 @@ fn zip_bombs_and_a_million_entries_are_refused_before_extraction() {
         e.to_string().contains("expands to more than 4096 MB"),
         "{e}"
     );
-    assert!(files(&dest).is_empty(), "{:?}", files(&dest));
+    assert!(
+        testkit::files_under(&dest).is_empty(),
+        "{:?}",
+        testkit::files_under(&dest)
+    );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
     // The same bytes declaring 1 MB: extraction stops one byte past it.
@@ -97,7 +69,7 @@ fn zip_bombs_and_a_million_entries_are_refused_before_extraction() {
             || e.contains("zeros.bin: File is larger than its declared uncompressed size"),
         "{e}"
     );
-    let written: u64 = files(&dest).iter().map(|(_, n)| n).sum();
+    let written: u64 = testkit::files_under(&dest).iter().map(|(_, n)| n).sum();
     assert!(written <= MB + 1, "{written} bytes written");
 
     // A million empty entries: refused from the end record alone.
@@ -116,7 +88,7 @@ fn zip_bombs_and_a_million_entries_are_refused_before_extraction() {
     let some = testkit::archives::zip_many_entries(1000);
     let dest = tmp.path().join("some");
     unzip_safe(std::io::Cursor::new(&some), &dest, limits).expect("1000 entries");
-    assert_eq!(files(&dest).len(), 1000);
+    assert_eq!(testkit::files_under(&dest).len(), 1000);
 }
 
 #[test]
@@ -136,7 +108,11 @@ fn tarball_bomb_is_refused_before_extraction() {
         e.to_string().contains("expands to more than 4096 MB"),
         "{e}"
     );
-    assert!(files(&dest).is_empty(), "{:?}", files(&dest));
+    assert!(
+        testkit::files_under(&dest).is_empty(),
+        "{:?}",
+        testkit::files_under(&dest)
+    );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
     // With room for it but not for its ratio (100 x 10 MB < 1 GB).

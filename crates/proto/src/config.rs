@@ -36,6 +36,22 @@ pub fn load_toml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T
     })
 }
 
+/// Writes `text` to `path`, readable by its owner only (0600, also when the
+/// file existed with another mode): configs holding passwords and tokens,
+/// nats-server's users, keys.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
+}
+
 /// The `NATS_URL` override, when set and not empty.
 pub fn nats_url_override() -> Option<String> {
     std::env::var("NATS_URL").ok().filter(|u| !u.is_empty())

@@ -33,12 +33,37 @@ pub fn log_tail(path: &std::path::Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Resident memory of process `pid` in KiB (`VmRSS` of /proc), `None` when
-/// it is gone.
-pub fn rss_kib(pid: u32) -> Option<u64> {
+/// A KiB field (`VmRSS:`, `VmHWM:` ...) of `/proc/<pid>/status`; `pid` may
+/// be `self`. `None` when the process or the field is gone.
+pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of /proc), `None` when
+/// it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(&pid.to_string(), "VmRSS:")
+}
+
+/// Every file under `dir` (recursively) with its size; none when `dir` is
+/// missing.
+pub fn files_under(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((p.display().to_string(), len));
+        }
+    }
+    out
 }

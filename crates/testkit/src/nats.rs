@@ -153,19 +153,9 @@ impl Drop for NatsServer {
 }
 
 /// Writes `text` to a new file only its owner may read (0600), as `cf dev
-/// start` writes configs holding secrets.
+/// start` writes configs holding secrets (`proto::config::write_private`).
 pub fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    proto::config::write_private(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! inflated or stored; the package is FAILED; memory stays flat. Droplet
 //! tarball bombs are refused the same way.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -19,37 +18,6 @@ use crate::support::{multipart, zip_bytes};
 
 const GB: u64 = 1 << 30;
 const MB: u64 = 1 << 20;
-
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Files under `dir` (recursively) with their sizes.
-fn files(dir: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push((
-                p.display().to_string(),
-                e.metadata().map(|m| m.len()).unwrap_or(0),
-            ));
-        }
-    }
-    out
-}
 
 async fn new_package(a: &Api, app: &str) -> String {
     let app = a.create_app(app).await;
@@ -123,7 +91,7 @@ async fn assert_refused(a: &Api, package: &str, got: (StatusCode, Value), want: 
     );
     let data = &a.ctx.cfg.data_dir;
     for d in ["blobs", "tmp"] {
-        let left = files(&data.join(d));
+        let left = testkit::files_under(&data.join(d));
         assert!(left.is_empty(), "{d}: {left:?}");
     }
 }
@@ -177,19 +145,22 @@ async fn million_entry_zip_is_refused_from_its_end_record() {
     let body = bytes::Bytes::from(body);
     let len = many.len();
     drop(many);
-    let before = status_kb("VmRSS:");
-    let peak_before = status_kb("VmHWM:");
+    let before = testkit::status_kib("self", "VmRSS:").unwrap_or(0);
+    let peak_before = testkit::status_kib("self", "VmHWM:").unwrap_or(0);
     let t = Instant::now();
     let got = send_streamed(&a, &pkg, ct, body).await;
     let took = t.elapsed();
-    let (rss, peak) = (status_kb("VmRSS:"), status_kb("VmHWM:"));
+    let (rss, peak) = (
+        testkit::status_kib("self", "VmRSS:").unwrap_or(0),
+        testkit::status_kib("self", "VmHWM:").unwrap_or(0),
+    );
     eprintln!(
         "1,000,000 entries ({} MB): refused in {took:?}; RSS {before} -> {rss} kB, peak {peak_before} -> {peak} kB",
         len >> 20
     );
     // (The blob store holds the small package; drop it for the check.)
     let blobs = a.ctx.cfg.data_dir.join("blobs");
-    for (f, _) in files(&blobs) {
+    for (f, _) in testkit::files_under(&blobs) {
         std::fs::remove_file(f).expect("rm");
     }
     assert_refused(&a, &pkg, got, "more than 100000 entries").await;
@@ -291,7 +262,7 @@ async fn log_flood_keeps_the_controller_flat() {
         async move { got.then_some(()) }
     })
     .await;
-    let idle = status_kb("VmRSS:");
+    let idle = testkit::status_kib("self", "VmRSS:").unwrap_or(0);
     let big = line("flood", "z".repeat(16 * 1024));
     let t = Instant::now();
     let mut after = Vec::new();
@@ -318,7 +289,7 @@ async fn log_flood_keeps_the_controller_flat() {
             async move { last.then_some(()) }
         })
         .await;
-        after.push(status_kb("VmRSS:"));
+        after.push(testkit::status_kib("self", "VmRSS:").unwrap_or(0));
     }
     let took = t.elapsed();
     let quiet = ctx.logs.recent("quiet", 1000);

@@ -221,6 +221,9 @@ async fn isolation_seen_from_inside_an_app_and_no_leftovers() -> Result<()> {
         // The controller's internal listener (issue 13).
         format!("127.0.0.1:{}", p.cc_internal_addr.port()),
         format!("{gateway}:{}", p.cc_internal_addr.port()),
+        // The host's Postgres, on loopback and on the host's address.
+        "127.0.0.1:5432".to_string(),
+        format!("{gateway}:5432"),
         format!("{gateway}:{hport}"),
     ];
     let paths = [

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use integration::{app_host, fixture, Platform, PlatformOptions, SYSTEM_DOMAIN};
+use integration::{app_host, Platform, PlatformOptions, SYSTEM_DOMAIN};
 use proto::busauth::BusCredentials;
 use proto::subjects;
 
@@ -61,16 +61,7 @@ fn forged_start(port: u16) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_bus_messages_are_refused() -> Result<()> {
-    let p = Platform::start_with(PlatformOptions {
-        dea_config: "backend = \"process\"\n".into(),
-        ..Default::default()
-    })
-    .await?;
-    p.login().await?;
-    let dir = fixture("pyapp");
-    p.cf_ok(&["push", "calm", "-p", dir.to_str().unwrap_or_default()])
-        .await?;
-    p.wait_route_status(&app_host("calm"), 200, T).await?;
+    let p = super::platform_with_app("calm").await?;
     let trap = Trap::start()?;
 
     // 1. No credentials, and a wrong password: the server refuses the

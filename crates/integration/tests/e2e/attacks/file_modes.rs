@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use integration::{app_host, fixture, Platform, PlatformOptions};
 
 fn mode(p: &Path) -> Result<u32> {
     Ok(std::fs::metadata(p)
@@ -31,17 +30,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_readable_by_other_users() -> Result<()> {
-    let p = Platform::start_with(PlatformOptions {
-        dea_config: "backend = \"process\"\n".into(),
-        ..Default::default()
-    })
-    .await?;
-    p.login().await?;
-    let dir = fixture("pyapp");
-    p.cf_ok(&["push", "quiet", "-p", dir.to_str().unwrap_or_default()])
-        .await?;
-    p.wait_route_status(&app_host("quiet"), 200, std::time::Duration::from_secs(60))
-        .await?;
+    let p = super::platform_with_app("quiet").await?;
 
     let mut open = Vec::new();
     // Configs (bus passwords, the internal token) and nats-server's users.

@@ -35,7 +35,7 @@ use crate::client::IdlePool;
 use crate::metrics::BackendError;
 use crate::proxy::{sticky_cookie, Proxy, FAILED_ENDPOINT_SKIP_MS, MAX_ATTEMPTS, VCAP_ID};
 use crate::server::{ConnInfo, Limits};
-use crate::table::{Choice, Endpoint};
+use crate::table::{ActiveGuard, Choice, Endpoint};
 
 /// Most headers in a request or response head handled here (more: hyper).
 const MAX_HEADERS: usize = 64;
@@ -469,7 +469,11 @@ impl FastPath {
                     }
                 }
                 out.extend_from_slice(b"\r\n");
-                let _guard = e.acquire();
+                // Released as soon as the backend's response is complete,
+                // before its last bytes reach the client: a client that
+                // sends its next request on reading them must not find
+                // this endpoint still counted busy.
+                let mut guard = Some(e.acquire());
                 let result = self
                     .attempt(
                         stream,
@@ -480,9 +484,10 @@ impl FastPath {
                         &mut out,
                         (backend_timer.as_mut(), backend_deadline),
                         own,
-                        &mut resp_out,
+                        (&mut resp_out, &mut guard),
                     )
                     .await;
+                drop(guard);
                 match result {
                     Ok((st, sent_out, sent_in, reusable)) => {
                         status = st;
@@ -842,7 +847,7 @@ impl FastPath {
         out: &mut Vec<u8>,
         (mut timer, deadline): (Pin<&mut tokio::time::Sleep>, tokio::time::Instant),
         own: &mut Own,
-        resp_out: &mut Vec<u8>,
+        (resp_out, guard): (&mut Vec<u8>, &mut Option<ActiveGuard>),
     ) -> Result<(StatusCode, u64, u64, bool), (Failure, u64)> {
         let body_len = req.body_len;
         // Body bytes already read with the head go out with it.
@@ -898,7 +903,7 @@ impl FastPath {
                         e,
                         rbuf,
                         (timer.as_mut(), deadline),
-                        resp_out,
+                        (resp_out, &mut *guard),
                     )
                     .await,
                 );
@@ -954,7 +959,7 @@ impl FastPath {
         e: &Endpoint,
         rbuf: &mut BytesMut,
         (mut timer, deadline): (Pin<&mut tokio::time::Sleep>, tokio::time::Instant),
-        out: &mut Vec<u8>,
+        (out, guard): (&mut Vec<u8>, &mut Option<ActiveGuard>),
     ) -> Result<(StatusCode, u64, bool, bool), Failure> {
         loop {
             // Read a complete response head.
@@ -1012,6 +1017,7 @@ impl FastPath {
             let (bytes, client_ok) = match framing {
                 Framing::Empty => {
                     backend_ok &= rbuf.is_empty();
+                    guard.take();
                     let ok = client.write_all(out).await.is_ok();
                     (0, ok)
                 }
@@ -1019,6 +1025,9 @@ impl FastPath {
                     let have = usize::try_from(n).unwrap_or(usize::MAX).min(rbuf.len());
                     out.extend_from_slice(&rbuf[..have]);
                     rbuf.advance(have);
+                    if have as u64 == n {
+                        guard.take();
+                    }
                     if client.write_all(out).await.is_err() {
                         return Ok((status, have as u64, false, false));
                     }
@@ -1040,6 +1049,9 @@ impl FastPath {
                     let have = end.unwrap_or(rbuf.len());
                     out.extend_from_slice(&rbuf[..have]);
                     rbuf.advance(have);
+                    if end.is_some() {
+                        guard.take();
+                    }
                     if client.write_all(out).await.is_err() {
                         return Ok((status, scanner.payload, false, false));
                     }

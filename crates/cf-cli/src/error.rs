@@ -36,7 +36,7 @@ pub enum CliError {
     },
     #[error("Invalid response from the server: {0}")]
     Decode(String),
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", crate::terminal::io_text(source))]
     Io {
         context: String,
         source: std::io::Error,

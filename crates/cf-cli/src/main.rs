@@ -1,4 +1,3 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -9,6 +8,8 @@ async fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     proto::service::init_tracing();
-    let cli = cf_cli::Cli::parse();
-    ExitCode::from(cf_cli::run(cli).await)
+    match cf_cli::parse(std::env::args_os().collect()) {
+        Ok(cli) => ExitCode::from(cf_cli::run(cli).await),
+        Err(code) => ExitCode::from(code),
+    }
 }

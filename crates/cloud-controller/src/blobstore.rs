@@ -144,8 +144,10 @@ pub fn validate_zip(path: &Path, limits: ArchiveLimits) -> Result<usize, String>
     }
     file.seek(SeekFrom::Start(0))
         .map_err(|e| format!("cannot read upload: {e}"))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| format!("the uploaded bits are not a valid zip file: {e}"))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        tracing::debug!(error = %e, "upload is not a zip");
+        "the uploaded bits are not a valid zip file".to_string()
+    })?;
     let mut declared = Budget::new(limits, packed).map_err(refused)?;
     for i in 0..archive.len() {
         declared.entry().map_err(refused)?;

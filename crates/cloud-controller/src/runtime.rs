@@ -269,6 +269,9 @@ impl Ctx {
             c.count += 1;
             c.last_reason = data["reason"].as_str().unwrap_or_default().to_string();
             c.last_exit_status = data["exit_status"].as_i64();
+            c.last_at = chrono::DateTime::parse_from_rfc3339(&e.created_at)
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(c.last_at);
         }
         out
     }
@@ -313,6 +316,8 @@ pub struct IndexCrashes {
     pub count: u32,
     pub last_reason: String,
     pub last_exit_status: Option<i64>,
+    /// Unix seconds of the last crash.
+    pub last_at: f64,
 }
 
 impl IndexCrashes {

@@ -18,6 +18,7 @@ use proto::{
 use tokio::sync::{mpsc, Notify};
 
 use crate::backend::{Backend, ContainerSpec, ExitInfo, ProcessSpec};
+use crate::cell_log;
 use crate::config::Config;
 use crate::env::{build_env, start_script, EnvInput};
 use crate::error::{DeaError, Result};
@@ -303,6 +304,7 @@ impl Agent {
         }
         let droplet = self.fetch_droplet(req).await?;
         let root = self.instances_dir().join(id);
+        self.cell_log(req, LogStream::Stdout, cell_log::creating(&self.cfg.id, id));
         let container = self
             .backend
             .create(ContainerSpec {
@@ -327,6 +329,7 @@ impl Agent {
             let _ = self.backend.destroy(&container).await;
             return Ok(());
         }
+        self.cell_log(req, LogStream::Stdout, cell_log::created(&self.cfg.id, id));
         let (d, r) = (droplet.clone(), root.clone());
         let limits = self
             .cfg
@@ -403,13 +406,19 @@ impl Agent {
         let iid = id.to_string();
         let wait = spawned.wait;
         let c = container.clone();
+        let req_for_exit = req.clone();
         tokio::spawn(async move {
             match wait.await {
                 Ok(exit) => {
-                    let desc = me
-                        .backend
-                        .exit_reason(&c)
-                        .unwrap_or_else(|| exit.description());
+                    let reason = me.backend.exit_reason(&c);
+                    if me.is_live(&iid) {
+                        me.cell_log(
+                            &req_for_exit,
+                            LogStream::Stdout,
+                            cell_log::exit_status(&exit, reason.as_deref()),
+                        );
+                    }
+                    let desc = reason.unwrap_or_else(|| exit.description());
                     me.crashed(&iid, Some(exit), desc).await
                 }
                 Err(e) => me.crashed(&iid, None, e.to_string()).await,
@@ -456,8 +465,12 @@ impl Agent {
 
     async fn health_check(self: &Arc<Self>, id: &str, req: &StartRequest, port: u16) -> Result<()> {
         let hc = &req.health_check;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(hc.timeout_s.max(1));
+        let limit = Duration::from_secs(hc.timeout_s.max(1));
+        let deadline = tokio::time::Instant::now() + limit;
         let host = self.cfg.host_ip.clone();
+        if hc.kind != HealthCheckType::Process {
+            self.cell_log(req, LogStream::Stdout, cell_log::HEALTH_MONITORING.into());
+        }
         // Apps usually listen within tens of milliseconds: look again soon,
         // then less and less often.
         let mut pause = Duration::from_millis(5);
@@ -465,14 +478,16 @@ impl Agent {
             if !self.still(id, Starting) {
                 return Ok(());
             }
-            let ok = match hc.kind {
-                HealthCheckType::Process => true,
+            // `None` when healthy, else why not (CF's words).
+            let failure = match hc.kind {
+                HealthCheckType::Process => None,
                 HealthCheckType::Port => {
                     let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-                    matches!(
-                        tokio::time::timeout(Duration::from_secs(1), connect).await,
-                        Ok(Ok(_))
-                    )
+                    match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(cell_log::tcp_failure(port, &cell_log::probe_error(&e))),
+                        Err(_) => Some(cell_log::tcp_failure(port, "timeout")),
+                    }
                 }
                 HealthCheckType::Http => {
                     let ep = hc.endpoint.as_deref().unwrap_or("/");
@@ -484,35 +499,55 @@ impl Agent {
                         .timeout(Duration::from_secs(1))
                         .send()
                         .await;
-                    matches!(r, Ok(resp) if resp.status() == reqwest::StatusCode::OK)
+                    let why = match r {
+                        Ok(resp) if resp.status() == reqwest::StatusCode::OK => None,
+                        Ok(resp) => {
+                            Some(format!("received status code {}", resp.status().as_u16()))
+                        }
+                        Err(e) if e.is_timeout() => Some("timeout".to_string()),
+                        Err(e) if e.is_connect() => Some("connection refused".to_string()),
+                        Err(_) => Some("the request failed".to_string()),
+                    };
+                    why.map(|w| cell_log::http_failure(&format!("{sep}{ep}"), port, &w))
                 }
             };
-            if ok {
+            let Some(why) = failure else {
                 break;
-            }
+            };
             if tokio::time::Instant::now() >= deadline {
-                let desc = format!(
-                    "health check ({:?}) timed out after {}s",
-                    hc.kind, hc.timeout_s
-                )
-                .to_lowercase();
                 self.outbox.log(
                     &req.app_id,
-                    LogSource::App,
+                    LogSource::Health,
                     Some(req.index),
                     LogStream::Stderr,
-                    &desc,
+                    &why,
                 );
+                let desc = cell_log::timed_out(limit);
+                self.cell_log(req, LogStream::Stderr, desc.clone());
                 self.crashed(id, None, desc).await;
                 return Ok(());
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(200));
         }
+        if hc.kind != HealthCheckType::Process {
+            self.cell_log(req, LogStream::Stdout, cell_log::HEALTHY.into());
+        }
         if let Some(i) = self.transition(id, Running) {
             self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
         }
         Ok(())
+    }
+
+    /// A `CELL` line about instance `req` in its app's log.
+    fn cell_log(&self, req: &StartRequest, stream: LogStream, line: String) {
+        self.outbox
+            .log(&req.app_id, LogSource::Cell, Some(req.index), stream, &line);
+    }
+
+    /// Whether instance `id` is starting or serving (its exit is news).
+    fn is_live(&self, id: &str) -> bool {
+        self.state_of(id).is_some_and(|s| s.is_live())
     }
 
     /// The droplet from the local cache (by sha256) or downloaded into it.
@@ -663,6 +698,16 @@ impl Agent {
         let Some(i) = self.transition(id, Stopping) else {
             return;
         };
+        let cell = |line: String| {
+            self.outbox.log(
+                &i.app_id,
+                LogSource::Cell,
+                Some(i.index),
+                LogStream::Stdout,
+                &line,
+            );
+        };
+        cell(cell_log::stopping(id));
         if was_routed {
             self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
             if reason == ExitReason::Evacuating {
@@ -705,8 +750,12 @@ impl Agent {
             },
         );
         if let Some(c) = &container {
-            if let Err(e) = self.backend.destroy(c).await {
-                tracing::warn!(instance_id = %id, error = %e, "cannot remove instance files");
+            cell(cell_log::destroying(id));
+            match self.backend.destroy(c).await {
+                Ok(()) => cell(cell_log::destroyed(id)),
+                Err(e) => {
+                    tracing::warn!(instance_id = %id, error = %e, "cannot remove instance files")
+                }
             }
         }
         self.publish_heartbeat();
@@ -990,13 +1039,28 @@ mod tests {
             .find(|(s, _)| s == "router.register")
             .expect("registered");
         assert_eq!(reg.1["uris"][0], "web.localhost");
-        let log = msgs
+        let logs: Vec<(Option<&str>, Option<&str>)> = msgs
             .iter()
-            .find(|(s, _)| s == "logs.app-1")
-            .expect("log line");
-        assert_eq!(
-            (log.1["line"].as_str(), log.1["source"].as_str()),
-            (Some("hello from app"), Some("APP"))
+            .filter(|(s, _)| s == "logs.app-1")
+            .map(|(_, m)| (m["source"].as_str(), m["line"].as_str()))
+            .collect();
+        assert!(
+            logs.contains(&(Some("APP"), Some("hello from app"))),
+            "{logs:?}"
+        );
+        // The cell's own lines, as CF's cells write them.
+        let cell: Vec<&str> = logs
+            .iter()
+            .filter(|(s, _)| *s == Some("CELL"))
+            .filter_map(|(_, l)| *l)
+            .collect();
+        assert!(
+            cell[0].starts_with("Cell dea-1 creating container for instance "),
+            "{cell:?}"
+        );
+        assert!(
+            cell[1].starts_with("Cell dea-1 successfully created container"),
+            "{cell:?}"
         );
         assert!(msgs
             .iter()
@@ -1085,9 +1149,22 @@ mod tests {
         let subjects: Vec<&str> = msgs
             .iter()
             .map(|(s, _)| s.as_str())
-            .filter(|s| *s != "dea.heartbeat")
+            .filter(|s| *s != "dea.heartbeat" && !s.starts_with("logs."))
             .collect();
         assert_eq!(subjects, vec!["router.unregister", "droplet.exited"]);
+        let cell: Vec<&str> = msgs
+            .iter()
+            .filter(|(s, m)| s.starts_with("logs.") && m["source"] == "CELL")
+            .filter_map(|(_, m)| m["line"].as_str())
+            .collect();
+        assert_eq!(
+            cell,
+            [
+                format!("Stopping instance {id}"),
+                format!("Destroying container for instance {id}"),
+                format!("Successfully destroyed container for instance {id}"),
+            ]
+        );
         assert_eq!(
             msgs.iter()
                 .find(|(s, _)| s == "droplet.exited")

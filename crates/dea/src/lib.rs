@@ -6,6 +6,7 @@ pub mod archive;
 pub mod backend;
 pub mod blob_urls;
 pub mod buildpacks;
+pub mod cell_log;
 pub mod config;
 pub mod drain;
 pub mod env;

@@ -321,6 +321,8 @@ pub enum LogSource {
     Hm,
     /// The DEA itself about an instance (CF's `CELL`).
     Cell,
+    /// The DEA's health check of an instance (CF's `HEALTH`).
+    Health,
 }
 
 impl LogSource {
@@ -332,6 +334,7 @@ impl LogSource {
             LogSource::Api => "API",
             LogSource::Hm => "HM",
             LogSource::Cell => "CELL",
+            LogSource::Health => "HEALTH",
         }
     }
 }

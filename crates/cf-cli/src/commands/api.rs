@@ -96,7 +96,8 @@ pub async fn run(args: Args) -> Result<()> {
     if args.unset {
         println!("Unsetting api endpoint...");
         client.update_config(|c| *c = crate::config::Config::default())?;
-        println!("OK\n\nNo API endpoint set.");
+        super::common::ok();
+        println!("\nNo API endpoint set.");
         return Ok(());
     }
     match args.url {
@@ -104,7 +105,8 @@ pub async fn run(args: Args) -> Result<()> {
             let api = normalize_url(&url);
             println!("Setting API endpoint to {api}...");
             let version = set_api(&client, &api).await?;
-            println!("OK\n");
+            super::common::ok();
+            println!();
             print!(
                 "{}",
                 kv_auto(&[("API endpoint", api), ("API version", version)])

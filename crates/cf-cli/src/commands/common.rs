@@ -393,11 +393,15 @@ pub fn progress_line(
 
 /// Poll the web process until every instance runs. Fails when all instances
 /// stay crashed for a few seconds or after `CF_STARTUP_TIMEOUT` seconds (60).
+/// How often `wait_for_start` repeats an unchanged progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
     println!("Waiting for app {} to start...\n", app.name);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(env_secs("CF_STARTUP_TIMEOUT", 60));
     let mut last = String::new();
+    let mut last_at = Instant::now();
     let mut all_crashed_since: Option<Instant> = None;
     let mut backoff = Backoff::new(Duration::from_millis(500));
     let fail = |why: &str| {
@@ -414,9 +418,12 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
         let st = stats(ctx, &p.guid).await.unwrap_or_default();
         let counts = count_states(p.instances, &st);
         let line = progress_line(p.instances, counts);
-        if line != last {
+        // A line when the counts change, and every few seconds while
+        // waiting, so a slow start never looks hung.
+        if line != last || last_at.elapsed() >= PROGRESS_EVERY {
             println!("{line}");
             last = line;
+            last_at = Instant::now();
         }
         if counts.0 == p.instances {
             println!();
@@ -437,7 +444,7 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
         }
         if Instant::now() > deadline {
             return Err(fail(&format!(
-                "Start app timeout: app {} did not start within {} seconds",
+                "Start app timeout: app {} did not start within {} seconds\n\nTIP: Application must be listening on the right port. Instead of hard coding the port, use the $PORT environment variable.",
                 app.name,
                 (deadline - started).as_secs()
             )));
@@ -468,7 +475,8 @@ pub async fn app_view(ctx: &Ctx, app: &App, with_stats: bool) -> Result<AppView>
             .map(|s| InstanceView {
                 index: s.index,
                 state: s.state.clone(),
-                since: if s.uptime > 0 || s.state == "RUNNING" {
+                // CF shows since (now - uptime) in every state but DOWN.
+                since: if s.uptime > 0 || s.state != "DOWN" {
                     since(now, s.uptime)
                 } else {
                     String::new()
@@ -696,7 +704,8 @@ pub fn stdin_is_tty() -> bool {
 }
 
 pub fn ok() {
-    println!("OK");
+    use crate::terminal::{color_enabled, paint, Style};
+    println!("{}", paint("OK", Style::Ok, color_enabled()));
 }
 
 /// A logged-in client and the user name (no org/space needed).

@@ -580,7 +580,7 @@ async fn stop(l: &Layout) -> Result<()> {
     if !any {
         println!("Nothing was running.");
     }
-    println!("OK");
+    super::common::ok();
     Ok(())
 }
 

@@ -62,7 +62,8 @@ pub async fn run(name: &str) -> Result<()> {
         .client
         .get(&format!("/v3/apps/{}/env", app.guid))
         .await?;
-    println!("OK\n");
+    super::common::ok();
+    println!();
     print!("{}", render_env(&env));
     Ok(())
 }

@@ -46,7 +46,7 @@ pub async fn stop(name: &str) -> Result<()> {
         .client
         .post(&format!("/v3/apps/{}/actions/stop", app.guid), json!({}))
         .await?;
-    println!("OK");
+    super::common::ok();
     Ok(())
 }
 

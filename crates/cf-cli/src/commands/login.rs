@@ -112,7 +112,8 @@ pub async fn run(args: Args) -> Result<()> {
         c.refresh_token = tok.refresh_token.clone();
         c.user = Some(user.clone());
     })?;
-    println!("OK\n");
+    super::common::ok();
+    println!();
     select_target(&client, args.org.as_deref(), args.space.as_deref()).await?;
     super::target::show(&client.config());
     Ok(())

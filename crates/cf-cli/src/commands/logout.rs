@@ -18,7 +18,7 @@ pub async fn run() -> Result<()> {
         let _ = client.delete(&format!("/oauth/token/revoke/{jti}")).await;
     }
     client.update_config(|c| c.logout())?;
-    println!("OK");
+    super::common::ok();
     Ok(())
 }
 

@@ -42,7 +42,9 @@ pub async fn run(args: Args) -> Result<()> {
             .client
             .get(&format!("/v3/apps/{}/logs/recent?limit=1000", app.guid))
             .await?;
-        r.resources.iter().for_each(print);
+        let mut lines = r.resources;
+        by_time(&mut lines);
+        lines.iter().for_each(print);
         return Ok(());
     }
     let path = format!("/v3/apps/{}/logs/stream", app.guid);
@@ -63,5 +65,40 @@ pub async fn run(args: Args) -> Result<()> {
     tokio::select! {
         r = tail => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Orders log lines by their timestamps, as the cf CLI does for `--recent`
+/// (lines from the API, the cell and the app arrive by different paths);
+/// lines with the same or an unreadable time keep their order.
+fn by_time(lines: &mut [LogMessage]) {
+    lines.sort_by_key(|m| {
+        chrono::DateTime::parse_from_rfc3339(&m.timestamp)
+            .map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX))
+            .unwrap_or(i64::MAX)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::{LogSource, LogStream};
+
+    #[test]
+    fn recent_lines_are_ordered_by_time() {
+        let at = |ts: &str, line: &str| {
+            let mut m = LogMessage::new("a", LogSource::App, Some(0), LogStream::Stdout, line);
+            m.timestamp = ts.into();
+            m
+        };
+        let mut lines = vec![
+            at("2026-12-06T10:00:01.5Z", "third"),
+            at("2026-12-06T10:00:01.25Z", "second"),
+            at("2026-12-06T10:00:00Z", "first"),
+            at("2026-12-06T10:00:01.5Z", "fourth"),
+        ];
+        by_time(&mut lines);
+        let order: Vec<&str> = lines.iter().map(|m| m.line.as_str()).collect();
+        assert_eq!(order, ["first", "second", "third", "fourth"]);
     }
 }

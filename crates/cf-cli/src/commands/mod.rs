@@ -12,6 +12,7 @@ pub mod dev;
 pub mod domains;
 pub mod env;
 pub mod events;
+pub mod help;
 pub mod lifecycle;
 pub mod login;
 pub mod logout;
@@ -38,7 +39,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cf",
     version,
-    about = "A command line tool to interact with the platform"
+    about = "A command line tool to interact with the platform",
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,6 +55,9 @@ pub struct AppName {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show help
+    #[command(alias = "h")]
+    Help(help::Args),
     /// Set or view target api url
     Api(api::Args),
     /// Log user in
@@ -209,6 +214,7 @@ pub enum Command {
 
 pub async fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
+        Command::Help(a) => help::run(a),
         Command::Api(a) => api::run(a).await,
         Command::Login(a) => login::run(a).await,
         Command::Logout => logout::run().await,

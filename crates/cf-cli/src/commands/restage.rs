@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 pub async fn run(name: &str) -> Result<()> {
     let ctx = Ctx::load()?;
+    println!("This action will cause app downtime.\n");
     println!("Restaging app {name} {}...", ctx.where_());
     let app = find_app(&ctx, name).await?;
     let mut packages: Vec<Package> = ctx

@@ -1,6 +1,6 @@
 //! `cf scale NAME [-i N] [-m M] [-k D] [-f]`.
 
-use super::common::{confirm, find_app, print_app, stdin_is_tty, wait_for_start, web_process, Ctx};
+use super::common::{confirm, find_app, print_app, wait_for_start, web_process, Ctx};
 use crate::error::{CliError, Result};
 use crate::format::kv;
 use crate::size::{format_mb, parse_mb};
@@ -62,7 +62,6 @@ pub async fn run(args: Args) -> Result<()> {
     let restart = (memory.is_some() || disk.is_some()) && app.state == "STARTED";
     if restart
         && !args.force
-        && stdin_is_tty()
         && !confirm(&format!(
             "This will cause the app to restart. Are you sure you want to scale {}?",
             args.name
@@ -98,6 +97,6 @@ pub async fn run(args: Args) -> Result<()> {
         wait_for_start(&ctx, &app).await?;
         return print_app(&ctx, &app.guid).await;
     }
-    println!("OK");
+    super::common::ok();
     Ok(())
 }

@@ -248,8 +248,10 @@ const ENTRY_SCRIPTS: [&str; 3] = ["bin/compile", "bin/supply", "bin/finalize"];
 /// out).
 pub fn check_layout(path: &std::path::Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
-    let zip = zip::ZipArchive::new(file)
-        .map_err(|e| format!("the uploaded bits are not a valid zip file: {e}"))?;
+    let zip = zip::ZipArchive::new(file).map_err(|e| {
+        tracing::debug!(error = %e, "upload is not a zip");
+        "the uploaded bits are not a valid zip file".to_string()
+    })?;
     let found = zip.file_names().filter_map(Result::ok).any(|n| {
         let n = n.trim_start_matches("./");
         ENTRY_SCRIPTS.contains(&n) || {

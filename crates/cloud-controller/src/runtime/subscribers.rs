@@ -83,6 +83,7 @@ pub async fn spawn_subscribers(
                 continue;
             }
             if let Ok(app) = c.store.app(&e.app_id).await {
+                c.api_log(&app.guid, crash_line(&app.guid, &e)).await;
                 let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version});
                 c.audit_app(&Actor { guid: app.guid.clone(), name: app.name.clone(), kind: "app" }, "app.crash", &app, data).await;
             }
@@ -208,5 +209,41 @@ async fn register_loop(
                 None => return,
             },
         }
+    }
+}
+
+/// CF's `[API/0]` line for a crashed instance:
+/// `App instance exited with guid G payload: {"instance"=>..., ...}`.
+fn crash_line(app_guid: &str, e: &DropletExited) -> String {
+    let status = e
+        .exit_status
+        .map(|s| format!("\"exit_status\"=>{s}, "))
+        .unwrap_or_default();
+    format!(
+        "App instance exited with guid {app_guid} payload: {{\"instance\"=>{:?}, \"index\"=>{}, \"reason\"=>\"CRASHED\", {status}\"exit_description\"=>{:?}, \"crash_timestamp\"=>{}, \"version\"=>{:?}}}",
+        e.instance_id, e.index, e.exit_description, e.crash_timestamp as i64, e.version
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_line_reads_like_cf() {
+        let e = DropletExited {
+            app_id: "a".into(),
+            version: "v1".into(),
+            index: 0,
+            instance_id: "i1".into(),
+            reason: ExitReason::Crashed,
+            exit_status: Some(3),
+            exit_description: "exited with status 3".into(),
+            crash_timestamp: 1_700_000_000.5,
+        };
+        assert_eq!(
+            crash_line("g", &e),
+            "App instance exited with guid g payload: {\"instance\"=>\"i1\", \"index\"=>0, \"reason\"=>\"CRASHED\", \"exit_status\"=>3, \"exit_description\"=>\"exited with status 3\", \"crash_timestamp\"=>1700000000, \"version\"=>\"v1\"}"
+        );
     }
 }

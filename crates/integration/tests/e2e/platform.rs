@@ -309,7 +309,7 @@ async fn bad_input_is_refused_and_loses_nothing() -> Result<()> {
         all.contains("NoAppDetectedError"),
         "clear staging error: {all}"
     );
-    assert!(out.stderr.contains("FAILED"), "{all}");
+    assert!(out.stdout.contains("FAILED"), "{all}");
 
     // Everything already stored is still there and still serving.
     let (s, _) = p.get_via_router(&h, "/").await?;

@@ -20,7 +20,7 @@ pub async fn process_stats(ctx: &Ctx, app: &App, process: &Process) -> Vec<Value
     } else {
         (Vec::new(), BTreeMap::new())
     };
-    stats_resources(process, &app.version, &found, &crashes)
+    stats_resources(process, &app.version, &found, &crashes, proto::now_unix())
 }
 
 impl IndexCrashes {
@@ -63,7 +63,11 @@ pub fn stats_resources(
     version: &str,
     found: &[FindDropletResponse],
     crashes: &BTreeMap<u32, IndexCrashes>,
+    now: f64,
 ) -> Vec<Value> {
+    // Seconds since `t` (unix seconds): CF's `uptime` is the time since the
+    // instance's last state change, in every state.
+    let age = |t: f64| (now - t).max(0.0) as u64;
     let mut best: BTreeMap<u32, &FindDropletResponse> = BTreeMap::new();
     for f in found {
         let better = match best.get(&f.index) {
@@ -95,11 +99,15 @@ pub fn stats_resources(
                     _ => Value::Null,
                 };
                 let stats = f.stats.unwrap_or_default();
+                let uptime = match f.stats {
+                    Some(s) if state == "RUNNING" => s.uptime,
+                    _ => age(f.since),
+                };
                 json!({
                     "type": process.kind, "index": index, "state": state,
                     "host": f.host,
                     "instance_ports": [{"external": f.port, "internal": f.port}],
-                    "uptime": stats.uptime,
+                    "uptime": uptime,
                     "usage": {"time": proto::now_rfc3339(), "cpu": stats.cpu, "mem": stats.mem, "disk": stats.disk},
                     "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
                     "details": details,
@@ -108,7 +116,7 @@ pub fn stats_resources(
             None => match crashes.get(&index).filter(|c| c.count > 0) {
                 Some(c) => json!({
                     "type": process.kind, "index": index, "state": "CRASHED",
-                    "host": "", "instance_ports": [], "uptime": 0,
+                    "host": "", "instance_ports": [], "uptime": age(c.last_at),
                     "usage": {"time": proto::now_rfc3339(), "cpu": 0.0, "mem": 0, "disk": 0},
                     "mem_quota": mem_quota, "disk_quota": disk_quota, "fds_quota": 16384,
                     "details": c.details(),
@@ -158,7 +166,7 @@ mod tests {
             found(2, InstanceState::Running, "old", 5),
             found(2, InstanceState::Running, "v", 6),
         ];
-        let r = stats_resources(&process(4), "v", &f, &BTreeMap::new());
+        let r = stats_resources(&process(4), "v", &f, &BTreeMap::new(), 100.0);
         assert_eq!(r.len(), 4);
         assert_eq!(
             (
@@ -179,6 +187,7 @@ mod tests {
             count,
             last_reason: "exited with status 3".into(),
             last_exit_status: Some(3),
+            last_at: 40.0,
         };
         // 0: running despite crashes; 1: crashing, nothing live (flapping);
         // 2: crashed once, restarting; 3: never crashed, nothing live.
@@ -187,12 +196,15 @@ mod tests {
             found(2, InstanceState::Starting, "v", 2),
         ];
         let crashes = BTreeMap::from([(0, crash(5)), (1, crash(4)), (2, crash(1))]);
-        let r = stats_resources(&process(4), "v", &f, &crashes);
+        let r = stats_resources(&process(4), "v", &f, &crashes, 100.0);
         assert_eq!(
             (r[0]["state"].as_str(), &r[0]["details"]),
             (Some("RUNNING"), &Value::Null)
         );
         assert_eq!(r[1]["state"], "CRASHED");
+        // Every state has an uptime (time since its last change).
+        assert_eq!(r[1]["uptime"], 60);
+        assert_eq!(r[2]["uptime"], 100);
         assert_eq!(
             r[1]["details"],
             "flapping: crashed 4 times in 10 min (last: exited with status 3, exit status 3)"

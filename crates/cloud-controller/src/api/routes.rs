@@ -196,6 +196,12 @@ async fn create(
     {
         return Err(invalid_domain());
     }
+    // CF: a bare shared domain would take every request for it.
+    if host.is_empty() && domain.organization_guid.is_none() {
+        return Err(ApiError::Unprocessable(
+            "Missing host. Routes in shared domains must have a host defined.".into(),
+        ));
+    }
     // A host on a domain belongs to one space (CF).
     let taken = ctx
         .store

@@ -216,10 +216,23 @@ async fn shared_routes_survive_delete_r_and_route_commands_round_trip() -> Resul
             && !route.contains("app-protocol"),
         "{route}"
     );
+    // --org-level: every space of the org; without it, the targeted one.
+    p.cf_ok(&["create-space", "other"]).await?;
+    p.cf_ok(&["target", "-s", "other"]).await?;
+    p.cf_ok(&["create-route", "localhost", "-n", "elsewhere"])
+        .await?;
+    p.cf_ok(&["target", "-s", "dev"]).await?;
     let org = p.cf_ok(&["routes", "--org-level"]).await?.stdout;
     assert!(
-        org.contains("Getting routes for org dev as admin...") && org.contains("lonely"),
+        org.contains("Getting routes for org dev as admin...")
+            && line_with(&org, "lonely").starts_with("dev")
+            && line_with(&org, "elsewhere").starts_with("other"),
         "{org}"
+    );
+    let space = p.cf_ok(&["routes"]).await?.stdout;
+    assert!(
+        space.contains("lonely") && !space.contains("elsewhere"),
+        "{space}"
     );
     let missing = p.cf(&["route", "localhost", "-n", "ghost"]).await?;
     failed(
@@ -237,7 +250,13 @@ async fn shared_routes_survive_delete_r_and_route_commands_round_trip() -> Resul
         let out = p.cf(args).await?;
         failed(&out, "Domain 'nope.example' not found.");
     }
-    // A bad host is refused by the controller.
+    // No host on a shared domain (it would take the whole domain), and a
+    // bad host: refused by the controller.
+    let out = p.cf(&["create-route", "localhost"]).await?;
+    failed(
+        &out,
+        "Missing host. Routes in shared domains must have a host defined.",
+    );
     let out = p
         .cf(&["create-route", "localhost", "--hostname", "bad_host!"])
         .await?;
@@ -310,6 +329,13 @@ async fn shared_routes_survive_delete_r_and_route_commands_round_trip() -> Resul
         "{routes}"
     );
     wait_greeting(&p, &shared, "sh2").await?;
+
+    // delete-route of a mapped route: the route is gone from the router,
+    // the app keeps its own.
+    p.cf_ok(&["delete-route", "localhost", "-n", "shared", "-f"])
+        .await?;
+    p.wait_route_status(&shared, 404, T).await?;
+    wait_greeting(&p, &host("sh2"), "sh2").await?;
 
     // cf domains: CF v8 columns.
     let doms = p.cf_ok(&["domains"]).await?.stdout;

@@ -177,6 +177,14 @@ pub struct Domain {
 #[serde(default)]
 pub struct DestinationApp {
     pub guid: String,
+    pub process: DestinationProcess,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DestinationProcess {
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,6 +192,8 @@ pub struct DestinationApp {
 pub struct Destination {
     pub guid: String,
     pub app: DestinationApp,
+    pub port: Option<u64>,
+    pub protocol: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -200,6 +210,8 @@ pub struct Route {
     pub host: String,
     pub path: String,
     pub url: String,
+    pub protocol: Option<String>,
+    pub port: Option<u64>,
     pub destinations: Vec<Destination>,
     pub relationships: RouteRelationships,
 }

@@ -117,7 +117,7 @@ pub fn domains_table(domains: &[Value]) -> String {
                 a.iter()
                     .filter_map(Value::as_str)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(",")
             })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "http".into());
@@ -139,9 +139,11 @@ pub async fn list() -> Result<()> {
     let (c, user) = logged_in()?;
     let org = targeted_org(&c)?;
     println!("Getting domains in org {} as {user}...\n", org.name);
-    let domains: Vec<Value> = c
+    let mut domains: Vec<Value> = c
         .list(&format!("/v3/organizations/{}/domains", org.guid))
         .await?;
+    // CF sorts by name, ignoring case.
+    domains.sort_by_key(|d| d["name"].as_str().unwrap_or("").to_lowercase());
     if domains.is_empty() {
         println!("No domains found.");
     } else {
@@ -178,7 +180,7 @@ mod tests {
             "name            availability   internal   protocols\n\
              localhost       shared                    http\n\
              apps.internal   shared         true       http\n\
-             me.com          private                   http, tcp\n"
+             me.com          private                   http,tcp\n"
         );
     }
 }

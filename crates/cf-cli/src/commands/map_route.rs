@@ -1,8 +1,9 @@
 //! `cf map-route NAME DOMAIN [--hostname H] [--path P]` and `cf unmap-route`.
 
 use super::common::{ensure_route, find_app, find_route, ok, Ctx};
+use super::routes::{find_domain, norm_path, route_not_found};
 use crate::error::{CliError, Result};
-use crate::models::{route_url, Domain};
+use crate::models::route_url;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,32 +19,14 @@ pub struct Args {
     pub path: Option<String>,
 }
 
-fn norm_path(p: &Option<String>) -> String {
-    match p.as_deref().map(|p| p.trim_end_matches('/')) {
-        None | Some("") => String::new(),
-        Some(p) if p.starts_with('/') => p.to_string(),
-        Some(p) => format!("/{p}"),
-    }
-}
-
-async fn domain(ctx: &Ctx, name: &str) -> Result<Domain> {
-    let ds: Vec<Domain> = ctx
-        .client
-        .list(&format!("/v3/domains?names={}", super::common::enc(name)))
-        .await?;
-    ds.into_iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| CliError::other(format!("Domain '{name}' not found.")))
-}
-
 pub async fn map(a: Args) -> Result<()> {
     let ctx = Ctx::load()?;
     let host = a.hostname.clone().unwrap_or_default();
-    let path = norm_path(&a.path);
+    let path = norm_path(a.path.as_deref());
     let url = route_url(&host, &a.domain, &path);
     println!("Mapping route {url} to app {} {}...", a.name, ctx.where_());
     let app = find_app(&ctx, &a.name).await?;
-    let d = domain(&ctx, &a.domain).await?;
+    let d = find_domain(&ctx, &a.domain).await?;
     ensure_route(&ctx, &host, &d, &path, &app.guid).await?;
     ok();
     Ok(())
@@ -52,7 +35,7 @@ pub async fn map(a: Args) -> Result<()> {
 pub async fn unmap(a: Args) -> Result<()> {
     let ctx = Ctx::load()?;
     let host = a.hostname.clone().unwrap_or_default();
-    let path = norm_path(&a.path);
+    let path = norm_path(a.path.as_deref());
     let url = route_url(&host, &a.domain, &path);
     println!(
         "Removing route {url} from app {} {}...",
@@ -60,13 +43,10 @@ pub async fn unmap(a: Args) -> Result<()> {
         ctx.where_()
     );
     let app = find_app(&ctx, &a.name).await?;
-    let d = domain(&ctx, &a.domain).await?;
-    let route = find_route(&ctx, &host, &d, &path).await?.ok_or_else(|| {
-        CliError::other(format!(
-            "Route with host '{host}', domain '{}' and path '{path}' not found.",
-            a.domain
-        ))
-    })?;
+    let d = find_domain(&ctx, &a.domain).await?;
+    let route = find_route(&ctx, &host, &d, &path)
+        .await?
+        .ok_or_else(|| CliError::other(route_not_found(&host, &a.domain, &path)))?;
     let mut removed = false;
     for dest in route.destinations.iter().filter(|d| d.app.guid == app.guid) {
         let _ = ctx

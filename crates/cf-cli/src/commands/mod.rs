@@ -4,14 +4,19 @@ pub mod api;
 pub mod app;
 pub mod apps;
 pub mod buildpacks;
+pub mod check_route;
 pub mod common;
+pub mod create_route;
 pub mod create_space;
 pub mod curl;
 pub mod delete;
+pub mod delete_orphaned_routes;
+pub mod delete_route;
 pub mod dev;
 pub mod domains;
 pub mod env;
 pub mod events;
+pub mod health_check;
 pub mod help;
 pub mod lifecycle;
 pub mod login;
@@ -22,8 +27,10 @@ pub mod orgs;
 pub mod passwd;
 pub mod push;
 pub mod quotas;
+pub mod rename;
 pub mod restage;
 pub mod roles;
+pub mod route;
 pub mod routes;
 pub mod scale;
 pub mod security_groups;
@@ -31,6 +38,7 @@ pub mod set_env;
 pub mod spaces;
 pub mod target;
 pub mod users;
+pub mod version;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
@@ -96,6 +104,14 @@ pub enum Command {
     Delete(delete::Args),
     /// Tail or show recent logs for an app
     Logs(logs::Args),
+    /// Rename an app
+    Rename(rename::Args),
+    /// Show the type of health check performed on an app
+    GetHealthCheck(health_check::GetArgs),
+    /// Change type of health check performed on an app's process
+    SetHealthCheck(health_check::SetArgs),
+    /// Print the version
+    Version,
     /// Show all env variables for an app
     #[command(alias = "e")]
     Env(AppName),
@@ -106,7 +122,18 @@ pub enum Command {
     UnsetEnv(set_env::UnsetArgs),
     /// List all routes in the current space
     #[command(alias = "r")]
-    Routes,
+    Routes(routes::Args),
+    /// Create a route for later use
+    CreateRoute(routes::RouteSpec),
+    /// Delete a route
+    DeleteRoute(delete_route::Args),
+    /// Delete all orphaned routes in the currently targeted space (i.e. those that are not mapped to an app or service instance)
+    DeleteOrphanedRoutes(delete_orphaned_routes::Args),
+    /// Perform a check to determine whether a route currently exists or not
+    CheckRoute(routes::RouteSpec),
+    /// Display route details and mapped destinations
+    #[command(alias = "ro")]
+    Route(routes::RouteSpec),
     /// Map a route to an app
     MapRoute(map_route::Args),
     /// Remove a route from an app
@@ -232,7 +259,19 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Env(a) => env::run(&a.name).await,
         Command::SetEnv(a) => set_env::set(a).await,
         Command::UnsetEnv(a) => set_env::unset(a).await,
-        Command::Routes => routes::run().await,
+        Command::Routes(a) => routes::run(a).await,
+        Command::CreateRoute(a) => create_route::run(a).await,
+        Command::DeleteRoute(a) => delete_route::run(a).await,
+        Command::DeleteOrphanedRoutes(a) => delete_orphaned_routes::run(a).await,
+        Command::CheckRoute(a) => check_route::run(a).await,
+        Command::Route(a) => route::run(a).await,
+        Command::Rename(a) => rename::run(a).await,
+        Command::GetHealthCheck(a) => health_check::get(a).await,
+        Command::SetHealthCheck(a) => health_check::set(a).await,
+        Command::Version => {
+            version::run();
+            Ok(())
+        }
         Command::MapRoute(a) => map_route::map(a).await,
         Command::UnmapRoute(a) => map_route::unmap(a).await,
         Command::Events(a) => events::run(&a.name).await,
@@ -306,6 +345,39 @@ mod tests {
             Ok(c) => c.command,
             Err(e) => panic!("{args:?}: {e}"),
         }
+    }
+
+    #[test]
+    fn route_and_app_commands_parse_with_cf_names() {
+        assert!(matches!(parse(&["routes", "--org-level"]), Command::Routes(a) if a.org_level));
+        assert!(matches!(parse(&["r"]), Command::Routes(a) if !a.org_level));
+        assert!(
+            matches!(parse(&["create-route", "d.com", "--hostname", "h", "--path", "/p"]), Command::CreateRoute(a) if a.hostname.as_deref() == Some("h") && a.path.as_deref() == Some("/p"))
+        );
+        assert!(
+            matches!(parse(&["delete-route", "d.com", "-n", "h", "-f"]), Command::DeleteRoute(a) if a.force && a.route.domain == "d.com")
+        );
+        assert!(
+            matches!(parse(&["delete-orphaned-routes", "-f"]), Command::DeleteOrphanedRoutes(a) if a.force)
+        );
+        assert!(matches!(
+            parse(&["check-route", "d.com", "-n", "h"]),
+            Command::CheckRoute(_)
+        ));
+        assert!(matches!(parse(&["route", "d.com"]), Command::Route(_)));
+        assert!(matches!(parse(&["rename", "a", "b"]), Command::Rename(a) if a.new_name == "b"));
+        assert!(matches!(
+            parse(&["get-health-check", "a"]),
+            Command::GetHealthCheck(_)
+        ));
+        assert!(
+            matches!(parse(&["set-health-check", "a", "http", "--endpoint", "/h", "--invocation-timeout", "1"]), Command::SetHealthCheck(a) if a.endpoint == "/h" && a.invocation_timeout == Some(1))
+        );
+        assert!(
+            matches!(parse(&["set-health-check", "a", "port"]), Command::SetHealthCheck(a) if a.process == "web")
+        );
+        assert!(Cli::try_parse_from(["cf", "set-health-check", "a", "none"]).is_err());
+        assert!(matches!(parse(&["version"]), Command::Version));
     }
 
     #[test]

@@ -2,8 +2,7 @@
 
 use super::common::{confirm, find_app, print_app, wait_for_start, web_process, Ctx};
 use crate::error::{CliError, Result};
-use crate::format::kv;
-use crate::size::{format_mb, parse_mb};
+use crate::size::parse_mb;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, clap::Args)]
@@ -46,17 +45,8 @@ pub async fn run(args: Args) -> Result<()> {
             args.name,
             ctx.where_()
         );
-        print!(
-            "{}",
-            kv(
-                &[
-                    ("memory", format_mb(web.memory_in_mb)),
-                    ("disk", format_mb(web.disk_in_mb)),
-                    ("instances", web.instances.to_string())
-                ],
-                11
-            )
-        );
+        // CF v8: the `cf app` block (its process part is the scale).
+        print_app(&ctx, &app.guid).await?;
         return Ok(());
     }
     let restart = (memory.is_some() || disk.is_some()) && app.state == "STARTED";

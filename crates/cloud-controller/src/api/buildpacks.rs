@@ -1,6 +1,9 @@
 //! `/v3/buildpacks`: admin buildpacks uploaded as zips, tried by the DEAs in
 //! position order before their built-in ones. The bits live in the
 //! content-addressed blobstore; stagers fetch them from a signed internal URL.
+//! The DEAs' built-in buildpacks are listed too, after the admin ones (the
+//! order staging tries them in), as locked, read-only resources with guid
+//! `builtin-<name>`.
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
@@ -20,6 +23,63 @@ use crate::store::{Buildpack, BuildpackState, BuildpackUpdate};
 
 /// Stacks a buildpack may be restricted to.
 const STACKS: &[&str] = &["host"];
+
+/// The DEA's built-in buildpacks in detection order (`dea::buildpacks::
+/// BUILTINS`, compiled into every DEA; the controller does not link the
+/// DEA, a controller test checks that the two lists agree).
+pub const BUILTIN_BUILDPACKS: &[&str] = &["python", "nodejs", "java", "staticfile", "binary"];
+
+/// The guid under which a built-in buildpack is listed.
+const BUILTIN_GUID_PREFIX: &str = "builtin-";
+
+/// The built-in named by `guid`, if it is one.
+fn builtin_of(guid: &str) -> Option<&'static str> {
+    let name = guid.strip_prefix(BUILTIN_GUID_PREFIX)?;
+    BUILTIN_BUILDPACKS.iter().copied().find(|b| *b == name)
+}
+
+/// A built-in buildpack as a v3 resource: after every admin buildpack
+/// (`after` = the last admin position), READY, enabled, locked, no file.
+pub fn present_builtin(base: &BaseUrl, name: &str, after: i64) -> Value {
+    let index = BUILTIN_BUILDPACKS
+        .iter()
+        .position(|b| *b == name)
+        .unwrap_or(0);
+    let guid = format!("{BUILTIN_GUID_PREFIX}{name}");
+    let path = format!("/v3/buildpacks/{guid}");
+    json!({
+        "guid": guid,
+        "created_at": null,
+        "updated_at": null,
+        "name": name,
+        "state": "READY",
+        "filename": null,
+        "stack": STACKS[0],
+        "position": after + i64::try_from(index).unwrap_or(0) + 1,
+        "enabled": true,
+        "locked": true,
+        "metadata": metadata(),
+        "links": {"self": base.link(&path)},
+    })
+}
+
+/// The last position taken by an admin buildpack (0 when none).
+async fn last_admin_position(ctx: &Ctx) -> ApiResult<i64> {
+    Ok(ctx
+        .store
+        .buildpacks()
+        .await?
+        .iter()
+        .map(|b| b.position)
+        .max()
+        .unwrap_or(0))
+}
+
+fn builtin_read_only(name: &str) -> ApiError {
+    ApiError::Unprocessable(format!(
+        "Buildpack '{name}' is built into the DEAs and cannot be changed or deleted"
+    ))
+}
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -163,14 +223,19 @@ async fn create(
 async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
     let names = filter(&q, "names");
     let stacks = filter(&q, "stacks");
-    let items = ctx
-        .store
-        .buildpacks()
-        .await?
+    let admin = ctx.store.buildpacks().await?;
+    let after = admin.iter().map(|b| b.position).max().unwrap_or(0);
+    let mut items: Vec<Value> = admin
         .iter()
         .filter(|b| matches(&names, &b.name) && matches(&stacks, &b.stack))
         .map(|b| present(&base, b))
         .collect();
+    items.extend(
+        BUILTIN_BUILDPACKS
+            .iter()
+            .filter(|b| matches(&names, b) && matches(&stacks, STACKS[0]))
+            .map(|b| present_builtin(&base, b, after)),
+    );
     Ok(Json(paginate(&base, "/v3/buildpacks", &q, items)?))
 }
 
@@ -179,6 +244,10 @@ async fn show(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(name) = builtin_of(&guid) {
+        let after = last_admin_position(&ctx).await?;
+        return Ok(Json(present_builtin(&base, name, after)));
+    }
     Ok(Json(present(&base, &ctx.store.buildpack(&guid).await?)))
 }
 
@@ -204,6 +273,9 @@ async fn update(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    if let Some(name) = builtin_of(&guid) {
+        return Err(builtin_read_only(name));
+    }
     let req: UpdateBuildpack = parse_json(&body)?;
     if let Some(n) = &req.name {
         check_name(n)?;
@@ -230,6 +302,9 @@ async fn delete(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Response> {
+    if let Some(name) = builtin_of(&guid) {
+        return Err(builtin_read_only(name));
+    }
     let b = ctx.store.buildpack(&guid).await?;
     ctx.store.delete_buildpack(&guid).await?;
     tracing::info!(buildpack = %b.name, actor = %actor.name, "buildpack deleted");
@@ -290,6 +365,9 @@ async fn upload(
     Path(guid): Path<String>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(name) = builtin_of(&guid) {
+        return Err(builtin_read_only(name));
+    }
     let bp = ctx.store.buildpack(&guid).await?;
     if bp.is_locked() {
         return Err(ApiError::Unprocessable("The buildpack is locked".into()));

@@ -83,6 +83,19 @@ async fn list(
         filter(&q, "space_guids"),
         filter(&q, "paths"),
     );
+    // `organization_guids`: the routes of the spaces of those orgs.
+    let org_spaces: Option<BTreeSet<String>> = match filter(&q, "organization_guids") {
+        None => None,
+        Some(orgs) => Some(
+            ctx.store
+                .spaces()
+                .await?
+                .into_iter()
+                .filter(|s| orgs.contains(&s.organization_guid))
+                .map(|s| s.guid)
+                .collect(),
+        ),
+    };
     let app_routes: Option<BTreeSet<String>> = match filter(&q, "app_guids") {
         None => None,
         Some(apps) => Some(
@@ -102,6 +115,9 @@ async fn list(
             && matches(&spaces, &r.space_guid)
             && matches(&paths, &r.path)
             && app_routes.as_ref().is_none_or(|s| s.contains(&r.guid))
+            && org_spaces
+                .as_ref()
+                .is_none_or(|s| s.contains(&r.space_guid))
         {
             items.push(present(&ctx, &base, &r).await?);
         }
@@ -179,6 +195,12 @@ async fn create(
             .await?
     {
         return Err(invalid_domain());
+    }
+    // CF: a bare shared domain would take every request for it.
+    if host.is_empty() && domain.organization_guid.is_none() {
+        return Err(ApiError::Unprocessable(
+            "Missing host. Routes in shared domains must have a host defined.".into(),
+        ));
     }
     // A host on a domain belongs to one space (CF).
     let taken = ctx

@@ -182,7 +182,67 @@ async fn buildpacks_api() {
             )
         })
         .collect();
-    assert_eq!(listed, vec![("second", 1), ("first", 2)]);
+    // The DEAs' built-ins follow the admin ones, in their detection order.
+    assert_eq!(
+        listed,
+        vec![
+            ("second", 1),
+            ("first", 2),
+            ("python", 3),
+            ("nodejs", 4),
+            ("java", 5),
+            ("staticfile", 6),
+            ("binary", 7)
+        ]
+    );
+    let builtin_names: Vec<&str> = dea::buildpacks::BUILTINS.iter().map(|b| b.name).collect();
+    assert_eq!(
+        builtin_names,
+        cloud_controller::api::buildpacks::BUILTIN_BUILDPACKS,
+        "the controller lists the DEA's built-ins"
+    );
+    let python = &r.body["resources"][2];
+    assert_eq!(
+        (
+            python["guid"].as_str(),
+            python["state"].as_str(),
+            python["locked"].as_bool(),
+            python["enabled"].as_bool()
+        ),
+        (
+            Some("builtin-python"),
+            Some("READY"),
+            Some(true),
+            Some(true)
+        ),
+        "{python}"
+    );
+    let r = a
+        .call(Method::GET, "/v3/buildpacks/builtin-nodejs", None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["position"].as_i64()),
+        (StatusCode::OK, Some(4)),
+        "{:?}",
+        r.body
+    );
+    for (method, path) in [
+        (Method::PATCH, "/v3/buildpacks/builtin-python"),
+        (Method::DELETE, "/v3/buildpacks/builtin-python"),
+    ] {
+        let body = (method == Method::PATCH).then(|| json!({"enabled": false}));
+        let r = a.call(method.clone(), path, body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {path}: {:?}",
+            r.body
+        );
+    }
+    let r = a
+        .call(Method::GET, "/v3/buildpacks?names=binary", None)
+        .await;
+    assert_eq!(r.body["pagination"]["total_results"], 1);
     let r = a
         .call(Method::GET, "/v3/buildpacks?names=first", None)
         .await;

@@ -394,9 +394,22 @@ pub fn progress_line(
 /// Poll the web process until every instance runs. Fails when all instances
 /// stay crashed for a few seconds or after `CF_STARTUP_TIMEOUT` seconds (60).
 pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
+    wait_for_start_with(ctx, app, true, None).await
+}
+
+/// [`wait_for_start`], until every instance runs (`all`) or the first one
+/// does (`cf push --no-wait`); waits at least `health_timeout` seconds
+/// (the app's `-t`) when that is longer than `CF_STARTUP_TIMEOUT`.
+pub async fn wait_for_start_with(
+    ctx: &Ctx,
+    app: &App,
+    all: bool,
+    health_timeout: Option<u32>,
+) -> Result<()> {
     println!("Waiting for app {} to start...\n", app.name);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(env_secs("CF_STARTUP_TIMEOUT", 60));
+    let secs = env_secs("CF_STARTUP_TIMEOUT", 60).max(health_timeout.map_or(0, u64::from));
+    let deadline = started + Duration::from_secs(secs);
     let mut last = String::new();
     let mut all_crashed_since: Option<Instant> = None;
     let mut backoff = Backoff::new(Duration::from_millis(500));
@@ -418,7 +431,7 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
             println!("{line}");
             last = line;
         }
-        if counts.0 == p.instances {
+        if counts.0 == p.instances || (!all && counts.0 > 0) {
             println!();
             return Ok(());
         }
@@ -444,6 +457,38 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
         }
         backoff.wait().await;
     }
+}
+
+/// An app that was pushed with `--no-start` has a package but no droplet:
+/// stage its newest package and make the droplet current (what `cf start`
+/// does first in CF v8). Nothing to do when the app has a droplet.
+pub async fn stage_if_never_staged(ctx: &Ctx, app: &App) -> Result<()> {
+    let current: Option<Droplet> = ctx
+        .client
+        .get_opt(&format!("/v3/apps/{}/droplets/current", app.guid))
+        .await?;
+    if current.is_some_and(|d| !d.guid.is_empty()) {
+        return Ok(());
+    }
+    let mut packages: Vec<crate::models::Package> = ctx
+        .client
+        .list(&format!("/v3/apps/{}/packages", app.guid))
+        .await?;
+    packages.retain(|p| p.state == "READY");
+    packages.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    let Some(package) = packages.pop() else {
+        // Nothing uploaded: the start request says so.
+        return Ok(());
+    };
+    let droplet = stage(ctx, &app.guid, &package.guid).await?;
+    let _: Value = ctx
+        .client
+        .patch(
+            &format!("/v3/apps/{}/relationships/current_droplet", app.guid),
+            json!({"data": {"guid": droplet}}),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Everything the `cf app` block shows.

@@ -459,17 +459,11 @@ pub async fn wait_for_start_with(
     }
 }
 
-/// An app that was pushed with `--no-start` has a package but no droplet:
-/// stage its newest package and make the droplet current (what `cf start`
-/// does first in CF v8). Nothing to do when the app has a droplet.
-pub async fn stage_if_never_staged(ctx: &Ctx, app: &App) -> Result<()> {
-    let current: Option<Droplet> = ctx
-        .client
-        .get_opt(&format!("/v3/apps/{}/droplets/current", app.guid))
-        .await?;
-    if current.is_some_and(|d| !d.guid.is_empty()) {
-        return Ok(());
-    }
+/// What `cf start` does first in CF v8: when the app's newest uploaded
+/// package has no droplet yet (`cf push --no-start`), stage it and make
+/// its droplet current. Nothing to do when it was staged already, or when
+/// nothing was uploaded (the start request then says so).
+pub async fn stage_if_unstaged(ctx: &Ctx, app: &App) -> Result<()> {
     let mut packages: Vec<crate::models::Package> = ctx
         .client
         .list(&format!("/v3/apps/{}/packages", app.guid))
@@ -477,9 +471,21 @@ pub async fn stage_if_never_staged(ctx: &Ctx, app: &App) -> Result<()> {
     packages.retain(|p| p.state == "READY");
     packages.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     let Some(package) = packages.pop() else {
-        // Nothing uploaded: the start request says so.
         return Ok(());
     };
+    let droplets: Vec<Value> = ctx
+        .client
+        .list(&format!("/v3/apps/{}/droplets", app.guid))
+        .await?;
+    let staged = droplets.iter().any(|d| {
+        d["state"] == "STAGED"
+            && d["links"]["package"]["href"]
+                .as_str()
+                .is_some_and(|h| h.ends_with(&format!("/{}", package.guid)))
+    });
+    if staged {
+        return Ok(());
+    }
     let droplet = stage(ctx, &app.guid, &package.guid).await?;
     let _: Value = ctx
         .client

@@ -351,5 +351,22 @@ async fn binary_command_and_no_start_then_start() -> Result<()> {
     ])
     .await?;
     p.wait_running(&token, &guid, 2, T).await?;
+
+    // --no-start on a running app: stopped, the new files uploaded but not
+    // staged; cf start stages the newer package (not the old droplet).
+    std::fs::write(dir.path().join("hello.txt"), "hello again\n")?;
+    p.cf_ok(&["push", "later", "-p", &d, "--no-start"]).await?;
+    let app = p.api_get(&token, &format!("/v3/apps/{guid}")).await?;
+    assert_eq!(app["state"], "STOPPED");
+    let out = p.cf_ok(&["start", "later"]).await?;
+    assert!(out.stdout.contains("Staging app"), "{}", out.stdout);
+    assert_eq!(
+        wait_body(&p, &host("later"), "/hello.txt").await?,
+        "hello again\n"
+    );
+    // Started again without a new upload: no staging.
+    p.cf_ok(&["stop", "later"]).await?;
+    let out = p.cf_ok(&["start", "later"]).await?;
+    assert!(!out.stdout.contains("Staging app"), "{}", out.stdout);
     Ok(())
 }

@@ -55,6 +55,7 @@ pub async fn restart(name: &str) -> Result<()> {
     let ctx = Ctx::load()?;
     println!("Restarting app {name} {}...\n", ctx.where_());
     let app = find_app(&ctx, name).await?;
+    stage_if_unstaged(&ctx, &app).await?;
     let _: Value = ctx
         .client
         .post(&format!("/v3/apps/{}/actions/restart", app.guid), json!({}))

@@ -368,5 +368,14 @@ async fn binary_command_and_no_start_then_start() -> Result<()> {
     p.cf_ok(&["stop", "later"]).await?;
     let out = p.cf_ok(&["start", "later"]).await?;
     assert!(!out.stdout.contains("Staging app"), "{}", out.stdout);
+    // cf restart stages an unstaged upload too.
+    std::fs::write(dir.path().join("hello.txt"), "hello thrice\n")?;
+    p.cf_ok(&["push", "later", "-p", &d, "--no-start"]).await?;
+    let out = p.cf_ok(&["restart", "later"]).await?;
+    assert!(out.stdout.contains("Staging app"), "{}", out.stdout);
+    assert_eq!(
+        wait_body(&p, &host("later"), "/hello.txt").await?,
+        "hello thrice\n"
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod devenv;
 pub mod dns;
 pub mod error;
 pub mod format;
+pub mod ignore;
 pub mod manifest;
 pub mod models;
 pub mod size;

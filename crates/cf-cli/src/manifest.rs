@@ -17,13 +17,31 @@ pub struct ManifestRoute {
     pub route: String,
 }
 
-/// One entry of `applications:` (unknown fields are ignored).
+/// One entry of `processes:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ManifestProcess {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub command: Option<String>,
+    pub instances: Option<i64>,
+    pub memory: Option<serde_norway::Value>,
+    pub disk_quota: Option<serde_norway::Value>,
+    #[serde(rename = "health-check-type")]
+    pub health_check_type: Option<String>,
+    #[serde(rename = "health-check-http-endpoint")]
+    pub health_check_http_endpoint: Option<String>,
+    pub timeout: Option<u32>,
+}
+
+/// One entry of `applications:` (unknown fields are ignored, with a
+/// warning from [`parse_with_vars`]).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ManifestApp {
     pub name: Option<String>,
     pub path: Option<String>,
-    pub instances: Option<u32>,
+    pub instances: Option<i64>,
     pub memory: Option<serde_norway::Value>,
     pub disk_quota: Option<serde_norway::Value>,
     pub buildpack: Option<String>,
@@ -33,6 +51,9 @@ pub struct ManifestApp {
     pub routes: Option<Vec<ManifestRoute>>,
     #[serde(rename = "no-route")]
     pub no_route: Option<bool>,
+    #[serde(rename = "random-route")]
+    pub random_route: Option<bool>,
+    pub stack: Option<String>,
     #[serde(rename = "health-check-type")]
     pub health_check_type: Option<String>,
     #[serde(rename = "health-check-http-endpoint")]
@@ -40,20 +61,59 @@ pub struct ManifestApp {
     /// Seconds an instance may take to become healthy (`-t`); not the
     /// staging timeout, which is the platform's.
     pub timeout: Option<u32>,
+    pub processes: Option<Vec<ManifestProcess>>,
 }
+
+/// The fields of an app entry this CLI reads; any other is ignored with a
+/// warning.
+const APP_FIELDS: &[&str] = &[
+    "name",
+    "path",
+    "instances",
+    "memory",
+    "disk_quota",
+    "buildpack",
+    "buildpacks",
+    "command",
+    "env",
+    "routes",
+    "no-route",
+    "random-route",
+    "stack",
+    "health-check-type",
+    "health-check-http-endpoint",
+    "timeout",
+    "processes",
+];
+
+const PROCESS_FIELDS: &[&str] = &[
+    "type",
+    "command",
+    "instances",
+    "memory",
+    "disk_quota",
+    "health-check-type",
+    "health-check-http-endpoint",
+    "timeout",
+];
+
+/// The health check types CF v8 accepts.
+pub const HEALTH_CHECK_TYPES: [&str; 3] = ["port", "process", "http"];
 
 /// Flags of `cf push` that override the manifest.
 #[derive(Debug, Clone, Default)]
 pub struct PushFlags {
     pub name: Option<String>,
     pub path: Option<String>,
-    pub instances: Option<u32>,
+    pub instances: Option<i64>,
     pub memory: Option<String>,
     pub disk: Option<String>,
     /// `-b`, given once or more (`-b first -b second`).
     pub buildpacks: Vec<String>,
     pub command: Option<String>,
     pub no_route: bool,
+    pub random_route: bool,
+    pub stack: Option<String>,
     pub health_check_type: Option<String>,
     pub endpoint: Option<String>,
     /// `-t`: the app's start (health check) timeout.
@@ -73,15 +133,177 @@ pub struct AppPlan {
     pub env: BTreeMap<String, String>,
     pub routes: Vec<String>,
     pub no_route: bool,
+    pub random_route: bool,
+    pub stack: Option<String>,
     pub health_check_type: Option<String>,
     pub health_check_endpoint: Option<String>,
     pub health_check_timeout: Option<u32>,
 }
 
 pub fn parse(text: &str) -> Result<Vec<ManifestApp>> {
-    let m: ManifestFile =
+    Ok(parse_with_vars(text, &BTreeMap::new())?.0)
+}
+
+/// Parse a manifest, replacing `((name))` with `vars` first (a whole value
+/// `((x))` takes the variable's YAML type; inside a string it is spliced in).
+/// Returns the apps and warnings about fields that are ignored. A variable
+/// that is not given is CF's "Expected to find variables: a, b".
+pub fn parse_with_vars(
+    text: &str,
+    vars: &BTreeMap<String, serde_norway::Value>,
+) -> Result<(Vec<ManifestApp>, Vec<String>)> {
+    let raw: serde_norway::Value =
         serde_norway::from_str(text).map_err(|e| CliError::Manifest(e.to_string()))?;
-    Ok(m.applications)
+    let mut missing = Vec::new();
+    let value = interpolate(raw, vars, &mut missing);
+    if !missing.is_empty() {
+        let mut seen = Vec::new();
+        for m in missing {
+            if !seen.contains(&m) {
+                seen.push(m);
+            }
+        }
+        return Err(CliError::Other(format!(
+            "Expected to find variables: {}",
+            seen.join(", ")
+        )));
+    }
+    let warnings = unknown_fields(&value);
+    let m: ManifestFile = if value.is_null() {
+        ManifestFile::default()
+    } else {
+        serde_norway::from_value(value).map_err(|e| CliError::Manifest(e.to_string()))?
+    };
+    Ok((m.applications, warnings))
+}
+
+/// `--vars-file` files (YAML maps), then `--var k=v` (the value read as a
+/// YAML scalar, so `--var n=2` is a number): later ones win.
+pub fn load_vars(
+    files: &[PathBuf],
+    kv: &[String],
+) -> Result<BTreeMap<String, serde_norway::Value>> {
+    let mut vars = BTreeMap::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::io(format!("reading vars file {}", f.display()), e))?;
+        let m: BTreeMap<String, serde_norway::Value> = serde_norway::from_str(&text)
+            .map_err(|e| CliError::other(format!("Invalid vars file {}: {e}", f.display())))?;
+        vars.extend(m);
+    }
+    for item in kv {
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!(
+                "Incorrect Usage: --var must be in the format KEY=VALUE (got '{item}')"
+            ))
+        })?;
+        let value = serde_norway::from_str::<serde_norway::Value>(v)
+            .ok()
+            .filter(|v| {
+                !matches!(
+                    v,
+                    serde_norway::Value::Mapping(_) | serde_norway::Value::Sequence(_)
+                )
+            })
+            .unwrap_or_else(|| serde_norway::Value::String(v.to_string()));
+        vars.insert(k.to_string(), value);
+    }
+    Ok(vars)
+}
+
+fn var_name(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("((")?.strip_suffix("))")?;
+    (!inner.is_empty() && !inner.contains("((") && !inner.contains("))")).then_some(inner.trim())
+}
+
+fn interpolate(
+    v: serde_norway::Value,
+    vars: &BTreeMap<String, serde_norway::Value>,
+    missing: &mut Vec<String>,
+) -> serde_norway::Value {
+    use serde_norway::Value;
+    match v {
+        Value::String(s) => {
+            if let Some(name) = var_name(&s) {
+                return match vars.get(name) {
+                    Some(val) => val.clone(),
+                    None => {
+                        missing.push(name.to_string());
+                        Value::String(s)
+                    }
+                };
+            }
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("((") {
+                let Some(j) = rest[i + 2..].find("))") else {
+                    break;
+                };
+                let name = rest[i + 2..i + 2 + j].trim();
+                out.push_str(&rest[..i]);
+                match vars.get(name) {
+                    Some(val) => out.push_str(&yaml_scalar(val)),
+                    None => {
+                        missing.push(name.to_string());
+                        out.push_str(&rest[i..i + 4 + j]);
+                    }
+                }
+                rest = &rest[i + 4 + j..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .into_iter()
+                .map(|x| interpolate(x, vars, missing))
+                .collect(),
+        ),
+        Value::Mapping(m) => Value::Mapping(
+            m.into_iter()
+                .map(|(k, x)| (k, interpolate(x, vars, missing)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn unknown_fields(v: &serde_norway::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(apps) = v.get("applications").and_then(|a| a.as_sequence()) else {
+        return out;
+    };
+    for app in apps {
+        let Some(m) = app.as_mapping() else { continue };
+        let name = app
+            .get("name")
+            .map(yaml_scalar)
+            .unwrap_or_else(|| "(unnamed)".into());
+        for k in m.keys() {
+            let k = yaml_scalar(k);
+            if !APP_FIELDS.contains(&k.as_str()) {
+                out.push(format!(
+                    "Warning: the manifest field '{k}' of app '{name}' is not supported and is ignored."
+                ));
+            }
+        }
+        for p in app
+            .get("processes")
+            .and_then(|p| p.as_sequence())
+            .into_iter()
+            .flatten()
+        {
+            for k in p.as_mapping().into_iter().flat_map(|m| m.keys()) {
+                let k = yaml_scalar(k);
+                if !PROCESS_FIELDS.contains(&k.as_str()) {
+                    out.push(format!(
+                        "Warning: the manifest field '{k}' of a process of app '{name}' is not supported and is ignored."
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 pub fn load(path: &Path) -> Result<Vec<ManifestApp>> {
@@ -102,12 +324,71 @@ fn yaml_scalar(v: &serde_norway::Value) -> String {
 
 fn size(v: Option<&serde_norway::Value>, flag: Option<&String>) -> Result<Option<u64>> {
     match (flag, v) {
-        (Some(f), _) => parse_mb(f).map(Some).map_err(CliError::Usage),
+        (Some(f), _) => parse_mb(f)
+            .map(Some)
+            .map_err(|e| CliError::Usage(format!("Incorrect Usage: {e}"))),
         (None, Some(v)) => parse_mb(&yaml_scalar(v))
             .map(Some)
             .map_err(CliError::Manifest),
         (None, None) => Ok(None),
     }
+}
+
+fn instances(n: Option<i64>) -> Result<Option<u32>> {
+    match n {
+        None => Ok(None),
+        Some(n) => u32::try_from(n)
+            .map(Some)
+            .map_err(|_| CliError::Usage("Instances must be greater than or equal to 0".into())),
+    }
+}
+
+fn health_check_type(t: Option<String>, from_flag: bool) -> Result<Option<String>> {
+    match t {
+        Some(t) if !HEALTH_CHECK_TYPES.contains(&t.to_ascii_lowercase().as_str()) => {
+            Err(CliError::Usage(if from_flag {
+                r#"Incorrect Usage: HEALTH_CHECK_TYPE must be "port", "process", or "http""#.into()
+            } else {
+                format!(r#"Health check type must be "port", "process", or "http" (got '{t}')"#)
+            }))
+        }
+        other => Ok(other.map(|t| t.to_ascii_lowercase())),
+    }
+}
+
+/// CF's checks of an app name (as the controller's): not blank, at most
+/// 255 characters, no control characters.
+pub fn check_app_name(name: &str) -> Result<()> {
+    let bad = |m: &str| Err(CliError::other(m.to_string()));
+    if name.trim().is_empty() {
+        return bad("Name can't be blank");
+    }
+    if name.chars().count() > 255 {
+        return bad("Name is too long (maximum is 255 characters)");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("Name must not contain control characters");
+    }
+    Ok(())
+}
+
+/// CF's checks of a route's host (the controller's texts).
+pub fn check_host(host: &str) -> Result<()> {
+    if host.len() > 63 {
+        return Err(CliError::other(format!(
+            "Host cannot exceed 63 characters (host '{host}')"
+        )));
+    }
+    if host != "*"
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(CliError::other(format!(
+            r#"Host must be either "*" or contain only alphanumeric characters, "_", or "-" (host '{host}')"#
+        )));
+    }
+    Ok(())
 }
 
 /// Merge the manifest's apps (possibly none) with the flags. `base` is the
@@ -149,6 +430,17 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                 .clone()
                 .or_else(|| a.name.clone())
                 .ok_or_else(|| CliError::Usage("Incorrect Usage: the required argument `APP_NAME` was not provided (no manifest.yml found)".into()))?;
+            check_app_name(&name)?;
+            // `processes:`: the web entry fills what the app level leaves
+            // open; other types cannot run here yet.
+            let procs = a.processes.clone().unwrap_or_default();
+            if let Some(p) = procs.iter().find(|p| p.kind != "web") {
+                return Err(CliError::other(format!(
+                    "process type '{}' is not supported yet (app '{name}': only the web process runs on this platform)",
+                    p.kind
+                )));
+            }
+            let web = procs.into_iter().next().unwrap_or_default();
             let path = match (&flags.path, &a.path) {
                 (Some(p), _) => PathBuf::from(p),
                 (None, Some(p)) => base.join(p),
@@ -161,23 +453,56 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                 _ => vec![],
             };
             let buildpacks = buildpacks.into_iter().filter(|b| b != "default" && b != "null").collect();
+            let hc_flag = health_check_type(flags.health_check_type.clone(), true)?;
+            let hc_manifest = health_check_type(
+                a.health_check_type.clone().or(web.health_check_type.clone()),
+                false,
+            )?;
             Ok(AppPlan {
                 name,
                 path,
-                instances: flags.instances.or(a.instances),
-                memory_mb: size(a.memory.as_ref(), flags.memory.as_ref())?,
-                disk_mb: size(a.disk_quota.as_ref(), flags.disk.as_ref())?,
+                instances: instances(flags.instances.or(a.instances).or(web.instances))?,
+                memory_mb: size(a.memory.as_ref().or(web.memory.as_ref()), flags.memory.as_ref())?,
+                disk_mb: size(a.disk_quota.as_ref().or(web.disk_quota.as_ref()), flags.disk.as_ref())?,
                 buildpacks,
-                command: flags.command.clone().or_else(|| a.command.clone()),
+                command: flags.command.clone().or_else(|| a.command.clone()).or(web.command),
                 env: a.env.iter().flatten().map(|(k, v)| (k.clone(), yaml_scalar(v))).collect(),
                 routes: a.routes.iter().flatten().map(|r| r.route.clone()).collect(),
                 no_route: flags.no_route || a.no_route.unwrap_or(false),
-                health_check_type: flags.health_check_type.clone().or_else(|| a.health_check_type.clone()),
-                health_check_endpoint: flags.endpoint.clone().or_else(|| a.health_check_http_endpoint.clone()),
-                health_check_timeout: flags.timeout.or(a.timeout),
+                random_route: flags.random_route || a.random_route.unwrap_or(false),
+                stack: flags.stack.clone().or_else(|| a.stack.clone()),
+                health_check_type: hc_flag.or(hc_manifest),
+                health_check_endpoint: flags
+                    .endpoint
+                    .clone()
+                    .or_else(|| a.health_check_http_endpoint.clone())
+                    .or(web.health_check_http_endpoint),
+                health_check_timeout: flags.timeout.or(a.timeout).or(web.timeout),
             })
         })
         .collect()
+}
+
+/// A random route host as CF's `--random-route`: the app's host name and
+/// two random words (`myapp-brave-otter`).
+pub fn random_host(app_host: &str) -> String {
+    const ADJECTIVES: &[&str] = &[
+        "brave", "calm", "daring", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lively",
+        "merry", "nimble", "proud", "quiet", "rapid", "shiny", "silly", "sunny", "swift", "tidy",
+        "vivid", "wise", "witty", "zany", "bold", "bright", "clever", "cosy", "fuzzy", "lucky",
+    ];
+    const NOUNS: &[&str] = &[
+        "otter", "badger", "falcon", "panda", "koala", "lynx", "heron", "bison", "gecko", "llama",
+        "walrus", "puffin", "raven", "tapir", "wombat", "zebra", "camel", "eagle", "ferret",
+        "hare", "ibis", "jaguar", "lemur", "moose", "newt", "okapi", "quokka", "seal", "toad",
+        "yak",
+    ];
+    let r = uuid::Uuid::new_v4();
+    let b = r.as_bytes();
+    let a = ADJECTIVES[usize::from(b[0]) % ADJECTIVES.len()];
+    let n = NOUNS[usize::from(b[1]) % NOUNS.len()];
+    let base: String = app_host.chars().take(63 - a.len() - n.len() - 2).collect();
+    format!("{}-{a}-{n}", base.trim_end_matches('-'))
 }
 
 /// Split a manifest route `host.domain[:port][/path]` against the known
@@ -234,7 +559,7 @@ applications:
   stack: cflinuxfs4
   random-field: ignored
 - name: other
-  memory: 128
+  memory: 128M
 "#;
 
     #[test]
@@ -317,6 +642,131 @@ applications:
             (p.buildpacks.clone(), p.health_check_timeout),
             (vec!["a".to_string(), "b".to_string()], Some(30))
         );
+    }
+
+    #[test]
+    fn vars_are_substituted_with_their_types() {
+        let text = "applications:\n- name: ((name))\n  instances: ((n))\n  memory: ((mem))\n  env: {URL: \"http://((host)):80/x\"}\n  random-route: true\n  stack: host\n";
+        let vars = load_vars(
+            &[],
+            &[
+                "name=web".into(),
+                "n=2".into(),
+                "mem=64M".into(),
+                "host=db".into(),
+            ],
+        )
+        .expect("vars");
+        let (apps, warnings) = parse_with_vars(text, &vars).expect("parse");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let p = &plan(&apps, &PushFlags::default(), Path::new("/")).expect("plan")[0];
+        assert_eq!(p.name, "web");
+        assert_eq!(p.instances, Some(2));
+        assert_eq!(p.memory_mb, Some(64));
+        assert_eq!(p.env.get("URL").map(String::as_str), Some("http://db:80/x"));
+        assert!(p.random_route);
+        assert_eq!(p.stack.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn missing_vars_are_named() {
+        let text = "applications:\n- name: ((a))\n  command: run ((b)) ((a))\n";
+        let e = parse_with_vars(text, &BTreeMap::new()).expect_err("missing");
+        assert_eq!(e.to_string(), "Expected to find variables: a, b");
+    }
+
+    #[test]
+    fn vars_files_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("vars.yml");
+        std::fs::write(&f, "a: 1\nb: from-file\n").expect("write");
+        let vars = load_vars(&[f], &["b=from-flag".into()]).expect("vars");
+        assert_eq!(vars.get("a"), Some(&serde_norway::Value::from(1)));
+        assert_eq!(vars.get("b"), Some(&serde_norway::Value::from("from-flag")));
+        assert!(load_vars(&[], &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_warn() {
+        let (_, w) = parse_with_vars(
+            "applications:\n- name: a\n  services: [db]\n  processes:\n  - type: web\n    foo: 1\n",
+            &BTreeMap::new(),
+        )
+        .expect("parse");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("'services'") && w[1].contains("'foo'"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn processes_web_applies_others_refused() {
+        let apps = parse("applications:\n- name: a\n  processes:\n  - type: web\n    command: ./run\n    instances: 2\n    memory: 128M\n    health-check-type: process\n").expect("parse");
+        let p = &plan(&apps, &PushFlags::default(), Path::new("/")).expect("plan")[0];
+        assert_eq!(p.command.as_deref(), Some("./run"));
+        assert_eq!((p.instances, p.memory_mb), (Some(2), Some(128)));
+        assert_eq!(p.health_check_type.as_deref(), Some("process"));
+        let apps = parse("applications:\n- name: a\n  processes:\n  - type: web\n  - type: worker\n    command: ./work\n").expect("parse");
+        let e = plan(&apps, &PushFlags::default(), Path::new("/")).expect_err("worker");
+        assert!(
+            e.to_string()
+                .contains("process type 'worker' is not supported yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validation_of_flags_and_fields() {
+        let flags = |f: PushFlags| {
+            plan(
+                &[],
+                &PushFlags {
+                    name: Some("a".into()),
+                    ..f
+                },
+                Path::new("/"),
+            )
+        };
+        let e = flags(PushFlags {
+            memory: Some("10".into()),
+            ..PushFlags::default()
+        })
+        .expect_err("unit");
+        assert!(e.to_string().contains(crate::size::BYTE_QUANTITY), "{e}");
+        let e = flags(PushFlags {
+            health_check_type: Some("none".into()),
+            ..PushFlags::default()
+        })
+        .expect_err("none");
+        assert!(
+            e.to_string()
+                .contains(r#"HEALTH_CHECK_TYPE must be "port", "process", or "http""#),
+            "{e}"
+        );
+        assert!(flags(PushFlags {
+            instances: Some(-1),
+            ..PushFlags::default()
+        })
+        .is_err());
+        let long = "x".repeat(256);
+        let e = plan(
+            &[],
+            &PushFlags {
+                name: Some(long),
+                ..PushFlags::default()
+            },
+            Path::new("/"),
+        )
+        .expect_err("long");
+        assert!(e.to_string().contains("Name is too long"), "{e}");
+        assert!(check_host("ok-host_1").is_ok());
+        assert!(check_host("*").is_ok());
+        assert!(check_host("bad.host").is_err());
+        assert!(check_host(&"h".repeat(64)).is_err());
+        let h = random_host("myapp");
+        assert!(h.starts_with("myapp-") && h.split('-').count() == 3, "{h}");
+        assert!(check_host(&random_host(&"a".repeat(70))).is_ok());
     }
 
     #[test]

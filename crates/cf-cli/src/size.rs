@@ -1,14 +1,19 @@
-//! Memory/disk sizes: parse `256M`, `1G`, `512MB`, `256` (MB) and print `256M` / `1G`.
+//! Memory/disk sizes: parse `256M`, `1G`, `512MB` and print `256M` / `1G`.
 
-/// Parse a size to megabytes.
+/// CF's message for a size without a (known) unit or with a fraction.
+pub const BYTE_QUANTITY: &str =
+    "Byte quantity must be an integer with a unit of measurement like M, MB, G, or GB";
+
+/// Parse a size to megabytes. As in CF, the unit is required (`-m 10` is an
+/// error, not ten megabytes).
 pub fn parse_mb(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_uppercase();
-    let invalid = || format!("Invalid size '{s}': use a number with a unit, e.g. 256M or 1G");
+    let invalid = || BYTE_QUANTITY.to_string();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits_end);
     let n: u64 = num.parse().map_err(|_| invalid())?;
     let mult = match unit.trim() {
-        "" | "M" | "MB" => 1,
+        "M" | "MB" => 1,
         "G" | "GB" => 1024,
         "T" | "TB" => 1024 * 1024,
         _ => return Err(invalid()),
@@ -71,13 +76,14 @@ mod tests {
         assert_eq!(parse_mb("512MB"), Ok(512));
         assert_eq!(parse_mb("1G"), Ok(1024));
         assert_eq!(parse_mb("2gb"), Ok(2048));
-        assert_eq!(parse_mb("256"), Ok(256));
+        assert_eq!(parse_mb("256"), Err(BYTE_QUANTITY.to_string()));
+        assert_eq!(parse_mb("10"), Err(BYTE_QUANTITY.to_string()));
         assert_eq!(parse_mb(" 64M "), Ok(64));
         assert!(parse_mb("").is_err());
         assert!(parse_mb("M").is_err());
         assert!(parse_mb("12X").is_err());
         assert!(parse_mb("-1M").is_err());
-        assert!(parse_mb("0").is_err());
+        assert!(parse_mb("0M").is_err());
         assert!(parse_mb("1.5G").is_err());
     }
 

@@ -1,5 +1,6 @@
-//! Zip an app directory in memory for upload (unix permissions kept; `.git`
-//! and `.cf` skipped). A single `.zip`/`.jar` file is uploaded as is.
+//! Zip an app directory in memory for upload (unix permissions kept; what
+//! `crate::ignore` excludes is skipped). A single `.zip`/`.jar` file is
+//! uploaded as is.
 
 use crate::error::{CliError, Result};
 use std::io::{Cursor, Write};
@@ -7,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use zip::write::SimpleFileOptions;
 
-const SKIP: [&str; 3] = [".git", ".cf", ".DS_Store"];
+use crate::ignore::Ignore;
 
 pub fn zip_path(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path)
@@ -16,15 +17,22 @@ pub fn zip_path(path: &Path) -> Result<Vec<u8>> {
         return std::fs::read(path)
             .map_err(|e| CliError::io(format!("reading {}", path.display()), e));
     }
+    let ignore = Ignore::for_dir(path)
+        .map_err(|e| CliError::io(format!("reading {}", path.join(".cfignore").display()), e))?;
     let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    add_dir(&mut zw, path, "")?;
+    add_dir(&mut zw, path, "", &ignore)?;
     let cur = zw
         .finish()
         .map_err(|e| CliError::other(format!("zipping {}: {e}", path.display())))?;
     Ok(cur.into_inner())
 }
 
-fn add_dir(zw: &mut zip::ZipWriter<Cursor<Vec<u8>>>, dir: &Path, prefix: &str) -> Result<()> {
+fn add_dir(
+    zw: &mut zip::ZipWriter<Cursor<Vec<u8>>>,
+    dir: &Path,
+    prefix: &str,
+    ignore: &Ignore,
+) -> Result<()> {
     let ioerr = |e| CliError::io(format!("reading {}", dir.display()), e);
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(ioerr)?
@@ -33,15 +41,15 @@ fn add_dir(zw: &mut zip::ZipWriter<Cursor<Vec<u8>>>, dir: &Path, prefix: &str) -
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().to_string();
-        if SKIP.contains(&name.as_str()) {
-            continue;
-        }
         let p = e.path();
         // Follow symlinks; skip dangling ones.
         let Ok(meta) = std::fs::metadata(&p) else {
             continue;
         };
         let rel = format!("{prefix}{name}");
+        if ignore.excluded(&rel, meta.is_dir()) {
+            continue;
+        }
         let zerr =
             |e: zip::result::ZipError| CliError::other(format!("zipping {}: {e}", p.display()));
         let mode = meta.permissions().mode() & 0o7777;
@@ -51,7 +59,7 @@ fn add_dir(zw: &mut zip::ZipWriter<Cursor<Vec<u8>>>, dir: &Path, prefix: &str) -
                 SimpleFileOptions::default().unix_permissions(mode | 0o700),
             )
             .map_err(zerr)?;
-            add_dir(zw, &p, &format!("{rel}/"))?;
+            add_dir(zw, &p, &format!("{rel}/"), ignore)?;
         } else if meta.is_file() {
             let data = std::fs::read(&p)
                 .map_err(|e| CliError::io(format!("reading {}", p.display()), e))?;
@@ -85,6 +93,10 @@ mod tests {
         std::fs::write(d.join(".git/HEAD"), "x").expect("write");
         std::fs::create_dir_all(d.join(".cf")).expect("mkdir");
         std::fs::write(d.join(".cf/config.json"), "{}").expect("write");
+        std::fs::write(d.join(".cfignore"), "*.log\nbin/secret\n").expect("write");
+        std::fs::write(d.join("debug.log"), "x").expect("write");
+        std::fs::write(d.join("bin/secret"), "x").expect("write");
+        std::fs::write(d.join("manifest.yml"), "applications: []").expect("write");
 
         let bytes = zip_path(d).expect("zip");
         let mut z = zip::ZipArchive::new(Cursor::new(bytes)).expect("archive");
@@ -97,6 +109,9 @@ mod tests {
         assert!(!names
             .iter()
             .any(|n| n.starts_with(".git") || n.starts_with(".cf")));
+        for gone in ["debug.log", "bin/secret", "manifest.yml"] {
+            assert!(!names.iter().any(|n| n == gone), "{gone} in {names:?}");
+        }
         let mut f = z.by_name("bin/run").expect("entry");
         assert_eq!(f.unix_mode().map(|m| m & 0o777), Some(0o755));
         let mut s = String::new();

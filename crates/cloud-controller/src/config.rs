@@ -37,6 +37,9 @@ pub struct Config {
     /// The platform's staging timeout (CF: 15 minutes); `cf push -t` does
     /// not change it.
     pub staging_timeout_s: u64,
+    /// Memory of a new app's web process when the push does not say
+    /// (CF: 1G).
+    pub default_app_memory_mb: u64,
     pub register_route: bool,
     /// Failed logins of one user name within `login_lock_s` that lock it
     /// for `login_lock_s` (UAA's lockout); a client address locks after
@@ -77,6 +80,7 @@ impl Default for Config {
             internal_api_token: String::new(),
             token_ttl_s: 3600,
             staging_timeout_s: proto::DEFAULT_STAGING_TIMEOUT_S,
+            default_app_memory_mb: crate::store::DEFAULT_APP_MEMORY_MB,
             register_route: true,
             login_max_failures: 10,
             login_lock_s: 300,

@@ -397,9 +397,22 @@ pub fn progress_line(
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
+    wait_for_start_with(ctx, app, true, None).await
+}
+
+/// [`wait_for_start`], until every instance runs (`all`) or the first one
+/// does (`cf push --no-wait`); waits at least `health_timeout` seconds
+/// (the app's `-t`) when that is longer than `CF_STARTUP_TIMEOUT`.
+pub async fn wait_for_start_with(
+    ctx: &Ctx,
+    app: &App,
+    all: bool,
+    health_timeout: Option<u32>,
+) -> Result<()> {
     println!("Waiting for app {} to start...\n", app.name);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(env_secs("CF_STARTUP_TIMEOUT", 60));
+    let secs = env_secs("CF_STARTUP_TIMEOUT", 60).max(health_timeout.map_or(0, u64::from));
+    let deadline = started + Duration::from_secs(secs);
     let mut last = String::new();
     let mut last_at = Instant::now();
     let mut all_crashed_since: Option<Instant> = None;
@@ -425,7 +438,7 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
             last = line;
             last_at = Instant::now();
         }
-        if counts.0 == p.instances {
+        if counts.0 == p.instances || (!all && counts.0 > 0) {
             println!();
             return Ok(());
         }
@@ -451,6 +464,44 @@ pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
         }
         backoff.wait().await;
     }
+}
+
+/// What `cf start` does first in CF v8: when the app's newest uploaded
+/// package has no droplet yet (`cf push --no-start`), stage it and make
+/// its droplet current. Nothing to do when it was staged already, or when
+/// nothing was uploaded (the start request then says so).
+pub async fn stage_if_unstaged(ctx: &Ctx, app: &App) -> Result<()> {
+    let mut packages: Vec<crate::models::Package> = ctx
+        .client
+        .list(&format!("/v3/apps/{}/packages", app.guid))
+        .await?;
+    packages.retain(|p| p.state == "READY");
+    packages.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    let Some(package) = packages.pop() else {
+        return Ok(());
+    };
+    let droplets: Vec<Value> = ctx
+        .client
+        .list(&format!("/v3/apps/{}/droplets", app.guid))
+        .await?;
+    let staged = droplets.iter().any(|d| {
+        d["state"] == "STAGED"
+            && d["links"]["package"]["href"]
+                .as_str()
+                .is_some_and(|h| h.ends_with(&format!("/{}", package.guid)))
+    });
+    if staged {
+        return Ok(());
+    }
+    let droplet = stage(ctx, &app.guid, &package.guid).await?;
+    let _: Value = ctx
+        .client
+        .patch(
+            &format!("/v3/apps/{}/relationships/current_droplet", app.guid),
+            json!({"data": {"guid": droplet}}),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Everything the `cf app` block shows.

@@ -1,6 +1,6 @@
 //! `cf start`, `cf stop`, `cf restart`.
 
-use super::common::{find_app, print_app, wait_for_start, Ctx};
+use super::common::{find_app, print_app, stage_if_unstaged, wait_for_start, Ctx};
 use crate::error::{CliError, Result};
 use serde_json::{json, Value};
 
@@ -12,6 +12,7 @@ pub async fn start(name: &str) -> Result<()> {
         println!("App '{name}' is already started.\n\nOK");
         return Ok(());
     }
+    stage_if_unstaged(&ctx, &app).await?;
     let _: Value = ctx
         .client
         .post(&format!("/v3/apps/{}/actions/start", app.guid), json!({}))
@@ -54,6 +55,7 @@ pub async fn restart(name: &str) -> Result<()> {
     let ctx = Ctx::load()?;
     println!("Restarting app {name} {}...\n", ctx.where_());
     let app = find_app(&ctx, name).await?;
+    stage_if_unstaged(&ctx, &app).await?;
     let _: Value = ctx
         .client
         .post(&format!("/v3/apps/{}/actions/restart", app.guid), json!({}))

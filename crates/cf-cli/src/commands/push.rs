@@ -2,12 +2,12 @@
 //! Order matters: nothing of the running app changes before staging succeeds.
 
 use super::common::{
-    default_domain, domains, ensure_route, find_app_opt, print_app, stage, wait_for_start,
-    web_process, Ctx,
+    default_domain, domains, enc, ensure_route, find_app_opt, print_app, stage,
+    wait_for_start_with, web_process, Ctx,
 };
 use crate::error::{CliError, Result};
 use crate::manifest::{self, AppPlan, PushFlags};
-use crate::models::{App, Package};
+use crate::models::{App, Domain, Package};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -18,36 +18,44 @@ pub struct Args {
     /// App name (read from manifest.yml when omitted)
     pub name: Option<String>,
     /// Path to app directory or to a zip file
-    #[arg(short = 'p')]
+    #[arg(short = 'p', long = "path")]
     pub path: Option<String>,
     /// Number of instances
-    #[arg(short = 'i')]
-    pub instances: Option<u32>,
+    #[arg(short = 'i', long = "instances", allow_negative_numbers = true)]
+    pub instances: Option<i64>,
     /// Memory limit (e.g. 256M, 1024M, 1G)
-    #[arg(short = 'm')]
+    #[arg(short = 'm', long = "memory")]
     pub memory: Option<String>,
     /// Disk limit (e.g. 256M, 1024M, 1G)
-    #[arg(short = 'k')]
+    #[arg(short = 'k', long = "disk")]
     pub disk: Option<String>,
     /// Custom buildpack by name (e.g. python, binary); give it more than
     /// once for several (every one but the last supplies dependencies)
-    #[arg(short = 'b')]
+    #[arg(short = 'b', long = "buildpack")]
     pub buildpack: Vec<String>,
     /// Startup command
-    #[arg(short = 'c')]
+    #[arg(short = 'c', long = "start-command")]
     pub command: Option<String>,
     /// Path to manifest
-    #[arg(short = 'f')]
+    #[arg(short = 'f', long = "manifest")]
     pub manifest: Option<PathBuf>,
     /// Ignore manifest file
     #[arg(long)]
     pub no_manifest: bool,
-    /// Do not start an app after pushing
+    /// Do not stage and start the app after pushing (only create it and
+    /// upload its files)
     #[arg(long)]
     pub no_start: bool,
     /// Do not map a route to this app
     #[arg(long)]
     pub no_route: bool,
+    /// Create a random route for this app (if it has none)
+    #[arg(long)]
+    pub random_route: bool,
+    /// Stack to use (a stack is a pre-built file system, including an
+    /// operating system, that can run apps)
+    #[arg(short = 's', long = "stack")]
+    pub stack: Option<String>,
     /// Application health check type (port, process, http)
     #[arg(short = 'u', long = "health-check-type")]
     pub health_check_type: Option<String>,
@@ -58,6 +66,17 @@ pub struct Args {
     /// the first healthy response from the app (not the staging timeout)
     #[arg(short = 't', long = "app-start-timeout")]
     pub timeout: Option<u32>,
+    /// Exit when the first instance of the web process is healthy
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Variable key value pair for variable substitution (e.g.
+    /// name=app1); can be given more than once
+    #[arg(long = "var")]
+    pub var: Vec<String>,
+    /// Path to a variable substitution file for the manifest; can be given
+    /// more than once
+    #[arg(long = "vars-file")]
+    pub vars_file: Vec<PathBuf>,
 }
 
 fn manifest_path(args: &Args, cwd: &Path) -> Option<PathBuf> {
@@ -84,12 +103,31 @@ pub fn hostname(app: &str) -> String {
     h.trim_matches('-').to_string()
 }
 
+/// The built-in buildpacks of the DEAs (dea/src/buildpacks.rs `BUILTINS`;
+/// a test keeps the two lists equal). `cf buildpacks` lists only the
+/// admin ones, as CF does.
+pub const BUILTIN_BUILDPACKS: [&str; 5] = ["python", "nodejs", "java", "staticfile", "binary"];
+
+/// Per-push options that are not per app.
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    no_start: bool,
+    no_wait: bool,
+}
+
 pub async fn run(args: Args) -> Result<()> {
     let ctx = Ctx::load()?;
     let cwd = std::env::current_dir().map_err(|e| CliError::io("current directory", e))?;
-    let (apps, base) = match manifest_path(&args, &cwd) {
+    let vars = manifest::load_vars(&args.vars_file, &args.var)?;
+    let mpath = manifest_path(&args, &cwd);
+    let (apps, base) = match &mpath {
         Some(p) => {
-            let apps = manifest::load(&p)?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::io(format!("reading manifest {}", p.display()), e))?;
+            let (apps, warnings) = manifest::parse_with_vars(&text, &vars)?;
+            for w in warnings {
+                eprintln!("{w}");
+            }
             let base = p
                 .parent()
                 .map(Path::to_path_buf)
@@ -108,13 +146,90 @@ pub async fn run(args: Args) -> Result<()> {
         buildpacks: args.buildpack.clone(),
         command: args.command.clone(),
         no_route: args.no_route,
+        random_route: args.random_route,
+        stack: args.stack.clone(),
         health_check_type: args.health_check_type.clone(),
         endpoint: args.endpoint.clone(),
         timeout: args.timeout,
     };
     let plans = manifest::plan(&apps, &flags, &base)?;
+    let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+    println!(
+        "Pushing app{} {} to org {} / space {} as {}...",
+        if plans.len() > 1 { "s" } else { "" },
+        names.join(", "),
+        ctx.org.name,
+        ctx.space.name,
+        ctx.user
+    );
+    if let Some(p) = &mpath {
+        let shown = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        println!("Applying manifest file {}...", shown.display());
+    }
+    // Everything is checked before anything is created or uploaded.
+    let doms = domains(&ctx).await?;
     for plan in &plans {
-        push_one(&ctx, plan, args.no_start).await?;
+        validate(&ctx, plan, &doms).await?;
+    }
+    let opts = Opts {
+        no_start: args.no_start,
+        no_wait: args.no_wait,
+    };
+    for plan in &plans {
+        push_one(&ctx, plan, opts).await?;
+    }
+    Ok(())
+}
+
+/// The checks that need the platform: the app path, buildpacks, stack and
+/// route hosts.
+async fn validate(ctx: &Ctx, plan: &AppPlan, doms: &[Domain]) -> Result<()> {
+    if !plan.path.exists() {
+        return Err(CliError::other(format!(
+            "Incorrect Usage: The specified path '{}' does not exist.",
+            plan.path.display()
+        )));
+    }
+    for b in &plan.buildpacks {
+        if BUILTIN_BUILDPACKS.contains(&b.as_str()) {
+            continue;
+        }
+        let found: Vec<crate::commands::buildpacks::Buildpack> = ctx
+            .client
+            .list(&format!("/v3/buildpacks?names={}", enc(b)))
+            .await?;
+        if !found.iter().any(|f| &f.name == b) {
+            return Err(CliError::other(format!(
+                "Buildpack \"{b}\" must be an existing admin buildpack or a built-in one ({}); see 'cf buildpacks'",
+                BUILTIN_BUILDPACKS.join(", ")
+            )));
+        }
+    }
+    if let Some(s) = &plan.stack {
+        let found: Vec<Value> = ctx
+            .client
+            .list(&format!("/v3/stacks?names={}", enc(s)))
+            .await?;
+        if !found.iter().any(|f| f["name"].as_str() == Some(s.as_str())) {
+            return Err(CliError::other("Stack must be an existing stack"));
+        }
+    }
+    if plan.no_route {
+        return Ok(());
+    }
+    if plan.routes.is_empty() && !plan.random_route {
+        manifest::check_host(&hostname(&plan.name))?;
+    }
+    let names: Vec<String> = doms.iter().map(|d| d.name.clone()).collect();
+    for r in &plan.routes {
+        let (host, _, _) = manifest::split_route(r, &names).ok_or_else(|| {
+            CliError::other(format!(
+                "The route '{r}' did not match any existing domains."
+            ))
+        })?;
+        if !host.is_empty() {
+            manifest::check_host(&host)?;
+        }
     }
     Ok(())
 }
@@ -124,8 +239,15 @@ async fn create_app(ctx: &Ctx, plan: &AppPlan) -> Result<App> {
         "name": plan.name,
         "relationships": {"space": {"data": {"guid": ctx.space.guid}}},
     });
-    if !plan.buildpacks.is_empty() {
-        body["lifecycle"] = json!({"type": "buildpack", "data": {"buildpacks": plan.buildpacks}});
+    if !plan.buildpacks.is_empty() || plan.stack.is_some() {
+        let mut data = json!({});
+        if !plan.buildpacks.is_empty() {
+            data["buildpacks"] = json!(plan.buildpacks);
+        }
+        if let Some(s) = &plan.stack {
+            data["stack"] = json!(s);
+        }
+        body["lifecycle"] = json!({"type": "buildpack", "data": data});
     }
     ctx.client.post("/v3/apps", body).await
 }
@@ -263,7 +385,12 @@ async fn map_routes(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
         }
         println!("Mapping routes...");
         let d = default_domain(ctx).await?;
-        ensure_route(ctx, &hostname(&plan.name), &d, "", &app.guid).await?;
+        let host = if plan.random_route {
+            manifest::random_host(&hostname(&plan.name))
+        } else {
+            hostname(&plan.name)
+        };
+        ensure_route(ctx, &host, &d, "", &app.guid).await?;
         return Ok(());
     }
     println!("Mapping routes...");
@@ -284,17 +411,7 @@ async fn map_routes(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
     Ok(())
 }
 
-async fn push_one(ctx: &Ctx, plan: &AppPlan, no_start: bool) -> Result<()> {
-    println!(
-        "Pushing app {} to org {} / space {} as {}...",
-        plan.name, ctx.org.name, ctx.space.name, ctx.user
-    );
-    if !plan.path.exists() {
-        return Err(CliError::other(format!(
-            "Incorrect Usage: The specified path '{}' does not exist.",
-            plan.path.display()
-        )));
-    }
+async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
     let app = match find_app_opt(ctx, &plan.name).await? {
         Some(a) => a,
         None => {
@@ -302,14 +419,45 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, no_start: bool) -> Result<()> {
             create_app(ctx, plan).await?
         }
     };
-    let package = upload(ctx, &app, &plan.path).await?;
-    if !plan.buildpacks.is_empty() && app.lifecycle.data.buildpacks != plan.buildpacks {
+    let stack_differs = plan
+        .stack
+        .as_ref()
+        .is_some_and(|s| app.lifecycle.data.stack.as_ref() != Some(s));
+    if (!plan.buildpacks.is_empty() && app.lifecycle.data.buildpacks != plan.buildpacks)
+        || stack_differs
+    {
+        let mut data = json!({});
+        if !plan.buildpacks.is_empty() {
+            data["buildpacks"] = json!(plan.buildpacks);
+        }
+        if let Some(s) = &plan.stack {
+            data["stack"] = json!(s);
+        }
         let _: Value = ctx
             .client
-            .patch(&format!("/v3/apps/{}", app.guid), json!({"lifecycle": {"type": "buildpack", "data": {"buildpacks": plan.buildpacks}}}))
+            .patch(
+                &format!("/v3/apps/{}", app.guid),
+                json!({"lifecycle": {"type": "buildpack", "data": data}}),
+            )
             .await?;
     }
+    let package = upload(ctx, &app, &plan.path).await?;
     apply_settings(ctx, &app, plan).await?;
+    if opts.no_start {
+        // CF v8: `--no-start` uploads only; `cf start` stages later.
+        let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
+        if current.state == "STARTED" {
+            println!("Stopping app {}...", app.name);
+            let _: Value = ctx
+                .client
+                .post(&format!("/v3/apps/{}/actions/stop", app.guid), json!({}))
+                .await?;
+        }
+        apply_scale(ctx, &app, plan).await?;
+        map_routes(ctx, &app, plan).await?;
+        println!();
+        return print_app(ctx, &app.guid).await;
+    }
     let droplet = stage(ctx, &app.guid, &package).await?;
     apply_scale(ctx, &app, plan).await?;
     let _: Value = ctx
@@ -321,35 +469,36 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, no_start: bool) -> Result<()> {
         .await?;
     map_routes(ctx, &app, plan).await?;
     let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
-    if current.state == "STARTED" {
-        if no_start {
-            println!("Stopping app {}...", app.name);
-            let _: Value = ctx
-                .client
-                .post(&format!("/v3/apps/{}/actions/stop", app.guid), json!({}))
-                .await?;
-        } else {
-            let _: Value = ctx
-                .client
-                .post(&format!("/v3/apps/{}/actions/restart", app.guid), json!({}))
-                .await?;
-            wait_for_start(ctx, &current).await?;
-        }
-    } else if !no_start {
-        let _: Value = ctx
-            .client
-            .post(&format!("/v3/apps/{}/actions/start", app.guid), json!({}))
-            .await?;
-        wait_for_start(ctx, &current).await?;
+    let action = if current.state == "STARTED" {
+        "restart"
     } else {
-        println!();
-    }
+        "start"
+    };
+    let _: Value = ctx
+        .client
+        .post(
+            &format!("/v3/apps/{}/actions/{action}", app.guid),
+            json!({}),
+        )
+        .await?;
+    wait_for_start_with(ctx, &current, !opts.no_wait, plan.health_check_timeout).await?;
     print_app(ctx, &app.guid).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builtin_buildpacks_match_the_dea() {
+        let dea = include_str!("../../../dea/src/buildpacks.rs");
+        let listed: Vec<&str> = dea
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("name: \""))
+            .filter_map(|l| l.strip_suffix("\","))
+            .collect();
+        assert_eq!(listed, BUILTIN_BUILDPACKS.to_vec());
+    }
 
     #[test]
     fn hostnames() {

@@ -207,6 +207,7 @@ async fn create(
                 buildpack = buildpack_list(b)?;
             }
             if let Some(s) = &d.stack {
+                super::stacks::check(s)?;
                 stack = s.clone();
             }
         }
@@ -216,12 +217,13 @@ async fn create(
     let env = Value::Object(env).to_string();
     let app = ctx
         .store
-        .create_app(
+        .create_app_sized(
             req.name.trim(),
             &space_guid,
             buildpack.as_deref(),
             &stack,
             &env,
+            ctx.cfg.default_app_memory_mb,
         )
         .await?;
     ctx.audit_app(
@@ -262,6 +264,7 @@ async fn update(
                 app.buildpack = buildpack_list(b)?;
             }
             if let Some(s) = &d.stack {
+                super::stacks::check(s)?;
                 app.stack = s.clone();
             }
         }

@@ -21,6 +21,7 @@ mod root;
 mod routes;
 mod security_groups;
 mod spaces;
+mod stacks;
 mod uaa;
 mod users;
 
@@ -47,6 +48,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(packages::routes())
         .merge(builds::routes())
         .merge(buildpacks::routes())
+        .merge(stacks::routes())
         .merge(droplets::routes())
         .merge(routes::routes())
         .merge(security_groups::routes())

@@ -274,6 +274,7 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
     ("PATCH", "/v3/buildpacks/{guid}", Platform(AdminOnly)),
     ("DELETE", "/v3/buildpacks/{guid}", Platform(AdminOnly)),
     ("POST", "/v3/buildpacks/{guid}/upload", Platform(AdminOnly)),
+    ("GET", "/v3/stacks", Platform(ReadGlobal)),
     ("GET", "/v3/security_groups", Platform(ReadGlobal)),
     ("POST", "/v3/security_groups", Platform(AdminOnly)),
     ("GET", "/v3/security_groups/{guid}", Platform(ReadGlobal)),

@@ -113,6 +113,10 @@ pub struct Store {
 
 const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at";
 const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
+/// A new app's memory when the controller's config does not say
+/// (`default_app_memory_mb`; CF's default, 1G).
+pub const DEFAULT_APP_MEMORY_MB: u64 = 1024;
+
 const PKG_COLS: &str = "guid, app_guid, type, state, sha256, error, created_at, updated_at";
 const BUILD_COLS: &str = "guid, app_guid, package_guid, state, error, droplet_guid, uploaded_sha256, created_by_guid, created_by_name, created_at, updated_at, dea_id, staging_deadline, error_id";
 const DROPLET_COLS: &str = "guid, app_guid, package_guid, state, sha256, process_types, buildpack, stack, error, created_at, updated_at, buildpacks, config_vars";
@@ -195,7 +199,8 @@ impl Store {
 
     // ---- apps and processes ----
 
-    /// Creates an app (STOPPED) with its web process.
+    /// Creates an app (STOPPED) with its web process of
+    /// [`DEFAULT_APP_MEMORY_MB`].
     pub async fn create_app(
         &self,
         name: &str,
@@ -203,6 +208,27 @@ impl Store {
         buildpack: Option<&str>,
         stack: &str,
         env: &str,
+    ) -> Result<App> {
+        self.create_app_sized(
+            name,
+            space_guid,
+            buildpack,
+            stack,
+            env,
+            DEFAULT_APP_MEMORY_MB,
+        )
+        .await
+    }
+
+    /// Creates an app (STOPPED) with its web process of `memory_mb`.
+    pub async fn create_app_sized(
+        &self,
+        name: &str,
+        space_guid: &str,
+        buildpack: Option<&str>,
+        stack: &str,
+        env: &str,
+        memory_mb: u64,
     ) -> Result<App> {
         self.space(space_guid).await?;
         let t = now();
@@ -235,10 +261,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| unique(e, format!("App with the name '{name}'")))?;
-        sqlx::query(&format!("INSERT INTO processes ({PROC_COLS}) VALUES ($1, $2, 'web', NULL, 1, 256, 1024, 'port', NULL, NULL, $3, $3)"))
+        sqlx::query(&format!("INSERT INTO processes ({PROC_COLS}) VALUES ($1, $2, 'web', NULL, 1, $4, 1024, 'port', NULL, NULL, $3, $3)"))
             .bind(new_guid())
             .bind(app.guid.clone())
             .bind(t)
+            .bind(i64::try_from(memory_mb.max(1)).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

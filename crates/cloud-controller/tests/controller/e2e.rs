@@ -425,7 +425,7 @@ async fn push_stage_start_scale_stop_over_nats() {
         stats["resources"][0]["instance_ports"][0]["external"],
         61001
     );
-    assert_eq!(stats["resources"][0]["mem_quota"], 256u64 * 1024 * 1024);
+    assert_eq!(stats["resources"][0]["mem_quota"], 1024u64 * 1024 * 1024);
 
     // Scale up: only index 1 starts, version kept.
     let (status, _) = c

@@ -838,6 +838,7 @@ fn rows() -> Vec<Row> {
         ),
         // Platform-wide resources.
         r("GET", "/v3/buildpacks", Fx::None, none, 200, ALL),
+        r("GET", "/v3/stacks", Fx::None, none, 200, ALL),
         r(
             "POST",
             "/v3/buildpacks",

@@ -37,7 +37,7 @@ async fn apps_and_processes(url: &str) {
             p.memory_in_mb,
             p.health_check_type.as_str()
         ),
-        ("web", 1, 256, "port")
+        ("web", 1, 1024, "port")
     );
     let mut p2 = p.clone();
     p2.instances = 3;

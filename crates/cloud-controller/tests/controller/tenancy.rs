@@ -357,7 +357,8 @@ async fn quotas_refuse_and_change_nothing() {
     let p = a
         .call(Method::GET, &format!("/v3/apps/{g}/processes/web"), None)
         .await;
-    assert_eq!(p.body["memory_in_mb"], 256, "unchanged");
+    // Unchanged: the controller's default (`default_app_memory_mb`, 1G).
+    assert_eq!(p.body["memory_in_mb"], 1024, "unchanged");
     let r = post(&a, &path, scale(1, 128)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     // Started apps count: 5 × 128 MB > 512 MB.

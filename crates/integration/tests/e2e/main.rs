@@ -4,6 +4,7 @@
 
 mod attacks;
 mod buildpacks;
+mod cli_push;
 mod cli_routes;
 mod cli_terminal;
 mod containers;

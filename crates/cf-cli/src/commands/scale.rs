@@ -30,13 +30,13 @@ pub async fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(parse_mb)
         .transpose()
-        .map_err(CliError::Usage)?;
+        .map_err(|e| CliError::Usage(format!("Incorrect Usage: {e}")))?;
     let disk = args
         .disk
         .as_deref()
         .map(parse_mb)
         .transpose()
-        .map_err(CliError::Usage)?;
+        .map_err(|e| CliError::Usage(format!("Incorrect Usage: {e}")))?;
     let app = find_app(&ctx, &args.name).await?;
     let web = web_process(&ctx, &app.guid).await?;
     if args.instances.is_none() && memory.is_none() && disk.is_none() {

@@ -302,18 +302,27 @@ async fn log_flood_keeps_the_controller_flat() {
     );
     assert!(flood_bytes <= 1024 * 1024, "{flood_bytes} bytes kept");
     assert!(quiet.len() > 300, "quiet lines lost: {}", quiet.len());
-    // Bounded, not growing with the volume: every round ends under idle +
-    // 64 MB. (Not within 20 MB: an unthrottled in-process publisher at
-    // ~400 MB/s outruns the intake, and the bus client buffers up to its
-    // subscription capacity, 65,536 messages, before the controller's
-    // code sees them; DEAs send at most log_rate_limit_bytes_per_s per
-    // instance. See docs/architecture.md §6.4.)
+    // Bounded, not growing with the volume: the second and third 200 MB
+    // add nothing much to what the first left (buffers reach their size in
+    // round one and are reused), and no round ends beyond idle + 128 MB.
+    // The process measured holds the flooding publisher too: an
+    // unthrottled in-process client at ~400 MB/s outruns the intake, its
+    // send queue and the subscription's buffer (up to 65,536 messages)
+    // fill, and how full they are when sampled depends on the machine's
+    // load; so this is not the 20 MB (DEAs send at most
+    // log_rate_limit_bytes_per_s per instance; docs/architecture.md §6.4).
     for a in &after {
         assert!(
-            a.saturating_sub(idle) < 64 * 1024,
+            a.saturating_sub(idle) < 128 * 1024,
             "controller RSS {idle} kB idle, {after:?} kB after each round"
         );
     }
+    let first = after.first().copied().unwrap_or(0);
+    let last = after.last().copied().unwrap_or(0);
+    assert!(
+        last.saturating_sub(first) < 32 * 1024,
+        "RSS grew with the volume: {after:?} kB after each round"
+    );
     for t in tasks {
         t.abort();
     }

@@ -41,7 +41,7 @@ async fn wait_greeting(p: &Platform, host: &str, want: &str) -> Result<()> {
 fn failed(out: &CfOutput, text: &str) {
     assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.contains("FAILED") && out.stderr.contains(text),
+        out.stdout.contains("FAILED") && out.stderr.contains(text),
         "want {text:?}:\n{}\n{}",
         out.stdout,
         out.stderr

@@ -103,11 +103,6 @@ pub fn hostname(app: &str) -> String {
     h.trim_matches('-').to_string()
 }
 
-/// The built-in buildpacks of the DEAs (dea/src/buildpacks.rs `BUILTINS`;
-/// a test keeps the two lists equal). `cf buildpacks` lists only the
-/// admin ones, as CF does.
-pub const BUILTIN_BUILDPACKS: [&str; 5] = ["python", "nodejs", "java", "staticfile", "binary"];
-
 /// Per-push options that are not per app.
 #[derive(Debug, Clone, Copy)]
 struct Opts {
@@ -190,18 +185,15 @@ async fn validate(ctx: &Ctx, plan: &AppPlan, doms: &[Domain]) -> Result<()> {
             plan.path.display()
         )));
     }
+    // The controller lists the admin buildpacks and the DEAs' built-ins.
     for b in &plan.buildpacks {
-        if BUILTIN_BUILDPACKS.contains(&b.as_str()) {
-            continue;
-        }
         let found: Vec<crate::commands::buildpacks::Buildpack> = ctx
             .client
             .list(&format!("/v3/buildpacks?names={}", enc(b)))
             .await?;
         if !found.iter().any(|f| &f.name == b) {
             return Err(CliError::other(format!(
-                "Buildpack \"{b}\" must be an existing admin buildpack or a built-in one ({}); see 'cf buildpacks'",
-                BUILTIN_BUILDPACKS.join(", ")
+                "Buildpack \"{b}\" must be an existing admin buildpack or a built-in one; see 'cf buildpacks'"
             )));
         }
     }
@@ -488,17 +480,6 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn builtin_buildpacks_match_the_dea() {
-        let dea = include_str!("../../../dea/src/buildpacks.rs");
-        let listed: Vec<&str> = dea
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("name: \""))
-            .filter_map(|l| l.strip_suffix("\","))
-            .collect();
-        assert_eq!(listed, BUILTIN_BUILDPACKS.to_vec());
-    }
 
     #[test]
     fn hostnames() {

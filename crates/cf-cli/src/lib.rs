@@ -10,6 +10,7 @@ pub mod error;
 pub mod format;
 pub mod manifest;
 pub mod models;
+pub mod resources;
 pub mod size;
 pub mod zipdir;
 

@@ -4,6 +4,7 @@
 
 mod attacks;
 mod buildpacks;
+mod cli_resources;
 mod containers;
 mod faults;
 mod platform;

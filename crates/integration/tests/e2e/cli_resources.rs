@@ -4,13 +4,18 @@
 //! as the controller counts it (the `bits_bytes` of its
 //! `audit.app.package.upload` events: the bytes of the zip it received),
 //! and the app still runs.
+//!
+//! Part 2, "no room, said at once": a size no DEA could ever hold is
+//! refused at once (`cf push -m 200G`, `cf scale -m 200G`) with CF's
+//! "insufficient resources: memory", instead of a 60 s wait ending in
+//! "Start app timeout".
 
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use integration::{app_host as host, fixture, Platform};
+use integration::{app_host as host, fixture, Platform, PlatformOptions};
 
 const T: Duration = Duration::from_secs(180);
 const MB: u64 = 1 << 20;
@@ -101,5 +106,100 @@ async fn second_push_of_an_unchanged_app_uploads_under_a_megabyte() -> Result<()
         assert!(got == want, "{name} differs in the package");
     }
     assert!(z.by_name("app.py").is_ok());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_room_is_said_at_once() -> Result<()> {
+    // One DEA of 4096 MB (within the org's quota, so the quota is not
+    // what refuses a larger size below).
+    let mut p = Platform::start_with(PlatformOptions {
+        dea_config: "memory_mb = 4096".into(),
+        ..PlatformOptions::default()
+    })
+    .await?;
+    p.login().await?;
+    let dir = fixture("pyapp");
+    let dir = dir.to_str().unwrap_or_default();
+
+    // A new app of 200 GB: staged, then refused at the scale, long before
+    // the 60 s start timeout; nothing runs.
+    let t = Instant::now();
+    let out = p.cf(&["push", "huge", "-p", dir, "-m", "200G"]).await?;
+    let took = t.elapsed();
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("FAILED") && out.stderr.contains("insufficient resources: memory"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(!out.stdout.contains("Start app timeout"), "{}", out.stdout);
+    assert!(took < Duration::from_secs(45), "took {took:?}");
+
+    // A running app scaled beyond every DEA: 422 at once, the app untouched.
+    p.cf_ok(&["push", "small", "-p", dir]).await?;
+    let h = host("small");
+    p.wait_route_status(&h, 200, T).await?;
+    let t = Instant::now();
+    let out = p.cf(&["scale", "small", "-m", "200G", "-f"]).await?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("insufficient resources: memory"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let app = p.cf_ok(&["app", "small"]).await?;
+    assert!(app.stdout.contains("running"), "{}", app.stdout);
+    assert!(!app.stdout.contains("200G"), "{}", app.stdout);
+    let (status, _) = p.get_via_router(&h, "/").await?;
+    assert_eq!(status, 200);
+
+    // A size accepted while no DEA could say (the only DEA gone), then
+    // started once it is back: the instance is DOWN with "insufficient
+    // resources: memory" and `cf restart` fails at once.
+    let token = p.admin_token().await?;
+    let guid = p.app_guid(&token, "small").await?;
+    p.deas[0].terminate(Duration::from_secs(20));
+    let (status, body) = p
+        .api_call(
+            &token,
+            reqwest::Method::POST,
+            &format!("/v3/apps/{guid}/processes/web/actions/scale"),
+            Some(serde_json::json!({"memory_in_mb": 8192})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    p.deas[0].start()?;
+    integration::wait_for("insufficient resources in the stats", T, || {
+        let (p, token, guid) = (&p, &token, &guid);
+        async move {
+            let s = p.stats(token, guid).await.ok()?;
+            s.iter()
+                .any(|r| r["state"] == "DOWN" && r["details"] == "insufficient resources: memory")
+                .then_some(())
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", p.logs_tail()))?;
+    let app = p.cf_ok(&["app", "small"]).await?;
+    assert!(
+        app.stdout.contains("insufficient resources: memory"),
+        "{}",
+        app.stdout
+    );
+    let t = Instant::now();
+    let out = p.cf(&["restart", "small"]).await?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("cannot be placed: insufficient resources: memory"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     Ok(())
 }

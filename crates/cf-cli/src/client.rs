@@ -62,6 +62,12 @@ pub enum ReqBody {
     Json(Value),
     /// A zip uploaded as multipart field `bits`, with a progress line on stdout.
     Bits(Bytes),
+    /// A package upload with resource matching (crate::resources): the
+    /// `resources` field (JSON) and, when any file is left to send, `bits`.
+    Package {
+        resources: String,
+        bits: Option<Bytes>,
+    },
 }
 
 /// A whole response of [`Client::raw`].
@@ -351,6 +357,13 @@ impl Client {
                 ReqBody::Empty => rb,
                 ReqBody::Json(v) => rb.json(v),
                 ReqBody::Bits(b) => rb.multipart(bits_form(b.clone())?),
+                ReqBody::Package { resources, bits } => {
+                    let form = match bits {
+                        Some(b) => bits_form(b.clone())?,
+                        None => reqwest::multipart::Form::new(),
+                    };
+                    rb.multipart(form.text("resources", resources.clone()))
+                }
             };
             let req = rb.build()?;
             self.trace_request(&req);

@@ -181,7 +181,12 @@ pub fn app_block(app: &AppView) -> String {
             ],
             16,
         ));
-        if p.stats.iter().all(|s| s.state.eq_ignore_ascii_case("DOWN")) {
+        // (Down instances with details, e.g. "insufficient resources:
+        // memory", are listed: the details say why.)
+        if p.stats
+            .iter()
+            .all(|s| s.state.eq_ignore_ascii_case("DOWN") && s.details.is_none())
+        {
             out.push_str("There are no running instances of this process.\n");
             continue;
         }

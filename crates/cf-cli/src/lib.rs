@@ -11,6 +11,7 @@ pub mod format;
 pub mod ignore;
 pub mod manifest;
 pub mod models;
+pub mod resources;
 pub mod size;
 pub mod terminal;
 pub mod zipdir;

@@ -35,7 +35,7 @@ pub struct Staged {
 impl BlobStore {
     pub async fn open(data_dir: &Path) -> Result<BlobStore, BlobError> {
         let root = data_dir.to_path_buf();
-        for d in ["blobs", "tmp", "buildpack_cache"] {
+        for d in ["blobs", "tmp", "buildpack_cache", "resources"] {
             tokio::fs::create_dir_all(root.join(d)).await?;
         }
         Ok(BlobStore { root })
@@ -44,6 +44,18 @@ impl BlobStore {
     pub fn path(&self, sha256: &str) -> PathBuf {
         let safe: String = sha256.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         self.root.join("blobs").join(safe)
+    }
+
+    /// The resource cache's file of a sha1 (`resources/<sha1>`; see
+    /// [`crate::resource_pool`]).
+    pub fn resource_path(&self, sha1: &str) -> PathBuf {
+        let safe: String = sha1.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        self.root.join("resources").join(safe)
+    }
+
+    /// A fresh temp file name (in the same filesystem as the blobs).
+    pub fn tmp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(uuid::Uuid::new_v4().to_string())
     }
 
     pub fn cache_path(&self, app_guid: &str) -> PathBuf {
@@ -68,7 +80,7 @@ impl BlobStore {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let path = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        let path = self.tmp_path();
         let mut file = tokio::fs::File::create(&path).await?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -118,6 +130,19 @@ impl BlobStore {
     pub async fn discard(&self, staged: &Staged) {
         let _ = tokio::fs::remove_file(&staged.path).await;
     }
+}
+
+/// A file already written (e.g. an assembled package) as a [`Staged`]
+/// blob: its sha256 and size. Blocking.
+pub fn staged_file(path: PathBuf) -> std::io::Result<Staged> {
+    let mut file = std::fs::File::open(&path)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    Ok(Staged {
+        path,
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
 }
 
 /// Checks that a file is a readable zip within `limits`: the entry count

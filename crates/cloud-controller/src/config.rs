@@ -60,6 +60,11 @@ pub struct Config {
     pub max_compression_ratio: u64,
     /// Log bytes kept per app for `logs/recent` (besides the 1000 lines).
     pub recent_log_kb_per_app: usize,
+    /// The resource cache's file sizes (CF's `resource_pool.minimum_size`
+    /// and `maximum_size`, bytes): only files within are cached and
+    /// matched (docs/architecture.md "Resource matching").
+    pub resource_pool_minimum_size: u64,
+    pub resource_pool_maximum_size: u64,
 }
 
 impl Default for Config {
@@ -91,6 +96,8 @@ impl Default for Config {
             max_archive_entries: proto::archive::DEFAULT_MAX_ENTRIES,
             max_compression_ratio: proto::archive::DEFAULT_MAX_RATIO,
             recent_log_kb_per_app: 1024,
+            resource_pool_minimum_size: crate::resource_pool::DEFAULT_MINIMUM_SIZE,
+            resource_pool_maximum_size: crate::resource_pool::DEFAULT_MAXIMUM_SIZE,
         }
     }
 }
@@ -120,6 +127,14 @@ impl Config {
             self.max_archive_entries,
             self.max_compression_ratio,
         )
+    }
+
+    /// The resource cache's sizes.
+    pub fn pool_limits(&self) -> crate::resource_pool::PoolLimits {
+        crate::resource_pool::PoolLimits {
+            min: self.resource_pool_minimum_size,
+            max: self.resource_pool_maximum_size,
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -31,6 +31,15 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// A CF error of its own code and title (e.g. 400
+    /// `CF-AppResourcesFilePathInvalid`, 160004).
+    #[error("{title}: {detail}")]
+    Coded {
+        status: StatusCode,
+        code: u32,
+        title: &'static str,
+        detail: String,
+    },
     /// Logged, never shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -129,6 +138,12 @@ impl IntoResponse for ApiError {
                 "CF-RateLimitExceeded",
                 &d,
             ),
+            ApiError::Coded {
+                status,
+                code,
+                title,
+                detail,
+            } => cf(status, code, title, &detail),
             ApiError::Internal(d) => {
                 tracing::error!(error = %d, "internal error");
                 cf(

@@ -13,6 +13,7 @@ pub mod login;
 pub mod logs;
 pub mod placement;
 pub mod quota;
+pub mod resource_pool;
 pub mod runtime;
 pub mod signing;
 pub mod staging;

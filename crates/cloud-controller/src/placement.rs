@@ -19,6 +19,9 @@ pub struct Candidate {
     pub available_memory_mb: u64,
     pub available_disk_mb: u64,
     pub app_id_to_count: BTreeMap<String, u32>,
+    /// The DEA's whole memory and disk (0: not advertised).
+    pub memory_capacity_mb: u64,
+    pub disk_capacity_mb: u64,
 }
 
 impl From<&DeaAdvertise> for Candidate {
@@ -30,6 +33,8 @@ impl From<&DeaAdvertise> for Candidate {
             available_memory_mb: a.available_memory_mb,
             available_disk_mb: a.available_disk_mb,
             app_id_to_count: a.app_id_to_count.clone(),
+            memory_capacity_mb: a.memory_capacity_mb,
+            disk_capacity_mb: a.disk_capacity_mb,
         }
     }
 }
@@ -149,6 +154,9 @@ pub struct PlacementTable {
     deas: HashMap<String, (Candidate, Instant)>,
     draining: HashMap<String, Instant>,
     promises: Vec<Promise>,
+    /// Apps whose instances no DEA could ever hold, and what was lacking
+    /// ("memory" or "disk"), from their last start.
+    unplaceable: HashMap<String, &'static str>,
 }
 
 impl PlacementTable {
@@ -199,6 +207,41 @@ impl PlacementTable {
         v
     }
 
+    /// The most memory and disk one instance could ever get: the largest
+    /// whole capacity among the fresh DEAs (with `stack`, when given).
+    /// `None` when no fresh DEA qualifies or one of them does not advertise
+    /// its capacity (nothing can be said then).
+    pub fn largest(&mut self, stack: Option<&str>, now: Instant) -> Option<(u64, u64)> {
+        let cands: Vec<Candidate> = self
+            .fresh(now)
+            .into_iter()
+            .filter(|c| stack.is_none_or(|s| c.stacks.iter().any(|x| x == s)))
+            .collect();
+        if cands.is_empty()
+            || cands
+                .iter()
+                .any(|c| c.memory_capacity_mb == 0 || c.disk_capacity_mb == 0)
+        {
+            return None;
+        }
+        let mem = cands.iter().map(|c| c.memory_capacity_mb).max()?;
+        let disk = cands.iter().map(|c| c.disk_capacity_mb).max()?;
+        Some((mem, disk))
+    }
+
+    /// What no DEA could ever hold of `need`: `Some("memory")` (or
+    /// `"disk"`) when one instance is larger than every DEA's capacity.
+    pub fn never_fits(&mut self, need: &Need<'_>, now: Instant) -> Option<&'static str> {
+        let (mem, disk) = self.largest(Some(need.stack), now)?;
+        if need.memory_mb > mem {
+            Some("memory")
+        } else if need.disk_mb > disk {
+            Some("disk")
+        } else {
+            None
+        }
+    }
+
     fn no_room(cands: &[Candidate], need: &Need<'_>) -> NoRoom {
         NoRoom {
             memory_mb: need.memory_mb,
@@ -242,6 +285,23 @@ impl PlacementTable {
             made: now,
         });
         Ok(id)
+    }
+
+    /// Records (or clears, with `None`) that the app's instances fit no DEA.
+    pub fn set_unplaceable(&mut self, app_id: &str, what: Option<&'static str>) {
+        match what {
+            Some(w) => {
+                self.unplaceable.insert(app_id.to_string(), w);
+            }
+            None => {
+                self.unplaceable.remove(app_id);
+            }
+        }
+    }
+
+    /// What no DEA could hold of the app's instances at its last start.
+    pub fn unplaceable(&self, app_id: &str) -> Option<&'static str> {
+        self.unplaceable.get(app_id).copied()
     }
 
     /// Forgets a promise (its request did not go through).
@@ -292,6 +352,8 @@ mod tests {
             available_memory_mb: mem,
             available_disk_mb: 10_000,
             app_id_to_count: apps.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+            memory_capacity_mb: 8192,
+            disk_capacity_mb: 10_000,
         }
     }
 
@@ -310,6 +372,8 @@ mod tests {
                     zone: id.into(),
                     url: None,
                     placements: vec![],
+                    memory_capacity_mb: 8192,
+                    disk_capacity_mb: 16384,
                 },
                 now,
             );
@@ -405,6 +469,29 @@ mod tests {
     }
 
     #[test]
+    fn largest_is_the_biggest_whole_capacity() {
+        let now = Instant::now();
+        let mut t = PlacementTable::default();
+        assert_eq!(t.largest(None, now), None, "no DEA: nothing to say");
+        let mut a = advert("d1", 100, &[]);
+        a.memory_capacity_mb = 4096;
+        t.advertise(&a, now);
+        let mut b = advert("d2", 8000, &[]);
+        b.memory_capacity_mb = 2048;
+        t.advertise(&b, now);
+        // Capacity, not what is free now.
+        assert_eq!(t.largest(Some("host"), now), Some((4096, 16384)));
+        assert_eq!(t.never_fits(&need(4096), now), None);
+        assert_eq!(t.never_fits(&need(4097), now), Some("memory"));
+        assert_eq!(t.largest(Some("other"), now), None);
+        // A DEA that does not say its capacity: nothing is refused.
+        let mut c = advert("d3", 100, &[]);
+        c.memory_capacity_mb = 0;
+        t.advertise(&c, now);
+        assert_eq!(t.never_fits(&need(1 << 30), now), None);
+    }
+
+    #[test]
     fn table_drops_stale_and_shutdown_deas() {
         let mut t = PlacementTable::default();
         let now = Instant::now();
@@ -417,6 +504,8 @@ mod tests {
             zone: "default".into(),
             url: None,
             placements: vec![],
+            memory_capacity_mb: 1024,
+            disk_capacity_mb: 4096,
         };
         t.advertise(&ad("d1"), now);
         t.advertise(&ad("d2"), now + Duration::from_secs(5));
@@ -453,6 +542,8 @@ mod tests {
             zone: "z".into(),
             url: None,
             placements: placements.iter().map(|p| p.to_string()).collect(),
+            memory_capacity_mb: 8192,
+            disk_capacity_mb: 16384,
         }
     }
 

@@ -82,9 +82,21 @@ impl Ctx {
             memory_mb,
             disk_mb,
         };
-        let (picks, short) = match self.placement.lock() {
-            Ok(mut t) => t.place(&need, indices.len(), Instant::now()),
-            Err(_) => (Vec::new(), None),
+        let (picks, short, never) = match self.placement.lock() {
+            Ok(mut t) => {
+                let now = Instant::now();
+                let (picks, short) = t.place(&need, indices.len(), now);
+                // CF's InsufficientResources: shown in the stats of the
+                // instances that can never be placed.
+                let never = if picks.len() < indices.len() {
+                    t.never_fits(&need, now)
+                } else {
+                    None
+                };
+                t.set_unplaceable(&app.guid, never);
+                (picks, short, never)
+            }
+            Err(_) => (Vec::new(), None, None),
         };
         let egress = self
             .store
@@ -150,7 +162,12 @@ impl Ctx {
         }
         if picks.len() < indices.len() {
             let missing = indices.len() - picks.len();
-            let why = short.map(|s| s.to_string()).unwrap_or_default();
+            let why = match never {
+                Some(what) => {
+                    format!("insufficient resources: {what} (no DEA could ever hold one instance)")
+                }
+                None => short.map(|s| s.to_string()).unwrap_or_default(),
+            };
             tracing::warn!(app_id = %app.guid, missing, why = %why, "InsufficientResources");
             self.api_log(
                 &app.guid,

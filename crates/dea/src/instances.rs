@@ -187,6 +187,8 @@ impl Agent {
             zone: self.cfg.zone.clone(),
             url: None,
             placements,
+            memory_capacity_mb: self.cfg.memory_mb,
+            disk_capacity_mb: self.cfg.disk_mb,
         }
     }
 

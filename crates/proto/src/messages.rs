@@ -49,6 +49,12 @@ pub struct DeaAdvertise {
     /// stops holding its own reservation for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placements: Vec<String>,
+    /// The DEA's whole capacity (its configured memory and disk, free or
+    /// not): the most one instance could ever get there. 0: not said.
+    #[serde(default)]
+    pub memory_capacity_mb: u64,
+    #[serde(default)]
+    pub disk_capacity_mb: u64,
 }
 
 /// Resource limits of an instance.
@@ -427,6 +433,8 @@ mod tests {
             zone: "z1".into(),
             url: None,
             placements: vec!["p1".into()],
+            memory_capacity_mb: 8192,
+            disk_capacity_mb: 16384,
         });
         round_trip(&StartRequest {
             app_id: "a".into(),

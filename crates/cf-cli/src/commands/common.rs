@@ -442,6 +442,18 @@ pub async fn wait_for_start_with(
             println!();
             return Ok(());
         }
+        // CF's InsufficientResources: no DEA can ever hold an instance, so
+        // waiting is pointless.
+        if let Some(d) = st.iter().find_map(|s| {
+            s.details
+                .as_deref()
+                .filter(|d| s.state == "DOWN" && d.starts_with("insufficient resources"))
+        }) {
+            return Err(fail(&format!(
+                "Start unsuccessful: app {} cannot be placed: {d}",
+                app.name
+            )));
+        }
         if counts.2 == p.instances {
             let since = *all_crashed_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(3)

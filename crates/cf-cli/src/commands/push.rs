@@ -8,7 +8,6 @@ use super::common::{
 use crate::error::{CliError, Result};
 use crate::manifest::{self, AppPlan, PushFlags};
 use crate::models::{App, Domain, Package};
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -258,14 +257,7 @@ async fn upload(ctx: &Ctx, app: &App, path: &Path) -> Result<String> {
         )
         .await?;
     println!("Uploading files...");
-    let mut pkg: Package = ctx
-        .client
-        .request(
-            reqwest::Method::POST,
-            &format!("/v3/packages/{}/upload", pkg.guid),
-            crate::client::ReqBody::Bits(Bytes::from(zip)),
-        )
-        .await?;
+    let mut pkg: Package = crate::resources::upload_package(&ctx.client, &pkg.guid, zip).await?;
     println!("Waiting for API to complete processing files...");
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut backoff = super::common::Backoff::new(Duration::from_millis(300));

@@ -17,6 +17,7 @@ pub const FLAGS: &[(&str, bool)] = &[
     ("set_roles_by_username", true),
     ("unset_roles_by_username", true),
     ("app_scaling", true),
+    ("resource_matching", true),
     ("route_creation", true),
     ("private_domain_creation", true),
     ("space_developer_env_var_visibility", true),

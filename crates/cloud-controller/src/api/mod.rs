@@ -16,6 +16,7 @@ mod packages;
 mod presenters;
 mod processes;
 mod quotas;
+mod resource_matches;
 mod roles;
 mod root;
 mod routes;
@@ -46,6 +47,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(apps::routes())
         .merge(processes::routes())
         .merge(packages::routes())
+        .merge(resource_matches::routes())
         .merge(builds::routes())
         .merge(buildpacks::routes())
         .merge(stacks::routes())

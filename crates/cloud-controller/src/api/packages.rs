@@ -11,10 +11,13 @@ use serde_json::{json, Value};
 
 use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
 use crate::authz::{Action, Perms};
-use crate::blobstore::validate_zip;
+use crate::blobstore::{validate_zip, Staged};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
+use crate::resource_pool::{self, ResourceError};
 use crate::store::{Package, PackageState};
+use proto::archive::ArchiveLimits;
+use std::collections::HashSet;
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -123,6 +126,75 @@ async fn show(
     Ok(Json(present(&base, &ctx.store.package(&guid).await?)))
 }
 
+/// Most bytes of an upload's `resources` field (a JSON list of files).
+const MAX_RESOURCES_FIELD: usize = 32 << 20;
+
+/// The error of a refused `resources` field, CF's codes.
+fn resource_error(e: ResourceError) -> ApiError {
+    let coded = |code, title, detail: String| ApiError::Coded {
+        status: StatusCode::BAD_REQUEST,
+        code,
+        title,
+        detail,
+    };
+    match e {
+        ResourceError::Invalid(d) => coded(
+            160001,
+            "CF-AppBitsUploadInvalid",
+            format!("The app upload is invalid: {d}"),
+        ),
+        e @ ResourceError::Path(_) => coded(
+            160004,
+            "CF-AppResourcesFilePathInvalid",
+            format!("The resource file path is invalid: {e}"),
+        ),
+        e @ ResourceError::Mode(_) => coded(
+            160003,
+            "CF-AppResourcesFileModeInvalid",
+            format!("The resource file mode is invalid: {e}"),
+        ),
+        ResourceError::Missing(d) | ResourceError::Refused(d) => ApiError::Unprocessable(d),
+        ResourceError::Io(d) => ApiError::Internal(d),
+    }
+}
+
+/// Refuses an upload: drops what was staged; a client's mistake makes the
+/// package FAILED with the error's detail (it may be uploaded again).
+async fn refuse(ctx: &Ctx, guid: &str, staged: &[&Staged], err: ApiError) -> ApiError {
+    for s in staged {
+        ctx.blobs.discard(s).await;
+    }
+    let detail = match &err {
+        ApiError::Unprocessable(d) => Some(d.clone()),
+        ApiError::Coded { detail, .. } => Some(detail.clone()),
+        _ => None,
+    };
+    if let Some(detail) = detail {
+        tracing::warn!(package = %guid, error = %detail, "rejected package upload");
+        if let Err(e) = ctx
+            .store
+            .set_package_state(guid, PackageState::Failed, None, Some(&detail))
+            .await
+        {
+            return e.into();
+        }
+    }
+    err
+}
+
+/// Validates a zip on a blocking thread; the refusal as a 422.
+async fn check_zip(path: &std::path::Path, limits: ArchiveLimits) -> ApiResult<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || validate_zip(&path, limits))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(|_| ())
+        .map_err(ApiError::Unprocessable)
+}
+
+/// `POST /v3/packages/:guid/upload`: multipart fields `bits` (a zip) and
+/// `resources` (the files of the resource cache to add, CF's JSON list of
+/// {checksum, size_in_bytes, path, mode}); either may be absent, not both.
 async fn upload(
     State(ctx): State<Ctx>,
     Extension(actor): Extension<Actor>,
@@ -140,9 +212,11 @@ async fn upload(
     }
     let mut multipart = multipart
         .map_err(|e| ApiError::MessageParse(format!("expected a multipart/form-data body: {e}")))?;
-    let mut staged = None;
+    let limits = ctx.cfg.archive_limits();
+    let mut staged: Option<Staged> = None;
+    let mut resources: Option<Vec<u8>> = None;
     loop {
-        let field = match multipart.next_field().await {
+        let mut field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -154,53 +228,162 @@ async fn upload(
                 )));
             }
         };
-        if field.name() != Some("bits") || staged.is_some() {
-            continue;
+        match field.name() {
+            Some("bits") if staged.is_none() => {}
+            Some("resources") if resources.is_none() => {
+                let mut buf = Vec::new();
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(c)) if buf.len() + c.len() <= MAX_RESOURCES_FIELD => {
+                            buf.extend_from_slice(&c)
+                        }
+                        Ok(Some(_)) => {
+                            let err = ApiError::Unprocessable(format!(
+                                "the resources field is larger than {} MB",
+                                MAX_RESOURCES_FIELD >> 20
+                            ));
+                            let s: Vec<&Staged> = staged.iter().collect();
+                            return Err(refuse(&ctx, &guid, &s, err).await);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            if let Some(s) = &staged {
+                                ctx.blobs.discard(s).await;
+                            }
+                            return Err(ApiError::Unprocessable(format!(
+                                "the upload could not be read: {e}"
+                            )));
+                        }
+                    }
+                }
+                resources = Some(buf);
+                continue;
+            }
+            _ => continue,
         }
         match ctx
             .blobs
-            .stage(Box::pin(field), ctx.cfg.archive_limits().max_packed_bytes)
+            .stage(Box::pin(field), limits.max_packed_bytes)
             .await
         {
             Ok(s) => staged = Some(s),
             Err(e @ crate::blobstore::BlobError::TooBig(_)) => {
                 let detail = format!("the uploaded zip is refused: {e}");
-                tracing::warn!(package = %guid, error = %detail, "rejected package upload");
-                ctx.store
-                    .set_package_state(&guid, PackageState::Failed, None, Some(&detail))
-                    .await?;
-                return Err(ApiError::Unprocessable(detail));
+                let s: Vec<&Staged> = staged.iter().collect();
+                return Err(refuse(&ctx, &guid, &s, ApiError::Unprocessable(detail)).await);
             }
             Err(e) => {
+                if let Some(s) = &staged {
+                    ctx.blobs.discard(s).await;
+                }
                 return Err(ApiError::Unprocessable(format!(
                     "the upload could not be read: {e}"
-                )))
+                )));
             }
         }
     }
-    let Some(staged) = staged else {
-        return Err(ApiError::Unprocessable(
-            "Upload must include the 'bits' field (a zip file)".into(),
-        ));
+    let bits_bytes = staged.as_ref().map_or(0, |s| s.size);
+    let fps = match resources
+        .as_deref()
+        .map(|f| resource_pool::fingerprints(f, limits.max_entries))
+    {
+        None => Vec::new(),
+        Some(Ok(fps)) => fps,
+        Some(Err(e)) => {
+            let s: Vec<&Staged> = staged.iter().collect();
+            return Err(refuse(&ctx, &guid, &s, resource_error(e)).await);
+        }
     };
-    let path = staged.path.clone();
-    let limits = ctx.cfg.archive_limits();
-    let check = tokio::task::spawn_blocking(move || validate_zip(&path, limits))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Err(detail) = check {
-        ctx.blobs.discard(&staged).await;
-        tracing::warn!(package = %guid, error = %detail, "rejected package upload");
-        ctx.store
-            .set_package_state(&guid, PackageState::Failed, None, Some(&detail))
-            .await?;
-        return Err(ApiError::Unprocessable(detail));
+    if staged.is_none() && fps.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "Upload must include either resources or bits".into(),
+        ));
     }
-    ctx.blobs.commit(&staged).await?;
+    if let Some(bits) = &staged {
+        if let Err(e) = check_zip(&bits.path, limits).await {
+            return Err(refuse(&ctx, &guid, &[bits], e).await);
+        }
+    }
+    let package = if fps.is_empty() {
+        match staged {
+            Some(s) => s,
+            None => return Err(ApiError::Internal("no bits".into())),
+        }
+    } else {
+        // The whole package: the bits' entries and the cached files.
+        let out = ctx.blobs.tmp_path();
+        let (blobs, pool, bits, list, to) = (
+            ctx.blobs.clone(),
+            ctx.cfg.pool_limits(),
+            staged.as_ref().map(|s| s.path.clone()),
+            fps.clone(),
+            out.clone(),
+        );
+        let built = tokio::task::spawn_blocking(move || {
+            resource_pool::assemble(&blobs, pool, bits.as_deref(), &list, &to, limits)?;
+            crate::blobstore::staged_file(to).map_err(|e| ResourceError::Io(e.to_string()))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r.map_err(resource_error));
+        let built = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&out).await;
+                let s: Vec<&Staged> = staged.iter().collect();
+                return Err(refuse(&ctx, &guid, &s, e).await);
+            }
+        };
+        if let Some(s) = &staged {
+            ctx.blobs.discard(s).await;
+        }
+        // The limits apply to the package as assembled.
+        if let Err(e) = check_zip(&built.path, limits).await {
+            return Err(refuse(&ctx, &guid, &[&built], e).await);
+        }
+        built
+    };
+    ctx.blobs.commit(&package).await?;
     let pkg = ctx
         .store
-        .set_package_state(&pkg.guid, PackageState::Ready, Some(&staged.sha256), None)
+        .set_package_state(&pkg.guid, PackageState::Ready, Some(&package.sha256), None)
         .await?;
-    tracing::info!(package = %guid, sha256 = %staged.sha256, bytes = staged.size, actor = %actor.name, "package uploaded");
+    // Its files join the resource cache (best effort: a failure only
+    // means they are uploaded again next time).
+    let (blobs, pool, stored) = (
+        ctx.blobs.clone(),
+        ctx.cfg.pool_limits(),
+        ctx.blobs.path(&package.sha256),
+    );
+    let skip: HashSet<String> = fps.iter().map(|f| f.path.clone()).collect();
+    match tokio::task::spawn_blocking(move || {
+        resource_pool::cache_package(&blobs, pool, &stored, &skip)
+    })
+    .await
+    {
+        Ok(Ok(n)) => tracing::debug!(package = %guid, added = n, "resource cache"),
+        Ok(Err(e)) => {
+            tracing::warn!(package = %guid, error = %e, "cannot add files to the resource cache")
+        }
+        Err(e) => {
+            tracing::warn!(package = %guid, error = %e, "cannot add files to the resource cache")
+        }
+    }
+    let matched_bytes: u64 = fps.iter().map(|f| f.size).sum();
+    tracing::info!(package = %guid, sha256 = %package.sha256, bytes = package.size, bits_bytes, resources = fps.len(), actor = %actor.name, "package uploaded");
+    if let Ok(app) = ctx.store.app(&pkg.app_guid).await {
+        ctx.audit_app(
+            &actor,
+            "audit.app.package.upload",
+            &app,
+            json!({
+                "package_guid": pkg.guid,
+                "bits_bytes": bits_bytes,
+                "resources": fps.len(),
+                "resources_bytes": matched_bytes,
+            }),
+        )
+        .await;
+    }
     Ok(Json(present(&base, &pkg)))
 }

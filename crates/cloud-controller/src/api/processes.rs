@@ -250,6 +250,9 @@ async fn do_scale(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> Api
         p.disk_in_mb = d;
     }
     let mut app = ctx.store.app(&p.app_guid).await?;
+    if req.memory_in_mb.is_some() || req.disk_in_mb.is_some() {
+        refuse_if_never_fits(ctx, &app, &p).await?;
+    }
     // Nothing changes when the quota says no.
     crate::quota::check_process(ctx, &app, &p, app.started()).await?;
     let p = ctx.store.update_process(&p).await?;
@@ -284,6 +287,39 @@ async fn do_scale(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> Api
     ctx.audit_app(actor, "audit.app.process.scale", &app, data)
         .await;
     Ok(p)
+}
+
+/// A size no DEA could ever hold is refused at once (422), naming what is
+/// lacking as CF's placement does ("insufficient resources: memory").
+async fn refuse_if_never_fits(ctx: &Ctx, app: &store::App, p: &Process) -> ApiResult<()> {
+    let stack = match app.current_droplet_guid.as_deref() {
+        Some(d) => ctx.store.droplet(d).await.ok().map(|d| d.stack),
+        None => None,
+    };
+    let largest = match ctx.placement.lock() {
+        Ok(mut t) => t.largest(stack.as_deref(), std::time::Instant::now()),
+        Err(_) => None,
+    };
+    let Some((mem, disk)) = largest else {
+        return Ok(());
+    };
+    let (memory_mb, disk_mb) = (
+        u64::try_from(p.memory_in_mb).unwrap_or(0),
+        u64::try_from(p.disk_in_mb).unwrap_or(0),
+    );
+    let lacking = if memory_mb > mem {
+        Some(("memory", memory_mb, mem))
+    } else if disk_mb > disk {
+        Some(("disk", disk_mb, disk))
+    } else {
+        None
+    };
+    match lacking {
+        Some((what, asked, most)) => Err(ApiError::Unprocessable(format!(
+            "insufficient resources: {what}: an instance of {asked} MB of {what} fits on no DEA (the largest has {most} MB)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 async fn scale(

@@ -243,6 +243,7 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
         "/v3/packages/{guid}/upload",
         On(T::Package, WriteSpace),
     ),
+    ("POST", "/v3/resource_matches", Caller),
     ("GET", "/v3/builds", Caller),
     ("POST", "/v3/builds", Caller),
     ("GET", "/v3/builds/{guid}", On(T::Build, ReadSpace)),

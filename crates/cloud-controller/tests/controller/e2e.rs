@@ -225,7 +225,7 @@ async fn fake_dea(bus: Bus, cc_addr: String, events: mpsc::UnboundedSender<DeaEv
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let ad = DeaAdvertise { id: "dea1".into(), stacks: vec!["host".into()], available_memory_mb: 8192, available_disk_mb: 16384, app_id_to_count: Default::default(), zone: "default".into(), url: None, placements: vec![] };
+                let ad = DeaAdvertise { id: "dea1".into(), stacks: vec!["host".into()], available_memory_mb: 8192, available_disk_mb: 16384, app_id_to_count: Default::default(), zone: "default".into(), url: None, placements: vec![], memory_capacity_mb: 8192, disk_capacity_mb: 16384 };
                 let _ = bus.publish(subjects::DEA_ADVERTISE, &ad).await;
             }
             Some(m) = staging.next() => {

@@ -5,6 +5,7 @@ mod buildpacks;
 mod e2e;
 mod logins;
 mod permissions;
+mod resources;
 mod security_groups;
 mod store;
 mod support;

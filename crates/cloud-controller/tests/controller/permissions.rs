@@ -778,6 +778,19 @@ fn rows() -> Vec<Row> {
             0,
             WRITE,
         ),
+        // Any signed-in user may ask the resource cache (CF).
+        r(
+            "POST",
+            "/v3/resource_matches",
+            Fx::None,
+            |_, _, _| {
+                Some(
+                    json!({"resources": [{"checksum": {"value": "a".repeat(40)}, "size_in_bytes": 70000}]}),
+                )
+            },
+            201,
+            ALL,
+        ),
         r("GET", "/v3/builds", Fx::None, none, 200, ALL),
         r(
             "POST",

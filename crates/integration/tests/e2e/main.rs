@@ -5,6 +5,7 @@
 mod attacks;
 mod buildpacks;
 mod cli_push;
+mod cli_resources;
 mod cli_routes;
 mod cli_terminal;
 mod containers;

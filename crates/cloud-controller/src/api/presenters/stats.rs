@@ -20,7 +20,20 @@ pub async fn process_stats(ctx: &Ctx, app: &App, process: &Process) -> Vec<Value
     } else {
         (Vec::new(), BTreeMap::new())
     };
-    stats_resources(process, &app.version, &found, &crashes, proto::now_unix())
+    let mut out = stats_resources(process, &app.version, &found, &crashes, proto::now_unix());
+    let never = app
+        .started()
+        .then(|| ctx.placement.lock().ok()?.unplaceable(&app.guid))
+        .flatten();
+    if let Some(what) = never {
+        // CF: an instance no cell can hold is DOWN, "insufficient resources".
+        for r in out.iter_mut() {
+            if r["state"] == "DOWN" && r["details"].is_null() {
+                r["details"] = Value::String(format!("insufficient resources: {what}"));
+            }
+        }
+    }
+    out
 }
 
 impl IndexCrashes {

@@ -43,7 +43,15 @@ struct Matches {
 /// directories or links) the controller would accept by mode (at least
 /// 0600, CF's rule); the others always travel in the zip.
 pub fn fingerprint(zip: &[u8]) -> Result<Vec<Resource>> {
-    let zerr = |e: zip::result::ZipError| CliError::other(format!("reading the package: {e}"));
+    let zerr = |e: zip::result::ZipError| {
+        CliError::other(format!(
+            "the package is not a valid zip file ({})",
+            match e {
+                zip::result::ZipError::Io(e) => crate::terminal::io_text(&e),
+                _ => "unreadable archive".to_string(),
+            }
+        ))
+    };
     let mut z = zip::ZipArchive::new(Cursor::new(zip)).map_err(zerr)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -184,6 +184,17 @@ async fn validate(ctx: &Ctx, plan: &AppPlan, doms: &[Domain]) -> Result<()> {
             plan.path.display()
         )));
     }
+    if plan.path.is_file() {
+        // A .zip/.jar/.war is uploaded as it is: it must be a zip.
+        let bad = || {
+            CliError::other(format!(
+                "Incorrect Usage: The specified path '{}' is neither a directory nor a zip file (.zip, .jar, .war).",
+                plan.path.display()
+            ))
+        };
+        let f = std::fs::File::open(&plan.path).map_err(|_| bad())?;
+        zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|_| bad())?;
+    }
     // The controller lists the admin buildpacks and the DEAs' built-ins.
     for b in &plan.buildpacks {
         let found: Vec<crate::commands::buildpacks::Buildpack> = ctx

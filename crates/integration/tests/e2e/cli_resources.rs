@@ -129,7 +129,7 @@ async fn no_room_is_said_at_once() -> Result<()> {
     let took = t.elapsed();
     assert_ne!(out.status, 0, "{}", out.stdout);
     assert!(
-        out.stderr.contains("FAILED") && out.stderr.contains("insufficient resources: memory"),
+        out.stdout.contains("FAILED") && out.stderr.contains("insufficient resources: memory"),
         "{}\n{}",
         out.stdout,
         out.stderr

@@ -124,7 +124,7 @@ async fn messages_exit_codes_and_prompts() -> Result<()> {
         case(
             &["push", "term3", "-p", &not_zip],
             1,
-            "not a valid zip file",
+            "is neither a directory nor a zip file",
         ),
         case(
             &["restage", "term"],

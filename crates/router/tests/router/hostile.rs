@@ -570,6 +570,18 @@ async fn connections_beyond_the_cap_are_refused_at_once_and_the_others_served() 
         }
     }
 
+    // Only the held ones counted now (a probe's closed connection may have
+    // been counted for a moment, and would free a place once gone).
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&c, router.admin, "router_client_connections").await != Some(CAP as f64) {
+        assert!(
+            Instant::now() < deadline,
+            "the probes' connections never went"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Beyond the cap: closed at once (a 503 on plain HTTP), many times,
     // and nothing is left behind.
     let base = fds();
@@ -597,7 +609,6 @@ async fn connections_beyond_the_cap_are_refused_at_once_and_the_others_served() 
     }
     assert!(app.hits() >= CAP);
     let hits = app.hits();
-    let c = client();
     assert_eq!(
         metric(&c, router.admin, "router_client_connections").await,
         Some(CAP as f64)

@@ -48,3 +48,14 @@ where
     push?;
     t.context("no 200 within 120 s")
 }
+
+/// Runs the real `cf` with `CF_HOME` `home`; its stdout and stderr, or
+/// an error with them when it exits non-zero.
+pub async fn cf_text(home: &std::path::Path, args: &[&str]) -> Result<String> {
+    let out = crate::Platform::cf_run(home, args, None).await?;
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if out.status != 0 {
+        anyhow::bail!("cf {} failed:\n{text}", args.join(" "));
+    }
+    Ok(text)
+}

@@ -506,10 +506,16 @@ pub async fn stage_if_unstaged(ctx: &Ctx, app: &App) -> Result<()> {
         return Ok(());
     }
     let droplet = stage(ctx, &app.guid, &package.guid).await?;
+    set_current_droplet(ctx, &app.guid, &droplet).await?;
+    Ok(())
+}
+
+/// Makes `droplet` the app's current droplet.
+pub async fn set_current_droplet(ctx: &Ctx, app_guid: &str, droplet: &str) -> Result<()> {
     let _: Value = ctx
         .client
         .patch(
-            &format!("/v3/apps/{}/relationships/current_droplet", app.guid),
+            &format!("/v3/apps/{app_guid}/relationships/current_droplet"),
             json!({"data": {"guid": droplet}}),
         )
         .await?;

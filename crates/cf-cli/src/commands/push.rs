@@ -455,13 +455,7 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
     }
     let droplet = stage(ctx, &app.guid, &package).await?;
     apply_scale(ctx, &app, plan).await?;
-    let _: Value = ctx
-        .client
-        .patch(
-            &format!("/v3/apps/{}/relationships/current_droplet", app.guid),
-            json!({"data": {"guid": droplet}}),
-        )
-        .await?;
+    super::common::set_current_droplet(ctx, &app.guid, &droplet).await?;
     map_routes(ctx, &app, plan).await?;
     let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
     let action = if current.state == "STARTED" {

@@ -22,13 +22,7 @@ pub async fn run(name: &str) -> Result<()> {
         ))
     })?;
     let droplet = stage(&ctx, &app.guid, &package.guid).await?;
-    let _: Value = ctx
-        .client
-        .patch(
-            &format!("/v3/apps/{}/relationships/current_droplet", app.guid),
-            json!({"data": {"guid": droplet}}),
-        )
-        .await?;
+    super::common::set_current_droplet(&ctx, &app.guid, &droplet).await?;
     if app.state == "STARTED" {
         let _: Value = ctx
             .client

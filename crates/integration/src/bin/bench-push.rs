@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use integration::bench::{env_num, median, push_to_first_200};
-use integration::{admin_token_from, bin, fixture, free_port, http_client, wait_for, APPS_DOMAIN};
+use integration::{admin_token_from, fixture, free_port, http_client, wait_for, APPS_DOMAIN};
 
 struct Dev {
     home: PathBuf,
@@ -28,21 +28,7 @@ struct Dev {
 
 impl Dev {
     async fn cf(&self, args: &[&str]) -> Result<String> {
-        let out = tokio::process::Command::new(bin("cf")?)
-            .args(args)
-            .env("CF_HOME", &self.home)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.status.success() {
-            bail!("cf {} failed:\n{text}", args.join(" "));
-        }
-        Ok(text)
+        integration::bench::cf_text(&self.home, args).await
     }
 
     async fn get(&self, app: &str, path: &str) -> Option<(u16, String)> {

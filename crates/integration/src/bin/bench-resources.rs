@@ -15,26 +15,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use integration::bench::{env_num, median};
-use integration::{admin_token_from, bin, fixture, free_port, http_client};
+use integration::{admin_token_from, fixture, free_port, http_client};
 
 const MB: u64 = 1 << 20;
 
 async fn cf(home: &Path, args: &[&str]) -> Result<String> {
-    let out = tokio::process::Command::new(bin("cf")?)
-        .args(args)
-        .env("CF_HOME", home)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("cf {} failed:\n{text}", args.join(" "));
-    }
-    Ok(text)
+    integration::bench::cf_text(home, args).await
 }
 
 fn big_app(dir: &Path) -> Result<()> {

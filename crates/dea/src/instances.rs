@@ -359,7 +359,7 @@ impl Agent {
                 .ok_or_else(|| DeaError::Backend("no start command".into()))?,
             c => c.to_string(),
         };
-        let port = pick_port(&self.cfg.host_ip)?;
+        let port = self.reserve_port(&container).await?;
         {
             let mut reg = self.lock();
             if let Some(i) = reg.instances.get_mut(id) {
@@ -380,8 +380,8 @@ impl Agent {
         });
         if let Some(inside) = self.backend.app_port() {
             // The app listens on its own port inside the container; the
-            // host port reaches it through the backend (DNAT).
-            self.backend.expose(&container, port).await?;
+            // host port reaches it through the backend (DNAT, exposed by
+            // `reserve_port`).
             for (k, v) in env.iter_mut() {
                 if k == "PORT" {
                     *v = inside.to_string();
@@ -539,6 +539,28 @@ impl Agent {
             self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
         }
         Ok(())
+    }
+
+    /// A free host port for an instance; with a backend that maps it into
+    /// the container, exposed (held) too. Between picking a free port and
+    /// holding it another process may take it: then another port, a few
+    /// times.
+    async fn reserve_port(&self, container: &crate::backend::Container) -> Result<u16> {
+        let mut attempt = 0;
+        loop {
+            let port = pick_port(&self.cfg.host_ip)?;
+            if self.backend.app_port().is_none() {
+                return Ok(port);
+            }
+            match self.backend.expose(container, port).await {
+                Ok(()) => return Ok(port),
+                Err(e) if attempt < 4 => {
+                    tracing::debug!(port, error = %e, "port taken meanwhile; another");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A `CELL` line about instance `req` in its app's log.

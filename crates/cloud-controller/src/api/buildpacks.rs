@@ -380,14 +380,7 @@ async fn upload(
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                if let Some(s) = &staged {
-                    ctx.blobs.discard(s).await;
-                }
-                return Err(ApiError::Unprocessable(format!(
-                    "the upload could not be read: {e}"
-                )));
-            }
+            Err(e) => return Err(super::packages::unreadable(&ctx, staged.as_ref(), e).await),
         };
         if field.name() != Some("bits") || staged.is_some() {
             continue;
@@ -399,11 +392,7 @@ async fn upload(
             .await
         {
             Ok(s) => staged = Some(s),
-            Err(e) => {
-                return Err(ApiError::Unprocessable(format!(
-                    "the upload could not be read: {e}"
-                )))
-            }
+            Err(e) => return Err(super::packages::unreadable(&ctx, None, e).await),
         }
     }
     let Some(staged) = staged else {

@@ -219,14 +219,7 @@ async fn upload(
         let mut field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                if let Some(s) = &staged {
-                    ctx.blobs.discard(s).await;
-                }
-                return Err(ApiError::Unprocessable(format!(
-                    "the upload could not be read: {e}"
-                )));
-            }
+            Err(e) => return Err(unreadable(&ctx, staged.as_ref(), e).await),
         };
         match field.name() {
             Some("bits") if staged.is_none() => {}
@@ -246,14 +239,7 @@ async fn upload(
                             return Err(refuse(&ctx, &guid, &s, err).await);
                         }
                         Ok(None) => break,
-                        Err(e) => {
-                            if let Some(s) = &staged {
-                                ctx.blobs.discard(s).await;
-                            }
-                            return Err(ApiError::Unprocessable(format!(
-                                "the upload could not be read: {e}"
-                            )));
-                        }
+                        Err(e) => return Err(unreadable(&ctx, staged.as_ref(), e).await),
                     }
                 }
                 resources = Some(buf);
@@ -272,14 +258,7 @@ async fn upload(
                 let s: Vec<&Staged> = staged.iter().collect();
                 return Err(refuse(&ctx, &guid, &s, ApiError::Unprocessable(detail)).await);
             }
-            Err(e) => {
-                if let Some(s) = &staged {
-                    ctx.blobs.discard(s).await;
-                }
-                return Err(ApiError::Unprocessable(format!(
-                    "the upload could not be read: {e}"
-                )));
-            }
+            Err(e) => return Err(unreadable(&ctx, staged.as_ref(), e).await),
         }
     }
     let bits_bytes = staged.as_ref().map_or(0, |s| s.size);
@@ -356,15 +335,14 @@ async fn upload(
         ctx.blobs.path(&package.sha256),
     );
     let skip: HashSet<String> = fps.iter().map(|f| f.path.clone()).collect();
-    match tokio::task::spawn_blocking(move || {
-        resource_pool::cache_package(&blobs, pool, &stored, &skip)
+    let cached = tokio::task::spawn_blocking(move || {
+        resource_pool::cache_package(&blobs, pool, &stored, &skip).map_err(|e| e.to_string())
     })
     .await
-    {
-        Ok(Ok(n)) => tracing::debug!(package = %guid, added = n, "resource cache"),
-        Ok(Err(e)) => {
-            tracing::warn!(package = %guid, error = %e, "cannot add files to the resource cache")
-        }
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match cached {
+        Ok(n) => tracing::debug!(package = %guid, added = n, "resource cache"),
         Err(e) => {
             tracing::warn!(package = %guid, error = %e, "cannot add files to the resource cache")
         }
@@ -386,4 +364,17 @@ async fn upload(
         .await;
     }
     Ok(Json(present(&base, &pkg)))
+}
+
+/// An upload whose multipart body could not be read: what was staged of it
+/// is removed; 422.
+pub(super) async fn unreadable(
+    ctx: &Ctx,
+    staged: Option<&Staged>,
+    e: impl std::fmt::Display,
+) -> ApiError {
+    if let Some(s) = staged {
+        ctx.blobs.discard(s).await;
+    }
+    ApiError::Unprocessable(format!("the upload could not be read: {e}"))
 }

@@ -203,6 +203,22 @@ impl Api {
             .to_string()
     }
 
+    /// A new bits package of a new app `app`; its guid.
+    pub async fn new_package(&self, app: &str) -> String {
+        let app = self.create_app(app).await;
+        let r = self
+            .call(
+                Method::POST,
+                "/v3/packages",
+                Some(
+                    json!({"type": "bits", "relationships": {"app": {"data": {"guid": app["guid"]}}}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["guid"].as_str().expect("guid").to_string()
+    }
+
     pub async fn create_app(&self, name: &str) -> Value {
         let space = self.space_guid().await;
         let r = self

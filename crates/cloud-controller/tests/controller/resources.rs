@@ -66,21 +66,6 @@ fn form(resources: Option<&str>, bits: Option<&[u8]>) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn new_package(a: &Api, app: &str) -> String {
-    let app = a.create_app(app).await;
-    let r = a
-        .call(
-            Method::POST,
-            "/v3/packages",
-            Some(
-                json!({"type": "bits", "relationships": {"app": {"data": {"guid": app["guid"]}}}}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.body["guid"].as_str().expect("guid").to_string()
-}
-
 async fn upload(a: &Api, package: &str, resources: Option<&str>, bits: Option<&[u8]>) -> Resp {
     let (ct, body) = form(resources, bits);
     let auth = format!("bearer {}", a.token);
@@ -120,7 +105,7 @@ fn stored(a: &Api, sha256: &str) -> Vec<(String, u32, Vec<u8>)> {
 
 /// An app whose package holds `big` (80 KB, cached) and a small file.
 async fn seeded(a: &Api, big: &[u8]) {
-    let pkg = new_package(a, "seed").await;
+    let pkg = a.new_package("seed").await;
     let zip = zip_of(&[("big.bin", big, 0o644), ("small.txt", b"small", 0o644)]);
     let r = a.upload(&pkg, &zip).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -178,7 +163,7 @@ async fn upload_assembles_bits_and_cached_resources() {
     let a = Api::new().await;
     let big = noise(80 * 1024, 1);
     seeded(&a, &big).await;
-    let pkg = new_package(&a, "app").await;
+    let pkg = a.new_package("app").await;
     let list = json!([resource(&big, "bin/tool", "755")]).to_string();
     let bits = zip_of(&[("app.py", b"print(1)", 0o644)]);
     let r = upload(&a, &pkg, Some(&list), Some(&bits)).await;
@@ -194,7 +179,7 @@ async fn upload_assembles_bits_and_cached_resources() {
         ]
     );
     // Resources only (everything matched): no bits at all.
-    let pkg = new_package(&a, "all-matched").await;
+    let pkg = a.new_package("all-matched").await;
     let list = json!([resource(&big, "big.bin", "644")]).to_string();
     let r = upload(&a, &pkg, Some(&list), None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -202,7 +187,7 @@ async fn upload_assembles_bits_and_cached_resources() {
     assert_eq!(stored(&a, sha).len(), 1);
     // Every upload feeds the cache: a new big file matches afterwards.
     let fresh = noise(100 * 1024, 3);
-    let pkg = new_package(&a, "fresh").await;
+    let pkg = a.new_package("fresh").await;
     let r = a.upload(&pkg, &zip_of(&[("f.bin", &fresh, 0o600)])).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = matches(&a, json!([resource(&fresh, "f.bin", "600")])).await;
@@ -248,7 +233,7 @@ async fn hostile_resources_are_refused() {
     let bits = zip_of(&[("app.py", b"print(1)", 0o644)]);
 
     // A sha1 the cache does not have: 422, the package FAILED.
-    let pkg = new_package(&a, "unknown").await;
+    let pkg = a.new_package("unknown").await;
     let other = noise(80 * 1024, 9);
     let list = json!([resource(&other, "x.bin", "644")]).to_string();
     let r = upload(&a, &pkg, Some(&list), Some(&bits)).await;
@@ -351,11 +336,11 @@ async fn upload_limits_apply_to_the_assembled_package() {
     })
     .await;
     let big = noise(600 * 1024, 1);
-    let pkg = new_package(&a, "seed").await;
+    let pkg = a.new_package("seed").await;
     let r = a.upload(&pkg, &zip_of(&[("big.bin", &big, 0o644)])).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // Twice the cached file: 1.2 MB of package from a tiny upload.
-    let pkg = new_package(&a, "twice").await;
+    let pkg = a.new_package("twice").await;
     let list = json!([
         resource(&big, "a.bin", "644"),
         resource(&big, "b.bin", "644")
@@ -372,7 +357,7 @@ async fn upload_limits_apply_to_the_assembled_package() {
     )
     .await;
     // Entries: 3 in bits + 1 resource.
-    let pkg = new_package(&a, "many").await;
+    let pkg = a.new_package("many").await;
     let bits = zip_of(&[("1", b"1", 0o644), ("2", b"2", 0o644), ("3", b"3", 0o644)]);
     let list = json!([resource(&big, "a.bin", "644")]).to_string();
     let r = upload(&a, &pkg, Some(&list), Some(&bits)).await;

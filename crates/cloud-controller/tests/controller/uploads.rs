@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use cloud_controller::blobstore::{validate_tgz, validate_zip};
 use proto::archive::ArchiveLimits;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::api::Api;
@@ -18,21 +18,6 @@ use crate::support::{multipart, zip_bytes};
 
 const GB: u64 = 1 << 30;
 const MB: u64 = 1 << 20;
-
-async fn new_package(a: &Api, app: &str) -> String {
-    let app = a.create_app(app).await;
-    let r = a
-        .call(
-            Method::POST,
-            "/v3/packages",
-            Some(
-                json!({"type": "bits", "relationships": {"app": {"data": {"guid": app["guid"]}}}}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.body["guid"].as_str().expect("guid").to_string()
-}
 
 /// Uploads `zip` as the package's bits, streamed in 64 KB chunks (as a
 /// client on the network would), and returns (status, body).
@@ -99,7 +84,7 @@ async fn assert_refused(a: &Api, package: &str, got: (StatusCode, Value), want: 
 #[tokio::test]
 async fn zip_bomb_package_is_refused_before_inflating() {
     let a = Api::new().await;
-    let pkg = new_package(&a, "bombed").await;
+    let pkg = a.new_package("bombed").await;
     // 10 GB of zeros in ~10 MB.
     let bomb = testkit::archives::zip_bomb(10 * GB, 10 * GB);
     assert!(bomb.len() < 16 * MB as usize, "{} bytes", bomb.len());
@@ -112,7 +97,7 @@ async fn zip_bomb_package_is_refused_before_inflating() {
 #[tokio::test]
 async fn zip_lying_about_its_sizes_is_cut_at_the_declared_size() {
     let a = Api::new().await;
-    let pkg = new_package(&a, "bombed").await;
+    let pkg = a.new_package("bombed").await;
     // Declares 1 MB, inflates to 10 GB: stopped a byte past 1 MB.
     let liar = testkit::archives::zip_bomb(10 * GB, MB);
     let t = Instant::now();
@@ -134,10 +119,10 @@ async fn zip_lying_about_its_sizes_is_cut_at_the_declared_size() {
 #[tokio::test]
 async fn million_entry_zip_is_refused_from_its_end_record() {
     let a = Api::new().await;
-    let pkg = new_package(&a, "bombed").await;
+    let pkg = a.new_package("bombed").await;
     let many = testkit::archives::zip_many_entries(1_000_000);
     // Warm up the upload path once, so the figures below are the zip's.
-    let small = new_package(&a, "small").await;
+    let small = a.new_package("small").await;
     let ok = upload_streamed(&a, &small, &zip_bytes(&[("a.txt", "a")])).await;
     assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
     // The request is built before measuring (the test's own copies).
@@ -180,7 +165,7 @@ async fn million_entry_zip_is_refused_from_its_end_record() {
 #[tokio::test]
 async fn package_over_max_package_mb_is_cut_while_streaming() {
     let a = Api::open_with(None, |c| c.max_package_mb = 1).await;
-    let pkg = new_package(&a, "bombed").await;
+    let pkg = a.new_package("bombed").await;
     // 3 MB that do not compress (stored).
     let noise: String = (0..3 * MB)
         .map(|i| char::from(b'a' + ((i * 7919 + i / 13) % 26) as u8))

@@ -50,13 +50,7 @@ pub fn io_text(e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::NotFound => "no such file or directory".into(),
         ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            }
-        }
+        _ => proto::io_error_text(e),
     }
 }
 

@@ -57,13 +57,7 @@ pub fn probe_error(e: &std::io::Error) -> String {
         K::AddrNotAvailable | K::HostUnreachable | K::NetworkUnreachable => {
             "no route to host".into()
         }
-        _ => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_lowercase(),
-                None => s.to_lowercase(),
-            }
-        }
+        _ => proto::io_error_text(e).to_lowercase(),
     }
 }
 

@@ -35,3 +35,12 @@ pub fn now_unix() -> f64 {
     let now = chrono::Utc::now();
     now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0
 }
+
+/// An I/O error's text for people: the OS's words without " (os error N)".
+pub fn io_error_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

@@ -398,15 +398,41 @@ async fn dea_crash_leftovers_removed_on_restart() -> Result<()> {
         !h.netns.is_empty() && h.bridge && !h.dnat_rules.is_empty(),
         "{h:?}"
     );
-    let inodes = |names: &[String]| -> Vec<u64> {
-        use std::os::unix::fs::MetadataExt;
-        names
+    // Mark each of them (namespace inode numbers are reused by the kernel,
+    // so a new namespace may carry an old one's number): a link that
+    // only the old namespaces have (a veth pair: every kernel has veth).
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    for n in &h.netns {
+        assert!(
+            ip(&[
+                "-n",
+                n,
+                "link",
+                "add",
+                "paasmark0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "paasmark1"
+            ]),
+            "cannot mark {n}"
+        );
+    }
+    let marked = |h: &HostObjects| -> Vec<String> {
+        h.netns
             .iter()
-            .filter_map(|n| std::fs::metadata(Path::new("/run/netns").join(n)).ok())
-            .map(|m| m.ino())
+            .filter(|n| ip(&["-n", n, "link", "show", "paasmark0"]))
+            .cloned()
             .collect()
     };
-    let old_netns = inodes(&h.netns);
     let old_dnat = h.dnat_rules.clone();
     // ...which the restarted DEA (same id and state dir) removes.
     p.deas[0].start()?;
@@ -415,13 +441,18 @@ async fn dea_crash_leftovers_removed_on_restart() -> Result<()> {
         T,
         || async {
             let h = host_objects(&tag, &root);
-            let now = inodes(&h.netns);
-            (old_netns.iter().all(|i| !now.contains(i))
-                && old_dnat.iter().all(|r| !h.dnat_rules.contains(r)))
-            .then_some(())
+            (marked(&h).is_empty() && old_dnat.iter().all(|r| !h.dnat_rules.contains(r)))
+                .then_some(())
         },
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        let h = host_objects(&tag, &root);
+        anyhow::anyhow!(
+            "{e}: old DNAT {old_dnat:?}, still marked {:?}, now {h:?}",
+            marked(&h)
+        )
+    })?;
     p.wait_running(&token, &guid, 1, T).await?;
     p.cf_ok(&["delete", "crashy", "-f", "-r"]).await?;
     wait_for("only the warm pool after delete", T, || async {

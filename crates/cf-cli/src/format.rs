@@ -63,11 +63,15 @@ pub fn log_time(ts: &str) -> String {
     }
 }
 
-/// `[APP/PROC/WEB/0]`, `[STG/0]`, `[RTR/0]`, `[API/0]`, `[HM/0]`.
-pub fn log_tag(source: LogSource, index: Option<u32>) -> String {
+/// `[APP/PROC/WEB/0]` (`[APP/PROC/WORKER/0]` for a `worker` process),
+/// `[STG/0]`, `[RTR/0]`, `[API/0]`, `[HM/0]`.
+pub fn log_tag(source: LogSource, index: Option<u32>, process_type: Option<&str>) -> String {
     let i = index.unwrap_or(0);
     match source {
-        LogSource::App => format!("[APP/PROC/WEB/{i}]"),
+        LogSource::App => format!(
+            "[APP/PROC/{}/{i}]",
+            process_type.unwrap_or("web").to_ascii_uppercase()
+        ),
         other => format!("[{}/{i}]", other.as_str()),
     }
 }
@@ -81,7 +85,7 @@ pub fn log_line(m: &LogMessage) -> String {
     format!(
         "   {} {} {stream} {}",
         log_time(&m.timestamp),
-        log_tag(m.source, m.instance_index),
+        log_tag(m.source, m.instance_index, m.process_type.as_deref()),
         m.line.trim_end_matches(['\n', '\r'])
     )
 }
@@ -348,9 +352,14 @@ mod tests {
             log_line(&m),
             "   2026-11-22T03:00:05.40+0000 [STG/0] ERR listening on 8080"
         );
-        assert_eq!(log_tag(LogSource::Rtr, Some(1)), "[RTR/1]");
-        assert_eq!(log_tag(LogSource::Api, None), "[API/0]");
-        assert_eq!(log_tag(LogSource::Hm, None), "[HM/0]");
+        assert_eq!(log_tag(LogSource::Rtr, Some(1), None), "[RTR/1]");
+        assert_eq!(log_tag(LogSource::Api, None, None), "[API/0]");
+        assert_eq!(log_tag(LogSource::Hm, None, None), "[HM/0]");
+        assert_eq!(log_tag(LogSource::App, Some(2), None), "[APP/PROC/WEB/2]");
+        assert_eq!(
+            log_tag(LogSource::App, Some(1), Some("worker")),
+            "[APP/PROC/WORKER/1]"
+        );
         assert_eq!(
             log_time("2026-11-22T04:00:01.129+01:00"),
             "2026-11-22T03:00:01.12+0000"

@@ -138,6 +138,53 @@ pub struct AppPlan {
     pub health_check_type: Option<String>,
     pub health_check_endpoint: Option<String>,
     pub health_check_timeout: Option<u32>,
+    /// The manifest's processes other than `web`.
+    pub processes: Vec<ProcessPlan>,
+}
+
+/// A process other than `web` from a manifest's `processes:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessPlan {
+    pub kind: String,
+    pub command: Option<String>,
+    pub instances: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub disk_mb: Option<u64>,
+    pub health_check_type: Option<String>,
+    pub health_check_endpoint: Option<String>,
+    pub health_check_timeout: Option<u32>,
+}
+
+impl ProcessPlan {
+    /// Its entry in an `apply_manifest` body.
+    pub fn manifest_entry(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "type": self.kind });
+        let mut put = |k: &str, x: serde_json::Value| {
+            v[k] = x;
+        };
+        if let Some(c) = &self.command {
+            put("command", c.clone().into());
+        }
+        if let Some(i) = self.instances {
+            put("instances", i.into());
+        }
+        if let Some(m) = self.memory_mb {
+            put("memory", format!("{m}M").into());
+        }
+        if let Some(d) = self.disk_mb {
+            put("disk_quota", format!("{d}M").into());
+        }
+        if let Some(t) = &self.health_check_type {
+            put("health-check-type", t.clone().into());
+        }
+        if let Some(e) = &self.health_check_endpoint {
+            put("health-check-http-endpoint", e.clone().into());
+        }
+        if let Some(t) = self.health_check_timeout {
+            put("timeout", t.into());
+        }
+        v
+    }
 }
 
 pub fn parse(text: &str) -> Result<Vec<ManifestApp>> {
@@ -432,15 +479,14 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                 .ok_or_else(|| CliError::Usage("Incorrect Usage: the required argument `APP_NAME` was not provided (no manifest.yml found)".into()))?;
             check_app_name(&name)?;
             // `processes:`: the web entry fills what the app level leaves
-            // open; other types cannot run here yet.
+            // open; the others are applied with `apply_manifest`.
             let procs = a.processes.clone().unwrap_or_default();
-            if let Some(p) = procs.iter().find(|p| p.kind != "web") {
-                return Err(CliError::other(format!(
-                    "process type '{}' is not supported yet (app '{name}': only the web process runs on this platform)",
-                    p.kind
-                )));
-            }
-            let web = procs.into_iter().next().unwrap_or_default();
+            let web = procs.iter().find(|p| p.kind == "web").cloned().unwrap_or_default();
+            let processes = procs
+                .iter()
+                .filter(|p| p.kind != "web")
+                .map(|p| process_plan(&name, p))
+                .collect::<Result<Vec<_>>>()?;
             let path = match (&flags.path, &a.path) {
                 (Some(p), _) => PathBuf::from(p),
                 (None, Some(p)) => base.join(p),
@@ -478,9 +524,38 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                     .or_else(|| a.health_check_http_endpoint.clone())
                     .or(web.health_check_http_endpoint),
                 health_check_timeout: flags.timeout.or(a.timeout).or(web.timeout),
+                processes,
             })
         })
         .collect()
+}
+
+/// A `processes:` entry other than web, checked before anything is created.
+fn process_plan(app: &str, p: &ManifestProcess) -> Result<ProcessPlan> {
+    let at = |e: String| CliError::Manifest(format!("app '{app}', process '{}': {e}", p.kind));
+    let valid_type = !p.kind.is_empty()
+        && p.kind.len() <= 255
+        && p.kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid_type {
+        return Err(at(
+            "a process type is lower-case letters, digits, '-' and '_'".into(),
+        ));
+    }
+    let mb = |v: Option<&serde_norway::Value>| {
+        v.map(|v| parse_mb(&yaml_scalar(v)).map_err(at)).transpose()
+    };
+    Ok(ProcessPlan {
+        kind: p.kind.clone(),
+        command: p.command.clone(),
+        instances: instances(p.instances)?,
+        memory_mb: mb(p.memory.as_ref())?,
+        disk_mb: mb(p.disk_quota.as_ref())?,
+        health_check_type: health_check_type(p.health_check_type.clone(), false)?,
+        health_check_endpoint: p.health_check_http_endpoint.clone(),
+        health_check_timeout: p.timeout,
+    })
 }
 
 /// A random route host as CF's `--random-route`: the app's host name and
@@ -701,19 +776,40 @@ applications:
     }
 
     #[test]
-    fn processes_web_applies_others_refused() {
+    fn processes_web_applies_others_become_process_plans() {
         let apps = parse("applications:\n- name: a\n  processes:\n  - type: web\n    command: ./run\n    instances: 2\n    memory: 128M\n    health-check-type: process\n").expect("parse");
         let p = &plan(&apps, &PushFlags::default(), Path::new("/")).expect("plan")[0];
         assert_eq!(p.command.as_deref(), Some("./run"));
         assert_eq!((p.instances, p.memory_mb), (Some(2), Some(128)));
         assert_eq!(p.health_check_type.as_deref(), Some("process"));
-        let apps = parse("applications:\n- name: a\n  processes:\n  - type: web\n  - type: worker\n    command: ./work\n").expect("parse");
-        let e = plan(&apps, &PushFlags::default(), Path::new("/")).expect_err("worker");
-        assert!(
-            e.to_string()
-                .contains("process type 'worker' is not supported yet"),
-            "{e}"
+        assert!(p.processes.is_empty());
+        // The web entry is found by its type, wherever it is.
+        let apps = parse("applications:\n- name: a\n  processes:\n  - type: worker\n    command: ./work\n    instances: 3\n    memory: 64M\n    health-check-type: process\n  - type: web\n    command: ./web\n").expect("parse");
+        let p = &plan(&apps, &PushFlags::default(), Path::new("/")).expect("plan")[0];
+        assert_eq!(p.command.as_deref(), Some("./web"));
+        assert_eq!(p.processes.len(), 1);
+        let w = &p.processes[0];
+        assert_eq!(
+            (w.kind.as_str(), w.instances, w.memory_mb),
+            ("worker", Some(3), Some(64))
         );
+        assert_eq!(
+            w.manifest_entry(),
+            serde_json::json!({"type": "worker", "command": "./work", "instances": 3, "memory": "64M", "health-check-type": "process"})
+        );
+        for (bad, want) in [
+            ("  - type: worker\n    memory: 10\n", "Byte quantity"),
+            ("  - type: Worker\n", "lower-case letters"),
+            (
+                "  - type: worker\n    health-check-type: tcp\n",
+                "Health check type must be",
+            ),
+        ] {
+            let apps =
+                parse(&format!("applications:\n- name: a\n  processes:\n{bad}")).expect("parse");
+            let e = plan(&apps, &PushFlags::default(), Path::new("/")).expect_err(bad);
+            assert!(e.to_string().contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

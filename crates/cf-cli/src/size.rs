@@ -1,29 +1,6 @@
 //! Memory/disk sizes: parse `256M`, `1G`, `512MB` and print `256M` / `1G`.
 
-/// CF's message for a size without a (known) unit or with a fraction.
-pub const BYTE_QUANTITY: &str =
-    "Byte quantity must be an integer with a unit of measurement like M, MB, G, or GB";
-
-/// Parse a size to megabytes. As in CF, the unit is required (`-m 10` is an
-/// error, not ten megabytes).
-pub fn parse_mb(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_uppercase();
-    let invalid = || BYTE_QUANTITY.to_string();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    let n: u64 = num.parse().map_err(|_| invalid())?;
-    let mult = match unit.trim() {
-        "M" | "MB" => 1,
-        "G" | "GB" => 1024,
-        "T" | "TB" => 1024 * 1024,
-        _ => return Err(invalid()),
-    };
-    let mb = n.checked_mul(mult).ok_or_else(invalid)?;
-    if mb == 0 {
-        return Err(format!("Invalid size '{s}': must be greater than 0"));
-    }
-    Ok(mb)
-}
+pub use proto::size::{parse_mb, BYTE_QUANTITY};
 
 /// Megabytes as `256M`, `1G`.
 pub fn format_mb(mb: u64) -> String {
@@ -68,24 +45,6 @@ pub fn format_kib(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_mb("256M"), Ok(256));
-        assert_eq!(parse_mb("256m"), Ok(256));
-        assert_eq!(parse_mb("512MB"), Ok(512));
-        assert_eq!(parse_mb("1G"), Ok(1024));
-        assert_eq!(parse_mb("2gb"), Ok(2048));
-        assert_eq!(parse_mb("256"), Err(BYTE_QUANTITY.to_string()));
-        assert_eq!(parse_mb("10"), Err(BYTE_QUANTITY.to_string()));
-        assert_eq!(parse_mb(" 64M "), Ok(64));
-        assert!(parse_mb("").is_err());
-        assert!(parse_mb("M").is_err());
-        assert!(parse_mb("12X").is_err());
-        assert!(parse_mb("-1M").is_err());
-        assert!(parse_mb("0M").is_err());
-        assert!(parse_mb("1.5G").is_err());
-    }
 
     #[test]
     fn formats_sizes() {

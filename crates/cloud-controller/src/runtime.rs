@@ -60,9 +60,15 @@ impl Ctx {
             .collect())
     }
 
-    /// Starts the given indices of an app at its current version.
-    /// Returns how many were placed; the rest lack capacity (the app stays desired).
-    pub async fn start_indices(&self, app: &App, indices: &[u32]) -> Result<usize, StoreError> {
+    /// Starts the given indices of one of an app's processes at the app's
+    /// current version. Returns how many were placed; the rest lack
+    /// capacity (the process stays desired).
+    pub async fn start_indices(
+        &self,
+        app: &App,
+        process: &Process,
+        indices: &[u32],
+    ) -> Result<usize, StoreError> {
         if indices.is_empty() {
             return Ok(0);
         }
@@ -70,14 +76,38 @@ impl Ctx {
             return Ok(0);
         };
         let droplet = self.store.droplet(droplet_guid).await?;
-        let process = self.store.web_process(&app.guid).await?;
-        let uris = self.app_uris(&app.guid).await?;
+        let start_command = process
+            .command
+            .clone()
+            .filter(|c| !c.is_empty())
+            .or_else(|| droplet.command_for(&process.kind))
+            .unwrap_or_default();
+        if start_command.is_empty() && !process.is_web() {
+            // CF: a process type with no command (none given, none in the
+            // Procfile) cannot run.
+            self.api_log(
+                &app.guid,
+                format!(
+                    "Process type '{}' has no command: give it one (manifest `command`, Procfile) before scaling it up",
+                    process.kind
+                ),
+            )
+            .await;
+            return Ok(0);
+        }
+        let bus_id = process.bus_id().to_string();
+        // Only the web process is routed (CF maps routes to `web` by default).
+        let uris = if process.is_web() {
+            self.app_uris(&app.guid).await?
+        } else {
+            Vec::new()
+        };
         let space = self.store.space(&app.space_guid).await?;
         let org = self.store.org(&space.organization_guid).await?;
         let memory_mb = u64::try_from(process.memory_in_mb).unwrap_or(256);
         let disk_mb = u64::try_from(process.disk_in_mb).unwrap_or(1024);
         let need = Need {
-            app_id: &app.guid,
+            app_id: &bus_id,
             stack: &droplet.stack,
             memory_mb,
             disk_mb,
@@ -93,7 +123,7 @@ impl Ctx {
                 } else {
                     None
                 };
-                t.set_unplaceable(&app.guid, never);
+                t.set_unplaceable(&bus_id, never);
                 (picks, short, never)
             }
             Err(_) => (Vec::new(), None, None),
@@ -122,6 +152,8 @@ impl Ctx {
             "uris": uris,
             "version": app.version,
             "application_version": app.version,
+            "process_id": process.guid,
+            "process_type": process.kind,
             "space_name": space.name,
             "space_id": space.guid,
             "organization_name": org.name,
@@ -133,15 +165,14 @@ impl Ctx {
             &format!("/internal/v1/droplets/{}/download", droplet.guid),
             START_URL_TTL_S,
         );
-        let start_command = process
-            .command
-            .clone()
-            .filter(|c| !c.is_empty())
-            .or_else(|| droplet.web_command())
-            .unwrap_or_default();
+        let (process_type, log_guid) = if process.is_web() {
+            (None, None)
+        } else {
+            (Some(process.kind.clone()), Some(app.guid.clone()))
+        };
         for (index, (dea_id, placement_id)) in indices.iter().zip(picks.iter()) {
             let req = StartRequest {
-                app_id: app.guid.clone(),
+                app_id: bus_id.clone(),
                 app_name: app.name.clone(),
                 version: app.version.clone(),
                 index: *index,
@@ -150,14 +181,16 @@ impl Ctx {
                 uris: uris.clone(),
                 env: env.clone(),
                 limits,
-                health_check: health_check(&process),
+                health_check: health_check(process),
                 start_command: start_command.clone(),
                 stack: droplet.stack.clone(),
                 vcap_application: vcap.clone(),
                 placement_id: Some(placement_id.clone()),
                 egress: Some(egress.clone()),
+                process_type: process_type.clone(),
+                log_guid: log_guid.clone(),
             };
-            tracing::info!(app_id = %app.guid, index, dea_id = %dea_id, version = %app.version, "starting instance");
+            tracing::info!(app_id = %app.guid, process_type = %process.kind, index, dea_id = %dea_id, version = %app.version, "starting instance");
             self.publish(subjects::dea_start(dea_id), &req).await;
         }
         if picks.len() < indices.len() {
@@ -168,7 +201,7 @@ impl Ctx {
                 }
                 None => short.map(|s| s.to_string()).unwrap_or_default(),
             };
-            tracing::warn!(app_id = %app.guid, missing, why = %why, "InsufficientResources");
+            tracing::warn!(app_id = %app.guid, process_type = %process.kind, missing, why = %why, "InsufficientResources");
             self.api_log(
                 &app.guid,
                 format!("InsufficientResources - {missing} instance(s) not started: {why}"),
@@ -176,6 +209,36 @@ impl Ctx {
             .await;
         }
         Ok(picks.len())
+    }
+
+    /// Starts every index of every process of a started app.
+    pub async fn start_all(&self, app: &App) -> Result<(), StoreError> {
+        for p in self.store.processes_of(&app.guid).await? {
+            let n = u32::try_from(p.instances.max(0)).unwrap_or(0);
+            let indices: Vec<u32> = (0..n).collect();
+            self.start_indices(app, &p, &indices).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the instances of every process of an app (of `version` only,
+    /// when given).
+    pub async fn stop_all(&self, app_guid: &str, version: Option<&str>) {
+        let mut ids = vec![app_guid.to_string()];
+        match self.store.processes_of(app_guid).await {
+            Ok(ps) => ids.extend(ps.iter().filter(|p| !p.is_web()).map(|p| p.guid.clone())),
+            Err(e) => {
+                tracing::warn!(app_id = %app_guid, error = %e, "cannot list processes to stop")
+            }
+        }
+        for app_id in ids {
+            self.stop_instances(StopRequest {
+                app_id,
+                version: version.map(str::to_string),
+                ..Default::default()
+            })
+            .await;
+        }
     }
 
     pub async fn stop_instances(&self, req: StopRequest) {
@@ -210,7 +273,8 @@ impl Ctx {
             .unwrap_or(0)
     }
 
-    /// Gathers instance state from DEAs (`dea.find.droplet`).
+    /// Gathers instance state from DEAs (`dea.find.droplet`) of the
+    /// process with bus id `app_guid` (`Process::bus_id`).
     pub async fn find_instances(&self, app_guid: &str) -> Vec<FindDropletResponse> {
         let Some(bus) = &self.bus else {
             return Vec::new();
@@ -255,9 +319,9 @@ impl Ctx {
         out
     }
 
-    /// Crashes of the app's current version per index within
-    /// `FLAPPING_WINDOW_S`, from the `app.crash` audit events.
-    pub async fn recent_crashes(&self, app: &App) -> BTreeMap<u32, IndexCrashes> {
+    /// Crashes of the app's current version of process type `kind` per
+    /// index within `FLAPPING_WINDOW_S`, from the `app.crash` audit events.
+    pub async fn recent_crashes(&self, app: &App, kind: &str) -> BTreeMap<u32, IndexCrashes> {
         let since = (chrono::Utc::now() - chrono::Duration::seconds(FLAPPING_WINDOW_S))
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let events = match self
@@ -277,6 +341,9 @@ impl Ctx {
                 continue;
             };
             if data["version"].as_str().is_some_and(|v| v != app.version) {
+                continue;
+            }
+            if data["process_type"].as_str().unwrap_or("web") != kind {
                 continue;
             }
             let Some(index) = data["index"].as_u64().and_then(|i| u32::try_from(i).ok()) else {

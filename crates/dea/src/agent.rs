@@ -116,8 +116,8 @@ pub async fn run_with_drain(
                 }
                 Err(e) => {
                     tracing::warn!(app_id = %m.payload.app_id, index = m.payload.index, error = %e, "start refused");
-                    a.outbox.log(
-                        &m.payload.app_id,
+                    a.outbox.log_as(
+                        &m.payload.log_owner(),
                         proto::LogSource::Cell,
                         Some(m.payload.index),
                         proto::LogStream::Stderr,

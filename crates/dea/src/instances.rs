@@ -261,6 +261,7 @@ impl Agent {
         let inst = Instance {
             id: id.clone(),
             app_id: req.app_id.clone(),
+            log: req.log_owner(),
             version: req.version.clone(),
             index: req.index,
             limits: req.limits,
@@ -281,8 +282,8 @@ impl Agent {
         tokio::spawn(async move {
             if let Err(e) = me.launch(&iid, &req).await {
                 tracing::warn!(instance_id = %iid, app_id = %req.app_id, error = %e, "instance failed to start");
-                me.outbox.log(
-                    &req.app_id,
+                me.outbox.log_as(
+                    &req.log_owner(),
                     LogSource::App,
                     Some(req.index),
                     LogStream::Stderr,
@@ -445,16 +446,16 @@ impl Agent {
         spawn_line_reader_max(stdout, LogStream::Stdout, tx.clone(), max_line);
         spawn_line_reader_max(stderr, LogStream::Stderr, tx, max_line);
         let outbox = self.outbox.clone();
-        let (app_id, index) = (req.app_id.clone(), req.index);
+        let (owner, index) = (req.log_owner(), req.index);
         let mut limit = LogRateLimit::new(self.cfg.log_rate_limit_bytes_per_s);
         tokio::spawn(async move {
             while let Some((stream, line)) = rx.recv().await {
                 if limit.allow(line.len()) {
-                    outbox.log(&app_id, LogSource::App, Some(index), stream, &line);
+                    outbox.log_as(&owner, LogSource::App, Some(index), stream, &line);
                 } else if let Some(notice) = limit.notice() {
-                    tracing::info!(app_id = %app_id, index, dropped = limit.dropped(), "app log rate limit exceeded");
-                    outbox.log(
-                        &app_id,
+                    tracing::info!(app_id = %owner.app_id, index, dropped = limit.dropped(), "app log rate limit exceeded");
+                    outbox.log_as(
+                        &owner,
                         LogSource::App,
                         Some(index),
                         LogStream::Stderr,
@@ -517,8 +518,8 @@ impl Agent {
                 break;
             };
             if tokio::time::Instant::now() >= deadline {
-                self.outbox.log(
-                    &req.app_id,
+                self.outbox.log_as(
+                    &req.log_owner(),
                     LogSource::Health,
                     Some(req.index),
                     LogStream::Stderr,
@@ -565,8 +566,13 @@ impl Agent {
 
     /// A `CELL` line about instance `req` in its app's log.
     fn cell_log(&self, req: &StartRequest, stream: LogStream, line: String) {
-        self.outbox
-            .log(&req.app_id, LogSource::Cell, Some(req.index), stream, &line);
+        self.outbox.log_as(
+            &req.log_owner(),
+            LogSource::Cell,
+            Some(req.index),
+            stream,
+            &line,
+        );
     }
 
     /// Whether instance `id` is starting or serving (its exit is news).
@@ -723,8 +729,8 @@ impl Agent {
             return;
         };
         let cell = |line: String| {
-            self.outbox.log(
-                &i.app_id,
+            self.outbox.log_as(
+                &i.log,
                 LogSource::Cell,
                 Some(i.index),
                 LogStream::Stdout,

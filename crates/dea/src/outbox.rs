@@ -148,7 +148,24 @@ impl Outbox {
         stream: proto::LogStream,
         line: &str,
     ) -> bool {
-        let msg = proto::LogMessage::new(app_id, source, index, stream, line);
+        self.log_message(proto::LogMessage::new(app_id, source, index, stream, line))
+    }
+
+    /// A line of an instance's log (`owner`: its app, and its process type
+    /// when not `web`); as [`Outbox::log`].
+    pub fn log_as(
+        &self,
+        owner: &proto::LogOwner,
+        source: proto::LogSource,
+        index: Option<u32>,
+        stream: proto::LogStream,
+        line: &str,
+    ) -> bool {
+        self.log_message(proto::LogMessage::of(owner, source, index, stream, line))
+    }
+
+    fn log_message(&self, msg: proto::LogMessage) -> bool {
+        let app_id = msg.app_id.as_str();
         let bytes = match serde_json::to_vec(&msg) {
             Ok(b) => b,
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use proto::{InstanceHeartbeat, InstanceState, Limits};
+use proto::{InstanceHeartbeat, InstanceState, Limits, LogOwner};
 
 use crate::backend::Container;
 use crate::state::Lifecycle;
@@ -11,7 +11,11 @@ use crate::state::Lifecycle;
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub id: String,
+    /// The scheduling id: the app's guid for its web process, the process
+    /// guid for any other.
     pub app_id: String,
+    /// Whose log it writes to (its app, and its process type if not web).
+    pub log: LogOwner,
     pub version: String,
     pub index: u32,
     pub limits: Limits,
@@ -116,6 +120,7 @@ mod tests {
         Instance {
             id: id.into(),
             app_id: app.into(),
+            log: LogOwner::app(app),
             version: "v1".into(),
             index,
             limits: Limits {

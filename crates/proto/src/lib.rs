@@ -16,6 +16,7 @@ pub mod https;
 pub mod messages;
 pub mod nats_server;
 pub mod service;
+pub mod size;
 pub mod staging;
 pub mod subjects;
 

@@ -134,6 +134,43 @@ pub struct StartRequest {
     /// DEA's defaults (public networks and the host's DNS resolvers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Vec<crate::egress::EgressRule>>,
+    /// The process type (CF's `web`, `worker`, …); absent: `web`. An app's
+    /// web process is scheduled under the app's guid (`app_id`), any other
+    /// process under its own process guid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_type: Option<String>,
+    /// Whose log the instance writes to (Diego's `log_guid`): the app's
+    /// guid. Absent: `app_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_guid: Option<String>,
+}
+
+impl StartRequest {
+    /// Where this instance's log lines go, and with which process type.
+    pub fn log_owner(&self) -> LogOwner {
+        LogOwner {
+            app_id: self.log_guid.clone().unwrap_or_else(|| self.app_id.clone()),
+            process_type: self.process_type.clone().filter(|t| t != "web"),
+        }
+    }
+}
+
+/// The app whose log an instance writes to and, for a process other than
+/// `web`, that process's type (shown as `APP/PROC/WORKER/0`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogOwner {
+    pub app_id: String,
+    pub process_type: Option<String>,
+}
+
+impl LogOwner {
+    /// The owner of an app's web process or of its staging.
+    pub fn app(app_id: &str) -> LogOwner {
+        LogOwner {
+            app_id: app_id.to_string(),
+            process_type: None,
+        }
+    }
 }
 
 /// `dea.egress`: the running security groups of an app changed; DEAs apply
@@ -365,6 +402,9 @@ pub struct LogMessage {
     /// RFC 3339 with milliseconds.
     pub timestamp: String,
     pub line: String,
+    /// The process type of an `APP` line from a process other than `web`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_type: Option<String>,
 }
 
 impl LogMessage {
@@ -382,7 +422,23 @@ impl LogMessage {
             stream,
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             line: line.into(),
+            process_type: None,
         }
+    }
+
+    /// A line of `owner`'s log (its process type set for `APP` lines).
+    pub fn of(
+        owner: &LogOwner,
+        source: LogSource,
+        index: Option<u32>,
+        stream: LogStream,
+        line: impl Into<String>,
+    ) -> Self {
+        let mut m = LogMessage::new(&owner.app_id, source, index, stream, line);
+        if source == LogSource::App {
+            m.process_type = owner.process_type.clone();
+        }
+        m
     }
 }
 
@@ -456,6 +512,8 @@ mod tests {
             vcap_application: serde_json::json!({"name": "n"}),
             placement_id: Some("p1".into()),
             egress: Some(crate::egress::public_networks()),
+            process_type: Some("worker".into()),
+            log_guid: Some("app".into()),
         });
         round_trip(&EgressUpdate {
             app_id: "a".into(),
@@ -566,5 +624,29 @@ mod tests {
         assert!(serde_json::from_str::<Heartbeat>("{").is_err());
         assert!(serde_json::from_str::<Heartbeat>(r#"{"dea_id":5,"instances":[]}"#).is_err());
         assert!(serde_json::from_str::<StartRequest>(r#"{"app_id":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn a_worker_logs_to_its_app_with_its_type() {
+        let mut req: StartRequest = serde_json::from_value(serde_json::json!({
+            "app_id": "proc-guid", "app_name": "a", "version": "v", "index": 1,
+            "droplet_uri": "u", "droplet_sha256": "s", "limits": Limits::default(),
+            "start_command": "./work", "stack": "host",
+        }))
+        .expect("start request");
+        assert_eq!(req.log_owner(), LogOwner::app("proc-guid"));
+        req.process_type = Some("web".into());
+        assert_eq!(req.log_owner().process_type, None);
+        req.process_type = Some("worker".into());
+        req.log_guid = Some("app-guid".into());
+        let owner = req.log_owner();
+        assert_eq!(owner.app_id, "app-guid");
+        let app = LogMessage::of(&owner, LogSource::App, Some(1), LogStream::Stdout, "x");
+        assert_eq!(app.process_type.as_deref(), Some("worker"));
+        let cell = LogMessage::of(&owner, LogSource::Cell, Some(1), LogStream::Stdout, "x");
+        assert_eq!(
+            (cell.app_id.as_str(), cell.process_type),
+            ("app-guid", None)
+        );
     }
 }

@@ -391,11 +391,12 @@ pub fn progress_line(
     s
 }
 
-/// Poll the web process until every instance runs. Fails when all instances
-/// stay crashed for a few seconds or after `CF_STARTUP_TIMEOUT` seconds (60).
 /// How often `wait_for_start` repeats an unchanged progress line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// Poll the app's processes until every instance runs. Fails when all
+/// instances of a process stay crashed for a few seconds or after
+/// `CF_STARTUP_TIMEOUT` seconds (60).
 pub async fn wait_for_start(ctx: &Ctx, app: &App) -> Result<()> {
     wait_for_start_with(ctx, app, true, None).await
 }
@@ -424,13 +425,31 @@ pub async fn wait_for_start_with(
         ))
     };
     loop {
-        let p = web_process(ctx, &app.guid).await?;
-        if p.instances == 0 {
+        // Every process type with instances (web first); `--no-wait`
+        // waits for the first web instance only.
+        let mut procs = processes(ctx, &app.guid).await?;
+        procs.retain(|p| p.instances > 0 && (all || p.kind == "web"));
+        procs.sort_by_key(|p| p.kind != "web");
+        if procs.is_empty() {
             return Ok(());
         }
-        let st = stats(ctx, &p.guid).await.unwrap_or_default();
-        let counts = count_states(p.instances, &st);
-        let line = progress_line(p.instances, counts);
+        let mut lines = Vec::new();
+        let mut st = Vec::new();
+        let (mut done, mut all_crashed) = (true, false);
+        for p in &procs {
+            let s = stats(ctx, &p.guid).await.unwrap_or_default();
+            let counts = count_states(p.instances, &s);
+            let line = progress_line(p.instances, counts);
+            lines.push(if procs.len() > 1 {
+                format!("{}: {line}", p.kind)
+            } else {
+                line
+            });
+            done &= counts.0 == p.instances || (!all && counts.0 > 0);
+            all_crashed |= counts.2 == p.instances;
+            st.extend(s);
+        }
+        let line = lines.join("; ");
         // A line when the counts change, and every few seconds while
         // waiting, so a slow start never looks hung.
         if line != last || last_at.elapsed() >= PROGRESS_EVERY {
@@ -438,7 +457,7 @@ pub async fn wait_for_start_with(
             last = line;
             last_at = Instant::now();
         }
-        if counts.0 == p.instances || (!all && counts.0 > 0) {
+        if done {
             println!();
             return Ok(());
         }
@@ -454,7 +473,7 @@ pub async fn wait_for_start_with(
                 app.name
             )));
         }
-        if counts.2 == p.instances {
+        if all_crashed {
             let since = *all_crashed_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(3)
                 && started.elapsed() > Duration::from_secs(3)

@@ -344,6 +344,38 @@ async fn apply_settings(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
     Ok(())
 }
 
+/// The manifest's processes other than web (`processes:`), through CF's
+/// `apply_manifest`: created when the app lacks them, and set. Their
+/// scale is applied with the rest after staging succeeded.
+async fn apply_processes(ctx: &Ctx, app: &App, plan: &AppPlan, scale: bool) -> Result<()> {
+    if plan.processes.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<Value> = plan
+        .processes
+        .iter()
+        .map(|p| {
+            let mut e = p.manifest_entry();
+            if !scale {
+                if let Some(o) = e.as_object_mut() {
+                    for k in ["instances", "memory", "disk_quota"] {
+                        o.remove(k);
+                    }
+                }
+            }
+            e
+        })
+        .collect();
+    let _: Value = ctx
+        .client
+        .post(
+            &format!("/v3/spaces/{}/actions/apply_manifest", ctx.space.guid),
+            json!({"applications": [{"name": app.name, "processes": entries}]}),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Instances, memory and disk: after staging succeeded (scaling acts on
 /// running instances at once).
 async fn apply_scale(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
@@ -438,6 +470,7 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
     }
     let package = upload(ctx, &app, &plan.path).await?;
     apply_settings(ctx, &app, plan).await?;
+    apply_processes(ctx, &app, plan, false).await?;
     if opts.no_start {
         // CF v8: `--no-start` uploads only; `cf start` stages later.
         let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
@@ -449,12 +482,14 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
                 .await?;
         }
         apply_scale(ctx, &app, plan).await?;
+        apply_processes(ctx, &app, plan, true).await?;
         map_routes(ctx, &app, plan).await?;
         println!();
         return print_app(ctx, &app.guid).await;
     }
     let droplet = stage(ctx, &app.guid, &package).await?;
     apply_scale(ctx, &app, plan).await?;
+    apply_processes(ctx, &app, plan, true).await?;
     super::common::set_current_droplet(ctx, &app.guid, &droplet).await?;
     map_routes(ctx, &app, plan).await?;
     let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;

@@ -1,6 +1,6 @@
-//! `cf scale NAME [-i N] [-m M] [-k D] [-f]`.
+//! `cf scale NAME [--process TYPE] [-i N] [-m M] [-k D] [-f]`.
 
-use super::common::{confirm, find_app, print_app, wait_for_start, web_process, Ctx};
+use super::common::{confirm, find_app, print_app, processes, wait_for_start, Ctx};
 use crate::error::{CliError, Result};
 use crate::size::parse_mb;
 use serde_json::{json, Map, Value};
@@ -21,6 +21,9 @@ pub struct Args {
     /// Force restart of app without prompt
     #[arg(short = 'f')]
     pub force: bool,
+    /// App process to scale
+    #[arg(long = "process", default_value = "web")]
+    pub process: String,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -38,7 +41,16 @@ pub async fn run(args: Args) -> Result<()> {
         .transpose()
         .map_err(|e| CliError::Usage(format!("Incorrect Usage: {e}")))?;
     let app = find_app(&ctx, &args.name).await?;
-    let web = web_process(&ctx, &app.guid).await?;
+    let target = processes(&ctx, &app.guid)
+        .await?
+        .into_iter()
+        .find(|p| p.kind == args.process)
+        .ok_or_else(|| {
+            CliError::other(format!(
+                "Process {} not found for app {}",
+                args.process, args.name
+            ))
+        })?;
     if args.instances.is_none() && memory.is_none() && disk.is_none() {
         println!(
             "Showing current scale of app {} {}...\n",
@@ -74,7 +86,7 @@ pub async fn run(args: Args) -> Result<()> {
     let _: Value = ctx
         .client
         .post(
-            &format!("/v3/processes/{}/actions/scale", web.guid),
+            &format!("/v3/processes/{}/actions/scale", target.guid),
             Value::Object(body),
         )
         .await?;

@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
-use proto::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -288,11 +287,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     let app = ctx.store.app(&guid).await?;
     let routes = ctx.store.app_routes(&guid).await?;
-    ctx.stop_instances(StopRequest {
-        app_id: guid.clone(),
-        ..Default::default()
-    })
-    .await;
+    ctx.stop_all(&guid, None).await;
     ctx.store.delete_app(&guid).await?;
     ctx.audit_app(
         &actor,
@@ -328,14 +323,8 @@ async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
     app.state_changed_at = store::now();
     let app = ctx.store.update_app(&app).await?;
     if was_started {
-        ctx.stop_instances(StopRequest {
-            app_id: app.guid.clone(),
-            version: Some(old_version),
-            ..Default::default()
-        })
-        .await;
+        ctx.stop_all(&app.guid, Some(&old_version)).await;
     }
-    let process = ctx.store.web_process(&app.guid).await?;
     ctx.api_log(
         &app.guid,
         format!(
@@ -345,8 +334,7 @@ async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
         ),
     )
     .await;
-    let indices: Vec<u32> = (0..u32::try_from(process.instances.max(0)).unwrap_or(0)).collect();
-    ctx.start_indices(&app, &indices).await?;
+    ctx.start_all(&app).await?;
     Ok(app)
 }
 
@@ -391,11 +379,7 @@ async fn stop(
         app = ctx.store.update_app(&app).await?;
         ctx.api_log(&app.guid, format!("Stopping app with guid {}", app.guid))
             .await;
-        ctx.stop_instances(StopRequest {
-            app_id: app.guid.clone(),
-            ..Default::default()
-        })
-        .await;
+        ctx.stop_all(&app.guid, None).await;
         ctx.audit_app(&actor, "audit.app.stop", &app, Value::Null)
             .await;
     }

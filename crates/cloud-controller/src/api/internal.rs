@@ -111,21 +111,31 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
     require_internal(&ctx, &headers)?;
     let mut apps = Vec::new();
     for app in ctx.store.apps().await? {
-        if app.current_droplet_guid.is_none() {
+        let Some(droplet_guid) = app.current_droplet_guid.as_deref() else {
             continue;
-        }
-        let instances = match ctx.store.web_process(&app.guid).await {
-            Ok(p) => u32::try_from(p.instances.max(0)).unwrap_or(0),
-            Err(_) => continue,
         };
-        apps.push(DesiredApp {
-            app_id: app.guid,
-            name: app.name,
-            version: app.version,
-            instances,
-            state: app.state.to_string(),
-            updated_at: app.state_changed_at,
-        });
+        for p in ctx.store.processes_of(&app.guid).await? {
+            if !p.is_web() && p.command.as_deref().is_none_or(str::is_empty) {
+                // A process type without a command cannot run (and is not
+                // started): unless its droplet's Procfile names one.
+                let droplet = ctx.store.droplet(droplet_guid).await.ok();
+                if droplet.and_then(|d| d.command_for(&p.kind)).is_none() {
+                    continue;
+                }
+            }
+            apps.push(DesiredApp {
+                app_id: p.bus_id().to_string(),
+                name: if p.is_web() {
+                    app.name.clone()
+                } else {
+                    format!("{}/{}", app.name, p.kind)
+                },
+                version: app.version.clone(),
+                instances: u32::try_from(p.instances.max(0)).unwrap_or(0),
+                state: app.state.to_string(),
+                updated_at: app.state_changed_at.clone(),
+            });
+        }
     }
     Ok(Json(DesiredPage {
         apps,

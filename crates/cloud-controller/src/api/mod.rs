@@ -11,6 +11,7 @@ pub mod input;
 mod internal;
 mod jobs;
 mod logs;
+mod manifests;
 mod orgs;
 mod packages;
 mod presenters;
@@ -44,6 +45,7 @@ pub fn router(ctx: Ctx) -> Router {
     let v3 = Router::new()
         .merge(orgs::routes())
         .merge(spaces::routes())
+        .merge(manifests::routes())
         .merge(apps::routes())
         .merge(processes::routes())
         .merge(packages::routes())

@@ -44,7 +44,7 @@ async fn present(ctx: &Ctx, base: &BaseUrl, p: &Process) -> ApiResult<Value> {
                 .droplet(dg)
                 .await
                 .ok()
-                .and_then(|d| d.web_command());
+                .and_then(|d| d.command_for(&p.kind));
         }
     }
     let path = format!("/v3/processes/{}", p.guid);
@@ -143,7 +143,12 @@ async fn show_for_app(
     Ok(Json(present(&ctx, &base, &p).await?))
 }
 
-async fn do_update(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> ApiResult<Process> {
+pub(super) async fn do_update(
+    ctx: &Ctx,
+    actor: &Actor,
+    mut p: Process,
+    body: &Bytes,
+) -> ApiResult<Process> {
     let v: Value = parse_json(body)?;
     if let Some(c) = v.get("command") {
         p.command = match c {
@@ -227,7 +232,12 @@ struct Scale {
     disk_in_mb: Option<i64>,
 }
 
-async fn do_scale(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> ApiResult<Process> {
+pub(super) async fn do_scale(
+    ctx: &Ctx,
+    actor: &Actor,
+    mut p: Process,
+    body: &Bytes,
+) -> ApiResult<Process> {
     let req: Scale = parse_json(body)?;
     if req.instances.is_some_and(|n| !(0..=1000).contains(&n)) {
         return Err(ApiError::Unprocessable(
@@ -273,10 +283,10 @@ async fn do_scale(ctx: &Ctx, actor: &Actor, mut p: Process, body: &Bytes) -> Api
         );
         if new > old {
             let indices: Vec<u32> = (old..new).collect();
-            ctx.start_indices(&app, &indices).await?;
+            ctx.start_indices(&app, &p, &indices).await?;
         } else {
             ctx.stop_instances(StopRequest {
-                app_id: app.guid.clone(),
+                app_id: p.bus_id().to_string(),
                 indices: Some((new..old).collect()),
                 ..Default::default()
             })

@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
-use proto::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -195,11 +194,7 @@ pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResu
         .into_iter()
         .filter(|a| a.space_guid == space.guid);
     for app in apps {
-        ctx.stop_instances(StopRequest {
-            app_id: app.guid.clone(),
-            ..Default::default()
-        })
-        .await;
+        ctx.stop_all(&app.guid, None).await;
         ctx.store.delete_app(&app.guid).await?;
         ctx.audit_app(
             actor,

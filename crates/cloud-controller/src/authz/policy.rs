@@ -66,6 +66,11 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
     ("PATCH", "/v3/spaces/{guid}", On(T::Space, UpdateSpace)),
     ("DELETE", "/v3/spaces/{guid}", On(T::Space, DeleteSpace)),
     (
+        "POST",
+        "/v3/spaces/{guid}/actions/apply_manifest",
+        On(T::Space, WriteSpace),
+    ),
+    (
         "GET",
         "/v3/spaces/{guid}/running_security_groups",
         On(T::Space, ReadSpace),

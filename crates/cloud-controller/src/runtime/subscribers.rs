@@ -82,9 +82,9 @@ pub async fn spawn_subscribers(
             if e.reason != ExitReason::Crashed {
                 continue;
             }
-            if let Ok(app) = c.store.app(&e.app_id).await {
+            if let Ok((app, process)) = c.store.unit(&e.app_id).await {
                 c.api_log(&app.guid, crash_line(&app.guid, &e)).await;
-                let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version});
+                let data = json!({"index": e.index, "exit_status": e.exit_status, "reason": e.exit_description, "instance": e.instance_id, "version": e.version, "process_type": process.kind});
                 c.audit_app(&Actor { guid: app.guid.clone(), name: app.name.clone(), kind: "app" }, "app.crash", &app, data).await;
             }
         }
@@ -148,19 +148,16 @@ pub async fn spawn_subscribers(
     Ok(tasks)
 }
 
-/// Acts on `health.start` only if still valid.
+/// Acts on `health.start` only if still valid. Its `app_id` is a
+/// process's bus id (`Process::bus_id`).
 pub async fn handle_health_start(ctx: &Ctx, h: HealthStart) {
-    let app = match ctx.store.app(&h.app_id).await {
-        Ok(a) => a,
-        Err(_) => return,
+    let Ok((app, process)) = ctx.store.unit(&h.app_id).await else {
+        return;
     };
     if !app.started() || app.version != h.version {
         tracing::debug!(app_id = %h.app_id, "ignoring stale health.start");
         return;
     }
-    let Ok(process) = ctx.store.web_process(&app.guid).await else {
-        return;
-    };
     let indices: Vec<u32> = h
         .indices
         .iter()
@@ -170,8 +167,8 @@ pub async fn handle_health_start(ctx: &Ctx, h: HealthStart) {
     if indices.is_empty() {
         return;
     }
-    tracing::info!(app_id = %app.guid, indices = ?indices, reason = %h.reason, "health.start");
-    if let Err(e) = ctx.start_indices(&app, &indices).await {
+    tracing::info!(app_id = %app.guid, process_type = %process.kind, indices = ?indices, reason = %h.reason, "health.start");
+    if let Err(e) = ctx.start_indices(&app, &process, &indices).await {
         tracing::warn!(app_id = %app.guid, error = %e, "cannot start instances");
     }
 }

@@ -427,6 +427,66 @@ impl Store {
         .await
     }
 
+    /// An app's process of type `kind`, created when the app has none with
+    /// CF's defaults for a type other than web: 0 instances, the `process`
+    /// health check, the web process's memory and disk.
+    pub async fn ensure_process(&self, app_guid: &str, kind: &str) -> Result<Process> {
+        let procs = self.processes_of(app_guid).await?;
+        if let Some(p) = procs.iter().find(|p| p.kind == kind) {
+            return Ok(p.clone());
+        }
+        let web = procs.iter().find(|p| p.kind == "web");
+        let t = now();
+        let p = Process {
+            guid: new_guid(),
+            app_guid: app_guid.to_string(),
+            kind: kind.to_string(),
+            command: None,
+            instances: 0,
+            memory_in_mb: web.map_or(1024, |w| w.memory_in_mb),
+            disk_in_mb: web.map_or(1024, |w| w.disk_in_mb),
+            health_check_type: "process".into(),
+            health_check_timeout: None,
+            health_check_endpoint: None,
+            created_at: t.clone(),
+            updated_at: t,
+        };
+        sqlx::query(&format!("INSERT INTO processes ({PROC_COLS}) VALUES ($1, $2, $3, NULL, 0, $4, $5, 'process', NULL, NULL, $6, $6) ON CONFLICT (app_guid, type) DO NOTHING"))
+            .bind(p.guid.clone())
+            .bind(p.app_guid.clone())
+            .bind(p.kind.clone())
+            .bind(p.memory_in_mb)
+            .bind(p.disk_in_mb)
+            .bind(p.created_at.clone())
+            .execute(&self.pool)
+            .await?;
+        // Another request may have created it meanwhile: read what is stored.
+        self.processes_of(app_guid)
+            .await?
+            .into_iter()
+            .find(|p| p.kind == kind)
+            .ok_or(StoreError::NotFound("Process"))
+    }
+
+    /// The app and process that a bus id names: an app's guid names its
+    /// web process, a process guid any other process (`Process::bus_id`).
+    pub async fn unit(&self, bus_id: &str) -> Result<(App, Process)> {
+        match self.app(bus_id).await {
+            Ok(app) => {
+                let web = self.web_process(&app.guid).await?;
+                Ok((app, web))
+            }
+            Err(StoreError::NotFound(_)) => {
+                let p = self.process(bus_id).await?;
+                if p.kind == "web" {
+                    return Err(StoreError::NotFound("Process"));
+                }
+                Ok((self.app(&p.app_guid).await?, p))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn update_process(&self, p: &Process) -> Result<Process> {
         let mut p = p.clone();
         p.updated_at = now();

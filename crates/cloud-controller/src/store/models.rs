@@ -117,6 +117,23 @@ pub struct Process {
     pub updated_at: String,
 }
 
+impl Process {
+    /// The id its instances have on the bus (DEAs, health manager): the
+    /// app's guid for the web process (as CF's web process guid is its
+    /// app's), the process guid for any other type.
+    pub fn bus_id(&self) -> &str {
+        if self.kind == "web" {
+            &self.app_guid
+        } else {
+            &self.guid
+        }
+    }
+
+    pub fn is_web(&self) -> bool {
+        self.kind == "web"
+    }
+}
+
 #[cfg(test)]
 impl Process {
     /// The web process of app `a` with `instances` (unit tests' fixture).
@@ -232,9 +249,11 @@ impl Droplet {
             .unwrap_or_default()
     }
 
-    pub fn web_command(&self) -> Option<String> {
+    /// The droplet's command for process type `kind` (its Procfile's, or
+    /// the buildpack's default for `web`).
+    pub fn command_for(&self, kind: &str) -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(&self.process_types).ok()?;
-        v.get("web")?.as_str().map(str::to_string)
+        v.get(kind)?.as_str().map(str::to_string)
     }
 }
 

@@ -137,6 +137,55 @@ impl Client {
         assert_eq!(status, 200);
     }
 
+    /// Stages package `pg` of app `g` and makes the droplet current; its guid.
+    async fn stage_current(&self, g: &str, pg: &str) -> String {
+        let build = eventually("build STAGED", WAIT, || async {
+            let (status, b) = self
+                .call("POST", "/v3/builds", Some(json!({"package": {"guid": pg}})))
+                .await;
+            assert_eq!(status, 201);
+            let bg = b["guid"].as_str().expect("build").to_string();
+            let done = eventually("build done", WAIT, || async {
+                let (_, b) = self.call("GET", &format!("/v3/builds/{bg}"), None).await;
+                (b["state"] != "STAGING").then_some(b)
+            })
+            .await;
+            // The first build may race the first advert; retry then.
+            (done["state"] == "STAGED").then_some(done)
+        })
+        .await;
+        let dg = build["droplet"]["guid"]
+            .as_str()
+            .expect("droplet")
+            .to_string();
+        let (status, _) = self
+            .call(
+                "PATCH",
+                &format!("/v3/apps/{g}/relationships/current_droplet"),
+                Some(json!({"data": {"guid": dg}})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        dg
+    }
+
+    /// POST of a YAML manifest to the space's `apply_manifest`.
+    async fn apply_manifest(&self, space: &str, yaml: &str) -> (u16, Value) {
+        let auth = format!("bearer {}", self.token);
+        let (status, raw) = http(
+            &self.addr,
+            "POST",
+            &format!("/v3/spaces/{space}/actions/apply_manifest"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/x-yaml"),
+            ],
+            yaml.as_bytes(),
+        )
+        .await;
+        (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
     /// A new app `name` in the first space with a bits package; their guids
     /// and the space's.
     async fn app_with_package(&self, name: &str, env: Value) -> (String, String, String) {
@@ -328,37 +377,11 @@ async fn push_stage_start_scale_stop_over_nats() {
     // Push: app, package, bits, build.
     let (space, g, pg) = c.app_with_package("e2e", json!({"GREETING": "hi"})).await;
     c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
-    let build = eventually("build STAGED", WAIT, || async {
-        let (status, b) = c
-            .call("POST", "/v3/builds", Some(json!({"package": {"guid": pg}})))
-            .await;
-        assert_eq!(status, 201);
-        let bg = b["guid"].as_str().expect("build").to_string();
-        let done = eventually("build done", WAIT, || async {
-            let (_, b) = c.call("GET", &format!("/v3/builds/{bg}"), None).await;
-            (b["state"] != "STAGING").then_some(b)
-        })
-        .await;
-        // The first build may race the first advert; retry then.
-        (done["state"] == "STAGED").then_some(done)
-    })
-    .await;
-    let dg = build["droplet"]["guid"]
-        .as_str()
-        .expect("droplet")
-        .to_string();
+    let dg = c.stage_current(&g, &pg).await;
     let (_, droplet) = c.call("GET", &format!("/v3/droplets/{dg}"), None).await;
     assert_eq!(droplet["process_types"]["web"], "python3 app.py");
     assert_eq!(droplet["buildpacks"][0]["name"], "python");
     assert_eq!(droplet["state"], "STAGED");
-    let (status, _) = c
-        .call(
-            "PATCH",
-            &format!("/v3/apps/{g}/relationships/current_droplet"),
-            Some(json!({"data": {"guid": dg}})),
-        )
-        .await;
-    assert_eq!(status, 200);
 
     // Route, then start.
     let (_, domains) = c.call("GET", "/v3/domains?names=localhost", None).await;
@@ -643,6 +666,210 @@ async fn push_and_scale_over_three_sim_deas() {
     }
     let _ = stop_tx.send(());
     let _ = server.await;
+}
+
+/// A process other than web (issue 14): created by `apply_manifest`,
+/// started beside web under its own bus id, unrouted, logging to its app
+/// with its type; desired, healed, crash-counted and stopped on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_runs_beside_web() {
+    let nats = Nats::start().expect("nats-server");
+    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
+    let (addr, stop_tx, server, dir) = start_controller(&nats.url).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
+    let c = Client::login(&addr).await;
+    let (space, g, pg) = c.app_with_package("workers", json!({})).await;
+    c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
+    c.stage_current(&g, &pg).await;
+
+    // Bad manifests change nothing.
+    for (yaml, want) in [
+        (
+            "applications:\n- name: workers\n  processes:\n  - type: worker\n    memory: 10\n",
+            "For application 'workers': Process \"worker\": Byte quantity",
+        ),
+        (
+            "applications:\n- name: workers\n  processes:\n  - type: worker\n- name: nope\n",
+            "For application 'nope': App not found",
+        ),
+        ("applications: [", "not valid YAML"),
+    ] {
+        let (status, body) = c.apply_manifest(&space, yaml).await;
+        assert!(status == 422 || status == 400, "{status} {body}");
+        let detail = body["errors"][0]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(want), "{body} lacks {want}");
+    }
+    let (_, list) = c
+        .call("GET", &format!("/v3/apps/{g}/processes"), None)
+        .await;
+    assert_eq!(
+        list["resources"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+
+    let (status, body) = c
+        .apply_manifest(
+            &space,
+            "applications:\n- name: workers\n  processes:\n  - type: worker\n    command: ./work\n    instances: 2\n    memory: 64M\n",
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, w) = c
+        .call("GET", &format!("/v3/apps/{g}/processes/worker"), None)
+        .await;
+    assert_eq!(
+        (
+            &w["instances"],
+            &w["memory_in_mb"],
+            &w["health_check"]["type"],
+            &w["command"]
+        ),
+        (&json!(2), &json!(64), &json!("process"), &json!("./work")),
+        "{w}"
+    );
+    let wg = w["guid"].as_str().expect("worker guid").to_string();
+
+    // Start: web (routed, under the app's guid) and both worker indices
+    // (under the worker's guid, unrouted, logging to the app).
+    c.call("POST", &format!("/v3/apps/{g}/actions/start"), None)
+        .await;
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        starts.push(next_start(&mut rx).await);
+    }
+    starts.sort_by_key(|s| (s.app_id != g, s.index));
+    assert_eq!(
+        (starts[0].app_id.as_str(), starts[0].process_type.clone()),
+        (g.as_str(), None)
+    );
+    for (i, s) in starts[1..].iter().enumerate() {
+        assert_eq!(s.app_id, wg);
+        assert_eq!(s.index, u32::try_from(i).expect("index"));
+        assert_eq!(s.process_type.as_deref(), Some("worker"));
+        assert_eq!(s.log_guid.as_deref(), Some(g.as_str()));
+        assert!(s.uris.is_empty(), "{:?}", s.uris);
+        assert_eq!(s.start_command, "./work");
+        assert_eq!(s.limits.memory_mb, 64);
+        assert_eq!(s.health_check.kind, proto::HealthCheckType::Process);
+        assert_eq!(s.vcap_application["process_type"], "worker");
+        assert_eq!(
+            s.log_owner(),
+            proto::LogOwner {
+                app_id: g.clone(),
+                process_type: Some("worker".into())
+            }
+        );
+    }
+    let version = starts[0].version.clone();
+    assert!(starts.iter().all(|s| s.version == version));
+
+    // The HM's desired state names both processes.
+    let internal = std::fs::read_to_string(dir.path().join(INTERNAL_ADDR)).expect("internal addr");
+    let (status, raw) = http(
+        internal.trim(),
+        "GET",
+        "/internal/v1/desired",
+        &[("Authorization", "Bearer dev-internal-token")],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let desired: proto::desired::DesiredPage = serde_json::from_slice(&raw).expect("desired");
+    let mut units: Vec<(String, u32, String)> = desired
+        .apps
+        .iter()
+        .map(|a| (a.app_id.clone(), a.instances, a.name.clone()))
+        .collect();
+    units.sort_by_key(|u| u.0 != g);
+    assert_eq!(
+        units,
+        vec![
+            (g.clone(), 1, "workers".into()),
+            (wg.clone(), 2, "workers/worker".into())
+        ]
+    );
+
+    // A health request for the worker's index 1 starts it.
+    bus.publish(
+        subjects::HEALTH_START,
+        &HealthStart {
+            app_id: wg.clone(),
+            version: version.clone(),
+            indices: vec![1, 7],
+            reason: "missing".into(),
+        },
+    )
+    .await
+    .expect("pub");
+    let s = next_start(&mut rx).await;
+    assert_eq!((s.app_id.as_str(), s.index), (wg.as_str(), 1));
+
+    // A worker crash counts against the worker, not web.
+    let exited = DropletExited {
+        app_id: wg.clone(),
+        version: version.clone(),
+        index: 1,
+        instance_id: "w1".into(),
+        reason: ExitReason::Crashed,
+        exit_status: Some(3),
+        exit_description: "exited with status 3".into(),
+        crash_timestamp: 1.0,
+    };
+    bus.publish(subjects::DROPLET_EXITED, &exited)
+        .await
+        .expect("pub");
+    eventually("worker index 1 CRASHED", WAIT, || async {
+        let (_, st) = c
+            .call("GET", &format!("/v3/processes/{wg}/stats"), None)
+            .await;
+        (st["resources"][1]["state"] == "CRASHED").then_some(())
+    })
+    .await;
+    let (_, ev) = c
+        .call(
+            "GET",
+            &format!("/v3/audit_events?target_guids={g}&types=app.crash"),
+            None,
+        )
+        .await;
+    assert_eq!(ev["resources"][0]["data"]["process_type"], "worker", "{ev}");
+    let (_, web) = c
+        .call("GET", &format!("/v3/apps/{g}/processes/web/stats"), None)
+        .await;
+    assert_eq!(web["resources"][0]["state"], "RUNNING", "{web}");
+
+    // Scaling the worker down stops only its index 1.
+    c.call(
+        "POST",
+        &format!("/v3/processes/{wg}/actions/scale"),
+        Some(json!({"instances": 1})),
+    )
+    .await;
+    let stop = next_stop(&mut rx).await;
+    assert_eq!(
+        (stop.app_id.as_str(), stop.indices.clone()),
+        (wg.as_str(), Some(vec![1]))
+    );
+
+    // Stopping the app stops every process.
+    c.call("POST", &format!("/v3/apps/{g}/actions/stop"), None)
+        .await;
+    let mut stopped = vec![
+        next_stop(&mut rx).await.app_id,
+        next_stop(&mut rx).await.app_id,
+    ];
+    stopped.sort_by_key(|id| id != &g);
+    assert_eq!(stopped, vec![g.clone(), wg.clone()]);
+
+    dea.abort();
+    let _ = stop_tx.send(());
+    let r = tokio::time::timeout(WAIT, server)
+        .await
+        .expect("shutdown in time")
+        .expect("join");
+    assert!(r.is_ok(), "{r:?}");
 }
 
 /// A small droplet (the same bytes every time): droplets must be gzipped

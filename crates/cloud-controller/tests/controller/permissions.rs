@@ -410,6 +410,18 @@ fn rows() -> Vec<Row> {
             SPACE_DELETE,
         ),
         r(
+            "POST",
+            "/v3/spaces/{guid}/actions/apply_manifest",
+            Fx::SpaceS,
+            |_, _, _| {
+                Some(
+                    json!({"applications": [{"name": "x", "processes": [{"type": "worker", "instances": 0}]}]}),
+                )
+            },
+            202,
+            WRITE,
+        ),
+        r(
             "GET",
             "/v3/spaces/{guid}/running_security_groups",
             Fx::SpaceS,

@@ -135,6 +135,8 @@ async fn keeps_three_instances_over_sim_deas_and_heals_a_lost_one() {
                     vcap_application: serde_json::json!({}),
                     placement_id: None,
                     egress: None,
+                    process_type: None,
+                    log_guid: None,
                 };
                 let _ = cc_bus.publish(subjects::dea_start(&target), &req).await;
             }

@@ -63,6 +63,8 @@ async fn app_route(p: &Platform, app: &str) -> Result<String> {
 }
 
 const SERVE: &str = "python3 -m http.server $PORT";
+/// A worker: no port, a line a second naming its instance.
+const WORK: &str = "while true; do echo worker-tick-$CF_INSTANCE_INDEX; sleep 1; done";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_vars_random_route_timeout_and_cfignore() -> Result<()> {
@@ -92,7 +94,7 @@ async fn manifest_vars_random_route_timeout_and_cfignore() -> Result<()> {
         format!(
             "---\napplications:\n\
              - name: ((prefix))-one\n  path: {}\n  buildpacks: [binary]\n  command: {SERVE}\n  memory: ((mem))\n  random-route: true\n  timeout: 90\n  unknown-field: 1\n\
-             - name: ((prefix))-two\n  path: {}\n  buildpack: binary\n  command: {SERVE}\n  memory: ((mem))\n  routes:\n  - route: two.localhost/api\n",
+             - name: ((prefix))-two\n  path: {}\n  buildpack: binary\n  command: {SERVE}\n  memory: ((mem))\n  routes:\n  - route: two.localhost/api\n  processes:\n  - type: worker\n    command: {WORK}\n    instances: 2\n    memory: 16M\n    health-check-type: process\n  - type: web\n    instances: 1\n",
             s(a.path()),
             s(b.path())
         ),
@@ -158,6 +160,53 @@ async fn manifest_vars_random_route_timeout_and_cfignore() -> Result<()> {
         "app two under /api\n"
     );
 
+    // The worker process: created by the manifest, running both
+    // instances beside web, unrouted (every request reaches web), logging
+    // as APP/PROC/WORKER/n.
+    let two = p.app_guid(&token, "mf-two").await?;
+    let worker = p
+        .api_get(&token, &format!("/v3/apps/{two}/processes/worker"))
+        .await?;
+    assert_eq!(worker["instances"], 2, "{worker}");
+    assert_eq!(worker["memory_in_mb"], 16, "{worker}");
+    assert_eq!(worker["health_check"]["type"], "process", "{worker}");
+    let shown = p.cf_ok(&["app", "mf-two"]).await?;
+    assert!(
+        shown.stdout.contains("type:           worker")
+            && shown.stdout.contains("instances:      2/2"),
+        "{}",
+        shown.stdout
+    );
+    for _ in 0..10 {
+        let (status, body) = p.get_via_router("two.localhost", "/api/index.txt").await?;
+        assert_eq!((status, body.as_str()), (200, "app two under /api\n"));
+    }
+    for i in 0..2 {
+        let tag = format!("[APP/PROC/WORKER/{i}] OUT worker-tick-{i}");
+        wait_for(&format!("{tag} in cf logs --recent"), T, || async {
+            let out = p.cf(&["logs", "mf-two", "--recent"]).await.ok()?;
+            out.stdout.contains(&tag).then_some(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", p.logs_tail()))?;
+    }
+    // `cf scale --process worker` scales the worker alone.
+    p.cf_ok(&["scale", "mf-two", "--process", "worker", "-i", "1"])
+        .await?;
+    let worker = p
+        .api_get(&token, &format!("/v3/apps/{two}/processes/worker"))
+        .await?;
+    assert_eq!(worker["instances"], 1, "{worker}");
+    let out = p
+        .cf(&["scale", "mf-two", "--process", "nope", "-i", "1"])
+        .await?;
+    assert_eq!(out.status, 1);
+    assert!(
+        says(&out, "Process nope not found for app mf-two"),
+        "{}",
+        out.stderr
+    );
+
     // .cfignore and CF's defaults: the listing of / and of subdirectories.
     let root = wait_body(&p, &route, "/").await?;
     for kept in ["index.txt", "keep.txt", "docs/", "sub/"] {
@@ -193,7 +242,7 @@ async fn bad_inputs_create_nothing() -> Result<()> {
     let worker_manifest = app.path().join("worker.yml");
     std::fs::write(
         &worker_manifest,
-        "applications:\n- name: withworker\n  processes:\n  - type: web\n  - type: worker\n    command: ./work\n",
+        "applications:\n- name: withworker\n  processes:\n  - type: web\n  - type: worker\n    command: ./work\n    memory: 10\n",
     )?;
     let vars_manifest = app.path().join("vars.yml");
     std::fs::write(&vars_manifest, "applications:\n- name: ((app))\n")?;
@@ -233,7 +282,7 @@ async fn bad_inputs_create_nothing() -> Result<()> {
         ),
         (
             vec!["push", "-f", s(&worker_manifest), "-p", &d],
-            "process type 'worker' is not supported yet",
+            "app 'withworker', process 'worker': Byte quantity must be an integer",
         ),
         (
             vec!["push", "-f", s(&vars_manifest)],

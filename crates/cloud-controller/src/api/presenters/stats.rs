@@ -14,8 +14,8 @@ use crate::store::{App, Process};
 pub async fn process_stats(ctx: &Ctx, app: &App, process: &Process) -> Vec<Value> {
     let (found, crashes) = if app.started() {
         (
-            ctx.find_instances(&app.guid).await,
-            ctx.recent_crashes(app).await,
+            ctx.find_instances(process.bus_id()).await,
+            ctx.recent_crashes(app, &process.kind).await,
         )
     } else {
         (Vec::new(), BTreeMap::new())
@@ -23,7 +23,7 @@ pub async fn process_stats(ctx: &Ctx, app: &App, process: &Process) -> Vec<Value
     let mut out = stats_resources(process, &app.version, &found, &crashes, proto::now_unix());
     let never = app
         .started()
-        .then(|| ctx.placement.lock().ok()?.unplaceable(&app.guid))
+        .then(|| ctx.placement.lock().ok()?.unplaceable(process.bus_id()))
         .flatten();
     if let Some(what) = never {
         // CF: an instance no cell can hold is DOWN, "insufficient resources".

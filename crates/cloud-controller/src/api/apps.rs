@@ -294,6 +294,7 @@ async fn delete(
     })
     .await;
     ctx.store.delete_app(&guid).await?;
+    crate::blob_gc::remove_app_cache(&ctx, &guid).await;
     ctx.audit_app(
         &actor,
         "audit.app.delete-request",

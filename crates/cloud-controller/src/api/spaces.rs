@@ -201,6 +201,7 @@ pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResu
         })
         .await;
         ctx.store.delete_app(&app.guid).await?;
+        crate::blob_gc::remove_app_cache(ctx, &app.guid).await;
         ctx.audit_app(
             actor,
             "audit.app.delete-request",

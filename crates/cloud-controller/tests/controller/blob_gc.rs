@@ -393,3 +393,40 @@ async fn deleted_app_blobs_go_at_the_next_pass() {
     assert!(a.ctx.blobs.exists(&fresh).await, "{report:?}");
     assert!(a.ctx.blobs.cache_path(&live).exists(), "{report:?}");
 }
+
+/// A running controller (`run()`) collects at start-up: an old stray blob
+/// left in its data dir goes, a fresh one stays.
+#[tokio::test]
+async fn a_running_controller_collects_at_start_up() {
+    let nats = crate::support::Nats::start().expect("nats-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let blobs = data.join("blobs");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let old = blobs.join("a".repeat(64));
+    let fresh = blobs.join("b".repeat(64));
+    std::fs::write(&old, b"left behind").expect("write");
+    std::fs::write(&fresh, b"just uploaded").expect("write");
+    set_age(&old, 2 * HOUR);
+    let cfg = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        internal_listen: "127.0.0.1:0".parse().expect("addr"),
+        addr_file: Some(dir.path().join("cc.addr")),
+        internal_api_token: "dev-internal-token".into(),
+        nats_url: nats.url.clone(),
+        data_dir: data,
+        blob_gc_interval_s: 600,
+        ..Config::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cloud_controller::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    crate::support::eventually("the start-up pass", Duration::from_secs(15), || async {
+        (!old.exists()).then_some(())
+    })
+    .await;
+    assert!(fresh.exists(), "a blob within the grace period stays");
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}

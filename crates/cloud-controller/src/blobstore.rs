@@ -1,6 +1,8 @@
 //! Content-addressed blobs (sha256) on local disk, plus per-app buildpack caches.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -22,7 +24,18 @@ pub enum BlobError {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Held shared while a file is moved into place (or a resource file is
+    /// refreshed), exclusively while the garbage collector re-checks a
+    /// file's age and removes it ([`crate::blob_gc`]): a blob committed
+    /// again in between is never removed.
+    gate: Arc<tokio::sync::RwLock<()>>,
 }
+
+/// The blobstore's directories under the data dir.
+pub const BLOBS_DIR: &str = "blobs";
+pub const TMP_DIR: &str = "tmp";
+pub const CACHE_DIR: &str = "buildpack_cache";
+pub const RESOURCES_DIR: &str = "resources";
 
 /// A blob written to a temp file, not yet committed.
 #[derive(Debug)]
@@ -35,10 +48,19 @@ pub struct Staged {
 impl BlobStore {
     pub async fn open(data_dir: &Path) -> Result<BlobStore, BlobError> {
         let root = data_dir.to_path_buf();
-        for d in ["blobs", "tmp", "buildpack_cache", "resources"] {
+        for d in [BLOBS_DIR, TMP_DIR, CACHE_DIR, RESOURCES_DIR] {
             tokio::fs::create_dir_all(root.join(d)).await?;
         }
-        Ok(BlobStore { root })
+        Ok(BlobStore {
+            root,
+            gate: Arc::default(),
+        })
+    }
+
+    /// One of the blobstore's directories ([`BLOBS_DIR`], [`TMP_DIR`],
+    /// [`CACHE_DIR`], [`RESOURCES_DIR`]).
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
     }
 
     pub fn path(&self, sha256: &str) -> PathBuf {
@@ -115,21 +137,101 @@ impl BlobStore {
         })
     }
 
-    /// Moves a staged file to its content address.
+    /// Moves a staged file to its content address, its mtime now (the
+    /// garbage collector's grace period runs from here).
     pub async fn commit(&self, staged: &Staged) -> Result<(), BlobError> {
-        tokio::fs::rename(&staged.path, self.path(&staged.sha256)).await?;
-        Ok(())
+        self.move_fresh(&staged.path, self.path(&staged.sha256))
+            .await
     }
 
     /// Moves a staged file to the app's buildpack cache.
     pub async fn commit_cache(&self, staged: &Staged, app_guid: &str) -> Result<(), BlobError> {
-        tokio::fs::rename(&staged.path, self.cache_path(app_guid)).await?;
+        self.move_fresh(&staged.path, self.cache_path(app_guid))
+            .await
+    }
+
+    async fn move_fresh(&self, from: &Path, to: PathBuf) -> Result<(), BlobError> {
+        let from = from.to_path_buf();
+        let _shared = self.gate.read().await;
+        tokio::task::spawn_blocking(move || {
+            touch(&from)?;
+            std::fs::rename(&from, &to)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
         Ok(())
+    }
+
+    /// Runs `f` (blocking) while no file is being removed by the garbage
+    /// collector: for refreshing a resource file that must not go.
+    pub fn while_kept<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _shared = self.gate.blocking_read();
+        f()
+    }
+
+    /// As [`BlobStore::while_kept`], from async code.
+    pub async fn while_kept_async<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _shared = self.gate.read().await;
+        f()
+    }
+
+    /// Removes `path` if it is still a regular file at least `grace` old
+    /// (checked again here, with no commit in progress): its size, or
+    /// `None` when kept or gone. Used by [`crate::blob_gc`].
+    pub async fn remove_if_idle(
+        &self,
+        path: &Path,
+        grace: Duration,
+    ) -> Result<Option<u64>, BlobError> {
+        let _exclusive = self.gate.write().await;
+        let meta = match tokio::fs::symlink_metadata(path).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.is_file() || age(meta.modified()?, SystemTime::now()) < grace {
+            return Ok(None);
+        }
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an app's build cache (the app is deleted): its size, if
+    /// there was one.
+    pub async fn remove_cache(&self, app_guid: &str) -> Result<Option<u64>, BlobError> {
+        let path = self.cache_path(app_guid);
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(Some(size)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn discard(&self, staged: &Staged) {
         let _ = tokio::fs::remove_file(&staged.path).await;
     }
+}
+
+/// How old a file modified at `modified` is at `now` (zero when its mtime
+/// is in the future).
+pub fn age(modified: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(modified).unwrap_or_default()
+}
+
+/// Sets a file's mtime to now. Blocking.
+pub fn touch(path: &Path) -> std::io::Result<()> {
+    std::fs::File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(SystemTime::now())
 }
 
 /// A file already written (e.g. an assembled package) as a [`Staged`]

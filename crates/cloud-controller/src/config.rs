@@ -65,6 +65,24 @@ pub struct Config {
     /// matched (docs/architecture.md "Resource matching").
     pub resource_pool_minimum_size: u64,
     pub resource_pool_maximum_size: u64,
+    /// The resource cache's bounds (docs/architecture.md §6.8): files
+    /// unused for longer than this go (0 = no age bound), and beyond this
+    /// many MB the least recently used go (0 = no size bound).
+    pub resource_pool_max_age_s: u64,
+    pub resource_pool_max_mb: u64,
+    /// Blob garbage collection (docs/architecture.md §6.8): seconds between
+    /// passes, the first at start-up; 0 = never.
+    pub blob_gc_interval_s: u64,
+    /// Nothing in the blobstore younger than this (by mtime) is removed:
+    /// a blob uploaded or staged moments ago whose row is not written yet
+    /// stays.
+    pub blob_gc_grace_s: u64,
+    /// READY packages and STAGED droplets kept per app, newest first (CF's
+    /// `max_valid_packages_stored` / `max_staged_droplets_stored`); older
+    /// ones' rows and blobs go, never the current droplet or its package.
+    /// 0 = keep all.
+    pub max_packages_per_app: usize,
+    pub max_droplets_per_app: usize,
 }
 
 impl Default for Config {
@@ -98,6 +116,12 @@ impl Default for Config {
             recent_log_kb_per_app: 1024,
             resource_pool_minimum_size: crate::resource_pool::DEFAULT_MINIMUM_SIZE,
             resource_pool_maximum_size: crate::resource_pool::DEFAULT_MAXIMUM_SIZE,
+            resource_pool_max_age_s: 30 * 24 * 3600,
+            resource_pool_max_mb: 4096,
+            blob_gc_interval_s: 600,
+            blob_gc_grace_s: 3600,
+            max_packages_per_app: 5,
+            max_droplets_per_app: 5,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod authz;
+pub mod blob_gc;
 pub mod blobstore;
 pub mod config;
 pub mod context;
@@ -111,6 +112,7 @@ pub async fn run(
     .await?;
     let mut tasks = runtime::spawn_subscribers(&ctx, &bus, addr).await?;
     tasks.push(staging::spawn_loop(ctx.clone()));
+    tasks.extend(blob_gc::spawn(ctx.clone()));
     // Ask DEAs to advertise now so placement works right after a restart.
     ctx.publish(proto::subjects::DEA_LOCATE, &serde_json::json!({}))
         .await;

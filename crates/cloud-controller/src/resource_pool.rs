@@ -68,14 +68,35 @@ pub fn is_sha1(s: &str) -> bool {
     s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// Whether the cache holds the file (its sha1 with that size).
+/// A cached file matched or uploaded again gets a fresh mtime when its
+/// mtime is older than this: the garbage collector removes the least
+/// recently used files first, and none within its grace period
+/// (docs/architecture.md §6.8).
+const REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the cache holds the file (its sha1 with that size). A match
+/// refreshes the file's mtime, so that it stays for the upload that
+/// follows.
 pub async fn known(blobs: &BlobStore, limits: PoolLimits, r: &Resource) -> bool {
     let sha1 = r.checksum.value.to_ascii_lowercase();
-    is_sha1(&sha1)
-        && limits.allows(r.size_in_bytes)
-        && tokio::fs::metadata(blobs.resource_path(&sha1))
+    if !is_sha1(&sha1) || !limits.allows(r.size_in_bytes) {
+        return false;
+    }
+    let path = blobs.resource_path(&sha1);
+    let Ok(meta) = tokio::fs::metadata(&path).await else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() != r.size_in_bytes {
+        return false;
+    }
+    let fresh = meta
+        .modified()
+        .is_ok_and(|m| crate::blobstore::age(m, std::time::SystemTime::now()) < REFRESH_AFTER);
+    fresh
+        || blobs
+            .while_kept_async(|| crate::blobstore::touch(&path))
             .await
-            .is_ok_and(|m| m.is_file() && m.len() == r.size_in_bytes)
+            .is_ok()
 }
 
 /// Why a package upload's `resources` are refused.
@@ -345,11 +366,24 @@ pub fn cache_package(
         match result {
             Ok(Some(sha1)) => {
                 let dest = blobs.resource_path(&sha1);
-                if dest.exists() {
-                    let _ = std::fs::remove_file(&tmp);
-                } else {
-                    std::fs::rename(&tmp, &dest)?;
-                    added += 1;
+                // Uploaded again: the cached file is refreshed (it was
+                // used), not replaced.
+                let new = blobs.while_kept(|| match crate::blobstore::touch(&dest) {
+                    Ok(()) => Ok(false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        std::fs::rename(&tmp, &dest).map(|()| true)
+                    }
+                    Err(e) => Err(e),
+                });
+                match new {
+                    Ok(true) => added += 1,
+                    Ok(false) => {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e);
+                    }
                 }
             }
             Ok(None) => {

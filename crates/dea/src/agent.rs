@@ -158,6 +158,8 @@ pub async fn run_with_drain(
         });
     tasks.extend(handlers.subscribe().await?);
     // Timers.
+    // Cached droplets no instance uses go (docs/architecture.md §10.6).
+    tasks.extend(crate::droplet_cache::spawn(agent.clone()));
     {
         // Every interval, and soon after a staging or an instance took or
         // gave back resources (coalesced), so that controllers' placement

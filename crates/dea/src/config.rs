@@ -96,6 +96,17 @@ pub struct Config {
     /// Log messages waiting for the bus, in KB; beyond it new lines are
     /// dropped and counted.
     pub log_queue_kb: usize,
+    /// The droplet cache (`<state_dir>/droplets`, `crate::droplet_cache`):
+    /// seconds between sweeps (the first soon after start); 0 = never.
+    pub droplet_cache_sweep_interval_s: u64,
+    /// No cached droplet younger than this (by mtime, refreshed while an
+    /// instance uses it) is removed.
+    pub droplet_cache_grace_s: u64,
+    /// Droplets no instance uses go once unused this long (0 = no age
+    /// bound), and beyond this many MB the least recently used unused ones
+    /// go (0 = no size bound).
+    pub droplet_cache_max_age_s: u64,
+    pub droplet_cache_max_mb: u64,
 }
 
 impl Default for Config {
@@ -136,6 +147,10 @@ impl Default for Config {
             log_rate_limit_bytes_per_s: 1024 * 1024,
             log_max_line_bytes: DEFAULT_LOG_MAX_LINE_BYTES,
             log_queue_kb: 8 * 1024,
+            droplet_cache_sweep_interval_s: 600,
+            droplet_cache_grace_s: 600,
+            droplet_cache_max_age_s: 24 * 3600,
+            droplet_cache_max_mb: 4096,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! heartbeats and advertisements. Everything outgoing goes through the
 //! `Outbox`, so this module is tested with the sim backend and no NATS.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -131,6 +131,14 @@ impl Agent {
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the droplets of every instance on record, the
+    /// registry locked: no start can pick a cached droplet meanwhile
+    /// (`crate::droplet_cache` removes files only inside `f`).
+    pub fn with_droplets_in_use<R>(&self, f: impl FnOnce(&HashSet<String>) -> R) -> R {
+        let reg = self.lock();
+        f(&reg.droplets_in_use())
     }
 
     pub fn instances_dir(&self) -> PathBuf {
@@ -269,6 +277,7 @@ impl Agent {
             life: Lifecycle::new(proto::now_unix()),
             port: 0,
             container: None,
+            droplet_sha256: req.droplet_sha256.trim().to_ascii_lowercase(),
         };
         self.lock().instances.insert(id.clone(), inst);
         if let Some(p) = &req.placement_id {

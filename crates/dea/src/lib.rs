@@ -9,6 +9,7 @@ pub mod buildpacks;
 pub mod cell_log;
 pub mod config;
 pub mod drain;
+pub mod droplet_cache;
 pub mod env;
 pub mod error;
 pub mod http;

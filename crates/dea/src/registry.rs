@@ -1,7 +1,7 @@
 //! The registry of instances on this DEA and the pure computations over it
 //! (filters, advertise, heartbeat).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proto::{InstanceHeartbeat, InstanceState, Limits, LogOwner};
 
@@ -24,6 +24,10 @@ pub struct Instance {
     /// Host port (0 until picked).
     pub port: u16,
     pub container: Option<Container>,
+    /// The droplet's sha256 (lower case) as the start request named it:
+    /// kept in the droplet cache while the instance is on record
+    /// (`crate::droplet_cache`).
+    pub droplet_sha256: String,
 }
 
 impl Instance {
@@ -76,6 +80,16 @@ pub struct Capacity {
 }
 
 impl Registry {
+    /// The droplets of every instance on record, whatever its state
+    /// (starting, running, stopping, crashed and kept).
+    pub fn droplets_in_use(&self) -> HashSet<String> {
+        self.instances
+            .values()
+            .map(|i| i.droplet_sha256.clone())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     pub fn capacity(&self, memory_mb: u64, disk_mb: u64) -> Capacity {
         let mut mem = 0u64;
         let mut disk = 0u64;
@@ -132,6 +146,7 @@ mod tests {
             life: Lifecycle { state, since: 0.0 },
             port: 0,
             container: None,
+            droplet_sha256: String::new(),
         }
     }
 

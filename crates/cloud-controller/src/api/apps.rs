@@ -289,6 +289,7 @@ async fn delete(
     let routes = ctx.store.app_routes(&guid).await?;
     ctx.stop_all(&guid, None).await;
     ctx.store.delete_app(&guid).await?;
+    crate::blob_gc::remove_app_cache(&ctx, &guid).await;
     ctx.audit_app(
         &actor,
         "audit.app.delete-request",

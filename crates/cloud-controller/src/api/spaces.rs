@@ -196,6 +196,7 @@ pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResu
     for app in apps {
         ctx.stop_all(&app.guid, None).await;
         ctx.store.delete_app(&app.guid).await?;
+        crate::blob_gc::remove_app_cache(ctx, &app.guid).await;
         ctx.audit_app(
             actor,
             "audit.app.delete-request",

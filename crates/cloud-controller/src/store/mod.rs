@@ -4,6 +4,7 @@
 
 mod buildpacks;
 mod builds;
+mod gc;
 mod locate;
 mod models;
 mod orgs;
@@ -15,6 +16,7 @@ mod tokens;
 mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
+pub use gc::{BlobVersion, BlobVersions};
 pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};

@@ -1,6 +1,7 @@
 //! Controller tests: store (SQLite and Postgres), HTTP API, end to end over NATS.
 
 mod api;
+mod blob_gc;
 mod buildpacks;
 mod e2e;
 mod logins;

@@ -63,16 +63,21 @@ pub fn log_time(ts: &str) -> String {
     }
 }
 
-/// `[APP/PROC/WEB/0]` (`[APP/PROC/WORKER/0]` for a `worker` process),
-/// `[STG/0]`, `[RTR/0]`, `[API/0]`, `[HM/0]`.
-pub fn log_tag(source: LogSource, index: Option<u32>, process_type: Option<&str>) -> String {
-    let i = index.unwrap_or(0);
-    match source {
-        LogSource::App => format!(
+/// `[APP/PROC/WEB/0]` (`[APP/PROC/WORKER/0]` for a `worker` process,
+/// `[APP/TASK/<name>/0]` for a task), `[STG/0]`, `[RTR/0]`, `[API/0]`,
+/// `[HM/0]`.
+pub fn log_tag(m: &LogMessage) -> String {
+    let i = m.instance_index.unwrap_or(0);
+    match (m.source, &m.task_name) {
+        (LogSource::App, Some(task)) => format!("[APP/TASK/{task}/{i}]"),
+        (LogSource::App, None) => format!(
             "[APP/PROC/{}/{i}]",
-            process_type.unwrap_or("web").to_ascii_uppercase()
+            m.process_type
+                .as_deref()
+                .unwrap_or("web")
+                .to_ascii_uppercase()
         ),
-        other => format!("[{}/{i}]", other.as_str()),
+        (other, _) => format!("[{}/{i}]", other.as_str()),
     }
 }
 
@@ -85,7 +90,7 @@ pub fn log_line(m: &LogMessage) -> String {
     format!(
         "   {} {} {stream} {}",
         log_time(&m.timestamp),
-        log_tag(m.source, m.instance_index, m.process_type.as_deref()),
+        log_tag(m),
         m.line.trim_end_matches(['\n', '\r'])
     )
 }
@@ -352,13 +357,23 @@ mod tests {
             log_line(&m),
             "   2026-11-22T03:00:05.40+0000 [STG/0] ERR listening on 8080"
         );
-        assert_eq!(log_tag(LogSource::Rtr, Some(1), None), "[RTR/1]");
-        assert_eq!(log_tag(LogSource::Api, None, None), "[API/0]");
-        assert_eq!(log_tag(LogSource::Hm, None, None), "[HM/0]");
-        assert_eq!(log_tag(LogSource::App, Some(2), None), "[APP/PROC/WEB/2]");
+        let tag = |source, index, process_type: Option<&str>, task_name: Option<&str>| {
+            let mut m = LogMessage::new("a", source, index, LogStream::Stdout, "x");
+            m.process_type = process_type.map(str::to_string);
+            m.task_name = task_name.map(str::to_string);
+            log_tag(&m)
+        };
+        assert_eq!(tag(LogSource::Rtr, Some(1), None, None), "[RTR/1]");
+        assert_eq!(tag(LogSource::Api, None, None, None), "[API/0]");
+        assert_eq!(tag(LogSource::Hm, None, None, None), "[HM/0]");
+        assert_eq!(tag(LogSource::App, Some(2), None, None), "[APP/PROC/WEB/2]");
         assert_eq!(
-            log_tag(LogSource::App, Some(1), Some("worker")),
+            tag(LogSource::App, Some(1), Some("worker"), None),
             "[APP/PROC/WORKER/1]"
+        );
+        assert_eq!(
+            tag(LogSource::App, Some(0), None, Some("migrate")),
+            "[APP/TASK/migrate/0]"
         );
         assert_eq!(
             log_time("2026-11-22T04:00:01.129+01:00"),

@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod signing;
 pub mod staging;
 pub mod store;
+pub mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -113,6 +114,7 @@ pub async fn run(
     let mut tasks = runtime::spawn_subscribers(&ctx, &bus, addr).await?;
     tasks.push(staging::spawn_loop(ctx.clone()));
     tasks.extend(blob_gc::spawn(ctx.clone()));
+    tasks.push(crate::tasks::spawn_sweep(ctx.clone()));
     // Ask DEAs to advertise now so placement works right after a restart.
     ctx.publish(proto::subjects::DEA_LOCATE, &serde_json::json!({}))
         .await;

@@ -186,6 +186,14 @@ impl PlacementTable {
             .is_some_and(|(_, seen)| now.duration_since(*seen) < STALE_AFTER)
     }
 
+    /// How many live instances of `app_id` the DEA's latest advert counts;
+    /// `None` when it has not advertised lately.
+    pub fn advertised_count(&self, dea_id: &str, app_id: &str, now: Instant) -> Option<u32> {
+        let (c, seen) = self.deas.get(dea_id)?;
+        (now.duration_since(*seen) < STALE_AFTER)
+            .then(|| c.app_id_to_count.get(app_id).copied().unwrap_or(0))
+    }
+
     /// Fresh candidates minus what was promised and is not yet counted,
     /// sorted by id for determinism.
     pub fn fresh(&mut self, now: Instant) -> Vec<Candidate> {

@@ -132,6 +132,18 @@ pub async fn check_process(ctx: &Ctx, app: &App, p: &Process, running: bool) -> 
     check(ctx, &space, ask, &p.guid).await
 }
 
+/// A task of `memory_in_mb` for `app` (CF counts running tasks' memory:
+/// one may not take what the quota has left).
+pub async fn check_task(ctx: &Ctx, app: &App, memory_in_mb: i64) -> ApiResult<()> {
+    let space = ctx.store.space(&app.space_guid).await?;
+    let ask = Ask {
+        memory_in_mb,
+        instance_memory_in_mb: Some(memory_in_mb),
+        ..Ask::default()
+    };
+    check(ctx, &space, ask, "").await
+}
+
 /// Starting `app`: every process of it counts.
 pub async fn check_start(ctx: &Ctx, app: &App) -> ApiResult<()> {
     for p in ctx.store.processes_of(&app.guid).await? {

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::context::Ctx;
 use crate::placement::Need;
-use crate::store::{App, Process, StoreError};
+use crate::store::{App, Droplet, Process, StoreError};
 
 /// Lifetime of signed blob URLs handed to DEAs for instance starts.
 const START_URL_TTL_S: i64 = 3600;
@@ -102,8 +102,6 @@ impl Ctx {
         } else {
             Vec::new()
         };
-        let space = self.store.space(&app.space_guid).await?;
-        let org = self.store.org(&space.organization_guid).await?;
         let memory_mb = u64::try_from(process.memory_in_mb).unwrap_or(256);
         let disk_mb = u64::try_from(process.disk_in_mb).unwrap_or(1024);
         let need = Need {
@@ -128,43 +126,15 @@ impl Ctx {
             }
             Err(_) => (Vec::new(), None, None),
         };
-        let egress = self
-            .store
-            .egress_rules(&app.space_guid, crate::store::Lifecycle::Running)
-            .await?;
-        // The buildpack's config_vars, then the user's (which win).
-        let mut env: BTreeMap<String, String> = droplet.config_vars_map();
-        env.extend(env_list(app).into_iter().filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        }));
-        let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         let limits = Limits {
             memory_mb,
             disk_mb,
             fds: 16384,
         };
-        let vcap = json!({
-            "application_id": app.guid,
-            "application_name": app.name,
-            "application_uris": uris,
-            "name": app.name,
-            "uris": uris,
-            "version": app.version,
-            "application_version": app.version,
-            "process_id": process.guid,
-            "process_type": process.kind,
-            "space_name": space.name,
-            "space_id": space.guid,
-            "organization_name": org.name,
-            "organization_id": org.guid,
-            "limits": {"mem": memory_mb, "disk": disk_mb, "fds": limits.fds},
-        });
-        let droplet_uri = self.signed_url(
-            "GET",
-            &format!("/internal/v1/droplets/{}/download", droplet.guid),
-            START_URL_TTL_S,
-        );
+        let launch = self.launch(app, &droplet, &uris, limits).await?;
+        let mut vcap = launch.vcap;
+        vcap["process_id"] = json!(process.guid);
+        vcap["process_type"] = json!(process.kind);
         let (process_type, log_guid) = if process.is_web() {
             (None, None)
         } else {
@@ -176,19 +146,20 @@ impl Ctx {
                 app_name: app.name.clone(),
                 version: app.version.clone(),
                 index: *index,
-                droplet_uri: droplet_uri.clone(),
+                droplet_uri: launch.droplet_uri.clone(),
                 droplet_sha256: droplet.sha256.clone().unwrap_or_default(),
                 uris: uris.clone(),
-                env: env.clone(),
+                env: launch.env.clone(),
                 limits,
                 health_check: health_check(process),
                 start_command: start_command.clone(),
                 stack: droplet.stack.clone(),
                 vcap_application: vcap.clone(),
                 placement_id: Some(placement_id.clone()),
-                egress: Some(egress.clone()),
+                egress: Some(launch.egress.clone()),
                 process_type: process_type.clone(),
                 log_guid: log_guid.clone(),
+                task_name: None,
             };
             tracing::info!(app_id = %app.guid, process_type = %process.kind, index, dea_id = %dea_id, version = %app.version, "starting instance");
             self.publish(subjects::dea_start(dea_id), &req).await;
@@ -209,6 +180,53 @@ impl Ctx {
             .await;
         }
         Ok(picks.len())
+    }
+
+    /// What every start of an app's droplet carries: the environment (the
+    /// buildpack's config_vars, then the user's, which win), the running
+    /// security groups' rules, `VCAP_APPLICATION` and a signed droplet URL.
+    pub async fn launch(
+        &self,
+        app: &App,
+        droplet: &Droplet,
+        uris: &[String],
+        limits: Limits,
+    ) -> Result<Launch, StoreError> {
+        let space = self.store.space(&app.space_guid).await?;
+        let org = self.store.org(&space.organization_guid).await?;
+        let egress = self
+            .store
+            .egress_rules(&app.space_guid, crate::store::Lifecycle::Running)
+            .await?;
+        let mut env: BTreeMap<String, String> = droplet.config_vars_map();
+        env.extend(env_list(app).into_iter().filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        }));
+        let vcap = json!({
+            "application_id": app.guid,
+            "application_name": app.name,
+            "application_uris": uris,
+            "name": app.name,
+            "uris": uris,
+            "version": app.version,
+            "application_version": app.version,
+            "space_name": space.name,
+            "space_id": space.guid,
+            "organization_name": org.name,
+            "organization_id": org.guid,
+            "limits": {"mem": limits.memory_mb, "disk": limits.disk_mb, "fds": limits.fds},
+        });
+        Ok(Launch {
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            egress,
+            vcap,
+            droplet_uri: self.signed_url(
+                "GET",
+                &format!("/internal/v1/droplets/{}/download", droplet.guid),
+                START_URL_TTL_S,
+            ),
+        })
     }
 
     /// Starts every index of every process of a started app.
@@ -359,6 +377,15 @@ impl Ctx {
         }
         out
     }
+}
+
+/// The parts of a start request that come from the app and its droplet
+/// ([`Ctx::launch`]).
+pub struct Launch {
+    pub env: Vec<String>,
+    pub egress: Vec<proto::EgressRule>,
+    pub vcap: Value,
+    pub droplet_uri: String,
 }
 
 fn env_list(app: &App) -> Vec<String> {

@@ -278,6 +278,7 @@ impl Agent {
             port: 0,
             container: None,
             droplet_sha256: req.droplet_sha256.trim().to_ascii_lowercase(),
+            task: req.is_task(),
         };
         self.lock().instances.insert(id.clone(), inst);
         if let Some(p) = &req.placement_id {
@@ -431,7 +432,12 @@ impl Agent {
                         );
                     }
                     let desc = reason.unwrap_or_else(|| exit.description());
-                    me.crashed(&iid, Some(exit), desc).await
+                    if req_for_exit.is_task() && exit.status() == 0 {
+                        me.exited(&iid, Some(exit), desc, ExitReason::Completed)
+                            .await
+                    } else {
+                        me.crashed(&iid, Some(exit), desc).await
+                    }
                 }
                 Err(e) => me.crashed(&iid, None, e.to_string()).await,
             }
@@ -439,6 +445,11 @@ impl Agent {
         if !self.still(id, Starting) {
             // Stopped while we were spawning: make sure nothing survives.
             let _ = self.backend.stop(&container, Duration::ZERO).await;
+            return Ok(());
+        }
+        if req.is_task() {
+            // A task runs until it exits: no health check, no route.
+            self.transition(id, Running);
             return Ok(());
         }
         self.health_check(id, req, port).await
@@ -634,11 +645,28 @@ impl Agent {
     /// unregister, `droplet.exited`, forget after the retention period.
     /// No-op when the instance is not live (e.g. it is being stopped).
     pub async fn crashed(self: &Arc<Self>, id: &str, exit: Option<ExitInfo>, description: String) {
+        self.exited(id, exit, description, ExitReason::Crashed)
+            .await
+    }
+
+    /// [`Agent::crashed`], reporting `reason`: `Completed` for a task that
+    /// exited 0 (kept as CRASHED, that is no longer live, until forgotten).
+    async fn exited(
+        self: &Arc<Self>,
+        id: &str,
+        exit: Option<ExitInfo>,
+        description: String,
+        reason: ExitReason,
+    ) {
         let was_routed = matches!(self.state_of(id), Some(Running | Evacuating));
         let Some(i) = self.transition(id, Crashed) else {
             return;
         };
-        tracing::warn!(instance_id = %id, app_id = %i.app_id, index = i.index, reason = %description, "instance crashed");
+        if reason == ExitReason::Completed {
+            tracing::info!(instance_id = %id, app_id = %i.app_id, "task completed");
+        } else {
+            tracing::warn!(instance_id = %id, app_id = %i.app_id, index = i.index, reason = %description, "instance crashed");
+        }
         if was_routed {
             self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
         }
@@ -649,7 +677,7 @@ impl Agent {
                 version: i.version.clone(),
                 index: i.index,
                 instance_id: i.id.clone(),
-                reason: ExitReason::Crashed,
+                reason,
                 exit_status: exit.map(|e| e.status()),
                 exit_description: description,
                 crash_timestamp: proto::now_unix(),
@@ -1057,6 +1085,96 @@ mod tests {
             v.push((s, serde_json::from_slice(&b).expect("json")));
         }
         v
+    }
+
+    /// Messages until one on `subject` arrives (10 s deadline).
+    async fn until(
+        rx: &mut UnboundedReceiver<crate::outbox::Outgoing>,
+        subject: &str,
+    ) -> Vec<(String, serde_json::Value)> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Ok(Some((s, b))) = tokio::time::timeout(left, rx.recv()).await else {
+                panic!("no {subject} within 10 s; saw {seen:?}");
+            };
+            let done = s == subject;
+            seen.push((s, serde_json::from_slice(&b).expect("json")));
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_runs_once_unrouted_unwatched_and_reports_its_exit() {
+        let mut s = setup();
+        let task = |guid: &str| {
+            let mut r = request(&s.sha);
+            r.app_id = guid.into();
+            r.uris = vec![];
+            r.log_guid = Some("app-1".into());
+            r.task_name = Some("migrate".into());
+            r
+        };
+        let id = s.agent.start(task("task-1"));
+        wait_state(&s.agent, &id, Some(Running)).await;
+        // Not in heartbeats (the HM neither restarts nor stops it), but
+        // counted in adverts (the controller sees it is still there).
+        assert!(s.agent.heartbeat().instances.is_empty());
+        assert_eq!(
+            s.agent.advertisement().app_id_to_count.get("task-1"),
+            Some(&1)
+        );
+        s.fake.crash(
+            &id,
+            ExitInfo {
+                code: Some(0),
+                signal: None,
+            },
+        );
+        let msgs = until(&mut s.rx, "droplet.exited").await;
+        let exited = &msgs.last().expect("exited").1;
+        assert_eq!(
+            (&exited["app_id"], &exited["reason"], &exited["exit_status"]),
+            (
+                &serde_json::json!("task-1"),
+                &serde_json::json!("COMPLETED"),
+                &serde_json::json!(0)
+            )
+        );
+        assert!(
+            !msgs.iter().any(|(s, _)| s.starts_with("router.")),
+            "{msgs:?}"
+        );
+        let app_lines: Vec<&serde_json::Value> = msgs
+            .iter()
+            .filter(|(s, m)| s == "logs.app-1" && m["source"] == "APP")
+            .map(|(_, m)| m)
+            .collect();
+        assert!(
+            !app_lines.is_empty() && app_lines.iter().all(|m| m["task_name"] == "migrate"),
+            "{msgs:?}"
+        );
+        assert_eq!(s.agent.advertisement().available_memory_mb, 1000);
+
+        // A failing task is reported as crashed, with its status.
+        let id = s.agent.start(task("task-2"));
+        wait_state(&s.agent, &id, Some(Running)).await;
+        s.fake.crash(
+            &id,
+            ExitInfo {
+                code: Some(2),
+                signal: None,
+            },
+        );
+        let msgs = until(&mut s.rx, "droplet.exited").await;
+        let exited = &msgs.last().expect("exited").1;
+        assert_eq!(
+            (&exited["reason"], &exited["exit_status"]),
+            (&serde_json::json!("CRASHED"), &serde_json::json!(2))
+        );
     }
 
     #[tokio::test]

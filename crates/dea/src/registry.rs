@@ -28,6 +28,9 @@ pub struct Instance {
     /// kept in the droplet cache while the instance is on record
     /// (`crate::droplet_cache`).
     pub droplet_sha256: String,
+    /// A one-off task (`StartRequest::task_name`): left out of heartbeats,
+    /// so the health manager neither restarts nor stops it.
+    pub task: bool,
 }
 
 impl Instance {
@@ -110,7 +113,12 @@ impl Registry {
 
     /// Every known instance, sorted for stable output.
     pub fn heartbeats(&self) -> Vec<InstanceHeartbeat> {
-        let mut v: Vec<_> = self.instances.values().map(Instance::heartbeat).collect();
+        let mut v: Vec<_> = self
+            .instances
+            .values()
+            .filter(|i| !i.task)
+            .map(Instance::heartbeat)
+            .collect();
         v.sort_by(|a, b| {
             (&a.app_id, a.index, &a.instance_id).cmp(&(&b.app_id, b.index, &b.instance_id))
         });
@@ -147,6 +155,7 @@ mod tests {
             port: 0,
             container: None,
             droplet_sha256: String::new(),
+            task: false,
         }
     }
 

@@ -143,6 +143,12 @@ pub struct StartRequest {
     /// guid. Absent: `app_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_guid: Option<String>,
+    /// Set for a one-off task (CF's `/v3/tasks`): its name. `app_id` is
+    /// then the task's guid. A task runs once, with no health check and no
+    /// route; its exit is reported (`ExitReason::Completed` for status 0)
+    /// and never restarted; it is left out of heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_name: Option<String>,
 }
 
 impl StartRequest {
@@ -151,7 +157,12 @@ impl StartRequest {
         LogOwner {
             app_id: self.log_guid.clone().unwrap_or_else(|| self.app_id.clone()),
             process_type: self.process_type.clone().filter(|t| t != "web"),
+            task_name: self.task_name.clone(),
         }
+    }
+
+    pub fn is_task(&self) -> bool {
+        self.task_name.is_some()
     }
 }
 
@@ -161,6 +172,8 @@ impl StartRequest {
 pub struct LogOwner {
     pub app_id: String,
     pub process_type: Option<String>,
+    /// A task's name: its `APP` lines show as `APP/TASK/<name>/0`.
+    pub task_name: Option<String>,
 }
 
 impl LogOwner {
@@ -169,6 +182,7 @@ impl LogOwner {
         LogOwner {
             app_id: app_id.to_string(),
             process_type: None,
+            task_name: None,
         }
     }
 }
@@ -308,6 +322,8 @@ pub enum ExitReason {
     Crashed,
     Stopped,
     Evacuating,
+    /// A task's process exited with status 0.
+    Completed,
 }
 
 /// `droplet.exited`.
@@ -405,6 +421,9 @@ pub struct LogMessage {
     /// The process type of an `APP` line from a process other than `web`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_type: Option<String>,
+    /// The task's name, for an `APP` line of a task (`APP/TASK/<name>/0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_name: Option<String>,
 }
 
 impl LogMessage {
@@ -423,6 +442,7 @@ impl LogMessage {
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             line: line.into(),
             process_type: None,
+            task_name: None,
         }
     }
 
@@ -437,6 +457,7 @@ impl LogMessage {
         let mut m = LogMessage::new(&owner.app_id, source, index, stream, line);
         if source == LogSource::App {
             m.process_type = owner.process_type.clone();
+            m.task_name = owner.task_name.clone();
         }
         m
     }
@@ -514,6 +535,7 @@ mod tests {
             egress: Some(crate::egress::public_networks()),
             process_type: Some("worker".into()),
             log_guid: Some("app".into()),
+            task_name: None,
         });
         round_trip(&EgressUpdate {
             app_id: "a".into(),
@@ -648,5 +670,16 @@ mod tests {
             (cell.app_id.as_str(), cell.process_type),
             ("app-guid", None)
         );
+        req.process_type = None;
+        req.task_name = Some("migrate".into());
+        assert!(req.is_task());
+        let app = LogMessage::of(
+            &req.log_owner(),
+            LogSource::App,
+            Some(0),
+            LogStream::Stdout,
+            "x",
+        );
+        assert_eq!(app.task_name.as_deref(), Some("migrate"));
     }
 }

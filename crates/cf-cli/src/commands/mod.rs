@@ -37,6 +37,7 @@ pub mod security_groups;
 pub mod set_env;
 pub mod spaces;
 pub mod target;
+pub mod tasks;
 pub mod users;
 pub mod version;
 
@@ -106,6 +107,13 @@ pub enum Command {
     Logs(logs::Args),
     /// Rename an app
     Rename(rename::Args),
+    /// Run a one-off task on an app
+    #[command(alias = "rt")]
+    RunTask(tasks::RunArgs),
+    /// List tasks of an app
+    Tasks(tasks::ListArgs),
+    /// Terminate a running task of an app
+    TerminateTask(tasks::TerminateArgs),
     /// Show the type of health check performed on an app
     GetHealthCheck(health_check::GetArgs),
     /// Change type of health check performed on an app's process
@@ -266,6 +274,9 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::CheckRoute(a) => check_route::run(a).await,
         Command::Route(a) => route::run(a).await,
         Command::Rename(a) => rename::run(a).await,
+        Command::RunTask(a) => tasks::run(a).await,
+        Command::Tasks(a) => tasks::list(a).await,
+        Command::TerminateTask(a) => tasks::terminate(a).await,
         Command::GetHealthCheck(a) => health_check::get(a).await,
         Command::SetHealthCheck(a) => health_check::set(a).await,
         Command::Version => {

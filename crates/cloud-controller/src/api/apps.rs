@@ -288,6 +288,7 @@ async fn delete(
     let app = ctx.store.app(&guid).await?;
     let routes = ctx.store.app_routes(&guid).await?;
     ctx.stop_all(&guid, None).await;
+    crate::tasks::cancel_all(&ctx, &guid).await?;
     ctx.store.delete_app(&guid).await?;
     crate::blob_gc::remove_app_cache(&ctx, &guid).await;
     ctx.audit_app(

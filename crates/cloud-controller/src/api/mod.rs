@@ -24,6 +24,7 @@ mod routes;
 mod security_groups;
 mod spaces;
 mod stacks;
+mod tasks;
 mod uaa;
 mod users;
 
@@ -48,6 +49,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(manifests::routes())
         .merge(apps::routes())
         .merge(processes::routes())
+        .merge(tasks::routes())
         .merge(packages::routes())
         .merge(resource_matches::routes())
         .merge(builds::routes())

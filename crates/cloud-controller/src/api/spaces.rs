@@ -195,6 +195,7 @@ pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResu
         .filter(|a| a.space_guid == space.guid);
     for app in apps {
         ctx.stop_all(&app.guid, None).await;
+        crate::tasks::cancel_all(ctx, &app.guid).await?;
         ctx.store.delete_app(&app.guid).await?;
         crate::blob_gc::remove_app_cache(ctx, &app.guid).await;
         ctx.audit_app(

@@ -226,6 +226,18 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
         "/v3/apps/{guid}/processes/{kind}/stats",
         On(T::App, ReadSpace),
     ),
+    // Tasks (CF: created by admins and space developers, cancelled also
+    // by supporters).
+    ("POST", "/v3/apps/{guid}/tasks", On(T::App, WriteSpace)),
+    ("GET", "/v3/apps/{guid}/tasks", On(T::App, ReadSpace)),
+    ("GET", "/v3/tasks", Caller),
+    ("GET", "/v3/tasks/{guid}", On(T::Task, ReadSpace)),
+    (
+        "POST",
+        "/v3/tasks/{guid}/actions/cancel",
+        On(T::Task, ManageApp),
+    ),
+    ("PUT", "/v3/tasks/{guid}/cancel", On(T::Task, ManageApp)),
     // Processes, packages, builds, droplets.
     ("GET", "/v3/processes", Caller),
     ("GET", "/v3/processes/{guid}", On(T::Process, ReadSpace)),

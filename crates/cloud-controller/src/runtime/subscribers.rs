@@ -79,6 +79,11 @@ pub async fn spawn_subscribers(
     tasks.push(tokio::spawn(async move {
         while let Some(m) = exits.next().await {
             let e = m.payload;
+            // A task's end (its guid is its bus id).
+            if let Ok(Some(task)) = c.store.task_opt(&e.app_id).await {
+                crate::tasks::on_exit(&c, &task, &e).await;
+                continue;
+            }
             if e.reason != ExitReason::Crashed {
                 continue;
             }

@@ -20,6 +20,7 @@ pub enum Target {
     Domain,
     SpaceQuota,
     AuditEvent,
+    Task,
 }
 
 impl Target {
@@ -38,6 +39,7 @@ impl Target {
             Target::Domain => "Domain",
             Target::SpaceQuota => "Space quota",
             Target::AuditEvent => "Event",
+            Target::Task => "Task",
         }
     }
 }
@@ -65,6 +67,7 @@ impl Store {
             Target::Package => via_app("packages", "app_guid"),
             Target::Build => via_app("builds", "app_guid"),
             Target::Droplet => via_app("droplets", "app_guid"),
+            Target::Task => via_app("tasks", "app_guid"),
             Target::Route => "SELECT s.organization_guid, s.guid FROM routes r JOIN spaces s ON s.guid = r.space_guid WHERE r.guid = $1".to_string(),
             Target::Space => "SELECT organization_guid, guid FROM spaces WHERE guid = $1".to_string(),
             Target::Org => "SELECT guid, '' FROM organizations WHERE guid = $1".to_string(),

@@ -12,6 +12,7 @@ mod quotas;
 mod roles;
 mod security_groups;
 mod states;
+pub mod tasks;
 mod tokens;
 mod users;
 
@@ -24,6 +25,7 @@ pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
+pub use tasks::{NewTask, Task, TaskFilter};
 pub use users::{CcUser, NewUser};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -384,6 +386,7 @@ impl Store {
             "builds",
             "droplets",
             "route_destinations",
+            "tasks",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE app_guid = $1"))
                 .bind(guid.to_string())

@@ -758,7 +758,8 @@ async fn a_worker_process_runs_beside_web() {
             s.log_owner(),
             proto::LogOwner {
                 app_id: g.clone(),
-                process_type: Some("worker".into())
+                process_type: Some("worker".into()),
+                task_name: None,
             }
         );
     }
@@ -862,6 +863,206 @@ async fn a_worker_process_runs_beside_web() {
     ];
     stopped.sort_by_key(|id| id != &g);
     assert_eq!(stopped, vec![g.clone(), wg.clone()]);
+
+    dea.abort();
+    let _ = stop_tx.send(());
+    let r = tokio::time::timeout(WAIT, server)
+        .await
+        .expect("shutdown in time")
+        .expect("join");
+    assert!(r.is_ok(), "{r:?}");
+}
+
+/// One-off tasks (issue 16): placed on a DEA as a task (its guid the bus
+/// id, unrouted, logging to its app), ended by the DEA's report, cancelled,
+/// and failed when their DEA no longer lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_end_cancel_and_get_lost() {
+    let nats = Nats::start().expect("nats-server");
+    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
+    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
+    let c = Client::login(&addr).await;
+    let (_, g, pg) = c.app_with_package("jobs", json!({"GREETING": "hi"})).await;
+
+    // No droplet yet: CF's 422, nothing created.
+    let (status, body) = c
+        .call(
+            "POST",
+            &format!("/v3/apps/{g}/tasks"),
+            Some(json!({"command": "echo hi"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("Task must have a droplet"),
+        "{body}"
+    );
+    c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
+    c.stage_current(&g, &pg).await;
+    let (status, body) = c
+        .call(
+            "POST",
+            &format!("/v3/apps/{g}/tasks"),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string()
+            .contains("Command must be between 1 and 4096"),
+        "{body}"
+    );
+
+    let run = |name: &'static str| {
+        let c = &c;
+        let g = g.clone();
+        async move {
+            let (status, t) = c
+                .call(
+                    "POST",
+                    &format!("/v3/apps/{g}/tasks"),
+                    Some(json!({"command": "rake db:migrate", "name": name, "memory_in_mb": 128})),
+                )
+                .await;
+            assert_eq!(status, 202, "{t}");
+            t
+        }
+    };
+    let t1 = run("migrate").await;
+    assert_eq!(
+        (&t1["state"], &t1["sequence_id"], &t1["command"]),
+        (&json!("RUNNING"), &json!(1), &json!("rake db:migrate"))
+    );
+    assert_eq!(t1["links"]["cancel"]["method"], "POST");
+    let g1 = t1["guid"].as_str().expect("guid").to_string();
+    let s = next_start(&mut rx).await;
+    assert_eq!(s.app_id, g1);
+    assert_eq!(s.task_name.as_deref(), Some("migrate"));
+    assert_eq!(s.log_guid.as_deref(), Some(g.as_str()));
+    assert!(s.uris.is_empty());
+    assert_eq!(
+        (s.start_command.as_str(), s.limits.memory_mb),
+        ("rake db:migrate", 128)
+    );
+    assert!(s.env.contains(&"GREETING=hi".to_string()), "{:?}", s.env);
+
+    let exit = |guid: &str, reason: ExitReason, status: Option<i32>| DropletExited {
+        app_id: guid.to_string(),
+        version: s.version.clone(),
+        index: 0,
+        instance_id: format!("i-{guid}"),
+        reason,
+        exit_status: status,
+        exit_description: "x".into(),
+        crash_timestamp: 1.0,
+    };
+    let state_of = |guid: String, want: &'static str| {
+        let c = &c;
+        async move {
+            eventually(&format!("task {want}"), WAIT, || async {
+                let (_, t) = c.call("GET", &format!("/v3/tasks/{guid}"), None).await;
+                (t["state"] == want).then_some(t)
+            })
+            .await
+        }
+    };
+    bus.publish(
+        subjects::DROPLET_EXITED,
+        &exit(&g1, ExitReason::Completed, Some(0)),
+    )
+    .await
+    .expect("pub");
+    let done = state_of(g1.clone(), "SUCCEEDED").await;
+    assert_eq!(done["result"]["failure_reason"], Value::Null);
+
+    // A failing task: FAILED with CF's reason.
+    let t2 = run("seed").await;
+    let g2 = t2["guid"].as_str().expect("guid").to_string();
+    assert_eq!(t2["sequence_id"], 2);
+    bus.publish(
+        subjects::DROPLET_EXITED,
+        &exit(&g2, ExitReason::Crashed, Some(3)),
+    )
+    .await
+    .expect("pub");
+    let failed = state_of(g2.clone(), "FAILED").await;
+    assert_eq!(
+        failed["result"]["failure_reason"],
+        "APP/TASK/seed: Exited with status 3"
+    );
+
+    // Cancel: CANCELING and a stop for it; FAILED once the DEA says so;
+    // a second cancel is CF's 422.
+    let t3 = run("sleep").await;
+    let g3 = t3["guid"].as_str().expect("guid").to_string();
+    let (status, t) = c
+        .call("POST", &format!("/v3/tasks/{g3}/actions/cancel"), None)
+        .await;
+    assert_eq!((status, &t["state"]), (202, &json!("CANCELING")), "{t}");
+    loop {
+        let stop = next_stop(&mut rx).await;
+        if stop.app_id == g3 {
+            break;
+        }
+    }
+    bus.publish(
+        subjects::DROPLET_EXITED,
+        &exit(&g3, ExitReason::Stopped, None),
+    )
+    .await
+    .expect("pub");
+    let failed = state_of(g3.clone(), "FAILED").await;
+    assert_eq!(failed["result"]["failure_reason"], "task was cancelled");
+    let (status, body) = c.call("PUT", &format!("/v3/tasks/{g3}/cancel"), None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string()
+            .contains("Task state is FAILED and therefore cannot be canceled"),
+        "{body}"
+    );
+
+    // Lists: by state and sequence id, in SQL.
+    let (_, l) = c
+        .call("GET", &format!("/v3/apps/{g}/tasks?states=FAILED"), None)
+        .await;
+    assert_eq!(l["pagination"]["total_results"], 2, "{l}");
+    let (_, l) = c
+        .call(
+            "GET",
+            &format!("/v3/apps/{g}/tasks?sequence_ids=1,3&per_page=1"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            &l["pagination"]["total_results"],
+            &l["resources"][0]["name"]
+        ),
+        (&json!(2), &json!("migrate")),
+        "{l}"
+    );
+    let (status, _) = c.call("GET", "/v3/tasks?sequence_ids=x", None).await;
+    assert_eq!(status, 400);
+
+    // Lost: this fake DEA's adverts never list a task, so a running one
+    // fails once it has been missing for LOST_AFTER.
+    let t4 = run("lost").await;
+    let g4 = t4["guid"].as_str().expect("guid").to_string();
+    let lost = eventually(
+        "lost task FAILED",
+        cloud_controller::tasks::LOST_AFTER + WAIT,
+        || async {
+            let (_, t) = c.call("GET", &format!("/v3/tasks/{g4}"), None).await;
+            (t["state"] == "FAILED").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(
+        lost["result"]["failure_reason"],
+        "Task lost: its DEA no longer runs it"
+    );
 
     dea.abort();
     let _ = stop_tx.send(());

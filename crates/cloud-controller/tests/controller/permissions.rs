@@ -203,6 +203,8 @@ enum Fx {
     FreshApp,
     AppKind,
     Process,
+    /// A new PENDING task of the app (each call gets its own).
+    FreshTask,
     Package,
     FreshPackage,
     Build,
@@ -813,6 +815,35 @@ fn rows() -> Vec<Row> {
             "2 F F F U F 2 F F U",
         ),
         r("GET", "/v3/builds/{guid}", Fx::Build, none, 200, READ),
+        r(
+            "POST",
+            "/v3/apps/{guid}/tasks",
+            Fx::App,
+            |w, _, _| {
+                Some(json!({"command": "echo hi", "memory_in_mb": 64, "droplet_guid": w.droplet}))
+            },
+            202,
+            WRITE,
+        ),
+        r("GET", "/v3/apps/{guid}/tasks", Fx::App, none, 200, READ),
+        r("GET", "/v3/tasks", Fx::None, none, 200, ALL),
+        r("GET", "/v3/tasks/{guid}", Fx::FreshTask, none, 200, READ),
+        r(
+            "POST",
+            "/v3/tasks/{guid}/actions/cancel",
+            Fx::FreshTask,
+            none,
+            202,
+            MANAGE,
+        ),
+        r(
+            "PUT",
+            "/v3/tasks/{guid}/cancel",
+            Fx::FreshTask,
+            none,
+            202,
+            MANAGE,
+        ),
         r("GET", "/v3/droplets/{guid}", Fx::Droplet, none, 200, READ),
         // Routes.
         r("GET", "/v3/routes", Fx::None, none, 200, ALL),
@@ -1438,6 +1469,20 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
         }
         Fx::Process => {
             p.insert("guid", w.process.clone());
+        }
+        Fx::FreshTask => {
+            let t = s
+                .create_task(&cloud_controller::store::NewTask {
+                    app_guid: &w.app,
+                    name: "t",
+                    command: "echo hi",
+                    memory_in_mb: 64,
+                    disk_in_mb: 64,
+                    droplet_guid: &w.droplet,
+                })
+                .await
+                .expect("task");
+            p.insert("guid", t.guid);
         }
         Fx::Package => {
             p.insert("guid", w.package.clone());

@@ -7,6 +7,7 @@ mod buildpacks;
 mod cli_push;
 mod cli_resources;
 mod cli_routes;
+mod cli_tasks;
 mod cli_terminal;
 mod containers;
 mod faults;

@@ -1,0 +1,130 @@
+//! Issue 16 (tasks): `cf run-task`, `cf tasks`, `cf terminate-task` with the
+//! real `cf` against a real platform: a task runs once in a container of
+//! its own from the app's droplet, with the app's env, and ends SUCCEEDED or
+//! FAILED with CF's reason; its lines are tagged `APP/TASK/<name>/0`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use integration::{wait_for, Platform};
+
+const T: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_task_tasks_and_terminate_task() -> Result<()> {
+    let p = Platform::start().await?;
+    p.login().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("index.txt"), "web\n")?;
+    let d = dir.path().to_str().unwrap_or_default().to_string();
+    p.cf_ok(&[
+        "push",
+        "jobs",
+        "-p",
+        &d,
+        "-b",
+        "binary",
+        "-c",
+        "python3 -m http.server $PORT",
+        "-m",
+        "64M",
+    ])
+    .await?;
+    p.cf_ok(&["set-env", "jobs", "GREETING", "hello"]).await?;
+
+    // A task that succeeds: the app's files and env, its own log tag.
+    let out = p
+        .cf_ok(&[
+            "run-task",
+            "jobs",
+            "--command",
+            "cat index.txt; echo task-says-$GREETING",
+            "--name",
+            "greet",
+            "-m",
+            "32M",
+            "--wait",
+        ])
+        .await?;
+    for want in [
+        "Creating task for app jobs in org dev / space dev as admin...",
+        "Task has been submitted successfully for execution.",
+        "task name:   greet",
+        "task id:     1",
+        "Task has completed successfully.",
+    ] {
+        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
+    }
+    wait_for("the task's lines in cf logs --recent", T, || async {
+        let out = p.cf(&["logs", "jobs", "--recent"]).await.ok()?;
+        (out.stdout
+            .contains("[APP/TASK/greet/0] OUT task-says-hello")
+            && out.stdout.contains("[APP/TASK/greet/0] OUT web"))
+        .then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", p.logs_tail()))?;
+
+    // A task that fails: exit 1 with CF's reason.
+    let out = p
+        .cf(&["run-task", "jobs", "-c", "exit 3", "--name", "bad", "-w"])
+        .await?;
+    assert_eq!(out.status, 1, "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("Task 2 failed: APP/TASK/bad: Exited with status 3"),
+        "{}",
+        out.stderr
+    );
+
+    // A long task, terminated.
+    p.cf_ok(&["run-task", "jobs", "-c", "sleep 300", "--name", "long"])
+        .await?;
+    let out = p.cf_ok(&["terminate-task", "jobs", "3"]).await?;
+    assert!(
+        out.stdout
+            .contains("Terminating task 3 of app jobs in org dev / space dev as admin..."),
+        "{}",
+        out.stdout
+    );
+    let listed = wait_for("task 3 FAILED", T, || async {
+        let out = p.cf(&["tasks", "jobs"]).await.ok()?;
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("3 ") && l.contains("long") && l.contains("FAILED"))
+            .then_some(out.stdout)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", p.logs_tail()))?;
+    // Newest first, CF's columns.
+    let lines: Vec<&str> = listed.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("id "))
+        .unwrap_or_default();
+    assert!(
+        lines[header].contains("name") && lines[header].contains("start time"),
+        "{listed}"
+    );
+    assert!(lines[header + 1].starts_with("3 "), "{listed}");
+    assert!(
+        lines[header + 2].starts_with("2 ") && lines[header + 2].contains("FAILED"),
+        "{listed}"
+    );
+    assert!(
+        lines[header + 3].starts_with("1 ") && lines[header + 3].contains("SUCCEEDED"),
+        "{listed}"
+    );
+    let out = p.cf(&["terminate-task", "jobs", "9"]).await?;
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("Task sequence ID 9 not found."),
+        "{}",
+        out.stderr
+    );
+
+    // The app itself was never touched.
+    let (status, body) = p.get_via_router("jobs.localhost", "/index.txt").await?;
+    assert_eq!((status, body.as_str()), (200, "web\n"));
+    Ok(())
+}

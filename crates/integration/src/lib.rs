@@ -467,6 +467,21 @@ impl Platform {
         .map_err(|e| anyhow!("{e}\n{}", self.logs_tail()))
     }
 
+    /// kill -9 DEA `i` and every instance it ran (a lost machine).
+    pub fn kill_dea_hard(&mut self, i: usize) {
+        let state_dir = self.root().join(format!("dea{i}"));
+        if let Some(d) = self.deas.get_mut(i) {
+            d.kill9();
+        }
+        let mut pids = procs::pids_with_cwd_under(&state_dir);
+        pids.extend(procs::pids_with_cmdline_containing(
+            &state_dir.display().to_string(),
+        ));
+        for pid in pids {
+            procs::signal(pid, libc::SIGKILL);
+        }
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }

@@ -128,3 +128,78 @@ async fn run_task_tasks_and_terminate_task() -> Result<()> {
     assert_eq!((status, body.as_str()), (200, "web\n"));
     Ok(())
 }
+
+/// A task whose DEA is killed (a lost machine) fails, and is not run again
+/// (CF never re-runs a task silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_dea_is_killed_fails() -> Result<()> {
+    // The process backend: a DEA killed with -9 leaves no network set-up
+    // that only `dea container-cleanup` removes (as the fault tests).
+    let mut p = Platform::start_with(integration::PlatformOptions {
+        deas: 1,
+        dea_config: "backend = \"process\"\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    p.login().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("index.txt"), "web\n")?;
+    let d = dir.path().to_str().unwrap_or_default().to_string();
+    p.cf_ok(&[
+        "push",
+        "lostjobs",
+        "-p",
+        &d,
+        "-b",
+        "binary",
+        "-c",
+        "python3 -m http.server $PORT",
+        "-m",
+        "64M",
+    ])
+    .await?;
+    p.cf_ok(&[
+        "run-task",
+        "lostjobs",
+        "-c",
+        "sleep 300",
+        "--name",
+        "doomed",
+        "-m",
+        "32M",
+    ])
+    .await?;
+    task_state(&p, "lostjobs", "RUNNING").await?;
+    p.kill_dea_hard(0);
+    // Failed by the controller's sweep, within LOST_AFTER and a margin.
+    task_state(&p, "lostjobs", "FAILED").await?;
+    let token = p.admin_token().await?;
+    let guid = p.app_guid(&token, "lostjobs").await?;
+    let tasks = p.api_get(&token, &format!("/v3/apps/{guid}/tasks")).await?;
+    let reason = tasks["resources"][0]["result"]["failure_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.starts_with("Cell lost") || reason.starts_with("Task lost"),
+        "{tasks}"
+    );
+    Ok(())
+}
+
+/// Waits until `cf tasks APP` shows task 1 in `want`.
+async fn task_state(p: &Platform, app: &str, want: &str) -> Result<()> {
+    wait_for(
+        &format!("task 1 {want}"),
+        Duration::from_secs(60),
+        || async {
+            let out = p.cf(&["tasks", app]).await.ok()?;
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with("1 ") && l.contains(want))
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", p.logs_tail()))
+}

@@ -88,19 +88,6 @@ fn dea_index(dea_id: &str) -> Result<usize> {
         .with_context(|| format!("dea id {dea_id}"))
 }
 
-/// kill -9 the DEA and every instance it ran (a lost machine).
-fn kill_dea_hard(p: &mut Platform, i: usize) {
-    let state_dir = p.root().join(format!("dea{i}"));
-    p.deas[i].kill9();
-    let mut pids = procs::pids_with_cwd_under(&state_dir);
-    pids.extend(procs::pids_with_cmdline_containing(
-        &state_dir.display().to_string(),
-    ));
-    for pid in pids {
-        procs::signal(pid, libc::SIGKILL);
-    }
-}
-
 /// Waits until the app has exactly `n` RUNNING instances (per stats) and
 /// answers 200 through the router `n * 2` times in a row.
 async fn wait_healed(p: &Platform, token: &str, guid: &str, name: &str, n: usize) -> Result<()> {
@@ -220,7 +207,7 @@ async fn kill9_dea_every_app_back_running_and_routed() -> Result<()> {
     let i = dea_index(victim)?;
 
     let t0 = Instant::now();
-    kill_dea_hard(&mut p, i);
+    p.kill_dea_hard(i);
     for (name, n) in apps {
         wait_healed(&p, &token, &guids[name], name, n).await?;
         // Nothing counted on the dead DEA.
@@ -444,7 +431,7 @@ async fn controller_restart_and_leader_failover() -> Result<()> {
         .first()
         .map(|f| f.dea_id.clone())
         .context("an instance")?;
-    kill_dea_hard(&mut p, dea_index(&dea_with)?);
+    p.kill_dea_hard(dea_index(&dea_with)?);
     wait_healed(&p, &token, &guid, "keeper", 2).await?;
     let standby = std::fs::read_to_string(&standby_log)?;
     assert!(standby.contains("requesting start"), "the new leader acted");

@@ -32,6 +32,80 @@ pub struct ManifestProcess {
     #[serde(rename = "health-check-http-endpoint")]
     pub health_check_http_endpoint: Option<String>,
     pub timeout: Option<u32>,
+    #[serde(flatten)]
+    pub probes: Probes,
+}
+
+/// The liveness probe's and the readiness check's settings (manifest
+/// fields of an app or of a process).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Probes {
+    #[serde(rename = "health-check-invocation-timeout")]
+    pub health_check_invocation_timeout: Option<u32>,
+    #[serde(rename = "health-check-interval")]
+    pub health_check_interval: Option<u32>,
+    #[serde(rename = "readiness-health-check-type")]
+    pub readiness_health_check_type: Option<String>,
+    #[serde(rename = "readiness-health-check-http-endpoint")]
+    pub readiness_health_check_http_endpoint: Option<String>,
+    #[serde(rename = "readiness-health-check-invocation-timeout")]
+    pub readiness_health_check_invocation_timeout: Option<u32>,
+    #[serde(rename = "readiness-health-check-interval")]
+    pub readiness_health_check_interval: Option<u32>,
+}
+
+impl Probes {
+    pub fn is_empty(&self) -> bool {
+        *self == Probes::default()
+    }
+
+    /// `other`'s settings where this has none.
+    pub fn or(self, other: &Probes) -> Probes {
+        Probes {
+            health_check_invocation_timeout: self
+                .health_check_invocation_timeout
+                .or(other.health_check_invocation_timeout),
+            health_check_interval: self.health_check_interval.or(other.health_check_interval),
+            readiness_health_check_type: self
+                .readiness_health_check_type
+                .or(other.readiness_health_check_type.clone()),
+            readiness_health_check_http_endpoint: self
+                .readiness_health_check_http_endpoint
+                .or(other.readiness_health_check_http_endpoint.clone()),
+            readiness_health_check_invocation_timeout: self
+                .readiness_health_check_invocation_timeout
+                .or(other.readiness_health_check_invocation_timeout),
+            readiness_health_check_interval: self
+                .readiness_health_check_interval
+                .or(other.readiness_health_check_interval),
+        }
+    }
+
+    /// Into an `apply_manifest` process entry.
+    fn put(&self, v: &mut serde_json::Value) {
+        let mut put = |k: &str, x: serde_json::Value| {
+            v[k] = x;
+        };
+        if let Some(t) = self.health_check_invocation_timeout {
+            put("health-check-invocation-timeout", t.into());
+        }
+        if let Some(t) = self.health_check_interval {
+            put("health-check-interval", t.into());
+        }
+        if let Some(t) = &self.readiness_health_check_type {
+            put("readiness-health-check-type", t.clone().into());
+        }
+        if let Some(e) = &self.readiness_health_check_http_endpoint {
+            put("readiness-health-check-http-endpoint", e.clone().into());
+        }
+        if let Some(t) = self.readiness_health_check_invocation_timeout {
+            put("readiness-health-check-invocation-timeout", t.into());
+        }
+        if let Some(t) = self.readiness_health_check_interval {
+            put("readiness-health-check-interval", t.into());
+        }
+    }
 }
 
 /// One entry of `applications:` (unknown fields are ignored, with a
@@ -62,6 +136,8 @@ pub struct ManifestApp {
     /// staging timeout, which is the platform's.
     pub timeout: Option<u32>,
     pub processes: Option<Vec<ManifestProcess>>,
+    #[serde(flatten)]
+    pub probes: Probes,
 }
 
 /// The fields of an app entry this CLI reads; any other is ignored with a
@@ -84,6 +160,12 @@ const APP_FIELDS: &[&str] = &[
     "health-check-http-endpoint",
     "timeout",
     "processes",
+    "health-check-invocation-timeout",
+    "health-check-interval",
+    "readiness-health-check-type",
+    "readiness-health-check-http-endpoint",
+    "readiness-health-check-invocation-timeout",
+    "readiness-health-check-interval",
 ];
 
 const PROCESS_FIELDS: &[&str] = &[
@@ -95,6 +177,12 @@ const PROCESS_FIELDS: &[&str] = &[
     "health-check-type",
     "health-check-http-endpoint",
     "timeout",
+    "health-check-invocation-timeout",
+    "health-check-interval",
+    "readiness-health-check-type",
+    "readiness-health-check-http-endpoint",
+    "readiness-health-check-invocation-timeout",
+    "readiness-health-check-interval",
 ];
 
 /// The health check types CF v8 accepts.
@@ -142,8 +230,9 @@ pub struct AppPlan {
     pub processes: Vec<ProcessPlan>,
 }
 
-/// A process other than `web` from a manifest's `processes:`.
-#[derive(Debug, Clone, PartialEq)]
+/// A process from a manifest's `processes:` (other than web), or the web
+/// process's probe settings (kind `web`, nothing else set).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcessPlan {
     pub kind: String,
     pub command: Option<String>,
@@ -153,6 +242,7 @@ pub struct ProcessPlan {
     pub health_check_type: Option<String>,
     pub health_check_endpoint: Option<String>,
     pub health_check_timeout: Option<u32>,
+    pub probes: Probes,
 }
 
 impl ProcessPlan {
@@ -183,6 +273,7 @@ impl ProcessPlan {
         if let Some(t) = self.health_check_timeout {
             put("timeout", t.into());
         }
+        self.probes.put(&mut v);
         v
     }
 }
@@ -482,11 +573,22 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
             // open; the others are applied with `apply_manifest`.
             let procs = a.processes.clone().unwrap_or_default();
             let web = procs.iter().find(|p| p.kind == "web").cloned().unwrap_or_default();
-            let processes = procs
+            let mut processes = procs
                 .iter()
                 .filter(|p| p.kind != "web")
                 .map(|p| process_plan(&name, p))
                 .collect::<Result<Vec<_>>>()?;
+            // The web process's probe and readiness settings (app level,
+            // or its entry) also go through `apply_manifest`.
+            let web_probes = web.probes.clone().or(&a.probes);
+            check_probe_types(&web_probes)?;
+            if !web_probes.is_empty() {
+                processes.push(ProcessPlan {
+                    kind: "web".into(),
+                    probes: web_probes,
+                    ..ProcessPlan::default()
+                });
+            }
             let path = match (&flags.path, &a.path) {
                 (Some(p), _) => PathBuf::from(p),
                 (None, Some(p)) => base.join(p),
@@ -555,7 +657,15 @@ fn process_plan(app: &str, p: &ManifestProcess) -> Result<ProcessPlan> {
         health_check_type: health_check_type(p.health_check_type.clone(), false)?,
         health_check_endpoint: p.health_check_http_endpoint.clone(),
         health_check_timeout: p.timeout,
+        probes: {
+            check_probe_types(&p.probes)?;
+            p.probes.clone()
+        },
     })
+}
+
+fn check_probe_types(p: &Probes) -> Result<()> {
+    health_check_type(p.readiness_health_check_type.clone(), false).map(|_| ())
 }
 
 /// A random route host as CF's `--random-route`: the app's host name and

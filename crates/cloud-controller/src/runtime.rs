@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use proto::{
     subjects, FindDropletRequest, FindDropletResponse, HealthCheck, HealthCheckType, Limits,
-    LogMessage, LogSource, LogStream, StartRequest, StopRequest, UpdateRequest,
+    LogMessage, LogSource, LogStream, ReadinessCheck, StartRequest, StopRequest, UpdateRequest,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -160,6 +160,7 @@ impl Ctx {
                 process_type: process_type.clone(),
                 log_guid: log_guid.clone(),
                 task_name: None,
+                readiness: readiness(process),
             };
             tracing::info!(app_id = %app.guid, process_type = %process.kind, index, dea_id = %dea_id, version = %app.version, "starting instance");
             self.publish(subjects::dea_start(dea_id), &req).await;
@@ -398,20 +399,37 @@ fn env_list(app: &App) -> Vec<String> {
         .collect()
 }
 
-fn health_check(p: &Process) -> HealthCheck {
-    let kind = match p.health_check_type.as_str() {
+fn check_type(t: &str) -> HealthCheckType {
+    match t {
         "http" => HealthCheckType::Http,
         "process" | "none" => HealthCheckType::Process,
         _ => HealthCheckType::Port,
-    };
-    HealthCheck {
-        kind,
-        timeout_s: p
-            .health_check_timeout
-            .and_then(|t| u64::try_from(t).ok())
-            .unwrap_or(60),
-        endpoint: p.health_check_endpoint.clone(),
     }
+}
+
+fn seconds(v: Option<i64>) -> Option<u64> {
+    v.and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0)
+}
+
+fn health_check(p: &Process) -> HealthCheck {
+    HealthCheck {
+        kind: check_type(&p.health_check_type),
+        timeout_s: seconds(p.health_check_timeout).unwrap_or(60),
+        endpoint: p.health_check_endpoint.clone(),
+        invocation_timeout_s: seconds(p.health_check_invocation_timeout),
+        interval_s: seconds(p.health_check_interval),
+    }
+}
+
+/// The process's readiness check; none for `process` (CF's default).
+fn readiness(p: &Process) -> Option<ReadinessCheck> {
+    let kind = check_type(&p.readiness_type);
+    (kind != HealthCheckType::Process).then(|| ReadinessCheck {
+        kind,
+        endpoint: p.readiness_endpoint.clone(),
+        invocation_timeout_s: seconds(p.readiness_invocation_timeout),
+        interval_s: seconds(p.readiness_interval),
+    })
 }
 
 /// Crashes counted for the flapping flag are those of the last 10 minutes.
@@ -453,19 +471,38 @@ mod tests {
             HealthCheck {
                 kind: HealthCheckType::Port,
                 timeout_s: 60,
-                endpoint: None
+                endpoint: None,
+                invocation_timeout_s: None,
+                interval_s: None,
             }
         );
+        assert_eq!(readiness(&p), None);
         p.health_check_type = "http".into();
         p.health_check_timeout = Some(5);
         p.health_check_endpoint = Some("/h".into());
+        p.health_check_invocation_timeout = Some(2);
+        p.health_check_interval = Some(0);
         assert_eq!(
             health_check(&p),
             HealthCheck {
                 kind: HealthCheckType::Http,
                 timeout_s: 5,
-                endpoint: Some("/h".into())
+                endpoint: Some("/h".into()),
+                invocation_timeout_s: Some(2),
+                interval_s: None,
             }
+        );
+        p.readiness_type = "http".into();
+        p.readiness_endpoint = Some("/ready".into());
+        p.readiness_interval = Some(3);
+        assert_eq!(
+            readiness(&p),
+            Some(ReadinessCheck {
+                kind: HealthCheckType::Http,
+                endpoint: Some("/ready".into()),
+                invocation_timeout_s: None,
+                interval_s: Some(3),
+            })
         );
     }
 }

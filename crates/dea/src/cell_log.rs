@@ -16,6 +16,12 @@ pub fn created(dea_id: &str, instance_id: &str) -> String {
 
 pub const HEALTH_MONITORING: &str = "Starting health monitoring of container";
 pub const HEALTHY: &str = "Container became healthy";
+/// A running instance failed its liveness check (then it is crashed).
+pub const UNHEALTHY: &str = "Container became unhealthy";
+/// The readiness check passed: the instance is routed.
+pub const READY: &str = "Container became ready";
+/// The readiness check failed: the instance is not routed until it passes.
+pub const NOT_READY: &str = "Container became not ready";
 
 pub fn stopping(instance_id: &str) -> String {
     format!("Stopping instance {instance_id}")

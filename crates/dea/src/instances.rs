@@ -28,6 +28,12 @@ use crate::staging::Stagings;
 use crate::state::Lifecycle;
 use InstanceState::*;
 
+/// How long one health probe may take: the check's invocation timeout
+/// (seconds), 1 s when none is given.
+fn probe_timeout(invocation_timeout_s: Option<u64>) -> Duration {
+    Duration::from_secs(invocation_timeout_s.unwrap_or(1).max(1))
+}
+
 /// Between unregistering an evacuated instance and stopping it.
 const EVACUATION_UNREGISTER_GRACE: Duration = Duration::from_secs(1);
 
@@ -252,12 +258,23 @@ impl Agent {
             .lock()
             .instances
             .values()
-            .filter(|i| matches!(i.life.state, Running | Evacuating))
+            .filter(|i| matches!(i.life.state, Running | Evacuating) && i.ready)
             .cloned()
             .collect();
         for i in list {
             self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
         }
+    }
+
+    /// Marks instance `id` ready or not; its copy when that changed.
+    fn set_ready(&self, id: &str, ready: bool) -> Option<Instance> {
+        let mut reg = self.lock();
+        let i = reg.instances.get_mut(id)?;
+        if i.ready == ready {
+            return None;
+        }
+        i.ready = ready;
+        Some(i.clone())
     }
 
     // ---- start -------------------------------------------------------------
@@ -279,6 +296,7 @@ impl Agent {
             container: None,
             droplet_sha256: req.droplet_sha256.trim().to_ascii_lowercase(),
             task: req.is_task(),
+            ready: req.readiness.is_none(),
         };
         self.lock().instances.insert(id.clone(), inst);
         if let Some(p) = &req.placement_id {
@@ -490,10 +508,10 @@ impl Agent {
         let hc = &req.health_check;
         let limit = Duration::from_secs(hc.timeout_s.max(1));
         let deadline = tokio::time::Instant::now() + limit;
-        let host = self.cfg.host_ip.clone();
         if hc.kind != HealthCheckType::Process {
             self.cell_log(req, LogStream::Stdout, cell_log::HEALTH_MONITORING.into());
         }
+        let invocation = probe_timeout(hc.invocation_timeout_s);
         // Apps usually listen within tens of milliseconds: look again soon,
         // then less and less often.
         let mut pause = Duration::from_millis(5);
@@ -501,50 +519,14 @@ impl Agent {
             if !self.still(id, Starting) {
                 return Ok(());
             }
-            // `None` when healthy, else why not (CF's words).
-            let failure = match hc.kind {
-                HealthCheckType::Process => None,
-                HealthCheckType::Port => {
-                    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-                    match tokio::time::timeout(Duration::from_secs(1), connect).await {
-                        Ok(Ok(_)) => None,
-                        Ok(Err(e)) => Some(cell_log::tcp_failure(port, &cell_log::probe_error(&e))),
-                        Err(_) => Some(cell_log::tcp_failure(port, "timeout")),
-                    }
-                }
-                HealthCheckType::Http => {
-                    let ep = hc.endpoint.as_deref().unwrap_or("/");
-                    let sep = if ep.starts_with('/') { "" } else { "/" };
-                    let url = format!("http://{host}:{port}{sep}{ep}");
-                    let r = self
-                        .http
-                        .get(&url)
-                        .timeout(Duration::from_secs(1))
-                        .send()
-                        .await;
-                    let why = match r {
-                        Ok(resp) if resp.status() == reqwest::StatusCode::OK => None,
-                        Ok(resp) => {
-                            Some(format!("received status code {}", resp.status().as_u16()))
-                        }
-                        Err(e) if e.is_timeout() => Some("timeout".to_string()),
-                        Err(e) if e.is_connect() => Some("connection refused".to_string()),
-                        Err(_) => Some("the request failed".to_string()),
-                    };
-                    why.map(|w| cell_log::http_failure(&format!("{sep}{ep}"), port, &w))
-                }
-            };
-            let Some(why) = failure else {
+            let Some(why) = self
+                .probe(hc.kind, hc.endpoint.as_deref(), port, invocation)
+                .await
+            else {
                 break;
             };
             if tokio::time::Instant::now() >= deadline {
-                self.outbox.log_as(
-                    &req.log_owner(),
-                    LogSource::Health,
-                    Some(req.index),
-                    LogStream::Stderr,
-                    &why,
-                );
+                self.health_log(req, &why);
                 let desc = cell_log::timed_out(limit);
                 self.cell_log(req, LogStream::Stderr, desc.clone());
                 self.crashed(id, None, desc).await;
@@ -557,9 +539,141 @@ impl Agent {
             self.cell_log(req, LogStream::Stdout, cell_log::HEALTHY.into());
         }
         if let Some(i) = self.transition(id, Running) {
-            self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
+            // With a readiness check, routed once it passes (the monitor).
+            if i.ready {
+                self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
+            }
+        }
+        if hc.kind != HealthCheckType::Process || req.readiness.is_some() {
+            let me = self.clone();
+            let (id, req) = (id.to_string(), req.clone());
+            tokio::spawn(async move { me.monitor(&id, &req, port).await });
         }
         Ok(())
+    }
+
+    /// While instance `id` runs: its liveness check every `interval_s`
+    /// (30 s; a failure crashes it, as CF's), and its readiness check every
+    /// readiness `interval_s` (5 s; routed only while it passes).
+    async fn monitor(self: &Arc<Self>, id: &str, req: &StartRequest, port: u16) {
+        let hc = &req.health_check;
+        let live_every = Duration::from_secs(hc.interval_s.unwrap_or(30).max(1));
+        let live_timeout = probe_timeout(hc.invocation_timeout_s);
+        let now = tokio::time::Instant::now();
+        let mut next_live = (hc.kind != HealthCheckType::Process).then_some(now + live_every);
+        let mut next_ready = req.readiness.as_ref().map(|_| now);
+        loop {
+            let wake = match (next_live, next_ready) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return,
+            };
+            tokio::time::sleep_until(wake).await;
+            if !matches!(self.state_of(id), Some(Running | Evacuating)) {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            if let (Some(at), Some(rc)) = (next_ready, req.readiness.as_ref()) {
+                // An evacuating instance keeps its routes as evacuation
+                // decides: readiness acts on running ones only.
+                if now >= at {
+                    if self.state_of(id) == Some(Running) {
+                        let timeout = probe_timeout(rc.invocation_timeout_s);
+                        let failure = self
+                            .probe(rc.kind, rc.endpoint.as_deref(), port, timeout)
+                            .await;
+                        self.readiness_changed(id, req, failure);
+                    }
+                    let every = Duration::from_secs(rc.interval_s.unwrap_or(5).max(1));
+                    next_ready = Some(now + every);
+                }
+            }
+            if let Some(at) = next_live {
+                if now >= at {
+                    if let Some(why) = self
+                        .probe(hc.kind, hc.endpoint.as_deref(), port, live_timeout)
+                        .await
+                    {
+                        if !matches!(self.state_of(id), Some(Running | Evacuating)) {
+                            return;
+                        }
+                        self.health_log(req, &why);
+                        self.cell_log(req, LogStream::Stderr, cell_log::UNHEALTHY.into());
+                        self.crashed(id, None, format!("{}: {why}", cell_log::UNHEALTHY))
+                            .await;
+                        return;
+                    }
+                    next_live = Some(now + live_every);
+                }
+            }
+        }
+    }
+
+    /// A readiness probe's outcome: routes the instance when it becomes
+    /// ready, unroutes it when it stops being ready.
+    fn readiness_changed(&self, id: &str, req: &StartRequest, failure: Option<String>) {
+        let ready = failure.is_none();
+        let Some(i) = self.set_ready(id, ready) else {
+            return;
+        };
+        if ready {
+            self.cell_log(req, LogStream::Stdout, cell_log::READY.into());
+            self.send_route(subjects::ROUTER_REGISTER, &i, i.uris.clone());
+        } else {
+            if let Some(why) = &failure {
+                self.health_log(req, why);
+            }
+            self.cell_log(req, LogStream::Stderr, cell_log::NOT_READY.into());
+            self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
+        }
+    }
+
+    /// A `HEALTH` line (why a probe failed) in the instance's app's log.
+    fn health_log(&self, req: &StartRequest, why: &str) {
+        self.outbox.log_as(
+            &req.log_owner(),
+            LogSource::Health,
+            Some(req.index),
+            LogStream::Stderr,
+            why,
+        );
+    }
+
+    /// One probe of `kind` on `port`: `None` when it passes, else why not
+    /// (CF's words).
+    async fn probe(
+        &self,
+        kind: HealthCheckType,
+        endpoint: Option<&str>,
+        port: u16,
+        timeout: Duration,
+    ) -> Option<String> {
+        let host = self.cfg.host_ip.as_str();
+        match kind {
+            HealthCheckType::Process => None,
+            HealthCheckType::Port => {
+                let connect = tokio::net::TcpStream::connect((host, port));
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(cell_log::tcp_failure(port, &cell_log::probe_error(&e))),
+                    Err(_) => Some(cell_log::tcp_failure(port, "timeout")),
+                }
+            }
+            HealthCheckType::Http => {
+                let ep = endpoint.unwrap_or("/");
+                let sep = if ep.starts_with('/') { "" } else { "/" };
+                let url = format!("http://{host}:{port}{sep}{ep}");
+                let r = self.http.get(&url).timeout(timeout).send().await;
+                let why = match r {
+                    Ok(resp) if resp.status() == reqwest::StatusCode::OK => None,
+                    Ok(resp) => Some(format!("received status code {}", resp.status().as_u16())),
+                    Err(e) if e.is_timeout() => Some("timeout".to_string()),
+                    Err(e) if e.is_connect() => Some("connection refused".to_string()),
+                    Err(_) => Some("the request failed".to_string()),
+                };
+                why.map(|w| cell_log::http_failure(&format!("{sep}{ep}"), port, &w))
+            }
+        }
     }
 
     /// A free host port for an instance; with a backend that maps it into
@@ -851,7 +965,7 @@ impl Agent {
                     .cloned()
                     .collect();
                 i.uris = req.uris.clone();
-                if matches!(i.life.state, Running | Evacuating) {
+                if matches!(i.life.state, Running | Evacuating) && i.ready {
                     changes.push((i.clone(), removed, added));
                 }
             }

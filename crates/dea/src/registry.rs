@@ -31,6 +31,9 @@ pub struct Instance {
     /// A one-off task (`StartRequest::task_name`): left out of heartbeats,
     /// so the health manager neither restarts nor stops it.
     pub task: bool,
+    /// Whether its readiness check passes (always, without one): only a
+    /// ready instance is routed.
+    pub ready: bool,
 }
 
 impl Instance {
@@ -156,6 +159,7 @@ mod tests {
             container: None,
             droplet_sha256: String::new(),
             task: false,
+            ready: true,
         }
     }
 

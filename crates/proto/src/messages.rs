@@ -85,6 +85,8 @@ pub enum HealthCheckType {
     Process,
 }
 
+/// The liveness check: passed within `timeout_s` to start, then probed
+/// every `interval_s` while the instance runs (a failure is a crash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     #[serde(rename = "type", default)]
@@ -92,6 +94,12 @@ pub struct HealthCheck {
     pub timeout_s: u64,
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Seconds one probe may take (CF's `invocation_timeout`); absent: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_timeout_s: Option<u64>,
+    /// Seconds between probes once running; absent: 30 (CF's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<u64>,
 }
 
 impl Default for HealthCheck {
@@ -100,8 +108,26 @@ impl Default for HealthCheck {
             kind: HealthCheckType::Port,
             timeout_s: 60,
             endpoint: None,
+            invocation_timeout_s: None,
+            interval_s: None,
         }
     }
+}
+
+/// The readiness check (CF's `readiness_health_check`): while it fails the
+/// instance is not routed; it never stops the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessCheck {
+    #[serde(rename = "type")]
+    pub kind: HealthCheckType,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Seconds one probe may take; absent: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_timeout_s: Option<u64>,
+    /// Seconds between probes; absent: 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<u64>,
 }
 
 /// `dea.<dea_id>.start`.
@@ -149,6 +175,9 @@ pub struct StartRequest {
     /// and never restarted; it is left out of heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_name: Option<String>,
+    /// The readiness check; absent: none (routed once live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ReadinessCheck>,
 }
 
 impl StartRequest {
@@ -527,6 +556,8 @@ mod tests {
                 kind: HealthCheckType::Http,
                 timeout_s: 10,
                 endpoint: Some("/h".into()),
+                invocation_timeout_s: Some(2),
+                interval_s: Some(10),
             },
             start_command: "./run".into(),
             stack: "host".into(),
@@ -536,6 +567,12 @@ mod tests {
             process_type: Some("worker".into()),
             log_guid: Some("app".into()),
             task_name: None,
+            readiness: Some(ReadinessCheck {
+                kind: HealthCheckType::Http,
+                endpoint: Some("/ready".into()),
+                invocation_timeout_s: None,
+                interval_s: Some(2),
+            }),
         });
         round_trip(&EgressUpdate {
             app_id: "a".into(),

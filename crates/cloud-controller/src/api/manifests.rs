@@ -57,6 +57,18 @@ struct ProcessFields {
     health_check_type: Option<String>,
     #[serde(rename = "health-check-http-endpoint")]
     health_check_http_endpoint: Option<String>,
+    #[serde(rename = "health-check-invocation-timeout")]
+    health_check_invocation_timeout: Option<i64>,
+    #[serde(rename = "health-check-interval")]
+    health_check_interval: Option<i64>,
+    #[serde(rename = "readiness-health-check-type")]
+    readiness_type: Option<String>,
+    #[serde(rename = "readiness-health-check-http-endpoint")]
+    readiness_endpoint: Option<String>,
+    #[serde(rename = "readiness-health-check-invocation-timeout")]
+    readiness_invocation_timeout: Option<i64>,
+    #[serde(rename = "readiness-health-check-interval")]
+    readiness_interval: Option<i64>,
     timeout: Option<i64>,
 }
 
@@ -175,6 +187,37 @@ fn change(kind: &str, p: &ProcessFields) -> Result<Change, String> {
     if let Some(e) = &p.health_check_http_endpoint {
         data.insert("endpoint".into(), json!(e));
     }
+    if let Some(t) = p.health_check_invocation_timeout {
+        data.insert("invocation_timeout".into(), json!(t));
+    }
+    if let Some(t) = p.health_check_interval {
+        data.insert("interval".into(), json!(t));
+    }
+    let mut ready = Map::new();
+    if let Some(e) = &p.readiness_endpoint {
+        ready.insert("endpoint".into(), json!(e));
+    }
+    if let Some(t) = p.readiness_invocation_timeout {
+        ready.insert("invocation_timeout".into(), json!(t));
+    }
+    if let Some(t) = p.readiness_interval {
+        ready.insert("interval".into(), json!(t));
+    }
+    match (&p.readiness_type, ready.is_empty()) {
+        (Some(t), _) => {
+            update.insert(
+                "readiness_health_check".into(),
+                json!({"type": t, "data": Value::Object(ready)}),
+            );
+        }
+        (None, false) => {
+            update.insert(
+                "readiness_health_check".into(),
+                json!({ "data": Value::Object(ready) }),
+            );
+        }
+        (None, true) => {}
+    }
     match (&p.health_check_type, data.is_empty()) {
         (Some(t), _) => {
             // CF v8 accepts `none` for `process`.
@@ -292,6 +335,20 @@ mod tests {
         assert_eq!(
             changes[1].update["health_check"],
             json!({"type": "process", "data": {"timeout": 5}})
+        );
+    }
+
+    #[test]
+    fn readiness_and_probe_settings_become_process_fields() {
+        let p = plan(b"applications:\n- name: a\n  health-check-invocation-timeout: 3\n  health-check-interval: 10\n  readiness-health-check-type: http\n  readiness-health-check-http-endpoint: /ready\n  readiness-health-check-interval: 2\n").expect("plan");
+        let web = &p[0].1[0];
+        assert_eq!(
+            web.update["health_check"],
+            json!({"data": {"invocation_timeout": 3, "interval": 10}})
+        );
+        assert_eq!(
+            web.update["readiness_health_check"],
+            json!({"type": "http", "data": {"endpoint": "/ready", "interval": 2}})
         );
     }
 

@@ -57,9 +57,13 @@ async fn present(ctx: &Ctx, base: &BaseUrl, p: &Process) -> ApiResult<Value> {
         "disk_in_mb": p.disk_in_mb,
         "log_rate_limit_in_bytes_per_second": -1,
         "health_check": {"type": p.health_check_type, "data": {
-            "timeout": p.health_check_timeout, "invocation_timeout": null, "endpoint": p.health_check_endpoint,
+            "timeout": p.health_check_timeout, "invocation_timeout": p.health_check_invocation_timeout,
+            "interval": p.health_check_interval, "endpoint": p.health_check_endpoint,
         }},
-        "readiness_health_check": {"type": "process", "data": {"invocation_timeout": null, "interval": null}},
+        "readiness_health_check": {"type": p.readiness_type, "data": {
+            "invocation_timeout": p.readiness_invocation_timeout, "interval": p.readiness_interval,
+            "endpoint": p.readiness_endpoint,
+        }},
         "relationships": {"app": rel(&p.app_guid), "revision": {"data": null}},
         "metadata": metadata(),
         "created_at": p.created_at,
@@ -143,6 +147,32 @@ async fn show_for_app(
     Ok(Json(present(&ctx, &base, &p).await?))
 }
 
+/// CF's `maximum_health_check_timeout` (the start timeout, `-t`).
+const MAX_HEALTH_CHECK_TIMEOUT: i64 = 180;
+
+/// `port`, `process` or `http` (and `none`, CF's old word for `process`).
+fn check_type(t: &Value, what: &str) -> ApiResult<String> {
+    match t.as_str() {
+        Some(t @ ("port" | "process" | "http")) => Ok(t.to_string()),
+        Some("none") => Ok("process".into()),
+        _ => Err(ApiError::Unprocessable(format!(
+            "{what} must be \"port\", \"process\", or \"http\""
+        ))),
+    }
+}
+
+/// A positive number of seconds, or null (the default).
+fn seconds(v: &Value, what: &str) -> ApiResult<Option<i64>> {
+    match v {
+        Value::Null => Ok(None),
+        t => {
+            t.as_i64().filter(|n| *n >= 1).map(Some).ok_or_else(|| {
+                ApiError::Unprocessable(format!("{what} must be a positive integer"))
+            })
+        }
+    }
+}
+
 pub(super) async fn do_update(
     ctx: &Ctx,
     actor: &Actor,
@@ -160,25 +190,24 @@ pub(super) async fn do_update(
     }
     if let Some(hc) = v.get("health_check") {
         if let Some(t) = hc.get("type") {
-            match t.as_str() {
-                Some(t @ ("port" | "process" | "http")) => p.health_check_type = t.to_string(),
-                _ => {
-                    return Err(ApiError::Unprocessable(
-                        "Health check type must be \"port\", \"process\", or \"http\"".into(),
-                    ))
-                }
-            }
+            p.health_check_type = check_type(t, "Health check type")?;
         }
         if let Some(data) = hc.get("data") {
             if let Some(t) = data.get("timeout") {
-                p.health_check_timeout = match t {
-                    Value::Null => None,
-                    t => Some(t.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
-                        ApiError::Unprocessable(
-                            "Health check timeout must be a positive integer".into(),
-                        )
-                    })?),
-                };
+                p.health_check_timeout = seconds(t, "Health check timeout")?;
+                if p.health_check_timeout
+                    .is_some_and(|t| t > MAX_HEALTH_CHECK_TIMEOUT)
+                {
+                    return Err(ApiError::Unprocessable(format!(
+                        "Health check timeout must be less than or equal to {MAX_HEALTH_CHECK_TIMEOUT}"
+                    )));
+                }
+            }
+            if let Some(t) = data.get("invocation_timeout") {
+                p.health_check_invocation_timeout = seconds(t, "Health check invocation timeout")?;
+            }
+            if let Some(t) = data.get("interval") {
+                p.health_check_interval = seconds(t, "Health check interval")?;
             }
             if let Some(e) = data.get("endpoint") {
                 p.health_check_endpoint = e.as_str().map(str::to_string);
@@ -186,6 +215,26 @@ pub(super) async fn do_update(
         }
         if p.health_check_type != "http" {
             p.health_check_endpoint = None;
+        }
+    }
+    if let Some(rc) = v.get("readiness_health_check") {
+        if let Some(t) = rc.get("type") {
+            p.readiness_type = check_type(t, "Readiness health check type")?;
+        }
+        if let Some(data) = rc.get("data") {
+            if let Some(t) = data.get("invocation_timeout") {
+                p.readiness_invocation_timeout =
+                    seconds(t, "Readiness health check invocation timeout")?;
+            }
+            if let Some(t) = data.get("interval") {
+                p.readiness_interval = seconds(t, "Readiness health check interval")?;
+            }
+            if let Some(e) = data.get("endpoint") {
+                p.readiness_endpoint = e.as_str().map(str::to_string);
+            }
+        }
+        if p.readiness_type != "http" {
+            p.readiness_endpoint = None;
         }
     }
     let p = ctx.store.update_process(&p).await?;

@@ -116,7 +116,10 @@ pub struct Store {
 }
 
 const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at";
-const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
+/// The columns a new process row is written with (the health-check
+/// columns of 0008 take their defaults).
+const PROC_INSERT_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
+const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval";
 /// A new app's memory when the controller's config does not say
 /// (`default_app_memory_mb`; CF's default, 1G).
 pub const DEFAULT_APP_MEMORY_MB: u64 = 1024;
@@ -265,7 +268,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| unique(e, format!("App with the name '{name}'")))?;
-        sqlx::query(&format!("INSERT INTO processes ({PROC_COLS}) VALUES ($1, $2, 'web', NULL, 1, $4, 1024, 'port', NULL, NULL, $3, $3)"))
+        sqlx::query(&format!("INSERT INTO processes ({PROC_INSERT_COLS}) VALUES ($1, $2, 'web', NULL, 1, $4, 1024, 'port', NULL, NULL, $3, $3)"))
             .bind(new_guid())
             .bind(app.guid.clone())
             .bind(t)
@@ -455,8 +458,9 @@ impl Store {
             health_check_endpoint: None,
             created_at: t.clone(),
             updated_at: t,
+            ..Process::defaults()
         };
-        sqlx::query(&format!("INSERT INTO processes ({PROC_COLS}) VALUES ($1, $2, $3, NULL, 0, $4, $5, 'process', NULL, NULL, $6, $6) ON CONFLICT (app_guid, type) DO NOTHING"))
+        sqlx::query(&format!("INSERT INTO processes ({PROC_INSERT_COLS}) VALUES ($1, $2, $3, NULL, 0, $4, $5, 'process', NULL, NULL, $6, $6) ON CONFLICT (app_guid, type) DO NOTHING"))
             .bind(p.guid.clone())
             .bind(p.app_guid.clone())
             .bind(p.kind.clone())
@@ -495,7 +499,7 @@ impl Store {
     pub async fn update_process(&self, p: &Process) -> Result<Process> {
         let mut p = p.clone();
         p.updated_at = now();
-        sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8 WHERE guid = $9")
+        sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8, health_check_invocation_timeout = $10, health_check_interval = $11, readiness_type = $12, readiness_endpoint = $13, readiness_invocation_timeout = $14, readiness_interval = $15 WHERE guid = $9")
             .bind(p.command.clone())
             .bind(p.instances)
             .bind(p.memory_in_mb)
@@ -505,6 +509,12 @@ impl Store {
             .bind(p.health_check_endpoint.clone())
             .bind(p.updated_at.clone())
             .bind(p.guid.clone())
+            .bind(p.health_check_invocation_timeout)
+            .bind(p.health_check_interval)
+            .bind(p.readiness_type.clone())
+            .bind(p.readiness_endpoint.clone())
+            .bind(p.readiness_invocation_timeout)
+            .bind(p.readiness_interval)
             .execute(&self.pool)
             .await?;
         Ok(p)

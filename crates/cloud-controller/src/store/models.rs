@@ -115,9 +115,43 @@ pub struct Process {
     pub health_check_endpoint: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Seconds one liveness probe may take (CF's `invocation_timeout`).
+    pub health_check_invocation_timeout: Option<i64>,
+    /// Seconds between liveness probes once the instance runs.
+    pub health_check_interval: Option<i64>,
+    /// The readiness check: `process` (none), `port` or `http`.
+    pub readiness_type: String,
+    pub readiness_endpoint: Option<String>,
+    pub readiness_invocation_timeout: Option<i64>,
+    pub readiness_interval: Option<i64>,
 }
 
 impl Process {
+    /// The health-check fields' defaults (no invocation timeout or interval
+    /// given, no readiness check), for building a new process.
+    pub fn defaults() -> Process {
+        Process {
+            guid: String::new(),
+            app_guid: String::new(),
+            kind: String::new(),
+            command: None,
+            instances: 0,
+            memory_in_mb: 0,
+            disk_in_mb: 0,
+            health_check_type: "port".into(),
+            health_check_timeout: None,
+            health_check_endpoint: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            health_check_invocation_timeout: None,
+            health_check_interval: None,
+            readiness_type: "process".into(),
+            readiness_endpoint: None,
+            readiness_invocation_timeout: None,
+            readiness_interval: None,
+        }
+    }
+
     /// The id its instances have on the bus (DEAs, health manager): the
     /// app's guid for the web process (as CF's web process guid is its
     /// app's), the process guid for any other type.
@@ -151,6 +185,7 @@ impl Process {
             health_check_endpoint: None,
             created_at: String::new(),
             updated_at: String::new(),
+            ..Process::defaults()
         }
     }
 }

@@ -92,6 +92,7 @@ pub async fn start(ctx: &Ctx, app: &App, task: &Task) -> Result<Task, StoreError
         process_type: None,
         log_guid: Some(app.guid.clone()),
         task_name: Some(task.name.clone()),
+        readiness: None,
     };
     tracing::info!(task = %task.guid, app_id = %app.guid, dea_id = %dea_id, "starting task");
     ctx.publish(subjects::dea_start(&dea_id), &req).await;

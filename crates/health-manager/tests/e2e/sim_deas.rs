@@ -138,6 +138,7 @@ async fn keeps_three_instances_over_sim_deas_and_heals_a_lost_one() {
                     process_type: None,
                     log_guid: None,
                     task_name: None,
+                    readiness: None,
                 };
                 let _ = cc_bus.publish(subjects::dea_start(&target), &req).await;
             }

@@ -11,6 +11,7 @@ mod cli_tasks;
 mod cli_terminal;
 mod containers;
 mod faults;
+mod health_checks;
 mod platform;
 mod staging;
 mod static_java;

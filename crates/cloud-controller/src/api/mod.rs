@@ -1,5 +1,6 @@
 //! The HTTP API: CF v3 resources (one file each), tokens and the internal API.
 
+mod admin;
 mod apps;
 mod audit;
 pub mod buildpacks;
@@ -43,6 +44,7 @@ use crate::error::{ApiError, ApiResult};
 /// The public API (CF v3, tokens, UAA); `/internal/*` is not here.
 pub fn router(ctx: Ctx) -> Router {
     let v3 = Router::new()
+        .merge(admin::routes())
         .merge(orgs::routes())
         .merge(spaces::routes())
         .merge(manifests::routes())

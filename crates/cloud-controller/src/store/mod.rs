@@ -5,6 +5,7 @@
 mod buildpacks;
 mod builds;
 mod gc;
+mod keys;
 mod locate;
 mod models;
 mod orgs;
@@ -17,6 +18,7 @@ mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use gc::{BlobVersion, BlobVersions};
+pub use keys::{SigningKeyRow, LEGACY_KID};
 pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};

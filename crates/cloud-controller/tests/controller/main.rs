@@ -11,4 +11,5 @@ mod security_groups;
 mod store;
 mod support;
 mod tenancy;
+mod token_keys;
 mod uploads;

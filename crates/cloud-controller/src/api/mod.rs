@@ -218,6 +218,13 @@ impl PageReq {
     pub fn offset(&self) -> usize {
         (self.page - 1).saturating_mul(self.per_page)
     }
+    /// The rows of this page, for a store `*_page` query.
+    pub fn window(&self) -> crate::store::Window {
+        crate::store::Window {
+            limit: self.per_page,
+            offset: self.offset(),
+        }
+    }
 }
 
 /// CF pagination over an in-memory list, with absolute hrefs that keep the filters.

@@ -5,6 +5,7 @@ mod blob_gc;
 mod buildpacks;
 mod e2e;
 mod logins;
+mod paging;
 mod permissions;
 mod resources;
 mod security_groups;

@@ -23,7 +23,9 @@ pub use keys::{SigningKeyRow, LEGACY_KID};
 pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
-pub use pages::{EventFilter, Order, OrgFilter, RouteFilter, SpaceFilter, Window};
+pub use pages::{
+    DomainFilter, EventFilter, Order, OrgFilter, RouteFilter, SpaceFilter, UserFilter, Window,
+};
 pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};

@@ -5,7 +5,8 @@ use super::{new_guid, now, unique, Domain, Organization, Result, Space, Store, S
 pub(super) const ORG_COLS: &str = "guid, name, created_at, updated_at, quota_guid, suspended";
 pub(super) const SPACE_COLS: &str =
     "guid, name, organization_guid, created_at, updated_at, quota_guid";
-const DOMAIN_COLS: &str = "guid, name, internal, created_at, updated_at, organization_guid";
+pub(super) const DOMAIN_COLS: &str =
+    "guid, name, internal, created_at, updated_at, organization_guid";
 
 /// The scopes an admin holds beyond every user's.
 pub const ADMIN_GROUPS: &str = "cloud_controller.admin scim.read scim.write uaa.admin";

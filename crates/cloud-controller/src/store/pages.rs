@@ -6,10 +6,10 @@
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
-use super::orgs::{ORG_COLS, SPACE_COLS};
+use super::orgs::{DOMAIN_COLS, ORG_COLS, SPACE_COLS};
 use super::{
-    push_in, readable_space_clause, AuditEvent, Organization, Result, Route, Space, SpaceScope,
-    Store, EVENT_COLS, ROUTE_COLS,
+    push_in, readable_space_clause, AuditEvent, CcUser, Domain, Organization, Result, Route, Space,
+    SpaceScope, Store, EVENT_COLS, ROUTE_COLS,
 };
 
 /// A `WHERE` condition and its bound values (`$1`...).
@@ -68,7 +68,7 @@ impl Order {
         descending: false,
     };
 
-    fn sql(&self) -> String {
+    pub(super) fn sql(&self) -> String {
         if self.descending {
             format!("{} DESC, guid DESC", self.column)
         } else {
@@ -127,6 +127,25 @@ pub struct RouteFilter {
     pub scope: SpaceScope,
 }
 
+/// `GET /v3/users` filters; `visible_to`: only this user and the users
+/// of its orgs (`None`: every user).
+#[derive(Debug, Clone)]
+pub struct UserFilter {
+    pub usernames: Option<Vec<String>>,
+    pub origins: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+    pub visible_to: Option<String>,
+}
+
+/// `GET /v3/domains` filters; `member`: only the shared domains and those
+/// the orgs this user holds a role in own or were given (`None`: every
+/// domain).
+#[derive(Debug, Clone)]
+pub struct DomainFilter {
+    pub names: Option<Vec<String>>,
+    pub member: Option<String>,
+}
+
 /// ` AND col IN (SELECT pick FROM table WHERE by IN (...))` for a list
 /// filter on a related table (`None`: any; empty: none).
 fn any_via(w: &mut Where, col: &str, sub: (&str, &str, &str), vals: &Option<Vec<String>>) {
@@ -151,7 +170,7 @@ impl Store {
         cols: &str,
         table: &str,
         w: &Where,
-        order: Order,
+        order: &str,
         win: Window,
     ) -> Result<(usize, Vec<T>)>
     where
@@ -172,9 +191,8 @@ impl Store {
         let rows = self
             .all(
                 &format!(
-                    "SELECT {cols} FROM {table} WHERE {} ORDER BY {} LIMIT {} OFFSET {offset}",
+                    "SELECT {cols} FROM {table} WHERE {} ORDER BY {order} LIMIT {} OFFSET {offset}",
                     w.cond,
-                    order.sql(),
                     win.limit.min(5000),
                 ),
                 &refs,
@@ -202,7 +220,7 @@ impl Store {
                 readable_space_clause("space_guid", &u)
             ));
         }
-        self.page(EVENT_COLS, "audit_events", &w, f.order, win)
+        self.page(EVENT_COLS, "audit_events", &w, &f.order.sql(), win)
             .await
     }
 
@@ -220,7 +238,7 @@ impl Store {
                 "guid IN (SELECT organization_guid FROM roles WHERE user_guid = {u})"
             ));
         }
-        self.page(ORG_COLS, "organizations", &w, Order::CREATED, win)
+        self.page(ORG_COLS, "organizations", &w, &Order::CREATED.sql(), win)
             .await
     }
 
@@ -235,7 +253,7 @@ impl Store {
             let u = w.param(user);
             w.and(&readable_space_clause("guid", &u));
         }
-        self.page(SPACE_COLS, "spaces", &w, Order::CREATED, win)
+        self.page(SPACE_COLS, "spaces", &w, &Order::CREATED.sql(), win)
             .await
     }
 
@@ -262,7 +280,50 @@ impl Store {
             let u = w.param(user);
             w.and(&readable_space_clause("space_guid", &u));
         }
-        self.page(ROUTE_COLS, "routes", &w, Order::CREATED, win)
+        self.page(ROUTE_COLS, "routes", &w, &Order::CREATED.sql(), win)
+            .await
+    }
+
+    /// Controller users matching `f`, in creation order, with their UAA
+    /// name and origin (a user without a UAA record matches no name or
+    /// origin filter).
+    pub async fn cc_users_page(&self, f: &UserFilter, win: Window) -> Result<(usize, Vec<CcUser>)> {
+        let mut w = Where::new();
+        w.any_of("u.username", &f.usernames)
+            .any_of("u.origin", &f.origins)
+            .any_of("c.guid", &f.guids);
+        if let Some(me) = &f.visible_to {
+            let me = w.param(me);
+            w.and(&format!(
+                "c.guid = {me} OR c.guid IN (SELECT r.user_guid FROM roles r WHERE r.organization_guid IN (SELECT organization_guid FROM roles WHERE user_guid = {me}))"
+            ));
+        }
+        self.page(
+            "c.guid, c.created_at, c.updated_at, u.username, u.origin",
+            "cc_users c LEFT JOIN users u ON u.guid = c.guid",
+            &w,
+            "c.created_at, c.guid",
+            win,
+        )
+        .await
+    }
+
+    /// Domains matching `f`, in creation order.
+    pub async fn domains_page(
+        &self,
+        f: &DomainFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Domain>)> {
+        let mut w = Where::new();
+        w.any_of("name", &f.names);
+        if let Some(me) = &f.member {
+            let me = w.param(me);
+            let orgs = format!("SELECT organization_guid FROM roles WHERE user_guid = {me}");
+            w.and(&format!(
+                "organization_guid IS NULL OR organization_guid IN ({orgs}) OR guid IN (SELECT domain_guid FROM domain_shares WHERE organization_guid IN ({orgs}))"
+            ));
+        }
+        self.page(DOMAIN_COLS, "domains", &w, &Order::CREATED.sql(), win)
             .await
     }
 }

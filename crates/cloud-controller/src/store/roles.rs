@@ -123,8 +123,14 @@ impl Store {
 
     /// One page of the roles matching the filter, and how many match.
     pub async fn roles_page(&self, f: &RoleFilter, win: Window) -> Result<(usize, Vec<Role>)> {
-        self.page(ROLE_COLS, "roles", &f.condition(), Order::CREATED, win)
-            .await
+        self.page(
+            ROLE_COLS,
+            "roles",
+            &f.condition(),
+            &Order::CREATED.sql(),
+            win,
+        )
+        .await
     }
 
     pub async fn delete_role(&self, guid: &str) -> Result<()> {

@@ -1,5 +1,5 @@
 //! Lists paged in SQL (issue 13, item 5): audit events, organizations,
-//! spaces and routes, walked page by page with filters, as an admin and as
+//! spaces, routes, roles, users and domains, walked page by page with filters, as an admin and as
 //! a user who reads only some spaces, on SQLite and Postgres. The expected
 //! lists come from the fixtures, not from the code under test.
 
@@ -409,6 +409,7 @@ async fn lists(db: Option<String>) {
     .await;
     assert_eq!(guids(&got), route_guids(&|r| r.2 < 2));
     roles(&a, &w, &pat_token).await;
+    users_and_domains(&a, &w, &pat_token).await;
     for empty in ["app_guids=", "paths=", "organization_guids="] {
         let r = a
             .call(Method::GET, &format!("/v3/routes?{empty}"), None)
@@ -471,6 +472,127 @@ async fn roles(a: &Api, w: &World, pat_token: &str) {
         r.body["included"]["organizations"].as_array().map(Vec::len),
         Some(2)
     );
+}
+
+async fn users_and_domains(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // Users u0..u4 with controller records; u0, u2 and u3 in org A.
+    st.add_cc_user(&w.pat).await.expect("cc user");
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let u = st.create_user(&format!("u{i}"), "pw").await.expect("user");
+        st.add_cc_user(&u.guid).await.expect("cc user");
+        if [0, 2, 3].contains(&i) {
+            st.create_role("organization_user", &u.guid, &w.org_a, "")
+                .await
+                .expect("role");
+        }
+        users.push(u.guid);
+    }
+    let got = walk(
+        a,
+        &admin,
+        "/v3/users?per_page=2&usernames=u0,u1,u2,u3,u4,nobody",
+    )
+    .await;
+    assert_eq!(guids(&got), users);
+    assert_eq!(got[1]["username"], "u1");
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/users?per_page=2&origins=uaa&guids={},{},{},{}",
+            users[4], users[1], users[3], w.pat
+        ),
+    )
+    .await;
+    assert_eq!(
+        guids(&got),
+        strs(&[&w.pat, &users[1], &users[3], &users[4]])
+    );
+    // Pat sees itself and the users of its orgs.
+    let got = walk(a, pat_token, "/v3/users?per_page=2").await;
+    assert_eq!(
+        guids(&got),
+        strs(&[&w.pat, &users[0], &users[2], &users[3]])
+    );
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/users/{}", users[1]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/users/{}", users[2]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["username"], "u2");
+    let r = a.call(Method::GET, "/v3/users?origins=", None).await;
+    assert_eq!(r.body["pagination"]["total_results"], 0);
+
+    // Domains: a shared one, two of org A, one of o1 shared with o2, one
+    // of o3 (not pat's).
+    let apps = st
+        .domain_by_name("localhost")
+        .await
+        .expect("domain")
+        .expect("apps domain")
+        .guid;
+    let shared = st
+        .create_domain("s-d1.test", false, None)
+        .await
+        .expect("d")
+        .guid;
+    let a1 = st
+        .create_domain("d-a1.test", false, Some(&w.org_a))
+        .await
+        .expect("d")
+        .guid;
+    let a2 = st
+        .create_domain("d-a2.test", false, Some(&w.org_a))
+        .await
+        .expect("d")
+        .guid;
+    let o1 = st
+        .create_domain("d-o1.test", false, Some(&w.orgs[1]))
+        .await
+        .expect("d")
+        .guid;
+    st.share_domain(&o1, &w.orgs[2]).await.expect("share");
+    let o3 = st
+        .create_domain("d-o3.test", false, Some(&w.orgs[3]))
+        .await
+        .expect("d")
+        .guid;
+    let got = walk(a, pat_token, "/v3/domains?per_page=2").await;
+    assert_eq!(guids(&got), strs(&[&apps, &shared, &a1, &a2, &o1]));
+    assert_eq!(
+        got[4]["relationships"]["shared_organizations"]["data"][0]["guid"],
+        w.orgs[2].as_str()
+    );
+    let got = walk(
+        a,
+        &admin,
+        "/v3/domains?per_page=2&names=d-o3.test,d-a1.test,s-d1.test,d-o1.test",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&shared, &a1, &o1, &o3]));
+    let got = walk(
+        a,
+        pat_token,
+        "/v3/domains?per_page=1&names=d-o3.test,d-a2.test,d-o1.test",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a2, &o1]));
 }
 
 #[tokio::test]

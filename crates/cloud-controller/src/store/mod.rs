@@ -24,7 +24,8 @@ pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
 pub use pages::{
-    DomainFilter, EventFilter, Order, OrgFilter, RouteFilter, SpaceFilter, UserFilter, Window,
+    BuildFilter, DomainFilter, EventFilter, Order, OrgFilter, PackageFilter, RouteFilter,
+    SpaceFilter, UserFilter, Window,
 };
 pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use roles::{Role, RoleFilter};

@@ -8,8 +8,8 @@ use sqlx::FromRow;
 
 use super::orgs::{DOMAIN_COLS, ORG_COLS, SPACE_COLS};
 use super::{
-    push_in, readable_space_clause, AuditEvent, CcUser, Domain, Organization, Result, Route, Space,
-    SpaceScope, Store, EVENT_COLS, ROUTE_COLS,
+    push_in, readable_space_clause, AuditEvent, Build, CcUser, Domain, Organization, Package,
+    Result, Route, Space, SpaceScope, Store, BUILD_COLS, EVENT_COLS, PKG_COLS, ROUTE_COLS,
 };
 
 /// A `WHERE` condition and its bound values (`$1`...).
@@ -144,6 +144,25 @@ pub struct UserFilter {
 pub struct DomainFilter {
     pub names: Option<Vec<String>>,
     pub member: Option<String>,
+}
+
+/// `GET /v3/builds` and `/v3/apps/:guid/builds` filters and the caller's
+/// scope.
+#[derive(Debug, Clone)]
+pub struct BuildFilter {
+    /// The app of `/v3/apps/:guid/builds`.
+    pub app: Option<String>,
+    pub app_guids: Option<Vec<String>>,
+    pub states: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+    pub scope: SpaceScope,
+}
+
+/// `GET /v3/packages` filters and the caller's scope.
+#[derive(Debug, Clone)]
+pub struct PackageFilter {
+    pub app_guids: Option<Vec<String>>,
+    pub scope: SpaceScope,
 }
 
 /// ` AND col IN (SELECT pick FROM table WHERE by IN (...))` for a list
@@ -325,5 +344,50 @@ impl Store {
         }
         self.page(DOMAIN_COLS, "domains", &w, &Order::CREATED.sql(), win)
             .await
+    }
+
+    /// Builds matching `f` of apps in readable spaces, oldest first.
+    pub async fn builds_page(&self, f: &BuildFilter, win: Window) -> Result<(usize, Vec<Build>)> {
+        let mut w = Where::new();
+        if let Some(app) = &f.app {
+            let a = w.param(app);
+            w.and(&format!("app_guid = {a}"));
+        }
+        w.any_of("app_guid", &f.app_guids)
+            .any_of("state", &f.states)
+            .any_of("guid", &f.guids);
+        if let SpaceScope::ReadableBy(user) = &f.scope {
+            let u = w.param(user);
+            w.and(&format!(
+                "app_guid IN (SELECT guid FROM apps WHERE {})",
+                readable_space_clause("space_guid", &u)
+            ));
+        }
+        self.page(BUILD_COLS, "builds", &w, &Order::CREATED.sql(), win)
+            .await
+    }
+
+    /// Packages of the apps matching `f` in readable spaces: by app (in
+    /// the apps' creation order), then oldest first.
+    pub async fn packages_page(
+        &self,
+        f: &PackageFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Package>)> {
+        let mut w = Where::new();
+        w.any_of("p.app_guid", &f.app_guids);
+        if let SpaceScope::ReadableBy(user) = &f.scope {
+            let u = w.param(user);
+            w.and(&readable_space_clause("a.space_guid", &u));
+        }
+        let cols: Vec<String> = PKG_COLS.split(", ").map(|c| format!("p.{c}")).collect();
+        self.page(
+            &cols.join(", "),
+            "packages p JOIN apps a ON a.guid = p.app_guid",
+            &w,
+            "a.created_at, a.guid, p.created_at, p.guid",
+            win,
+        )
+        .await
     }
 }

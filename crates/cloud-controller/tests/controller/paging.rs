@@ -1,5 +1,5 @@
 //! Lists paged in SQL (issue 13, item 5): audit events, organizations,
-//! spaces, routes, roles, users and domains, walked page by page with filters, as an admin and as
+//! spaces, routes, roles, users, domains, packages and builds, walked page by page with filters, as an admin and as
 //! a user who reads only some spaces, on SQLite and Postgres. The expected
 //! lists come from the fixtures, not from the code under test.
 
@@ -410,6 +410,7 @@ async fn lists(db: Option<String>) {
     assert_eq!(guids(&got), route_guids(&|r| r.2 < 2));
     roles(&a, &w, &pat_token).await;
     users_and_domains(&a, &w, &pat_token).await;
+    packages_and_builds(&a, &w, &pat_token).await;
     for empty in ["app_guids=", "paths=", "organization_guids="] {
         let r = a
             .call(Method::GET, &format!("/v3/routes?{empty}"), None)
@@ -593,6 +594,108 @@ async fn users_and_domains(a: &Api, w: &World, pat_token: &str) {
     )
     .await;
     assert_eq!(guids(&got), strs(&[&a2, &o1]));
+}
+
+async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // Apps: `web` in s1 (pat reads), app2 in s2 (pat reads), app3 in s3.
+    let app2 = st
+        .create_app("app2", &w.s[1], None, "host", "{}")
+        .await
+        .expect("app")
+        .guid;
+    let app3 = st
+        .create_app("app3", &w.s[2], None, "host", "{}")
+        .await
+        .expect("app")
+        .guid;
+    let apps = [w.app.clone(), app2.clone(), app3.clone()];
+    // Two packages and two builds per app, made in rounds.
+    let mut packages: Vec<(usize, String)> = Vec::new();
+    let mut builds: Vec<(usize, String)> = Vec::new();
+    for _ in 0..2 {
+        for (i, app) in apps.iter().enumerate() {
+            let p = st.create_package(app).await.expect("package");
+            let b = st
+                .create_build(app, &p.guid, "system", "system")
+                .await
+                .expect("build");
+            // Settled at once (no DEA here): FAILED, whoever ends it.
+            st.fail_build(&b.guid, "StagingError", "test")
+                .await
+                .expect("fail");
+            packages.push((i, p.guid));
+            builds.push((i, b.guid));
+        }
+    }
+    // Packages: grouped by app in the apps' creation order, oldest first.
+    let by_app = |keep: &[usize]| -> Vec<String> {
+        let mut v = Vec::new();
+        for i in keep {
+            v.extend(packages.iter().filter(|p| p.0 == *i).map(|p| p.1.clone()));
+        }
+        v
+    };
+    let got = walk(a, pat_token, "/v3/packages?per_page=2").await;
+    assert_eq!(guids(&got), by_app(&[0, 1]));
+    let got = walk(
+        a,
+        &admin,
+        &format!("/v3/packages?per_page=2&app_guids={app3},{}", w.app),
+    )
+    .await;
+    assert_eq!(guids(&got), by_app(&[0, 2]));
+    let got = walk(
+        a,
+        pat_token,
+        &format!("/v3/packages?per_page=1&app_guids={app3},{app2}"),
+    )
+    .await;
+    assert_eq!(guids(&got), by_app(&[1]));
+
+    // Builds: oldest first.
+    let of = |keep: &[usize]| -> Vec<String> {
+        builds
+            .iter()
+            .filter(|b| keep.contains(&b.0))
+            .map(|b| b.1.clone())
+            .collect()
+    };
+    let got = walk(a, pat_token, "/v3/builds?per_page=2&states=FAILED").await;
+    assert_eq!(guids(&got), of(&[0, 1]));
+    let got = walk(
+        a,
+        &admin,
+        &format!("/v3/builds?per_page=2&app_guids={app2},{app3}&states=STAGED,FAILED"),
+    )
+    .await;
+    assert_eq!(guids(&got), of(&[1, 2]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/apps/{app3}/builds?per_page=1&guids={},{},{}",
+            builds[0].1, builds[2].1, builds[5].1
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&builds[2].1, &builds[5].1]));
+    let r = a
+        .call(Method::GET, "/v3/builds?states=STAGING,STAGED", None)
+        .await;
+    assert_eq!(r.body["pagination"]["total_results"], 0);
+    assert_eq!(
+        a.call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/apps/{app3}/builds"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]

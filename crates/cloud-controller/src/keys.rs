@@ -236,10 +236,17 @@ impl Keys {
             .unwrap_or(Duration::MAX)
     }
 
-    /// Reads the ring from the database (and drops expired keys).
+    /// Reads the ring from the database, first deleting the keys whose
+    /// tokens have all expired.
     pub async fn reload(&self, store: &Store) -> Result<Arc<KeyRing>, KeyError> {
         let now = chrono::Utc::now().timestamp();
         store.prune_signing_keys(now, self.keep_s).await?;
+        self.load(store).await
+    }
+
+    /// Reads the ring from the database (no write: expired keys are
+    /// refused by time until the next [`Keys::reload`] deletes them).
+    async fn load(&self, store: &Store) -> Result<Arc<KeyRing>, KeyError> {
         let ring = Arc::new(KeyRing::new(store.signing_keys().await?, self.keep_s)?);
         match self.ring.write() {
             Ok(mut r) => *r = ring.clone(),
@@ -255,7 +262,7 @@ impl Keys {
     /// Signs with the active key on record (reloaded first, so a rotation
     /// by another controller takes effect at once).
     pub async fn sign(&self, store: &Store, claims: &Claims) -> Result<String, KeyError> {
-        Ok(self.reload(store).await?.sign(claims))
+        Ok(self.load(store).await?.sign(claims))
     }
 
     /// Checks a token with the ring, reloaded when old or when the token

@@ -1,4 +1,5 @@
-//! Passwords (argon2) and HS256 JWTs signed with the controller's own key.
+//! Passwords (argon2) and HS256 JWTs signed with the controller's own keys
+//! (the key ring and its `kid` header: `crate::keys`).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -9,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Refresh tokens live 30 days.
+pub const REFRESH_TTL_S: u64 = 30 * 24 * 3600;
 
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt =
@@ -91,6 +95,9 @@ pub enum TokenError {
     Expired,
     #[error("wrong token kind")]
     Kind,
+    /// The `kid` names no key of the ring (never one, or retired and gone).
+    #[error("unknown signing key")]
+    UnknownKey,
 }
 
 fn mac(key: &[u8], data: &[u8]) -> Option<HmacSha256> {
@@ -112,12 +119,34 @@ pub fn hmac_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
     mac(key, data).is_some_and(|m| m.verify_slice(tag).is_ok())
 }
 
-pub fn sign(claims: &Claims, key: &[u8]) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+/// Signs `claims` with `key`; `kid` (the key's id) goes in the header.
+pub fn sign(claims: &Claims, kid: Option<&str>, key: &[u8]) -> String {
+    let header = match kid {
+        Some(kid) => serde_json::json!({"alg": "HS256", "kid": kid, "typ": "JWT"}),
+        None => serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+    };
+    let header = URL_SAFE_NO_PAD.encode(header.to_string());
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
     let signing_input = format!("{header}.{payload}");
     let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(key, signing_input.as_bytes()));
     format!("{signing_input}.{sig}")
+}
+
+/// The `kid` of a token's header (`None` without one, as tokens from
+/// before key ids); malformed when the header is not a JWT header.
+pub fn token_kid(token: &str) -> Result<Option<String>, TokenError> {
+    let h = token.split('.').next().ok_or(TokenError::Malformed)?;
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(h)
+            .map_err(|_| TokenError::Malformed)?,
+    )
+    .map_err(|_| TokenError::Malformed)?;
+    match header.get("kid") {
+        None => Ok(None),
+        Some(serde_json::Value::String(k)) => Ok(Some(k.clone())),
+        Some(_) => Err(TokenError::Malformed),
+    }
 }
 
 /// Verifies signature, algorithm, expiry (against `now`, unix seconds) and kind.
@@ -182,9 +211,14 @@ mod tests {
             60,
             1000,
         );
-        let t = sign(&c, KEY);
+        let t = sign(&c, None, KEY);
         assert_eq!(t.split('.').count(), 3);
+        assert_eq!(token_kid(&t), Ok(None));
+        assert_eq!(verify(&t, KEY, TokenKind::Access, 1001), Ok(c.clone()));
+        let t = sign(&c, Some("k1"), KEY);
+        assert_eq!(token_kid(&t), Ok(Some("k1".into())));
         assert_eq!(verify(&t, KEY, TokenKind::Access, 1001), Ok(c));
+        assert_eq!(token_kid("%%%.a.b"), Err(TokenError::Malformed));
     }
 
     #[test]
@@ -197,7 +231,7 @@ mod tests {
             60,
             1000,
         );
-        let t = sign(&c, KEY);
+        let t = sign(&c, None, KEY);
         assert_eq!(
             verify(&t, KEY, TokenKind::Access, 1060),
             Err(TokenError::Expired)

@@ -59,8 +59,9 @@ pub struct Inner {
     pub cfg: Config,
     pub store: Store,
     pub blobs: BlobStore,
-    pub jwt_key: Vec<u8>,
-    pub blob_key: Vec<u8>,
+    /// The token signing key ring (`crate::keys`).
+    pub keys: crate::keys::Keys,
+    pub blob_key: crate::keys::Secret,
     pub bus: Option<Bus>,
     pub placement: Mutex<PlacementTable>,
     pub logs: LogHub,
@@ -84,14 +85,6 @@ impl Deref for Ctx {
     }
 }
 
-fn random_key() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 impl Ctx {
     /// Loads (or creates once) the signing keys from the database.
     pub async fn new(
@@ -101,14 +94,19 @@ impl Ctx {
         bus: Option<Bus>,
         internal_url: String,
     ) -> Result<Ctx, StoreError> {
-        let jwt_key = store
-            .setting_or_insert("jwt_signing_key", &random_key())
-            .await?
-            .into_bytes();
-        let blob_key = store
-            .setting_or_insert("blob_signing_key", &random_key())
-            .await?
-            .into_bytes();
+        let keep_s = crate::keys::keep_s(cfg.token_ttl_s, crate::auth::REFRESH_TTL_S);
+        let keys = crate::keys::Keys::open(&store, keep_s, chrono::Utc::now().timestamp())
+            .await
+            .map_err(|e| match e {
+                crate::keys::KeyError::Store(e) => e,
+                crate::keys::KeyError::NoActiveKey => StoreError::NotFound("Active signing key"),
+            })?;
+        let blob_key = crate::keys::Secret::new(
+            store
+                .setting_or_insert("blob_signing_key", &crate::keys::random_secret())
+                .await?
+                .into_bytes(),
+        );
         let per_user = crate::login::Policy {
             max_failures: cfg.login_max_failures.max(1),
             window: std::time::Duration::from_secs(cfg.login_lock_s),
@@ -128,7 +126,7 @@ impl Ctx {
             cfg,
             store,
             blobs,
-            jwt_key,
+            keys,
             blob_key,
             bus,
             placement: Mutex::new(PlacementTable::default()),
@@ -139,6 +137,27 @@ impl Ctx {
             lockouts: Mutex::new(crate::login::Lockouts::new(per_user, per_addr)),
             password_checks,
         })))
+    }
+
+    /// Signs a token with the active key (`crate::keys`).
+    pub async fn sign_token(&self, claims: &crate::auth::Claims) -> Result<String, StoreError> {
+        self.keys
+            .sign(&self.store, claims)
+            .await
+            .map_err(|e| match e {
+                crate::keys::KeyError::Store(e) => e,
+                crate::keys::KeyError::NoActiveKey => StoreError::NotFound("Active signing key"),
+            })
+    }
+
+    /// Checks a token with the key its `kid` names, at the current time.
+    pub async fn verify_token(
+        &self,
+        token: &str,
+        kind: crate::auth::TokenKind,
+    ) -> Result<crate::auth::Claims, crate::auth::TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        self.keys.verify(&self.store, token, kind, now).await
     }
 
     /// Records an audit event about an app; failures are logged, not returned.

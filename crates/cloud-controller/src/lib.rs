@@ -10,6 +10,7 @@ pub mod blobstore;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod keys;
 pub mod login;
 pub mod logs;
 pub mod placement;

@@ -5,11 +5,11 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::{filter, matches, paginate, BaseUrl, Query};
+use super::{filter, page_of, BaseUrl, PageReq, Query};
 use crate::authz::Perms;
 use crate::context::Ctx;
 use crate::error::ApiResult;
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, EventFilter, Order};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -38,19 +38,29 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let (targets, types) = (filter(&q, "target_guids"), filter(&q, "types"));
-    let mut events: Vec<AuditEvent> = ctx
-        .store
-        .events_in(&perms.space_scope())
-        .await?
-        .into_iter()
-        .filter(|e| matches(&targets, &e.target_guid) && matches(&types, &e.kind))
-        .collect();
-    if q.get("order_by").is_some_and(|o| o.starts_with('-')) {
-        events.reverse();
-    }
+    let page = PageReq::from_query(&q)?;
+    let f = EventFilter {
+        types: filter(&q, "types"),
+        target_guids: filter(&q, "target_guids"),
+        space_guids: filter(&q, "space_guids"),
+        organization_guids: filter(&q, "organization_guids"),
+        scope: perms.space_scope(),
+        // Creation order; any `-` order (`-created_at`) reverses it.
+        order: Order {
+            column: "created_at",
+            descending: q.get("order_by").is_some_and(|o| o.starts_with('-')),
+        },
+    };
+    let (total, events) = ctx.store.events_page(&f, page.window()).await?;
     let items = events.iter().map(|e| present(&base, e)).collect();
-    Ok(Json(paginate(&base, "/v3/audit_events", &q, items)?))
+    Ok(Json(page_of(
+        &base,
+        "/v3/audit_events",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn show(

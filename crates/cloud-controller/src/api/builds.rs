@@ -9,11 +9,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, GuidRef, Query};
+use super::{filter, metadata, page_of, parse_json, rel, BaseUrl, GuidRef, PageReq, Query};
 use crate::authz::{Action, Perms, SpaceScope};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Build, PackageState};
+use crate::store::{Build, BuildFilter, PackageState};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -29,18 +29,7 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let readable: Option<std::collections::BTreeSet<String>> = match perms.space_scope() {
-        SpaceScope::All => None,
-        scope => Some(
-            ctx.store
-                .apps_in(&scope)
-                .await?
-                .into_iter()
-                .map(|a| a.guid)
-                .collect(),
-        ),
-    };
-    list_of(&ctx, &base, &q, None, "/v3/builds", readable.as_ref()).await
+    list_of(&ctx, &base, &q, None, "/v3/builds", perms.space_scope()).await
 }
 
 /// `GET /v3/apps/:guid/builds` (the same filters).
@@ -52,33 +41,32 @@ async fn list_of_app(
 ) -> ApiResult<Json<Value>> {
     ctx.store.app(&guid).await?;
     let path = format!("/v3/apps/{guid}/builds");
-    list_of(&ctx, &base, &q, Some(&guid), &path, None).await
+    list_of(&ctx, &base, &q, Some(&guid), &path, SpaceScope::All).await
 }
 
+/// The app's own list needs no scope: the policy checked the app.
 async fn list_of(
     ctx: &Ctx,
     base: &BaseUrl,
     q: &Query,
     app: Option<&str>,
     path: &str,
-    readable_apps: Option<&std::collections::BTreeSet<String>>,
+    scope: SpaceScope,
 ) -> ApiResult<Json<Value>> {
-    let (apps, states, guids) = (
-        filter(q, "app_guids"),
-        filter(q, "states"),
-        filter(q, "guids"),
-    );
-    let mut items = Vec::new();
-    for b in ctx.store.builds(app).await? {
-        if matches(&apps, &b.app_guid)
-            && readable_apps.is_none_or(|r| r.contains(&b.app_guid))
-            && matches(&states, b.state.as_str())
-            && matches(&guids, &b.guid)
-        {
-            items.push(present(ctx, base, &b).await);
-        }
+    let page = PageReq::from_query(q)?;
+    let f = BuildFilter {
+        app: app.map(str::to_string),
+        app_guids: filter(q, "app_guids"),
+        states: filter(q, "states"),
+        guids: filter(q, "guids"),
+        scope,
+    };
+    let (total, builds) = ctx.store.builds_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(builds.len());
+    for b in &builds {
+        items.push(present(ctx, base, b).await);
     }
-    Ok(Json(paginate(base, path, q, items)?))
+    Ok(Json(page_of(base, path, q, page, total, items)))
 }
 
 async fn present(ctx: &Ctx, base: &BaseUrl, b: &Build) -> Value {

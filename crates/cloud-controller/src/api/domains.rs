@@ -10,11 +10,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query, ToMany, ToOne};
+use super::{filter, metadata, page_of, parse_json, BaseUrl, PageReq, Query, ToMany, ToOne};
 use crate::authz::{Action, Decision, Perms, Scope};
 use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Domain, StoreError};
+use crate::store::{Domain, DomainFilter, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -61,49 +61,24 @@ pub fn present(base: &BaseUrl, d: &Domain, shared_with: &[String]) -> Value {
     })
 }
 
-/// Domains the caller may see: every one for global readers; else the
-/// shared ones and those its orgs own or were given.
-async fn visible(ctx: &Ctx, perms: &Perms) -> ApiResult<Vec<Domain>> {
-    let Some(orgs) = perms.org_guids() else {
-        return Ok(ctx.store.domains().await?);
-    };
-    let mut out: Vec<Domain> = Vec::new();
-    for d in ctx.store.domains().await? {
-        let ok = match &d.organization_guid {
-            None => true,
-            Some(_) => {
-                let mut usable = false;
-                for o in &orgs {
-                    if ctx.store.domain_usable_by(&d, o).await? {
-                        usable = true;
-                        break;
-                    }
-                }
-                usable
-            }
-        };
-        if ok {
-            out.push(d);
-        }
-    }
-    Ok(out)
-}
-
 async fn list(
     State(ctx): State<Ctx>,
     Extension(perms): Extension<Perms>,
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let names = filter(&q, "names");
-    let mut items = Vec::new();
-    for d in visible(&ctx, &perms).await? {
-        if matches(&names, &d.name) {
-            let shared = ctx.store.domain_shared_with(&d.guid).await?;
-            items.push(present(&base, &d, &shared));
-        }
+    let page = PageReq::from_query(&q)?;
+    let f = DomainFilter {
+        names: filter(&q, "names"),
+        member: (!perms.reads_everything()).then(|| perms.user_guid.clone()),
+    };
+    let (total, domains) = ctx.store.domains_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(domains.len());
+    for d in &domains {
+        let shared = ctx.store.domain_shared_with(&d.guid).await?;
+        items.push(present(&base, d, &shared));
     }
-    Ok(Json(paginate(&base, "/v3/domains", &q, items)?))
+    Ok(Json(page_of(&base, "/v3/domains", &q, page, total, items)))
 }
 
 async fn show(

@@ -52,7 +52,7 @@ fn require_internal(ctx: &Ctx, headers: &HeaderMap) -> ApiResult<()> {
         .and_then(|v| v.to_str().ok())
         .and_then(auth::bearer)
         .unwrap_or_default();
-    let key = ctx.blob_key.as_slice();
+    let key: &[u8] = &ctx.blob_key;
     if ctx.cfg.internal_api_token.is_empty() {
         return Err(ApiError::InvalidAuthToken);
     }

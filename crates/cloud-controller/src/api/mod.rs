@@ -1,5 +1,6 @@
 //! The HTTP API: CF v3 resources (one file each), tokens and the internal API.
 
+mod admin;
 mod apps;
 mod audit;
 pub mod buildpacks;
@@ -44,6 +45,7 @@ use crate::error::{ApiError, ApiResult};
 /// The public API (CF v3, tokens, UAA); `/internal/*` is not here.
 pub fn router(ctx: Ctx) -> Router {
     let v3 = Router::new()
+        .merge(admin::routes())
         .merge(orgs::routes())
         .merge(spaces::routes())
         .merge(manifests::routes())
@@ -217,6 +219,13 @@ impl PageReq {
     /// Rows to skip.
     pub fn offset(&self) -> usize {
         (self.page - 1).saturating_mul(self.per_page)
+    }
+    /// The rows of this page, for a store `*_page` query.
+    pub fn window(&self) -> crate::store::Window {
+        crate::store::Window {
+            limit: self.per_page,
+            offset: self.offset(),
+        }
     }
 }
 

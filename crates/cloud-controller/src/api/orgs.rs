@@ -9,11 +9,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query};
+use super::{filter, matches, metadata, page_of, paginate, parse_json, BaseUrl, PageReq, Query};
 use crate::authz::Perms;
 use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Organization, StoreError};
+use crate::store::{OrgFilter, Organization, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -121,18 +121,22 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let (names, guids) = (filter(&q, "names"), filter(&q, "guids"));
-    let orgs = if perms.reads_everything() {
-        ctx.store.orgs().await?
-    } else {
-        ctx.store.orgs_of_user(&perms.user_guid).await?
+    let page = PageReq::from_query(&q)?;
+    let f = OrgFilter {
+        names: filter(&q, "names"),
+        guids: filter(&q, "guids"),
+        member: (!perms.reads_everything()).then(|| perms.user_guid.clone()),
     };
-    let items = orgs
-        .iter()
-        .filter(|o| matches(&names, &o.name) && matches(&guids, &o.guid))
-        .map(|o| present(&base, o))
-        .collect();
-    Ok(Json(paginate(&base, "/v3/organizations", &q, items)?))
+    let (total, orgs) = ctx.store.orgs_page(&f, page.window()).await?;
+    let items = orgs.iter().map(|o| present(&base, o)).collect();
+    Ok(Json(page_of(
+        &base,
+        "/v3/organizations",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn show(

@@ -9,13 +9,13 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
+use super::{filter, metadata, page_of, parse_json, rel, BaseUrl, PageReq, Query, ToOne};
 use crate::authz::{Action, Perms};
 use crate::blobstore::{validate_zip, Staged};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::resource_pool::{self, ResourceError};
-use crate::store::{Package, PackageState};
+use crate::store::{Package, PackageFilter, PackageState};
 use proto::archive::ArchiveLimits;
 use std::collections::HashSet;
 
@@ -98,24 +98,14 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let app_guids = filter(&q, "app_guids");
-    let mut items = Vec::new();
-    for app in ctx
-        .store
-        .apps_in(&perms.space_scope())
-        .await?
-        .iter()
-        .filter(|a| matches(&app_guids, &a.guid))
-    {
-        items.extend(
-            ctx.store
-                .packages_of(&app.guid)
-                .await?
-                .iter()
-                .map(|p| present(&base, p)),
-        );
-    }
-    Ok(Json(paginate(&base, "/v3/packages", &q, items)?))
+    let page = PageReq::from_query(&q)?;
+    let f = PackageFilter {
+        app_guids: filter(&q, "app_guids"),
+        scope: perms.space_scope(),
+    };
+    let (total, packages) = ctx.store.packages_page(&f, page.window()).await?;
+    let items = packages.iter().map(|p| present(&base, p)).collect();
+    Ok(Json(page_of(&base, "/v3/packages", &q, page, total, items)))
 }
 
 async fn show(

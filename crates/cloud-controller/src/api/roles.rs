@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, paginate, parse_json, BaseUrl, Query};
+use super::{filter, page_of, parse_json, BaseUrl, PageReq, Query};
 use crate::authz::matrix::ROLE_TYPES;
 use crate::authz::{Action, Decision, Perms, Scope};
 use crate::context::{Actor, AuditTarget, Ctx};
@@ -241,9 +241,11 @@ async fn list(
         guids: filter(&q, "guids"),
         visible_to: (!perms.reads_everything()).then(|| perms.user_guid.clone()),
     };
-    let roles = ctx.store.roles(&f).await?;
+    let page = PageReq::from_query(&q)?;
+    let (total, roles) = ctx.store.roles_page(&f, page.window()).await?;
     let items: Vec<Value> = roles.iter().map(|r| present(&base, r)).collect();
-    let mut page = paginate(&base, "/v3/roles", &q, items)?;
+    let mut page = page_of(&base, "/v3/roles", &q, page, total, items);
+    // The users, spaces and orgs of this page's roles (as CF).
     if let Some(include) = q.get("include") {
         page["included"] = included(&ctx, &base, include, &roles).await?;
     }

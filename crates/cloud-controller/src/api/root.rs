@@ -19,8 +19,7 @@ use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::{authz, login};
 
-/// Refresh tokens live 30 days.
-const REFRESH_TTL_S: u64 = 30 * 24 * 3600;
+use crate::auth::REFRESH_TTL_S;
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -152,7 +151,7 @@ async fn token(
                     ctx.store
                         .add_refresh_token(&claims.jti, &u.guid, claims.exp, now)
                         .await?;
-                    let refresh = auth::sign(&claims, &ctx.jwt_key);
+                    let refresh = ctx.sign_token(&claims).await?;
                     (u, refresh)
                 }
                 _ => return Err(ApiError::BadCredentials),
@@ -166,7 +165,7 @@ async fn token(
                     "refresh_token is required",
                 ));
             };
-            let claims = match auth::verify(rt, &ctx.jwt_key, TokenKind::Refresh, now) {
+            let claims = match ctx.verify_token(rt, TokenKind::Refresh).await {
                 Ok(c) => c,
                 Err(_) => {
                     return Ok(oauth_error(
@@ -217,7 +216,7 @@ async fn token(
     );
     claims.rev = user.token_generation;
     let jti = claims.jti.clone();
-    let access = auth::sign(&claims, &ctx.jwt_key);
+    let access = ctx.sign_token(&claims).await?;
     Ok(Json(json!({
         "access_token": access,
         "token_type": "bearer",
@@ -237,13 +236,15 @@ async fn revoke(
     headers: HeaderMap,
     Path(token_id): Path<String>,
 ) -> ApiResult<Response> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = headers
+    let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(auth::bearer)
-        .and_then(|t| auth::verify(t, &ctx.jwt_key, TokenKind::Access, now).ok())
         .ok_or(ApiError::InvalidAuthToken)?;
+    let claims = ctx
+        .verify_token(token, TokenKind::Access)
+        .await
+        .map_err(|_| ApiError::InvalidAuthToken)?;
     let admin = claims.scope.iter().any(|s| s == "uaa.admin");
     let owner = (!admin).then_some(claims.sub.as_str());
     if ctx.store.revoke_refresh_token(&token_id, owner).await? {

@@ -11,11 +11,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, GuidRef, Query, ToOne};
+use super::{filter, metadata, page_of, parse_json, rel, BaseUrl, GuidRef, PageReq, Query, ToOne};
 use crate::authz::{Action, Perms};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Route, RouteUrl, StoreError};
+use crate::store::{Route, RouteFilter, RouteUrl, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -77,52 +77,22 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let (hosts, domains, spaces, paths) = (
-        filter(&q, "hosts"),
-        filter(&q, "domain_guids"),
-        filter(&q, "space_guids"),
-        filter(&q, "paths"),
-    );
-    // `organization_guids`: the routes of the spaces of those orgs.
-    let org_spaces: Option<BTreeSet<String>> = match filter(&q, "organization_guids") {
-        None => None,
-        Some(orgs) => Some(
-            ctx.store
-                .spaces()
-                .await?
-                .into_iter()
-                .filter(|s| orgs.contains(&s.organization_guid))
-                .map(|s| s.guid)
-                .collect(),
-        ),
+    let page = PageReq::from_query(&q)?;
+    let f = RouteFilter {
+        hosts: filter(&q, "hosts"),
+        paths: filter(&q, "paths"),
+        domain_guids: filter(&q, "domain_guids"),
+        space_guids: filter(&q, "space_guids"),
+        organization_guids: filter(&q, "organization_guids"),
+        app_guids: filter(&q, "app_guids"),
+        scope: perms.space_scope(),
     };
-    let app_routes: Option<BTreeSet<String>> = match filter(&q, "app_guids") {
-        None => None,
-        Some(apps) => Some(
-            ctx.store
-                .all_destinations()
-                .await?
-                .into_iter()
-                .filter(|d| apps.contains(&d.app_guid))
-                .map(|d| d.route_guid)
-                .collect(),
-        ),
-    };
-    let mut items = Vec::new();
-    for r in ctx.store.routes_in(&perms.space_scope()).await? {
-        if matches(&hosts, &r.host)
-            && matches(&domains, &r.domain_guid)
-            && matches(&spaces, &r.space_guid)
-            && matches(&paths, &r.path)
-            && app_routes.as_ref().is_none_or(|s| s.contains(&r.guid))
-            && org_spaces
-                .as_ref()
-                .is_none_or(|s| s.contains(&r.space_guid))
-        {
-            items.push(present(&ctx, &base, &r).await?);
-        }
+    let (total, routes) = ctx.store.routes_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(routes.len());
+    for r in &routes {
+        items.push(present(&ctx, &base, r).await?);
     }
-    Ok(Json(paginate(&base, "/v3/routes", &q, items)?))
+    Ok(Json(page_of(&base, "/v3/routes", &q, page, total, items)))
 }
 
 #[derive(Debug, Deserialize)]

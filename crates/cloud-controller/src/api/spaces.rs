@@ -9,11 +9,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query, ToOne};
+use super::{filter, metadata, page_of, parse_json, rel, BaseUrl, PageReq, Query, ToOne};
 use crate::authz::{Action, Decision, Perms, Scope};
 use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Space, StoreError};
+use crate::store::{Space, SpaceFilter, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -120,26 +120,16 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let (names, orgs, guids) = (
-        filter(&q, "names"),
-        filter(&q, "organization_guids"),
-        filter(&q, "guids"),
-    );
-    let spaces = if perms.reads_everything() {
-        ctx.store.spaces().await?
-    } else {
-        ctx.store.readable_spaces(&perms.user_guid).await?
+    let page = PageReq::from_query(&q)?;
+    let f = SpaceFilter {
+        names: filter(&q, "names"),
+        organization_guids: filter(&q, "organization_guids"),
+        guids: filter(&q, "guids"),
+        scope: perms.space_scope(),
     };
-    let items = spaces
-        .iter()
-        .filter(|s| {
-            matches(&names, &s.name)
-                && matches(&orgs, &s.organization_guid)
-                && matches(&guids, &s.guid)
-        })
-        .map(|s| present(&base, s))
-        .collect();
-    Ok(Json(paginate(&base, "/v3/spaces", &q, items)?))
+    let (total, spaces) = ctx.store.spaces_page(&f, page.window()).await?;
+    let items = spaces.iter().map(|s| present(&base, s)).collect();
+    Ok(Json(page_of(&base, "/v3/spaces", &q, page, total, items)))
 }
 
 async fn show(

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query};
+use super::{filter, metadata, page_of, parse_json, BaseUrl, PageReq, Query};
 use crate::authz::Perms;
 use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::CcUser;
+use crate::store::{CcUser, UserFilter};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -81,29 +81,16 @@ async fn list(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let (names, guids, origins) = (
-        filter(&q, "usernames"),
-        filter(&q, "guids"),
-        filter(&q, "origins"),
-    );
-    let visible_to = (!perms.reads_everything()).then_some(perms.user_guid.as_str());
-    let items = ctx
-        .store
-        .cc_users(visible_to)
-        .await?
-        .iter()
-        .filter(|u| {
-            matches(&guids, &u.guid)
-                && names
-                    .as_ref()
-                    .is_none_or(|n| u.username.as_ref().is_some_and(|x| n.contains(x)))
-                && origins
-                    .as_ref()
-                    .is_none_or(|o| u.origin.as_ref().is_some_and(|x| o.contains(x)))
-        })
-        .map(|u| present(&base, u))
-        .collect();
-    Ok(Json(paginate(&base, "/v3/users", &q, items)?))
+    let page = PageReq::from_query(&q)?;
+    let f = UserFilter {
+        usernames: filter(&q, "usernames"),
+        origins: filter(&q, "origins"),
+        guids: filter(&q, "guids"),
+        visible_to: (!perms.reads_everything()).then(|| perms.user_guid.clone()),
+    };
+    let (total, users) = ctx.store.cc_users_page(&f, page.window()).await?;
+    let items = users.iter().map(|u| present(&base, u)).collect();
+    Ok(Json(page_of(&base, "/v3/users", &q, page, total, items)))
 }
 
 async fn show(
@@ -112,13 +99,20 @@ async fn show(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let visible_to = (!perms.reads_everything()).then_some(perms.user_guid.as_str());
-    let u = ctx
-        .store
-        .cc_users(visible_to)
-        .await?
+    let f = UserFilter {
+        usernames: None,
+        origins: None,
+        guids: Some(vec![guid]),
+        visible_to: (!perms.reads_everything()).then(|| perms.user_guid.clone()),
+    };
+    let one = crate::store::Window {
+        limit: 1,
+        offset: 0,
+    };
+    let (_, users) = ctx.store.cc_users_page(&f, one).await?;
+    let u = users
         .into_iter()
-        .find(|u| u.guid == guid)
+        .next()
         .ok_or_else(|| ApiError::not_found("User"))?;
     Ok(Json(present(&base, &u)))
 }

@@ -54,14 +54,16 @@ pub async fn layer(State(ctx): State<Ctx>, req: Request, next: Next) -> Response
 }
 
 async fn authorize(ctx: &Ctx, req: Request) -> Result<Request, ApiError> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = req
+    let token = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(auth::bearer)
-        .and_then(|t| auth::verify(t, &ctx.jwt_key, TokenKind::Access, now).ok())
         .ok_or(ApiError::InvalidAuthToken)?;
+    let claims = ctx
+        .verify_token(token, TokenKind::Access)
+        .await
+        .map_err(|_| ApiError::InvalidAuthToken)?;
     // The user must still exist, and its password must not have changed
     // since the token was issued.
     let user = ctx

@@ -35,6 +35,13 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
     ("GET", "/Groups", Scim),
     ("POST", "/Groups/{id}/members", Scim),
     ("DELETE", "/Groups/{id}/members/{member}", Scim),
+    // Operator actions: the token signing keys.
+    ("GET", "/v3/admin/token_keys", Platform(AdminOnly)),
+    (
+        "POST",
+        "/v3/admin/actions/rotate_token_keys",
+        Platform(AdminOnly),
+    ),
     // Users, orgs, spaces, roles.
     ("GET", "/v3/users", Caller),
     ("POST", "/v3/users", Platform(AdminOnly)),

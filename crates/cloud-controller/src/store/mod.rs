@@ -5,9 +5,11 @@
 mod buildpacks;
 mod builds;
 mod gc;
+mod keys;
 mod locate;
 mod models;
 mod orgs;
+mod pages;
 mod quotas;
 mod roles;
 mod security_groups;
@@ -18,9 +20,14 @@ mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use gc::{BlobVersion, BlobVersions};
+pub use keys::{SigningKeyRow, LEGACY_KID};
 pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
+pub use pages::{
+    BuildFilter, DomainFilter, EventFilter, Order, OrgFilter, PackageFilter, RouteFilter,
+    SpaceFilter, UserFilter, Window,
+};
 pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
@@ -647,23 +654,6 @@ impl Store {
         Ok(r)
     }
 
-    /// Routes in spaces `scope` may read.
-    pub async fn routes_in(&self, scope: &SpaceScope) -> Result<Vec<Route>> {
-        match scope {
-            SpaceScope::All => self.routes().await,
-            SpaceScope::ReadableBy(user) => {
-                self.all(
-                    &format!(
-                        "SELECT {ROUTE_COLS} FROM routes WHERE {} ORDER BY created_at, guid",
-                        readable_space_clause("space_guid", "$1")
-                    ),
-                    &[user],
-                )
-                .await
-            }
-        }
-    }
-
     pub async fn routes(&self) -> Result<Vec<Route>> {
         self.all(
             &format!("SELECT {ROUTE_COLS} FROM routes ORDER BY created_at, guid"),
@@ -774,24 +764,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// Events the scope may read: those of readable spaces, and org-level
-    /// ones of orgs it manages or audits.
-    pub async fn events_in(&self, scope: &SpaceScope) -> Result<Vec<AuditEvent>> {
-        match scope {
-            SpaceScope::All => self.events().await,
-            SpaceScope::ReadableBy(user) => {
-                self.all(
-                    &format!(
-                        "SELECT {EVENT_COLS} FROM audit_events WHERE {} OR (space_guid IS NULL AND organization_guid IN (SELECT organization_guid FROM roles WHERE user_guid = $1 AND space_guid = '' AND type IN ('organization_manager', 'organization_auditor'))) ORDER BY created_at, guid",
-                        readable_space_clause("space_guid", "$1")
-                    ),
-                    &[user],
-                )
-                .await
-            }
-        }
     }
 
     pub async fn events(&self) -> Result<Vec<AuditEvent>> {

@@ -2,9 +2,11 @@
 
 use super::{new_guid, now, unique, Domain, Organization, Result, Space, Store, StoreError};
 
-const ORG_COLS: &str = "guid, name, created_at, updated_at, quota_guid, suspended";
-const SPACE_COLS: &str = "guid, name, organization_guid, created_at, updated_at, quota_guid";
-const DOMAIN_COLS: &str = "guid, name, internal, created_at, updated_at, organization_guid";
+pub(super) const ORG_COLS: &str = "guid, name, created_at, updated_at, quota_guid, suspended";
+pub(super) const SPACE_COLS: &str =
+    "guid, name, organization_guid, created_at, updated_at, quota_guid";
+pub(super) const DOMAIN_COLS: &str =
+    "guid, name, internal, created_at, updated_at, organization_guid";
 
 /// The scopes an admin holds beyond every user's.
 pub const ADMIN_GROUPS: &str = "cloud_controller.admin scim.read scim.write uaa.admin";
@@ -126,15 +128,6 @@ impl Store {
         .await
     }
 
-    /// Orgs in which `user_guid` holds any role.
-    pub async fn orgs_of_user(&self, user_guid: &str) -> Result<Vec<Organization>> {
-        self.all(
-            &format!("SELECT {ORG_COLS} FROM organizations WHERE guid IN (SELECT organization_guid FROM roles WHERE user_guid = $1) ORDER BY created_at, guid"),
-            &[user_guid],
-        )
-        .await
-    }
-
     pub async fn org(&self, guid: &str) -> Result<Organization> {
         self.one(
             &format!("SELECT {ORG_COLS} FROM organizations WHERE guid = $1"),
@@ -236,19 +229,6 @@ impl Store {
         self.all(
             &format!("SELECT {SPACE_COLS} FROM spaces WHERE organization_guid = $1 ORDER BY created_at, guid"),
             &[org_guid],
-        )
-        .await
-    }
-
-    /// Spaces whose content `user_guid` may read (a space role, or org
-    /// manager of the parent org), filtered in SQL.
-    pub async fn readable_spaces(&self, user_guid: &str) -> Result<Vec<Space>> {
-        self.all(
-            &format!(
-                "SELECT {SPACE_COLS} FROM spaces WHERE {} ORDER BY created_at, guid",
-                readable_space_clause("guid", "$1")
-            ),
-            &[user_guid],
         )
         .await
     }

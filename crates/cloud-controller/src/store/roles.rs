@@ -1,9 +1,10 @@
 //! Roles: org roles (`space_guid = ''`) and space roles (which keep their
 //! space's org in `organization_guid`).
 
-use super::{new_guid, now, push_in, unique, Result, Store, StoreError};
+use super::pages::{Order, Where, Window};
+use super::{new_guid, now, unique, Result, Store, StoreError};
 
-const ROLE_COLS: &str =
+pub(super) const ROLE_COLS: &str =
     "guid, type, user_guid, organization_guid, space_guid, created_at, updated_at";
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -35,6 +36,24 @@ pub struct RoleFilter {
     pub user_guids: Option<Vec<String>>,
     pub guids: Option<Vec<String>>,
     pub visible_to: Option<String>,
+}
+
+impl RoleFilter {
+    fn condition(&self) -> Where {
+        let mut w = Where::new();
+        w.any_of("type", &self.types)
+            .any_of("space_guid", &self.space_guids)
+            .any_of("organization_guid", &self.organization_guids)
+            .any_of("user_guid", &self.user_guids)
+            .any_of("guid", &self.guids);
+        if let Some(me) = &self.visible_to {
+            let n = w.param(me);
+            w.and(&format!(
+                "organization_guid IN (SELECT organization_guid FROM roles WHERE user_guid = {n})"
+            ));
+        }
+        w
+    }
 }
 
 impl Store {
@@ -89,30 +108,29 @@ impl Store {
         .await
     }
 
-    /// Roles matching the filter, filtered in SQL.
+    /// Roles matching the filter, filtered in SQL, in creation order.
     pub async fn roles(&self, f: &RoleFilter) -> Result<Vec<Role>> {
-        let mut sql = format!("SELECT {ROLE_COLS} FROM roles WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        push_in(&mut sql, &mut binds, "type", &f.types);
-        push_in(&mut sql, &mut binds, "space_guid", &f.space_guids);
-        push_in(
-            &mut sql,
-            &mut binds,
-            "organization_guid",
-            &f.organization_guids,
-        );
-        push_in(&mut sql, &mut binds, "user_guid", &f.user_guids);
-        push_in(&mut sql, &mut binds, "guid", &f.guids);
-        if let Some(me) = &f.visible_to {
-            binds.push(me.clone());
-            let n = binds.len();
-            sql.push_str(&format!(
-                " AND organization_guid IN (SELECT organization_guid FROM roles WHERE user_guid = ${n})"
-            ));
-        }
-        sql.push_str(" ORDER BY created_at, guid");
-        let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
-        self.all(&sql, &refs).await
+        let w = f.condition();
+        self.all(
+            &format!(
+                "SELECT {ROLE_COLS} FROM roles WHERE {} ORDER BY created_at, guid",
+                w.cond()
+            ),
+            &w.bind_refs(),
+        )
+        .await
+    }
+
+    /// One page of the roles matching the filter, and how many match.
+    pub async fn roles_page(&self, f: &RoleFilter, win: Window) -> Result<(usize, Vec<Role>)> {
+        self.page(
+            ROLE_COLS,
+            "roles",
+            &f.condition(),
+            &Order::CREATED.sql(),
+            win,
+        )
+        .await
     }
 
     pub async fn delete_role(&self, guid: &str) -> Result<()> {

@@ -188,15 +188,6 @@ impl Store {
         .await
     }
 
-    /// Controller users, all or those `visible_to` may see (itself and
-    /// anyone holding a role in an org it holds a role in).
-    pub async fn cc_users(&self, visible_to: Option<&str>) -> Result<Vec<CcUser>> {
-        match visible_to {
-            None => self.all("SELECT c.guid, c.created_at, c.updated_at, u.username, u.origin FROM cc_users c LEFT JOIN users u ON u.guid = c.guid ORDER BY c.created_at, c.guid", &[]).await,
-            Some(me) => self.all("SELECT c.guid, c.created_at, c.updated_at, u.username, u.origin FROM cc_users c LEFT JOIN users u ON u.guid = c.guid WHERE c.guid = $1 OR c.guid IN (SELECT r.user_guid FROM roles r WHERE r.organization_guid IN (SELECT organization_guid FROM roles WHERE user_guid = $1)) ORDER BY c.created_at, c.guid", &[me]).await,
-        }
-    }
-
     /// Deletes the controller record and every role of the user.
     pub async fn delete_cc_user(&self, guid: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;

@@ -309,7 +309,7 @@ async fn tokens_and_401s() {
         10,
         now - 100,
     );
-    let expired = cloud_controller::auth::sign(&claims, &a.ctx.jwt_key);
+    let expired = a.ctx.keys.ring().sign(&claims);
     let r = a
         .send(
             Method::GET,

@@ -108,14 +108,16 @@ async fn revoke(a: &Api, access: &str, jti: &str) -> Resp {
 
 fn jti_of(a: &Api, refresh_token: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    cloud_controller::auth::verify(
-        refresh_token,
-        &a.ctx.jwt_key,
-        cloud_controller::auth::TokenKind::Refresh,
-        now,
-    )
-    .expect("a refresh token")
-    .jti
+    a.ctx
+        .keys
+        .ring()
+        .verify(
+            refresh_token,
+            cloud_controller::auth::TokenKind::Refresh,
+            now,
+        )
+        .expect("a refresh token")
+        .jti
 }
 
 #[tokio::test]
@@ -240,7 +242,7 @@ async fn read_and_write_scopes_gate_methods() {
             60,
             now,
         );
-        cloud_controller::auth::sign(&c, &a.ctx.jwt_key)
+        a.ctx.keys.ring().sign(&c)
     };
     let read_only = token(&["openid", "cloud_controller.read"]);
     assert_eq!(

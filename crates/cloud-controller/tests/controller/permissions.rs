@@ -892,6 +892,17 @@ fn rows() -> Vec<Row> {
             204,
             MANAGE,
         ),
+        // Operator actions: the token signing keys (earlier keys keep
+        // verifying, so the personas' tokens survive a rotation).
+        r("GET", "/v3/admin/token_keys", Fx::None, none, 200, ADMIN),
+        r(
+            "POST",
+            "/v3/admin/actions/rotate_token_keys",
+            Fx::None,
+            empty,
+            200,
+            ADMIN,
+        ),
         // Platform-wide resources.
         r("GET", "/v3/buildpacks", Fx::None, none, 200, ALL),
         r("GET", "/v3/stacks", Fx::None, none, 200, ALL),
@@ -1709,4 +1720,41 @@ async fn permission_matrix_sqlite() {
 async fn permission_matrix_postgres() {
     let db = testkit::PgDb::create().await.expect("postgres");
     matrix(Api::open(Some(db.url.clone())).await).await;
+}
+
+/// The signing keys live in the database: on SQLite a file only the
+/// controller reads (0600, in its 0700 data dir), and never in its log.
+#[tokio::test]
+async fn signing_keys_are_kept_private_sqlite() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Api::open(None).await;
+    let r = a
+        .call(Method::POST, "/v3/admin/actions/rotate_token_keys", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let keys = a.store.signing_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    let data = a._dir.path().join("data");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700);
+    let mut dbs = 0;
+    for entry in std::fs::read_dir(&data).expect("data dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("cc.db") {
+            dbs += 1;
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert!(dbs > 0, "no database file in {}", data.display());
+    let log = std::fs::read_to_string(a._dir.path().join("cc.log")).unwrap_or_default();
+    for k in keys {
+        assert!(!log.contains(&k.secret), "a signing key in the log");
+    }
 }

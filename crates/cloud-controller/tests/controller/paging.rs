@@ -1,0 +1,710 @@
+//! Lists paged in SQL (issue 13, item 5): audit events, organizations,
+//! spaces, routes, roles, users, domains, packages and builds, walked page by page with filters, as an admin and as
+//! a user who reads only some spaces, on SQLite and Postgres. The expected
+//! lists come from the fixtures, not from the code under test.
+
+use axum::http::{Method, StatusCode};
+use cloud_controller::store::{AuditEvent, Store};
+use serde_json::Value;
+
+use crate::api::Api;
+
+/// Every resource of a list, following `pagination.next` from `path`
+/// (which sets `per_page`); checks the pagination block on each page and
+/// that there was more than one page.
+async fn walk(a: &Api, token: &str, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut next = Some(path.to_string());
+    let mut pages = 0;
+    let mut total = None;
+    while let Some(p) = next {
+        let r = a.call_as(token, Method::GET, &p, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{p}: {:?}", r.body);
+        let pg = &r.body["pagination"];
+        let t = pg["total_results"].as_u64().expect("total_results");
+        assert_eq!(*total.get_or_insert(t), t, "total changed: {p}");
+        let per_page = r.body["resources"].as_array().expect("resources").len();
+        assert!(per_page <= 2, "{p}: {per_page} resources");
+        out.extend(
+            r.body["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        pages += 1;
+        assert!(pages <= 50, "endless pages at {p}");
+        next = pg["next"]["href"]
+            .as_str()
+            .map(|h| h.trim_start_matches("http://api.test").to_string());
+        if next.is_none() {
+            assert_eq!(pg["total_pages"].as_u64(), Some(pages));
+        }
+    }
+    assert_eq!(Some(out.len() as u64), total, "{path}");
+    assert!(pages > 1, "{path}: one page only");
+    out
+}
+
+fn guids(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|v| v["guid"].as_str().expect("guid").to_string())
+        .collect()
+}
+
+fn strs(v: &[&String]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// (guid, type, space index or `None` for org-level events of B).
+type Event = (String, String, Option<usize>);
+/// (guid, host, space index).
+type RouteRow = (String, String, usize);
+
+struct World {
+    pat: String,
+    /// Pat's roles in creation order (type, guid).
+    roles: Vec<(String, String)>,
+    /// Orgs A and B, then o0..o4.
+    org_a: String,
+    org_b: String,
+    orgs: Vec<String>,
+    /// s1, s2, s3 in A; t1 in B.
+    s: [String; 4],
+    /// (guid, host, space index) in creation order.
+    routes: Vec<RouteRow>,
+    /// Routes with a destination of `app`.
+    app: String,
+    app_routes: Vec<String>,
+    /// (guid, type, space index or None for org-level of B) in order.
+    events: Vec<Event>,
+}
+
+async fn world(a: &Api) -> World {
+    let st: &Store = &a.ctx.store;
+    let pat = st.create_user("pat", "pw").await.expect("pat");
+    let org_a = st.create_org("org-a").await.expect("org").guid;
+    let org_b = st.create_org("org-b").await.expect("org").guid;
+    let mut orgs = Vec::new();
+    for i in 0..5 {
+        orgs.push(st.create_org(&format!("o{i}")).await.expect("org").guid);
+    }
+    let mut s = Vec::new();
+    for (name, org) in [
+        ("s1", &org_a),
+        ("s2", &org_a),
+        ("s3", &org_a),
+        ("t1", &org_b),
+    ] {
+        s.push(st.create_space(name, org).await.expect("space").guid);
+    }
+    // pat: developer in s1 and s2, auditor of org B, user of o0, o2, o4.
+    let mut roles = Vec::new();
+    let mut grant = |r: cloud_controller::store::Role| roles.push((r.kind, r.guid));
+    grant(
+        st.create_role("organization_user", &pat.guid, &org_a, "")
+            .await
+            .expect("role"),
+    );
+    for space in &s[..2] {
+        grant(
+            st.create_role("space_developer", &pat.guid, &org_a, space)
+                .await
+                .expect("role"),
+        );
+    }
+    grant(
+        st.create_role("organization_auditor", &pat.guid, &org_b, "")
+            .await
+            .expect("role"),
+    );
+    for i in [0, 2, 4] {
+        grant(
+            st.create_role("organization_user", &pat.guid, &orgs[i], "")
+                .await
+                .expect("role"),
+        );
+    }
+    let domain = st
+        .domain_by_name("localhost")
+        .await
+        .expect("domain")
+        .expect("apps domain")
+        .guid;
+    let mut routes = Vec::new();
+    for i in 0..12 {
+        let space = i % 4;
+        let host = format!("h{i}");
+        let r = st
+            .create_route(&host, &domain, "", &s[space])
+            .await
+            .expect("route");
+        routes.push((r.guid, host, space));
+    }
+    let app = st
+        .create_app("web", &s[0], None, "host", "{}")
+        .await
+        .expect("app")
+        .guid;
+    let mut app_routes = Vec::new();
+    for (g, _, space) in &routes {
+        if *space == 0 {
+            st.add_destination(g, &app).await.expect("destination");
+            app_routes.push(g.clone());
+        }
+    }
+    // Events: two types over the four spaces, and org-level ones of B.
+    let mut events = Vec::new();
+    for i in 0..16 {
+        let space = if i % 5 == 4 { None } else { Some(i % 4) };
+        let kind = if i % 2 == 0 {
+            "audit.x.one"
+        } else {
+            "audit.x.two"
+        };
+        let e = AuditEvent {
+            guid: format!("ev-{i:02}-{}", uuid_like(i)),
+            kind: kind.into(),
+            actor_guid: "system".into(),
+            actor_type: "system".into(),
+            actor_name: "system".into(),
+            target_guid: format!("target-{}", i % 3),
+            target_type: "thing".into(),
+            target_name: "thing".into(),
+            data: "{}".into(),
+            space_guid: space.map(|x| s[x].clone()),
+            organization_guid: Some(match space {
+                Some(x) if x < 3 => org_a.clone(),
+                _ => org_b.clone(),
+            }),
+            created_at: format!("2020-01-01T00:00:{i:02}.000000Z"),
+        };
+        st.add_event(&e).await.expect("event");
+        events.push((e.guid, kind.to_string(), space));
+    }
+    World {
+        pat: pat.guid,
+        roles,
+        org_a,
+        org_b,
+        orgs,
+        s: [s[0].clone(), s[1].clone(), s[2].clone(), s[3].clone()],
+        routes,
+        app,
+        app_routes,
+        events,
+    }
+}
+
+fn uuid_like(i: usize) -> String {
+    format!("{:08x}", i * 7919)
+}
+
+async fn lists(db: Option<String>) {
+    let a = Api::open(db).await;
+    let w = world(&a).await;
+    let pat_token = a.login("pat", "pw").await.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let admin = a.token.clone();
+
+    // ---- audit events ----
+    let ev = |keep: &dyn Fn(&Event) -> bool| -> Vec<String> {
+        w.events
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| e.0.clone())
+            .collect()
+    };
+    // Admin, types and spaces.
+    let got = walk(
+        &a,
+        &admin,
+        &format!(
+            "/v3/audit_events?per_page=2&types=audit.x.one&space_guids={},{}",
+            w.s[0], w.s[3]
+        ),
+    )
+    .await;
+    let want = ev(&|e| e.1 == "audit.x.one" && matches!(e.2, Some(0) | Some(3)));
+    assert_eq!(guids(&got), want);
+    // Newest first.
+    let got = walk(
+        &a,
+        &admin,
+        "/v3/audit_events?per_page=2&types=audit.x.one,audit.x.two&order_by=-created_at",
+    )
+    .await;
+    let mut want = ev(&|_| true);
+    want.reverse();
+    assert_eq!(guids(&got), want);
+    // Organizations and targets.
+    let got = walk(
+        &a,
+        &admin,
+        &format!(
+            "/v3/audit_events?per_page=2&organization_guids={}&target_guids=target-0,target-1",
+            w.org_b
+        ),
+    )
+    .await;
+    let want: Vec<String> = w
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| !matches!(e.2, Some(0..=2)) && i % 3 != 2)
+        .map(|(_, e)| e.0.clone())
+        .collect();
+    assert_eq!(guids(&got), want);
+    // Pat: events of s1 and s2, and org-level ones of B (its auditor).
+    let got = walk(&a, &pat_token, "/v3/audit_events?per_page=2").await;
+    let want = ev(&|e| matches!(e.2, Some(0) | Some(1) | None));
+    assert_eq!(guids(&got), want);
+    let got = walk(
+        &a,
+        &pat_token,
+        &format!(
+            "/v3/audit_events?per_page=2&types=audit.x.two&space_guids={},{}",
+            w.s[1], w.s[2]
+        ),
+    )
+    .await;
+    let want = ev(&|e| e.1 == "audit.x.two" && e.2 == Some(1));
+    assert_eq!(guids(&got), want);
+    // An empty filter matches nothing.
+    let r = a.call(Method::GET, "/v3/audit_events?types=", None).await;
+    assert_eq!(r.body["pagination"]["total_results"], 0);
+    // Past the last page: empty, with the total.
+    let r = a
+        .call(
+            Method::GET,
+            "/v3/audit_events?types=audit.x.one&per_page=2&page=99",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["pagination"]["total_results"], 8);
+    assert_eq!(r.body["resources"].as_array().map(Vec::len), Some(0));
+    assert_eq!(r.body["pagination"]["next"], Value::Null);
+    let r = a
+        .call(Method::GET, "/v3/audit_events?per_page=0", None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // ---- organizations ----
+    let names = "org-a,org-b,o0,o1,o2,o3,o4";
+    let got = walk(
+        &a,
+        &admin,
+        &format!("/v3/organizations?per_page=2&names={names}"),
+    )
+    .await;
+    let mut want = vec![w.org_a.clone(), w.org_b.clone()];
+    want.extend(w.orgs.iter().cloned());
+    assert_eq!(guids(&got), want);
+    let got = walk(&a, &pat_token, "/v3/organizations?per_page=2").await;
+    let want = strs(&[&w.org_a, &w.org_b, &w.orgs[0], &w.orgs[2], &w.orgs[4]]);
+    assert_eq!(guids(&got), want);
+    let got = walk(
+        &a,
+        &pat_token,
+        &format!(
+            "/v3/organizations?per_page=2&guids={},{},{},{}",
+            w.orgs[0], w.orgs[1], w.orgs[2], w.org_b
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&w.org_b, &w.orgs[0], &w.orgs[2]]));
+
+    // ---- spaces ----
+    let got = walk(
+        &a,
+        &admin,
+        &format!(
+            "/v3/spaces?per_page=2&organization_guids={},{}",
+            w.org_a, w.org_b
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), w.s.to_vec());
+    let got = walk(
+        &a,
+        &admin,
+        &format!(
+            "/v3/spaces?per_page=2&names=s1,s3,t1&organization_guids={},{}",
+            w.org_a, w.org_b
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&w.s[0], &w.s[2], &w.s[3]]));
+    // Pat reads s1 and s2 only (one page of two: no walk).
+    let r = a
+        .call_as(&pat_token, Method::GET, "/v3/spaces?per_page=1", None)
+        .await;
+    assert_eq!(r.body["pagination"]["total_results"], 2);
+    let got = walk(&a, &pat_token, "/v3/spaces?per_page=1").await;
+    assert_eq!(guids(&got), strs(&[&w.s[0], &w.s[1]]));
+    let r = a
+        .call_as(
+            &pat_token,
+            Method::GET,
+            &format!("/v3/spaces?guids={},{}", w.s[1], w.s[2]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        guids(r.body["resources"].as_array().expect("list")),
+        strs(&[&w.s[1]])
+    );
+
+    // ---- routes ----
+    let route_guids = |keep: &dyn Fn(&RouteRow) -> bool| -> Vec<String> {
+        w.routes
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| r.0.clone())
+            .collect()
+    };
+    let got = walk(
+        &a,
+        &admin,
+        &format!("/v3/routes?per_page=2&organization_guids={}", w.org_a),
+    )
+    .await;
+    assert_eq!(guids(&got), route_guids(&|r| r.2 < 3));
+    let got = walk(
+        &a,
+        &admin,
+        &format!(
+            "/v3/routes?per_page=2&space_guids={},{}&hosts=h0,h1,h3,h4,h5,h8,h11",
+            w.s[0], w.s[3]
+        ),
+    )
+    .await;
+    assert_eq!(
+        guids(&got),
+        route_guids(&|r| ["h0", "h3", "h4", "h8", "h11"].contains(&r.1.as_str()))
+    );
+    let got = walk(
+        &a,
+        &admin,
+        &format!("/v3/routes?per_page=2&app_guids={}", w.app),
+    )
+    .await;
+    assert_eq!(guids(&got), w.app_routes);
+    assert_eq!(got[0]["destinations"][0]["app"]["guid"], w.app.as_str());
+    // Pat: routes of s1 and s2 only, whatever the filters ask.
+    let got = walk(&a, &pat_token, "/v3/routes?per_page=2").await;
+    assert_eq!(guids(&got), route_guids(&|r| r.2 < 2));
+    let got = walk(
+        &a,
+        &pat_token,
+        &format!(
+            "/v3/routes?per_page=2&organization_guids={},{}",
+            w.org_a, w.org_b
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), route_guids(&|r| r.2 < 2));
+    roles(&a, &w, &pat_token).await;
+    users_and_domains(&a, &w, &pat_token).await;
+    packages_and_builds(&a, &w, &pat_token).await;
+    for empty in ["app_guids=", "paths=", "organization_guids="] {
+        let r = a
+            .call(Method::GET, &format!("/v3/routes?{empty}"), None)
+            .await;
+        assert_eq!(r.body["pagination"]["total_results"], 0, "{empty}");
+    }
+}
+
+async fn roles(a: &Api, w: &World, pat_token: &str) {
+    let admin = a.token.clone();
+    let all: Vec<String> = w.roles.iter().map(|r| r.1.clone()).collect();
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/roles?per_page=2&organization_guids={}&types=organization_user,space_developer",
+            w.org_a
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), all[..3].to_vec());
+    // Pat sees the roles of its orgs: its own seven.
+    let got = walk(a, pat_token, "/v3/roles?per_page=2").await;
+    assert_eq!(guids(&got), all);
+    let got = walk(
+        a,
+        pat_token,
+        &format!(
+            "/v3/roles?per_page=2&user_guids={}&types=organization_user",
+            w.pat
+        ),
+    )
+    .await;
+    let want: Vec<String> = w
+        .roles
+        .iter()
+        .filter(|r| r.0 == "organization_user")
+        .map(|r| r.1.clone())
+        .collect();
+    assert_eq!(guids(&got), want);
+    // `include` covers the page's roles.
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            "/v3/roles?per_page=2&page=2&include=space,organization",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        guids(r.body["resources"].as_array().expect("list")),
+        all[2..4].to_vec()
+    );
+    assert_eq!(
+        guids(r.body["included"]["spaces"].as_array().expect("spaces")),
+        vec![w.s[1].clone()]
+    );
+    assert_eq!(
+        r.body["included"]["organizations"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+async fn users_and_domains(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // Users u0..u4 with controller records; u0, u2 and u3 in org A.
+    st.add_cc_user(&w.pat).await.expect("cc user");
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let u = st.create_user(&format!("u{i}"), "pw").await.expect("user");
+        st.add_cc_user(&u.guid).await.expect("cc user");
+        if [0, 2, 3].contains(&i) {
+            st.create_role("organization_user", &u.guid, &w.org_a, "")
+                .await
+                .expect("role");
+        }
+        users.push(u.guid);
+    }
+    let got = walk(
+        a,
+        &admin,
+        "/v3/users?per_page=2&usernames=u0,u1,u2,u3,u4,nobody",
+    )
+    .await;
+    assert_eq!(guids(&got), users);
+    assert_eq!(got[1]["username"], "u1");
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/users?per_page=2&origins=uaa&guids={},{},{},{}",
+            users[4], users[1], users[3], w.pat
+        ),
+    )
+    .await;
+    assert_eq!(
+        guids(&got),
+        strs(&[&w.pat, &users[1], &users[3], &users[4]])
+    );
+    // Pat sees itself and the users of its orgs.
+    let got = walk(a, pat_token, "/v3/users?per_page=2").await;
+    assert_eq!(
+        guids(&got),
+        strs(&[&w.pat, &users[0], &users[2], &users[3]])
+    );
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/users/{}", users[1]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/users/{}", users[2]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["username"], "u2");
+    let r = a.call(Method::GET, "/v3/users?origins=", None).await;
+    assert_eq!(r.body["pagination"]["total_results"], 0);
+
+    // Domains: a shared one, two of org A, one of o1 shared with o2, one
+    // of o3 (not pat's).
+    let apps = st
+        .domain_by_name("localhost")
+        .await
+        .expect("domain")
+        .expect("apps domain")
+        .guid;
+    let shared = st
+        .create_domain("s-d1.test", false, None)
+        .await
+        .expect("d")
+        .guid;
+    let a1 = st
+        .create_domain("d-a1.test", false, Some(&w.org_a))
+        .await
+        .expect("d")
+        .guid;
+    let a2 = st
+        .create_domain("d-a2.test", false, Some(&w.org_a))
+        .await
+        .expect("d")
+        .guid;
+    let o1 = st
+        .create_domain("d-o1.test", false, Some(&w.orgs[1]))
+        .await
+        .expect("d")
+        .guid;
+    st.share_domain(&o1, &w.orgs[2]).await.expect("share");
+    let o3 = st
+        .create_domain("d-o3.test", false, Some(&w.orgs[3]))
+        .await
+        .expect("d")
+        .guid;
+    let got = walk(a, pat_token, "/v3/domains?per_page=2").await;
+    assert_eq!(guids(&got), strs(&[&apps, &shared, &a1, &a2, &o1]));
+    assert_eq!(
+        got[4]["relationships"]["shared_organizations"]["data"][0]["guid"],
+        w.orgs[2].as_str()
+    );
+    let got = walk(
+        a,
+        &admin,
+        "/v3/domains?per_page=2&names=d-o3.test,d-a1.test,s-d1.test,d-o1.test",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&shared, &a1, &o1, &o3]));
+    let got = walk(
+        a,
+        pat_token,
+        "/v3/domains?per_page=1&names=d-o3.test,d-a2.test,d-o1.test",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a2, &o1]));
+}
+
+async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // Apps: `web` in s1 (pat reads), app2 in s2 (pat reads), app3 in s3.
+    let app2 = st
+        .create_app("app2", &w.s[1], None, "host", "{}")
+        .await
+        .expect("app")
+        .guid;
+    let app3 = st
+        .create_app("app3", &w.s[2], None, "host", "{}")
+        .await
+        .expect("app")
+        .guid;
+    let apps = [w.app.clone(), app2.clone(), app3.clone()];
+    // Two packages and two builds per app, made in rounds.
+    let mut packages: Vec<(usize, String)> = Vec::new();
+    let mut builds: Vec<(usize, String)> = Vec::new();
+    for _ in 0..2 {
+        for (i, app) in apps.iter().enumerate() {
+            let p = st.create_package(app).await.expect("package");
+            let b = st
+                .create_build(app, &p.guid, "system", "system")
+                .await
+                .expect("build");
+            // Settled at once (no DEA here): FAILED, whoever ends it.
+            st.fail_build(&b.guid, "StagingError", "test")
+                .await
+                .expect("fail");
+            packages.push((i, p.guid));
+            builds.push((i, b.guid));
+        }
+    }
+    // Packages: grouped by app in the apps' creation order, oldest first.
+    let by_app = |keep: &[usize]| -> Vec<String> {
+        let mut v = Vec::new();
+        for i in keep {
+            v.extend(packages.iter().filter(|p| p.0 == *i).map(|p| p.1.clone()));
+        }
+        v
+    };
+    let got = walk(a, pat_token, "/v3/packages?per_page=2").await;
+    assert_eq!(guids(&got), by_app(&[0, 1]));
+    let got = walk(
+        a,
+        &admin,
+        &format!("/v3/packages?per_page=2&app_guids={app3},{}", w.app),
+    )
+    .await;
+    assert_eq!(guids(&got), by_app(&[0, 2]));
+    let got = walk(
+        a,
+        pat_token,
+        &format!("/v3/packages?per_page=1&app_guids={app3},{app2}"),
+    )
+    .await;
+    assert_eq!(guids(&got), by_app(&[1]));
+
+    // Builds: oldest first.
+    let of = |keep: &[usize]| -> Vec<String> {
+        builds
+            .iter()
+            .filter(|b| keep.contains(&b.0))
+            .map(|b| b.1.clone())
+            .collect()
+    };
+    let got = walk(a, pat_token, "/v3/builds?per_page=2&states=FAILED").await;
+    assert_eq!(guids(&got), of(&[0, 1]));
+    let got = walk(
+        a,
+        &admin,
+        &format!("/v3/builds?per_page=2&app_guids={app2},{app3}&states=STAGED,FAILED"),
+    )
+    .await;
+    assert_eq!(guids(&got), of(&[1, 2]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/apps/{app3}/builds?per_page=1&guids={},{},{}",
+            builds[0].1, builds[2].1, builds[5].1
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&builds[2].1, &builds[5].1]));
+    let r = a
+        .call(Method::GET, "/v3/builds?states=STAGING,STAGED", None)
+        .await;
+    assert_eq!(r.body["pagination"]["total_results"], 0);
+    assert_eq!(
+        a.call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/apps/{app3}/builds"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn lists_page_in_sql_sqlite() {
+    lists(None).await;
+}
+
+#[tokio::test]
+async fn lists_page_in_sql_postgres() {
+    let db = testkit::PgDb::create().await.expect("postgres");
+    lists(Some(db.url.clone())).await;
+}

@@ -75,6 +75,7 @@ pub struct App {
 pub struct HealthCheckData {
     pub timeout: Option<u64>,
     pub endpoint: Option<String>,
+    pub invocation_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

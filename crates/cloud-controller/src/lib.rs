@@ -16,6 +16,7 @@ pub mod logs;
 pub mod placement;
 pub mod quota;
 pub mod resource_pool;
+pub mod revisions;
 pub mod runtime;
 pub mod signing;
 pub mod staging;

@@ -554,7 +554,7 @@ impl Agent {
 
     /// While instance `id` runs: its liveness check every `interval_s`
     /// (30 s; a failure crashes it, as CF's), and its readiness check every
-    /// readiness `interval_s` (5 s; routed only while it passes).
+    /// readiness `interval_s` (30 s; routed only while it passes).
     async fn monitor(self: &Arc<Self>, id: &str, req: &StartRequest, port: u16) {
         let hc = &req.health_check;
         let live_every = Duration::from_secs(hc.interval_s.unwrap_or(30).max(1));
@@ -584,7 +584,7 @@ impl Agent {
                             .await;
                         self.readiness_changed(id, req, failure);
                     }
-                    let every = Duration::from_secs(rc.interval_s.unwrap_or(5).max(1));
+                    let every = Duration::from_secs(rc.interval_s.unwrap_or(30).max(1));
                     next_ready = Some(now + every);
                 }
             }

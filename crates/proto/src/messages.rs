@@ -125,7 +125,7 @@ pub struct ReadinessCheck {
     /// Seconds one probe may take; absent: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_timeout_s: Option<u64>,
-    /// Seconds between probes; absent: 5.
+    /// Seconds between probes; absent: 30 (CF's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_s: Option<u64>,
 }

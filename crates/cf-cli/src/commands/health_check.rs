@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 /// Each health check attempt of a DEA waits at most this long (seconds);
 /// it is not configurable per process.
+/// The per-probe timeout when none is set (the DEA's default).
 pub const INVOCATION_TIMEOUT_S: u64 = 1;
 
 #[derive(Debug, clap::Args)]
@@ -71,18 +72,26 @@ pub fn health_table(procs: &[Process]) -> String {
             p.kind.clone(),
             p.health_check.kind.clone(),
             endpoint,
-            INVOCATION_TIMEOUT_S.to_string(),
+            p.health_check
+                .data
+                .invocation_timeout
+                .unwrap_or(INVOCATION_TIMEOUT_S)
+                .to_string(),
         ]);
     }
     table(&rows)
 }
 
 /// The `PATCH /v3/processes/:guid` body.
-pub fn health_body(kind: Kind, endpoint: &str) -> Value {
-    match kind {
-        Kind::Http => json!({"health_check": {"type": "http", "data": {"endpoint": endpoint}}}),
-        other => json!({"health_check": {"type": other.as_str()}}),
+pub fn health_body(kind: Kind, endpoint: &str, invocation_timeout: Option<u64>) -> Value {
+    let mut data = match kind {
+        Kind::Http => json!({ "endpoint": endpoint }),
+        _ => json!({}),
+    };
+    if let Some(t) = invocation_timeout {
+        data["invocation_timeout"] = json!(t);
     }
+    json!({"health_check": {"type": kind.as_str(), "data": data}})
 }
 
 pub async fn get(args: GetArgs) -> Result<()> {
@@ -105,18 +114,10 @@ pub async fn get(args: GetArgs) -> Result<()> {
 
 pub async fn set(args: SetArgs) -> Result<()> {
     let ctx = Ctx::load()?;
-    match args.invocation_timeout {
-        Some(0) => {
-            return Err(CliError::Usage(
-                "Incorrect Usage: Value for flag 'invocation-timeout' must be an integer greater than or equal to 1".into(),
-            ))
-        }
-        Some(n) if n != INVOCATION_TIMEOUT_S => {
-            return Err(CliError::other(format!(
-                "Invocation timeout {n} is not supported: every health check attempt times out after {INVOCATION_TIMEOUT_S}s on this platform."
-            )))
-        }
-        _ => {}
+    if args.invocation_timeout == Some(0) {
+        return Err(CliError::Usage(
+            "Incorrect Usage: Value for flag 'invocation-timeout' must be an integer greater than or equal to 1".into(),
+        ));
     }
     if args.kind == Kind::Http && !args.endpoint.starts_with('/') {
         return Err(CliError::Usage(
@@ -141,7 +142,7 @@ pub async fn set(args: SetArgs) -> Result<()> {
         .client
         .patch(
             &format!("/v3/processes/{}", p.guid),
-            health_body(args.kind, &args.endpoint),
+            health_body(args.kind, &args.endpoint, args.invocation_timeout),
         )
         .await?;
     ok();
@@ -158,23 +159,23 @@ mod tests {
     #[test]
     fn table_and_bodies() {
         let procs: Vec<Process> = serde_json::from_value(json!([
-            {"guid": "p1", "type": "web", "health_check": {"type": "http", "data": {"endpoint": "/health", "timeout": null}}},
+            {"guid": "p1", "type": "web", "health_check": {"type": "http", "data": {"endpoint": "/health", "timeout": null, "invocation_timeout": 5}}},
             {"guid": "p2", "type": "worker", "health_check": {"type": "process", "data": {"endpoint": null}}}
         ]))
         .expect("procs");
         assert_eq!(
             health_table(&procs),
             "process   health check   endpoint (for http)   invocation timeout\n\
-             web       http           /health               1\n\
+             web       http           /health               5\n\
              worker    process                              1\n"
         );
         assert_eq!(
-            health_body(Kind::Http, "/h"),
+            health_body(Kind::Http, "/h", None),
             json!({"health_check": {"type": "http", "data": {"endpoint": "/h"}}})
         );
         assert_eq!(
-            health_body(Kind::Port, "/"),
-            json!({"health_check": {"type": "port"}})
+            health_body(Kind::Port, "/", Some(3)),
+            json!({"health_check": {"type": "port", "data": {"invocation_timeout": 3}}})
         );
     }
 }

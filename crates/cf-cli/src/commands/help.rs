@@ -38,6 +38,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "run-task",
             "tasks",
             "terminate-task",
+            "revisions",
             "events",
             "logs",
             "env",

@@ -29,6 +29,7 @@ pub mod push;
 pub mod quotas;
 pub mod rename;
 pub mod restage;
+pub mod revisions;
 pub mod roles;
 pub mod route;
 pub mod routes;
@@ -114,6 +115,8 @@ pub enum Command {
     Tasks(tasks::ListArgs),
     /// Terminate a running task of an app
     TerminateTask(tasks::TerminateArgs),
+    /// List revisions of an app
+    Revisions(revisions::Args),
     /// Show the type of health check performed on an app
     GetHealthCheck(health_check::GetArgs),
     /// Change type of health check performed on an app's process
@@ -277,6 +280,7 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::RunTask(a) => tasks::run(a).await,
         Command::Tasks(a) => tasks::list(a).await,
         Command::TerminateTask(a) => tasks::terminate(a).await,
+        Command::Revisions(a) => revisions::run(a).await,
         Command::GetHealthCheck(a) => health_check::get(a).await,
         Command::SetHealthCheck(a) => health_check::set(a).await,
         Command::Version => {

@@ -327,6 +327,7 @@ async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
     if was_started {
         ctx.stop_all(&app.guid, Some(&old_version)).await;
     }
+    crate::revisions::record(ctx, &app).await?;
     ctx.api_log(
         &app.guid,
         format!(

@@ -19,6 +19,7 @@ mod presenters;
 mod processes;
 mod quotas;
 mod resource_matches;
+mod revisions;
 mod roles;
 mod root;
 mod routes;
@@ -52,6 +53,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(apps::routes())
         .merge(processes::routes())
         .merge(tasks::routes())
+        .merge(revisions::routes())
         .merge(packages::routes())
         .merge(resource_matches::routes())
         .merge(builds::routes())

@@ -233,6 +233,30 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
         "/v3/apps/{guid}/processes/{kind}/stats",
         On(T::App, ReadSpace),
     ),
+    // Revisions and app features.
+    ("GET", "/v3/apps/{guid}/revisions", On(T::App, ReadSpace)),
+    (
+        "GET",
+        "/v3/apps/{guid}/revisions/deployed",
+        On(T::App, ReadSpace),
+    ),
+    ("GET", "/v3/revisions/{guid}", On(T::Revision, ReadSpace)),
+    (
+        "GET",
+        "/v3/revisions/{guid}/environment_variables",
+        On(T::Revision, ReadEnv),
+    ),
+    ("GET", "/v3/apps/{guid}/features", On(T::App, ReadSpace)),
+    (
+        "GET",
+        "/v3/apps/{guid}/features/{name}",
+        On(T::App, ReadSpace),
+    ),
+    (
+        "PATCH",
+        "/v3/apps/{guid}/features/{name}",
+        On(T::App, WriteSpace),
+    ),
     // Tasks (CF: created by admins and space developers, cancelled also
     // by supporters).
     ("POST", "/v3/apps/{guid}/tasks", On(T::App, WriteSpace)),

@@ -21,6 +21,7 @@ pub enum Target {
     SpaceQuota,
     AuditEvent,
     Task,
+    Revision,
 }
 
 impl Target {
@@ -40,6 +41,7 @@ impl Target {
             Target::SpaceQuota => "Space quota",
             Target::AuditEvent => "Event",
             Target::Task => "Task",
+            Target::Revision => "Revision",
         }
     }
 }
@@ -68,6 +70,7 @@ impl Store {
             Target::Build => via_app("builds", "app_guid"),
             Target::Droplet => via_app("droplets", "app_guid"),
             Target::Task => via_app("tasks", "app_guid"),
+            Target::Revision => via_app("revisions", "app_guid"),
             Target::Route => "SELECT s.organization_guid, s.guid FROM routes r JOIN spaces s ON s.guid = r.space_guid WHERE r.guid = $1".to_string(),
             Target::Space => "SELECT organization_guid, guid FROM spaces WHERE guid = $1".to_string(),
             Target::Org => "SELECT guid, '' FROM organizations WHERE guid = $1".to_string(),

@@ -11,6 +11,7 @@ mod models;
 mod orgs;
 mod pages;
 mod quotas;
+pub mod revisions;
 mod roles;
 mod security_groups;
 mod states;
@@ -29,6 +30,7 @@ pub use pages::{
     SpaceFilter, UserFilter, Window,
 };
 pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
+pub use revisions::{Revision, RevisionContent};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
@@ -397,6 +399,8 @@ impl Store {
             "droplets",
             "route_destinations",
             "tasks",
+            "revisions",
+            "app_features",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE app_guid = $1"))
                 .bind(guid.to_string())

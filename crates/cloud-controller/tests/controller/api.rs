@@ -653,7 +653,7 @@ async fn app_lifecycle_without_deas() {
     assert_eq!(r.body["command"], "./go");
     assert_eq!(
         r.body["health_check"],
-        json!({"type": "http", "data": {"timeout": 5, "invocation_timeout": null, "endpoint": "/health"}})
+        json!({"type": "http", "data": {"timeout": 5, "invocation_timeout": null, "interval": null, "endpoint": "/health"}})
     );
     let r = a
         .call(Method::GET, &format!("/v3/processes/{pg}/stats"), None)

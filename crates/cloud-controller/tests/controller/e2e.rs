@@ -1073,6 +1073,149 @@ async fn tasks_run_end_cancel_and_get_lost() {
     assert!(r.is_ok(), "{r:?}");
 }
 
+/// Revisions (issue 16): a start records what the app runs with; each
+/// later start or restart with another droplet, environment or command
+/// records a new one saying what changed; the feature turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_record_what_changed() {
+    let nats = Nats::start().expect("nats-server");
+    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
+    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
+    let c = Client::login(&addr).await;
+    let (_, g, pg) = c.app_with_package("revs", json!({"A": "1"})).await;
+    c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
+    let dg1 = c.stage_current(&g, &pg).await;
+    let revisions = |q: &'static str| {
+        let c = &c;
+        let g = g.clone();
+        async move {
+            let (status, l) = c
+                .call("GET", &format!("/v3/apps/{g}/revisions{q}"), None)
+                .await;
+            assert_eq!(status, 200, "{l}");
+            l
+        }
+    };
+    let action = |what: &'static str| {
+        let c = &c;
+        let g = g.clone();
+        async move {
+            let (status, b) = c
+                .call("POST", &format!("/v3/apps/{g}/actions/{what}"), None)
+                .await;
+            assert_eq!(status, 200, "{b}");
+        }
+    };
+
+    action("start").await;
+    let l = revisions("").await;
+    assert_eq!(l["pagination"]["total_results"], 1, "{l}");
+    let r1 = &l["resources"][0];
+    assert_eq!(
+        (&r1["version"], &r1["description"], &r1["deployable"]),
+        (&json!(1), &json!("Initial revision."), &json!(true))
+    );
+    assert_eq!(r1["droplet"]["guid"], dg1.as_str());
+    assert_eq!(r1["processes"]["web"]["command"], Value::Null);
+    let deployed = revisions("/deployed").await;
+    assert_eq!(deployed["resources"][0]["version"], 1, "{deployed}");
+
+    // Nothing changed: no new revision.
+    action("restart").await;
+    assert_eq!(revisions("").await["pagination"]["total_results"], 1);
+
+    // New environment variables.
+    c.call(
+        "PATCH",
+        &format!("/v3/apps/{g}/environment_variables"),
+        Some(json!({"var": {"B": "2"}})),
+    )
+    .await;
+    action("restart").await;
+    let l = revisions("").await;
+    let r2 = &l["resources"][1];
+    assert_eq!(
+        (&r2["version"], &r2["description"]),
+        (&json!(2), &json!("New environment variables deployed.")),
+        "{l}"
+    );
+    let r2g = r2["guid"].as_str().expect("guid").to_string();
+    let (_, env) = c
+        .call(
+            "GET",
+            &format!("/v3/revisions/{r2g}/environment_variables"),
+            None,
+        )
+        .await;
+    assert_eq!(env["var"], json!({"A": "1", "B": "2"}));
+
+    // A new droplet and a start command.
+    let dg2 = c.stage_current(&g, &pg).await;
+    assert_ne!(dg1, dg2);
+    c.call(
+        "PATCH",
+        &format!("/v3/apps/{g}/processes/web"),
+        Some(json!({"command": "./other"})),
+    )
+    .await;
+    action("restart").await;
+    let (_, r3) = c
+        .call("GET", &format!("/v3/apps/{g}/revisions?versions=3"), None)
+        .await;
+    assert_eq!(
+        r3["resources"][0]["description"],
+        "New droplet deployed. Custom start command added for 'web' process.",
+        "{r3}"
+    );
+    assert_eq!(r3["resources"][0]["processes"]["web"]["command"], "./other");
+    let l = revisions("?versions=1,3").await;
+    assert_eq!(l["pagination"]["total_results"], 2, "{l}");
+
+    // Turned off: changes record nothing.
+    let (status, f) = c
+        .call(
+            "PATCH",
+            &format!("/v3/apps/{g}/features/revisions"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!((status, &f["enabled"]), (200, &json!(false)), "{f}");
+    let (_, fs) = c.call("GET", &format!("/v3/apps/{g}/features"), None).await;
+    assert_eq!(
+        fs["resources"][0],
+        json!({"name": "revisions", "description": "Enable versioning of an application", "enabled": false})
+    );
+    c.call(
+        "PATCH",
+        &format!("/v3/apps/{g}/environment_variables"),
+        Some(json!({"var": {"C": "3"}})),
+    )
+    .await;
+    action("restart").await;
+    assert_eq!(revisions("").await["pagination"]["total_results"], 3);
+
+    // Stopped: nothing deployed.
+    action("stop").await;
+    assert_eq!(
+        revisions("/deployed").await["pagination"]["total_results"],
+        0
+    );
+    let (status, _) = c
+        .call("GET", &format!("/v3/apps/{g}/features/nope"), None)
+        .await;
+    assert_eq!(status, 404);
+
+    dea.abort();
+    let _ = stop_tx.send(());
+    let r = tokio::time::timeout(WAIT, server)
+        .await
+        .expect("shutdown in time")
+        .expect("join");
+    assert!(r.is_ok(), "{r:?}");
+}
+
 /// A small droplet (the same bytes every time): droplets must be gzipped
 /// tarballs (docs/architecture.md §6.5).
 fn fake_droplet() -> Vec<u8> {

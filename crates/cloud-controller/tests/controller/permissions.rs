@@ -205,6 +205,10 @@ enum Fx {
     Process,
     /// A new PENDING task of the app (each call gets its own).
     FreshTask,
+    /// A revision of the app.
+    Revision,
+    /// The app and its `revisions` feature.
+    AppFeature,
     Package,
     FreshPackage,
     Build,
@@ -826,6 +830,41 @@ fn rows() -> Vec<Row> {
             WRITE,
         ),
         r("GET", "/v3/apps/{guid}/tasks", Fx::App, none, 200, READ),
+        r("GET", "/v3/apps/{guid}/revisions", Fx::App, none, 200, READ),
+        r(
+            "GET",
+            "/v3/apps/{guid}/revisions/deployed",
+            Fx::App,
+            none,
+            200,
+            READ,
+        ),
+        r("GET", "/v3/revisions/{guid}", Fx::Revision, none, 200, READ),
+        r(
+            "GET",
+            "/v3/revisions/{guid}/environment_variables",
+            Fx::Revision,
+            none,
+            200,
+            ENV,
+        ),
+        r("GET", "/v3/apps/{guid}/features", Fx::App, none, 200, READ),
+        r(
+            "GET",
+            "/v3/apps/{guid}/features/{name}",
+            Fx::AppFeature,
+            none,
+            200,
+            READ,
+        ),
+        r(
+            "PATCH",
+            "/v3/apps/{guid}/features/{name}",
+            Fx::AppFeature,
+            |_, _, _| Some(json!({"enabled": true})),
+            200,
+            WRITE,
+        ),
         r("GET", "/v3/tasks", Fx::None, none, 200, ALL),
         r("GET", "/v3/tasks/{guid}", Fx::FreshTask, none, 200, READ),
         r(
@@ -1474,12 +1513,30 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
         Fx::FreshApp => {
             p.insert("guid", fresh_app(a, &w.space_s).await);
         }
+        Fx::AppFeature => {
+            p.insert("guid", w.app.clone());
+            p.insert("name", "revisions".into());
+        }
         Fx::AppKind => {
             p.insert("guid", w.app.clone());
             p.insert("kind", "web".into());
         }
         Fx::Process => {
             p.insert("guid", w.process.clone());
+        }
+        Fx::Revision => {
+            let r = s
+                .create_revision(
+                    &w.app,
+                    &cloud_controller::store::RevisionContent {
+                        droplet_guid: w.droplet.clone(),
+                        ..Default::default()
+                    },
+                    "Initial revision.",
+                )
+                .await
+                .expect("revision");
+            p.insert("guid", r.guid);
         }
         Fx::FreshTask => {
             let t = s

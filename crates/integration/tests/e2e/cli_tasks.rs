@@ -1,7 +1,8 @@
-//! Issue 16 (tasks): `cf run-task`, `cf tasks`, `cf terminate-task` with the
-//! real `cf` against a real platform: a task runs once in a container of
-//! its own from the app's droplet, with the app's env, and ends SUCCEEDED or
-//! FAILED with CF's reason; its lines are tagged `APP/TASK/<name>/0`.
+//! Issue 16 (tasks, revisions): `cf run-task`, `cf tasks`,
+//! `cf terminate-task` and `cf revisions` with the real `cf` against a real
+//! platform: a task runs once in a container of its own from the app's
+//! droplet, with the app's env, and ends SUCCEEDED or FAILED with CF's
+//! reason; its lines are tagged `APP/TASK/<name>/0`.
 
 use std::time::Duration;
 
@@ -126,6 +127,25 @@ async fn run_task_tasks_and_terminate_task() -> Result<()> {
     // The app itself was never touched.
     let (status, body) = p.get_via_router("jobs.localhost", "/index.txt").await?;
     assert_eq!((status, body.as_str()), (200, "web\n"));
+
+    // Revisions: the push's, then the restart with the new variable's.
+    p.cf_ok(&["restart", "jobs"]).await?;
+    let out = p.cf_ok(&["revisions", "jobs"]).await?;
+    let rows: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("revision "))
+        .collect();
+    assert!(
+        rows.len() == 3
+            && rows[1].starts_with("2(deployed)")
+            && rows[1].contains("New environment variables deployed.")
+            && rows[2].starts_with("1 ")
+            && rows[2].contains("Initial revision.")
+            && rows[2].contains("true"),
+        "{}",
+        out.stdout
+    );
     Ok(())
 }
 

@@ -1,0 +1,47 @@
+//! Recording revisions (docs/architecture.md §5.10): each start or restart
+//! of an app whose `revisions` feature is on records a new revision when
+//! its droplet, environment or process commands differ from the newest
+//! one's. The API is `api/revisions.rs`; the store `store/revisions.rs`.
+
+use crate::context::Ctx;
+use crate::store::revisions::describe;
+use crate::store::{App, Revision, RevisionContent, StoreError};
+
+/// What the app would run with now.
+pub async fn content(ctx: &Ctx, app: &App) -> Result<Option<RevisionContent>, StoreError> {
+    let Some(droplet_guid) = app.current_droplet_guid.clone() else {
+        return Ok(None);
+    };
+    let commands = ctx
+        .store
+        .processes_of(&app.guid)
+        .await?
+        .into_iter()
+        .map(|p| (p.kind, p.command.filter(|c| !c.is_empty())))
+        .collect();
+    Ok(Some(RevisionContent {
+        droplet_guid,
+        env: app.env_map(),
+        commands,
+    }))
+}
+
+/// A new revision when what the app runs with changed; the new one, if any.
+pub async fn record(ctx: &Ctx, app: &App) -> Result<Option<Revision>, StoreError> {
+    if !ctx.store.app_feature(&app.guid, "revisions").await? {
+        return Ok(None);
+    }
+    let Some(next) = content(ctx, app).await? else {
+        return Ok(None);
+    };
+    let prev = ctx.store.latest_revision(&app.guid).await?;
+    let Some(description) = describe(prev.as_ref().map(Revision::content).as_ref(), &next) else {
+        return Ok(None);
+    };
+    let r = ctx
+        .store
+        .create_revision(&app.guid, &next, &description)
+        .await?;
+    tracing::info!(app_id = %app.guid, version = r.version, description = %r.description, "revision recorded");
+    Ok(Some(r))
+}

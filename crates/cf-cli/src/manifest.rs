@@ -33,14 +33,15 @@ pub struct ManifestProcess {
     pub health_check_http_endpoint: Option<String>,
     pub timeout: Option<u32>,
     #[serde(flatten)]
-    pub probes: Probes,
+    pub extras: Extras,
 }
 
-/// The liveness probe's and the readiness check's settings (manifest
-/// fields of an app or of a process).
+/// The process fields `cf push` applies through `apply_manifest`: the
+/// liveness probe's and the readiness check's settings and the log rate
+/// limit (manifest fields of an app or of a process).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
-pub struct Probes {
+pub struct Extras {
     #[serde(rename = "health-check-invocation-timeout")]
     pub health_check_invocation_timeout: Option<u32>,
     #[serde(rename = "health-check-interval")]
@@ -53,16 +54,18 @@ pub struct Probes {
     pub readiness_health_check_invocation_timeout: Option<u32>,
     #[serde(rename = "readiness-health-check-interval")]
     pub readiness_health_check_interval: Option<u32>,
+    #[serde(rename = "log-rate-limit-per-second")]
+    pub log_rate_limit_per_second: Option<serde_norway::Value>,
 }
 
-impl Probes {
+impl Extras {
     pub fn is_empty(&self) -> bool {
-        *self == Probes::default()
+        *self == Extras::default()
     }
 
     /// `other`'s settings where this has none.
-    pub fn or(self, other: &Probes) -> Probes {
-        Probes {
+    pub fn or(self, other: &Extras) -> Extras {
+        Extras {
             health_check_invocation_timeout: self
                 .health_check_invocation_timeout
                 .or(other.health_check_invocation_timeout),
@@ -79,6 +82,9 @@ impl Probes {
             readiness_health_check_interval: self
                 .readiness_health_check_interval
                 .or(other.readiness_health_check_interval),
+            log_rate_limit_per_second: self
+                .log_rate_limit_per_second
+                .or(other.log_rate_limit_per_second.clone()),
         }
     }
 
@@ -104,6 +110,9 @@ impl Probes {
         }
         if let Some(t) = self.readiness_health_check_interval {
             put("readiness-health-check-interval", t.into());
+        }
+        if let Some(l) = &self.log_rate_limit_per_second {
+            put("log-rate-limit-per-second", yaml_scalar(l).into());
         }
     }
 }
@@ -137,7 +146,7 @@ pub struct ManifestApp {
     pub timeout: Option<u32>,
     pub processes: Option<Vec<ManifestProcess>>,
     #[serde(flatten)]
-    pub probes: Probes,
+    pub extras: Extras,
 }
 
 /// The fields of an app entry this CLI reads; any other is ignored with a
@@ -166,6 +175,7 @@ const APP_FIELDS: &[&str] = &[
     "readiness-health-check-http-endpoint",
     "readiness-health-check-invocation-timeout",
     "readiness-health-check-interval",
+    "log-rate-limit-per-second",
 ];
 
 const PROCESS_FIELDS: &[&str] = &[
@@ -183,6 +193,7 @@ const PROCESS_FIELDS: &[&str] = &[
     "readiness-health-check-http-endpoint",
     "readiness-health-check-invocation-timeout",
     "readiness-health-check-interval",
+    "log-rate-limit-per-second",
 ];
 
 /// The health check types CF v8 accepts.
@@ -242,7 +253,7 @@ pub struct ProcessPlan {
     pub health_check_type: Option<String>,
     pub health_check_endpoint: Option<String>,
     pub health_check_timeout: Option<u32>,
-    pub probes: Probes,
+    pub extras: Extras,
 }
 
 impl ProcessPlan {
@@ -273,7 +284,7 @@ impl ProcessPlan {
         if let Some(t) = self.health_check_timeout {
             put("timeout", t.into());
         }
-        self.probes.put(&mut v);
+        self.extras.put(&mut v);
         v
     }
 }
@@ -580,12 +591,12 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                 .collect::<Result<Vec<_>>>()?;
             // The web process's probe and readiness settings (app level,
             // or its entry) also go through `apply_manifest`.
-            let web_probes = web.probes.clone().or(&a.probes);
-            check_probe_types(&web_probes)?;
-            if !web_probes.is_empty() {
+            let web_extras = web.extras.clone().or(&a.extras);
+            check_probe_types(&web_extras)?;
+            if !web_extras.is_empty() {
                 processes.push(ProcessPlan {
                     kind: "web".into(),
-                    probes: web_probes,
+                    extras: web_extras,
                     ..ProcessPlan::default()
                 });
             }
@@ -657,14 +668,17 @@ fn process_plan(app: &str, p: &ManifestProcess) -> Result<ProcessPlan> {
         health_check_type: health_check_type(p.health_check_type.clone(), false)?,
         health_check_endpoint: p.health_check_http_endpoint.clone(),
         health_check_timeout: p.timeout,
-        probes: {
-            check_probe_types(&p.probes)?;
-            p.probes.clone()
+        extras: {
+            check_probe_types(&p.extras)?;
+            p.extras.clone()
         },
     })
 }
 
-fn check_probe_types(p: &Probes) -> Result<()> {
+fn check_probe_types(p: &Extras) -> Result<()> {
+    if let Some(l) = &p.log_rate_limit_per_second {
+        proto::size::parse_log_rate(&yaml_scalar(l)).map_err(CliError::Manifest)?;
+    }
     health_check_type(p.readiness_health_check_type.clone(), false).map(|_| ())
 }
 

@@ -161,6 +161,7 @@ impl Ctx {
                 log_guid: log_guid.clone(),
                 task_name: None,
                 readiness: readiness(process),
+                log_rate_limit_bytes_per_s: u64::try_from(process.log_rate_limit).ok(),
             };
             tracing::info!(app_id = %app.guid, process_type = %process.kind, index, dea_id = %dea_id, version = %app.version, "starting instance");
             self.publish(subjects::dea_start(dea_id), &req).await;

@@ -485,7 +485,10 @@ impl Agent {
         spawn_line_reader_max(stderr, LogStream::Stderr, tx, max_line);
         let outbox = self.outbox.clone();
         let (owner, index) = (req.log_owner(), req.index);
-        let mut limit = LogRateLimit::new(self.cfg.log_rate_limit_bytes_per_s);
+        let mut limit = LogRateLimit::for_instance(
+            self.cfg.log_rate_limit_bytes_per_s,
+            req.log_rate_limit_bytes_per_s,
+        );
         tokio::spawn(async move {
             while let Some((stream, line)) = rx.recv().await {
                 if limit.allow(line.len()) {

@@ -278,6 +278,8 @@ pub struct LogRateLimit {
     last: tokio::time::Instant,
     dropped: u64,
     last_notice: Option<tokio::time::Instant>,
+    /// A limit of 0 (CF: the app may not log at all).
+    silenced: bool,
 }
 
 impl LogRateLimit {
@@ -289,11 +291,29 @@ impl LogRateLimit {
             last: tokio::time::Instant::now(),
             dropped: 0,
             last_notice: None,
+            silenced: false,
+        }
+    }
+
+    /// An instance's limit: its process's own rate (`Some(0)`: nothing at
+    /// all) within the platform's cap (`cap`; 0 = none).
+    pub fn for_instance(cap: u64, process: Option<u64>) -> Self {
+        match process {
+            Some(0) => LogRateLimit {
+                silenced: true,
+                ..LogRateLimit::new(0)
+            },
+            Some(p) if cap == 0 || p < cap => LogRateLimit::new(p),
+            _ => LogRateLimit::new(cap),
         }
     }
 
     /// Whether a line of `n` bytes may go now.
     pub fn allow(&mut self, n: usize) -> bool {
+        if self.silenced {
+            self.dropped += 1;
+            return false;
+        }
         if self.per_s == 0 {
             return true;
         }
@@ -414,5 +434,32 @@ mod tests {
         assert_eq!(l.notice(), None, "at most once a second");
         let mut free = LogRateLimit::new(0);
         assert!((0..1000).all(|_| free.allow(1 << 20)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_process_limit_applies_within_the_platform_cap() {
+        // (cap, the process's limit) → bytes allowed at once.
+        let table: &[(u64, Option<u64>, Option<u64>)] = &[
+            (1000, None, Some(1000)),
+            (1000, Some(100), Some(100)),
+            (1000, Some(5000), Some(1000)),
+            (0, Some(100), Some(100)),
+            (0, None, None),
+        ];
+        for (cap, process, want) in table {
+            let mut l = LogRateLimit::for_instance(*cap, *process);
+            match want {
+                Some(n) => {
+                    let n = usize::try_from(*n).expect("size");
+                    assert!(l.allow(n), "{cap} {process:?}");
+                    assert!(!l.allow(1), "{cap} {process:?}: beyond {n}");
+                }
+                None => assert!((0..100).all(|_| l.allow(1 << 20))),
+            }
+        }
+        // 0: the app may not log at all.
+        let mut none = LogRateLimit::for_instance(1000, Some(0));
+        assert!(!none.allow(1));
+        assert_eq!(none.dropped(), 1);
     }
 }

@@ -178,6 +178,11 @@ pub struct StartRequest {
     /// The readiness check; absent: none (routed once live).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessCheck>,
+    /// Bytes a second the instance may log (CF's
+    /// `log_rate_limit_in_bytes_per_second`; 0: nothing), within the DEA's
+    /// own cap; absent: only the DEA's cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_rate_limit_bytes_per_s: Option<u64>,
 }
 
 impl StartRequest {
@@ -573,6 +578,7 @@ mod tests {
                 invocation_timeout_s: None,
                 interval_s: Some(2),
             }),
+            log_rate_limit_bytes_per_s: Some(1024),
         });
         round_trip(&EgressUpdate {
             app_id: "a".into(),

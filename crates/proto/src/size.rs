@@ -27,6 +27,34 @@ pub fn parse_mb(s: &str) -> Result<u64, String> {
     Ok(mb)
 }
 
+/// CF's message for a log rate without a (known) unit.
+pub const BYTE_RATE: &str =
+    "Byte quantity must be an integer with a unit of measurement like B, K, KB, M, MB, G, or GB";
+
+/// A log rate limit to bytes a second: `1K`, `512B`, `1M`; `-1` is
+/// unlimited and `0` nothing, as in CF.
+pub fn parse_log_rate(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    if t == "0" {
+        return Ok(0);
+    }
+    let invalid = || BYTE_RATE.to_string();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let n: i64 = num.parse().map_err(|_| invalid())?;
+    let mult: i64 = match unit.trim() {
+        "B" => 1,
+        "K" | "KB" => 1024,
+        "M" | "MB" => 1024 * 1024,
+        "G" | "GB" => 1024 * 1024 * 1024,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(mult).ok_or_else(invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +75,17 @@ mod tests {
         assert!(parse_mb("-1M").is_err());
         assert!(parse_mb("0M").is_err());
         assert!(parse_mb("1.5G").is_err());
+    }
+
+    #[test]
+    fn parses_log_rates() {
+        assert_eq!(parse_log_rate("1K"), Ok(1024));
+        assert_eq!(parse_log_rate("512b"), Ok(512));
+        assert_eq!(parse_log_rate("2MB"), Ok(2 * 1024 * 1024));
+        assert_eq!(parse_log_rate("-1"), Ok(-1));
+        assert_eq!(parse_log_rate("0"), Ok(0));
+        assert_eq!(parse_log_rate("100"), Err(BYTE_RATE.to_string()));
+        assert!(parse_log_rate("-2").is_err());
+        assert!(parse_log_rate("1.5K").is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! `cf scale NAME [--process TYPE] [-i N] [-m M] [-k D] [-f]`.
+//! `cf scale NAME [--process TYPE] [-i N] [-m M] [-k D] [-l RATE] [-f]`.
 
 use super::common::{confirm, find_app, print_app, processes, wait_for_start, Ctx};
 use crate::error::{CliError, Result};
@@ -18,6 +18,9 @@ pub struct Args {
     /// Disk limit (e.g. 256M, 1024M, 1G)
     #[arg(short = 'k')]
     pub disk: Option<String>,
+    /// Log rate limit per second, in bytes (e.g. 128B, 4K, 1M); -1 for unlimited
+    #[arg(short = 'l', allow_negative_numbers = true)]
+    pub log_rate_limit: Option<String>,
     /// Force restart of app without prompt
     #[arg(short = 'f')]
     pub force: bool,
@@ -40,6 +43,12 @@ pub async fn run(args: Args) -> Result<()> {
         .map(parse_mb)
         .transpose()
         .map_err(|e| CliError::Usage(format!("Incorrect Usage: {e}")))?;
+    let log_rate = args
+        .log_rate_limit
+        .as_deref()
+        .map(proto::size::parse_log_rate)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("Incorrect Usage: {e}")))?;
     let app = find_app(&ctx, &args.name).await?;
     let target = processes(&ctx, &app.guid)
         .await?
@@ -51,7 +60,7 @@ pub async fn run(args: Args) -> Result<()> {
                 args.process, args.name
             ))
         })?;
-    if args.instances.is_none() && memory.is_none() && disk.is_none() {
+    if args.instances.is_none() && memory.is_none() && disk.is_none() && log_rate.is_none() {
         println!(
             "Showing current scale of app {} {}...\n",
             args.name,
@@ -61,7 +70,8 @@ pub async fn run(args: Args) -> Result<()> {
         print_app(&ctx, &app.guid).await?;
         return Ok(());
     }
-    let restart = (memory.is_some() || disk.is_some()) && app.state == "STARTED";
+    let restart =
+        (memory.is_some() || disk.is_some() || log_rate.is_some()) && app.state == "STARTED";
     if restart
         && !args.force
         && !confirm(&format!(
@@ -82,6 +92,9 @@ pub async fn run(args: Args) -> Result<()> {
     }
     if let Some(d) = disk {
         body.insert("disk_in_mb".into(), json!(d));
+    }
+    if let Some(l) = log_rate {
+        body.insert("log_rate_limit_in_bytes_per_second".into(), json!(l));
     }
     let _: Value = ctx
         .client

@@ -69,6 +69,8 @@ struct ProcessFields {
     readiness_invocation_timeout: Option<i64>,
     #[serde(rename = "readiness-health-check-interval")]
     readiness_interval: Option<i64>,
+    #[serde(rename = "log-rate-limit-per-second")]
+    log_rate_limit: Option<Value>,
     timeout: Option<i64>,
 }
 
@@ -244,6 +246,16 @@ fn change(kind: &str, p: &ProcessFields) -> Result<Change, String> {
     if let Some(d) = &p.disk_quota {
         scale.insert("disk_in_mb".into(), json!(size(d)?));
     }
+    if let Some(l) = &p.log_rate_limit {
+        let s = match l {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        scale.insert(
+            "log_rate_limit_in_bytes_per_second".into(),
+            json!(proto::size::parse_log_rate(&s)?),
+        );
+    }
     Ok(Change {
         kind: kind.to_string(),
         update,
@@ -319,7 +331,7 @@ mod tests {
     #[test]
     fn processes_and_app_level_fields_become_process_changes() {
         let p = plan(
-            b"applications:\n- name: a\n  instances: 2\n  memory: 128M\n  processes:\n  - type: web\n    command: ./web\n  - type: worker\n    command: ./work\n    instances: 3\n    memory: 64M\n    disk_quota: 1G\n    health-check-type: none\n    timeout: 5\n",
+            b"applications:\n- name: a\n  instances: 2\n  memory: 128M\n  processes:\n  - type: web\n    command: ./web\n  - type: worker\n    command: ./work\n    instances: 3\n    memory: 64M\n    disk_quota: 1G\n    log-rate-limit-per-second: 2K\n    health-check-type: none\n    timeout: 5\n",
         )
         .expect("plan");
         assert_eq!(p.len(), 1);
@@ -332,6 +344,7 @@ mod tests {
         assert_eq!(changes[1].kind, "worker");
         assert_eq!(changes[1].scale["instances"], 3);
         assert_eq!(changes[1].scale["disk_in_mb"], 1024);
+        assert_eq!(changes[1].scale["log_rate_limit_in_bytes_per_second"], 2048);
         assert_eq!(
             changes[1].update["health_check"],
             json!({"type": "process", "data": {"timeout": 5}})

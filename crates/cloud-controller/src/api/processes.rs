@@ -55,7 +55,7 @@ async fn present(ctx: &Ctx, base: &BaseUrl, p: &Process) -> ApiResult<Value> {
         "instances": p.instances,
         "memory_in_mb": p.memory_in_mb,
         "disk_in_mb": p.disk_in_mb,
-        "log_rate_limit_in_bytes_per_second": -1,
+        "log_rate_limit_in_bytes_per_second": p.log_rate_limit,
         "health_check": {"type": p.health_check_type, "data": {
             "timeout": p.health_check_timeout, "invocation_timeout": p.health_check_invocation_timeout,
             "interval": p.health_check_interval, "endpoint": p.health_check_endpoint,
@@ -279,6 +279,8 @@ struct Scale {
     memory_in_mb: Option<i64>,
     #[serde(default)]
     disk_in_mb: Option<i64>,
+    #[serde(default)]
+    log_rate_limit_in_bytes_per_second: Option<i64>,
 }
 
 pub(super) async fn do_scale(
@@ -298,7 +300,18 @@ pub(super) async fn do_scale(
             "Memory and disk must be greater than 0MB".into(),
         ));
     }
+    if req
+        .log_rate_limit_in_bytes_per_second
+        .is_some_and(|n| n < -1)
+    {
+        return Err(ApiError::Unprocessable(
+            "Log rate limit must be greater than or equal to -1".into(),
+        ));
+    }
     let old = p.instances;
+    if let Some(l) = req.log_rate_limit_in_bytes_per_second {
+        p.log_rate_limit = l;
+    }
     if let Some(n) = req.instances {
         p.instances = n;
     }
@@ -342,7 +355,7 @@ pub(super) async fn do_scale(
             .await;
         }
     }
-    let data = json!({"request": {"instances": req.instances, "memory_in_mb": req.memory_in_mb, "disk_in_mb": req.disk_in_mb}, "process_type": p.kind});
+    let data = json!({"request": {"instances": req.instances, "memory_in_mb": req.memory_in_mb, "disk_in_mb": req.disk_in_mb, "log_rate_limit_in_bytes_per_second": req.log_rate_limit_in_bytes_per_second}, "process_type": p.kind});
     ctx.audit_app(actor, "audit.app.process.scale", &app, data)
         .await;
     Ok(p)

@@ -128,7 +128,7 @@ const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack
 /// The columns a new process row is written with (the health-check
 /// columns of 0008 take their defaults).
 const PROC_INSERT_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
-const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval";
+const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval, log_rate_limit";
 /// A new app's memory when the controller's config does not say
 /// (`default_app_memory_mb`; CF's default, 1G).
 pub const DEFAULT_APP_MEMORY_MB: u64 = 1024;
@@ -510,7 +510,7 @@ impl Store {
     pub async fn update_process(&self, p: &Process) -> Result<Process> {
         let mut p = p.clone();
         p.updated_at = now();
-        sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8, health_check_invocation_timeout = $10, health_check_interval = $11, readiness_type = $12, readiness_endpoint = $13, readiness_invocation_timeout = $14, readiness_interval = $15 WHERE guid = $9")
+        sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8, health_check_invocation_timeout = $10, health_check_interval = $11, readiness_type = $12, readiness_endpoint = $13, readiness_invocation_timeout = $14, readiness_interval = $15, log_rate_limit = $16 WHERE guid = $9")
             .bind(p.command.clone())
             .bind(p.instances)
             .bind(p.memory_in_mb)
@@ -526,6 +526,7 @@ impl Store {
             .bind(p.readiness_endpoint.clone())
             .bind(p.readiness_invocation_timeout)
             .bind(p.readiness_interval)
+            .bind(p.log_rate_limit)
             .execute(&self.pool)
             .await?;
         Ok(p)

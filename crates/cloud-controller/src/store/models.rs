@@ -124,6 +124,9 @@ pub struct Process {
     pub readiness_endpoint: Option<String>,
     pub readiness_invocation_timeout: Option<i64>,
     pub readiness_interval: Option<i64>,
+    /// CF's `log_rate_limit_in_bytes_per_second`: -1 unlimited (within
+    /// the platform's cap), 0 no logs.
+    pub log_rate_limit: i64,
 }
 
 impl Process {
@@ -149,6 +152,7 @@ impl Process {
             readiness_endpoint: None,
             readiness_invocation_timeout: None,
             readiness_interval: None,
+            log_rate_limit: -1,
         }
     }
 

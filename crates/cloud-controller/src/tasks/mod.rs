@@ -93,6 +93,7 @@ pub async fn start(ctx: &Ctx, app: &App, task: &Task) -> Result<Task, StoreError
         log_guid: Some(app.guid.clone()),
         task_name: Some(task.name.clone()),
         readiness: None,
+        log_rate_limit_bytes_per_s: None,
     };
     tracing::info!(task = %task.guid, app_id = %app.guid, dea_id = %dea_id, "starting task");
     ctx.publish(subjects::dea_start(&dea_id), &req).await;

@@ -712,7 +712,7 @@ async fn a_worker_process_runs_beside_web() {
     let (status, body) = c
         .apply_manifest(
             &space,
-            "applications:\n- name: workers\n  processes:\n  - type: worker\n    command: ./work\n    instances: 2\n    memory: 64M\n",
+            "applications:\n- name: workers\n  processes:\n  - type: worker\n    command: ./work\n    instances: 2\n    memory: 64M\n    log-rate-limit-per-second: 1K\n",
         )
         .await;
     assert_eq!(status, 202, "{body}");
@@ -744,6 +744,7 @@ async fn a_worker_process_runs_beside_web() {
         (starts[0].app_id.as_str(), starts[0].process_type.clone()),
         (g.as_str(), None)
     );
+    assert_eq!(starts[0].log_rate_limit_bytes_per_s, None, "web: unlimited");
     for (i, s) in starts[1..].iter().enumerate() {
         assert_eq!(s.app_id, wg);
         assert_eq!(s.index, u32::try_from(i).expect("index"));
@@ -754,6 +755,7 @@ async fn a_worker_process_runs_beside_web() {
         assert_eq!(s.limits.memory_mb, 64);
         assert_eq!(s.health_check.kind, proto::HealthCheckType::Process);
         assert_eq!(s.vcap_application["process_type"], "worker");
+        assert_eq!(s.log_rate_limit_bytes_per_s, Some(1024));
         assert_eq!(
             s.log_owner(),
             proto::LogOwner {

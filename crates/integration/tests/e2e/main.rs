@@ -12,6 +12,7 @@ mod cli_terminal;
 mod containers;
 mod faults;
 mod health_checks;
+mod log_rate;
 mod platform;
 mod staging;
 mod static_java;

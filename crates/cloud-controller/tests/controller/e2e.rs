@@ -668,17 +668,57 @@ async fn push_and_scale_over_three_sim_deas() {
     let _ = server.await;
 }
 
+/// The controller over a real nats-server with the fake DEA: the common
+/// setting of the tests below.
+struct Harness {
+    _nats: Nats,
+    bus: Bus,
+    addr: String,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), cloud_controller::RunError>>,
+    dir: tempfile::TempDir,
+    rx: mpsc::UnboundedReceiver<DeaEvent>,
+    dea: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let nats = Nats::start().expect("nats-server");
+        let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
+        let (addr, stop_tx, server, dir) = start_controller(&nats.url).await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
+        Harness {
+            _nats: nats,
+            bus,
+            addr,
+            stop_tx,
+            server,
+            dir,
+            rx,
+            dea,
+        }
+    }
+
+    /// Stops the fake DEA and the controller, which must end cleanly.
+    async fn finish(self) {
+        self.dea.abort();
+        let _ = self.stop_tx.send(());
+        let r = tokio::time::timeout(WAIT, self.server)
+            .await
+            .expect("shutdown in time")
+            .expect("join");
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
+
 /// A process other than web (issue 14): created by `apply_manifest`,
 /// started beside web under its own bus id, unrouted, logging to its app
 /// with its type; desired, healed, crash-counted and stopped on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_runs_beside_web() {
-    let nats = Nats::start().expect("nats-server");
-    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
-    let (addr, stop_tx, server, dir) = start_controller(&nats.url).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
-    let c = Client::login(&addr).await;
+    let mut h = Harness::start().await;
+    let (bus, c) = (h.bus.clone(), Client::login(&h.addr).await);
     let (space, g, pg) = c.app_with_package("workers", json!({})).await;
     c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
     c.stage_current(&g, &pg).await;
@@ -737,7 +777,7 @@ async fn a_worker_process_runs_beside_web() {
         .await;
     let mut starts = Vec::new();
     for _ in 0..3 {
-        starts.push(next_start(&mut rx).await);
+        starts.push(next_start(&mut h.rx).await);
     }
     starts.sort_by_key(|s| (s.app_id != g, s.index));
     assert_eq!(
@@ -769,7 +809,8 @@ async fn a_worker_process_runs_beside_web() {
     assert!(starts.iter().all(|s| s.version == version));
 
     // The HM's desired state names both processes.
-    let internal = std::fs::read_to_string(dir.path().join(INTERNAL_ADDR)).expect("internal addr");
+    let internal =
+        std::fs::read_to_string(h.dir.path().join(INTERNAL_ADDR)).expect("internal addr");
     let (status, raw) = http(
         internal.trim(),
         "GET",
@@ -806,7 +847,7 @@ async fn a_worker_process_runs_beside_web() {
     )
     .await
     .expect("pub");
-    let s = next_start(&mut rx).await;
+    let s = next_start(&mut h.rx).await;
     assert_eq!((s.app_id.as_str(), s.index), (wg.as_str(), 1));
 
     // A worker crash counts against the worker, not web.
@@ -850,7 +891,7 @@ async fn a_worker_process_runs_beside_web() {
         Some(json!({"instances": 1})),
     )
     .await;
-    let stop = next_stop(&mut rx).await;
+    let stop = next_stop(&mut h.rx).await;
     assert_eq!(
         (stop.app_id.as_str(), stop.indices.clone()),
         (wg.as_str(), Some(vec![1]))
@@ -860,19 +901,13 @@ async fn a_worker_process_runs_beside_web() {
     c.call("POST", &format!("/v3/apps/{g}/actions/stop"), None)
         .await;
     let mut stopped = vec![
-        next_stop(&mut rx).await.app_id,
-        next_stop(&mut rx).await.app_id,
+        next_stop(&mut h.rx).await.app_id,
+        next_stop(&mut h.rx).await.app_id,
     ];
     stopped.sort_by_key(|id| id != &g);
     assert_eq!(stopped, vec![g.clone(), wg.clone()]);
 
-    dea.abort();
-    let _ = stop_tx.send(());
-    let r = tokio::time::timeout(WAIT, server)
-        .await
-        .expect("shutdown in time")
-        .expect("join");
-    assert!(r.is_ok(), "{r:?}");
+    h.finish().await;
 }
 
 /// One-off tasks (issue 16): placed on a DEA as a task (its guid the bus
@@ -880,12 +915,8 @@ async fn a_worker_process_runs_beside_web() {
 /// and failed when their DEA no longer lists them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_run_end_cancel_and_get_lost() {
-    let nats = Nats::start().expect("nats-server");
-    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
-    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
-    let c = Client::login(&addr).await;
+    let mut h = Harness::start().await;
+    let (bus, c) = (h.bus.clone(), Client::login(&h.addr).await);
     let (_, g, pg) = c.app_with_package("jobs", json!({"GREETING": "hi"})).await;
 
     // No droplet yet: CF's 422, nothing created.
@@ -939,7 +970,7 @@ async fn tasks_run_end_cancel_and_get_lost() {
     );
     assert_eq!(t1["links"]["cancel"]["method"], "POST");
     let g1 = t1["guid"].as_str().expect("guid").to_string();
-    let s = next_start(&mut rx).await;
+    let s = next_start(&mut h.rx).await;
     assert_eq!(s.app_id, g1);
     assert_eq!(s.task_name.as_deref(), Some("migrate"));
     assert_eq!(s.log_guid.as_deref(), Some(g.as_str()));
@@ -1004,7 +1035,7 @@ async fn tasks_run_end_cancel_and_get_lost() {
         .await;
     assert_eq!((status, &t["state"]), (202, &json!("CANCELING")), "{t}");
     loop {
-        let stop = next_stop(&mut rx).await;
+        let stop = next_stop(&mut h.rx).await;
         if stop.app_id == g3 {
             break;
         }
@@ -1066,13 +1097,7 @@ async fn tasks_run_end_cancel_and_get_lost() {
         "Task lost: its DEA no longer runs it"
     );
 
-    dea.abort();
-    let _ = stop_tx.send(());
-    let r = tokio::time::timeout(WAIT, server)
-        .await
-        .expect("shutdown in time")
-        .expect("join");
-    assert!(r.is_ok(), "{r:?}");
+    h.finish().await;
 }
 
 /// Revisions (issue 16): a start records what the app runs with; each
@@ -1080,12 +1105,8 @@ async fn tasks_run_end_cancel_and_get_lost() {
 /// records a new one saying what changed; the feature turns it off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revisions_record_what_changed() {
-    let nats = Nats::start().expect("nats-server");
-    let bus = Bus::connect(&nats.url, "fake-dea").await.expect("bus");
-    let (addr, stop_tx, server, _dir) = start_controller(&nats.url).await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let dea = tokio::spawn(fake_dea(bus.clone(), addr.clone(), tx));
-    let c = Client::login(&addr).await;
+    let h = Harness::start().await;
+    let c = Client::login(&h.addr).await;
     let (_, g, pg) = c.app_with_package("revs", json!({"A": "1"})).await;
     c.upload(&pg, &zip_bytes(&[("app.py", "print(1)")])).await;
     let dg1 = c.stage_current(&g, &pg).await;
@@ -1209,13 +1230,7 @@ async fn revisions_record_what_changed() {
         .await;
     assert_eq!(status, 404);
 
-    dea.abort();
-    let _ = stop_tx.send(());
-    let r = tokio::time::timeout(WAIT, server)
-        .await
-        .expect("shutdown in time")
-        .expect("join");
-    assert!(r.is_ok(), "{r:?}");
+    h.finish().await;
 }
 
 /// A small droplet (the same bytes every time): droplets must be gzipped

@@ -11,26 +11,24 @@ use integration::{wait_for, Platform};
 
 const T: Duration = Duration::from_secs(60);
 
+/// Pushes `name`: a web app (binary buildpack) serving `index.txt` ("web").
+async fn push_web(p: &Platform, name: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("index.txt"), "web\n")?;
+    let d = dir.path().to_str().unwrap_or_default().to_string();
+    let cmd = "python3 -m http.server $PORT";
+    p.cf_ok(&[
+        "push", name, "-p", &d, "-b", "binary", "-c", cmd, "-m", "64M",
+    ])
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_task_tasks_and_terminate_task() -> Result<()> {
     let p = Platform::start().await?;
     p.login().await?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("index.txt"), "web\n")?;
-    let d = dir.path().to_str().unwrap_or_default().to_string();
-    p.cf_ok(&[
-        "push",
-        "jobs",
-        "-p",
-        &d,
-        "-b",
-        "binary",
-        "-c",
-        "python3 -m http.server $PORT",
-        "-m",
-        "64M",
-    ])
-    .await?;
+    push_web(&p, "jobs").await?;
     p.cf_ok(&["set-env", "jobs", "GREETING", "hello"]).await?;
 
     // A task that succeeds: the app's files and env, its own log tag.
@@ -162,22 +160,7 @@ async fn a_task_whose_dea_is_killed_fails() -> Result<()> {
     })
     .await?;
     p.login().await?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("index.txt"), "web\n")?;
-    let d = dir.path().to_str().unwrap_or_default().to_string();
-    p.cf_ok(&[
-        "push",
-        "lostjobs",
-        "-p",
-        &d,
-        "-b",
-        "binary",
-        "-c",
-        "python3 -m http.server $PORT",
-        "-m",
-        "64M",
-    ])
-    .await?;
+    push_web(&p, "lostjobs").await?;
     p.cf_ok(&[
         "run-task",
         "lostjobs",

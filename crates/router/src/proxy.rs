@@ -245,7 +245,8 @@ fn bad_host(text: &str) -> Response<RespBody> {
 
 /// The host a request is for: the target's authority (HTTP/2 `:authority`,
 /// or an absolute-form HTTP/1 target) or else the one `Host` header;
-/// `Err` with the reason for a 400 when they disagree or `Host` repeats.
+/// `Err` with the reason for a 400 when they disagree, `Host` repeats, or
+/// an HTTP/1.1 request has none (RFC 9112 §3.2; HTTP/1.0 may omit it).
 fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, &'static str> {
     let mut hosts = parts.headers.get_all(HOST).iter();
     let host = hosts.next();
@@ -260,6 +261,9 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, &'s
             Ok(Some(h.clone()))
         }
         (Some(a), None) => Ok(HeaderValue::from_str(a.as_str()).ok()),
+        (None, None) if parts.version == http::Version::HTTP_11 => {
+            Err("Bad request: an HTTP/1.1 request needs a Host header.")
+        }
         (None, h) => Ok(h.cloned()),
     }
 }

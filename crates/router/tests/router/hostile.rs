@@ -200,6 +200,12 @@ async fn two_host_headers_and_an_h2_host_unlike_the_authority_are_refused() {
         .await;
         assert_eq!(status, 400, "{resp}");
     }
+    // HTTP/1.1 without a Host: 400 (HTTP/1.0 may omit it: no route, 404).
+    let (status, resp) = raw(router.addr, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 400, "{resp}");
+    assert!(resp.contains("needs a Host header"), "{resp}");
+    let (status, resp) = raw(router.addr, "GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 404, "{resp}");
     // An absolute-form target naming another host than Host.
     let (status, resp) = raw(
         router.addr,

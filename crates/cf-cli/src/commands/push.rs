@@ -468,9 +468,16 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
             )
             .await?;
     }
+    // A stopped (or new) app runs nothing: its sizes are applied first, so
+    // one no DEA can hold is refused before anything is uploaded or staged.
+    // A started app's change waits until its new droplet has staged.
+    let scaled_early = app.state != "STARTED";
+    if scaled_early {
+        apply_scale(ctx, &app, plan).await?;
+    }
     let package = upload(ctx, &app, &plan.path).await?;
     apply_settings(ctx, &app, plan).await?;
-    apply_processes(ctx, &app, plan, false).await?;
+    apply_processes(ctx, &app, plan, scaled_early).await?;
     if opts.no_start {
         // CF v8: `--no-start` uploads only; `cf start` stages later.
         let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
@@ -481,15 +488,19 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
                 .post(&format!("/v3/apps/{}/actions/stop", app.guid), json!({}))
                 .await?;
         }
-        apply_scale(ctx, &app, plan).await?;
-        apply_processes(ctx, &app, plan, true).await?;
+        if !scaled_early {
+            apply_scale(ctx, &app, plan).await?;
+            apply_processes(ctx, &app, plan, true).await?;
+        }
         map_routes(ctx, &app, plan).await?;
         println!();
         return print_app(ctx, &app.guid).await;
     }
     let droplet = stage(ctx, &app.guid, &package).await?;
-    apply_scale(ctx, &app, plan).await?;
-    apply_processes(ctx, &app, plan, true).await?;
+    if !scaled_early {
+        apply_scale(ctx, &app, plan).await?;
+        apply_processes(ctx, &app, plan, true).await?;
+    }
     super::common::set_current_droplet(ctx, &app.guid, &droplet).await?;
     map_routes(ctx, &app, plan).await?;
     let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;

@@ -122,8 +122,8 @@ async fn no_room_is_said_at_once() -> Result<()> {
     let dir = fixture("pyapp");
     let dir = dir.to_str().unwrap_or_default();
 
-    // A new app of 200 GB: staged, then refused at the scale, long before
-    // the 60 s start timeout; nothing runs.
+    // A new app of 200 GB: refused at the scale before anything is
+    // uploaded or staged; nothing runs.
     let t = Instant::now();
     let out = p.cf(&["push", "huge", "-p", dir, "-m", "200G"]).await?;
     let took = t.elapsed();
@@ -135,6 +135,11 @@ async fn no_room_is_said_at_once() -> Result<()> {
         out.stderr
     );
     assert!(!out.stdout.contains("Start app timeout"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("Uploading") && !out.stdout.contains("Staging"),
+        "{}",
+        out.stdout
+    );
     assert!(took < Duration::from_secs(45), "took {took:?}");
 
     // A running app scaled beyond every DEA: 422 at once, the app untouched.

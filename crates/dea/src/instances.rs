@@ -1024,6 +1024,8 @@ impl Agent {
 
     /// Starts draining: RUNNING instances become EVACUATING, advertising
     /// stops and `dea.shutdown` tells the controller to place replacements.
+    /// Tasks are never replaced: they run on until they end (or the drain's
+    /// deadline stops them, which fails them).
     pub fn evacuate(&self) {
         if self.draining.swap(true, Ordering::Relaxed) {
             return;
@@ -1036,7 +1038,7 @@ impl Agent {
             .lock()
             .instances
             .values()
-            .filter(|i| i.life.state == Running)
+            .filter(|i| i.life.state == Running && !i.task)
             .map(|i| i.id.clone())
             .collect();
         for id in running {
@@ -1291,6 +1293,26 @@ mod tests {
         assert_eq!(
             (&exited["reason"], &exited["exit_status"]),
             (&serde_json::json!("CRASHED"), &serde_json::json!(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drain_leaves_tasks_running() {
+        let s = setup();
+        let web = s.agent.start(request(&s.sha));
+        let mut t = request(&s.sha);
+        t.app_id = "task-1".into();
+        t.uris = vec![];
+        t.task_name = Some("migrate".into());
+        let task = s.agent.start(t);
+        wait_state(&s.agent, &web, Some(Running)).await;
+        wait_state(&s.agent, &task, Some(Running)).await;
+        s.agent.evacuate();
+        assert_eq!(s.agent.state_of(&web), Some(Evacuating));
+        assert_eq!(
+            s.agent.state_of(&task),
+            Some(Running),
+            "nothing replaces a task"
         );
     }
 

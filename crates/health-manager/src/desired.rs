@@ -65,6 +65,15 @@ impl Desired {
         next
     }
 
+    /// Whose log the HM writes about the process `app_id`: its app's (for a
+    /// process other than web), else `app_id` itself.
+    pub fn log_guid<'a>(&'a self, app_id: &'a str) -> &'a str {
+        self.apps
+            .get(app_id)
+            .and_then(|a| a.log_guid.as_deref())
+            .unwrap_or(app_id)
+    }
+
     /// HM clock: when the app last changed while the HM watched, if it did.
     pub fn changed_at(&self, app_id: &str) -> Option<f64> {
         self.changed_at.get(app_id).copied()
@@ -160,7 +169,18 @@ mod tests {
             instances: 1,
             state: "STARTED".into(),
             updated_at: updated_at.into(),
+            log_guid: None,
         }
+    }
+
+    #[test]
+    fn hm_lines_about_a_worker_go_to_its_app() {
+        let mut worker = app("proc-guid", "t");
+        worker.log_guid = Some("app-guid".into());
+        let d = Desired::new(vec![app("app-guid", "t"), worker], 0.0);
+        assert_eq!(d.log_guid("proc-guid"), "app-guid");
+        assert_eq!(d.log_guid("app-guid"), "app-guid");
+        assert_eq!(d.log_guid("gone"), "gone");
     }
 
     #[tokio::test(start_paused = true)]

@@ -47,10 +47,12 @@ pub trait Inputs {
 pub trait Effects {
     /// Whether this HM may act this pass (renews or takes the leader lock).
     fn leading(&mut self) -> impl Future<Output = bool> + Send;
-    /// Carries out a pass's actions; records the starts issued in `history`.
+    /// Carries out a pass's actions (`desired`: the copy they were planned
+    /// from); records the starts issued in `history`.
     fn execute(
         &mut self,
         actions: &[Action],
+        desired: &Desired,
         history: &mut CrashHistory,
         now: f64,
     ) -> impl Future<Output = ()> + Send;
@@ -122,7 +124,7 @@ pub async fn run_loop(
                 if leading {
                     let actions = plan(&desired, &actual, &history, config, now);
                     if !actions.is_empty() {
-                        effects.execute(&actions, &mut history, now).await;
+                        effects.execute(&actions, &desired, &mut history, now).await;
                     }
                 }
                 actual.gc(now, config.dea_timeout_s());
@@ -171,7 +173,13 @@ mod tests {
             true
         }
 
-        async fn execute(&mut self, actions: &[Action], history: &mut CrashHistory, now: f64) {
+        async fn execute(
+            &mut self,
+            actions: &[Action],
+            _desired: &Desired,
+            history: &mut CrashHistory,
+            now: f64,
+        ) {
             for a in actions {
                 if let Action::Start {
                     app_id,
@@ -235,6 +243,7 @@ mod tests {
                 instances,
                 state: "STARTED".into(),
                 updated_at: updated_at.into(),
+                log_guid: None,
             }],
             started: done - started_ago,
             done,

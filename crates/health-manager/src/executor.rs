@@ -3,6 +3,7 @@
 
 use proto::{subjects, Bus, HealthStart, HealthStop, LogMessage, LogSource, LogStream};
 
+use crate::desired::Desired;
 use crate::driver::Effects;
 use crate::leader::{LeaderLock, Outcome};
 use crate::planner::Action;
@@ -29,8 +30,14 @@ impl Effects for NatsEffects {
         }
     }
 
-    async fn execute(&mut self, actions: &[Action], history: &mut CrashHistory, now: f64) {
-        execute(&self.bus, actions, history, now).await;
+    async fn execute(
+        &mut self,
+        actions: &[Action],
+        desired: &Desired,
+        history: &mut CrashHistory,
+        now: f64,
+    ) {
+        execute(&self.bus, actions, desired, history, now).await;
     }
 
     async fn stop(&mut self) {
@@ -42,8 +49,14 @@ impl Effects for NatsEffects {
 }
 
 /// Publishes every action and remembers the starts issued (`now`: the HM's
-/// monotonic clock).
-pub async fn execute(bus: &Bus, actions: &[Action], history: &mut CrashHistory, now: f64) {
+/// monotonic clock); the HM line goes to the log of the process's app.
+pub async fn execute(
+    bus: &Bus,
+    actions: &[Action],
+    desired: &Desired,
+    history: &mut CrashHistory,
+    now: f64,
+) {
     for action in actions {
         let (result, line) = match action {
             Action::Start {
@@ -95,14 +108,9 @@ pub async fn execute(bus: &Bus, actions: &[Action], history: &mut CrashHistory, 
         };
         match result {
             Ok(()) => {
-                let log = LogMessage::new(
-                    action.app_id(),
-                    LogSource::Hm,
-                    None,
-                    LogStream::Stdout,
-                    line,
-                );
-                if let Err(e) = bus.publish(subjects::logs(action.app_id()), &log).await {
+                let owner = desired.log_guid(action.app_id());
+                let log = LogMessage::new(owner, LogSource::Hm, None, LogStream::Stdout, line);
+                if let Err(e) = bus.publish(subjects::logs(owner), &log).await {
                     tracing::debug!(error = %e, "cannot publish HM log line");
                 }
             }

@@ -281,6 +281,7 @@ mod tests {
             instances,
             state: state.into(),
             updated_at: OLD.into(),
+            log_guid: None,
         }
     }
 

@@ -51,6 +51,7 @@ fn app(id: &str, instances: u32, state: &str) -> DesiredApp {
         instances,
         state: state.into(),
         updated_at: "2020-01-01T00:00:00Z".into(),
+        log_guid: None,
     }
 }
 

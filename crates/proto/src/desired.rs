@@ -16,6 +16,10 @@ pub struct DesiredApp {
     /// RFC 3339 of the last change. The HM compares it only with the value
     /// of its previous copy (a change), never with its own clock.
     pub updated_at: String,
+    /// The app whose log the HM's lines about this process go to, when it
+    /// is not `app_id` (a process other than web).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_guid: Option<String>,
 }
 
 /// One page of desired state.
@@ -41,6 +45,7 @@ mod tests {
                 instances: 3,
                 state: "STARTED".into(),
                 updated_at: "2026-11-22T00:00:00Z".into(),
+                log_guid: Some("app".into()),
             }],
             next_token: None,
         };

@@ -134,6 +134,7 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
                 instances: u32::try_from(p.instances.max(0)).unwrap_or(0),
                 state: app.state.to_string(),
                 updated_at: app.state_changed_at.clone(),
+                log_guid: (!p.is_web()).then(|| app.guid.clone()),
             });
         }
     }

@@ -821,6 +821,10 @@ async fn a_worker_process_runs_beside_web() {
     .await;
     assert_eq!(status, 200);
     let desired: proto::desired::DesiredPage = serde_json::from_slice(&raw).expect("desired");
+    for a in &desired.apps {
+        let want = (a.app_id == wg).then(|| g.clone());
+        assert_eq!(a.log_guid, want, "HM lines about the worker go to its app");
+    }
     let mut units: Vec<(String, u32, String)> = desired
         .apps
         .iter()

@@ -75,6 +75,7 @@ async fn keeps_three_instances_over_sim_deas_and_heals_a_lost_one() {
                             instances: 3,
                             state: "STARTED".into(),
                             updated_at: "2020-01-01T00:00:00Z".into(),
+                            log_guid: None,
                         }],
                         next_token: None,
                     })

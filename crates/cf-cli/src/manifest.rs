@@ -2,7 +2,7 @@
 
 use crate::error::{CliError, Result};
 use crate::size::parse_mb;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -39,22 +39,43 @@ pub struct ManifestProcess {
 /// The process fields `cf push` applies through `apply_manifest`: the
 /// liveness probe's and the readiness check's settings and the log rate
 /// limit (manifest fields of an app or of a process).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Extras {
-    #[serde(rename = "health-check-invocation-timeout")]
+    #[serde(
+        rename = "health-check-invocation-timeout",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_invocation_timeout: Option<u32>,
-    #[serde(rename = "health-check-interval")]
+    #[serde(
+        rename = "health-check-interval",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_interval: Option<u32>,
-    #[serde(rename = "readiness-health-check-type")]
+    #[serde(
+        rename = "readiness-health-check-type",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readiness_health_check_type: Option<String>,
-    #[serde(rename = "readiness-health-check-http-endpoint")]
+    #[serde(
+        rename = "readiness-health-check-http-endpoint",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readiness_health_check_http_endpoint: Option<String>,
-    #[serde(rename = "readiness-health-check-invocation-timeout")]
+    #[serde(
+        rename = "readiness-health-check-invocation-timeout",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readiness_health_check_invocation_timeout: Option<u32>,
-    #[serde(rename = "readiness-health-check-interval")]
+    #[serde(
+        rename = "readiness-health-check-interval",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readiness_health_check_interval: Option<u32>,
-    #[serde(rename = "log-rate-limit-per-second")]
+    #[serde(
+        rename = "log-rate-limit-per-second",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_rate_limit_per_second: Option<serde_norway::Value>,
 }
 
@@ -88,31 +109,12 @@ impl Extras {
         }
     }
 
-    /// Into an `apply_manifest` process entry.
+    /// Into an `apply_manifest` process entry (the manifest's own names).
     fn put(&self, v: &mut serde_json::Value) {
-        let mut put = |k: &str, x: serde_json::Value| {
-            v[k] = x;
-        };
-        if let Some(t) = self.health_check_invocation_timeout {
-            put("health-check-invocation-timeout", t.into());
-        }
-        if let Some(t) = self.health_check_interval {
-            put("health-check-interval", t.into());
-        }
-        if let Some(t) = &self.readiness_health_check_type {
-            put("readiness-health-check-type", t.clone().into());
-        }
-        if let Some(e) = &self.readiness_health_check_http_endpoint {
-            put("readiness-health-check-http-endpoint", e.clone().into());
-        }
-        if let Some(t) = self.readiness_health_check_invocation_timeout {
-            put("readiness-health-check-invocation-timeout", t.into());
-        }
-        if let Some(t) = self.readiness_health_check_interval {
-            put("readiness-health-check-interval", t.into());
-        }
-        if let Some(l) = &self.log_rate_limit_per_second {
-            put("log-rate-limit-per-second", yaml_scalar(l).into());
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) {
+            for (k, x) in fields {
+                v[k] = x;
+            }
         }
     }
 }
@@ -169,13 +171,6 @@ const APP_FIELDS: &[&str] = &[
     "health-check-http-endpoint",
     "timeout",
     "processes",
-    "health-check-invocation-timeout",
-    "health-check-interval",
-    "readiness-health-check-type",
-    "readiness-health-check-http-endpoint",
-    "readiness-health-check-invocation-timeout",
-    "readiness-health-check-interval",
-    "log-rate-limit-per-second",
 ];
 
 const PROCESS_FIELDS: &[&str] = &[
@@ -187,6 +182,10 @@ const PROCESS_FIELDS: &[&str] = &[
     "health-check-type",
     "health-check-http-endpoint",
     "timeout",
+];
+
+/// The [`Extras`] fields, read at app level and in `processes:` alike.
+const EXTRA_FIELDS: &[&str] = &[
     "health-check-invocation-timeout",
     "health-check-interval",
     "readiness-health-check-type",
@@ -430,7 +429,7 @@ fn unknown_fields(v: &serde_norway::Value) -> Vec<String> {
             .unwrap_or_else(|| "(unnamed)".into());
         for k in m.keys() {
             let k = yaml_scalar(k);
-            if !APP_FIELDS.contains(&k.as_str()) {
+            if !APP_FIELDS.contains(&k.as_str()) && !EXTRA_FIELDS.contains(&k.as_str()) {
                 out.push(format!(
                     "Warning: the manifest field '{k}' of app '{name}' is not supported and is ignored."
                 ));
@@ -444,7 +443,7 @@ fn unknown_fields(v: &serde_norway::Value) -> Vec<String> {
         {
             for k in p.as_mapping().into_iter().flat_map(|m| m.keys()) {
                 let k = yaml_scalar(k);
-                if !PROCESS_FIELDS.contains(&k.as_str()) {
+                if !PROCESS_FIELDS.contains(&k.as_str()) && !EXTRA_FIELDS.contains(&k.as_str()) {
                     out.push(format!(
                         "Warning: the manifest field '{k}' of a process of app '{name}' is not supported and is ignored."
                     ));
@@ -646,12 +645,7 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
 /// A `processes:` entry other than web, checked before anything is created.
 fn process_plan(app: &str, p: &ManifestProcess) -> Result<ProcessPlan> {
     let at = |e: String| CliError::Manifest(format!("app '{app}', process '{}': {e}", p.kind));
-    let valid_type = !p.kind.is_empty()
-        && p.kind.len() <= 255
-        && p.kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !valid_type {
+    if !proto::valid_process_type(&p.kind) {
         return Err(at(
             "a process type is lower-case letters, digits, '-' and '_'".into(),
         ));

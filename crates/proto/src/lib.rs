@@ -45,3 +45,14 @@ pub fn io_error_text(e: &std::io::Error) -> String {
         None => s,
     }
 }
+
+/// CF's process types (`web`, `worker`, …): lower-case letters, digits,
+/// `-` and `_`, 1 to 255 of them. The CLI checks a manifest with it before
+/// anything is created; the controller's `apply_manifest` again.
+pub fn valid_process_type(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 255
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

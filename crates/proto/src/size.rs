@@ -6,25 +6,33 @@
 pub const BYTE_QUANTITY: &str =
     "Byte quantity must be an integer with a unit of measurement like M, MB, G, or GB";
 
+/// `<digits><unit>` (case ignored) to the number times the unit's factor
+/// from `units`; `None` when it is not that.
+fn scaled(s: &str, units: &[(&str, u64)]) -> Option<u64> {
+    let t = s.trim().to_ascii_uppercase();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let n: u64 = num.parse().ok()?;
+    let (_, factor) = units.iter().find(|(u, _)| *u == unit.trim())?;
+    n.checked_mul(*factor)
+}
+
 /// Parse a size to megabytes. As in CF, the unit is required (`-m 10` is an
 /// error, not ten megabytes).
 pub fn parse_mb(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_uppercase();
-    let invalid = || BYTE_QUANTITY.to_string();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    let n: u64 = num.parse().map_err(|_| invalid())?;
-    let mult = match unit.trim() {
-        "M" | "MB" => 1,
-        "G" | "GB" => 1024,
-        "T" | "TB" => 1024 * 1024,
-        _ => return Err(invalid()),
-    };
-    let mb = n.checked_mul(mult).ok_or_else(invalid)?;
-    if mb == 0 {
-        return Err(format!("Invalid size '{s}': must be greater than 0"));
+    const UNITS: &[(&str, u64)] = &[
+        ("M", 1),
+        ("MB", 1),
+        ("G", 1024),
+        ("GB", 1024),
+        ("T", 1024 * 1024),
+        ("TB", 1024 * 1024),
+    ];
+    match scaled(s, UNITS) {
+        None => Err(BYTE_QUANTITY.to_string()),
+        Some(0) => Err(format!("Invalid size '{s}': must be greater than 0")),
+        Some(mb) => Ok(mb),
     }
-    Ok(mb)
 }
 
 /// CF's message for a log rate without a (known) unit.
@@ -34,25 +42,22 @@ pub const BYTE_RATE: &str =
 /// A log rate limit to bytes a second: `1K`, `512B`, `1M`; `-1` is
 /// unlimited and `0` nothing, as in CF.
 pub fn parse_log_rate(s: &str) -> Result<i64, String> {
-    let t = s.trim().to_ascii_uppercase();
-    if t == "-1" {
-        return Ok(-1);
+    const UNITS: &[(&str, u64)] = &[
+        ("B", 1),
+        ("K", 1 << 10),
+        ("KB", 1 << 10),
+        ("M", 1 << 20),
+        ("MB", 1 << 20),
+        ("G", 1 << 30),
+        ("GB", 1 << 30),
+    ];
+    match s.trim() {
+        "-1" => Ok(-1),
+        "0" => Ok(0),
+        _ => scaled(s, UNITS)
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| BYTE_RATE.to_string()),
     }
-    if t == "0" {
-        return Ok(0);
-    }
-    let invalid = || BYTE_RATE.to_string();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    let n: i64 = num.parse().map_err(|_| invalid())?;
-    let mult: i64 = match unit.trim() {
-        "B" => 1,
-        "K" | "KB" => 1024,
-        "M" | "MB" => 1024 * 1024,
-        "G" | "GB" => 1024 * 1024 * 1024,
-        _ => return Err(invalid()),
-    };
-    n.checked_mul(mult).ok_or_else(invalid)
 }
 
 #[cfg(test)]

@@ -96,6 +96,19 @@ pub fn known_params(q: &BTreeMap<String, String>, valid: &[&str]) -> ApiResult<(
     )))
 }
 
+/// A filter of integers (`sequence_ids=1,3`); CF's 400 when one is not.
+pub fn int_filter(q: &BTreeMap<String, String>, key: &str) -> ApiResult<Option<Vec<i64>>> {
+    let Some(values) = super::filter(q, key) else {
+        return Ok(None);
+    };
+    values
+        .iter()
+        .map(|s| s.parse::<i64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(|_| ApiError::BadQuery(format!("{key} must be a list of integers")))
+}
+
 /// `order_by` of a list: a column among `allowed`, `-` for descending.
 pub fn order_by(
     q: &BTreeMap<String, String>,

@@ -153,11 +153,7 @@ fn check_type(kind: &str) -> Result<(), String> {
     if kind.is_empty() {
         return Err("Type must not be empty".into());
     }
-    let ok = kind.len() <= 255
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if proto::valid_process_type(kind) {
         Ok(())
     } else {
         Err(format!(

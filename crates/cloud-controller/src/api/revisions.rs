@@ -8,7 +8,7 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{filter, input, metadata, page_of, parse_json, rel, BaseUrl, PageReq, Query};
+use super::{input, metadata, page_of, parse_json, rel, BaseUrl, PageReq, Query};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{DropletState, Revision};
@@ -75,15 +75,7 @@ async fn list(
     input::known_params(&q, &["page", "per_page", "order_by", "versions"])?;
     ctx.store.app(&guid).await?;
     let page = PageReq::from_query(&q)?;
-    let versions = match filter(&q, "versions") {
-        None => None,
-        Some(v) => Some(
-            v.iter()
-                .map(|s| s.parse::<i64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| ApiError::BadQuery("versions must be a list of integers".into()))?,
-        ),
-    };
+    let versions = input::int_filter(&q, "versions")?;
     let (total, rows) = ctx
         .store
         .revisions_page(&guid, versions.as_deref(), page.per_page, page.offset())

@@ -256,17 +256,7 @@ async fn list_tasks(
 ) -> ApiResult<Json<Value>> {
     input::known_params(q, LIST_PARAMS)?;
     let page = PageReq::from_query(q)?;
-    let sequence_ids = match filter(q, "sequence_ids") {
-        None => None,
-        Some(ids) => Some(
-            ids.iter()
-                .map(|s| s.parse::<i64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    ApiError::BadQuery("sequence_ids must be a list of integers".into())
-                })?,
-        ),
-    };
+    let sequence_ids = input::int_filter(q, "sequence_ids")?;
     let f = TaskFilter {
         guids: filter(q, "guids"),
         names: filter(q, "names"),

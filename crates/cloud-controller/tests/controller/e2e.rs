@@ -573,12 +573,7 @@ async fn push_stage_start_scale_stop_over_nats() {
     );
 
     dea.abort();
-    let _ = stop_tx.send(());
-    let r = tokio::time::timeout(WAIT, server)
-        .await
-        .expect("shutdown in time")
-        .expect("join");
-    assert!(r.is_ok(), "{r:?}");
+    stop_controller(stop_tx, server).await;
 }
 
 /// The controller with three simulated DEAs (`dea::sim::SimDea`: the real
@@ -703,13 +698,21 @@ impl Harness {
     /// Stops the fake DEA and the controller, which must end cleanly.
     async fn finish(self) {
         self.dea.abort();
-        let _ = self.stop_tx.send(());
-        let r = tokio::time::timeout(WAIT, self.server)
-            .await
-            .expect("shutdown in time")
-            .expect("join");
-        assert!(r.is_ok(), "{r:?}");
+        stop_controller(self.stop_tx, self.server).await;
     }
+}
+
+/// Stops a controller from [`start_controller`]; it must end cleanly.
+async fn stop_controller(
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), cloud_controller::RunError>>,
+) {
+    let _ = stop_tx.send(());
+    let r = tokio::time::timeout(WAIT, server)
+        .await
+        .expect("shutdown in time")
+        .expect("join");
+    assert!(r.is_ok(), "{r:?}");
 }
 
 /// A process other than web (issue 14): created by `apply_manifest`,

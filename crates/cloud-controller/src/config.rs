@@ -83,6 +83,14 @@ pub struct Config {
     /// 0 = keep all.
     pub max_packages_per_app: usize,
     pub max_droplets_per_app: usize,
+    /// Service brokers (docs/architecture.md §5.11): seconds a broker
+    /// request may take (CF's `broker_client_timeout_seconds`, 60), seconds
+    /// between `last_operation` polls when the broker sends no
+    /// `Retry-After`, and the longest a broker operation may poll when its
+    /// plan gives no `maximum_polling_duration` (CF: 7 days).
+    pub broker_client_timeout_s: u64,
+    pub broker_poll_interval_s: u64,
+    pub broker_max_poll_s: u64,
 }
 
 impl Default for Config {
@@ -122,6 +130,9 @@ impl Default for Config {
             blob_gc_grace_s: 3600,
             max_packages_per_app: 5,
             max_droplets_per_app: 5,
+            broker_client_timeout_s: 60,
+            broker_poll_interval_s: 5,
+            broker_max_poll_s: 7 * 24 * 3600,
         }
     }
 }

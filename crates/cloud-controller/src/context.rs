@@ -73,6 +73,8 @@ pub struct Inner {
     /// Failed logins per user name and client address.
     pub lockouts: Mutex<crate::login::Lockouts>,
     pub password_checks: crate::login::PasswordChecks,
+    /// The service brokers' HTTP client, made on first use.
+    osb: std::sync::OnceLock<crate::services::osb::Client>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +138,7 @@ impl Ctx {
             staging: crate::staging::watch::Watch::default(),
             lockouts: Mutex::new(crate::login::Lockouts::new(per_user, per_addr)),
             password_checks,
+            osb: std::sync::OnceLock::new(),
         })))
     }
 
@@ -205,6 +208,17 @@ impl Ctx {
         if let Err(err) = self.store.add_event(&e).await {
             tracing::warn!(kind, target = %target.guid, error = %err, "cannot record audit event");
         }
+    }
+
+    /// The service brokers' HTTP client.
+    pub fn osb(&self) -> Result<&crate::services::osb::Client, String> {
+        if let Some(c) = self.osb.get() {
+            return Ok(c);
+        }
+        let c = crate::services::osb::Client::new(std::time::Duration::from_secs(
+            self.cfg.broker_client_timeout_s.max(1),
+        ))?;
+        Ok(self.osb.get_or_init(|| c))
     }
 
     pub fn add_job(&self, operation: &str) -> Job {

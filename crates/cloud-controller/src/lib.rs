@@ -18,6 +18,7 @@ pub mod quota;
 pub mod resource_pool;
 pub mod revisions;
 pub mod runtime;
+pub mod services;
 pub mod signing;
 pub mod staging;
 pub mod store;
@@ -117,6 +118,11 @@ pub async fn run(
     tasks.push(staging::spawn_loop(ctx.clone()));
     tasks.extend(blob_gc::spawn(ctx.clone()));
     tasks.push(crate::tasks::spawn_sweep(ctx.clone()));
+    match services::resume(&ctx).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "resumed unfinished service jobs"),
+        Err(e) => tracing::error!(error = %e, "cannot resume service jobs"),
+    }
     // Ask DEAs to advertise now so placement works right after a restart.
     ctx.publish(proto::subjects::DEA_LOCATE, &serde_json::json!({}))
         .await;

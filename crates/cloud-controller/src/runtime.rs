@@ -162,6 +162,7 @@ impl Ctx {
                 task_name: None,
                 readiness: readiness(process),
                 log_rate_limit_bytes_per_s: u64::try_from(process.log_rate_limit).ok(),
+                vcap_services: Some(launch.vcap_services.clone()),
             };
             tracing::info!(app_id = %app.guid, process_type = %process.kind, index, dea_id = %dea_id, version = %app.version, "starting instance");
             self.publish(subjects::dea_start(dea_id), &req).await;
@@ -223,6 +224,7 @@ impl Ctx {
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             egress,
             vcap,
+            vcap_services: self.vcap_services(&app.guid).await?,
             droplet_uri: self.signed_url(
                 "GET",
                 &format!("/internal/v1/droplets/{}/download", droplet.guid),
@@ -387,6 +389,8 @@ pub struct Launch {
     pub env: Vec<String>,
     pub egress: Vec<proto::EgressRule>,
     pub vcap: Value,
+    /// `VCAP_SERVICES` (its bindings' credentials).
+    pub vcap_services: Value,
     pub droplet_uri: String,
 }
 

@@ -69,10 +69,20 @@ pub fn build_env(i: &EnvInput) -> Vec<(String, String)> {
     env.extend(parse_env_list(&i.req.env));
     let app = i.instance_dir.join("app");
     let addr = format!("{}:{}", i.host_ip, i.port);
+    let services = i
+        .req
+        .vcap_services
+        .clone()
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    // DATABASE_URL from the bound services, unless the app sets its own.
+    if let Some(url) = proto::vcap::database_url(&services) {
+        env.entry("DATABASE_URL".into()).or_insert(url);
+    }
     let sys = [
         ("PORT", i.port.to_string()),
         ("VCAP_APPLICATION", vcap_application(i).to_string()),
-        ("VCAP_SERVICES", "{}".to_string()),
+        ("VCAP_SERVICES", services.to_string()),
         ("CF_INSTANCE_INDEX", i.req.index.to_string()),
         ("CF_INSTANCE_GUID", i.instance_id.to_string()),
         ("CF_INSTANCE_IP", i.host_ip.to_string()),
@@ -157,6 +167,35 @@ mod tests {
         assert_eq!(v["instance_index"], 2);
         assert_eq!(v["port"], 61000);
         assert_eq!(v["application_uris"][0], "web.localhost");
+        assert!(!env.contains_key("DATABASE_URL"));
+    }
+
+    #[test]
+    fn bound_services_and_database_url() {
+        let mut r = req();
+        r.vcap_services = Some(serde_json::json!({"postgresql": [{"credentials": {"uri": "postgres://u:p@h:5432/d"}}]}));
+        let input = EnvInput {
+            req: &r,
+            instance_id: "i-1",
+            host_ip: "127.0.0.1",
+            port: 61000,
+            instance_dir: Path::new("/s/instances/i-1"),
+            started_at: "2026-01-01T00:00:00Z",
+            started_at_unix: 5,
+            path: "/usr/bin:/bin",
+        };
+        let env: BTreeMap<_, _> = build_env(&input).into_iter().collect();
+        assert_eq!(env["DATABASE_URL"], "postgres://u:p@h:5432/d");
+        let v: serde_json::Value = serde_json::from_str(&env["VCAP_SERVICES"]).expect("json");
+        assert_eq!(v["postgresql"][0]["credentials"]["uri"], "postgres://u:p@h:5432/d");
+        // The app's own DATABASE_URL wins; VCAP_SERVICES cannot be set by it.
+        let mut r2 = r.clone();
+        r2.env.push("DATABASE_URL=mine".into());
+        r2.env.push("VCAP_SERVICES=x".into());
+        let input = EnvInput { req: &r2, ..input };
+        let env: BTreeMap<_, _> = build_env(&input).into_iter().collect();
+        assert_eq!(env["DATABASE_URL"], "mine");
+        assert_ne!(env["VCAP_SERVICES"], "x");
     }
 
     #[test]

@@ -346,6 +346,7 @@ async fn binary_instances_die_with_the_dea() {
             admin_buildpacks: vec![],
             timeout_s: 60,
             egress: None,
+            vcap_services: None,
         };
         let resp = stage_over_bus(&bus, &id, req).await;
         assert_eq!(resp.error, None);

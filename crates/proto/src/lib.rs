@@ -19,6 +19,7 @@ pub mod service;
 pub mod size;
 pub mod staging;
 pub mod subjects;
+pub mod vcap;
 
 pub use bus::{Bus, BusError};
 pub use egress::EgressRule;

@@ -183,6 +183,11 @@ pub struct StartRequest {
     /// own cap; absent: only the DEA's cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_rate_limit_bytes_per_s: Option<u64>,
+    /// The app's `VCAP_SERVICES` (JSON object: its bound services'
+    /// credentials; docs/architecture.md §5.11); absent: `{}`. The DEA
+    /// also sets `DATABASE_URL` from it (`proto::services::database_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcap_services: Option<serde_json::Value>,
 }
 
 impl StartRequest {
@@ -579,6 +584,7 @@ mod tests {
                 interval_s: Some(2),
             }),
             log_rate_limit_bytes_per_s: Some(1024),
+            vcap_services: Some(serde_json::json!({"user-provided": []})),
         });
         round_trip(&EgressUpdate {
             app_id: "a".into(),

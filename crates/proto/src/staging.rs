@@ -67,6 +67,10 @@ pub struct StagingRequest {
     /// DEA's defaults (public networks and the host's DNS resolvers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Vec<EgressRule>>,
+    /// The app's `VCAP_SERVICES` (as `StartRequest::vcap_services`):
+    /// buildpacks see it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcap_services: Option<serde_json::Value>,
 }
 
 /// An admin buildpack offered to a stager: a zip at a signed URL.

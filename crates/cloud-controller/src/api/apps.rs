@@ -289,6 +289,7 @@ async fn delete(
     let routes = ctx.store.app_routes(&guid).await?;
     ctx.stop_all(&guid, None).await;
     crate::tasks::cancel_all(&ctx, &guid).await?;
+    crate::services::unbind_app(&ctx, &guid).await?;
     ctx.store.delete_app(&guid).await?;
     crate::blob_gc::remove_app_cache(&ctx, &guid).await;
     ctx.audit_app(
@@ -408,7 +409,7 @@ async fn env(
             space: &space.guid,
         },
     ) {
-        json!({"VCAP_SERVICES": {}})
+        json!({"VCAP_SERVICES": ctx.vcap_services(&app.guid).await?})
     } else {
         json!({"redacted_message": "[PRIVATE DATA HIDDEN]"})
     };

@@ -1,4 +1,5 @@
-//! `/v3/jobs/:guid` (deletes finish synchronously; the job reports COMPLETE).
+//! `/v3/jobs/:guid`: service jobs (kept in the database, `crate::services`),
+//! and deletes that finished synchronously (kept in memory, COMPLETE).
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -18,6 +19,9 @@ async fn show(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(j) = ctx.store.job(&guid).await? {
+        return Ok(Json(super::presenters::services::job(&base, &j)));
+    }
     let job = ctx
         .jobs
         .lock()

@@ -262,12 +262,37 @@ fn change(kind: &str, p: &ProcessFields) -> Result<Change, String> {
 async fn apply_manifest(
     State(ctx): State<Ctx>,
     Extension(actor): Extension<Actor>,
+    Extension(perms): Extension<crate::authz::Perms>,
     base: BaseUrl,
     Path(space_guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
     ctx.store.space(&space_guid).await?;
     let plan = plan(&body)?;
+    let service_plan = services(&body)?;
+    // Every service instance named must exist in the space.
+    let mut wanted: Vec<(String, Vec<(crate::store::Instance, Option<String>, Value)>)> =
+        Vec::new();
+    for (app_name, entries) in service_plan {
+        let mut list = Vec::new();
+        for (si, binding, params) in entries {
+            let f = crate::store::InstanceFilter {
+                guids: None,
+                names: Some(vec![si.clone()]),
+                space_guids: Some(vec![space_guid.clone()]),
+                plan_guids: None,
+                kind: None,
+                scope: SpaceScope::All,
+            };
+            let (_, found) = ctx.store.instances_page(&f, 1, 0).await?;
+            let i = found
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::NotFound(format!("Service instance '{si}'")))?;
+            list.push((i, binding, params));
+        }
+        wanted.push((app_name, list));
+    }
     // Every app first: nothing changes when one is missing.
     let mut apps = Vec::new();
     for (name, changes) in plan {
@@ -299,12 +324,154 @@ async fn apply_manifest(
             }
         }
         let app = ctx.store.app(&app.guid).await?;
+        if let Some((_, list)) = wanted.iter().find(|(n, _)| *n == app.name) {
+            bind_services(&ctx, &actor, &perms, &app, list).await?;
+        }
         ctx.audit_app(&actor, "audit.app.apply_manifest", &app, Value::Null)
             .await;
     }
     let job = ctx.add_job("app.apply_manifest");
     let location = format!("{}/v3/jobs/{}", base.0, job.guid);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+}
+
+/// A manifest's `services:` entry: a name, or `{name, binding_name,
+/// parameters}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum ServiceEntry {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        binding_name: Option<String>,
+        #[serde(default)]
+        parameters: Option<Value>,
+    },
+}
+
+/// What a manifest binds: per app name, (instance name, binding name,
+/// parameters).
+type ServicePlan = Vec<(String, Vec<(String, Option<String>, Value)>)>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ServicesOnly {
+    applications: Vec<AppServices>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AppServices {
+    name: Option<String>,
+    services: Option<Vec<ServiceEntry>>,
+}
+
+/// Most services one app of a manifest may name.
+const MAX_SERVICES: usize = 50;
+
+/// Pure: the `services:` of each app of a manifest (already checked by
+/// `plan`), or CF's 422.
+fn services(body: &[u8]) -> ApiResult<ServicePlan> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::MessageParse("the manifest is not UTF-8 text".into()))?;
+    let doc: Value = serde_norway::from_str(text)
+        .map_err(|e| ApiError::MessageParse(format!("the manifest is not valid YAML: {e}")))?;
+    let m: ServicesOnly = serde_json::from_value(doc).map_err(|e| {
+        ApiError::Unprocessable(format!("Services must be a list of service instance names or {{name, binding_name, parameters}}: {e}"))
+    })?;
+    let mut out = Vec::new();
+    for a in m.applications {
+        let name = a.name.unwrap_or_default();
+        let list = a.services.unwrap_or_default();
+        if list.len() > MAX_SERVICES {
+            return Err(ApiError::Unprocessable(format!(
+                "For application '{name}': at most {MAX_SERVICES} services are allowed"
+            )));
+        }
+        let mut entries = Vec::new();
+        for e in list {
+            let (si, binding, params) = match e {
+                ServiceEntry::Name(n) => (n, None, json!({})),
+                ServiceEntry::Full {
+                    name,
+                    binding_name,
+                    parameters,
+                } => (name, binding_name, parameters.unwrap_or_else(|| json!({}))),
+            };
+            if si.is_empty() {
+                return Err(ApiError::Unprocessable(format!(
+                    "For application '{name}': Service instance name must not be empty"
+                )));
+            }
+            if !params.is_object() {
+                return Err(ApiError::Unprocessable(format!(
+                    "For application '{name}': Service '{si}': parameters must be an object"
+                )));
+            }
+            entries.push((si, binding, params));
+        }
+        out.push((name, entries));
+    }
+    Ok(out)
+}
+
+/// Binds the manifest's services that are not bound yet (CF: existing
+/// instances only; bindings not listed stay), waiting for managed
+/// bindings' jobs a while.
+async fn bind_services(
+    ctx: &Ctx,
+    actor: &Actor,
+    perms: &crate::authz::Perms,
+    app: &crate::store::App,
+    wanted: &[(crate::store::Instance, Option<String>, Value)],
+) -> ApiResult<()> {
+    let bound = ctx.store.app_bindings(&app.guid).await?;
+    let mut jobs = Vec::new();
+    for (i, binding_name, params) in wanted {
+        let done = bound.iter().any(|b| {
+            b.instance_guid == i.guid
+                && !(b.op_type == "create" && b.op_state == crate::store::OP_FAILED)
+        });
+        if done {
+            continue;
+        }
+        let (_, job) = super::service_bindings::make(
+            ctx,
+            actor,
+            perms,
+            i,
+            Some(app),
+            "app",
+            binding_name.as_deref(),
+            &params.to_string(),
+        )
+        .await?;
+        jobs.extend(job);
+    }
+    // Brokers usually bind at once; the manifest waits for them a while
+    // (an asynchronous bind goes on in its job).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    for job in jobs {
+        loop {
+            match ctx.store.job(&job.guid).await? {
+                Some(j) if j.state == crate::store::JOB_FAILED => {
+                    let detail = serde_json::from_str::<Value>(&j.errors)
+                        .ok()
+                        .and_then(|e| e[0]["detail"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| "bind failed".into());
+                    return Err(ApiError::Unprocessable(format!(
+                        "For application '{}': {detail}",
+                        app.name
+                    )));
+                }
+                Some(j) if j.state == crate::store::JOB_COMPLETE => break,
+                _ if tokio::time::Instant::now() >= deadline => break,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn to_body(m: Map<String, Value>) -> ApiResult<Bytes> {
@@ -321,6 +488,23 @@ mod tests {
         match plan(body.as_bytes()) {
             Err(ApiError::Unprocessable(m)) | Err(ApiError::MessageParse(m)) => m,
             other => panic!("expected an error for {body:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn services_are_names_or_objects() {
+        let s = services(b"applications:\n- name: a\n  services:\n  - db\n  - name: mq\n    binding_name: q\n    parameters: {x: 1}\n- name: b\n").expect("services");
+        assert_eq!(s[0].0, "a");
+        assert_eq!(s[0].1[0], ("db".to_string(), None, json!({})));
+        assert_eq!(s[0].1[1], ("mq".to_string(), Some("q".to_string()), json!({"x": 1})));
+        assert!(s[1].1.is_empty());
+        for bad in [
+            "applications:\n- name: a\n  services: db\n",
+            "applications:\n- name: a\n  services: [{binding_name: x}]\n",
+            "applications:\n- name: a\n  services: ['']\n",
+            "applications:\n- name: a\n  services: [{name: x, parameters: [1]}]\n",
+        ] {
+            assert!(services(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 

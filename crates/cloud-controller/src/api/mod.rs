@@ -24,6 +24,10 @@ mod roles;
 mod root;
 mod routes;
 mod security_groups;
+mod service_bindings;
+mod service_brokers;
+mod service_instances;
+mod service_plans;
 mod spaces;
 mod stacks;
 mod tasks;
@@ -62,6 +66,10 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(droplets::routes())
         .merge(routes::routes())
         .merge(security_groups::routes())
+        .merge(service_brokers::routes())
+        .merge(service_plans::routes())
+        .merge(service_instances::routes())
+        .merge(service_bindings::routes())
         .merge(domains::routes())
         .merge(audit::routes())
         .merge(jobs::routes())

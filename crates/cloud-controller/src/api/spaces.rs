@@ -175,7 +175,8 @@ async fn update(
     Ok(Json(present(&base, &s)))
 }
 
-/// Stops and deletes every app of the space.
+/// Stops and deletes every app of the space, and its service instances
+/// (deprovisioned in jobs).
 pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResult<()> {
     let apps = ctx
         .store
@@ -186,6 +187,7 @@ pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResu
     for app in apps {
         ctx.stop_all(&app.guid, None).await;
         crate::tasks::cancel_all(ctx, &app.guid).await?;
+        crate::services::unbind_app(ctx, &app.guid).await?;
         ctx.store.delete_app(&app.guid).await?;
         crate::blob_gc::remove_app_cache(ctx, &app.guid).await;
         ctx.audit_app(
@@ -197,6 +199,7 @@ pub async fn delete_contents(ctx: &Ctx, actor: &Actor, space: &Space) -> ApiResu
         .await;
         ctx.logs.forget(&app.guid);
     }
+    crate::services::delete_space_instances(ctx, &space.guid).await?;
     Ok(())
 }
 

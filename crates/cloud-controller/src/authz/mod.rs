@@ -181,7 +181,16 @@ pub async fn check_target(
             },
         ),
     };
-    perms.check(action, scope, noun)
+    match perms.check(action, scope, noun) {
+        // Secrets are not even shown to exist to those who may not read
+        // them (CF: a binding's details are 404, not 403).
+        Err(ApiError::Forbidden(_))
+            if target == Target::ServiceBinding && action == Action::ReadSystemEnv =>
+        {
+            Err(ApiError::not_found(noun))
+        }
+        r => r,
+    }
 }
 
 /// CF's 422 for a space named in a request body that does not exist or

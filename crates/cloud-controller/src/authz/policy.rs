@@ -339,6 +339,86 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
         "/v3/security_groups/{guid}/relationships/{lifecycle}/{space}",
         Platform(AdminOnly),
     ),
+    // Services (docs/architecture.md §5.11). Brokers and plan visibility
+    // are admins'; the catalog is read by everyone (the handlers show the
+    // plans visible to the caller); instances and keys are space
+    // developers'; app bindings also supporters'; secrets are read by
+    // admins, read-only admins and space developers.
+    ("GET", "/v3/service_brokers", Caller),
+    ("POST", "/v3/service_brokers", Platform(AdminOnly)),
+    ("GET", "/v3/service_brokers/{guid}", Caller),
+    ("PATCH", "/v3/service_brokers/{guid}", Platform(AdminOnly)),
+    ("DELETE", "/v3/service_brokers/{guid}", Platform(AdminOnly)),
+    ("GET", "/v3/service_offerings", Caller),
+    ("GET", "/v3/service_offerings/{guid}", Caller),
+    ("GET", "/v3/service_plans", Caller),
+    ("GET", "/v3/service_plans/{guid}", Caller),
+    ("GET", "/v3/service_plans/{guid}/visibility", Caller),
+    (
+        "POST",
+        "/v3/service_plans/{guid}/visibility",
+        Platform(AdminOnly),
+    ),
+    (
+        "PATCH",
+        "/v3/service_plans/{guid}/visibility",
+        Platform(AdminOnly),
+    ),
+    (
+        "DELETE",
+        "/v3/service_plans/{guid}/visibility/{org}",
+        Platform(AdminOnly),
+    ),
+    ("GET", "/v3/service_instances", Caller),
+    ("POST", "/v3/service_instances", Caller),
+    (
+        "GET",
+        "/v3/service_instances/{guid}",
+        On(T::ServiceInstance, ReadSpace),
+    ),
+    (
+        "PATCH",
+        "/v3/service_instances/{guid}",
+        On(T::ServiceInstance, WriteSpace),
+    ),
+    (
+        "DELETE",
+        "/v3/service_instances/{guid}",
+        On(T::ServiceInstance, WriteSpace),
+    ),
+    (
+        "GET",
+        "/v3/service_instances/{guid}/credentials",
+        On(T::ServiceInstance, ReadSystemEnv),
+    ),
+    (
+        "GET",
+        "/v3/service_instances/{guid}/parameters",
+        On(T::ServiceInstance, ReadSpace),
+    ),
+    ("GET", "/v3/service_instances/{guid}/permissions", Caller),
+    ("GET", "/v3/service_credential_bindings", Caller),
+    ("POST", "/v3/service_credential_bindings", Caller),
+    (
+        "GET",
+        "/v3/service_credential_bindings/{guid}",
+        On(T::ServiceBinding, ReadSpace),
+    ),
+    (
+        "DELETE",
+        "/v3/service_credential_bindings/{guid}",
+        On(T::ServiceBinding, ManageApp),
+    ),
+    (
+        "GET",
+        "/v3/service_credential_bindings/{guid}/details",
+        On(T::ServiceBinding, ReadSystemEnv),
+    ),
+    (
+        "GET",
+        "/v3/service_credential_bindings/{guid}/parameters",
+        On(T::ServiceBinding, ReadSpace),
+    ),
     // Audit events and jobs.
     ("GET", "/v3/audit_events", Caller),
     (

@@ -195,6 +195,7 @@ async fn dispatch(ctx: &Ctx, build: Build) -> Result<(), StoreError> {
         admin_buildpacks: crate::api::buildpacks::for_staging(ctx, &app.stack, ttl).await,
         timeout_s: timeout,
         egress: Some(egress),
+        vcap_services: Some(ctx.vcap_services(&app.guid).await?),
     };
     let mut avoid: Vec<String> = Vec::new();
     let mut refusals: Vec<String> = Vec::new();

@@ -22,6 +22,9 @@ pub enum Target {
     AuditEvent,
     Task,
     Revision,
+    ServiceInstance,
+    /// A credential binding (located by its instance's space).
+    ServiceBinding,
 }
 
 impl Target {
@@ -42,6 +45,8 @@ impl Target {
             Target::AuditEvent => "Event",
             Target::Task => "Task",
             Target::Revision => "Revision",
+            Target::ServiceInstance => "Service instance",
+            Target::ServiceBinding => "Service credential binding",
         }
     }
 }
@@ -71,6 +76,8 @@ impl Store {
             Target::Droplet => via_app("droplets", "app_guid"),
             Target::Task => via_app("tasks", "app_guid"),
             Target::Revision => via_app("revisions", "app_guid"),
+            Target::ServiceInstance => "SELECT s.organization_guid, s.guid FROM service_instances i JOIN spaces s ON s.guid = i.space_guid WHERE i.guid = $1".to_string(),
+            Target::ServiceBinding => "SELECT s.organization_guid, s.guid FROM service_bindings b JOIN service_instances i ON i.guid = b.instance_guid JOIN spaces s ON s.guid = i.space_guid WHERE b.guid = $1".to_string(),
             Target::Route => "SELECT s.organization_guid, s.guid FROM routes r JOIN spaces s ON s.guid = r.space_guid WHERE r.guid = $1".to_string(),
             Target::Space => "SELECT organization_guid, guid FROM spaces WHERE guid = $1".to_string(),
             Target::Org => "SELECT guid, '' FROM organizations WHERE guid = $1".to_string(),

@@ -14,6 +14,7 @@ mod quotas;
 pub mod revisions;
 mod roles;
 mod security_groups;
+pub mod services;
 mod states;
 pub mod tasks;
 mod tokens;
@@ -33,6 +34,11 @@ pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use revisions::{Revision, RevisionContent};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
+pub use services::{
+    Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter,
+    JobRow, NewBinding, NewInstance, Offering, Plan, JOB_COMPLETE, JOB_FAILED, JOB_POLLING,
+    JOB_PROCESSING, MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS, OP_SUCCEEDED, USER_PROVIDED,
+};
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
 pub use tasks::{NewTask, Task, TaskFilter};
 pub use users::{CcUser, NewUser};

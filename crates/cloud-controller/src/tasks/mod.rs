@@ -94,6 +94,7 @@ pub async fn start(ctx: &Ctx, app: &App, task: &Task) -> Result<Task, StoreError
         task_name: Some(task.name.clone()),
         readiness: None,
         log_rate_limit_bytes_per_s: None,
+        vcap_services: Some(launch.vcap_services),
     };
     tracing::info!(task = %task.guid, app_id = %app.guid, dea_id = %dea_id, "starting task");
     ctx.publish(subjects::dea_start(&dea_id), &req).await;

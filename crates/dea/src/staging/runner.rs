@@ -729,6 +729,18 @@ impl Stager {
             ("MEMORY_LIMIT".to_string(), format!("{}m", req.memory_mb)),
             ("CF_STACK".to_string(), req.stack.clone()),
         ]);
+        // Bound services, as CF's stager sees them.
+        let services = req
+            .vcap_services
+            .clone()
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({}));
+        if let Some(url) = proto::vcap::database_url(&services) {
+            if !env.iter().any(|(k, _)| k == "DATABASE_URL") {
+                env.push(("DATABASE_URL".to_string(), url));
+            }
+        }
+        env.push(("VCAP_SERVICES".to_string(), services.to_string()));
         env
     }
 

@@ -158,6 +158,7 @@ pub fn staging_request(base: &str, id: &str) -> proto::StagingRequest {
         admin_buildpacks: vec![],
         timeout_s: 120,
         egress: None,
+        vcap_services: None,
     }
 }
 

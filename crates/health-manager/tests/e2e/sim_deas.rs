@@ -141,6 +141,7 @@ async fn keeps_three_instances_over_sim_deas_and_heals_a_lost_one() {
                     task_name: None,
                     readiness: None,
                     log_rate_limit_bytes_per_s: None,
+                    vcap_services: None,
                 };
                 let _ = cc_bus.publish(subjects::dea_start(&target), &req).await;
             }

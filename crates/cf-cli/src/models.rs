@@ -425,12 +425,21 @@ impl ServiceBinding {
     }
 }
 
+/// A space as `include=space` gives it (its org in `relationships`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IncludedSpace {
+    pub guid: String,
+    pub name: String,
+    pub relationships: Value,
+}
+
 /// The `included` parents of a list (merged over its pages).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Included {
     pub apps: Vec<Named>,
-    pub spaces: Vec<Named>,
+    pub spaces: Vec<IncludedSpace>,
     pub organizations: Vec<Named>,
     pub service_instances: Vec<Named>,
     pub service_plans: Vec<ServicePlan>,

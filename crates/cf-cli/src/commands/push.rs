@@ -375,13 +375,7 @@ async fn apply_manifest(
             e
         })
         .collect();
-    let mut entry = json!({ "name": app.name });
-    if !entries.is_empty() {
-        entry["processes"] = json!(entries);
-    }
-    if !services.is_empty() {
-        entry["services"] = json!(services);
-    }
+    let entry = manifest_entry(&app.name, entries, services);
     let (job, _) = ctx
         .client
         .write(
@@ -391,6 +385,23 @@ async fn apply_manifest(
         )
         .await?;
     super::common::wait_job(&ctx.client, job).await
+}
+
+/// An app's entry in an `apply_manifest` body: its `processes:` and
+/// `services:` (each left out when empty).
+pub fn manifest_entry(
+    name: &str,
+    processes: Vec<Value>,
+    services: &[manifest::ManifestService],
+) -> Value {
+    let mut entry = json!({ "name": name });
+    if !processes.is_empty() {
+        entry["processes"] = json!(processes);
+    }
+    if !services.is_empty() {
+        entry["services"] = json!(services);
+    }
+    entry
 }
 
 /// Instances, memory and disk: after staging succeeded (scaling acts on
@@ -540,6 +551,27 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_entries_carry_processes_and_services() {
+        use manifest::ManifestService;
+        let services = vec![
+            ManifestService::Name("db".into()),
+            ManifestService::Binding {
+                name: "cache".into(),
+                binding_name: Some("redis".into()),
+                parameters: None,
+            },
+        ];
+        assert_eq!(
+            manifest_entry("a", vec![], &services),
+            json!({"name": "a", "services": ["db", {"name": "cache", "binding_name": "redis"}]})
+        );
+        assert_eq!(
+            manifest_entry("a", vec![json!({"type": "worker"})], &[]),
+            json!({"name": "a", "processes": [{"type": "worker"}]})
+        );
+    }
 
     #[test]
     fn hostnames() {

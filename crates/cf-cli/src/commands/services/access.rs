@@ -346,18 +346,16 @@ pub async fn list(args: ListArgs) -> Result<()> {
                 orgs.into_iter().map(|o| o.name).collect()
             }
             "space" => {
-                let space = places
-                    .spaces
-                    .iter()
-                    .find(|s| s.guid == crate::models::related_guid(&p.relationships, "space"));
+                let space_guid = crate::models::related_guid(&p.relationships, "space");
+                let space = places.spaces.iter().find(|s| s.guid == space_guid);
+                let org_guid = space
+                    .map(|s| crate::models::related_guid(&s.relationships, "organization"))
+                    .unwrap_or("");
+                let org = places.organizations.iter().find(|o| o.guid == org_guid);
                 vec![format!(
                     "{} (org: {})",
                     space.map(|s| s.name.as_str()).unwrap_or(""),
-                    places
-                        .organizations
-                        .first()
-                        .map(|o| o.name.as_str())
-                        .unwrap_or("")
+                    org.map(|o| o.name.as_str()).unwrap_or("")
                 )]
             }
             _ => vec![],

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::{follow_job, to_one};
+use super::{finish_job, to_one};
 use crate::client::{Client, ReqBody};
 use crate::commands::common::{ask, confirm, enc, logged_in, ok, Ctx};
 use crate::error::{CliError, Result};
@@ -122,7 +122,7 @@ async fn write_and_wait(
     body: Value,
 ) -> Result<()> {
     let (loc, _) = c.write(method, path, ReqBody::Json(body)).await?;
-    follow_job(c, loc, true).await.map(|_| ())
+    finish_job(c, loc).await
 }
 
 async fn update_broker(
@@ -214,7 +214,7 @@ pub async fn delete(args: DeleteArgs) -> Result<()> {
         return Ok(());
     };
     let loc = c.delete(&format!("/v3/service_brokers/{}", b.guid)).await?;
-    follow_job(&c, loc, true).await?;
+    finish_job(&c, loc).await?;
     ok();
     Ok(())
 }

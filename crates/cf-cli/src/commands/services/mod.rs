@@ -207,12 +207,27 @@ pub fn job_step(job: &Job, wait: bool) -> Result<Option<JobEnd>> {
 /// with `wait` it prints `Waiting for the operation to complete` and a dot
 /// a look. `CF_JOB_TIMEOUT` seconds (3600) at the most.
 pub async fn follow_job(client: &Client, location: Option<String>, wait: bool) -> Result<JobEnd> {
+    follow(client, location, wait, wait).await
+}
+
+/// Follow a job to its end without a word (the broker commands, as the
+/// cf CLI's).
+pub async fn finish_job(client: &Client, location: Option<String>) -> Result<()> {
+    follow(client, location, true, false).await.map(|_| ())
+}
+
+async fn follow(
+    client: &Client,
+    location: Option<String>,
+    wait: bool,
+    show: bool,
+) -> Result<JobEnd> {
     let Some(loc) = location else {
         return Ok(JobEnd::Complete);
     };
     use std::io::Write;
     let dots = |s: &str| {
-        if wait {
+        if show {
             print!("{s}");
             let _ = std::io::stdout().flush();
         }

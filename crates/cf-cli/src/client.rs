@@ -491,24 +491,47 @@ impl Client {
 
     /// DELETE; returns the job URL from `Location` for a 202.
     pub async fn delete(&self, path: &str) -> Result<Option<String>> {
-        let resp = self.send(Method::DELETE, path, ReqBody::Empty).await?;
+        Ok(self.write(Method::DELETE, path, ReqBody::Empty).await?.0)
+    }
+
+    /// A write that may answer `202 Accepted` with a job: the job URL from
+    /// `Location` (none for a 200/201/204, which is done already) and the
+    /// body (`null` when empty).
+    pub async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<(Option<String>, Value)> {
+        let resp = self.send(method, path, body).await?;
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let _: Value = self.read(resp).await?;
-        Ok(location)
+        let body: Value = self.read(resp).await?;
+        Ok((location, body))
     }
 
     /// Every resource of a paginated list, following `pagination.next`.
     pub async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        Ok(self.list_included(path).await?.0)
+    }
+
+    /// [`Client::list`], plus each page's `included` object (what
+    /// `include=` and `fields[...]=` ask for), in page order.
+    pub async fn list_included<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(Vec<T>, Vec<Value>)> {
         let mut out = Vec::new();
+        let mut included = Vec::new();
         let mut next = Some(path.to_string());
         let mut pages = 0;
         while let Some(p) = next.take() {
             let page: List<T> = self.get(&p).await?;
             out.extend(page.resources);
+            included.extend(page.included);
             pages += 1;
             next = page
                 .pagination
@@ -516,7 +539,7 @@ impl Client {
                 .map(|h| h.href)
                 .filter(|h| !h.is_empty() && pages < 1000);
         }
-        Ok(out)
+        Ok((out, included))
     }
 
     /// A streaming GET (for the log stream); status checked, body left unread.

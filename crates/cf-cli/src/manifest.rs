@@ -147,8 +147,26 @@ pub struct ManifestApp {
     /// staging timeout, which is the platform's.
     pub timeout: Option<u32>,
     pub processes: Option<Vec<ManifestProcess>>,
+    /// Service instances to bind (they must exist: `cf create-service`).
+    pub services: Option<Vec<ManifestService>>,
     #[serde(flatten)]
     pub extras: Extras,
+}
+
+/// One entry of `services:`: an instance name, or CF's long form with a
+/// binding name and binding parameters. Sent as it is in the app's
+/// `apply_manifest` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ManifestService {
+    Name(String),
+    Binding {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        binding_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    },
 }
 
 /// The fields of an app entry this CLI reads; any other is ignored with a
@@ -171,6 +189,7 @@ const APP_FIELDS: &[&str] = &[
     "health-check-http-endpoint",
     "timeout",
     "processes",
+    "services",
 ];
 
 const PROCESS_FIELDS: &[&str] = &[
@@ -238,6 +257,8 @@ pub struct AppPlan {
     pub health_check_timeout: Option<u32>,
     /// The manifest's processes other than `web`.
     pub processes: Vec<ProcessPlan>,
+    /// `services:`, bound by the controller's `apply_manifest`.
+    pub services: Vec<ManifestService>,
 }
 
 /// A process from a manifest's `processes:` (other than web), or the web
@@ -637,6 +658,7 @@ pub fn plan(apps: &[ManifestApp], flags: &PushFlags, base: &Path) -> Result<Vec<
                     .or(web.health_check_http_endpoint),
                 health_check_timeout: flags.timeout.or(a.timeout).or(web.timeout),
                 processes,
+                services: a.services.clone().unwrap_or_default(),
             })
         })
         .collect()
@@ -882,15 +904,31 @@ applications:
     #[test]
     fn unknown_fields_warn() {
         let (_, w) = parse_with_vars(
-            "applications:\n- name: a\n  services: [db]\n  processes:\n  - type: web\n    foo: 1\n",
+            "applications:\n- name: a\n  sidecars: []\n  processes:\n  - type: web\n    foo: 1\n",
             &BTreeMap::new(),
         )
         .expect("parse");
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
-            w[0].contains("'services'") && w[1].contains("'foo'"),
+            w[0].contains("'sidecars'") && w[1].contains("'foo'"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn services_short_and_long_form() {
+        let (apps, w) = parse_with_vars(
+            "applications:\n- name: a\n  services:\n  - db\n  - name: cache\n    binding_name: redis\n    parameters: {ttl: 60}\n  - name: plain\n",
+            &BTreeMap::new(),
+        )
+        .expect("parse");
+        assert!(w.is_empty(), "{w:?}");
+        let p = &plan(&apps, &PushFlags::default(), Path::new("/")).expect("plan")[0];
+        assert_eq!(
+            serde_json::to_value(&p.services).expect("json"),
+            serde_json::json!(["db", {"name": "cache", "binding_name": "redis", "parameters": {"ttl": 60}}, {"name": "plain"}])
+        );
+        assert!(parse("applications:\n- name: a\n  services: [{binding_name: x}]\n").is_err());
     }
 
     #[test]

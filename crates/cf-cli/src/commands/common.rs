@@ -637,22 +637,23 @@ pub async fn wait_job(client: &Client, location: Option<String>) -> Result<()> {
         let job: Job = client.get(&loc).await?;
         match job.state.as_str() {
             "COMPLETE" => return Ok(()),
-            "FAILED" => {
-                let detail = job
-                    .errors
-                    .first()
-                    .and_then(|e| e.get("detail"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("job failed")
-                    .to_string();
-                return Err(CliError::other(detail));
-            }
+            "FAILED" => return Err(CliError::other(job_detail(&job))),
             _ if Instant::now() > deadline => {
                 return Err(CliError::other("Timed out waiting for the job to complete"))
             }
             _ => tokio::time::sleep(Duration::from_millis(300)).await,
         }
     }
+}
+
+/// What a failed job says: its first error's `detail`.
+pub fn job_detail(job: &Job) -> String {
+    job.errors
+        .first()
+        .and_then(|e| e.get("detail"))
+        .and_then(Value::as_str)
+        .unwrap_or("job failed")
+        .to_string()
 }
 
 /// Ask `prompt [yN]:` on stdout and read one line from stdin (also when it is

@@ -49,6 +49,26 @@ pub const GROUPS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "SERVICES",
+        &[
+            "marketplace",
+            "services",
+            "service",
+            "create-service",
+            "update-service",
+            "delete-service",
+            "rename-service",
+            "create-service-key",
+            "service-keys",
+            "service-key",
+            "delete-service-key",
+            "bind-service",
+            "unbind-service",
+            "create-user-provided-service",
+            "update-user-provided-service",
+        ],
+    ),
+    (
         "ROUTES",
         &[
             "routes",
@@ -97,6 +117,19 @@ pub const GROUPS: &[(&str, &[&str])] = &[
         &["org-quotas", "create-org-quota", "set-org-quota"],
     ),
     ("SPACE ADMIN", &["create-space-quota", "set-space-quota"]),
+    (
+        "SERVICE ADMIN",
+        &[
+            "service-brokers",
+            "create-service-broker",
+            "update-service-broker",
+            "delete-service-broker",
+            "rename-service-broker",
+            "service-access",
+            "enable-service-access",
+            "disable-service-access",
+        ],
+    ),
     (
         "SECURITY GROUP",
         &[

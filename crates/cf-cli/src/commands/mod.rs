@@ -35,6 +35,7 @@ pub mod route;
 pub mod routes;
 pub mod scale;
 pub mod security_groups;
+pub mod services;
 pub mod set_env;
 pub mod spaces;
 pub mod target;
@@ -44,6 +45,7 @@ pub mod version;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
+use services as svc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -245,6 +247,64 @@ pub enum Command {
     RunningSecurityGroups,
     /// List security groups globally configured for staging applications
     StagingSecurityGroups,
+    /// List available offerings in the marketplace
+    #[command(alias = "m")]
+    Marketplace(svc::marketplace::Args),
+    /// List all service instances in the target space
+    #[command(alias = "s")]
+    Services(svc::list::Args),
+    /// Show service instance info
+    Service(svc::show::Args),
+    /// Create a service instance
+    #[command(alias = "cs")]
+    CreateService(svc::create_service::Args),
+    /// Update a service instance
+    UpdateService(svc::update_service::Args),
+    /// Delete a service instance
+    #[command(alias = "ds")]
+    DeleteService(svc::delete_service::Args),
+    /// Rename a service instance
+    RenameService(svc::update_service::RenameArgs),
+    /// Create key for a service instance
+    #[command(alias = "csk")]
+    CreateServiceKey(svc::keys::CreateArgs),
+    /// List keys for a service instance
+    #[command(alias = "sk")]
+    ServiceKeys(svc::keys::ListArgs),
+    /// Show service key info
+    ServiceKey(svc::keys::ShowArgs),
+    /// Delete a service key
+    #[command(alias = "dsk")]
+    DeleteServiceKey(svc::keys::DeleteArgs),
+    /// Bind a service instance to an app
+    #[command(alias = "bs")]
+    BindService(svc::bind::BindArgs),
+    /// Unbind a service instance from an app
+    #[command(alias = "us")]
+    UnbindService(svc::bind::UnbindArgs),
+    /// Make a user-provided service instance available to CF apps
+    #[command(alias = "cups")]
+    CreateUserProvidedService(svc::user_provided::Args),
+    /// Update user-provided service instance
+    #[command(alias = "uups")]
+    UpdateUserProvidedService(svc::user_provided::Args),
+    /// List service brokers
+    ServiceBrokers,
+    /// Create a service broker
+    #[command(alias = "csb")]
+    CreateServiceBroker(svc::brokers::CreateArgs),
+    /// Update a service broker
+    UpdateServiceBroker(svc::brokers::UpdateArgs),
+    /// Delete a service broker
+    DeleteServiceBroker(svc::brokers::DeleteArgs),
+    /// Rename a service broker
+    RenameServiceBroker(svc::brokers::RenameArgs),
+    /// List service access settings
+    ServiceAccess(svc::access::ListArgs),
+    /// Enable access to a service offering or service plan for one or all orgs
+    EnableServiceAccess(svc::access::SetArgs),
+    /// Disable access to a service offering or service plan for one or all orgs
+    DisableServiceAccess(svc::access::SetArgs),
     /// Run the whole platform on this machine
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -345,6 +405,29 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::StagingSecurityGroups => {
             security_groups::globals(security_groups::Lifecycle::Staging).await
         }
+        Command::Marketplace(a) => svc::marketplace::run(a).await,
+        Command::Services(a) => svc::list::run(a).await,
+        Command::Service(a) => svc::show::run(a).await,
+        Command::CreateService(a) => svc::create_service::run(a).await,
+        Command::UpdateService(a) => svc::update_service::run(a).await,
+        Command::DeleteService(a) => svc::delete_service::run(a).await,
+        Command::RenameService(a) => svc::update_service::rename(a).await,
+        Command::CreateServiceKey(a) => svc::keys::create(a).await,
+        Command::ServiceKeys(a) => svc::keys::list(a).await,
+        Command::ServiceKey(a) => svc::keys::show(a).await,
+        Command::DeleteServiceKey(a) => svc::keys::delete(a).await,
+        Command::BindService(a) => svc::bind::run_bind(a).await,
+        Command::UnbindService(a) => svc::bind::run_unbind(a).await,
+        Command::CreateUserProvidedService(a) => svc::user_provided::create(a).await,
+        Command::UpdateUserProvidedService(a) => svc::user_provided::update(a).await,
+        Command::ServiceBrokers => svc::brokers::list().await,
+        Command::CreateServiceBroker(a) => svc::brokers::create(a).await,
+        Command::UpdateServiceBroker(a) => svc::brokers::update(a).await,
+        Command::DeleteServiceBroker(a) => svc::brokers::delete(a).await,
+        Command::RenameServiceBroker(a) => svc::brokers::rename(a).await,
+        Command::ServiceAccess(a) => svc::access::list(a).await,
+        Command::EnableServiceAccess(a) => svc::access::enable(a).await,
+        Command::DisableServiceAccess(a) => svc::access::disable(a).await,
         Command::Dev(d) => dev::run(d).await,
     }
 }
@@ -393,6 +476,103 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["cf", "set-health-check", "a", "none"]).is_err());
         assert!(matches!(parse(&["version"]), Command::Version));
+    }
+
+    #[test]
+    fn service_commands_parse_with_cf_names_aliases_and_flags() {
+        assert!(
+            matches!(parse(&["m", "-e", "db", "-b", "b"]), Command::Marketplace(a) if a.offering.as_deref() == Some("db") && a.broker.as_deref() == Some("b"))
+        );
+        assert!(
+            matches!(parse(&["marketplace", "--no-plans"]), Command::Marketplace(a) if a.no_plans)
+        );
+        assert!(Cli::try_parse_from(["cf", "marketplace", "-e", "x", "--no-plans"]).is_err());
+        assert!(matches!(
+            parse(&["cs", "db", "small", "mydb", "-b", "br", "-c", "{}", "-t", "a, b", "-w"]),
+            Command::CreateService(a) if a.offering == "db" && a.plan == "small" && a.name == "mydb"
+                && a.broker.as_deref() == Some("br") && a.params.as_deref() == Some("{}")
+                && a.tags.as_deref() == Some("a, b") && a.wait
+        ));
+        assert!(
+            matches!(parse(&["create-service", "o", "p", "n", "--wait"]), Command::CreateService(a) if a.wait)
+        );
+        assert!(matches!(parse(&["s", "--no-apps"]), Command::Services(a) if a.no_apps));
+        assert!(
+            matches!(parse(&["service", "db", "--guid"]), Command::Service(a) if a.guid && !a.params)
+        );
+        assert!(matches!(parse(&["service", "db", "--params"]), Command::Service(a) if a.params));
+        assert!(Cli::try_parse_from(["cf", "service", "db", "--guid", "--params"]).is_err());
+        assert!(matches!(
+            parse(&["update-service", "db", "-p", "gold", "-c", "{}", "-t", "x", "--wait"]),
+            Command::UpdateService(a) if a.plan.as_deref() == Some("gold") && a.wait
+        ));
+        assert!(
+            matches!(parse(&["rename-service", "a", "b"]), Command::RenameService(a) if a.new_name == "b")
+        );
+        assert!(matches!(
+            parse(&["bs", "app", "db", "-c", "{}", "--binding-name", "pg", "-w"]),
+            Command::BindService(a) if a.app == "app" && a.instance == "db" && a.binding_name.as_deref() == Some("pg") && a.wait
+        ));
+        assert!(
+            matches!(parse(&["us", "app", "db", "-w"]), Command::UnbindService(a) if a.wait && a.guid.is_none())
+        );
+        assert!(
+            matches!(parse(&["ds", "db", "-f", "-w"]), Command::DeleteService(a) if a.force && a.wait)
+        );
+        assert!(matches!(
+            parse(&["cups", "creds", "-p", "user, pass", "-l", "syslog://x", "-r", "https://r", "-t", "a"]),
+            Command::CreateUserProvidedService(a) if a.credentials.as_deref() == Some("user, pass")
+                && a.syslog_drain_url.as_deref() == Some("syslog://x") && a.route_service_url.as_deref() == Some("https://r")
+        ));
+        assert!(matches!(
+            parse(&["uups", "creds", "-p", "{}"]),
+            Command::UpdateUserProvidedService(_)
+        ));
+        assert!(
+            matches!(parse(&["csk", "db", "k", "-c", "{}", "-w"]), Command::CreateServiceKey(a) if a.key == "k" && a.wait)
+        );
+        assert!(matches!(parse(&["sk", "db"]), Command::ServiceKeys(_)));
+        assert!(
+            matches!(parse(&["service-key", "db", "k", "--guid"]), Command::ServiceKey(a) if a.guid)
+        );
+        assert!(
+            matches!(parse(&["dsk", "db", "k", "-f"]), Command::DeleteServiceKey(a) if a.force)
+        );
+        assert!(matches!(
+            parse(&["csb", "b", "u", "p", "http://b", "--space-scoped", "--update-if-exists"]),
+            Command::CreateServiceBroker(a) if a.url.as_deref() == Some("http://b") && a.space_scoped && a.update_if_exists
+        ));
+        assert!(matches!(
+            parse(&["create-service-broker", "b", "u", "http://b"]),
+            Command::CreateServiceBroker(a) if a.url.is_none() && a.password_or_url == "http://b"
+        ));
+        assert!(matches!(
+            parse(&["service-brokers"]),
+            Command::ServiceBrokers
+        ));
+        assert!(matches!(
+            parse(&["update-service-broker", "b", "u", "p", "http://b"]),
+            Command::UpdateServiceBroker(_)
+        ));
+        assert!(
+            matches!(parse(&["delete-service-broker", "b", "-f"]), Command::DeleteServiceBroker(a) if a.force)
+        );
+        assert!(matches!(
+            parse(&["rename-service-broker", "a", "b"]),
+            Command::RenameServiceBroker(_)
+        ));
+        assert!(matches!(
+            parse(&["enable-service-access", "db", "-b", "br", "-p", "small", "-o", "org"]),
+            Command::EnableServiceAccess(a) if a.plan.as_deref() == Some("small") && a.org.as_deref() == Some("org")
+        ));
+        assert!(matches!(
+            parse(&["disable-service-access", "db"]),
+            Command::DisableServiceAccess(_)
+        ));
+        assert!(matches!(
+            parse(&["service-access", "-b", "br", "-e", "db", "-o", "org"]),
+            Command::ServiceAccess(a) if a.offering.as_deref() == Some("db")
+        ));
     }
 
     #[test]

@@ -346,9 +346,18 @@ async fn apply_settings(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
 
 /// The manifest's processes other than web (`processes:`), through CF's
 /// `apply_manifest`: created when the app lacks them, and set. Their
-/// scale is applied with the rest after staging succeeded.
-async fn apply_processes(ctx: &Ctx, app: &App, plan: &AppPlan, scale: bool) -> Result<()> {
-    if plan.processes.is_empty() {
+/// scale is applied with the rest after staging succeeded. With
+/// `services`, the manifest's `services:` go too (the controller binds
+/// them, so staging sees them in VCAP_SERVICES). Waits for the job.
+async fn apply_manifest(
+    ctx: &Ctx,
+    app: &App,
+    plan: &AppPlan,
+    scale: bool,
+    services: bool,
+) -> Result<()> {
+    let services = if services { &plan.services[..] } else { &[] };
+    if plan.processes.is_empty() && services.is_empty() {
         return Ok(());
     }
     let entries: Vec<Value> = plan
@@ -366,14 +375,33 @@ async fn apply_processes(ctx: &Ctx, app: &App, plan: &AppPlan, scale: bool) -> R
             e
         })
         .collect();
-    let _: Value = ctx
+    let entry = manifest_entry(&app.name, entries, services);
+    let (job, _) = ctx
         .client
-        .post(
+        .write(
+            reqwest::Method::POST,
             &format!("/v3/spaces/{}/actions/apply_manifest", ctx.space.guid),
-            json!({"applications": [{"name": app.name, "processes": entries}]}),
+            crate::client::ReqBody::Json(json!({ "applications": [entry] })),
         )
         .await?;
-    Ok(())
+    super::common::wait_job(&ctx.client, job).await
+}
+
+/// An app's entry in an `apply_manifest` body: its `processes:` and
+/// `services:` (each left out when empty).
+pub fn manifest_entry(
+    name: &str,
+    processes: Vec<Value>,
+    services: &[manifest::ManifestService],
+) -> Value {
+    let mut entry = json!({ "name": name });
+    if !processes.is_empty() {
+        entry["processes"] = json!(processes);
+    }
+    if !services.is_empty() {
+        entry["services"] = json!(services);
+    }
+    entry
 }
 
 /// Instances, memory and disk: after staging succeeded (scaling acts on
@@ -477,7 +505,7 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
     }
     let package = upload(ctx, &app, &plan.path).await?;
     apply_settings(ctx, &app, plan).await?;
-    apply_processes(ctx, &app, plan, scaled_early).await?;
+    apply_manifest(ctx, &app, plan, scaled_early, true).await?;
     if opts.no_start {
         // CF v8: `--no-start` uploads only; `cf start` stages later.
         let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
@@ -490,7 +518,7 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
         }
         if !scaled_early {
             apply_scale(ctx, &app, plan).await?;
-            apply_processes(ctx, &app, plan, true).await?;
+            apply_manifest(ctx, &app, plan, true, false).await?;
         }
         map_routes(ctx, &app, plan).await?;
         println!();
@@ -499,7 +527,7 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
     let droplet = stage(ctx, &app.guid, &package).await?;
     if !scaled_early {
         apply_scale(ctx, &app, plan).await?;
-        apply_processes(ctx, &app, plan, true).await?;
+        apply_manifest(ctx, &app, plan, true, false).await?;
     }
     super::common::set_current_droplet(ctx, &app.guid, &droplet).await?;
     map_routes(ctx, &app, plan).await?;
@@ -523,6 +551,27 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_entries_carry_processes_and_services() {
+        use manifest::ManifestService;
+        let services = vec![
+            ManifestService::Name("db".into()),
+            ManifestService::Binding {
+                name: "cache".into(),
+                binding_name: Some("redis".into()),
+                parameters: None,
+            },
+        ];
+        assert_eq!(
+            manifest_entry("a", vec![], &services),
+            json!({"name": "a", "services": ["db", {"name": "cache", "binding_name": "redis"}]})
+        );
+        assert_eq!(
+            manifest_entry("a", vec![json!({"type": "worker"})], &[]),
+            json!({"name": "a", "processes": [{"type": "worker"}]})
+        );
+    }
 
     #[test]
     fn hostnames() {

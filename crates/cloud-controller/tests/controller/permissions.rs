@@ -223,6 +223,19 @@ enum Fx {
     SgSpace,
     Event,
     Job,
+    /// The services fixtures: a broker with a public plan, a user-provided
+    /// instance bound to the app, a managed instance.
+    Broker,
+    FreshBroker,
+    Offering,
+    Plan,
+    /// A plan of a new broker, enabled for org A only (`org` = A).
+    FreshPlanOrg,
+    Upsi,
+    FreshUpsi,
+    Managed,
+    Binding,
+    FreshBinding,
 }
 
 type Params = BTreeMap<&'static str, String>;
@@ -1031,6 +1044,195 @@ fn rows() -> Vec<Row> {
         r("GET", "/v3/audit_events", Fx::None, none, 200, ALL),
         r("GET", "/v3/audit_events/{guid}", Fx::Event, none, 200, READ),
         r("GET", "/v3/jobs/{guid}", Fx::Job, none, 200, ALL),
+        // Services. Brokers: admins'; read by global readers only.
+        r("GET", "/v3/service_brokers", Fx::None, none, 200, ALL),
+        r(
+            "POST",
+            "/v3/service_brokers",
+            Fx::None,
+            |_, _, p| {
+                Some(json!({"name": format!("b-{p}"), "url": "http://127.0.0.1:1",
+                    "authentication": {"type": "basic", "credentials": {"username": "u", "password": "p"}}}))
+            },
+            202,
+            ADMIN,
+        ),
+        r(
+            "GET",
+            "/v3/service_brokers/{guid}",
+            Fx::Broker,
+            none,
+            200,
+            "2 2 2 N N N N N N N",
+        ),
+        r(
+            "PATCH",
+            "/v3/service_brokers/{guid}",
+            Fx::FreshBroker,
+            |_, _, p| Some(json!({"name": format!("renamed-{p}")})),
+            200,
+            ADMIN,
+        ),
+        r(
+            "DELETE",
+            "/v3/service_brokers/{guid}",
+            Fx::FreshBroker,
+            none,
+            202,
+            ADMIN,
+        ),
+        // The catalog: public plans are everyone's.
+        r("GET", "/v3/service_offerings", Fx::None, none, 200, ALL),
+        r(
+            "GET",
+            "/v3/service_offerings/{guid}",
+            Fx::Offering,
+            none,
+            200,
+            ALL,
+        ),
+        r("GET", "/v3/service_plans", Fx::None, none, 200, ALL),
+        r("GET", "/v3/service_plans/{guid}", Fx::Plan, none, 200, ALL),
+        r(
+            "GET",
+            "/v3/service_plans/{guid}/visibility",
+            Fx::Plan,
+            none,
+            200,
+            ALL,
+        ),
+        r(
+            "POST",
+            "/v3/service_plans/{guid}/visibility",
+            Fx::Plan,
+            |_, _, _| Some(json!({"type": "public"})),
+            200,
+            ADMIN,
+        ),
+        r(
+            "PATCH",
+            "/v3/service_plans/{guid}/visibility",
+            Fx::Plan,
+            |_, _, _| Some(json!({"type": "public"})),
+            200,
+            ADMIN,
+        ),
+        r(
+            "DELETE",
+            "/v3/service_plans/{guid}/visibility/{org}",
+            Fx::FreshPlanOrg,
+            none,
+            204,
+            ADMIN,
+        ),
+        // Instances: space developers'; credentials are secrets.
+        r("GET", "/v3/service_instances", Fx::None, none, 200, ALL),
+        r(
+            "POST",
+            "/v3/service_instances",
+            Fx::None,
+            |w, _, p| {
+                Some(json!({"type": "user-provided", "name": format!("ups-{p}"),
+                    "relationships": {"space": {"data": {"guid": w.space_s}}}}))
+            },
+            201,
+            "2 F F F U F 2 F F U",
+        ),
+        r(
+            "GET",
+            "/v3/service_instances/{guid}",
+            Fx::Upsi,
+            none,
+            200,
+            READ,
+        ),
+        r(
+            "PATCH",
+            "/v3/service_instances/{guid}",
+            Fx::Upsi,
+            |_, _, _| Some(json!({"tags": ["t"]})),
+            200,
+            WRITE,
+        ),
+        r(
+            "DELETE",
+            "/v3/service_instances/{guid}",
+            Fx::FreshUpsi,
+            none,
+            204,
+            WRITE,
+        ),
+        r(
+            "GET",
+            "/v3/service_instances/{guid}/credentials",
+            Fx::Upsi,
+            none,
+            200,
+            "2 2 F F N F 2 F F N",
+        ),
+        r(
+            "GET",
+            "/v3/service_instances/{guid}/parameters",
+            Fx::Managed,
+            none,
+            200,
+            READ,
+        ),
+        r(
+            "GET",
+            "/v3/service_instances/{guid}/permissions",
+            Fx::Upsi,
+            none,
+            200,
+            ALL,
+        ),
+        // Bindings: apps' by developers and supporters; details are
+        // secrets, not even shown to exist to others.
+        r("GET", "/v3/service_credential_bindings", Fx::None, none, 200, ALL),
+        r(
+            "POST",
+            "/v3/service_credential_bindings",
+            Fx::FreshUpsi,
+            |w, p, _| {
+                Some(json!({"type": "app", "relationships": {
+                    "service_instance": {"data": {"guid": p["guid"]}},
+                    "app": {"data": {"guid": w.app}}}}))
+            },
+            201,
+            "2 F F F U F 2 F 2 U",
+        ),
+        r(
+            "GET",
+            "/v3/service_credential_bindings/{guid}",
+            Fx::Binding,
+            none,
+            200,
+            READ,
+        ),
+        r(
+            "DELETE",
+            "/v3/service_credential_bindings/{guid}",
+            Fx::FreshBinding,
+            none,
+            204,
+            MANAGE,
+        ),
+        r(
+            "GET",
+            "/v3/service_credential_bindings/{guid}/details",
+            Fx::Binding,
+            none,
+            200,
+            "2 2 N N N N 2 N N N",
+        ),
+        r(
+            "GET",
+            "/v3/service_credential_bindings/{guid}/parameters",
+            Fx::Binding,
+            none,
+            200,
+            READ,
+        ),
     ]
 }
 
@@ -1058,6 +1260,12 @@ struct World {
     sg: String,
     event: String,
     job: String,
+    broker: String,
+    offering: String,
+    plan: String,
+    upsi: String,
+    managed: String,
+    binding: String,
     /// (persona, org-level role types in A, space roles in S).
     roles: Vec<(String, Vec<&'static str>, Vec<&'static str>)>,
 }
@@ -1311,6 +1519,7 @@ async fn setup(a: &Api) -> World {
         .next()
         .expect("job")
         .to_string();
+    let svc = services_fixture(s, &space_s, &app).await;
     World {
         tokens,
         org_a,
@@ -1334,7 +1543,138 @@ async fn setup(a: &Api) -> World {
         sg,
         event,
         job,
+        broker: svc.broker,
+        offering: svc.offering,
+        plan: svc.plan,
+        upsi: svc.upsi,
+        managed: svc.managed,
+        binding: svc.binding,
         roles,
+    }
+}
+
+struct Services {
+    broker: String,
+    offering: String,
+    plan: String,
+    upsi: String,
+    managed: String,
+    binding: String,
+}
+
+/// A broker (at an address nothing answers) with one offering of one plan,
+/// written straight to the store; `visibility` for the plan.
+async fn broker_with_plan(s: &Store, visibility: &str, orgs: &[String]) -> (String, String, String) {
+    use cloud_controller::store::{CatalogOffering, CatalogPlan};
+    let name = cloud_controller::store::new_guid();
+    let b = s
+        .create_broker(&name, "http://127.0.0.1:1", "u", "p", None)
+        .await
+        .expect("broker");
+    let catalog = [CatalogOffering {
+        broker_id: format!("svc-{name}"),
+        name: format!("svc-{name}"),
+        description: "d".into(),
+        tags: "[]".into(),
+        requires: "[]".into(),
+        bindable: true,
+        plan_updateable: false,
+        instances_retrievable: false,
+        bindings_retrievable: false,
+        metadata: "{}".into(),
+        plans: vec![CatalogPlan {
+            broker_id: "small".into(),
+            name: "small".into(),
+            description: "d".into(),
+            free: true,
+            bindable: true,
+            plan_updateable: false,
+            metadata: "{}".into(),
+            maximum_polling_duration: None,
+        }],
+    }];
+    s.sync_catalog(&b.guid, &catalog).await.expect("catalog");
+    let offering = s
+        .offerings()
+        .await
+        .expect("offerings")
+        .into_iter()
+        .find(|o| o.broker_guid == b.guid)
+        .expect("offering");
+    let plan = s
+        .plans()
+        .await
+        .expect("plans")
+        .into_iter()
+        .find(|p| p.offering_guid == offering.guid)
+        .expect("plan");
+    s.set_plan_visibility(&plan.guid, visibility, orgs, true)
+        .await
+        .expect("visibility");
+    (b.guid, offering.guid, plan.guid)
+}
+
+async fn upsi(s: &Store, space: &str) -> String {
+    s.create_instance(&cloud_controller::store::NewInstance {
+        name: &cloud_controller::store::new_guid(),
+        kind: cloud_controller::store::USER_PROVIDED,
+        space_guid: space,
+        plan_guid: None,
+        tags: "[]",
+        parameters: "{}",
+        credentials: r#"{"secret":"s"}"#,
+        syslog_drain_url: None,
+        route_service_url: None,
+        op_state: cloud_controller::store::OP_SUCCEEDED,
+    })
+    .await
+    .expect("instance")
+    .guid
+}
+
+async fn app_binding(s: &Store, instance: &str, app: &str) -> String {
+    s.create_binding(&cloud_controller::store::NewBinding {
+        kind: "app",
+        name: None,
+        instance_guid: instance,
+        app_guid: Some(app),
+        credentials: r#"{"secret":"s"}"#,
+        syslog_drain_url: None,
+        parameters: "{}",
+        op_state: cloud_controller::store::OP_SUCCEEDED,
+    })
+    .await
+    .expect("binding")
+    .guid
+}
+
+async fn services_fixture(s: &Store, space: &str, app: &str) -> Services {
+    let (broker, offering, plan) = broker_with_plan(s, "public", &[]).await;
+    let upsi = upsi(s, space).await;
+    let managed = s
+        .create_instance(&cloud_controller::store::NewInstance {
+            name: "managed",
+            kind: cloud_controller::store::MANAGED,
+            space_guid: space,
+            plan_guid: Some(&plan),
+            tags: "[]",
+            parameters: r#"{"size":1}"#,
+            credentials: "{}",
+            syslog_drain_url: None,
+            route_service_url: None,
+            op_state: cloud_controller::store::OP_SUCCEEDED,
+        })
+        .await
+        .expect("managed")
+        .guid;
+    let binding = app_binding(s, &upsi, app).await;
+    Services {
+        broker,
+        offering,
+        plan,
+        upsi,
+        managed,
+        binding,
     }
 }
 
@@ -1619,6 +1959,44 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
         }
         Fx::Job => {
             p.insert("guid", w.job.clone());
+        }
+        Fx::Broker => {
+            p.insert("guid", w.broker.clone());
+        }
+        Fx::FreshBroker => {
+            let name = new();
+            let b = s
+                .create_broker(&name, "http://127.0.0.1:1", "u", "p", None)
+                .await
+                .expect("broker");
+            p.insert("guid", b.guid);
+        }
+        Fx::Offering => {
+            p.insert("guid", w.offering.clone());
+        }
+        Fx::Plan => {
+            p.insert("guid", w.plan.clone());
+        }
+        Fx::FreshPlanOrg => {
+            let (_, _, plan) = broker_with_plan(s, "organization", &[w.org_a.clone()]).await;
+            p.insert("guid", plan);
+            p.insert("org", w.org_a.clone());
+        }
+        Fx::Upsi => {
+            p.insert("guid", w.upsi.clone());
+        }
+        Fx::FreshUpsi => {
+            p.insert("guid", upsi(s, &w.space_s).await);
+        }
+        Fx::Managed => {
+            p.insert("guid", w.managed.clone());
+        }
+        Fx::Binding => {
+            p.insert("guid", w.binding.clone());
+        }
+        Fx::FreshBinding => {
+            let i = upsi(s, &w.space_s).await;
+            p.insert("guid", app_binding(s, &i, &w.app).await);
         }
     }
     p

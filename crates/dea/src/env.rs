@@ -173,7 +173,9 @@ mod tests {
     #[test]
     fn bound_services_and_database_url() {
         let mut r = req();
-        r.vcap_services = Some(serde_json::json!({"postgresql": [{"credentials": {"uri": "postgres://u:p@h:5432/d"}}]}));
+        r.vcap_services = Some(
+            serde_json::json!({"postgresql": [{"credentials": {"uri": "postgres://u:p@h:5432/d"}}]}),
+        );
         let input = EnvInput {
             req: &r,
             instance_id: "i-1",
@@ -187,7 +189,10 @@ mod tests {
         let env: BTreeMap<_, _> = build_env(&input).into_iter().collect();
         assert_eq!(env["DATABASE_URL"], "postgres://u:p@h:5432/d");
         let v: serde_json::Value = serde_json::from_str(&env["VCAP_SERVICES"]).expect("json");
-        assert_eq!(v["postgresql"][0]["credentials"]["uri"], "postgres://u:p@h:5432/d");
+        assert_eq!(
+            v["postgresql"][0]["credentials"]["uri"],
+            "postgres://u:p@h:5432/d"
+        );
         // The app's own DATABASE_URL wins; VCAP_SERVICES cannot be set by it.
         let mut r2 = r.clone();
         r2.env.push("DATABASE_URL=mine".into());

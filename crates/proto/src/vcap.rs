@@ -51,6 +51,9 @@ mod tests {
         assert_eq!(database_url(&pg).as_deref(), Some("postgresql://u@h/d"));
         assert_eq!(database_url(&json!({})), None);
         assert_eq!(database_url(&json!("x")), None);
-        assert_eq!(database_url(&json!({"a": [{"credentials": {"uri": 5}}]})), None);
+        assert_eq!(
+            database_url(&json!({"a": [{"credentials": {"uri": 5}}]})),
+            None
+        );
     }
 }

@@ -271,8 +271,7 @@ async fn apply_manifest(
     let plan = plan(&body)?;
     let service_plan = services(&body)?;
     // Every service instance named must exist in the space.
-    let mut wanted: Vec<(String, Vec<(crate::store::Instance, Option<String>, Value)>)> =
-        Vec::new();
+    let mut wanted: Vec<(String, Vec<Wanted>)> = Vec::new();
     for (app_name, entries) in service_plan {
         let mut list = Vec::new();
         for (si, binding, params) in entries {
@@ -350,6 +349,9 @@ enum ServiceEntry {
     },
 }
 
+/// An instance a manifest binds, with the binding's name and parameters.
+type Wanted = (crate::store::Instance, Option<String>, Value);
+
 /// What a manifest binds: per app name, (instance name, binding name,
 /// parameters).
 type ServicePlan = Vec<(String, Vec<(String, Option<String>, Value)>)>;
@@ -424,7 +426,7 @@ async fn bind_services(
     actor: &Actor,
     perms: &crate::authz::Perms,
     app: &crate::store::App,
-    wanted: &[(crate::store::Instance, Option<String>, Value)],
+    wanted: &[Wanted],
 ) -> ApiResult<()> {
     let bound = ctx.store.app_bindings(&app.guid).await?;
     let mut jobs = Vec::new();
@@ -496,7 +498,10 @@ mod tests {
         let s = services(b"applications:\n- name: a\n  services:\n  - db\n  - name: mq\n    binding_name: q\n    parameters: {x: 1}\n- name: b\n").expect("services");
         assert_eq!(s[0].0, "a");
         assert_eq!(s[0].1[0], ("db".to_string(), None, json!({})));
-        assert_eq!(s[0].1[1], ("mq".to_string(), Some("q".to_string()), json!({"x": 1})));
+        assert_eq!(
+            s[0].1[1],
+            ("mq".to_string(), Some("q".to_string()), json!({"x": 1}))
+        );
         assert!(s[1].1.is_empty());
         for bad in [
             "applications:\n- name: a\n  services: db\n",

@@ -127,7 +127,11 @@ async fn create(
             "The service instance could not be found: '{si_guid}'."
         ))
     };
-    let i = ctx.store.instance(&si_guid).await.map_err(|_| not_found())?;
+    let i = ctx
+        .store
+        .instance(&si_guid)
+        .await
+        .map_err(|_| not_found())?;
     let org = ctx.store.space(&i.space_guid).await?.organization_guid;
     let action = if kind == "app" {
         Action::ManageApp
@@ -172,7 +176,17 @@ async fn create(
         }
         None
     };
-    let (b, job) = make(&ctx, &actor, &perms, &i, app.as_ref(), kind, req.name.as_deref(), &parameters).await?;
+    let (b, job) = make(
+        &ctx,
+        &actor,
+        &perms,
+        &i,
+        app.as_ref(),
+        kind,
+        req.name.as_deref(),
+        &parameters,
+    )
+    .await?;
     match job {
         None => Ok((StatusCode::CREATED, Json(present::binding(&base, &b))).into_response()),
         Some(job) => Ok(accepted(&base, &job)),
@@ -218,7 +232,8 @@ pub async fn make(
             continue;
         }
         if app.is_some() {
-            if b.op_state == crate::store::OP_IN_PROGRESS || b.op_state == crate::store::OP_INITIAL {
+            if b.op_state == crate::store::OP_IN_PROGRESS || b.op_state == crate::store::OP_INITIAL
+            {
                 return Err(ApiError::Unprocessable(format!(
                     "There is already a binding in progress for this service instance and app (binding guid: {})",
                     b.guid
@@ -277,16 +292,32 @@ async fn list(
     input::known_params(
         &q,
         &[
-            "names", "guids", "type", "service_instance_guids", "service_instance_names",
-            "app_guids", "app_names", "service_plan_guids", "service_plan_names",
-            "service_offering_guids", "service_offering_names", "page", "per_page",
-            "order_by", "label_selector", "include",
+            "names",
+            "guids",
+            "type",
+            "service_instance_guids",
+            "service_instance_names",
+            "app_guids",
+            "app_names",
+            "service_plan_guids",
+            "service_plan_names",
+            "service_offering_guids",
+            "service_offering_names",
+            "page",
+            "per_page",
+            "order_by",
+            "label_selector",
+            "include",
         ],
     )?;
     let kind = match q.get("type").map(String::as_str) {
         None => None,
         Some(k @ ("app" | "key")) => Some(k.to_string()),
-        Some(_) => return Err(ApiError::BadQuery("type must be one of 'app', 'key'".into())),
+        Some(_) => {
+            return Err(ApiError::BadQuery(
+                "type must be one of 'app', 'key'".into(),
+            ))
+        }
     };
     let mut instance_guids = filter(&q, "service_instance_guids");
     if let Some(names) = filter(&q, "service_instance_names") {
@@ -337,7 +368,14 @@ async fn list(
         .bindings_page(&f, req.per_page, req.offset())
         .await?;
     let items = rows.iter().map(|b| present::binding(&base, b)).collect();
-    let mut page = page_of(&base, "/v3/service_credential_bindings", &q, req, total, items);
+    let mut page = page_of(
+        &base,
+        "/v3/service_credential_bindings",
+        &q,
+        req,
+        total,
+        items,
+    );
     let includes: Vec<&str> = q
         .get("include")
         .map(|i| i.split(',').collect())
@@ -382,7 +420,10 @@ async fn show(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(present::binding(&base, &ctx.store.binding(&guid).await?)))
+    Ok(Json(present::binding(
+        &base,
+        &ctx.store.binding(&guid).await?,
+    )))
 }
 
 async fn details(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
@@ -411,8 +452,14 @@ async fn remove(
     let i = ctx.store.instance(&b.instance_guid).await?;
     // Supporters may unbind apps (the route's rule); keys are developers'.
     if b.kind == "key" {
-        crate::authz::check_target(&ctx, &perms, Target::ServiceBinding, Action::WriteSpace, &b.guid)
-            .await?;
+        crate::authz::check_target(
+            &ctx,
+            &perms,
+            Target::ServiceBinding,
+            Action::WriteSpace,
+            &b.guid,
+        )
+        .await?;
     }
     if b.op_state == crate::store::OP_IN_PROGRESS || b.op_state == crate::store::OP_INITIAL {
         return Err(ApiError::Unprocessable(

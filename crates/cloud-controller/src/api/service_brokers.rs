@@ -69,7 +69,10 @@ fn check_url(url: &str) -> ApiResult<()> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(bad)?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains('@') || url.len() > 2048 || url.chars().any(char::is_whitespace)
+    if host.is_empty()
+        || host.contains('@')
+        || url.len() > 2048
+        || url.chars().any(char::is_whitespace)
     {
         return Err(bad());
     }
@@ -133,7 +136,8 @@ async fn create(
         .is_some_and(|r| r.get("space").is_some())
     {
         return Err(ApiError::Unprocessable(
-            "Space-scoped service brokers are not supported; register the broker as an admin".into(),
+            "Space-scoped service brokers are not supported; register the broker as an admin"
+                .into(),
         ));
     }
     let c = &req.authentication.credentials;
@@ -155,7 +159,15 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     input::known_params(
         &q,
-        &["names", "guids", "space_guids", "page", "per_page", "order_by", "label_selector"],
+        &[
+            "names",
+            "guids",
+            "space_guids",
+            "page",
+            "per_page",
+            "order_by",
+            "label_selector",
+        ],
     )?;
     // Only global readers see brokers (no space-scoped brokers here).
     let brokers = if perms.reads_everything() {
@@ -182,7 +194,10 @@ async fn show(
     if !perms.reads_everything() {
         return Err(ApiError::not_found("Service broker"));
     }
-    Ok(Json(present::broker(&base, &ctx.store.broker(&guid).await?)))
+    Ok(Json(present::broker(
+        &base,
+        &ctx.store.broker(&guid).await?,
+    )))
 }
 
 async fn update(
@@ -206,7 +221,10 @@ async fn update(
     let name = req.name.clone().unwrap_or_else(|| b.name.clone());
     let url = req.url.clone().unwrap_or_else(|| b.url.clone());
     let (user, pass) = match &req.authentication {
-        Some(a) => (a.credentials.username.clone(), a.credentials.password.clone()),
+        Some(a) => (
+            a.credentials.username.clone(),
+            a.credentials.password.clone(),
+        ),
         None => (b.username.clone(), b.password.clone()),
     };
     ctx.store
@@ -253,7 +271,14 @@ mod tests {
         for ok in ["http://127.0.0.1:8080", "https://b.example.com/osb"] {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "ftp://x", "http://", "http://u:p@h/", "http://a b", "localhost:80"] {
+        for bad in [
+            "",
+            "ftp://x",
+            "http://",
+            "http://u:p@h/",
+            "http://a b",
+            "localhost:80",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }

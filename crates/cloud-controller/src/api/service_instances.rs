@@ -18,7 +18,7 @@ use super::service_brokers::accepted;
 use super::service_plans::Catalog;
 use super::{filter, input, page_of, parse_json, BaseUrl, PageReq, Query, ToOne};
 use crate::authz::{self, Action, Perms, Scope};
-use crate::context::{Actor, Ctx, AuditTarget};
+use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::services::{self, osb::Identity, Work};
 use crate::store::{Instance, InstanceFilter, NewInstance, StoreError, MANAGED, USER_PROVIDED};
@@ -116,7 +116,9 @@ fn check_url(url: &str, what: &str, schemes: &[&str]) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!("{what} must be a valid url")))
+        Err(ApiError::Unprocessable(format!(
+            "{what} must be a valid url"
+        )))
     }
 }
 
@@ -203,7 +205,11 @@ async fn create(
             None => "{}".into(),
         };
         if let Some(u) = &req.syslog_drain_url {
-            check_url(u, "Syslog drain url", &["syslog", "syslog-tls", "https", "http"])?;
+            check_url(
+                u,
+                "Syslog drain url",
+                &["syslog", "syslog-tls", "https", "http"],
+            )?;
         }
         if let Some(u) = &req.route_service_url {
             check_url(u, "Route service url", &["https"])?;
@@ -224,12 +230,22 @@ async fn create(
             })
             .await
             .map_err(name_taken)?;
-        audit(&ctx, &actor, "audit.user_provided_service_instance.create", &i).await;
+        audit(
+            &ctx,
+            &actor,
+            "audit.user_provided_service_instance.create",
+            &i,
+        )
+        .await;
         return Ok((StatusCode::CREATED, Json(present::instance(&base, &i))).into_response());
     }
-    if req.credentials.is_some() || req.syslog_drain_url.is_some() || req.route_service_url.is_some() {
+    if req.credentials.is_some()
+        || req.syslog_drain_url.is_some()
+        || req.route_service_url.is_some()
+    {
         return Err(ApiError::Unprocessable(
-            "Managed service instances take no credentials, syslog_drain_url or route_service_url".into(),
+            "Managed service instances take no credentials, syslog_drain_url or route_service_url"
+                .into(),
         ));
     }
     let plan_guid = req
@@ -372,10 +388,21 @@ async fn list(
     input::known_params(
         &q,
         &[
-            "names", "guids", "type", "space_guids", "organization_guids",
-            "service_plan_guids", "service_plan_names", "page", "per_page", "order_by",
-            "label_selector", "fields[space]", "fields[space.organization]",
-            "fields[service_plan]", "fields[service_plan.service_offering]",
+            "names",
+            "guids",
+            "type",
+            "space_guids",
+            "organization_guids",
+            "service_plan_guids",
+            "service_plan_names",
+            "page",
+            "per_page",
+            "order_by",
+            "label_selector",
+            "fields[space]",
+            "fields[space.organization]",
+            "fields[service_plan]",
+            "fields[service_plan.service_offering]",
             "fields[service_plan.service_offering.service_broker]",
         ],
     )?;
@@ -481,7 +508,11 @@ async fn update(
             i.credentials = check_object(c, "Credentials")?;
         }
         if let Some(u) = &req.syslog_drain_url {
-            check_url(u, "Syslog drain url", &["syslog", "syslog-tls", "https", "http"])?;
+            check_url(
+                u,
+                "Syslog drain url",
+                &["syslog", "syslog-tls", "https", "http"],
+            )?;
             i.syslog_drain_url = Some(u.clone());
         }
         if let Some(u) = &req.route_service_url {
@@ -492,12 +523,24 @@ async fn update(
         if req.credentials.is_some() || req.syslog_drain_url.is_some() {
             ctx.store.copy_upsi_credentials(&i).await?;
         }
-        audit(&ctx, &actor, "audit.user_provided_service_instance.update", &i).await;
-        return Ok(Json(present::instance(&base, &ctx.store.instance(&guid).await?)).into_response());
+        audit(
+            &ctx,
+            &actor,
+            "audit.user_provided_service_instance.update",
+            &i,
+        )
+        .await;
+        return Ok(
+            Json(present::instance(&base, &ctx.store.instance(&guid).await?)).into_response(),
+        );
     }
-    if req.credentials.is_some() || req.syslog_drain_url.is_some() || req.route_service_url.is_some() {
+    if req.credentials.is_some()
+        || req.syslog_drain_url.is_some()
+        || req.route_service_url.is_some()
+    {
         return Err(ApiError::Unprocessable(
-            "Managed service instances take no credentials, syslog_drain_url or route_service_url".into(),
+            "Managed service instances take no credentials, syslog_drain_url or route_service_url"
+                .into(),
         ));
     }
     let space = ctx.store.space(&i.space_guid).await?;
@@ -542,7 +585,9 @@ async fn update(
     ctx.store.update_instance(&i).await.map_err(name_taken)?;
     if new_plan.is_none() && parameters.is_none() {
         audit(&ctx, &actor, "audit.service_instance.update", &i).await;
-        return Ok(Json(present::instance(&base, &ctx.store.instance(&guid).await?)).into_response());
+        return Ok(
+            Json(present::instance(&base, &ctx.store.instance(&guid).await?)).into_response(),
+        );
     }
     if !ctx.store.begin_instance_op(&i.guid, "update").await? {
         return Err(ApiError::Unprocessable(IN_PROGRESS.into()));
@@ -581,7 +626,13 @@ async fn remove(
     }
     if !i.is_managed() {
         ctx.store.delete_instance(&i.guid).await?;
-        audit(&ctx, &actor, "audit.user_provided_service_instance.delete", &i).await;
+        audit(
+            &ctx,
+            &actor,
+            "audit.user_provided_service_instance.delete",
+            &i,
+        )
+        .await;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     // A create that failed may be deleted at once; otherwise one

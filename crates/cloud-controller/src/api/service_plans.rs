@@ -28,7 +28,9 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/service_plans/{guid}", get(show_plan))
         .route(
             "/v3/service_plans/{guid}/visibility",
-            get(show_visibility).post(add_visibility).patch(set_visibility),
+            get(show_visibility)
+                .post(add_visibility)
+                .patch(set_visibility),
         )
         .route(
             "/v3/service_plans/{guid}/visibility/{org}",
@@ -124,9 +126,18 @@ async fn list_offerings(
     input::known_params(
         &q,
         &[
-            "names", "guids", "service_broker_guids", "service_broker_names", "available",
-            "space_guids", "organization_guids", "page", "per_page", "order_by",
-            "label_selector", "fields[service_broker]",
+            "names",
+            "guids",
+            "service_broker_guids",
+            "service_broker_names",
+            "available",
+            "space_guids",
+            "organization_guids",
+            "page",
+            "per_page",
+            "order_by",
+            "label_selector",
+            "fields[service_broker]",
         ],
     )?;
     let cat = Catalog::load(&ctx, &perms).await?;
@@ -197,10 +208,22 @@ async fn list_plans(
     input::known_params(
         &q,
         &[
-            "names", "guids", "service_offering_guids", "service_offering_names",
-            "service_broker_guids", "service_broker_names", "available", "space_guids",
-            "organization_guids", "service_instance_guids", "page", "per_page", "order_by",
-            "label_selector", "include", "fields[service_offering.service_broker]",
+            "names",
+            "guids",
+            "service_offering_guids",
+            "service_offering_names",
+            "service_broker_guids",
+            "service_broker_names",
+            "available",
+            "space_guids",
+            "organization_guids",
+            "service_instance_guids",
+            "page",
+            "per_page",
+            "order_by",
+            "label_selector",
+            "include",
+            "fields[service_offering.service_broker]",
             "broker_catalog_ids",
         ],
     )?;
@@ -256,8 +279,10 @@ async fn list_plans(
         }
         let mut included = json!({});
         if include_offering {
-            included["service_offerings"] =
-                json!(offerings.iter().map(|o| present::offering(&base, o)).collect::<Vec<_>>());
+            included["service_offerings"] = json!(offerings
+                .iter()
+                .map(|o| present::offering(&base, o))
+                .collect::<Vec<_>>());
         }
         if let Some(f) = broker_fields {
             let mut brokers: Vec<Value> = Vec::new();
@@ -266,7 +291,10 @@ async fn list_plans(
                 if let Some(b) = cat.broker(&o.broker_guid) {
                     if !seen.contains(&b.guid.as_str()) {
                         seen.push(&b.guid);
-                        brokers.push(present::partial(json!({"guid": b.guid, "name": b.name}), Some(f)));
+                        brokers.push(present::partial(
+                            json!({"guid": b.guid, "name": b.name}),
+                            Some(f),
+                        ));
                     }
                 }
             }
@@ -298,7 +326,12 @@ async fn visibility_body(ctx: &Ctx, p: &Plan) -> ApiResult<Value> {
         let mut orgs = Vec::new();
         for (plan, org) in ctx.store.plan_visibilities().await? {
             if plan == p.guid {
-                let name = ctx.store.org(&org).await.map(|o| o.name).unwrap_or_default();
+                let name = ctx
+                    .store
+                    .org(&org)
+                    .await
+                    .map(|o| o.name)
+                    .unwrap_or_default();
                 orgs.push(json!({"guid": org, "name": name}));
             }
         }

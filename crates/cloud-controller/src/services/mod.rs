@@ -17,7 +17,7 @@ use crate::store::{
     self, Binding, Instance, JobRow, Offering, Plan, StoreError, JOB_COMPLETE, JOB_FAILED,
     JOB_POLLING, OP_FAILED, OP_IN_PROGRESS, OP_SUCCEEDED,
 };
-use osb::{Ids, Identity, OsbError, Outcome};
+use osb::{Identity, Ids, OsbError, Outcome};
 
 pub const OP_BROKER_SYNC: &str = "service_broker.catalog.synchronize";
 pub const OP_BROKER_DELETE: &str = "service_broker.delete";
@@ -240,7 +240,8 @@ struct Managed {
 }
 
 async fn managed(ctx: &Ctx, plan_guid: Option<&str>) -> Result<Managed, JobError> {
-    let plan_guid = plan_guid.ok_or_else(|| JobError::internal("a managed instance has no plan"))?;
+    let plan_guid =
+        plan_guid.ok_or_else(|| JobError::internal("a managed instance has no plan"))?;
     let plan = ctx.store.plan(plan_guid).await?;
     let offering = ctx.store.offering(&plan.offering_guid).await?;
     let broker = ctx.store.broker(&offering.broker_guid).await?;
@@ -290,7 +291,9 @@ async fn poll(
     op: Option<&str>,
     since: &str,
 ) -> Result<Polled, JobError> {
-    ctx.store.set_job_state(&job.guid, JOB_POLLING, "[]").await?;
+    ctx.store
+        .set_job_state(&job.guid, JOB_POLLING, "[]")
+        .await?;
     let max_s = m
         .plan
         .maximum_polling_duration
@@ -299,7 +302,8 @@ async fn poll(
     let started = chrono::DateTime::parse_from_rfc3339(since)
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now());
-    let deadline = started + chrono::Duration::seconds(i64::try_from(max_s).unwrap_or(i64::MAX / 2));
+    let deadline =
+        started + chrono::Duration::seconds(i64::try_from(max_s).unwrap_or(i64::MAX / 2));
     let mut wait = Duration::from_secs(ctx.cfg.broker_poll_interval_s.max(1));
     let http = client(ctx)?;
     loop {
@@ -437,18 +441,24 @@ async fn provision(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> JobRe
             Ok(())
         }
         Polled::Failed(d) => {
-            ctx.store.set_instance_op(&i.guid, OP_FAILED, &d, None).await?;
+            ctx.store
+                .set_instance_op(&i.guid, OP_FAILED, &d, None)
+                .await?;
             Err(fail(d))
         }
         Polled::Gone => {
             let d = "the service broker no longer knows the instance".to_string();
-            ctx.store.set_instance_op(&i.guid, OP_FAILED, &d, None).await?;
+            ctx.store
+                .set_instance_op(&i.guid, OP_FAILED, &d, None)
+                .await?;
             Err(fail(d))
         }
         Polled::TimedOut => {
             mitigate(ctx, m.broker.clone(), owned_ids(&ids));
             let d = "Service Broker failed to provision within the required time.".to_string();
-            ctx.store.set_instance_op(&i.guid, OP_FAILED, &d, None).await?;
+            ctx.store
+                .set_instance_op(&i.guid, OP_FAILED, &d, None)
+                .await?;
             Err(JobError::unable(d))
         }
     }
@@ -518,7 +528,9 @@ async fn update(
             Ok(())
         }
         Err(d) => {
-            ctx.store.set_instance_op(&i.guid, OP_FAILED, &d, None).await?;
+            ctx.store
+                .set_instance_op(&i.guid, OP_FAILED, &d, None)
+                .await?;
             Err(fail(d))
         }
     }
@@ -530,13 +542,16 @@ async fn deprovision(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> Job
         Err(StoreError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let fail = |what: String| JobError::unable(format!("deprovision could not be completed: {what}"));
+    let fail =
+        |what: String| JobError::unable(format!("deprovision could not be completed: {what}"));
     // Bindings go first (the spec: a platform deletes them before the
     // instance).
     for b in ctx.store.bindings_of_instance(&i.guid).await? {
         if let Err(e) = unbind(ctx, job, &b.guid, who).await {
             let d = format!("unbind of {} failed: {e}", b.guid);
-            ctx.store.set_instance_op(&i.guid, OP_FAILED, &d, None).await?;
+            ctx.store
+                .set_instance_op(&i.guid, OP_FAILED, &d, None)
+                .await?;
             return Err(fail(d));
         }
     }
@@ -578,7 +593,9 @@ async fn deprovision(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> Job
             Ok(())
         }
         Err(d) => {
-            ctx.store.set_instance_op(&i.guid, OP_FAILED, &d, None).await?;
+            ctx.store
+                .set_instance_op(&i.guid, OP_FAILED, &d, None)
+                .await?;
             Err(fail(d))
         }
     }
@@ -707,17 +724,15 @@ async fn unbind(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> Result<(
             plan_id: &m.plan.broker_id,
         };
         let http = ctx.osb().map_err(StoreError::Conflict)?;
-        let outcome = if job.state == JOB_POLLING
-            && b.op_type == "delete"
-            && b.broker_operation.is_some()
-        {
-            Ok(Outcome::InProgress(b.broker_operation.clone()))
-        } else {
-            ctx.store
-                .set_binding_op(&b.guid, "delete", OP_IN_PROGRESS, "", None)
-                .await?;
-            http.delete(&m.broker, &ids, who).await
-        };
+        let outcome =
+            if job.state == JOB_POLLING && b.op_type == "delete" && b.broker_operation.is_some() {
+                Ok(Outcome::InProgress(b.broker_operation.clone()))
+            } else {
+                ctx.store
+                    .set_binding_op(&b.guid, "delete", OP_IN_PROGRESS, "", None)
+                    .await?;
+                http.delete(&m.broker, &ids, who).await
+            };
         let result: Result<(), String> = match outcome {
             Ok(Outcome::Done(())) | Ok(Outcome::Gone) => Ok(()),
             Ok(Outcome::InProgress(op)) => {
@@ -777,6 +792,9 @@ pub async fn delete_space_instances(ctx: &Ctx, space_guid: &str) -> Result<(), S
     Ok(())
 }
 
+/// A binding, its instance and (managed) its plan and offering.
+type BoundRow = (Binding, Instance, Option<(Plan, Offering)>);
+
 impl Ctx {
     /// The `VCAP_SERVICES` of app `app_guid`: its app bindings whose create
     /// succeeded.
@@ -791,7 +809,7 @@ impl Ctx {
         if bindings.is_empty() {
             return Ok(json!({}));
         }
-        let mut rows: Vec<(Binding, Instance, Option<(Plan, Offering)>)> = Vec::new();
+        let mut rows: Vec<BoundRow> = Vec::new();
         for b in bindings {
             let i = match self.store.instance(&b.instance_guid).await {
                 Ok(i) => i,

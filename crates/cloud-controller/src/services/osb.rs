@@ -145,11 +145,14 @@ impl Client {
             .request(method, url)
             .basic_auth(&b.username, Some(&b.password))
             .header("X-Broker-API-Version", API_VERSION)
-            .header("X-Broker-API-Request-Identity", uuid::Uuid::new_v4().to_string())
+            .header(
+                "X-Broker-API-Request-Identity",
+                uuid::Uuid::new_v4().to_string(),
+            )
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(u) = &who.user_guid {
-            let id = base64::engine::general_purpose::STANDARD
-                .encode(json!({"user_id": u}).to_string());
+            let id =
+                base64::engine::general_purpose::STANDARD.encode(json!({"user_id": u}).to_string());
             r = r.header(
                 "X-Broker-API-Originating-Identity",
                 format!("cloudfoundry {id}"),
@@ -558,8 +561,8 @@ struct RawPlan {
 /// a name and a description; ids and names are unique; at least one plan
 /// per offering.
 pub fn parse_catalog(v: &Value) -> Result<Vec<CatalogOffering>, OsbError> {
-    let raw: RawCatalog = serde_json::from_value(v.clone())
-        .map_err(|e| OsbError::CatalogInvalid(format!("{e}")))?;
+    let raw: RawCatalog =
+        serde_json::from_value(v.clone()).map_err(|e| OsbError::CatalogInvalid(format!("{e}")))?;
     if raw.services.len() > MAX_OFFERINGS {
         return Err(OsbError::CatalogInvalid(format!(
             "more than {MAX_OFFERINGS} service offerings"
@@ -573,10 +576,7 @@ pub fn parse_catalog(v: &Value) -> Result<Vec<CatalogOffering>, OsbError> {
                 "a service offering needs an id and a name".into(),
             ));
         }
-        if out
-            .iter()
-            .any(|x| x.broker_id == o.id || x.name == o.name)
-        {
+        if out.iter().any(|x| x.broker_id == o.id || x.name == o.name) {
             return Err(OsbError::CatalogInvalid(format!(
                 "Service ids and names must be unique: {}",
                 o.name
@@ -596,7 +596,10 @@ pub fn parse_catalog(v: &Value) -> Result<Vec<CatalogOffering>, OsbError> {
                     o.name
                 )));
             }
-            if plans.iter().any(|x| x.broker_id == p.id || x.name == p.name) {
+            if plans
+                .iter()
+                .any(|x| x.broker_id == p.id || x.name == p.name)
+            {
                 return Err(OsbError::CatalogInvalid(format!(
                     "Plan ids and names must be unique within service {}",
                     o.name
@@ -668,8 +671,16 @@ mod tests {
     fn orphan_mitigation_follows_the_spec_table() {
         assert!(OsbError::Unreachable.needs_orphan_mitigation());
         assert!(OsbError::Malformed("x".into()).needs_orphan_mitigation());
-        assert!(OsbError::Rejected { status: 500, body: String::new() }.needs_orphan_mitigation());
-        assert!(!OsbError::Rejected { status: 400, body: String::new() }.needs_orphan_mitigation());
+        assert!(OsbError::Rejected {
+            status: 500,
+            body: String::new()
+        }
+        .needs_orphan_mitigation());
+        assert!(!OsbError::Rejected {
+            status: 400,
+            body: String::new()
+        }
+        .needs_orphan_mitigation());
         assert!(!OsbError::Conflict(String::new()).needs_orphan_mitigation());
     }
 

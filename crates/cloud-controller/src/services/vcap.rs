@@ -41,11 +41,7 @@ pub fn vcap_services(bound: &[Bound<'_>]) -> Value {
                 }
                 (o.name.clone(), tags, Some(p.name.clone()))
             }
-            _ => (
-                "user-provided".to_string(),
-                strings(&b.instance.tags),
-                None,
-            ),
+            _ => ("user-provided".to_string(), strings(&b.instance.tags), None),
         };
         // Only what a container needs of a volume mount (CF).
         let mounts: Vec<Value> = serde_json::from_str::<Vec<Value>>(&b.binding.volume_mounts)

@@ -35,9 +35,9 @@ pub use revisions::{Revision, RevisionContent};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
 pub use services::{
-    Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter,
-    JobRow, NewBinding, NewInstance, Offering, Plan, JOB_COMPLETE, JOB_FAILED, JOB_POLLING,
-    JOB_PROCESSING, MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS, OP_SUCCEEDED, USER_PROVIDED,
+    Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter, JobRow,
+    NewBinding, NewInstance, Offering, Plan, JOB_COMPLETE, JOB_FAILED, JOB_POLLING, JOB_PROCESSING,
+    MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS, OP_SUCCEEDED, USER_PROVIDED,
 };
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
 pub use tasks::{NewTask, Task, TaskFilter};

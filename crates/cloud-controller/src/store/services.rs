@@ -670,6 +670,7 @@ impl Store {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn page_of<T>(
         &self,
         table: &str,
@@ -705,7 +706,9 @@ impl Store {
     /// Instances of a space (every one, for deletes and manifests).
     pub async fn instances_in_space(&self, space_guid: &str) -> Result<Vec<Instance>> {
         self.all(
-            &format!("SELECT {INSTANCE_COLS} FROM service_instances WHERE space_guid = $1 ORDER BY name"),
+            &format!(
+                "SELECT {INSTANCE_COLS} FROM service_instances WHERE space_guid = $1 ORDER BY name"
+            ),
             &[space_guid],
         )
         .await
@@ -975,7 +978,10 @@ impl Store {
 
     pub async fn job(&self, guid: &str) -> Result<Option<JobRow>> {
         Ok(self
-            .all(&format!("SELECT {JOB_COLS} FROM jobs WHERE guid = $1"), &[guid])
+            .all(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE guid = $1"),
+                &[guid],
+            )
             .await?
             .into_iter()
             .next())

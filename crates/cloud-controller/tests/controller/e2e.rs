@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::support::{eventually, multipart, zip_bytes, Nats};
 
+mod services;
+
 const WAIT: Duration = Duration::from_secs(15);
 
 /// Minimal HTTP/1.1 client (Connection: close).
@@ -26,6 +28,18 @@ async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let (status, body, _) = http_with_location(addr, method, url_or_path, headers, body).await;
+    (status, body)
+}
+
+/// [`http`], with the answer's `Location` header (`""` when none).
+async fn http_with_location(
+    addr: &str,
+    method: &str,
+    url_or_path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>, String) {
     // A full URL (a signed blob URL) names its own listener.
     let (addr, path) = match url_or_path.strip_prefix("http://") {
         Some(rest) => match rest.find('/') {
@@ -48,7 +62,16 @@ async fn http(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("headers end");
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let head_raw = String::from_utf8_lossy(&raw[..split]).to_string();
+    let location = head_raw
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let head = head_raw.to_ascii_lowercase();
     let status: u16 = head
         .split(' ')
         .nth(1)
@@ -73,7 +96,7 @@ async fn http(
         }
         body = out;
     }
-    (status, body)
+    (status, body, location)
 }
 
 struct Client {
@@ -232,6 +255,7 @@ async fn start_controller(
         internal_api_token: "dev-internal-token".into(),
         nats_url: nats_url.to_string(),
         data_dir: dir.path().join("data"),
+        broker_poll_interval_s: 1,
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1051,8 +1051,10 @@ fn rows() -> Vec<Row> {
             "/v3/service_brokers",
             Fx::None,
             |_, _, p| {
-                Some(json!({"name": format!("b-{p}"), "url": "http://127.0.0.1:1",
-                    "authentication": {"type": "basic", "credentials": {"username": "u", "password": "p"}}}))
+                Some(
+                    json!({"name": format!("b-{p}"), "url": "http://127.0.0.1:1",
+                    "authentication": {"type": "basic", "credentials": {"username": "u", "password": "p"}}}),
+                )
             },
             202,
             ADMIN,
@@ -1188,7 +1190,14 @@ fn rows() -> Vec<Row> {
         ),
         // Bindings: apps' by developers and supporters; details are
         // secrets, not even shown to exist to others.
-        r("GET", "/v3/service_credential_bindings", Fx::None, none, 200, ALL),
+        r(
+            "GET",
+            "/v3/service_credential_bindings",
+            Fx::None,
+            none,
+            200,
+            ALL,
+        ),
         r(
             "POST",
             "/v3/service_credential_bindings",
@@ -1564,7 +1573,11 @@ struct Services {
 
 /// A broker (at an address nothing answers) with one offering of one plan,
 /// written straight to the store; `visibility` for the plan.
-async fn broker_with_plan(s: &Store, visibility: &str, orgs: &[String]) -> (String, String, String) {
+async fn broker_with_plan(
+    s: &Store,
+    visibility: &str,
+    orgs: &[String],
+) -> (String, String, String) {
     use cloud_controller::store::{CatalogOffering, CatalogPlan};
     let name = cloud_controller::store::new_guid();
     let b = s
@@ -1978,7 +1991,8 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
             p.insert("guid", w.plan.clone());
         }
         Fx::FreshPlanOrg => {
-            let (_, _, plan) = broker_with_plan(s, "organization", &[w.org_a.clone()]).await;
+            let (_, _, plan) =
+                broker_with_plan(s, "organization", std::slice::from_ref(&w.org_a)).await;
             p.insert("guid", plan);
             p.insert("org", w.org_a.clone());
         }

@@ -105,7 +105,13 @@ pub fn plan(base: &BaseUrl, p: &Plan) -> Value {
     })
 }
 
-fn last_operation(kind: &str, state: &str, description: &str, created: &str, updated: &str) -> Value {
+fn last_operation(
+    kind: &str,
+    state: &str,
+    description: &str,
+    created: &str,
+    updated: &str,
+) -> Value {
     json!({
         "type": kind,
         "state": state,
@@ -235,9 +241,7 @@ pub fn partial(v: Value, fields: Option<&String>) -> Value {
         match f.split_once('.') {
             Some((outer, inner)) => {
                 if let Some(x) = v.get(outer).and_then(|o| o.get(inner)) {
-                    let slot = out
-                        .entry(outer.to_string())
-                        .or_insert_with(|| json!({}));
+                    let slot = out.entry(outer.to_string()).or_insert_with(|| json!({}));
                     slot[inner] = x.clone();
                 }
             }

@@ -55,7 +55,7 @@ impl Mysql {
             "SELECT ID FROM information_schema.PROCESSLIST WHERE {column} = ? AND ID <> CONNECTION_ID()"
         );
         let gone = wait_until(Duration::from_secs(10), || async {
-            let ids: Vec<u64> = sqlx::query_scalar(&list)
+            let ids: Vec<i64> = sqlx::query_scalar(&list)
                 .bind(value)
                 .fetch_all(&self.pool)
                 .await?;

@@ -126,18 +126,16 @@ async fn async_provision_survives_a_restart() {
     assert_eq!(tb.bind(k, &iid, &new_id()).await.0, 422);
 
     tb.restart(Options::default()).await;
-    let mut state = String::new();
-    eventually(60, "the provision to finish", || {
-        let state = &mut state;
-        let tb = &tb;
-        let poll = &poll;
-        async move {
-            let (_, last) = tb.call("GET", poll, None).await;
-            *state = last["state"].as_str().unwrap_or("").to_string();
-            *state != "in progress"
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let state = loop {
+        let (_, last) = tb.call("GET", &poll, None).await;
+        let state = last["state"].as_str().unwrap_or("").to_string();
+        if state != "in progress" {
+            break state;
         }
-    })
-    .await;
+        assert!(tokio::time::Instant::now() < end, "provision did not finish in 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(state, "succeeded");
     let bid = new_id();
     cleanup.binding(&iid, &bid);

@@ -31,7 +31,8 @@ async fn provision_bind_share_unbind_deprovision() {
     // Nothing beyond its database.
     assert!(sqlx::query("SELECT COUNT(*) FROM mysql.user").execute(&mut app1).await.is_err());
 
-    assert_eq!(tb.unbind(K, &iid, &b1).await.0, 200);
+    let (st, body) = tb.unbind(K, &iid, &b1).await;
+    assert_eq!(st, 200, "{body}");
     assert!(sqlx::query("SELECT 1").execute(&mut app1).await.is_err(), "unbound session still works");
     assert!(MySqlConnection::connect(s(&c1, "uri")).await.is_err(), "unbound credentials still log in");
     sqlx::query("SELECT 1").execute(&mut app2).await.expect("app 2 still works");

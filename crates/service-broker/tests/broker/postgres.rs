@@ -48,7 +48,8 @@ async fn provision_bind_share_unbind_deprovision() {
     assert!(PgConnection::connect(&wrong).await.is_err(), "connected to another instance's database");
 
     // Unbind ends app 1's session and its logins; app 2 goes on.
-    assert_eq!(tb.unbind(K, &iid, &b1).await.0, 200);
+    let (st, body) = tb.unbind(K, &iid, &b1).await;
+    assert_eq!(st, 200, "{body}");
     assert!(sqlx::query("SELECT 1").execute(&mut app1).await.is_err(), "unbound session still works");
     assert!(PgConnection::connect(s(&c1, "uri")).await.is_err(), "unbound credentials still log in");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notes").fetch_one(&mut app2).await.expect("app 2 still works");

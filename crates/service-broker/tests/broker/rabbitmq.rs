@@ -34,21 +34,20 @@ async fn provision_bind_share_unbind_deprovision() {
     app1.declare_queue("work").await.expect("declare");
     app1.publish("work", b"from app 1").await.expect("publish");
     let mut app2 = login(&c2).await.expect("app 2 logs in");
-    let mut got = None;
-    eventually(10, "the message", || {
-        let app2 = &mut app2;
-        let got = &mut got;
-        async move {
-            *got = app2.get("work").await.expect("get");
-            got.is_some()
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        if let Some(m) = app2.get("work").await.expect("get") {
+            break Some(m);
         }
-    })
-    .await;
+        assert!(tokio::time::Instant::now() < end, "no message in 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(got.as_deref(), Some(&b"from app 1"[..]));
     // Not another vhost.
     assert!(Amqp::connect("127.0.0.1", 5672, s(&c1, "username"), s(&c1, "password"), "/").await.is_err());
 
-    assert_eq!(tb.unbind(K, &iid, &b1).await.0, 200);
+    let (st, body) = tb.unbind(K, &iid, &b1).await;
+    assert_eq!(st, 200, "{body}");
     assert!(app1.closed_within(Duration::from_secs(10)).await, "unbound connection still open");
     assert!(login(&c1).await.is_err(), "unbound credentials still log in");
     app2.declare_queue("work").await.expect("app 2 still works");

@@ -39,7 +39,8 @@ async fn provision_bind_share_unbind_deprovision() {
         assert!(matches!(app1.cmd(&cmd).await.expect("reply"), Reply::Error(_)), "{cmd:?} allowed");
     }
 
-    assert_eq!(tb.unbind(K, &iid, &b1).await.0, 200);
+    let (st, body) = tb.unbind(K, &iid, &b1).await;
+    assert_eq!(st, 200, "{body}");
     assert!(app1.cmd(&["PING"]).await.is_err(), "unbound client still connected");
     assert!(login(&c1).await.is_err(), "unbound credentials still log in");
     app2.ok(&["PING"]).await.expect("app 2 still works");

@@ -130,13 +130,14 @@ impl Shared {
 
     async fn redo_binding(&self, b: &Binding) -> Result<Value, Error> {
         let (backend, plan) = self.backend_plan(&b.service_id, &b.plan_id)?;
-        backend.bind(&b.instance_id, &b.id, &b.password, &plan).await
+        backend
+            .bind(&b.instance_id, &b.id, &b.password, &plan)
+            .await
     }
 
     fn backend(&self, service_id: &str) -> Result<&Backend, ApiError> {
-        let kind = Kind::from_service_id(service_id).ok_or_else(|| {
-            ApiError::bad_request(format!("unknown service_id {service_id:?}"))
-        })?;
+        let kind = Kind::from_service_id(service_id)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown service_id {service_id:?}")))?;
         self.backends.get(&kind).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "service {} is not available on this broker (its server did not answer at start-up)",
@@ -153,9 +154,10 @@ impl Shared {
         let b = self
             .backend(service_id)
             .map_err(|e| Error::Backend(e.description))?;
-        let plan = b.plan(plan_id).cloned().ok_or_else(|| {
-            Error::Backend(format!("plan {plan_id:?} is not in the catalog"))
-        })?;
+        let plan = b
+            .plan(plan_id)
+            .cloned()
+            .ok_or_else(|| Error::Backend(format!("plan {plan_id:?} is not in the catalog")))?;
         Ok((b, plan))
     }
 
@@ -211,7 +213,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: Option<&'static str>, description: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        error: Option<&'static str>,
+        description: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             error,
@@ -222,7 +228,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, Some("BadRequest"), d)
     }
     fn concurrency(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError"), d)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("ConcurrencyError"),
+            d,
+        )
     }
 }
 
@@ -232,7 +242,11 @@ impl From<Error> for ApiError {
             Error::BadRequest(d) => ApiError::bad_request(d),
             e => {
                 tracing::warn!(error = %e, "request failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Some("InternalError"), e.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some("InternalError"),
+                    e.to_string(),
+                )
             }
         }
     }
@@ -274,7 +288,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
             get(binding_last_operation),
         )
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, Some("NotFound"), "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, Some("NotFound"), "no such endpoint")
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(version_header))
         .layer(middleware::from_fn_with_state(shared.clone(), basic_auth))
@@ -287,7 +303,11 @@ async fn basic_auth(State(shared): State<Arc<Shared>>, req: Request, next: Next)
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.split_once(':').map(|(u, p)| auth_hash(u, p)));
     // Compared in constant time (hashes of equal length).
@@ -298,8 +318,12 @@ async fn basic_auth(State(shared): State<Arc<Shared>>, req: Request, next: Next)
             == 0
     });
     if !ok {
-        let mut r = ApiError::new(StatusCode::UNAUTHORIZED, Some("Unauthorized"), "basic authentication required")
-            .into_response();
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            Some("Unauthorized"),
+            "basic authentication required",
+        )
+        .into_response();
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Basic realm=\"service-broker\""),
@@ -319,7 +343,10 @@ async fn version_header(req: Request, next: Next) -> Response {
         return ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             Some("PreconditionFailed"),
-            format!("X-Broker-API-Version 2.x required (got {:?})", version.chars().take(20).collect::<String>()),
+            format!(
+                "X-Broker-API-Version 2.x required (got {:?})",
+                version.chars().take(20).collect::<String>()
+            ),
         )
         .into_response();
     }
@@ -335,15 +362,28 @@ async fn catalog(State(shared): State<Arc<Shared>>) -> ApiResult {
     reply(StatusCode::OK, json!({"services": services}))
 }
 
-fn body_json<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn body_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
-        ApiError::new(e.status(), Some("BadRequest"), format!("request body: {}", e.body_text()))
+        ApiError::new(
+            e.status(),
+            Some("BadRequest"),
+            format!("request body: {}", e.body_text()),
+        )
     })?;
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn query(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<HashMap<String, String>, ApiError> {
+fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(q)| q)
         .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
 }
@@ -419,7 +459,10 @@ async fn provision(
                 && i.space_guid == space_guid
                 && i.parameters == parameters;
             if !same {
-                return reply(StatusCode::CONFLICT, json!({"description": "an instance with this id exists with other attributes"}));
+                return reply(
+                    StatusCode::CONFLICT,
+                    json!({"description": "an instance with this id exists with other attributes"}),
+                );
             }
             if i.state == store::SUCCEEDED {
                 return reply(StatusCode::OK, json!({}));
@@ -479,9 +522,16 @@ async fn get_instance(
     match shared.store.get_instance(&instance_id).await? {
         Some(i) if i.state == store::SUCCEEDED => {
             let params: Value = serde_json::from_str(&i.parameters).unwrap_or(json!({}));
-            reply(StatusCode::OK, json!({"service_id": i.service_id, "plan_id": i.plan_id, "parameters": params}))
+            reply(
+                StatusCode::OK,
+                json!({"service_id": i.service_id, "plan_id": i.plan_id, "parameters": params}),
+            )
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, Some("NotFound"), "no such instance")),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("NotFound"),
+            "no such instance",
+        )),
     }
 }
 
@@ -491,7 +541,11 @@ async fn last_operation(
 ) -> ApiResult {
     validate_id("instance", &instance_id)?;
     match shared.store.get_instance(&instance_id).await? {
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, Some("NotFound"), "no such instance")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("NotFound"),
+            "no such instance",
+        )),
         Some(i) if i.state == store::GONE => reply(StatusCode::GONE, json!({})),
         Some(i) => reply(
             StatusCode::OK,
@@ -523,7 +577,9 @@ async fn deprovision(
         return reply(StatusCode::GONE, json!({}));
     }
     if inst.service_id != service_id || inst.plan_id != plan_id {
-        return Err(ApiError::bad_request("service_id and plan_id do not match the instance"));
+        return Err(ApiError::bad_request(
+            "service_id and plan_id do not match the instance",
+        ));
     }
     if inst.state == store::IN_PROGRESS {
         return Err(ApiError::concurrency("this instance is being provisioned"));
@@ -585,10 +641,18 @@ async fn bind(
         Some(i) if i.state == store::IN_PROGRESS => {
             return Err(ApiError::concurrency("this instance is being provisioned"))
         }
-        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, Some("NotFound"), "no such instance")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                Some("NotFound"),
+                "no such instance",
+            ))
+        }
     };
     if inst.service_id != service_id || inst.plan_id != plan_id {
-        return Err(ApiError::bad_request("service_id and plan_id do not match the instance"));
+        return Err(ApiError::bad_request(
+            "service_id and plan_id do not match the instance",
+        ));
     }
     if let Some(b) = shared.store.get_binding(&binding_id).await? {
         let same = b.instance_id == instance_id
@@ -597,7 +661,10 @@ async fn bind(
             && b.app_guid == app_guid
             && b.parameters == parameters;
         if !same {
-            return reply(StatusCode::CONFLICT, json!({"description": "a binding with this id exists with other attributes"}));
+            return reply(
+                StatusCode::CONFLICT,
+                json!({"description": "a binding with this id exists with other attributes"}),
+            );
         }
         if !b.credentials.is_empty() {
             return creds_reply(StatusCode::OK, &b.credentials);
@@ -649,7 +716,11 @@ async fn get_binding(
         Some(b) if b.instance_id == instance_id && !b.credentials.is_empty() => {
             creds_reply(StatusCode::OK, &b.credentials)
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, Some("NotFound"), "no such binding")),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("NotFound"),
+            "no such binding",
+        )),
     }
 }
 
@@ -661,9 +732,10 @@ async fn binding_last_operation(
     validate_id("binding", &binding_id)?;
     // Bindings are made synchronously: one that exists has succeeded.
     match shared.store.get_binding(&binding_id).await? {
-        Some(b) if b.instance_id == instance_id => {
-            reply(StatusCode::OK, json!({"state": store::SUCCEEDED, "description": "bound"}))
-        }
+        Some(b) if b.instance_id == instance_id => reply(
+            StatusCode::OK,
+            json!({"state": store::SUCCEEDED, "description": "bound"}),
+        ),
         _ => reply(StatusCode::GONE, json!({})),
     }
 }
@@ -683,7 +755,9 @@ async fn unbind(
         _ => return reply(StatusCode::GONE, json!({})),
     };
     if b.service_id != service_id || b.plan_id != plan_id {
-        return Err(ApiError::bad_request("service_id and plan_id do not match the binding"));
+        return Err(ApiError::bad_request(
+            "service_id and plan_id do not match the binding",
+        ));
     }
     shared
         .backend(&b.service_id)?
@@ -693,4 +767,3 @@ async fn unbind(
     tracing::info!(instance = %instance_id, binding = %binding_id, "unbound");
     reply(StatusCode::OK, json!({}))
 }
-

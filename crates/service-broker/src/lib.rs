@@ -59,6 +59,9 @@ pub enum Error {
     Internal(String),
 }
 
+/// [`BackendStatus::skipped`] of a backend without a config section.
+pub const NOT_CONFIGURED: &str = "not configured";
+
 /// How a broker started by [`start_with`] behaves beyond its config.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -125,7 +128,7 @@ pub async fn connect_backends(
             Some(b) => built.push(b),
             None => statuses.push(BackendStatus {
                 kind,
-                skipped: Some("not configured".into()),
+                skipped: Some(NOT_CONFIGURED.into()),
             }),
         }
     }
@@ -178,7 +181,12 @@ pub async fn start_with(config: Config, options: Options) -> Result<Broker, Erro
     for s in &statuses {
         match &s.skipped {
             None => tracing::info!(backend = s.kind.name(), "backend available"),
-            Some(why) => tracing::warn!(backend = s.kind.name(), reason = %why, "backend skipped: not in the catalog"),
+            Some(why) if why == NOT_CONFIGURED => {
+                tracing::info!(backend = s.kind.name(), "backend not configured")
+            }
+            Some(why) => {
+                tracing::warn!(backend = s.kind.name(), reason = %why, "backend skipped: not in the catalog")
+            }
         }
     }
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -108,7 +108,12 @@ pub fn my_ident(name: &str) -> String {
 /// A database name in a MySQL GRANT, where `_` and `%` are wildcards:
 /// escaped so the grant covers exactly that database.
 pub fn my_grant_db(name: &str) -> String {
-    my_ident(&name.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"))
+    my_ident(
+        &name
+            .replace('\\', "\\\\")
+            .replace('_', "\\_")
+            .replace('%', "\\%"),
+    )
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (for a
@@ -148,7 +153,9 @@ mod tests {
         assert!(u.len() <= 45 && u.starts_with("cfu_"));
         assert_ne!(binding_user("i1", "b"), binding_user("i2", "b"));
         for n in [a, long, u] {
-            assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(n
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
         }
     }
 

@@ -56,12 +56,12 @@ impl Postgres {
     }
 
     async fn role_exists(&self, role: &str) -> Result<bool, Error> {
-        Ok(
-            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(role)
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
         )
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn database_exists(&self, db: &str) -> Result<bool, Error> {
@@ -155,17 +155,24 @@ impl Postgres {
         }
         let attrs = format!("LOGIN INHERIT PASSWORD {}", sql_literal(password));
         if self.role_exists(&user).await? {
-            self.exec(&format!("ALTER ROLE {} {attrs}", q(&user))).await?;
+            self.exec(&format!("ALTER ROLE {} {attrs}", q(&user)))
+                .await?;
         } else {
             self.exec_ignoring(&format!("CREATE ROLE {} {attrs}", q(&user)), "42710")
                 .await?;
-            self.exec(&format!("ALTER ROLE {} {attrs}", q(&user))).await?;
+            self.exec(&format!("ALTER ROLE {} {attrs}", q(&user)))
+                .await?;
         }
-        self.exec(&format!("GRANT {} TO {}", q(&db), q(&user))).await?;
+        self.exec(&format!("GRANT {} TO {}", q(&db), q(&user)))
+            .await?;
         // Sessions act as the owner: what one binding creates, the others
         // own too.
-        self.exec(&format!("ALTER ROLE {} SET role = {}", q(&user), sql_literal(&db)))
-            .await?;
+        self.exec(&format!(
+            "ALTER ROLE {} SET role = {}",
+            q(&user),
+            sql_literal(&db)
+        ))
+        .await?;
         Ok(credentials(
             "postgres",
             &self.at,
@@ -180,7 +187,8 @@ impl Postgres {
         if !self.role_exists(user).await? {
             return Ok(());
         }
-        self.exec(&format!("ALTER ROLE {} NOLOGIN", q(user))).await?;
+        self.exec(&format!("ALTER ROLE {} NOLOGIN", q(user)))
+            .await?;
         self.terminate("usename", user).await?;
         if self.database_exists(db).await? {
             // REASSIGN/DROP OWNED act in the database connected to.
@@ -205,8 +213,11 @@ impl Postgres {
     pub async fn deprovision(&self, instance_id: &str) -> Result<(), Error> {
         let db = instance_name(instance_id);
         if self.database_exists(&db).await? {
-            self.exec(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", q(&db)))
-                .await?;
+            self.exec(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+                q(&db)
+            ))
+            .await?;
             self.terminate("datname", &db).await?;
             self.exec(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", q(&db)))
                 .await?;

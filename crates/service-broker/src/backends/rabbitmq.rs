@@ -32,6 +32,19 @@ pub struct Rabbit {
     pub(crate) plans: Vec<PlanConfig>,
 }
 
+/// An error with its sources: "client error (Connect): tcp connect
+/// error: Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl Rabbit {
     pub fn new(c: &RabbitConfig, plans: Vec<PlanConfig>) -> Result<Rabbit, Error> {
         let u = url::Url::parse(&c.management_url)
@@ -98,11 +111,13 @@ impl Rabbit {
             .body(Full::new(data))
             .map_err(|e| Error::Internal(format!("rabbitmq request: {e}")))?;
         let work = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| Error::Backend(format!("rabbitmq management API: {e}")))?;
+            let resp = self.client.request(req).await.map_err(|e| {
+                Error::Backend(format!(
+                    "rabbitmq management API {}: {}",
+                    self.base,
+                    chain(&e)
+                ))
+            })?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
@@ -152,8 +167,13 @@ impl Rabbit {
 
     pub async fn provision(&self, instance_id: &str, plan: &PlanConfig) -> Result<(), Error> {
         let vhost = pct(&instance_name(instance_id));
-        self.call(Method::PUT, &format!("vhosts/{vhost}"), Some(json!({})), false)
-            .await?;
+        self.call(
+            Method::PUT,
+            &format!("vhosts/{vhost}"),
+            Some(json!({})),
+            false,
+        )
+        .await?;
         self.call(
             Method::PUT,
             &format!("vhost-limits/{vhost}/max-connections"),
@@ -174,7 +194,9 @@ impl Rabbit {
         let name = instance_name(instance_id);
         let vhost = pct(&name);
         let user = binding_user(instance_id, binding_id);
-        let (status, _) = self.api(Method::GET, &format!("vhosts/{vhost}"), None).await?;
+        let (status, _) = self
+            .api(Method::GET, &format!("vhosts/{vhost}"), None)
+            .await?;
         if status == StatusCode::NOT_FOUND {
             return Err(Error::Backend(format!("vhost {name} does not exist")));
         }
@@ -227,8 +249,13 @@ impl Rabbit {
         let closed = wait_until(Duration::from_secs(10), || async {
             let conns = self.connections_of(user_ref).await?;
             for c in &conns {
-                self.call(Method::DELETE, &format!("connections/{}", pct(c)), None, true)
-                    .await?;
+                self.call(
+                    Method::DELETE,
+                    &format!("connections/{}", pct(c)),
+                    None,
+                    true,
+                )
+                .await?;
             }
             Ok(conns.is_empty())
         })

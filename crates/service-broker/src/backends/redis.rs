@@ -47,8 +47,7 @@ pub const ACL_COMMANDS: &[&str] = &[
 
 impl Redis {
     pub fn new(c: &RedisConfig, plans: Vec<PlanConfig>) -> Result<Redis, Error> {
-        let u = url::Url::parse(&c.url)
-            .map_err(|e| Error::Config(format!("[redis] url: {e}")))?;
+        let u = url::Url::parse(&c.url).map_err(|e| Error::Config(format!("[redis] url: {e}")))?;
         if u.scheme() != "redis" {
             return Err(Error::Config("[redis] url: only redis:// (no TLS)".into()));
         }
@@ -99,7 +98,11 @@ impl Redis {
         if major < 7 {
             return Err(Error::Backend(format!(
                 "Redis 7 or newer needed (ACL selectors), found {}",
-                if major == 0 { "an unknown version".to_string() } else { major.to_string() }
+                if major == 0 {
+                    "an unknown version".to_string()
+                } else {
+                    major.to_string()
+                }
             )));
         }
         Ok(())
@@ -132,7 +135,9 @@ impl Redis {
         let keys = format!("~{pfx}*");
         let channels = format!("&{pfx}*");
         let pass = format!(">{password}");
-        let mut args = vec!["ACL", "SETUSER", &user, "reset", "on", &pass, &keys, &channels];
+        let mut args = vec![
+            "ACL", "SETUSER", &user, "reset", "on", &pass, &keys, &channels,
+        ];
         args.extend_from_slice(ACL_COMMANDS);
         let mut c = self.conn().await?;
         c.ok(&args).await?;
@@ -143,7 +148,10 @@ impl Redis {
     pub async fn unbind(&self, instance_id: &str, binding_id: &str) -> Result<(), Error> {
         let user = binding_user(instance_id, binding_id);
         let mut c = self.conn().await?;
-        if matches!(c.ok(&["ACL", "GETUSER", &user]).await?, Reply::Array(None) | Reply::Bulk(None)) {
+        if matches!(
+            c.ok(&["ACL", "GETUSER", &user]).await?,
+            Reply::Array(None) | Reply::Bulk(None)
+        ) {
             return Ok(());
         }
         // Off first: no new logins while its clients are killed.

@@ -50,10 +50,11 @@ impl Resp {
         user: Option<&str>,
         password: Option<&str>,
     ) -> Result<Resp, Error> {
-        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| proto_err("connect timed out"))?
-            .map_err(|e| Error::Backend(format!("redis: connect {host}:{port}: {e}")))?;
+        let stream =
+            tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host, port)))
+                .await
+                .map_err(|_| proto_err("connect timed out"))?
+                .map_err(|e| Error::Backend(format!("redis: connect {host}:{port}: {e}")))?;
         let mut r = Resp {
             io: BufReader::new(stream),
         };
@@ -117,10 +118,15 @@ impl Resp {
         String::from_utf8(line).map_err(|_| proto_err("reply is not UTF-8"))
     }
 
-    fn read(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, Error>> + Send + '_>> {
+    fn read(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, Error>> + Send + '_>>
+    {
         Box::pin(async move {
             let line = self.line().await?;
-            let (kind, rest) = line.split_at_checked(1).ok_or_else(|| proto_err("empty reply"))?;
+            let (kind, rest) = line
+                .split_at_checked(1)
+                .ok_or_else(|| proto_err("empty reply"))?;
             let int = || -> Result<i64, Error> {
                 rest.parse::<i64>().map_err(|_| proto_err("bad integer"))
             };

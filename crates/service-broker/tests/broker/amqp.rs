@@ -22,13 +22,21 @@ fn longstr(out: &mut Vec<u8>, b: &[u8]) {
 
 impl Amqp {
     /// Logs in as `user` to `vhost`; an Err says why the server refused.
-    pub async fn connect(host: &str, port: u16, user: &str, password: &str, vhost: &str) -> Result<Amqp, String> {
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+        vhost: &str,
+    ) -> Result<Amqp, String> {
         let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host, port)))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect: {e}"))?;
         let mut a = Amqp { s };
-        a.s.write_all(b"AMQP\x00\x00\x09\x01").await.map_err(|e| e.to_string())?;
+        a.s.write_all(b"AMQP\x00\x00\x09\x01")
+            .await
+            .map_err(|e| e.to_string())?;
         a.expect(0, 10, 10).await?; // connection.start
         let mut args = Vec::new();
         args.extend_from_slice(&0u32.to_be_bytes()); // client-properties: {}
@@ -62,10 +70,19 @@ impl Amqp {
         f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         f.extend_from_slice(payload);
         f.push(0xCE);
-        self.s.write_all(&f).await.map_err(|e| format!("write: {e}"))
+        self.s
+            .write_all(&f)
+            .await
+            .map_err(|e| format!("write: {e}"))
     }
 
-    async fn send_method(&mut self, channel: u16, class: u16, method: u16, args: &[u8]) -> Result<(), String> {
+    async fn send_method(
+        &mut self,
+        channel: u16,
+        class: u16,
+        method: u16,
+        args: &[u8],
+    ) -> Result<(), String> {
         let mut p = Vec::new();
         p.extend_from_slice(&class.to_be_bytes());
         p.extend_from_slice(&method.to_be_bytes());
@@ -76,13 +93,19 @@ impl Amqp {
     /// (type, channel, payload); Err on EOF.
     async fn read_frame(&mut self) -> Result<(u8, u16, Vec<u8>), String> {
         let mut h = [0u8; 7];
-        self.s.read_exact(&mut h).await.map_err(|e| format!("read: {e}"))?;
+        self.s
+            .read_exact(&mut h)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         let size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
         if size > 1 << 20 {
             return Err("frame too large".into());
         }
         let mut p = vec![0u8; size + 1];
-        self.s.read_exact(&mut p).await.map_err(|e| format!("read: {e}"))?;
+        self.s
+            .read_exact(&mut p)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if p.pop() != Some(0xCE) {
             return Err("bad frame end".into());
         }
@@ -104,9 +127,13 @@ impl Amqp {
             let method = u16::from_be_bytes([p[2], p[3]]);
             let args = p[4..].to_vec();
             if (class, method) == (10, 50) || (class, method) == (20, 40) {
-                let code = args.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])).unwrap_or(0);
+                let code = args
+                    .get(..2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .unwrap_or(0);
                 let len = args.get(2).copied().unwrap_or(0) as usize;
-                let text = String::from_utf8_lossy(args.get(3..3 + len).unwrap_or(&[])).into_owned();
+                let text =
+                    String::from_utf8_lossy(args.get(3..3 + len).unwrap_or(&[])).into_owned();
                 return Err(format!("closed by server: {code} {text}"));
             }
             return Ok((class, method, args));
@@ -160,7 +187,8 @@ impl Amqp {
             (60, 72) => Ok(None),
             (60, 71) => {
                 let (_, _, header) = self.read_frame().await?;
-                let size = u64::from_be_bytes(header[4..12].try_into().map_err(|_| "bad header")?) as usize;
+                let size = u64::from_be_bytes(header[4..12].try_into().map_err(|_| "bad header")?)
+                    as usize;
                 let mut body = Vec::new();
                 while body.len() < size {
                     let (_, _, part) = self.read_frame().await?;

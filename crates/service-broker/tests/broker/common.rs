@@ -51,7 +51,10 @@ impl TestBroker {
             .await
             .expect("start broker");
         for s in broker.statuses() {
-            assert!(s.skipped.is_none(), "a backend of this machine is missing: {s}");
+            assert!(
+                s.skipped.is_none(),
+                "a backend of this machine is missing: {s}"
+            );
         }
         TestBroker {
             url: broker.url(),
@@ -102,16 +105,27 @@ impl TestBroker {
             .expect("request");
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
-        let json = serde_json::from_slice(&body).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}));
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}));
         (status, json)
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.raw(method, path, body, Some(("broker", PASSWORD)), Some("2.17")).await
+        self.raw(method, path, body, Some(("broker", PASSWORD)), Some("2.17"))
+            .await
     }
 
-    pub async fn provision(&self, kind: Kind, instance: &str, accepts_incomplete: bool) -> (u16, Value) {
-        let q = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
+    pub async fn provision(
+        &self,
+        kind: Kind,
+        instance: &str,
+        accepts_incomplete: bool,
+    ) -> (u16, Value) {
+        let q = if accepts_incomplete {
+            "?accepts_incomplete=true"
+        } else {
+            ""
+        };
         self.call(
             "PUT",
             &format!("/v2/service_instances/{instance}{q}"),
@@ -215,13 +229,18 @@ impl Drop for Cleanup {
         }
         let dir = std::env::temp_dir();
         let done = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
                 let config = config(&dir);
                 for (kind, id, bindings) in made {
-                    let Ok(Some(b)) = Backend::from_config(kind, &config) else { continue };
+                    let Ok(Some(b)) = Backend::from_config(kind, &config) else {
+                        continue;
+                    };
                     for binding in bindings {
                         let _ = b.unbind(&id, &binding).await;
                     }

@@ -9,7 +9,14 @@ const K: Kind = Kind::Rabbitmq;
 
 async fn login(c: &serde_json::Value) -> Result<Amqp, String> {
     let port = c["port"].as_u64().expect("port") as u16;
-    Amqp::connect(s(c, "hostname"), port, s(c, "username"), s(c, "password"), s(c, "name")).await
+    Amqp::connect(
+        s(c, "hostname"),
+        port,
+        s(c, "username"),
+        s(c, "password"),
+        s(c, "name"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,17 +51,34 @@ async fn provision_bind_share_unbind_deprovision() {
     };
     assert_eq!(got.as_deref(), Some(&b"from app 1"[..]));
     // Not another vhost.
-    assert!(Amqp::connect("127.0.0.1", 5672, s(&c1, "username"), s(&c1, "password"), "/").await.is_err());
+    assert!(Amqp::connect(
+        "127.0.0.1",
+        5672,
+        s(&c1, "username"),
+        s(&c1, "password"),
+        "/"
+    )
+    .await
+    .is_err());
 
     let (st, body) = tb.unbind(K, &iid, &b1).await;
     assert_eq!(st, 200, "{body}");
-    assert!(app1.closed_within(Duration::from_secs(10)).await, "unbound connection still open");
-    assert!(login(&c1).await.is_err(), "unbound credentials still log in");
+    assert!(
+        app1.closed_within(Duration::from_secs(10)).await,
+        "unbound connection still open"
+    );
+    assert!(
+        login(&c1).await.is_err(),
+        "unbound credentials still log in"
+    );
     app2.declare_queue("work").await.expect("app 2 still works");
     assert_eq!(tb.unbind(K, &iid, &b1).await.0, 410);
 
     assert_eq!(tb.deprovision(K, &iid).await.0, 200);
-    assert!(app2.closed_within(Duration::from_secs(10)).await, "connection survived deprovision");
+    assert!(
+        app2.closed_within(Duration::from_secs(10)).await,
+        "connection survived deprovision"
+    );
     assert!(login(&c2).await.is_err(), "vhost or user left");
     assert_eq!(tb.deprovision(K, &iid).await.0, 410);
 }

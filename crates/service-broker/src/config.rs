@@ -211,3 +211,35 @@ impl Config {
         Ok(pw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_defaults_and_password_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\nignored\n").expect("write");
+        let file = dir.path().join("b.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"127.0.0.1:0\"\npassword_file = {:?}\n[postgresql]\nadvertise_host = \"10.0.0.1\"\n[redis]\n",
+                pw.display().to_string()
+            ),
+        )
+        .expect("write");
+        let c = Config::load(Some(&file)).expect("load");
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.resolve_password().expect("password"), "s3cret");
+        let pg = c.postgresql.expect("postgresql section");
+        assert_eq!(pg.admin_url, "postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(pg.advertise_host.as_deref(), Some("10.0.0.1"));
+        assert!(c.redis.is_some() && c.mysql.is_none() && c.rabbitmq.is_none());
+
+        std::fs::write(&file, "[redis]\nbogus = 1\n").expect("write");
+        assert!(Config::load(Some(&file)).is_err());
+        assert!(Config::default().resolve_password().is_err(), "no password");
+    }
+}

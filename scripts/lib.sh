@@ -190,3 +190,29 @@ ensure_postgres() {
   echo "postgres did not come up on 127.0.0.1:5432" >&2
   return 1
 }
+
+# RabbitMQ's management HTTP API on 127.0.0.1:15672 (the service broker
+# manages vhosts, users and permissions through it). RabbitMQ itself is not
+# installed here: when rabbitmq-plugins is missing or no broker answers on
+# 127.0.0.1:5672 this does nothing (the service broker then skips its
+# rabbitmq backend). Otherwise enables the `rabbitmq_management` plugin when
+# it is not enabled (persisted in RabbitMQ's enabled_plugins file) and waits
+# up to 30 s for the API to answer.
+ensure_rabbitmq_management() {
+  local plugins
+  plugins=$(command -v rabbitmq-plugins || echo /usr/sbin/rabbitmq-plugins)
+  [ -x "$plugins" ] || return 0
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return 0; fi
+  if ! (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then
+    if ! $SUDO "$plugins" list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+      echo "==> enabling RabbitMQ's management plugin"
+      $SUDO "$plugins" enable rabbitmq_management >/dev/null
+    fi
+  fi
+  for _ in $(seq 1 150); do
+    (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "RabbitMQ's management API did not come up on 127.0.0.1:15672" >&2
+  return 1
+}

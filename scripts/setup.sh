@@ -13,6 +13,9 @@
 #   (port 80) where the init system runs services.
 # - Rust is not installed: without cargo and a rustc >= the rust-version of
 #   Cargo.toml (on PATH or in ~/.cargo/bin) it stops and says what to install.
+# - RabbitMQ, when installed and running on 127.0.0.1:5672: its
+#   rabbitmq_management plugin enabled (once; the service broker manages
+#   vhosts and users through it).
 # - target/release in the checkout; the symlink ~/.local/bin/cf.
 # - `cf dev start`: ~/.cfdev (state, configs, logs, pids; $CF_HOME/.cfdev if
 #   set, or --dir) and the platform's processes in the background until
@@ -26,6 +29,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_runtime
 ensure_build
+ensure_rabbitmq_management
 cargo build --release --bins
 mkdir -p "$HOME/.local/bin"
 ln -sf "$PWD/target/release/cf" "$HOME/.local/bin/cf"

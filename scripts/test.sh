@@ -20,6 +20,9 @@
 #   127.0.0.1/32 trust` inserted as the first line of
 #   /etc/postgresql/<newest>/main/pg_hba.conf (once), and that cluster
 #   started (or restarted).
+# - RabbitMQ, when installed and running on 127.0.0.1:5672: its
+#   rabbitmq_management plugin enabled (once; the service broker's tests
+#   use the management API on 127.0.0.1:15672).
 # - target/debug in the checkout.
 # - While they run, as root, the tests make containers (bridges, network
 #   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas),
@@ -35,6 +38,7 @@ ensure_build
 ensure_test_tools
 ensure_vm_tools
 ensure_postgres
+ensure_rabbitmq_management
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins

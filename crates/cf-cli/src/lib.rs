@@ -4,6 +4,7 @@
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod devbroker;
 pub mod devenv;
 pub mod dns;
 pub mod error;

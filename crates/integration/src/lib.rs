@@ -129,6 +129,34 @@ impl Component {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The `service-broker` binary serving this machine's four servers
+    /// (docs/service-broker.md), its state and log under `root`; its URL
+    /// once it listens. The password is `password`.
+    pub async fn service_broker(root: &Path, password: &str) -> Result<(Component, String)> {
+        let dir = root.join("broker");
+        std::fs::create_dir_all(&dir)?;
+        let addr_file = dir.join("broker.addr");
+        let conf = dir.join("broker.toml");
+        testkit::write_private(
+            &conf,
+            &format!(
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nusername = \"broker\"\npassword = \"{password}\"\nstate_url = \"sqlite://{}\"\n[postgresql]\n[mysql]\n[redis]\n[rabbitmq]\n",
+                addr_file.display(),
+                dir.join("state.db").display()
+            ),
+        )?;
+        let c = Component::spawn(
+            "service-broker",
+            bin("service-broker")?,
+            vec!["--config".into(), conf.display().to_string()],
+            &root.join("logs"),
+        )?;
+        let addr = testkit::wait_file(&addr_file, Duration::from_secs(60))
+            .await
+            .map_err(|e| anyhow!("{e}: {}", c.log_tail(20)))?;
+        Ok((c, format!("http://{}", addr.trim())))
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

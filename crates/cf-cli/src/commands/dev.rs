@@ -79,7 +79,8 @@ fn load_state(l: &Layout) -> DevState {
         .unwrap_or_default()
 }
 
-/// Every component in start order, with the extra DEAs after the first.
+/// Every component in start order, with the extra DEAs after the first,
+/// and the service broker last when it was started (it is optional).
 fn components(l: &Layout) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in COMPONENTS {
@@ -87,6 +88,9 @@ fn components(l: &Layout) -> Vec<String> {
         if c == "dea" {
             out.extend(d::extra_deas(l));
         }
+    }
+    if l.pid(crate::devbroker::COMPONENT).exists() {
+        out.push(crate::devbroker::COMPONENT.to_string());
     }
     out
 }
@@ -262,6 +266,7 @@ async fn start(
     for c in components(&l) {
         let _ = std::fs::remove_file(l.pid(&c));
     }
+    let _ = std::fs::remove_file(l.addr(crate::devbroker::COMPONENT));
     let bins: Vec<PathBuf> = COMPONENTS
         .iter()
         .map(|c| d::find_binary(c))
@@ -506,6 +511,8 @@ async fn start(
     )
     .await?;
 
+    start_broker(&mut st, &http, &cc_addr).await?;
+
     let state = DevState {
         router_port,
         router_tls_port: tls_port,
@@ -521,6 +528,78 @@ async fn start(
     st.children.clear();
     println!("\nOK\n");
     print_summary(&l, &state);
+    Ok(())
+}
+
+/// The service broker, when any of this machine's PostgreSQL, MySQL,
+/// Redis or RabbitMQ answers: started for those, registered as `local`
+/// with every plan enabled; says which it found and which it skipped, and
+/// why.
+async fn start_broker(st: &mut Started, http: &reqwest::Client, cc_addr: &str) -> Result<()> {
+    use crate::devbroker as b;
+    let l = st.layout.clone();
+    let probed = b::probe().await;
+    let found: Vec<&str> = probed
+        .iter()
+        .filter(|(_, why)| why.is_none())
+        .map(|(x, _)| x.label)
+        .collect();
+    if found.is_empty() {
+        println!(
+            "  {:<18} not started: none of its servers answered",
+            b::COMPONENT
+        );
+        for (x, why) in &probed {
+            println!(
+                "  {:<18} skipped {}: {}",
+                "",
+                x.label,
+                why.as_deref().unwrap_or("")
+            );
+        }
+        return Ok(());
+    }
+    let bin = d::find_binary(b::COMPONENT)?;
+    let password = b::password(&l)?;
+    d::write_private(&l.config(b::COMPONENT), &b::config(&l, &password, &found))?;
+    let args = vec![
+        "--config".to_string(),
+        l.config(b::COMPONENT).display().to_string(),
+    ];
+    st.children.push((
+        b::COMPONENT.into(),
+        d::spawn(&l, b::COMPONENT, &bin, &args)?,
+    ));
+    let addr = wait_ready(st, b::COMPONENT, 30, "addr_file", || {
+        let l = l.clone();
+        async move { read_addr(&l, b::COMPONENT) }
+    })
+    .await?;
+    let url = format!("http://{addr}");
+    let served = b::catalog(http, &url, &password)
+        .await
+        .map_err(|e| st.fail(b::COMPONENT, format!("its catalog: {e}")))?;
+    let plans = b::register(http, &format!("http://{cc_addr}"), &url, &password)
+        .await
+        .map_err(|e| st.fail(b::COMPONENT, e.to_string()))?;
+    println!(
+        "  {:<18} ready on {url}: {} (registered as '{}', {plans} plans enabled)",
+        b::COMPONENT,
+        served.join(", "),
+        b::BROKER_NAME
+    );
+    for (x, why) in &probed {
+        match why {
+            Some(why) => println!("  {:<18} skipped {}: {why}", "", x.label),
+            None if !served.iter().any(|s| s == x.label) => println!(
+                "  {:<18} skipped {}: the broker could not use it (see {})",
+                "",
+                x.label,
+                l.log(b::COMPONENT).display()
+            ),
+            None => {}
+        }
+    }
     Ok(())
 }
 

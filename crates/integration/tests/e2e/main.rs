@@ -14,6 +14,7 @@ mod faults;
 mod health_checks;
 mod log_rate;
 mod platform;
+mod services;
 mod staging;
 mod static_java;
 mod tenancy;

@@ -368,6 +368,15 @@ impl Store {
     /// unavailable while instances use it.
     pub async fn sync_catalog(&self, broker_guid: &str, catalog: &[CatalogOffering]) -> Result<()> {
         let at = now();
+        // New rows are listed in creation order: each its own microsecond,
+        // in catalog order.
+        let base = chrono::Utc::now();
+        let mut seq: i64 = 0;
+        let mut created = || {
+            seq += 1;
+            (base + chrono::Duration::microseconds(seq))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
         let mut tx = self.pool.begin().await?;
         let existing: Vec<Offering> = sqlx::query_as(&format!(
             "SELECT {OFFERING_COLS} FROM service_offerings WHERE broker_guid = $1"
@@ -397,6 +406,7 @@ impl Store {
                 }
                 None => {
                     let guid = new_guid();
+                    let at = created();
                     sqlx::query(&format!("INSERT INTO service_offerings ({OFFERING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13)"))
                         .bind(guid.clone())
                         .bind(broker_guid.to_string())
@@ -440,6 +450,7 @@ impl Store {
                             .await?;
                     }
                     None => {
+                        let at = created();
                         sqlx::query(&format!("INSERT INTO service_plans ({PLAN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'admin', 1, $11, $11)"))
                             .bind(new_guid())
                             .bind(guid.clone())

@@ -351,11 +351,23 @@ async fn cf_dev_start_then_stop_leaves_no_process() -> Result<()> {
         )),
         "{stdout}"
     );
+    // The service broker: this machine runs all four of its servers.
+    let broker_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("service-broker"))
+        .unwrap_or_default();
+    for want in [
+        "ready on http://127.0.0.1:",
+        "postgresql, mysql, redis, rabbitmq",
+        "registered as 'local', 8 plans enabled",
+    ] {
+        assert!(broker_line.contains(want), "{want}: {stdout}");
+    }
     let needle = state.display().to_string();
     let running = integration::procs::pids_with_cmdline_containing(&needle);
     assert!(
-        running.len() >= 5,
-        "nats + 4 components running: {running:?}"
+        running.len() >= 6,
+        "nats + 4 components + the broker running: {running:?}"
     );
 
     let st = tokio::process::Command::new(&cf)
@@ -363,7 +375,49 @@ async fn cf_dev_start_then_stop_leaves_no_process() -> Result<()> {
         .env("CF_HOME", &home)
         .output()
         .await?;
-    assert!(String::from_utf8_lossy(&st.stdout).contains("running"));
+    let st = String::from_utf8_lossy(&st.stdout).to_string();
+    assert!(
+        st.lines().any(|l| l.starts_with("service-broker")
+            && l.contains("running")
+            && l.contains("healthy")),
+        "{st}"
+    );
+    // Its plans are in the marketplace for a developer.
+    let cf_in = |args: Vec<String>| {
+        let (cf, home) = (cf.clone(), home.clone());
+        async move {
+            tokio::process::Command::new(&cf)
+                .args(&args)
+                .env("CF_HOME", &home)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+        }
+    };
+    let api = format!("http://api.sys.localhost:{port}");
+    let login = cf_in(
+        [
+            "login", "-a", &api, "-u", "admin", "-p", "admin", "-o", "dev", "-s", "dev",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let m = cf_in(vec!["marketplace".into()]).await?;
+    let m = String::from_utf8_lossy(&m.stdout).to_string();
+    for label in ["postgresql", "mysql", "redis", "rabbitmq"] {
+        assert!(
+            m.lines().any(|l| l.starts_with(label)
+                && l.contains("small, shared")
+                && l.contains("local")),
+            "{label}: {m}"
+        );
+    }
 
     let out = tokio::process::Command::new(&cf)
         .args(["dev", "stop", "--dir", &needle])

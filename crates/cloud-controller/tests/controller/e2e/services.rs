@@ -203,9 +203,8 @@ async fn unbind(
 }
 
 /// The fake broker on 127.0.0.1:0: its URL, its record and its server.
-async fn fake_broker() -> (String, Fake, tokio::task::JoinHandle<()>) {
-    let f: Fake = Arc::default();
-    let app = Router::new()
+fn fake_app(f: Fake) -> Router {
+    Router::new()
         .route("/v2/catalog", get(catalog))
         .route(
             "/v2/service_instances/{id}",
@@ -219,15 +218,47 @@ async fn fake_broker() -> (String, Fake, tokio::task::JoinHandle<()>) {
             "/v2/service_instances/{id}/service_bindings/{bid}",
             put(bind).delete(unbind),
         )
-        .with_state(f.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+        .with_state(f)
+}
+
+/// The fake broker on `addr` (`127.0.0.1:0`: a free port): its URL and its
+/// server.
+async fn serve_fake(addr: &str, f: Fake) -> (String, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let url = format!("http://{}", l.local_addr().expect("addr"));
+    let app = fake_app(f);
     let server = tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });
+    (url, server)
+}
+
+/// The fake broker on 127.0.0.1:0: its URL, its record and its server.
+async fn fake_broker() -> (String, Fake, tokio::task::JoinHandle<()>) {
+    let f: Fake = Arc::default();
+    let (url, server) = serve_fake("127.0.0.1:0", f.clone()).await;
     (url, f, server)
+}
+
+/// A broker that is down but whose port answers: every connection is
+/// closed at once (the controller sees an unreachable broker); counts them.
+async fn down_on(
+    url: &str,
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let addr = url.trim_start_matches("http://").to_string();
+    let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = n.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((conn, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (n, task)
 }
 
 fn calls(f: &Fake) -> Vec<(String, String)> {
@@ -505,6 +536,41 @@ async fn managed_and_user_provided_services_over_a_fake_broker() {
     })
     .await;
     assert!(j["errors"].as_array().is_some_and(Vec::is_empty), "{j}");
+
+    // A broker restarted mid-provision: the controller polls on through
+    // the outage and the operation completes.
+    let (status, loc, _) = c
+        .call_location(
+            "POST",
+            "/v3/service_instances",
+            Some(create("restarted", "async")),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let job = loc.rsplit('/').next().expect("job").to_string();
+    eventually("provision sent", WAIT, || async {
+        let (_, j) = c.call("GET", &format!("/v3/jobs/{job}"), None).await;
+        (j["state"] == "POLLING").then_some(())
+    })
+    .await;
+    broker.abort();
+    let _ = broker.await;
+    let (tries, down) = down_on(&url).await;
+    eventually("a poll while the broker is down", WAIT, || async {
+        (tries.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    let (_, j) = c.call("GET", &format!("/v3/jobs/{job}"), None).await;
+    assert_eq!(j["state"], "POLLING", "{j}");
+    down.abort();
+    let _ = down.await;
+    let (_, broker) = serve_fake(url.trim_start_matches("http://"), fake.clone()).await;
+    let j = eventually("job ended after the restart", WAIT, || async {
+        let (_, j) = c.call("GET", &format!("/v3/jobs/{job}"), None).await;
+        (j["state"] != "POLLING").then_some(j)
+    })
+    .await;
+    assert_eq!(j["state"], "COMPLETE", "{j}");
 
     // Never finishing: fails after the plan's maximum polling duration and
     // is deleted at the broker (orphan mitigation).

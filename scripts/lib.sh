@@ -198,6 +198,51 @@ ensure_postgres() {
 # rabbitmq backend). Otherwise enables the `rabbitmq_management` plugin when
 # it is not enabled (persisted in RabbitMQ's enabled_plugins file) and waits
 # up to 30 s for the API to answer.
+# port_open PORT: whether something listens on 127.0.0.1:PORT.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ensure_server NAME PORT PACKAGE: the Debian service NAME answering on
+# 127.0.0.1:PORT; installs PACKAGE when NAME's init script is missing, and
+# starts it (service NAME start) when the port is closed; waits up to 60 s.
+ensure_server() {
+  local name=$1 port=$2 pkg=$3
+  if port_open "$port"; then return 0; fi
+  if [ ! -x "/etc/init.d/$name" ]; then
+    echo "==> installing $pkg"
+    apt_install "$pkg"
+  fi
+  if ! port_open "$port"; then
+    echo "==> starting $name"
+    $SUDO service "$name" start >/dev/null 2>&1 || $SUDO "/etc/init.d/$name" start >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 300); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  echo "$name did not come up on 127.0.0.1:$port" >&2
+  return 1
+}
+
+# The servers the service broker's tests and `cf dev`'s broker use
+# (docs/service-broker.md): MariaDB (:3306), Redis (:6379) and RabbitMQ
+# (:5672, with its management API on :15672), installed from Debian when
+# missing and started when down; Postgres is ensure_postgres. A fresh
+# MariaDB lets root in over TCP without a password only through its
+# unix_socket plugin for the OS root user; the tests connect as root over
+# TCP, so root's password is set empty once when it is not.
+ensure_services() {
+  ensure_server mariadb 3306 mariadb-server
+  if ! mysql -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+    echo "==> letting MariaDB's root in over TCP without a password"
+    $SUDO mysql -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('')" >/dev/null 2>&1 || true
+  fi
+  ensure_server redis-server 6379 redis-server
+  ensure_server rabbitmq-server 5672 rabbitmq-server
+  ensure_rabbitmq_management
+}
+
 ensure_rabbitmq_management() {
   local plugins
   plugins=$(command -v rabbitmq-plugins || echo /usr/sbin/rabbitmq-plugins)

@@ -15,7 +15,10 @@
 #   Cargo.toml (on PATH or in ~/.cargo/bin) it stops and says what to install.
 # - RabbitMQ, when installed and running on 127.0.0.1:5672: its
 #   rabbitmq_management plugin enabled (once; the service broker manages
-#   vhosts and users through it).
+#   vhosts and users through it). The database servers are not installed
+#   or changed here: `cf dev start` starts the service broker for those of
+#   PostgreSQL, MariaDB, Redis and RabbitMQ that answer on 127.0.0.1 and
+#   says which it skipped (scripts/test.sh installs and starts all four).
 # - target/release in the checkout; the symlink ~/.local/bin/cf.
 # - `cf dev start`: ~/.cfdev (state, configs, logs, pids; $CF_HOME/.cfdev if
 #   set, or --dir) and the platform's processes in the background until

@@ -20,9 +20,11 @@
 #   127.0.0.1/32 trust` inserted as the first line of
 #   /etc/postgresql/<newest>/main/pg_hba.conf (once), and that cluster
 #   started (or restarted).
-# - RabbitMQ, when installed and running on 127.0.0.1:5672: its
-#   rabbitmq_management plugin enabled (once; the service broker's tests
-#   use the management API on 127.0.0.1:15672).
+# - MariaDB, Redis and RabbitMQ (ensure_services): installed from Debian
+#   when missing, started (`service NAME start`) when their port is closed;
+#   MariaDB's root given an empty password over TCP when it has none that
+#   works; RabbitMQ's management plugin enabled. The service broker's
+#   tests make databases, users, keys and vhosts there and delete them.
 # - target/debug in the checkout.
 # - While they run, as root, the tests make containers (bridges, network
 #   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas),
@@ -38,7 +40,7 @@ ensure_build
 ensure_test_tools
 ensure_vm_tools
 ensure_postgres
-ensure_rabbitmq_management
+ensure_services
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins

@@ -304,7 +304,11 @@ async fn poll(
         .unwrap_or_else(|_| chrono::Utc::now());
     let deadline =
         started + chrono::Duration::seconds(i64::try_from(max_s).unwrap_or(i64::MAX / 2));
-    let mut wait = Duration::from_secs(ctx.cfg.broker_poll_interval_s.max(1));
+    // Quick first polls (most brokers finish in moments), doubling up to
+    // the configured interval; a broker's Retry-After wins.
+    let interval = Duration::from_secs(ctx.cfg.broker_poll_interval_s.max(1));
+    let mut backoff = Duration::from_millis(250).min(interval);
+    let mut wait = backoff;
     let http = client(ctx)?;
     loop {
         let left = (deadline - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -315,7 +319,8 @@ async fn poll(
         if chrono::Utc::now() >= deadline {
             return Ok(Polled::TimedOut);
         }
-        wait = Duration::from_secs(ctx.cfg.broker_poll_interval_s.max(1));
+        backoff = (backoff * 2).min(interval);
+        wait = backoff;
         match http.last_operation(&m.broker, ids, op).await {
             Ok(last) => {
                 if let Some(r) = last.retry_after {

@@ -170,7 +170,10 @@ ensure_vm_tools() {
 # cluster's pg_hba.conf and starts (or restarts) that cluster.
 ensure_postgres() {
   ensure_cmd pg_isready postgresql-client
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    ensure_postgres_containers_hba
+    return 0
+  fi
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     echo "==> installing postgresql"
     apt_install postgresql
@@ -184,11 +187,31 @@ ensure_postgres() {
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null \
     || $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
   for _ in $(seq 1 100); do
-    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    if pg_isready -q -h 127.0.0.1 -p 5432; then
+      ensure_postgres_containers_hba
+      return 0
+    fi
     sleep 0.2
   done
   echo "postgres did not come up on 127.0.0.1:5432" >&2
   return 1
+}
+
+# Containers reach the host's Postgres through the DEA's host services
+# address (DNAT to 127.0.0.1, docs/containers.md "Host services"), from
+# their own addresses (10.254.0.0/16): those may log in with a password
+# only (the broker's roles have one; postgres has none). Appends
+# `host all all 10.254.0.0/16 scram-sha-256` to the newest cluster's
+# pg_hba.conf once, and reloads it.
+ensure_postgres_containers_hba() {
+  ls /etc/postgresql/*/main >/dev/null 2>&1 || return 0
+  local ver hba
+  ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+  hba="/etc/postgresql/$ver/main/pg_hba.conf"
+  if ! grep -q '^host all all 10.254.0.0/16 scram-sha-256' "$hba"; then
+    echo 'host all all 10.254.0.0/16 scram-sha-256' | $SUDO tee -a "$hba" >/dev/null
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main reload >/dev/null 2>&1 || true
+  fi
 }
 
 # RabbitMQ's management HTTP API on 127.0.0.1:15672 (the service broker

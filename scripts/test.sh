@@ -19,7 +19,9 @@
 # - Postgres, unless one already answers on 127.0.0.1:5432: `host all all
 #   127.0.0.1/32 trust` inserted as the first line of
 #   /etc/postgresql/<newest>/main/pg_hba.conf (once), and that cluster
-#   started (or restarted).
+#   started (or restarted); `host all all 10.254.0.0/16 scram-sha-256`
+#   appended to it (once, then a reload) so that containers may log in to
+#   bound databases with their password.
 # - MariaDB, Redis and RabbitMQ (ensure_services): installed from Debian
 #   when missing, started (`service NAME start`) when their port is closed;
 #   MariaDB's root given an empty password over TCP when it has none that

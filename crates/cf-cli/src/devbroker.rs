@@ -108,6 +108,14 @@ pub fn config(l: &Layout, password: &str, labels: &[&str]) -> String {
     );
     for b in BACKENDS.iter().filter(|b| labels.contains(&b.label)) {
         s.push_str(b.section);
+        // Apps in containers reach the servers through the DEA's host
+        // services address; apps on the host through 127.0.0.1.
+        if crate::devenv::containers() {
+            s.push_str(&format!(
+                "advertise_host = {}\n",
+                toml_str(crate::devenv::HOST_SERVICES_ADDRESS)
+            ));
+        }
     }
     s
 }

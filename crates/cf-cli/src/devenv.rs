@@ -351,6 +351,28 @@ pub fn dea_config(l: &Layout, nats_url: &str) -> String {
         ("state_dir", l.dir.join("dea").display().to_string()),
         ("addr_file", l.addr("dea").display().to_string()),
     ]) + "allow_unisolated_process_backend = true\n"
+        + &host_services()
+}
+
+/// The address at which containers reach the service broker's servers on
+/// the host's loopback (docs/containers.md "Host services"): used when the
+/// DEA runs containers (as root); otherwise apps run on the host and reach
+/// 127.0.0.1 themselves.
+pub const HOST_SERVICES_ADDRESS: &str = "10.253.0.1";
+
+/// Whether the DEAs run apps in containers (root: the namespaces backend).
+pub fn containers() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The DEA's host services lines (none without containers).
+fn host_services() -> String {
+    if containers() {
+        format!("host_services_address = \"{HOST_SERVICES_ADDRESS}\"\nhost_services_ports = [5432, 3306, 6379, 5672]\n")
+    } else {
+        String::new()
+    }
 }
 
 /// Config of the `i`th DEA when several run: its own state dir and zone.
@@ -362,6 +384,7 @@ pub fn dea_config_n(l: &Layout, nats_url: &str, i: usize) -> String {
         ("addr_file", l.addr(&name).display().to_string()),
         ("zone", format!("z{i}")),
     ]) + "allow_unisolated_process_backend = true\n"
+        + &host_services()
 }
 
 pub fn hm_config(l: &Layout, nats_url: &str, cc_url: &str, token: &str) -> String {

@@ -220,11 +220,20 @@ impl Ctx {
             "organization_id": org.guid,
             "limits": {"mem": limits.memory_mb, "disk": limits.disk_mb, "fds": limits.fds},
         });
+        // The bound services' addresses join the running security groups'
+        // rules (a binding takes effect at the next start, as in CF).
+        let vcap_services = self.vcap_services(&app.guid).await?;
+        let mut egress = egress;
+        for r in proto::vcap::egress_rules(&vcap_services) {
+            if !egress.contains(&r) {
+                egress.push(r);
+            }
+        }
         Ok(Launch {
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             egress,
             vcap,
-            vcap_services: self.vcap_services(&app.guid).await?,
+            vcap_services,
             droplet_uri: self.signed_url(
                 "GET",
                 &format!("/internal/v1/droplets/{}/download", droplet.guid),

@@ -34,6 +34,7 @@ fn settings(dir: &Path, pool: usize) -> Settings {
         warm_pool_size: pool,
         pids_limit: 64,
         egress_allow: vec![],
+        host_services: None,
         host_ip: "127.0.0.1".into(),
         ro_paths: vec![],
     }

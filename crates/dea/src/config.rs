@@ -50,6 +50,14 @@ pub struct Config {
     /// namespaces: egress allowed beyond the public internet, `CIDR` or
     /// `CIDR:PORT` (host, private ranges and other containers are closed).
     pub egress_allow: Vec<String>,
+    /// namespaces: servers on the host's loopback that containers may
+    /// reach (bound services: PostgreSQL, MySQL, Redis, RabbitMQ on
+    /// 127.0.0.1): a container connecting to `host_services_address:PORT`,
+    /// for a PORT listed here, reaches `127.0.0.1:PORT`, when its egress
+    /// rules allow that address and port (the controller adds a rule per
+    /// bound service). None: off (docs/containers.md "Host services").
+    pub host_services_address: Option<String>,
+    pub host_services_ports: Vec<u16>,
     /// namespaces: the binary with the `container-init` entry (default: the
     /// running DEA binary).
     pub container_init_exe: Option<PathBuf>,
@@ -128,6 +136,8 @@ impl Default for Config {
             warm_pool_size: 2,
             pids_limit: 1024,
             egress_allow: Vec::new(),
+            host_services_address: None,
+            host_services_ports: Vec::new(),
             container_init_exe: None,
             heartbeat_interval_s: 2,
             advertise_interval_s: 2,

@@ -133,6 +133,19 @@ impl Component {
     /// (docs/service-broker.md), its state and log under `root`; its URL
     /// once it listens. The password is `password`.
     pub async fn service_broker(root: &Path, password: &str) -> Result<(Component, String)> {
+        Self::service_broker_advertising(root, password, None).await
+    }
+
+    /// [`Component::service_broker`] whose credentials name `host` (the
+    /// DEA's `host_services_address`) instead of 127.0.0.1.
+    pub async fn service_broker_advertising(
+        root: &Path,
+        password: &str,
+        host: Option<&str>,
+    ) -> Result<(Component, String)> {
+        let adv = host
+            .map(|h| format!("advertise_host = \"{h}\"\n"))
+            .unwrap_or_default();
         let dir = root.join("broker");
         std::fs::create_dir_all(&dir)?;
         let addr_file = dir.join("broker.addr");
@@ -140,7 +153,7 @@ impl Component {
         testkit::write_private(
             &conf,
             &format!(
-                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nusername = \"broker\"\npassword = \"{password}\"\nstate_url = \"sqlite://{}\"\n[postgresql]\n[mysql]\n[redis]\n[rabbitmq]\n",
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nusername = \"broker\"\npassword = \"{password}\"\nstate_url = \"sqlite://{}\"\n[postgresql]\n{adv}[mysql]\n{adv}[redis]\n{adv}[rabbitmq]\n{adv}",
                 addr_file.display(),
                 dir.join("state.db").display()
             ),

@@ -185,6 +185,23 @@ pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
                 .ok_or_else(|| DeaError::Backend(format!("bad egress_allow entry {e:?}")))?,
         );
     }
+    let host_services = match &cfg.host_services_address {
+        None => None,
+        Some(a) => {
+            let ip: std::net::Ipv4Addr = a.parse().map_err(|_| {
+                DeaError::Backend(format!("bad host_services_address {a:?} (an IPv4 address)"))
+            })?;
+            if ip.is_loopback() || ip.is_unspecified() || ip.octets()[..2] == [10, 254] {
+                return Err(DeaError::Backend(format!(
+                    "host_services_address {a} must not be loopback, 0.0.0.0 or in 10.254.0.0/16 (the containers' subnets)"
+                )));
+            }
+            Some(namespaces::net::HostServices {
+                address: ip,
+                ports: cfg.host_services_ports.clone(),
+            })
+        }
+    };
     let init_exe = init_exe.ok_or_else(|| {
         DeaError::Backend("no dea binary for container-init (set container_init_exe)".into())
     })?;
@@ -195,6 +212,7 @@ pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
         warm_pool_size: cfg.warm_pool_size,
         pids_limit: cfg.pids_limit,
         egress_allow: egress,
+        host_services,
         host_ip: cfg.host_ip.clone(),
         ro_paths: std::iter::once(cfg.state_dir.join("buildpacks"))
             .chain(visible_paths(

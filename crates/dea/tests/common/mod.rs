@@ -243,6 +243,7 @@ pub fn ns_settings(
         warm_pool_size: pool,
         pids_limit,
         egress_allow: vec![],
+        host_services: None,
         host_ip: "127.0.0.1".into(),
         ro_paths: vec![],
     }

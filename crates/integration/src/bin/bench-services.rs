@@ -60,7 +60,10 @@ async fn broker_only(url: &str, label: &str, i: usize) -> Result<f64> {
         .ok_or_else(|| anyhow!("{label} not in the catalog"))?;
     let (sid, pid) = (
         svc["id"].as_str().unwrap_or_default().to_string(),
-        svc["plans"][0]["id"].as_str().unwrap_or_default().to_string(),
+        svc["plans"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     );
     let (iid, bid) = (format!("bench-{label}-{i}"), format!("bench-b-{label}-{i}"));
     let t0 = Instant::now();
@@ -75,7 +78,9 @@ async fn broker_only(url: &str, label: &str, i: usize) -> Result<f64> {
         return Err(anyhow!("provision: {}", r.status()));
     }
     let r = c
-        .put(format!("{url}/v2/service_instances/{iid}/service_bindings/{bid}"))
+        .put(format!(
+            "{url}/v2/service_instances/{iid}/service_bindings/{bid}"
+        ))
         .basic_auth("broker", Some("bench-broker"))
         .header("X-Broker-API-Version", "2.17")
         .json(&serde_json::json!({"service_id": sid, "plan_id": pid}))
@@ -108,14 +113,21 @@ async fn main() -> Result<()> {
     .await?;
     p.login().await?;
     let (broker, url) = Component::service_broker(p.root(), "bench-broker").await?;
-    p.cf_ok(&["create-service-broker", "local", "broker", "bench-broker", &url])
-        .await?;
+    p.cf_ok(&[
+        "create-service-broker",
+        "local",
+        "broker",
+        "bench-broker",
+        &url,
+    ])
+    .await?;
     for b in BACKENDS {
         p.cf_ok(&["enable-service-access", b]).await?;
     }
     let idle = rss_mb(broker.pid());
     let path = fixture("svcapp").display().to_string();
-    p.cf_ok(&["push", "bench", "-p", &path, "-m", "128M"]).await?;
+    p.cf_ok(&["push", "bench", "-p", &path, "-m", "128M"])
+        .await?;
     answers(&p, "/", "ok").await?;
 
     println!("{runs} runs per backend; seconds\n");

@@ -423,3 +423,102 @@ async fn services_on_the_real_servers_with_the_real_broker_and_cf() -> Result<()
     );
     Ok(())
 }
+
+/// In containers (the namespaces backend, as root): a bound app reaches
+/// its services on the host's 127.0.0.1 through the DEA's host services
+/// address, only the ports of its bindings; an app bound to nothing
+/// reaches none; unbinding closes the port at the next restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_reach_only_the_services_they_are_bound_to() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: containers need root");
+        return Ok(());
+    }
+    const ADDR: &str = "10.253.0.1";
+    let p = Platform::start_with(PlatformOptions {
+        dea_config: format!(
+            "backend = \"namespaces\"\nhost_services_address = \"{ADDR}\"\nhost_services_ports = [5432, 3306, 6379, 5672]"
+        ),
+        cc_config: "broker_poll_interval_s = 1".into(),
+        ..Default::default()
+    })
+    .await?;
+    p.login().await?;
+    let (_broker, url) =
+        Component::service_broker_advertising(p.root(), "broker-s3cret", Some(ADDR)).await?;
+    let _cleanup = Instances {
+        home: p.cf_home.clone(),
+        names: vec!["pg", "my", "rd", "mq"],
+    };
+    p.cf_ok(&[
+        "create-service-broker",
+        "local",
+        "broker",
+        "broker-s3cret",
+        &url,
+    ])
+    .await?;
+    for (label, name) in BACKENDS {
+        p.cf_ok(&["enable-service-access", label]).await?;
+        p.cf_ok(&["create-service", label, "small", name, "--wait"])
+            .await?;
+    }
+    let path = fixture("svcapp").display().to_string();
+    p.cf_ok(&["push", "boxed", "-p", &path, "-m", "128M", "--no-start"])
+        .await?;
+    for (_, name) in BACKENDS {
+        p.cf_ok(&["bind-service", "boxed", name]).await?;
+    }
+    p.cf_ok(&["start", "boxed"]).await?;
+    p.cf_ok(&["push", "stranger", "-p", &path, "-m", "128M"])
+        .await?;
+
+    let tcp = |app: &'static str, port: u16| {
+        let p = &p;
+        async move {
+            let v = from_index(p, app, &format!("/tcp?host={ADDR}&port={port}"), "0").await?;
+            Ok::<bool, anyhow::Error>(v["ok"] == true)
+        }
+    };
+    for ((label, _), port) in BACKENDS.iter().zip([5432u16, 3306, 6379, 5672]) {
+        // Redis: the machine's Redis runs in protected mode with a default
+        // user that has no password, so it refuses every client that is not
+        // on its loopback (its own guard against that open default user);
+        // the port is open to the bound app, the server says no.
+        if *label != "redis" {
+            let v = from_index(
+                &p,
+                "boxed",
+                &format!("/put?svc={label}&value=boxed-{label}"),
+                "0",
+            )
+            .await?;
+            assert_eq!(
+                v["value"],
+                format!("boxed-{label}"),
+                "{label} from a container: {v}"
+            );
+        }
+        assert!(
+            tcp("boxed", port).await?,
+            "{label}: the bound app reaches {ADDR}:{port}"
+        );
+        assert!(
+            !tcp("stranger", port).await?,
+            "{label}: an unbound app must not reach {ADDR}:{port}"
+        );
+    }
+    // The host's other loopback servers stay closed, even to a bound app.
+    assert!(!tcp("boxed", 4222).await?, "nats is not a bound service");
+
+    // Unbound, then restarted: the port closes; the others stay open.
+    p.cf_ok(&["unbind-service", "boxed", "pg"]).await?;
+    p.cf_ok(&["restart", "boxed"]).await?;
+    assert!(
+        !tcp("boxed", 5432).await?,
+        "postgresql after unbind and restart"
+    );
+    assert!(tcp("boxed", 3306).await?, "mysql stays bound");
+    Ok(())
+}

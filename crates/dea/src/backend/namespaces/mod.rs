@@ -67,6 +67,8 @@ pub struct Settings {
     pub warm_pool_size: usize,
     pub pids_limit: u64,
     pub egress_allow: Vec<Egress>,
+    /// Servers on the host's loopback containers may reach (`net.rs`).
+    pub host_services: Option<net::HostServices>,
     /// Where host ports are reserved (the DEA's `host_ip`).
     pub host_ip: String,
     /// Host directories visible read-only at the same path (buildpacks).
@@ -240,7 +242,7 @@ impl NamespacesBackend {
             }
         }
         layout.destroy_all(&s.tag);
-        let net = Net::init(&s.tag, &s.egress_allow)?;
+        let net = Net::init(&s.tag, &s.egress_allow, s.host_services.clone())?;
         drop(host_lock);
         layout
             .init_parent(&s.tag)
@@ -879,6 +881,7 @@ mod tests {
             warm_pool_size: 1,
             pids_limit: 64,
             egress_allow: vec![],
+            host_services: None,
             host_ip: "127.0.0.1".into(),
             ro_paths: vec![],
         })

@@ -61,6 +61,37 @@ impl Egress {
     }
 }
 
+/// Servers on the host's loopback that containers may reach: a
+/// connection to `address:port` (for a listed port) is DNATed to
+/// `127.0.0.1:port` (`route_localnet` is on for the bridge) and accepted
+/// in `INPUT` only from slots whose egress rules allow `address:port` over
+/// tcp (`PAAS-<tag>-SVCIN`, kept in step by [`Net::apply_egress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostServices {
+    pub address: Ipv4Addr,
+    pub ports: Vec<u16>,
+}
+
+impl HostServices {
+    /// The listed ports that `rules` allow over tcp at the address.
+    pub fn allowed(&self, rules: &[EgressRule]) -> Vec<u16> {
+        let mut out: Vec<u16> = self
+            .ports
+            .iter()
+            .copied()
+            .filter(|&port| {
+                rules.iter().any(|r| {
+                    r.parse()
+                        .is_ok_and(|p| p.allows(Protocol::Tcp, self.address, port))
+                })
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 #[derive(Debug)]
 pub struct Net {
     pub tag: String,
@@ -69,6 +100,7 @@ pub struct Net {
     /// The bridge's interface index.
     pub bridge: i32,
     rules: Mutex<RuleSets>,
+    host_services: Option<HostServices>,
 }
 
 /// The rule set chains made so far and the one each slot is sent to.
@@ -79,6 +111,8 @@ struct RuleSets {
     next: u32,
     /// Slot → chain number of its dispatch rule.
     slots: HashMap<u8, u32>,
+    /// Slot → the host services ports it is let in to.
+    services: HashMap<u8, Vec<u16>>,
 }
 
 /// The iptables lines accepting what `rules` allow, in `chain`. Rules that
@@ -249,6 +283,11 @@ fn jumps(tag: &str) -> Vec<(&'static str, &'static str, String)> {
             "nat",
             "PREROUTING",
             format!("-m addrtype --dst-type LOCAL -j {}", chain(tag, "PRE")),
+        ),
+        (
+            "nat",
+            "PREROUTING",
+            format!("-i {br} -j {}", chain(tag, "SVC")),
         ),
         (
             "nat",
@@ -470,7 +509,7 @@ fn claim_subnet(tag: &str) -> Result<u8> {
 impl Net {
     /// Sets up the DEA's bridge and chains (after removing leftovers of a
     /// previous run with the same tag).
-    pub fn init(tag: &str, egress: &[Egress]) -> Result<Net> {
+    pub fn init(tag: &str, egress: &[Egress], host_services: Option<HostServices>) -> Result<Net> {
         cleanup(tag);
         let k = claim_subnet(tag)?;
         let br = bridge_name(tag);
@@ -479,6 +518,7 @@ impl Net {
             k,
             bridge: 0,
             rules: Mutex::new(RuleSets::default()),
+            host_services,
         };
         enable_forwarding(Path::new(IP_FORWARD), &saved_forwarding());
         // A fixed address: otherwise the bridge takes the lowest address of
@@ -509,8 +549,12 @@ impl Net {
             chain(tag, "OUT"),
             chain(tag, "POST"),
         );
-        let mut f = format!("*filter\n:{inc} - [0:0]\n:{fwd} - [0:0]\n:{egr} - [0:0]\n");
+        let (svc, svcin) = (chain(tag, "SVC"), chain(tag, "SVCIN"));
+        let mut f =
+            format!("*filter\n:{inc} - [0:0]\n:{fwd} - [0:0]\n:{egr} - [0:0]\n:{svcin} - [0:0]\n");
         f += &format!("-A {inc} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+        // Host services: only what a slot's rules allow (`apply_egress`).
+        f += &format!("-A {inc} -m conntrack --ctstate DNAT -j {svcin}\n");
         f += &reject(&inc, "");
         f += &format!("-A {fwd} -o {br} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
         // Clients reach an app through its host port; another container
@@ -536,7 +580,15 @@ impl Net {
         f += &format!("-A {fwd} -i {br} -j {egr}\n");
         f += &reject(&fwd, &format!("-i {br}"));
         f += "COMMIT\n";
-        f += &format!("*nat\n:{pre} - [0:0]\n:{out} - [0:0]\n:{post} - [0:0]\n");
+        f += &format!("*nat\n:{pre} - [0:0]\n:{out} - [0:0]\n:{post} - [0:0]\n:{svc} - [0:0]\n");
+        if let Some(h) = &net.host_services {
+            for p in &h.ports {
+                f += &format!(
+                    "-A {svc} -d {}/32 -p tcp --dport {p} -j DNAT --to-destination 127.0.0.1:{p}\n",
+                    h.address
+                );
+            }
+        }
         f += &format!("-A {post} -s {subnet} ! -o {br} -j MASQUERADE\n");
         f += &format!("-A {post} -o {br} -m addrtype --src-type LOCAL -j MASQUERADE\nCOMMIT\n");
         run("iptables-restore", &["--noflush", "-w"], Some(&f))?;
@@ -599,14 +651,44 @@ impl Net {
         if let Some(o) = old {
             f += &format!("-D {egr} {src} -j {}\n", chain(&self.tag, &format!("R{o}")));
         }
-        f += &format!("-A {egr} {src} -j {target}\nCOMMIT\n");
+        f += &format!("-A {egr} {src} -j {target}\n");
+        let old_ports = sets.services.get(&n).cloned().unwrap_or_default();
+        let new_ports = self
+            .host_services
+            .as_ref()
+            .map(|h| h.allowed(&canon))
+            .unwrap_or_default();
+        if old_ports != new_ports {
+            for p in &old_ports {
+                f += &self.service_line('D', n, *p);
+            }
+            for p in &new_ports {
+                f += &self.service_line('A', n, *p);
+            }
+        }
+        f += "COMMIT\n";
         run("iptables-restore", &["--noflush", "-w"], Some(&f))?;
         if new {
             sets.chains.insert(canon, id);
             sets.next += 1;
         }
         sets.slots.insert(n, id);
+        sets.services.insert(n, new_ports);
         Ok(())
+    }
+
+    /// Slot `n` let in (`A`) to host service `port`, or no more (`D`).
+    fn service_line(&self, op: char, n: u8, port: u16) -> String {
+        let addr = self
+            .host_services
+            .as_ref()
+            .map(|h| h.address.to_string())
+            .unwrap_or_default();
+        format!(
+            "-{op} {} -s {}/32 -d 127.0.0.1/32 -p tcp --dport {port} -m conntrack --ctstate DNAT --ctorigdst {addr}/32 -j ACCEPT\n",
+            chain(&self.tag, "SVCIN"),
+            self.ip(n)
+        )
     }
 
     /// Creates the slot's network namespace and veth pair (rtnetlink: the
@@ -817,6 +899,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn host_services_follow_the_egress_rules() {
+        let h = HostServices {
+            address: Ipv4Addr::new(10, 253, 0, 1),
+            ports: vec![5432, 3306, 6379],
+        };
+        let rule = |p: &str, d: &str, ports: Option<&str>| EgressRule::new(p, d, ports);
+        assert!(h.allowed(&proto::egress::public_networks()).is_empty());
+        assert_eq!(
+            h.allowed(&[rule("tcp", "10.253.0.1", Some("5432"))]),
+            vec![5432]
+        );
+        assert_eq!(
+            h.allowed(&[rule("all", "10.253.0.0/16", None)]),
+            vec![3306, 5432, 6379]
+        );
+        assert_eq!(
+            h.allowed(&[rule("tcp", "10.253.0.0-10.253.0.9", Some("3000-4000"))]),
+            vec![3306]
+        );
+        assert!(h
+            .allowed(&[rule("udp", "10.253.0.1", Some("5432"))])
+            .is_empty());
+        assert!(h
+            .allowed(&[rule("tcp", "10.253.0.2", Some("5432"))])
+            .is_empty());
+        assert!(h
+            .allowed(&[rule("tcp", "10.253.0.1", Some("5433"))])
+            .is_empty());
+    }
+
+    #[test]
     fn names_fit_interface_limits() {
         let tag = "abcdef";
         assert!(veth_name(tag, 254).len() <= 15);
@@ -926,7 +1039,15 @@ mod tests {
             k: 7,
             bridge: 0,
             rules: Mutex::new(RuleSets::default()),
+            host_services: Some(HostServices {
+                address: Ipv4Addr::new(10, 253, 0, 1),
+                ports: vec![5432],
+            }),
         };
+        assert_eq!(
+            n.service_line('A', 3, 5432),
+            "-A PAAS-t1-SVCIN -s 10.254.7.3/32 -d 127.0.0.1/32 -p tcp --dport 5432 -m conntrack --ctstate DNAT --ctorigdst 10.253.0.1/32 -j ACCEPT\n"
+        );
         let r = n.dnat_rules(3, 61000);
         assert!(r.contains(
             "-A PAAS-t1-PRE -p tcp --dport 61000 -j DNAT --to-destination 10.254.7.3:8080"

@@ -174,7 +174,7 @@ async fn services_on_the_real_servers_with_the_real_broker_and_cf() -> Result<()
     })
     .await?;
     p.login().await?;
-    let (_broker, url) = Component::service_broker(p.root(), "broker-s3cret").await?;
+    let (mut broker, url) = Component::service_broker(p.root(), "broker-s3cret").await?;
     let _cleanup = Instances {
         home: p.cf_home.clone(),
         names: vec!["pg", "my", "rd", "mq", "ups"],
@@ -421,6 +421,48 @@ async fn services_on_the_real_servers_with_the_real_broker_and_cf() -> Result<()
         "{}",
         out.stdout
     );
+
+    // The broker stopped: the create job fails with CF's words, the
+    // instance shows "create failed", nothing else changes.
+    broker.terminate(Duration::from_secs(10));
+    let out = p
+        .cf(&["create-service", "postgresql", "small", "late", "--wait"])
+        .await?;
+    assert_eq!(out.status, 1, "{} {}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("provision could not be completed: The service broker could not be reached"),
+        "{all}"
+    );
+    let out = p.cf_ok(&["services"]).await?;
+    let late = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("late "))
+        .ok_or_else(|| anyhow!("late not listed: {}", out.stdout))?;
+    assert!(late.contains("create failed"), "{late}");
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("ups ")),
+        "{}",
+        out.stdout
+    );
+    // Forgotten without its (gone) broker: an admin's purge.
+    let si = p
+        .api_get(&token, "/v3/service_instances?names=late")
+        .await?;
+    let guid = si["resources"][0]["guid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, _) = p
+        .api_call(
+            &token,
+            reqwest::Method::DELETE,
+            &format!("/v3/service_instances/{guid}?purge=true"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
     Ok(())
 }
 

@@ -186,6 +186,15 @@ pub fn filter(q: &BTreeMap<String, String>, key: &str) -> Option<Vec<String>> {
     })
 }
 
+/// A list filter narrowed to `found` (guids a name filter resolved to):
+/// those of `found` the filter already allows.
+pub fn narrow(
+    filter: &Option<Vec<String>>,
+    found: impl IntoIterator<Item = String>,
+) -> Option<Vec<String>> {
+    Some(found.into_iter().filter(|g| matches(filter, g)).collect())
+}
+
 pub fn matches(filter: &Option<Vec<String>>, value: &str) -> bool {
     filter.as_ref().is_none_or(|f| f.iter().any(|x| x == value))
 }

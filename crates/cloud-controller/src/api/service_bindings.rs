@@ -330,12 +330,7 @@ async fn list(
             scope: perms.space_scope(),
         };
         let (_, rows) = ctx.store.instances_page(&f, 5000, 0).await?;
-        let found: Vec<String> = rows
-            .into_iter()
-            .map(|i| i.guid)
-            .filter(|g| instance_guids.as_ref().is_none_or(|v| v.contains(g)))
-            .collect();
-        instance_guids = Some(found);
+        instance_guids = super::narrow(&instance_guids, rows.into_iter().map(|i| i.guid));
     }
     let mut app_guids = filter(&q, "app_guids");
     if let Some(names) = filter(&q, "app_names") {
@@ -347,12 +342,7 @@ async fn list(
             order_by: None,
         };
         let (_, apps) = ctx.store.apps_page(&f, 5000, 0).await?;
-        let found: Vec<String> = apps
-            .into_iter()
-            .map(|a| a.guid)
-            .filter(|g| app_guids.as_ref().is_none_or(|v| v.contains(g)))
-            .collect();
-        app_guids = Some(found);
+        app_guids = super::narrow(&app_guids, apps.into_iter().map(|a| a.guid));
     }
     let f = BindingFilter {
         guids: filter(&q, "guids"),

@@ -122,6 +122,22 @@ fn check_url(url: &str, what: &str, schemes: &[&str]) -> ApiResult<()> {
     }
 }
 
+/// A user-provided instance's syslog drain (syslog, syslog-tls, http(s))
+/// and route service (https) URLs.
+fn check_upsi_urls(syslog: Option<&str>, route: Option<&str>) -> ApiResult<()> {
+    if let Some(u) = syslog {
+        check_url(
+            u,
+            "Syslog drain url",
+            &["syslog", "syslog-tls", "https", "http"],
+        )?;
+    }
+    if let Some(u) = route {
+        check_url(u, "Route service url", &["https"])?;
+    }
+    Ok(())
+}
+
 fn name_taken(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(m) => ApiError::Unprocessable(m),
@@ -204,16 +220,10 @@ async fn create(
             Some(c) => check_object(c, "Credentials")?,
             None => "{}".into(),
         };
-        if let Some(u) = &req.syslog_drain_url {
-            check_url(
-                u,
-                "Syslog drain url",
-                &["syslog", "syslog-tls", "https", "http"],
-            )?;
-        }
-        if let Some(u) = &req.route_service_url {
-            check_url(u, "Route service url", &["https"])?;
-        }
+        check_upsi_urls(
+            req.syslog_drain_url.as_deref(),
+            req.route_service_url.as_deref(),
+        )?;
         let i = ctx
             .store
             .create_instance(&NewInstance {
@@ -417,29 +427,21 @@ async fn list(
     };
     let mut space_guids = filter(&q, "space_guids");
     if let Some(orgs) = filter(&q, "organization_guids") {
-        let spaces: Vec<String> = ctx
-            .store
-            .spaces()
-            .await?
-            .into_iter()
-            .filter(|s| orgs.contains(&s.organization_guid))
-            .map(|s| s.guid)
-            .filter(|g| space_guids.as_ref().is_none_or(|v| v.contains(g)))
-            .collect();
-        space_guids = Some(spaces);
+        let spaces = ctx.store.spaces().await?.into_iter();
+        space_guids = super::narrow(
+            &space_guids,
+            spaces
+                .filter(|s| orgs.contains(&s.organization_guid))
+                .map(|s| s.guid),
+        );
     }
     let mut plan_guids = filter(&q, "service_plan_guids");
     if let Some(names) = filter(&q, "service_plan_names") {
-        let by_name: Vec<String> = ctx
-            .store
-            .plans()
-            .await?
-            .into_iter()
-            .filter(|p| names.contains(&p.name))
-            .map(|p| p.guid)
-            .filter(|g| plan_guids.as_ref().is_none_or(|v| v.contains(g)))
-            .collect();
-        plan_guids = Some(by_name);
+        let plans = ctx.store.plans().await?.into_iter();
+        plan_guids = super::narrow(
+            &plan_guids,
+            plans.filter(|p| names.contains(&p.name)).map(|p| p.guid),
+        );
     }
     let f = InstanceFilter {
         guids: filter(&q, "guids"),
@@ -507,16 +509,14 @@ async fn update(
         if let Some(c) = &req.credentials {
             i.credentials = check_object(c, "Credentials")?;
         }
+        check_upsi_urls(
+            req.syslog_drain_url.as_deref(),
+            req.route_service_url.as_deref(),
+        )?;
         if let Some(u) = &req.syslog_drain_url {
-            check_url(
-                u,
-                "Syslog drain url",
-                &["syslog", "syslog-tls", "https", "http"],
-            )?;
             i.syslog_drain_url = Some(u.clone());
         }
         if let Some(u) = &req.route_service_url {
-            check_url(u, "Route service url", &["https"])?;
             i.route_service_url = Some(u.clone());
         }
         ctx.store.update_instance(&i).await.map_err(name_taken)?;

@@ -207,6 +207,30 @@ impl Client {
         Ok((status, retry_after, v))
     }
 
+    /// A PUT or PATCH of an instance or binding with `accepts_incomplete`,
+    /// `parameters` added when not empty.
+    async fn write(
+        &self,
+        b: &Broker,
+        method: reqwest::Method,
+        ids: &Ids<'_>,
+        mut body: Value,
+        parameters: &Value,
+        who: &Identity,
+    ) -> Result<(u16, Value), OsbError> {
+        if parameters.as_object().is_some_and(|m| !m.is_empty()) {
+            body["parameters"] = parameters.clone();
+        }
+        let path = format!("{}?accepts_incomplete=true", resource_path(ids));
+        let (status, _, v) = self
+            .send(
+                self.req(b, method, &path, who).json(&body),
+                MAX_ANSWER_BYTES,
+            )
+            .await?;
+        Ok((status, v))
+    }
+
     pub async fn catalog(&self, b: &Broker) -> Result<Vec<CatalogOffering>, OsbError> {
         let (status, _, v) = self
             .send(
@@ -231,25 +255,15 @@ impl Client {
         parameters: &Value,
         who: &Identity,
     ) -> Result<Outcome<Option<String>>, OsbError> {
-        let mut body = json!({
+        let body = json!({
             "service_id": ids.service_id,
             "plan_id": ids.plan_id,
             "organization_guid": org_guid,
             "space_guid": space_guid,
             "context": context,
         });
-        if parameters.as_object().is_some_and(|m| !m.is_empty()) {
-            body["parameters"] = parameters.clone();
-        }
-        let path = format!(
-            "/v2/service_instances/{}?accepts_incomplete=true",
-            ids.instance_id
-        );
-        let (status, _, v) = self
-            .send(
-                self.req(b, reqwest::Method::PUT, &path, who).json(&body),
-                MAX_ANSWER_BYTES,
-            )
+        let (status, v) = self
+            .write(b, reqwest::Method::PUT, ids, body, parameters, who)
             .await?;
         match status {
             200 | 201 => Ok(Outcome::Done(
@@ -273,24 +287,14 @@ impl Client {
         context: Value,
         who: &Identity,
     ) -> Result<Outcome<()>, OsbError> {
-        let mut body = json!({
+        let body = json!({
             "service_id": ids.service_id,
             "plan_id": ids.plan_id,
             "previous_values": {"plan_id": previous_plan_id},
             "context": context,
         });
-        if parameters.as_object().is_some_and(|m| !m.is_empty()) {
-            body["parameters"] = parameters.clone();
-        }
-        let path = format!(
-            "/v2/service_instances/{}?accepts_incomplete=true",
-            ids.instance_id
-        );
-        let (status, _, v) = self
-            .send(
-                self.req(b, reqwest::Method::PATCH, &path, who).json(&body),
-                MAX_ANSWER_BYTES,
-            )
+        let (status, v) = self
+            .write(b, reqwest::Method::PATCH, ids, body, parameters, who)
             .await?;
         match status {
             200 => Ok(Outcome::Done(())),
@@ -346,15 +350,8 @@ impl Client {
             body["app_guid"] = json!(a);
             body["bind_resource"] = json!({"app_guid": a});
         }
-        if parameters.as_object().is_some_and(|m| !m.is_empty()) {
-            body["parameters"] = parameters.clone();
-        }
-        let path = format!("{}?accepts_incomplete=true", resource_path(ids));
-        let (status, _, v) = self
-            .send(
-                self.req(b, reqwest::Method::PUT, &path, who).json(&body),
-                MAX_ANSWER_BYTES,
-            )
+        let (status, v) = self
+            .write(b, reqwest::Method::PUT, ids, body, parameters, who)
             .await?;
         match status {
             200 | 201 => Ok(Outcome::Done(bind_result(&v)?)),

@@ -329,27 +329,31 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a broker with its offerings, plans and visibilities.
-    pub async fn delete_broker(&self, guid: &str) -> Result<()> {
+    /// Runs each statement with `$1 = guid`, in one transaction.
+    async fn deletes(&self, statements: &[&str], guid: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM service_plan_visibilities WHERE plan_guid IN (SELECT p.guid FROM service_plans p JOIN service_offerings o ON o.guid = p.offering_guid WHERE o.broker_guid = $1)")
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM service_plans WHERE offering_guid IN (SELECT guid FROM service_offerings WHERE broker_guid = $1)")
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM service_offerings WHERE broker_guid = $1")
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM service_brokers WHERE guid = $1")
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
+        for sql in statements {
+            sqlx::query(sql)
+                .bind(guid.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Deletes a broker with its offerings, plans and visibilities.
+    pub async fn delete_broker(&self, guid: &str) -> Result<()> {
+        self.deletes(
+            &[
+                "DELETE FROM service_plan_visibilities WHERE plan_guid IN (SELECT p.guid FROM service_plans p JOIN service_offerings o ON o.guid = p.offering_guid WHERE o.broker_guid = $1)",
+                "DELETE FROM service_plans WHERE offering_guid IN (SELECT guid FROM service_offerings WHERE broker_guid = $1)",
+                "DELETE FROM service_offerings WHERE broker_guid = $1",
+                "DELETE FROM service_brokers WHERE guid = $1",
+            ],
+            guid,
+        )
+        .await
     }
 
     /// Service instances of any of the broker's plans.
@@ -778,17 +782,14 @@ impl Store {
     }
 
     pub async fn delete_instance(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM service_bindings WHERE instance_guid = $1")
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM service_instances WHERE guid = $1")
-            .bind(guid.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.deletes(
+            &[
+                "DELETE FROM service_bindings WHERE instance_guid = $1",
+                "DELETE FROM service_instances WHERE guid = $1",
+            ],
+            guid,
+        )
+        .await
     }
 
     // ---- bindings ----

@@ -5,6 +5,7 @@
 mod buildpacks;
 mod builds;
 mod gc;
+mod jobs;
 mod keys;
 mod locate;
 mod models;
@@ -22,6 +23,7 @@ mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
 pub use gc::{BlobVersion, BlobVersions};
+pub use jobs::{JobRow, JOB_COMPLETE, JOB_FAILED, JOB_POLLING, JOB_PROCESSING};
 pub use keys::{SigningKeyRow, LEGACY_KID};
 pub use locate::{Located, Target};
 pub use models::*;
@@ -35,9 +37,9 @@ pub use revisions::{Revision, RevisionContent};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup};
 pub use services::{
-    Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter, JobRow,
-    NewBinding, NewInstance, Offering, Plan, JOB_COMPLETE, JOB_FAILED, JOB_POLLING, JOB_PROCESSING,
-    MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS, OP_SUCCEEDED, USER_PROVIDED,
+    Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter,
+    NewBinding, NewInstance, Offering, Plan, MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS,
+    OP_SUCCEEDED, USER_PROVIDED,
 };
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
 pub use tasks::{NewTask, Task, TaskFilter};

@@ -115,6 +115,12 @@ pub fn config(l: &Layout, password: &str, labels: &[&str]) -> String {
                 "advertise_host = {}\n",
                 toml_str(crate::devenv::HOST_SERVICES_ADDRESS)
             ));
+            if b.label == "redis" {
+                s.push_str(&format!(
+                    "guard_listen = \"127.0.0.1:{}\"\n",
+                    crate::devenv::REDIS_GUARD_PORT
+                ));
+            }
         }
     }
     s

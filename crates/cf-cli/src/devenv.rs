@@ -360,6 +360,10 @@ pub fn dea_config(l: &Layout, nats_url: &str) -> String {
 /// 127.0.0.1 themselves.
 pub const HOST_SERVICES_ADDRESS: &str = "10.253.0.1";
 
+/// Where the broker's Redis AUTH guard listens when apps run in
+/// containers (they reach Redis only through it).
+pub const REDIS_GUARD_PORT: u16 = 6381;
+
 /// Whether the DEAs run apps in containers (root: the namespaces backend).
 pub fn containers() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -369,7 +373,7 @@ pub fn containers() -> bool {
 /// The DEA's host services lines (none without containers).
 fn host_services() -> String {
     if containers() {
-        format!("host_services_address = \"{HOST_SERVICES_ADDRESS}\"\nhost_services_ports = [5432, 3306, 6379, 5672]\n")
+        format!("host_services_address = \"{HOST_SERVICES_ADDRESS}\"\nhost_services_ports = [5432, 3306, {REDIS_GUARD_PORT}, 5672]\n")
     } else {
         String::new()
     }

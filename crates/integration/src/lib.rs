@@ -133,18 +133,23 @@ impl Component {
     /// (docs/service-broker.md), its state and log under `root`; its URL
     /// once it listens. The password is `password`.
     pub async fn service_broker(root: &Path, password: &str) -> Result<(Component, String)> {
-        Self::service_broker_advertising(root, password, None).await
+        Self::service_broker_for_containers(root, password, None).await
     }
 
-    /// [`Component::service_broker`] whose credentials name `host` (the
-    /// DEA's `host_services_address`) instead of 127.0.0.1.
-    pub async fn service_broker_advertising(
+    /// [`Component::service_broker`] for apps in containers: its
+    /// credentials name `host` (the DEA's `host_services_address`) instead
+    /// of 127.0.0.1, and Redis's name its AUTH guard on 127.0.0.1:`port`
+    /// (docs/service-broker.md "Redis guard").
+    pub async fn service_broker_for_containers(
         root: &Path,
         password: &str,
-        host: Option<&str>,
+        host_and_guard: Option<(&str, u16)>,
     ) -> Result<(Component, String)> {
-        let adv = host
-            .map(|h| format!("advertise_host = \"{h}\"\n"))
+        let adv = host_and_guard
+            .map(|(h, _)| format!("advertise_host = \"{h}\"\n"))
+            .unwrap_or_default();
+        let guard = host_and_guard
+            .map(|(_, p)| format!("guard_listen = \"127.0.0.1:{p}\"\n"))
             .unwrap_or_default();
         let dir = root.join("broker");
         std::fs::create_dir_all(&dir)?;
@@ -153,7 +158,7 @@ impl Component {
         testkit::write_private(
             &conf,
             &format!(
-                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nusername = \"broker\"\npassword = \"{password}\"\nstate_url = \"sqlite://{}\"\n[postgresql]\n{adv}[mysql]\n{adv}[redis]\n{adv}[rabbitmq]\n{adv}",
+                "listen = \"127.0.0.1:0\"\naddr_file = \"{}\"\nusername = \"broker\"\npassword = \"{password}\"\nstate_url = \"sqlite://{}\"\n[postgresql]\n{adv}[mysql]\n{adv}[redis]\n{adv}{guard}[rabbitmq]\n{adv}",
                 addr_file.display(),
                 dir.join("state.db").display()
             ),

@@ -125,6 +125,11 @@ pub struct RedisConfig {
     pub url: String,
     pub advertise_host: Option<String>,
     pub advertise_port: Option<u16>,
+    /// Where the AUTH guard listens (`backends::redis_guard`): apps
+    /// connect there, not to Redis; credentials then name its port (unless
+    /// `advertise_port` says otherwise). Port 0: any free port. None: no
+    /// guard, credentials name Redis itself.
+    pub guard_listen: Option<std::net::SocketAddr>,
     pub plans: Vec<PlanConfig>,
 }
 
@@ -134,6 +139,7 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             advertise_host: None,
             advertise_port: None,
+            guard_listen: None,
             plans: Vec::new(),
         }
     }

@@ -78,6 +78,7 @@ pub struct Broker {
     shared: Arc<api::Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    guard: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -100,6 +101,9 @@ impl Broker {
     /// start), closes the pools.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(true);
+        if let Some(g) = &self.guard {
+            g.abort();
+        }
         let served = self.server.await;
         self.shared.stop_background().await;
         for b in self.shared.backends.values() {
@@ -174,9 +178,30 @@ pub async fn start(config: Config) -> Result<Broker, Error> {
     start_with(config, Options::default()).await
 }
 
-pub async fn start_with(config: Config, options: Options) -> Result<Broker, Error> {
+pub async fn start_with(mut config: Config, options: Options) -> Result<Broker, Error> {
     let password = config.resolve_password()?;
     let store = store::Store::open(&config.state_url).await?;
+    // The Redis guard listens first: credentials name its port.
+    let mut guard = None;
+    if let Some(r) = config.redis.as_mut() {
+        if let Some(at) = r.guard_listen {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| Error::Listen { addr: at, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| Error::Listen { addr: at, source })?;
+            r.advertise_port.get_or_insert(bound.port());
+            let (host, port) = backends::url_host_port(&r.url, 6379)?;
+            let upstream = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| Error::Config(format!("[redis] url: cannot resolve {host}")))?;
+            tracing::info!(%bound, %upstream, "redis guard listening");
+            guard = Some(tokio::spawn(backends::redis_guard::serve(l, upstream)));
+        }
+    }
     let (backends, statuses) = connect_backends(&config).await?;
     for s in &statuses {
         match &s.skipped {
@@ -227,6 +252,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Broker, Erro
         shared,
         stop,
         server,
+        guard,
     })
 }
 

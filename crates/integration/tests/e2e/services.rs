@@ -9,9 +9,9 @@
 //! drops the database, keys and vhost; a user-provided service sets
 //! `DATABASE_URL`; bad input gets CF's answers.
 //!
-//! The DEA runs the `process` backend here: the namespaces backend does
-//! not reach services that listen on the host's 127.0.0.1 yet (issue 15,
-//! item 4, is open).
+//! The first test runs the DEA's `process` backend (apps on the host); the
+//! second runs containers, which reach the host's servers through the
+//! DEA's host services address, Redis through the broker's AUTH guard.
 
 use std::time::Duration;
 
@@ -468,8 +468,9 @@ async fn services_on_the_real_servers_with_the_real_broker_and_cf() -> Result<()
 
 /// In containers (the namespaces backend, as root): a bound app reaches
 /// its services on the host's 127.0.0.1 through the DEA's host services
-/// address, only the ports of its bindings; an app bound to nothing
-/// reaches none; unbinding closes the port at the next restart.
+/// address (Redis through the broker's AUTH guard), only the ports of its
+/// bindings; an app bound to nothing reaches none; Redis itself and other
+/// host ports stay closed; unbinding closes the port at the next restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_reach_only_the_services_they_are_bound_to() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -478,9 +479,11 @@ async fn containers_reach_only_the_services_they_are_bound_to() -> Result<()> {
         return Ok(());
     }
     const ADDR: &str = "10.253.0.1";
+    // Redis is reached through the broker's AUTH guard (its own port).
+    let guard = integration::free_port();
     let p = Platform::start_with(PlatformOptions {
         dea_config: format!(
-            "backend = \"namespaces\"\nhost_services_address = \"{ADDR}\"\nhost_services_ports = [5432, 3306, 6379, 5672]"
+            "backend = \"namespaces\"\nhost_services_address = \"{ADDR}\"\nhost_services_ports = [5432, 3306, {guard}, 5672]"
         ),
         cc_config: "broker_poll_interval_s = 1".into(),
         ..Default::default()
@@ -488,7 +491,8 @@ async fn containers_reach_only_the_services_they_are_bound_to() -> Result<()> {
     .await?;
     p.login().await?;
     let (_broker, url) =
-        Component::service_broker_advertising(p.root(), "broker-s3cret", Some(ADDR)).await?;
+        Component::service_broker_for_containers(p.root(), "broker-s3cret", Some((ADDR, guard)))
+            .await?;
     let _cleanup = Instances {
         home: p.cf_home.clone(),
         names: vec!["pg", "my", "rd", "mq"],
@@ -523,25 +527,19 @@ async fn containers_reach_only_the_services_they_are_bound_to() -> Result<()> {
             Ok::<bool, anyhow::Error>(v["ok"] == true)
         }
     };
-    for ((label, _), port) in BACKENDS.iter().zip([5432u16, 3306, 6379, 5672]) {
-        // Redis: the machine's Redis runs in protected mode with a default
-        // user that has no password, so it refuses every client that is not
-        // on its loopback (its own guard against that open default user);
-        // the port is open to the bound app, the server says no.
-        if *label != "redis" {
-            let v = from_index(
-                &p,
-                "boxed",
-                &format!("/put?svc={label}&value=boxed-{label}"),
-                "0",
-            )
-            .await?;
-            assert_eq!(
-                v["value"],
-                format!("boxed-{label}"),
-                "{label} from a container: {v}"
-            );
-        }
+    for ((label, _), port) in BACKENDS.iter().zip([5432u16, 3306, guard, 5672]) {
+        let v = from_index(
+            &p,
+            "boxed",
+            &format!("/put?svc={label}&value=boxed-{label}"),
+            "0",
+        )
+        .await?;
+        assert_eq!(
+            v["value"],
+            format!("boxed-{label}"),
+            "{label} from a container: {v}"
+        );
         assert!(
             tcp("boxed", port).await?,
             "{label}: the bound app reaches {ADDR}:{port}"
@@ -551,6 +549,11 @@ async fn containers_reach_only_the_services_they_are_bound_to() -> Result<()> {
             "{label}: an unbound app must not reach {ADDR}:{port}"
         );
     }
+    // Redis itself is not reachable, only its guard.
+    assert!(
+        !tcp("boxed", 6379).await?,
+        "redis is reached through its guard only"
+    );
     // The host's other loopback servers stay closed, even to a bound app.
     assert!(!tcp("boxed", 4222).await?, "nats is not a bound service");
 

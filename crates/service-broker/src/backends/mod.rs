@@ -14,6 +14,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod redis_guard;
 pub mod resp;
 
 /// One configured backend.

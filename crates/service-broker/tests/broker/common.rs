@@ -46,8 +46,15 @@ impl TestBroker {
     }
 
     pub async fn start_with(options: Options) -> TestBroker {
+        Self::start_changed(options, |_| {}).await
+    }
+
+    /// A broker whose config `change` alters first.
+    pub async fn start_changed(options: Options, change: impl FnOnce(&mut Config)) -> TestBroker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let broker = service_broker::start_with(config(dir.path()), options)
+        let mut c = config(dir.path());
+        change(&mut c);
+        let broker = service_broker::start_with(c, options)
             .await
             .expect("start broker");
         for s in broker.statuses() {

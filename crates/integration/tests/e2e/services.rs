@@ -353,9 +353,25 @@ async fn services_on_the_real_servers_with_the_real_broker_and_cf() -> Result<()
     }
 
     // Unbinding revokes the binding's credentials: the running app (with
-    // them still in its environment) can no longer use them.
+    // them still in its environment) can no longer use them, and the
+    // sessions it holds open end.
+    for (label, _) in BACKENDS {
+        from_index(&p, "svcapp2", &format!("/hold?svc={label}"), "0").await?;
+        from_index(&p, "svcapp2", &format!("/held?svc={label}"), "0").await?;
+    }
     for (label, name) in BACKENDS {
         p.cf_ok(&["unbind-service", "svcapp2", name]).await?;
+        wait_for(
+            &format!("the open {label} session of the unbound app ended"),
+            T,
+            || async {
+                match get(&p, "svcapp2", &format!("/held?svc={label}")).await {
+                    Ok((500, v)) => Some(v),
+                    _ => None,
+                }
+            },
+        )
+        .await?;
         wait_for(
             &format!("{label} refused to the unbound app"),
             T,

@@ -469,6 +469,35 @@ async fn provision(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> JobRe
     }
 }
 
+/// An instance update's or delete's answer, polled to its end: done, or
+/// the broker's words (`verb`: what timed out).
+async fn settle(
+    ctx: &Ctx,
+    job: &JobRow,
+    m: &Managed,
+    ids: &Ids<'_>,
+    i: &Instance,
+    outcome: Result<Outcome<()>, OsbError>,
+    verb: &str,
+) -> Result<Result<(), String>, JobError> {
+    Ok(match outcome {
+        Ok(Outcome::Done(())) | Ok(Outcome::Gone) => Ok(()),
+        Ok(Outcome::InProgress(op)) => {
+            ctx.store
+                .set_instance_op(&i.guid, OP_IN_PROGRESS, "", op.as_deref())
+                .await?;
+            match poll(ctx, job, m, ids, op.as_deref(), &i.op_created_at).await? {
+                Polled::Succeeded | Polled::Gone => Ok(()),
+                Polled::Failed(d) => Err(d),
+                Polled::TimedOut => Err(format!(
+                    "Service Broker failed to {verb} within the required time."
+                )),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    })
+}
+
 async fn update(
     ctx: &Ctx,
     job: &JobRow,
@@ -501,22 +530,7 @@ async fn update(
             who,
         )
         .await;
-    let result = match outcome {
-        Ok(Outcome::Done(())) | Ok(Outcome::Gone) => Ok(()),
-        Ok(Outcome::InProgress(op)) => {
-            ctx.store
-                .set_instance_op(&i.guid, OP_IN_PROGRESS, "", op.as_deref())
-                .await?;
-            match poll(ctx, job, &new, &ids, op.as_deref(), &i.op_created_at).await? {
-                Polled::Succeeded | Polled::Gone => Ok(()),
-                Polled::Failed(d) => Err(d),
-                Polled::TimedOut => {
-                    Err("Service Broker failed to update within the required time.".into())
-                }
-            }
-        }
-        Err(e) => Err(e.to_string()),
-    };
+    let result = settle(ctx, job, &new, &ids, &i, outcome, "update").await?;
     match result {
         Ok(()) => {
             let mut done = ctx.store.instance(&i.guid).await?;
@@ -576,22 +590,7 @@ async fn deprovision(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> Job
     } else {
         client(ctx)?.delete(&m.broker, &ids, who).await
     };
-    let result = match outcome {
-        Ok(Outcome::Done(())) | Ok(Outcome::Gone) => Ok(()),
-        Ok(Outcome::InProgress(op)) => {
-            ctx.store
-                .set_instance_op(&i.guid, OP_IN_PROGRESS, "", op.as_deref())
-                .await?;
-            match poll(ctx, job, &m, &ids, op.as_deref(), &i.op_created_at).await? {
-                Polled::Succeeded | Polled::Gone => Ok(()),
-                Polled::Failed(d) => Err(d),
-                Polled::TimedOut => {
-                    Err("Service Broker failed to deprovision within the required time.".into())
-                }
-            }
-        }
-        Err(e) => Err(e.to_string()),
-    };
+    let result = settle(ctx, job, &m, &ids, &i, outcome, "deprovision").await?;
     match result {
         Ok(()) => {
             ctx.store.delete_instance(&i.guid).await?;

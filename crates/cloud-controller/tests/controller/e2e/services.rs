@@ -175,6 +175,13 @@ async fn bind(
         "PUT",
         format!("/v2/service_instances/{id}/service_bindings/{bid}"),
     );
+    if body["plan_id"] == "p-async" {
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({"operation": format!("bind-{bid}")})),
+        )
+            .into_response();
+    }
     (
         StatusCode::CREATED,
         Json(json!({"credentials": {
@@ -203,12 +210,61 @@ async fn unbind(
 }
 
 /// The fake broker on 127.0.0.1:0: its URL, its record and its server.
+async fn update_instance(
+    State(f): State<Fake>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = check(&h) {
+        return r;
+    }
+    record(&f, "PATCH", format!("/v2/service_instances/{id}"));
+    assert_eq!(body["previous_values"]["plan_id"], "p-sync", "{body}");
+    Json(json!({})).into_response()
+}
+
+async fn binding_last_operation(
+    State(f): State<Fake>,
+    h: HeaderMap,
+    Path((id, bid)): Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(r) = check(&h) {
+        return r;
+    }
+    record(
+        &f,
+        "GET",
+        format!("/v2/service_instances/{id}/service_bindings/{bid}/last_operation"),
+    );
+    assert_eq!(q.get("operation"), Some(&format!("bind-{bid}")));
+    Json(json!({"state": "succeeded"})).into_response()
+}
+
+async fn fetch_binding(
+    State(f): State<Fake>,
+    h: HeaderMap,
+    Path((id, bid)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = check(&h) {
+        return r;
+    }
+    record(
+        &f,
+        "GET",
+        format!("/v2/service_instances/{id}/service_bindings/{bid}"),
+    );
+    Json(json!({"credentials": {"uri": format!("postgres://a-{bid}:pw@db.example:5432/{id}"), "async": true}}))
+        .into_response()
+}
+
 fn fake_app(f: Fake) -> Router {
     Router::new()
         .route("/v2/catalog", get(catalog))
         .route(
             "/v2/service_instances/{id}",
-            put(provision).delete(deprovision),
+            put(provision).delete(deprovision).patch(update_instance),
         )
         .route(
             "/v2/service_instances/{id}/last_operation",
@@ -216,7 +272,11 @@ fn fake_app(f: Fake) -> Router {
         )
         .route(
             "/v2/service_instances/{id}/service_bindings/{bid}",
-            put(bind).delete(unbind),
+            put(bind).delete(unbind).get(fetch_binding),
+        )
+        .route(
+            "/v2/service_instances/{id}/service_bindings/{bid}/last_operation",
+            get(binding_last_operation),
         )
         .with_state(f)
 }
@@ -453,6 +513,57 @@ async fn managed_and_user_provided_services_over_a_fake_broker() {
         )
         .await;
     assert_eq!(params, json!({"size": 1}));
+    // Updates: parameters through the broker (a job), name and tags at
+    // once, a plan change only where the plan allows it.
+    let j = c
+        .job(
+            "PATCH",
+            &format!("/v3/service_instances/{db_guid}"),
+            Some(json!({"parameters": {"size": 2}})),
+        )
+        .await;
+    assert_eq!(j["state"], "COMPLETE", "{j}");
+    assert_eq!(j["operation"], "service_instance.update");
+    let (_, params) = c
+        .call(
+            "GET",
+            &format!("/v3/service_instances/{db_guid}/parameters"),
+            None,
+        )
+        .await;
+    assert_eq!(params, json!({"size": 2}));
+    let (status, v) = c
+        .call(
+            "PATCH",
+            &format!("/v3/service_instances/{db_guid}"),
+            Some(json!({"name": "db-renamed", "tags": ["other"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["name"].as_str()),
+        (200, Some("db-renamed")),
+        "{v}"
+    );
+    let (status, _) = c
+        .call(
+            "PATCH",
+            &format!("/v3/service_instances/{db_guid}"),
+            Some(json!({"name": "db", "tags": ["mine"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, b) = c
+        .call(
+            "PATCH",
+            &format!("/v3/service_instances/{db_guid}"),
+            Some(json!({"relationships": {"service_plan": {"data": {"guid": plan("async")}}}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{b}");
+    assert!(
+        detail(&b).contains("does not support changing plans"),
+        "{b}"
+    );
 
     // Bad input: CF's answers, nothing stored.
     let (status, b) = c
@@ -775,6 +886,35 @@ async fn managed_and_user_provided_services_over_a_fake_broker() {
         start.vcap_services
     );
 
+    // An asynchronous bind: POLLING, then the credentials fetched.
+    let j = c
+        .job(
+            "POST",
+            "/v3/service_credential_bindings",
+            Some(bind_body(&slow_guid)),
+        )
+        .await;
+    assert_eq!(j["state"], "COMPLETE", "{j}");
+    let (_, list) = c
+        .call(
+            "GET",
+            &format!("/v3/service_credential_bindings?service_instance_guids={slow_guid}"),
+            None,
+        )
+        .await;
+    let bg = list["resources"][0]["guid"]
+        .as_str()
+        .expect("binding")
+        .to_string();
+    let (_, d) = c
+        .call(
+            "GET",
+            &format!("/v3/service_credential_bindings/{bg}/details"),
+            None,
+        )
+        .await;
+    assert_eq!(d["credentials"]["async"], true, "{d}");
+
     // Deleting an instance unbinds first (the app binding and the key),
     // then deprovisions.
     let before = calls(&fake).len();
@@ -802,9 +942,9 @@ async fn managed_and_user_provided_services_over_a_fake_broker() {
     assert_eq!(status, 404);
     let (_, env) = c.call("GET", &format!("/v3/apps/{app}/env"), None).await;
     assert!(
-        env["system_env_json"]["VCAP_SERVICES"]
-            .get("fakedb")
-            .is_none(),
+        env["system_env_json"]["VCAP_SERVICES"]["fakedb"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|e| e["instance_guid"] != db_guid.as_str())),
         "{env}"
     );
 

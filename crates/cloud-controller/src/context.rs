@@ -1,6 +1,5 @@
 //! Shared state of a running controller.
 
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
@@ -42,18 +41,6 @@ pub struct AuditTarget<'a> {
     pub org: Option<&'a str>,
 }
 
-/// Jobs kept for polling (deletes finish at once; clients poll right away).
-const MAX_JOBS: usize = 1000;
-
-/// An asynchronous job (app delete); finished synchronously, kept for polling.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub guid: String,
-    pub operation: String,
-    pub state: String,
-    pub created_at: String,
-}
-
 #[derive(Debug)]
 pub struct Inner {
     pub cfg: Config,
@@ -65,7 +52,6 @@ pub struct Inner {
     pub bus: Option<Bus>,
     pub placement: Mutex<PlacementTable>,
     pub logs: LogHub,
-    pub jobs: Mutex<HashMap<String, Job>>,
     /// Base URL DEAs use to reach this controller directly (`http://ip:port`).
     pub internal_url: String,
     /// The staging loop's memory.
@@ -133,7 +119,6 @@ impl Ctx {
             bus,
             placement: Mutex::new(PlacementTable::default()),
             logs,
-            jobs: Mutex::new(HashMap::new()),
             internal_url,
             staging: crate::staging::watch::Watch::default(),
             lockouts: Mutex::new(crate::login::Lockouts::new(per_user, per_addr)),
@@ -219,29 +204,5 @@ impl Ctx {
             self.cfg.broker_client_timeout_s.max(1),
         ))?;
         Ok(self.osb.get_or_init(|| c))
-    }
-
-    pub fn add_job(&self, operation: &str) -> Job {
-        let job = Job {
-            guid: store::new_guid(),
-            operation: operation.into(),
-            state: "COMPLETE".into(),
-            created_at: store::now(),
-        };
-        if let Ok(mut jobs) = self.jobs.lock() {
-            // Bounded: the oldest finished jobs are forgotten first.
-            while jobs.len() >= MAX_JOBS {
-                let oldest = jobs
-                    .values()
-                    .min_by(|a, b| a.created_at.cmp(&b.created_at))
-                    .map(|j| j.guid.clone());
-                match oldest {
-                    Some(g) => jobs.remove(&g),
-                    None => break,
-                };
-            }
-            jobs.insert(job.guid.clone(), job.clone());
-        }
-        job
     }
 }

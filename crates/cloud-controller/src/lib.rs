@@ -118,6 +118,7 @@ pub async fn run(
     tasks.push(staging::spawn_loop(ctx.clone()));
     tasks.extend(blob_gc::spawn(ctx.clone()));
     tasks.push(crate::tasks::spawn_sweep(ctx.clone()));
+    tasks.push(services::spawn_job_pruning(ctx.clone()));
     match services::resume(&ctx).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "resumed unfinished service jobs"),

@@ -1,7 +1,7 @@
 //! `/v3/apps`: CRUD, lifecycle actions, environment, current droplet.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -301,9 +301,7 @@ async fn delete(
     .await;
     ctx.logs.forget(&guid);
     tracing::info!(app_id = %guid, routes = routes.len(), "app deleted");
-    let job = ctx.add_job("app.delete");
-    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+    super::jobs::accepted(&ctx, &base, "app.delete").await
 }
 
 /// Puts an app into STARTED with a fresh version and starts every index.

@@ -308,9 +308,7 @@ async fn delete(
     let b = ctx.store.buildpack(&guid).await?;
     ctx.store.delete_buildpack(&guid).await?;
     tracing::info!(buildpack = %b.name, actor = %actor.name, "buildpack deleted");
-    let job = ctx.add_job("buildpack.delete");
-    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+    super::jobs::accepted(&ctx, &base, "buildpack.delete").await
 }
 
 /// The scripts of which a buildpack needs at least one: `bin/compile` (the

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
@@ -307,7 +307,7 @@ async fn remove(
         Value::Null,
     )
     .await;
-    Ok(super::jobs::accepted(&ctx, &base, "domain.delete").into_response())
+    super::jobs::accepted(&ctx, &base, "domain.delete").await
 }
 
 #[cfg(test)]

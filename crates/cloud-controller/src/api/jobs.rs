@@ -1,14 +1,18 @@
-//! `/v3/jobs/:guid`: service jobs (kept in the database, `crate::services`),
-//! and deletes that finished synchronously (kept in memory, COMPLETE).
+//! `/v3/jobs/:guid`: every job is a row of `jobs`: the service jobs
+//! (`crate::services`) and the deletes that finished before answering
+//! (COMPLETE at once). Finished jobs go after a day (`services`).
 
 use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::BaseUrl;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::store::JobRow;
 
 pub fn routes() -> Router<Ctx> {
     Router::new().route("/v3/jobs/{guid}", get(show))
@@ -19,35 +23,26 @@ async fn show(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(j) = ctx.store.job(&guid).await? {
-        return Ok(Json(super::presenters::services::job(&base, &j)));
-    }
     let job = ctx
-        .jobs
-        .lock()
-        .ok()
-        .and_then(|j| j.get(&guid).cloned())
+        .store
+        .job(&guid)
+        .await?
         .ok_or_else(|| ApiError::not_found("Job"))?;
-    Ok(Json(json!({
-        "guid": job.guid,
-        "created_at": job.created_at,
-        "updated_at": job.created_at,
-        "operation": job.operation,
-        "state": job.state,
-        "errors": [],
-        "warnings": [],
-        "links": {"self": base.link(&format!("/v3/jobs/{}", job.guid))},
-    })))
+    Ok(Json(super::presenters::services::job(&base, &job)))
 }
 
-/// `202 Accepted` with the `Location` of a finished job for `operation`.
-pub fn accepted(ctx: &Ctx, base: &BaseUrl, operation: &str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let job = ctx.add_job(operation);
-    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
+/// `202 Accepted` with the `Location` of `job`.
+pub fn location(base: &BaseUrl, job: &JobRow) -> Response {
     (
-        axum::http::StatusCode::ACCEPTED,
-        [(axum::http::header::LOCATION, location)],
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("{}/v3/jobs/{}", base.0, job.guid))],
     )
         .into_response()
+}
+
+/// `202 Accepted` with the `Location` of a job for `operation` that is
+/// already COMPLETE (the work was done before answering).
+pub async fn accepted(ctx: &Ctx, base: &BaseUrl, operation: &str) -> ApiResult<Response> {
+    let job = ctx.store.create_complete_job(operation).await?;
+    Ok(location(base, &job))
 }

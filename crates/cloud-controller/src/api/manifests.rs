@@ -11,8 +11,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
 use bytes::Bytes;
@@ -329,9 +328,7 @@ async fn apply_manifest(
         ctx.audit_app(&actor, "audit.app.apply_manifest", &app, Value::Null)
             .await;
     }
-    let job = ctx.add_job("app.apply_manifest");
-    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+    super::jobs::accepted(&ctx, &base, "app.apply_manifest").await
 }
 
 /// A manifest's `services:` entry: a name, or `{name, binding_name,

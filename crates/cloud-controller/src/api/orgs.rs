@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
@@ -229,7 +229,7 @@ async fn remove(
         json!({"recursive": recursive}),
     )
     .await;
-    Ok(super::jobs::accepted(&ctx, &base, "organization.delete").into_response())
+    super::jobs::accepted(&ctx, &base, "organization.delete").await
 }
 
 async fn default_domain(

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
@@ -362,5 +362,5 @@ async fn remove(
         json!({"request": {"type": role.kind}}),
     )
     .await;
-    Ok(super::jobs::accepted(&ctx, &base, "role.delete").into_response())
+    super::jobs::accepted(&ctx, &base, "role.delete").await
 }

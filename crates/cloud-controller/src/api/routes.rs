@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
@@ -231,12 +231,7 @@ async fn remove(
     for app in apps {
         ctx.update_routes(&app).await?;
     }
-    let job = ctx.add_job("route.delete");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("{}/v3/jobs/{}", base.0, job.guid))],
-    )
-        .into_response())
+    super::jobs::accepted(&ctx, &base, "route.delete").await
 }
 
 fn destinations_body(base: &BaseUrl, route_guid: &str, destinations: Vec<Value>) -> Value {

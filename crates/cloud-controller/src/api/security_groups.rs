@@ -5,7 +5,7 @@
 //! to the next build.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
@@ -314,9 +314,7 @@ async fn remove(
     ctx.store.delete_security_group(&guid).await?;
     tracing::info!(group = %g.name, actor = %actor.name, "security group deleted");
     refresh_for(&ctx, g.global(Lifecycle::Running), &spaces).await;
-    let job = ctx.add_job("security_group.delete");
-    let location = format!("{}/v3/jobs/{}", base.0, job.guid);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+    super::jobs::accepted(&ctx, &base, "security_group.delete").await
 }
 
 async fn bind(

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::jobs::location as accepted;
 use super::presenters::services as present;
-use super::service_brokers::accepted;
 use super::service_instances::{check_object, identity, IN_PROGRESS};
 use super::{filter, input, page_of, parse_json, BaseUrl, PageReq, Query, ToOne};
 use crate::authz::{Action, Decision, Perms, Scope};

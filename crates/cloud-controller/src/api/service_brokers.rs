@@ -3,7 +3,7 @@
 //! its catalog in a job (`crate::services`).
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -105,15 +105,6 @@ fn conflict(e: StoreError) -> ApiError {
     }
 }
 
-/// `202 Accepted` with the job's `Location`.
-pub fn accepted(base: &BaseUrl, job: &crate::store::JobRow) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("{}/v3/jobs/{}", base.0, job.guid))],
-    )
-        .into_response()
-}
-
 fn who(perms: &Perms) -> Identity {
     Identity {
         user_guid: Some(perms.user_guid.clone()),
@@ -148,7 +139,7 @@ async fn create(
         .map_err(conflict)?;
     tracing::info!(broker = %b.name, url = %b.url, "service broker registered");
     let job = services::start(&ctx, Work::SyncCatalog, &b.guid, who(&perms)).await?;
-    Ok(accepted(&base, &job))
+    Ok(super::jobs::location(&base, &job))
 }
 
 async fn list(
@@ -237,7 +228,7 @@ async fn update(
         return Ok(Json(present::broker(&base, &ctx.store.broker(&guid).await?)).into_response());
     }
     let job = services::start(&ctx, Work::SyncCatalog, &b.guid, who(&perms)).await?;
-    Ok(accepted(&base, &job))
+    Ok(super::jobs::location(&base, &job))
 }
 
 async fn remove(
@@ -259,7 +250,7 @@ async fn remove(
         });
     }
     let job = services::start(&ctx, Work::DeleteBroker, &b.guid, who(&perms)).await?;
-    Ok(accepted(&base, &job))
+    Ok(super::jobs::location(&base, &job))
 }
 
 #[cfg(test)]

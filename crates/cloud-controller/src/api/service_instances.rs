@@ -13,8 +13,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::jobs::location as accepted;
 use super::presenters::services as present;
-use super::service_brokers::accepted;
 use super::service_plans::Catalog;
 use super::{filter, input, page_of, parse_json, BaseUrl, PageReq, Query, ToOne};
 use crate::authz::{self, Action, Perms, Scope};

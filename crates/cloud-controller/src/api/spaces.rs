@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
@@ -226,5 +226,5 @@ async fn remove(
         json!({"recursive": true}),
     )
     .await;
-    Ok(super::jobs::accepted(&ctx, &base, "space.delete").into_response())
+    super::jobs::accepted(&ctx, &base, "space.delete").await
 }

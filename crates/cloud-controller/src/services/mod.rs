@@ -773,6 +773,27 @@ async fn unbind(ctx: &Ctx, job: &JobRow, guid: &str, who: &Identity) -> Result<(
     }
 }
 
+/// Finished jobs are kept this long for polling, then forgotten.
+const KEEP_FINISHED_JOBS: chrono::Duration = chrono::Duration::hours(24);
+
+/// Forgets finished jobs older than a day, every hour (the first pass at
+/// start-up): the `jobs` table stays bounded.
+pub fn spawn_job_pruning(ctx: Ctx) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let before = (chrono::Utc::now() - KEEP_FINISHED_JOBS)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            match ctx.store.prune_jobs(&before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "forgot finished jobs"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune finished jobs"),
+            }
+        }
+    })
+}
+
 /// Unbinds every binding of an app being deleted (in jobs; a
 /// user-provided instance's at once).
 pub async fn unbind_app(ctx: &Ctx, app_guid: &str) -> Result<(), StoreError> {

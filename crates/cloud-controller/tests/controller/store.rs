@@ -422,7 +422,34 @@ async fn refresh_tokens(url: &str) {
     assert!(s.revoke_refresh_token("j3", None).await.expect("anyone's"));
 }
 
+/// Jobs: finished ones are forgotten by age; unfinished ones never are.
+async fn jobs(url: &str) {
+    let s = bootstrapped(url).await;
+    let done = s.create_complete_job("app.delete").await.expect("job");
+    let running = s
+        .create_job("service_instance.create", "service_instances", "i1")
+        .await
+        .expect("job");
+    let got = s.job(&done.guid).await.expect("read").expect("there");
+    assert_eq!(
+        (got.state.as_str(), got.operation.as_str()),
+        ("COMPLETE", "app.delete")
+    );
+    assert_eq!(s.unfinished_jobs().await.expect("unfinished").len(), 1);
+    assert_eq!(
+        s.prune_jobs("2000-01-01T00:00:00Z").await.expect("prune"),
+        0
+    );
+    assert_eq!(
+        s.prune_jobs("2999-01-01T00:00:00Z").await.expect("prune"),
+        1
+    );
+    assert!(s.job(&done.guid).await.expect("read").is_none());
+    assert!(s.job(&running.guid).await.expect("read").is_some());
+}
+
 both_backends!(
+    jobs,
     apps_and_processes,
     routes,
     survives_reopen,

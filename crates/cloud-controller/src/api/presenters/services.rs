@@ -194,7 +194,7 @@ pub fn binding_details(b: &Binding) -> Value {
 
 pub fn job(base: &BaseUrl, j: &JobRow) -> Value {
     let mut links = json!({"self": base.link(&format!("/v3/jobs/{}", j.guid))});
-    if j.state != "COMPLETE" || !j.operation.ends_with(".delete") {
+    if !j.resource_type.is_empty() && (j.state != "COMPLETE" || !j.operation.ends_with(".delete")) {
         let key = match j.resource_type.as_str() {
             "service_brokers" => "service_brokers",
             "service_instances" => "service_instances",

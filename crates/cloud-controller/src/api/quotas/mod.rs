@@ -4,7 +4,7 @@
 mod organization;
 mod space;
 
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -258,7 +258,7 @@ pub(super) async fn remove(
     };
     ctx.audit(actor, event, audit_target(kind, &q), Value::Null)
         .await;
-    Ok(super::jobs::accepted(ctx, base, "quota.delete").into_response())
+    super::jobs::accepted(ctx, base, "quota.delete").await
 }
 
 pub(super) fn object(body: &Bytes) -> ApiResult<Map<String, Value>> {

@@ -8,7 +8,8 @@
 # missing (scripts/lib.sh ensure_runtime, ensure_build, as scripts/setup.sh),
 # RabbitMQ's management plugin enabled (ensure_rabbitmq_management);
 # target/release in the checkout. While it runs: a platform in a temp dir
-# (the process backend) and databases, users, keys and vhosts on this
+# (as root with containers, as cf dev start runs it: network namespaces,
+# veths, a bridge, iptables chains, removed at the end) and databases, users, keys and vhosts on this
 # machine's PostgreSQL, MariaDB, Redis and RabbitMQ, each deleted again.
 set -euo pipefail
 cd "$(dirname "$0")/.."

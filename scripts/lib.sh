@@ -257,11 +257,13 @@ ensure_server() {
 # TCP, so root's password is set empty once when it is not.
 ensure_services() {
   ensure_server mariadb 3306 mariadb-server
+  ensure_cmd mysql mariadb-client
   if ! mysql -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1; then
     echo "==> letting MariaDB's root in over TCP without a password"
     $SUDO mysql -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('')" >/dev/null 2>&1 || true
   fi
   ensure_server redis-server 6379 redis-server
+  ensure_cmd redis-cli redis-tools
   ensure_server rabbitmq-server 5672 rabbitmq-server
   ensure_rabbitmq_management
 }

@@ -639,10 +639,12 @@ impl Store {
         push_in(&mut cond, &mut binds, "name", &f.names);
         push_in(&mut cond, &mut binds, "space_guid", &f.space_guids);
         push_in(&mut cond, &mut binds, "plan_guid", &f.plan_guids);
-        if let Some(k) = &f.kind {
-            binds.push(k.clone());
-            cond.push_str(&format!(" AND kind = ${}", binds.len()));
-        }
+        push_in(
+            &mut cond,
+            &mut binds,
+            "kind",
+            &f.kind.clone().map(|k| vec![k]),
+        );
         if let SpaceScope::ReadableBy(user) = &f.scope {
             binds.push(user.clone());
             let n = format!("${}", binds.len());
@@ -828,10 +830,12 @@ impl Store {
         push_in(&mut cond, &mut binds, "name", &f.names);
         push_in(&mut cond, &mut binds, "instance_guid", &f.instance_guids);
         push_in(&mut cond, &mut binds, "app_guid", &f.app_guids);
-        if let Some(k) = &f.kind {
-            binds.push(k.clone());
-            cond.push_str(&format!(" AND kind = ${}", binds.len()));
-        }
+        push_in(
+            &mut cond,
+            &mut binds,
+            "kind",
+            &f.kind.clone().map(|k| vec![k]),
+        );
         if let SpaceScope::ReadableBy(user) = &f.scope {
             binds.push(user.clone());
             let n = format!("${}", binds.len());

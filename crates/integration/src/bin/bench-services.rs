@@ -7,9 +7,10 @@
 //! provision and bind over HTTP, no platform). The broker's resident
 //! memory idle and at the end.
 //!
-//! The platform as `cf dev start` runs it, but with the `process` backend
-//! (the namespaces backend does not reach the host's 127.0.0.1 servers
-//! yet). PAAS_BIN_DIR picks the binaries.
+//! The platform as `cf dev start` runs it: as root, apps in containers
+//! reaching the servers through the DEA's host services address (Redis
+//! through the broker's AUTH guard); otherwise the `process` backend.
+//! PAAS_BIN_DIR picks the binaries.
 
 use std::time::{Duration, Instant};
 
@@ -106,13 +107,33 @@ async fn broker_only(url: &str, label: &str, i: usize) -> Result<f64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let runs = env_num("RUNS", 20);
+    // SAFETY: geteuid has no preconditions.
+    let containers = unsafe { libc::geteuid() } == 0;
+    let guard = integration::free_port();
     let p = Platform::start_with(PlatformOptions {
-        dea_config: "backend = \"process\"".into(),
+        dea_config: if containers {
+            format!("host_services_address = \"10.253.0.1\"\nhost_services_ports = [5432, 3306, {guard}, 5672]")
+        } else {
+            "backend = \"process\"".into()
+        },
         ..Default::default()
     })
     .await?;
     p.login().await?;
-    let (broker, url) = Component::service_broker(p.root(), "bench-broker").await?;
+    let (broker, url) = Component::service_broker_for_containers(
+        p.root(),
+        "bench-broker",
+        containers.then_some(("10.253.0.1", guard)),
+    )
+    .await?;
+    println!(
+        "apps {}\n",
+        if containers {
+            "in containers (namespaces backend), services through the host services address"
+        } else {
+            "on the host (process backend: not root)"
+        }
+    );
     p.cf_ok(&[
         "create-service-broker",
         "local",

@@ -9,6 +9,7 @@ pub mod blob_gc;
 pub mod blobstore;
 pub mod config;
 pub mod context;
+pub mod deployments;
 pub mod error;
 pub mod keys;
 pub mod login;
@@ -118,6 +119,7 @@ pub async fn run(
     tasks.push(staging::spawn_loop(ctx.clone()));
     tasks.extend(blob_gc::spawn(ctx.clone()));
     tasks.push(crate::tasks::spawn_sweep(ctx.clone()));
+    tasks.push(deployments::spawn_updater(ctx.clone()));
     tasks.push(services::spawn_job_pruning(ctx.clone()));
     match services::resume(&ctx).await {
         Ok(0) => {}

@@ -26,6 +26,22 @@ pub async fn content(ctx: &Ctx, app: &App) -> Result<Option<RevisionContent>, St
     }))
 }
 
+/// A rollback to `to` always records a new revision (CF's "Rolled back to
+/// revision N.").
+pub async fn record_rollback(ctx: &Ctx, app: &App, to: &Revision) -> Result<Revision, StoreError> {
+    let next = content(ctx, app).await?.unwrap_or_else(|| to.content());
+    let r = ctx
+        .store
+        .create_revision(
+            &app.guid,
+            &next,
+            &format!("Rolled back to revision {}.", to.version),
+        )
+        .await?;
+    tracing::info!(app_id = %app.guid, version = r.version, to = to.version, "rollback revision recorded");
+    Ok(r)
+}
+
 /// A new revision when what the app runs with changed; the new one, if any.
 pub async fn record(ctx: &Ctx, app: &App) -> Result<Option<Revision>, StoreError> {
     if !ctx.store.app_feature(&app.guid, "revisions").await? {

@@ -135,11 +135,9 @@ impl Ctx {
         let mut vcap = launch.vcap;
         vcap["process_id"] = json!(process.guid);
         vcap["process_type"] = json!(process.kind);
-        let (process_type, log_guid) = if process.is_web() {
-            (None, None)
-        } else {
-            (Some(process.kind.clone()), Some(app.guid.clone()))
-        };
+        let process_type = (!process.is_web()).then(|| process.kind.clone());
+        // A unit whose bus id is not the app's guid logs to the app.
+        let log_guid = (bus_id != app.guid).then(|| app.guid.clone());
         for (index, (dea_id, placement_id)) in indices.iter().zip(picks.iter()) {
             let req = StartRequest {
                 app_id: bus_id.clone(),
@@ -257,7 +255,11 @@ impl Ctx {
     pub async fn stop_all(&self, app_guid: &str, version: Option<&str>) {
         let mut ids = vec![app_guid.to_string()];
         match self.store.processes_of(app_guid).await {
-            Ok(ps) => ids.extend(ps.iter().filter(|p| !p.is_web()).map(|p| p.guid.clone())),
+            Ok(ps) => ids.extend(
+                ps.iter()
+                    .map(|p| p.bus_id().to_string())
+                    .filter(|id| id != app_guid),
+            ),
             Err(e) => {
                 tracing::warn!(app_id = %app_guid, error = %e, "cannot list processes to stop")
             }
@@ -285,15 +287,24 @@ impl Ctx {
             Err(e) => return Err(e),
         };
         let uris = self.app_uris(app_guid).await?;
-        self.publish(
-            subjects::DEA_UPDATE,
-            &UpdateRequest {
-                app_id: app.guid.clone(),
-                uris,
-                version: Some(app.version.clone()),
-            },
-        )
-        .await;
+        // The web process's instances, and an old version's while a
+        // deployment keeps it (§5.12).
+        let web = self.store.web_process(app_guid).await?;
+        let mut units = vec![(web.bus_id().to_string(), app.version.clone())];
+        for d in self.store.old_units(app_guid).await? {
+            units.push((d.old_bus_id, d.old_version));
+        }
+        for (app_id, version) in units {
+            self.publish(
+                subjects::DEA_UPDATE,
+                &UpdateRequest {
+                    app_id,
+                    uris: uris.clone(),
+                    version: Some(version),
+                },
+            )
+            .await;
+        }
         Ok(())
     }
 

@@ -239,7 +239,9 @@ impl Agent {
             host: self.cfg.host_ip.clone(),
             port: i.port,
             uris,
-            app_id: Some(i.app_id.clone()),
+            // The app's guid (a deployment's instances have bus ids of
+            // their own): routers admit routes assigned to the app.
+            app_id: Some(i.log.app_id.clone()),
             instance_id: Some(i.id.clone()),
             tags: BTreeMap::new(),
             stale_threshold_s: Some(self.stale_threshold_s.load(Ordering::Relaxed)),
@@ -855,11 +857,15 @@ impl Agent {
             indices: req.indices.as_deref(),
         };
         let ids = self.lock().matching(&f);
+        let drain = Duration::from_secs(req.drain_s.unwrap_or(0).min(proto::MAX_STOP_DRAIN_S));
         let tasks: Vec<_> = ids
             .into_iter()
             .map(|id| {
                 let me = self.clone();
-                tokio::spawn(async move { me.stop_instance(&id).await })
+                tokio::spawn(async move {
+                    me.stop_instance_with(&id, ExitReason::Stopped, drain)
+                        .await
+                })
             })
             .collect();
         for t in tasks {
@@ -870,10 +876,19 @@ impl Agent {
     /// STOPPING → unregister → stop → STOPPED, `droplet.exited` STOPPED,
     /// files removed. A CRASHED instance is just forgotten.
     pub async fn stop_instance(self: &Arc<Self>, id: &str) {
-        self.stop_instance_with(id, ExitReason::Stopped).await
+        self.stop_instance_with(id, ExitReason::Stopped, Duration::ZERO)
+            .await
     }
 
-    async fn stop_instance_with(self: &Arc<Self>, id: &str, reason: ExitReason) {
+    /// As [`Self::stop_instance`]; a routed instance gets `drain` between
+    /// its unregistration and SIGTERM (a deployment's graceful stop; an
+    /// evacuation waits `EVACUATION_UNREGISTER_GRACE`).
+    async fn stop_instance_with(
+        self: &Arc<Self>,
+        id: &str,
+        reason: ExitReason,
+        drain: Duration,
+    ) {
         if self.state_of(id) == Some(Crashed) {
             self.forget_crashed(id).await;
             return;
@@ -894,10 +909,19 @@ impl Agent {
         cell(cell_log::stopping(id));
         if was_routed {
             self.send_route(subjects::ROUTER_UNREGISTER, &i, i.uris.clone());
-            if reason == ExitReason::Evacuating {
-                // Evacuation promises no failed request: let the routers
-                // drop the route and in-flight requests finish first.
-                tokio::time::sleep(EVACUATION_UNREGISTER_GRACE).await;
+            let wait = if reason == ExitReason::Evacuating {
+                EVACUATION_UNREGISTER_GRACE
+            } else {
+                drain
+            };
+            if !wait.is_zero() {
+                // No failed request: the routers drop the route at once,
+                // and the requests in flight get `wait` to finish.
+                cell(format!(
+                    "Draining instance {id}: stopping in {}s",
+                    wait.as_secs()
+                ));
+                tokio::time::sleep(wait).await;
             }
         }
         // The container may have been attached after our copy was taken.
@@ -1010,6 +1034,7 @@ impl Agent {
                 host: self.cfg.host_ip.clone(),
                 port: i.port,
                 stats,
+                ready: i.ready,
             });
         }
         out.sort_by_key(|r| r.index);
@@ -1074,7 +1099,8 @@ impl Agent {
         };
         for id in replaced {
             tracing::info!(instance_id = %id, replacement_dea = %hb.dea_id, "replacement running, stopping evacuated instance");
-            self.stop_instance_with(&id, ExitReason::Evacuating).await;
+            self.stop_instance_with(&id, ExitReason::Evacuating, Duration::ZERO)
+                .await;
         }
     }
 

@@ -244,7 +244,16 @@ pub struct StopRequest {
     pub instance_ids: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indices: Option<Vec<u32>>,
+    /// Seconds between unregistering a routed instance and SIGTERM, for
+    /// routers to drop the route and requests in flight to finish (a
+    /// deployment's graceful stop); omitted: none. The DEA caps it at
+    /// `MAX_STOP_DRAIN_S`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_s: Option<u64>,
 }
+
+/// The longest drain a `dea.stop` may ask for.
+pub const MAX_STOP_DRAIN_S: u64 = 120;
 
 /// `dea.update`: route changes without a restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,6 +343,14 @@ pub struct FindDropletResponse {
     pub port: u16,
     #[serde(default)]
     pub stats: Option<InstanceStats>,
+    /// Whether it passes its readiness check (and so is routed while
+    /// RUNNING); absent (older DEAs): true.
+    #[serde(default = "yes")]
+    pub ready: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One instance in a heartbeat.
@@ -622,6 +639,7 @@ mod tests {
                 disk: 20,
                 uptime: 3,
             }),
+            ready: false,
         });
         round_trip(&Heartbeat {
             dea_id: "d".into(),

@@ -287,6 +287,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     let app = ctx.store.app(&guid).await?;
     let routes = ctx.store.app_routes(&guid).await?;
+    crate::deployments::abandon(&ctx, &guid).await?;
     ctx.stop_all(&guid, None).await;
     crate::tasks::cancel_all(&ctx, &guid).await?;
     crate::services::unbind_app(&ctx, &guid).await?;
@@ -304,8 +305,9 @@ async fn delete(
     super::jobs::accepted(&ctx, &base, "app.delete").await
 }
 
-/// Puts an app into STARTED with a fresh version and starts every index.
-async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
+/// Puts an app into STARTED with a fresh version and starts every index
+/// (a deployment in flight ends where it is).
+pub(crate) async fn start_app(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
     if app.current_droplet_guid.is_none() {
         return Err(ApiError::Unprocessable(
             "Assign a droplet before starting this app.".into(),
@@ -324,6 +326,7 @@ async fn do_start(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
     app.state_changed_at = store::now();
     let app = ctx.store.update_app(&app).await?;
     if was_started {
+        crate::deployments::abandon(ctx, &app.guid).await?;
         ctx.stop_all(&app.guid, Some(&old_version)).await;
     }
     crate::revisions::record(ctx, &app).await?;
@@ -348,7 +351,7 @@ async fn start(
 ) -> ApiResult<Json<Value>> {
     let app = ctx.store.app(&guid).await?;
     let was_started = app.started();
-    let app = do_start(&ctx, app, false).await?;
+    let app = start_app(&ctx, app, false).await?;
     if !was_started {
         ctx.audit_app(&actor, "audit.app.start", &app, Value::Null)
             .await;
@@ -362,7 +365,7 @@ async fn restart(
     base: BaseUrl,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = do_start(&ctx, ctx.store.app(&guid).await?, true).await?;
+    let app = start_app(&ctx, ctx.store.app(&guid).await?, true).await?;
     ctx.audit_app(&actor, "audit.app.restart", &app, Value::Null)
         .await;
     Ok(Json(present(&base, &app)))
@@ -381,6 +384,7 @@ async fn stop(
         app = ctx.store.update_app(&app).await?;
         ctx.api_log(&app.guid, format!("Stopping app with guid {}", app.guid))
             .await;
+        crate::deployments::abandon(&ctx, &app.guid).await?;
         ctx.stop_all(&app.guid, None).await;
         ctx.audit_app(&actor, "audit.app.stop", &app, Value::Null)
             .await;

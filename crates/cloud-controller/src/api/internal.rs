@@ -114,6 +114,21 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
         let Some(droplet_guid) = app.current_droplet_guid.as_deref() else {
             continue;
         };
+        // A deployment in flight: the web process's new instances count
+        // as it says, and the old versions still desired are units of
+        // their own (§5.12).
+        let active = ctx.store.active_deployment(&app.guid).await?;
+        for d in ctx.store.old_units(&app.guid).await? {
+            apps.push(DesiredApp {
+                app_id: d.old_bus_id.clone(),
+                name: app.name.clone(),
+                version: d.old_version.clone(),
+                instances: u32::try_from(d.old_instances.max(0)).unwrap_or(0),
+                state: app.state.to_string(),
+                updated_at: d.updated_at.clone(),
+                log_guid: (d.old_bus_id != app.guid).then(|| app.guid.clone()),
+            });
+        }
         for p in ctx.store.processes_of(&app.guid).await? {
             if !p.is_web() && p.command.as_deref().is_none_or(str::is_empty) {
                 // A process type without a command cannot run (and is not
@@ -123,6 +138,10 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
                     continue;
                 }
             }
+            let (instances, updated_at) = match &active {
+                Some(d) if p.is_web() => (d.new_instances, d.updated_at.clone()),
+                _ => (p.instances, app.state_changed_at.clone()),
+            };
             apps.push(DesiredApp {
                 app_id: p.bus_id().to_string(),
                 name: if p.is_web() {
@@ -131,10 +150,10 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
                     format!("{}/{}", app.name, p.kind)
                 },
                 version: app.version.clone(),
-                instances: u32::try_from(p.instances.max(0)).unwrap_or(0),
+                instances: u32::try_from(instances.max(0)).unwrap_or(0),
                 state: app.state.to_string(),
-                updated_at: app.state_changed_at.clone(),
-                log_guid: (!p.is_web()).then(|| app.guid.clone()),
+                updated_at,
+                log_guid: (p.bus_id() != app.guid).then(|| app.guid.clone()),
             });
         }
     }

@@ -1,10 +1,11 @@
 //! The HTTP API: CF v3 resources (one file each), tokens and the internal API.
 
 mod admin;
-mod apps;
+pub(crate) mod apps;
 mod audit;
 pub mod buildpacks;
 mod builds;
+mod deployments;
 mod domains;
 mod droplets;
 mod feature_flags;
@@ -57,6 +58,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(apps::routes())
         .merge(processes::routes())
         .merge(tasks::routes())
+        .merge(deployments::routes())
         .merge(revisions::routes())
         .merge(packages::routes())
         .merge(resource_matches::routes())

@@ -290,6 +290,11 @@ pub(super) async fn do_scale(
     body: &Bytes,
 ) -> ApiResult<Process> {
     let req: Scale = parse_json(body)?;
+    if p.is_web() && ctx.store.active_deployment(&p.app_guid).await?.is_some() {
+        return Err(ApiError::Unprocessable(
+            "Cannot scale this process while a deployment is in flight.".into(),
+        ));
+    }
     if req.instances.is_some_and(|n| !(0..=1000).contains(&n)) {
         return Err(ApiError::Unprocessable(
             "Instances must be between 0 and 1000".into(),

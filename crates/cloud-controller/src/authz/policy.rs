@@ -262,6 +262,19 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
     ("POST", "/v3/apps/{guid}/tasks", On(T::App, WriteSpace)),
     ("GET", "/v3/apps/{guid}/tasks", On(T::App, ReadSpace)),
     ("GET", "/v3/tasks", Caller),
+    ("POST", "/v3/deployments", Caller),
+    ("GET", "/v3/deployments", Caller),
+    ("GET", "/v3/deployments/{guid}", On(T::Deployment, ReadSpace)),
+    (
+        "POST",
+        "/v3/deployments/{guid}/actions/cancel",
+        On(T::Deployment, ManageApp),
+    ),
+    (
+        "POST",
+        "/v3/deployments/{guid}/actions/continue",
+        On(T::Deployment, ManageApp),
+    ),
     ("GET", "/v3/tasks/{guid}", On(T::Task, ReadSpace)),
     (
         "POST",

@@ -68,7 +68,7 @@ pub async fn spawn_subscribers(
                 continue;
             }
             tracing::info!(app_id = %h.app_id, instance_ids = ?h.instance_ids, reason = %h.reason, "health.stop");
-            c.stop_instances(StopRequest { app_id: h.app_id, version: h.version, instance_ids: Some(h.instance_ids), indices: None }).await;
+            c.stop_instances(StopRequest { app_id: h.app_id, version: h.version, instance_ids: Some(h.instance_ids), ..Default::default() }).await;
         }
     }));
 

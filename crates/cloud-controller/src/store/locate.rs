@@ -22,6 +22,7 @@ pub enum Target {
     AuditEvent,
     Task,
     Revision,
+    Deployment,
     ServiceInstance,
     /// A credential binding (located by its instance's space).
     ServiceBinding,
@@ -45,6 +46,7 @@ impl Target {
             Target::AuditEvent => "Event",
             Target::Task => "Task",
             Target::Revision => "Revision",
+            Target::Deployment => "Deployment",
             Target::ServiceInstance => "Service instance",
             Target::ServiceBinding => "Service credential binding",
         }
@@ -76,6 +78,7 @@ impl Store {
             Target::Droplet => via_app("droplets", "app_guid"),
             Target::Task => via_app("tasks", "app_guid"),
             Target::Revision => via_app("revisions", "app_guid"),
+            Target::Deployment => via_app("deployments", "app_guid"),
             Target::ServiceInstance => "SELECT s.organization_guid, s.guid FROM service_instances i JOIN spaces s ON s.guid = i.space_guid WHERE i.guid = $1".to_string(),
             Target::ServiceBinding => "SELECT s.organization_guid, s.guid FROM service_bindings b JOIN service_instances i ON i.guid = b.instance_guid JOIN spaces s ON s.guid = i.space_guid WHERE b.guid = $1".to_string(),
             Target::Route => "SELECT s.organization_guid, s.guid FROM routes r JOIN spaces s ON s.guid = r.space_guid WHERE r.guid = $1".to_string(),

@@ -4,6 +4,7 @@
 
 mod buildpacks;
 mod builds;
+pub mod deployments;
 mod gc;
 mod jobs;
 mod keys;
@@ -22,6 +23,7 @@ mod tokens;
 mod users;
 
 pub use buildpacks::{Buildpack, BuildpackUpdate};
+pub use deployments::{Deployment, DeploymentFilter};
 pub use gc::{BlobVersion, BlobVersions};
 pub use jobs::{JobRow, JOB_COMPLETE, JOB_FAILED, JOB_POLLING, JOB_PROCESSING};
 pub use keys::{SigningKeyRow, LEGACY_KID};
@@ -136,7 +138,7 @@ const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack
 /// The columns a new process row is written with (the health-check
 /// columns of 0008 take their defaults).
 const PROC_INSERT_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
-const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval, log_rate_limit";
+pub(crate) const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval, log_rate_limit, bus_guid";
 /// A new app's memory when the controller's config does not say
 /// (`default_app_memory_mb`; CF's default, 1G).
 pub const DEFAULT_APP_MEMORY_MB: u64 = 1024;
@@ -499,9 +501,26 @@ impl Store {
     /// The app and process that a bus id names: an app's guid names its
     /// web process, a process guid any other process (`Process::bus_id`).
     pub async fn unit(&self, bus_id: &str) -> Result<(App, Process)> {
+        // A deployment's units first: the web process's new bus id, then
+        // an old version still desired (docs/architecture.md §5.12).
+        if let Some(web) = self.process_by_bus_guid(bus_id).await? {
+            let app = self.app(&web.app_guid).await?;
+            return Ok(match self.active_deployment(&app.guid).await? {
+                Some(d) => (app, d.new_process(&web)),
+                None => (app, web),
+            });
+        }
+        if let Some(d) = self.old_unit(bus_id).await? {
+            let app = self.app(&d.app_guid).await?;
+            let web = self.web_process(&app.guid).await?;
+            return Ok((d.old_app(&app), d.old_process(&web)));
+        }
         match self.app(bus_id).await {
             Ok(app) => {
                 let web = self.web_process(&app.guid).await?;
+                if web.bus_id() != app.guid {
+                    return Err(StoreError::NotFound("Process"));
+                }
                 Ok((app, web))
             }
             Err(StoreError::NotFound(_)) => {

@@ -127,6 +127,8 @@ pub struct Process {
     /// CF's `log_rate_limit_in_bytes_per_second`: -1 unlimited (within
     /// the platform's cap), 0 no logs.
     pub log_rate_limit: i64,
+    /// The bus id of its instances once a deployment set one (§5.12).
+    pub bus_guid: Option<String>,
 }
 
 impl Process {
@@ -153,14 +155,18 @@ impl Process {
             readiness_invocation_timeout: None,
             readiness_interval: None,
             log_rate_limit: -1,
+            bus_guid: None,
         }
     }
 
     /// The id its instances have on the bus (DEAs, health manager): the
-    /// app's guid for the web process (as CF's web process guid is its
-    /// app's), the process guid for any other type.
+    /// one a deployment gave it; else the app's guid for the web process
+    /// (as CF's web process guid is its app's), the process guid for any
+    /// other type.
     pub fn bus_id(&self) -> &str {
-        if self.kind == "web" {
+        if let Some(b) = &self.bus_guid {
+            b
+        } else if self.kind == "web" {
             &self.app_guid
         } else {
             &self.guid

@@ -337,6 +337,7 @@ async fn fake_dea(bus: Bus, cc_addr: String, events: mpsc::UnboundedSender<DeaEv
                     dea_id: "dea1".into(), app_id: m.payload.app_id, version: "v".into(), instance_id: "i0".into(), index: 0,
                     state: InstanceState::Running, since: 1.0, host: "127.0.0.1".into(), port: 61001,
                     stats: Some(InstanceStats { cpu: 0.5, mem: 1024, disk: 2048, uptime: 7 }),
+                    ready: true,
                 };
                 let _ = bus.reply(m.reply.as_deref().expect("reply inbox"), &r).await;
             }

@@ -166,6 +166,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             stats: None,
+            ready: true,
         }
     }
 

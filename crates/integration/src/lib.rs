@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod netns;
 pub mod procs;
+pub mod steady;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ mod cli_routes;
 mod cli_tasks;
 mod cli_terminal;
 mod containers;
+mod deployments;
 mod faults;
 mod health_checks;
 mod log_rate;

@@ -101,10 +101,10 @@ pub enum Command {
     Stop(AppName),
     /// Stop all instances of the app, then start them again
     #[command(alias = "rs")]
-    Restart(AppName),
+    Restart(lifecycle::RestartArgs),
     /// Stage the app's latest package into a droplet and restart the app
     #[command(alias = "rg")]
-    Restage(AppName),
+    Restage(restage::Args),
     /// Cancel the most recent deployment for an app. Resets the current droplet to the previous deployment's droplet.
     CancelDeployment(deployments::CancelArgs),
     /// Continue the most recent deployment for an app.
@@ -331,8 +331,8 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Scale(a) => scale::run(a).await,
         Command::Start(a) => lifecycle::start(&a.name).await,
         Command::Stop(a) => lifecycle::stop(&a.name).await,
-        Command::Restart(a) => lifecycle::restart(&a.name).await,
-        Command::Restage(a) => restage::run(&a.name).await,
+        Command::Restart(a) => lifecycle::restart(a).await,
+        Command::Restage(a) => restage::run(a).await,
         Command::CancelDeployment(a) => deployments::cancel(a).await,
         Command::ContinueDeployment(a) => deployments::continue_(a).await,
         Command::Rollback(a) => rollback::run(a).await,
@@ -491,6 +491,17 @@ mod tests {
 
     #[test]
     fn deployment_commands_parse_with_cf_names_and_flags() {
+        assert!(matches!(
+            parse(&["restart", "a", "--strategy", "rolling", "--max-in-flight", "2", "--no-wait"]),
+            Command::Restart(a) if a.strategy.as_deref() == Some("rolling") && a.max_in_flight == Some(2) && a.no_wait
+        ));
+        assert!(
+            matches!(parse(&["rs", "a"]), Command::Restart(a) if a.strategy.is_none() && !a.no_wait)
+        );
+        assert!(matches!(
+            parse(&["rg", "a", "--strategy", "canary", "--instance-steps", "10,50"]),
+            Command::Restage(a) if a.instance_steps.as_deref() == Some("10,50")
+        ));
         assert!(matches!(
             parse(&["rollback", "a", "--version", "3", "-f", "--max-in-flight", "1"]),
             Command::Rollback(a) if a.version == 3 && a.force && a.max_in_flight == Some(1) && a.strategy.is_none()

@@ -85,7 +85,7 @@ pub enum Command {
     Target(target::Args),
     /// Push a new app or sync changes to an existing app
     #[command(alias = "p")]
-    Push(push::Args),
+    Push(Box<push::Args>),
     /// List all apps in the target space
     #[command(alias = "a")]
     Apps,
@@ -325,7 +325,7 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Login(a) => login::run(a).await,
         Command::Logout => logout::run().await,
         Command::Target(a) => target::run(a).await,
-        Command::Push(a) => push::run(a).await,
+        Command::Push(a) => push::run(*a).await,
         Command::Apps => apps::run().await,
         Command::App(a) => app::run(&a.name).await,
         Command::Scale(a) => scale::run(a).await,

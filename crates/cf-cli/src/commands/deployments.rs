@@ -66,10 +66,10 @@ pub struct Details {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct Instances {
-    pub new_running: u64,
-    pub new_total: u64,
-    pub target: u64,
-    pub old_serving: u64,
+    pub new_running: i64,
+    pub new_total: i64,
+    pub target: i64,
+    pub old_serving: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -81,14 +81,14 @@ pub struct CanaryStatus {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct CanarySteps {
-    pub current: u64,
-    pub total: u64,
+    pub current: i64,
+    pub total: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Options {
-    pub max_in_flight: Option<u64>,
+    pub max_in_flight: Option<i64>,
 }
 
 impl Deployment {
@@ -156,7 +156,7 @@ pub enum Outcome {
 /// Decides what `d` means. `no_wait`: a running new instance is enough.
 /// `paused_at`: the canary step a `cf continue-deployment` moved on from
 /// (the deployment may still read PAUSED at that step for a moment).
-pub fn outcome(d: &Deployment, no_wait: bool, paused_at: Option<u64>) -> Outcome {
+pub fn outcome(d: &Deployment, no_wait: bool, paused_at: Option<i64>) -> Outcome {
     let reason = d.reason();
     if d.value() == "FINALIZED" {
         return match (reason, d.error()) {
@@ -193,15 +193,19 @@ pub fn outcome(d: &Deployment, no_wait: bool, paused_at: Option<u64>) -> Outcome
 /// deployment's `status.details.instances`; `None` when it has none.
 pub fn progress_line(d: &Deployment) -> Option<String> {
     let i = d.status.details.instances?;
-    let of = if i.target > 0 { i.target } else { i.new_total };
-    let old = if i.old_serving == 1 {
+    let of = if i.target > 0 {
+        i.target
+    } else {
+        i.new_total.max(0)
+    };
+    let (running, serving) = (i.new_running.max(0), i.old_serving.max(0));
+    let old = if serving == 1 {
         "instance"
     } else {
         "instances"
     };
     Some(format!(
-        "{} of {of} new instances running, {} old {old} serving",
-        i.new_running, i.old_serving
+        "{running} of {of} new instances running, {serving} old {old} serving"
     ))
 }
 
@@ -445,7 +449,7 @@ pub async fn wait(
     app: &str,
     first: Deployment,
     no_wait: bool,
-    paused_at: Option<u64>,
+    paused_at: Option<i64>,
 ) -> Result<(Outcome, Deployment)> {
     let started = Instant::now();
     let safety = Duration::from_secs(env_secs("CF_DEPLOYMENT_TIMEOUT", 1800));
@@ -654,7 +658,7 @@ mod tests {
         }))
     }
 
-    fn inst(new_running: u64, new_total: u64, target: u64, old: u64) -> Value {
+    fn inst(new_running: i64, new_total: i64, target: i64, old: i64) -> Value {
         json!({"new_running": new_running, "new_total": new_total, "target": target, "old_serving": old})
     }
 
@@ -768,10 +772,14 @@ mod tests {
         );
         assert_eq!(outcome(&d, true, None), Outcome::Waiting);
         assert_eq!(progress_line(&d), None);
-        assert!(serde_json::from_value::<Deployment>(
-            json!({"status": {"details": {"instances": {"new_running": -1}}}})
-        )
-        .is_err());
+        // Counts below zero read as zero.
+        let d = dep(
+            json!({"status": {"details": {"instances": {"new_running": -1, "target": 2, "old_serving": -2}}}}),
+        );
+        assert_eq!(
+            progress_line(&d).as_deref(),
+            Some("0 of 2 new instances running, 0 old instances serving")
+        );
     }
 
     #[test]
@@ -993,7 +1001,7 @@ mod tests {
         );
     }
 
-    fn deploying(running: u64) -> Value {
+    fn deploying(running: i64) -> Value {
         json!({"guid": "d-1", "strategy": "rolling", "status": {"value": "ACTIVE", "reason": "DEPLOYING",
             "details": {"instances": {"new_running": running, "new_total": 2, "target": 2, "old_serving": 2 - running}}}})
     }
@@ -1114,7 +1122,7 @@ mod tests {
             )
     }
 
-    fn paused(step: u64) -> Value {
+    fn paused(step: i64) -> Value {
         json!({"guid": "d-1", "strategy": "canary", "created_at": "2026-11-22T03:00:00Z",
             "status": {"value": "ACTIVE", "reason": "PAUSED", "details": {},
                 "canary": {"steps": {"current": step, "total": 3}}}})

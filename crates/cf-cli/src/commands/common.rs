@@ -502,6 +502,17 @@ pub async fn wait_for_start_with(
 /// its droplet current. Nothing to do when it was staged already, or when
 /// nothing was uploaded (the start request then says so).
 pub async fn stage_if_unstaged(ctx: &Ctx, app: &App) -> Result<()> {
+    let Some(package) = unstaged_package(ctx, app).await? else {
+        return Ok(());
+    };
+    let droplet = stage(ctx, &app.guid, &package).await?;
+    set_current_droplet(ctx, &app.guid, &droplet).await?;
+    Ok(())
+}
+
+/// The app's newest uploaded package when it has no droplet yet (see
+/// [`stage_if_unstaged`]).
+pub async fn unstaged_package(ctx: &Ctx, app: &App) -> Result<Option<String>> {
     let mut packages: Vec<crate::models::Package> = ctx
         .client
         .list(&format!("/v3/apps/{}/packages", app.guid))
@@ -509,7 +520,7 @@ pub async fn stage_if_unstaged(ctx: &Ctx, app: &App) -> Result<()> {
     packages.retain(|p| p.state == "READY");
     packages.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     let Some(package) = packages.pop() else {
-        return Ok(());
+        return Ok(None);
     };
     let droplets: Vec<Value> = ctx
         .client
@@ -521,12 +532,7 @@ pub async fn stage_if_unstaged(ctx: &Ctx, app: &App) -> Result<()> {
                 .as_str()
                 .is_some_and(|h| h.ends_with(&format!("/{}", package.guid)))
     });
-    if staged {
-        return Ok(());
-    }
-    let droplet = stage(ctx, &app.guid, &package.guid).await?;
-    set_current_droplet(ctx, &app.guid, &droplet).await?;
-    Ok(())
+    Ok((!staged).then_some(package.guid))
 }
 
 /// Makes `droplet` the app's current droplet.

@@ -12,6 +12,7 @@ pub mod curl;
 pub mod delete;
 pub mod delete_orphaned_routes;
 pub mod delete_route;
+pub mod deployments;
 pub mod dev;
 pub mod domains;
 pub mod env;
@@ -31,6 +32,7 @@ pub mod rename;
 pub mod restage;
 pub mod revisions;
 pub mod roles;
+pub mod rollback;
 pub mod route;
 pub mod routes;
 pub mod scale;
@@ -83,7 +85,7 @@ pub enum Command {
     Target(target::Args),
     /// Push a new app or sync changes to an existing app
     #[command(alias = "p")]
-    Push(push::Args),
+    Push(Box<push::Args>),
     /// List all apps in the target space
     #[command(alias = "a")]
     Apps,
@@ -99,10 +101,14 @@ pub enum Command {
     Stop(AppName),
     /// Stop all instances of the app, then start them again
     #[command(alias = "rs")]
-    Restart(AppName),
+    Restart(lifecycle::RestartArgs),
     /// Stage the app's latest package into a droplet and restart the app
     #[command(alias = "rg")]
-    Restage(AppName),
+    Restage(restage::Args),
+    /// Cancel the most recent deployment for an app. Resets the current droplet to the previous deployment's droplet.
+    CancelDeployment(deployments::CancelArgs),
+    /// Continue the most recent deployment for an app.
+    ContinueDeployment(deployments::ContinueArgs),
     /// Delete an app
     #[command(alias = "d")]
     Delete(delete::Args),
@@ -119,6 +125,8 @@ pub enum Command {
     TerminateTask(tasks::TerminateArgs),
     /// List revisions of an app
     Revisions(revisions::Args),
+    /// Rollback to the specified revision of an app
+    Rollback(rollback::Args),
     /// Show the type of health check performed on an app
     GetHealthCheck(health_check::GetArgs),
     /// Change type of health check performed on an app's process
@@ -317,14 +325,17 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Login(a) => login::run(a).await,
         Command::Logout => logout::run().await,
         Command::Target(a) => target::run(a).await,
-        Command::Push(a) => push::run(a).await,
+        Command::Push(a) => push::run(*a).await,
         Command::Apps => apps::run().await,
         Command::App(a) => app::run(&a.name).await,
         Command::Scale(a) => scale::run(a).await,
         Command::Start(a) => lifecycle::start(&a.name).await,
         Command::Stop(a) => lifecycle::stop(&a.name).await,
-        Command::Restart(a) => lifecycle::restart(&a.name).await,
-        Command::Restage(a) => restage::run(&a.name).await,
+        Command::Restart(a) => lifecycle::restart(a).await,
+        Command::Restage(a) => restage::run(a).await,
+        Command::CancelDeployment(a) => deployments::cancel(a).await,
+        Command::ContinueDeployment(a) => deployments::continue_(a).await,
+        Command::Rollback(a) => rollback::run(a).await,
         Command::Delete(a) => delete::run(a).await,
         Command::Logs(a) => logs::run(a).await,
         Command::Env(a) => env::run(&a.name).await,
@@ -476,6 +487,34 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["cf", "set-health-check", "a", "none"]).is_err());
         assert!(matches!(parse(&["version"]), Command::Version));
+    }
+
+    #[test]
+    fn deployment_commands_parse_with_cf_names_and_flags() {
+        assert!(matches!(
+            parse(&["restart", "a", "--strategy", "rolling", "--max-in-flight", "2", "--no-wait"]),
+            Command::Restart(a) if a.strategy.as_deref() == Some("rolling") && a.max_in_flight == Some(2) && a.no_wait
+        ));
+        assert!(
+            matches!(parse(&["rs", "a"]), Command::Restart(a) if a.strategy.is_none() && !a.no_wait)
+        );
+        assert!(matches!(
+            parse(&["rg", "a", "--strategy", "canary", "--instance-steps", "10,50"]),
+            Command::Restage(a) if a.instance_steps.as_deref() == Some("10,50")
+        ));
+        assert!(matches!(
+            parse(&["rollback", "a", "--version", "3", "-f", "--max-in-flight", "1"]),
+            Command::Rollback(a) if a.version == 3 && a.force && a.max_in_flight == Some(1) && a.strategy.is_none()
+        ));
+        assert!(Cli::try_parse_from(["cf", "rollback", "a"]).is_err());
+        assert!(Cli::try_parse_from(["cf", "rollback", "a", "--version", "0"]).is_err());
+        assert!(
+            matches!(parse(&["cancel-deployment", "a"]), Command::CancelDeployment(a) if a.name == "a")
+        );
+        assert!(matches!(
+            parse(&["continue-deployment", "a", "--no-wait"]),
+            Command::ContinueDeployment(a) if a.no_wait
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::common::{
     default_domain, domains, enc, ensure_route, find_app_opt, print_app, stage,
     wait_for_start_with, web_process, Ctx,
 };
+use super::deployments::{self, check_flags, DeployOpts, FlagsOf, Flavor, Source, StrategyFlags};
 use crate::error::{CliError, Result};
 use crate::manifest::{self, AppPlan, PushFlags};
 use crate::models::{App, Domain, Package};
@@ -68,6 +69,17 @@ pub struct Args {
     /// Exit when the first instance of the web process is healthy
     #[arg(long)]
     pub no_wait: bool,
+    /// Deployment strategy can be canary, rolling or null.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Defines the maximum number of instances that will be actively being
+    /// started. Only applies when --strategy flag is specified.
+    #[arg(long = "max-in-flight", allow_negative_numbers = true)]
+    pub max_in_flight: Option<i64>,
+    /// An array of percentage steps to deploy when using deployment strategy
+    /// canary. (e.g. 20,40,60)
+    #[arg(long = "instance-steps")]
+    pub instance_steps: Option<String>,
     /// Variable key value pair for variable substitution (e.g.
     /// name=app1); can be given more than once
     #[arg(long = "var")]
@@ -103,13 +115,37 @@ pub fn hostname(app: &str) -> String {
 }
 
 /// Per-push options that are not per app.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Opts {
     no_start: bool,
     no_wait: bool,
+    /// `--strategy`: a started app gets a deployment instead of a restart.
+    deploy: Option<DeployOpts>,
+}
+
+/// The strategy flags of a push, checked as CF v8 checks them (`strategy`
+/// is no manifest key: flags only).
+fn deploy_opts(args: &Args) -> Result<Option<DeployOpts>> {
+    let deploy = check_flags(
+        FlagsOf::Push,
+        &StrategyFlags {
+            strategy: args.strategy.clone(),
+            max_in_flight: args.max_in_flight,
+            instance_steps: args.instance_steps.clone(),
+            no_wait: args.no_wait,
+        },
+    )?;
+    match &deploy {
+        Some(d) if args.no_start => Err(CliError::Usage(format!(
+            "Incorrect Usage: The following arguments cannot be used together: --no-start, --strategy={}",
+            d.strategy.name()
+        ))),
+        _ => Ok(deploy),
+    }
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    let deploy = deploy_opts(&args)?;
     let ctx = Ctx::load()?;
     let cwd = std::env::current_dir().map_err(|e| CliError::io("current directory", e))?;
     let vars = manifest::load_vars(&args.vars_file, &args.var)?;
@@ -168,9 +204,10 @@ pub async fn run(args: Args) -> Result<()> {
     let opts = Opts {
         no_start: args.no_start,
         no_wait: args.no_wait,
+        deploy,
     };
     for plan in &plans {
-        push_one(&ctx, plan, opts).await?;
+        push_one(&ctx, plan, &opts).await?;
     }
     Ok(())
 }
@@ -466,7 +503,7 @@ async fn map_routes(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
     Ok(())
 }
 
-async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
+async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: &Opts) -> Result<()> {
     let app = match find_app_opt(ctx, &plan.name).await? {
         Some(a) => a,
         None => {
@@ -529,6 +566,23 @@ async fn push_one(ctx: &Ctx, plan: &AppPlan, opts: Opts) -> Result<()> {
         apply_scale(ctx, &app, plan).await?;
         apply_manifest(ctx, &app, plan, true, false).await?;
     }
+    // `--strategy` on a started app: the new droplet replaces the running
+    // instances step by step (the droplet becomes current when the
+    // deployment is done). A stopped or new app starts as without one.
+    if let Some(deploy) = &opts.deploy {
+        let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
+        if current.state == "STARTED" {
+            map_routes(ctx, &app, plan).await?;
+            return deployments::deploy(
+                ctx,
+                &current,
+                Source::Droplet(droplet),
+                deploy,
+                Flavor::Push,
+            )
+            .await;
+        }
+    }
     super::common::set_current_droplet(ctx, &app.guid, &droplet).await?;
     map_routes(ctx, &app, plan).await?;
     let current: App = ctx.client.get(&format!("/v3/apps/{}", app.guid)).await?;
@@ -570,6 +624,56 @@ mod tests {
         assert_eq!(
             manifest_entry("a", vec![json!({"type": "worker"})], &[]),
             json!({"name": "a", "processes": [{"type": "worker"}]})
+        );
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        use clap::Parser;
+        let mut all = vec!["cf", "push", "a"];
+        all.extend_from_slice(extra);
+        match crate::Cli::try_parse_from(all) {
+            Ok(crate::Cli {
+                command: crate::Command::Push(a),
+            }) => *a,
+            other => panic!("{extra:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn strategy_flags_parse_and_are_checked() {
+        let d = deploy_opts(&args(&[
+            "--strategy",
+            "canary",
+            "--max-in-flight",
+            "2",
+            "--instance-steps",
+            "10,50",
+            "--no-wait",
+        ]))
+        .expect("ok")
+        .expect("deploy");
+        assert_eq!(
+            (
+                d.strategy.name(),
+                d.max_in_flight,
+                d.instance_steps,
+                d.no_wait
+            ),
+            ("canary", Some(2), vec![10, 50], true)
+        );
+        assert_eq!(deploy_opts(&args(&[])).expect("ok"), None);
+        let e = |extra: &[&str]| deploy_opts(&args(extra)).expect_err("refused").to_string();
+        assert_eq!(
+            e(&["--max-in-flight", "-1", "--strategy", "rolling"]),
+            "Incorrect Usage: --max-in-flight must be greater than or equal to 1"
+        );
+        assert_eq!(
+            e(&["--max-in-flight", "3"]),
+            "Incorrect Usage: '--max-in-flight' and '--strategy' must be used together."
+        );
+        assert_eq!(
+            e(&["--strategy", "rolling", "--no-start"]),
+            "Incorrect Usage: The following arguments cannot be used together: --no-start, --strategy=rolling"
         );
     }
 

@@ -17,7 +17,7 @@ pub mod update_service;
 pub mod user_provided;
 
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -612,6 +612,7 @@ mod tests {
             version: None,
             instance_ids: Some(vec!["i".into()]),
             indices: None,
+            drain_s: Some(10),
         });
         round_trip(&UpdateRequest {
             app_id: "a".into(),

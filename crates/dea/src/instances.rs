@@ -862,10 +862,9 @@ impl Agent {
             .into_iter()
             .map(|id| {
                 let me = self.clone();
-                tokio::spawn(async move {
-                    me.stop_instance_with(&id, ExitReason::Stopped, drain)
-                        .await
-                })
+                tokio::spawn(
+                    async move { me.stop_instance_with(&id, ExitReason::Stopped, drain).await },
+                )
             })
             .collect();
         for t in tasks {
@@ -883,12 +882,7 @@ impl Agent {
     /// As [`Self::stop_instance`]; a routed instance gets `drain` between
     /// its unregistration and SIGTERM (a deployment's graceful stop; an
     /// evacuation waits `EVACUATION_UNREGISTER_GRACE`).
-    async fn stop_instance_with(
-        self: &Arc<Self>,
-        id: &str,
-        reason: ExitReason,
-        drain: Duration,
-    ) {
+    async fn stop_instance_with(self: &Arc<Self>, id: &str, reason: ExitReason, drain: Duration) {
         if self.state_of(id) == Some(Crashed) {
             self.forget_crashed(id).await;
             return;

@@ -27,7 +27,8 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/deployments/{guid}/actions/continue", post(resume))
 }
 
-const UNUSABLE_APP: &str = "Unable to use app. Ensure that the app exists and you have access to it.";
+const UNUSABLE_APP: &str =
+    "Unable to use app. Ensure that the app exists and you have access to it.";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,7 +209,8 @@ fn present(base: &BaseUrl, d: &Deployment) -> Value {
             &weights,
         )
         .len();
-        status["canary"] = json!({"steps": {"current": (d.canary_step + 1).min(total as i64), "total": total}});
+        status["canary"] =
+            json!({"steps": {"current": (d.canary_step + 1).min(total as i64), "total": total}});
         options["canary"] = json!({"steps": weights.iter().map(|w| json!({"instance_weight": w})).collect::<Vec<_>>()});
     }
     json!({
@@ -259,8 +261,14 @@ async fn create(
         .app(&c.relationships.app.data.guid)
         .await
         .map_err(|_| unprocessable(UNUSABLE_APP))?;
-    crate::authz::require_in_space(&ctx, &perms, Action::ManageApp, &app.space_guid, UNUSABLE_APP)
-        .await?;
+    crate::authz::require_in_space(
+        &ctx,
+        &perms,
+        Action::ManageApp,
+        &app.space_guid,
+        UNUSABLE_APP,
+    )
+    .await?;
     let revision = match &c.revision {
         Some(r) => Some(
             ctx.store
@@ -268,9 +276,7 @@ async fn create(
                 .await
                 .ok()
                 .filter(|x| x.app_guid == app.guid)
-                .ok_or_else(|| {
-                    unprocessable("The revision must exist and belong to the app.")
-                })?,
+                .ok_or_else(|| unprocessable("The revision must exist and belong to the app."))?,
         ),
         None => None,
     };
@@ -297,7 +303,11 @@ async fn create(
     }
     let _ = &c.metadata;
     let d = deployments::create(&ctx, &actor, &app, &droplet_guid, revision.as_ref(), &req).await?;
-    Ok((StatusCode::CREATED, Json(present_full(&ctx, &base, &d).await)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(present_full(&ctx, &base, &d).await),
+    )
+        .into_response())
 }
 
 const LIST_PARAMS: &[&str] = &[
@@ -338,7 +348,14 @@ async fn list(
     for d in &rows {
         items.push(present_full(&ctx, &base, d).await);
     }
-    Ok(Json(page_of(&base, "/v3/deployments", &q, page, total, items)))
+    Ok(Json(page_of(
+        &base,
+        "/v3/deployments",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn show(
@@ -378,7 +395,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn parse(v: Value) -> Result<Request, ApiError> {
-        let c: Create = serde_json::from_value(v).map_err(|e| ApiError::MessageParse(e.to_string()))?;
+        let c: Create =
+            serde_json::from_value(v).map_err(|e| ApiError::MessageParse(e.to_string()))?;
         request(&c)
     }
 
@@ -391,18 +409,44 @@ mod tests {
         let ok = parse(json!({"relationships": app()})).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(ok.strategy, "rolling");
         assert_eq!(ok.max_in_flight, 1);
-        let canary = parse(json!({"relationships": app(), "strategy": "canary", "options": {"max_in_flight": 2, "canary": {"steps": [{"instance_weight": 25}, {"instance_weight": 50}]}, "failure_budget": 2, "progress_deadline_s": 30}}));
+        let canary = parse(
+            json!({"relationships": app(), "strategy": "canary", "options": {"max_in_flight": 2, "canary": {"steps": [{"instance_weight": 25}, {"instance_weight": 50}]}, "failure_budget": 2, "progress_deadline_s": 30}}),
+        );
         let canary = canary.unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(canary.canary_weights, vec![25, 50]);
-        assert_eq!((canary.failure_budget, canary.progress_deadline_s), (Some(2), Some(30)));
+        assert_eq!(
+            (canary.failure_budget, canary.progress_deadline_s),
+            (Some(2), Some(30))
+        );
         let bad: BTreeMap<&str, Value> = BTreeMap::from([
-            ("Strategy is not a supported value", json!({"relationships": app(), "strategy": "blue-green"})),
-            ("Max in flight must be an integer greater than 0", json!({"relationships": app(), "options": {"max_in_flight": 0}})),
-            ("only valid for Canary", json!({"relationships": app(), "options": {"canary": {"steps": [{"instance_weight": 5}]}}})),
-            ("between 1 and 100", json!({"relationships": app(), "strategy": "canary", "options": {"canary": {"steps": [{"instance_weight": 101}]}}})),
-            ("ascending", json!({"relationships": app(), "strategy": "canary", "options": {"canary": {"steps": [{"instance_weight": 50}, {"instance_weight": 20}]}}})),
-            ("both revision and droplet", json!({"relationships": app(), "droplet": {"guid": "d"}, "revision": {"guid": "r"}})),
-            ("Failure budget", json!({"relationships": app(), "options": {"failure_budget": 0}})),
+            (
+                "Strategy is not a supported value",
+                json!({"relationships": app(), "strategy": "blue-green"}),
+            ),
+            (
+                "Max in flight must be an integer greater than 0",
+                json!({"relationships": app(), "options": {"max_in_flight": 0}}),
+            ),
+            (
+                "only valid for Canary",
+                json!({"relationships": app(), "options": {"canary": {"steps": [{"instance_weight": 5}]}}}),
+            ),
+            (
+                "between 1 and 100",
+                json!({"relationships": app(), "strategy": "canary", "options": {"canary": {"steps": [{"instance_weight": 101}]}}}),
+            ),
+            (
+                "ascending",
+                json!({"relationships": app(), "strategy": "canary", "options": {"canary": {"steps": [{"instance_weight": 50}, {"instance_weight": 20}]}}}),
+            ),
+            (
+                "both revision and droplet",
+                json!({"relationships": app(), "droplet": {"guid": "d"}, "revision": {"guid": "r"}}),
+            ),
+            (
+                "Failure budget",
+                json!({"relationships": app(), "options": {"failure_budget": 0}}),
+            ),
         ]);
         for (want, body) in bad {
             match parse(body) {

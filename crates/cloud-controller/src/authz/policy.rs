@@ -264,7 +264,11 @@ pub const POLICY: &[(&str, &str, Rule)] = &[
     ("GET", "/v3/tasks", Caller),
     ("POST", "/v3/deployments", Caller),
     ("GET", "/v3/deployments", Caller),
-    ("GET", "/v3/deployments/{guid}", On(T::Deployment, ReadSpace)),
+    (
+        "GET",
+        "/v3/deployments/{guid}",
+        On(T::Deployment, ReadSpace),
+    ),
     (
         "POST",
         "/v3/deployments/{guid}/actions/cancel",

@@ -11,8 +11,8 @@ pub use updater::spawn_updater;
 
 use proto::StopRequest;
 
-use crate::error::ApiError;
 use crate::context::{Actor, Ctx};
+use crate::error::ApiError;
 use crate::store::deployments::{
     AppChange, Deployment, ACTIVE, CANCELING, DEPLOYED, DEPLOYING, FINALIZED, PAUSED,
 };
@@ -124,11 +124,7 @@ pub async fn create(
         d.new_bus_id = web.bus_id().to_string();
         d.new_instances = target;
         d.old_instances = 0;
-        d.revision_guid = ctx
-            .store
-            .latest_revision(&app.guid)
-            .await?
-            .map(|r| r.guid);
+        d.revision_guid = ctx.store.latest_revision(&app.guid).await?.map(|r| r.guid);
         ctx.store.insert_finished_deployment(&d).await?;
         audit(ctx, actor, &started, "audit.app.deployment.create", &d).await;
         return Ok(d);

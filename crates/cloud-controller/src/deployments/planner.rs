@@ -185,7 +185,9 @@ pub fn plan(spec: &Spec, prev: &Progress, seen: &Observed, now: f64) -> (Progres
         // Old instances beyond what the healthy new ones replace.
         let old_wanted = spec.target.saturating_sub(p.healthy.min(spec.target));
         if old_wanted < p.old_instances {
-            actions.push(Action::StopOld((old_wanted..p.old_instances).rev().collect()));
+            actions.push(Action::StopOld(
+                (old_wanted..p.old_instances).rev().collect(),
+            ));
             p.old_instances = old_wanted;
         }
         // New instances: up to the step's share, `max_in_flight` starting.
@@ -293,10 +295,7 @@ mod tests {
         assert_eq!(p2, p);
         // Healthy: one old stops (the highest index), the next new starts.
         let (p3, a) = plan(&s, &p, &running_new(1), NOW + 1.0);
-        assert_eq!(
-            a,
-            vec![Action::StopOld(vec![3]), Action::StartNew(vec![1])]
-        );
+        assert_eq!(a, vec![Action::StopOld(vec![3]), Action::StartNew(vec![1])]);
         assert_eq!((p3.new_instances, p3.old_instances, p3.healthy), (2, 3, 1));
         assert_eq!(p3.last_healthy_at, Some(NOW + 1.0));
         // All four healthy: the last old stops and the deployment ends.
@@ -371,10 +370,7 @@ mod tests {
         let (p2, a) = plan(&s, &p, &two, NOW + 1.0);
         assert!(a.is_empty());
         assert_eq!((p2.reason.as_str(), p2.failures), (DEPLOYING, 2));
-        let three = Observed {
-            crashes: 3,
-            ..two
-        };
+        let three = Observed { crashes: 3, ..two };
         let (p3, a) = plan(&s, &p2, &three, NOW + 2.0);
         assert_eq!(p3.reason, CANCELING);
         assert_eq!(
@@ -431,7 +427,10 @@ mod tests {
         assert_eq!(a, vec![Action::StartNew(vec![0])]);
         let (p, a) = plan(&s, &p, &running_new(1), NOW + 1.0);
         assert_eq!(a, vec![Action::StopOld(vec![3])]);
-        assert_eq!((p.reason.as_str(), p.new_instances, p.old_instances), (PAUSED, 1, 3));
+        assert_eq!(
+            (p.reason.as_str(), p.new_instances, p.old_instances),
+            (PAUSED, 1, 3)
+        );
         // Paused: nothing more happens, even long after.
         let (p2, a) = plan(&s, &p, &running_new(1), NOW + 500.0);
         assert!(a.is_empty());

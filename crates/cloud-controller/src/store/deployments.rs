@@ -224,7 +224,10 @@ impl Store {
     pub async fn process_by_bus_guid(&self, bus_id: &str) -> Result<Option<Process>> {
         Ok(self
             .all(
-                &format!("SELECT {} FROM processes WHERE bus_guid = $1", super::PROC_COLS),
+                &format!(
+                    "SELECT {} FROM processes WHERE bus_guid = $1",
+                    super::PROC_COLS
+                ),
                 &[bus_id],
             )
             .await?
@@ -248,7 +251,12 @@ impl Store {
         push_in(&mut cond, &mut binds, "status_reason", &f.status_reasons);
         if let Some(states) = &f.states {
             // The deprecated `state`: DEPLOYING, DEPLOYED, CANCELING, CANCELED.
-            push_in(&mut cond, &mut binds, "status_reason", &Some(states.clone()));
+            push_in(
+                &mut cond,
+                &mut binds,
+                "status_reason",
+                &Some(states.clone()),
+            );
         }
         if let SpaceScope::ReadableBy(user) = &f.scope {
             binds.push(user.clone());

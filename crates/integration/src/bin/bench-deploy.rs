@@ -8,6 +8,7 @@
 //!   of a staged droplet that exits 1) to the app fully back on the
 //!   previous revision (the deployment FINALIZED/CANCELED and every
 //!   endpoint in the router the old version's).
+//!
 //! Median of RUNS (5) each, with the failed requests of each run.
 //!
 //! The platform as `cf dev start` runs it: as root, apps in containers
@@ -53,20 +54,24 @@ async fn push(p: &Platform, d: &tempfile::TempDir, extra: &[&str]) -> Result<()>
 /// Until the router has exactly `n` endpoints for the app and 20 answers
 /// in a row are `version`.
 async fn only(p: &Platform, n: usize, version: &str) -> Result<()> {
-    wait_for(&format!("{n} endpoints of {version}"), Duration::from_secs(300), || async {
-        let url = format!("http://{}/routes", p.router_admin_addr);
-        let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
-        if v.get(HOST).and_then(Value::as_array).map_or(0, Vec::len) != n {
-            return None;
-        }
-        for _ in 0..20 {
-            match p.get_via_router(HOST, "/").await.ok()? {
-                (200, b) if b.trim() == version => {}
-                _ => return None,
+    wait_for(
+        &format!("{n} endpoints of {version}"),
+        Duration::from_secs(300),
+        || async {
+            let url = format!("http://{}/routes", p.router_admin_addr);
+            let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            if v.get(HOST).and_then(Value::as_array).map_or(0, Vec::len) != n {
+                return None;
             }
-        }
-        Some(())
-    })
+            for _ in 0..20 {
+                match p.get_via_router(HOST, "/").await.ok()? {
+                    (200, b) if b.trim() == version => {}
+                    _ => return None,
+                }
+            }
+            Some(())
+        },
+    )
     .await
 }
 
@@ -74,7 +79,9 @@ fn line(what: &str, secs: &[f64], failed: &[u64]) -> f64 {
     let m = median(secs);
     println!(
         "{what:<44} median {m:7.2} s   runs {:?}   failed requests per run {failed:?}",
-        secs.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
+        secs.iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
     );
     m
 }
@@ -109,7 +116,10 @@ async fn main() -> Result<()> {
     push(&p, &app_dir("crash", n)?, &["--no-start"]).await?;
     let guid = p.app_guid(&token, "bench").await?;
     let crash = p
-        .api_get(&token, &format!("/v3/apps/{guid}/droplets?per_page=1&order_by=-created_at"))
+        .api_get(
+            &token,
+            &format!("/v3/apps/{guid}/droplets?per_page=1&order_by=-created_at"),
+        )
         .await?;
     let crash_droplet = match crash["resources"][0]["guid"].as_str() {
         Some(g) => g.to_string(),
@@ -118,13 +128,24 @@ async fn main() -> Result<()> {
             let pkg = p
                 .api_get(&token, &format!("/v3/apps/{guid}/packages"))
                 .await?;
-            let pkg = pkg["resources"][0]["guid"].as_str().unwrap_or_default().to_string();
+            let pkg = pkg["resources"][0]["guid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let (_, b) = p
-                .api_call(&token, reqwest::Method::POST, "/v3/builds", Some(json!({"package": {"guid": pkg}})))
+                .api_call(
+                    &token,
+                    reqwest::Method::POST,
+                    "/v3/builds",
+                    Some(json!({"package": {"guid": pkg}})),
+                )
                 .await?;
             let build = b["guid"].as_str().unwrap_or_default().to_string();
             wait_for("the crash build", Duration::from_secs(300), || async {
-                let b = p.api_get(&token, &format!("/v3/builds/{build}")).await.ok()?;
+                let b = p
+                    .api_get(&token, &format!("/v3/builds/{build}"))
+                    .await
+                    .ok()?;
                 b["droplet"]["guid"].as_str().map(str::to_string)
             })
             .await?
@@ -143,10 +164,20 @@ async fn main() -> Result<()> {
             let t0 = Instant::now();
             let m = mif.to_string();
             let out = p
-                .cf(&["restart", "bench", "--strategy", "rolling", "--max-in-flight", &m])
+                .cf(&[
+                    "restart",
+                    "bench",
+                    "--strategy",
+                    "rolling",
+                    "--max-in-flight",
+                    &m,
+                ])
                 .await?;
             if out.status != 0 {
-                return Err(anyhow!("rolling restart failed: {out:?}\n{}", p.logs_tail()));
+                return Err(anyhow!(
+                    "rolling restart failed: {out:?}\n{}",
+                    p.logs_tail()
+                ));
             }
             secs.push(t0.elapsed().as_secs_f64());
             only(&p, n, "good").await?;
@@ -178,7 +209,10 @@ async fn main() -> Result<()> {
         }
         let dg = d["guid"].as_str().unwrap_or_default().to_string();
         let end = wait_for("the rollback", Duration::from_secs(600), || async {
-            let d = p.api_get(&token, &format!("/v3/deployments/{dg}")).await.ok()?;
+            let d = p
+                .api_get(&token, &format!("/v3/deployments/{dg}"))
+                .await
+                .ok()?;
             (d["status"]["value"] == "FINALIZED").then_some(d)
         })
         .await?;
@@ -198,7 +232,10 @@ async fn main() -> Result<()> {
     }
     let pm = line("  peer: plain cf restart (all at once)", &peer.0, &peer.1);
     for (mif, m) in medians {
-        println!("  ratio rolling (max in flight {mif}) / plain restart: {:.2}", m / pm.max(0.001));
+        println!(
+            "  ratio rolling (max in flight {mif}) / plain restart: {:.2}",
+            m / pm.max(0.001)
+        );
     }
     println!();
     line(

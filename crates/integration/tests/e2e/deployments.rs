@@ -46,7 +46,10 @@ async fn push(p: &Platform, d: &tempfile::TempDir, flags: &[&str]) -> Result<CfO
 /// The app's deployments, oldest first.
 async fn deployments(p: &Platform, token: &str, guid: &str) -> Result<Vec<Value>> {
     let v = p
-        .api_get(token, &format!("/v3/deployments?app_guids={guid}&per_page=100"))
+        .api_get(
+            token,
+            &format!("/v3/deployments?app_guids={guid}&per_page=100"),
+        )
         .await?;
     Ok(v["resources"].as_array().cloned().unwrap_or_default())
 }
@@ -61,18 +64,22 @@ async fn endpoints(p: &Platform, host: &str) -> Option<usize> {
 /// Waits until the router has exactly `n` endpoints for `host` and 20
 /// requests in a row answer `version` (the old instances are gone).
 async fn only(p: &Platform, host: &str, n: usize, version: &str) -> Result<()> {
-    wait_for(&format!("{host}: {n} endpoints all {version}"), T, || async {
-        if endpoints(p, host).await? != n {
-            return None;
-        }
-        for _ in 0..20 {
-            let (s, body) = p.get_via_router(host, "/").await.ok()?;
-            if s != 200 || body.trim() != version {
+    wait_for(
+        &format!("{host}: {n} endpoints all {version}"),
+        T,
+        || async {
+            if endpoints(p, host).await? != n {
                 return None;
             }
-        }
-        Some(())
-    })
+            for _ in 0..20 {
+                let (s, body) = p.get_via_router(host, "/").await.ok()?;
+                if s != 200 || body.trim() != version {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
     .await
     .map_err(|e| anyhow!("{e}\n{}", p.logs_tail()))
 }
@@ -121,7 +128,10 @@ async fn rolling_pushes_and_a_rollback_fail_no_request() -> Result<()> {
     let out = push(&p, &v3, &["--strategy", "rolling", "--max-in-flight", "2"]).await?;
     assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
     only(&p, host, 4, "v3").await?;
-    let last = deployments(&p, &token, &guid).await?.pop().unwrap_or_default();
+    let last = deployments(&p, &token, &guid)
+        .await?
+        .pop()
+        .unwrap_or_default();
     assert_eq!(last["status"]["reason"], "DEPLOYED", "{last}");
     assert_eq!(last["options"]["max_in_flight"], 2, "{last}");
 
@@ -179,10 +189,15 @@ async fn bad_versions_roll_back_by_themselves() -> Result<()> {
         assert_ne!(out.status, 0, "{version}: {out:?}");
         let text = format!("{}{}", out.stdout, out.stderr);
         assert!(text.contains("rolled back"), "{version}: {out:?}");
-        let last = deployments(&p, &token, &guid).await?.pop().unwrap_or_default();
+        let last = deployments(&p, &token, &guid)
+            .await?
+            .pop()
+            .unwrap_or_default();
         assert_eq!(last["status"]["value"], "FINALIZED", "{version}: {last}");
         assert_eq!(last["status"]["reason"], "CANCELED", "{version}: {last}");
-        let error = last["status"]["details"]["error"].as_str().unwrap_or_default();
+        let error = last["status"]["details"]["error"]
+            .as_str()
+            .unwrap_or_default();
         assert!(error.contains(why), "{version}: {error}");
         only(&p, host, 4, "v2").await?;
     }
@@ -192,7 +207,11 @@ async fn bad_versions_roll_back_by_themselves() -> Result<()> {
             &format!("/v3/audit_events?target_guids={guid}&types=audit.app.deployment.rollback"),
         )
         .await?;
-    assert_eq!(events["resources"].as_array().map_or(0, Vec::len), 3, "{events}");
+    assert_eq!(
+        events["resources"].as_array().map_or(0, Vec::len),
+        3,
+        "{events}"
+    );
     let revs = p.cf_ok(&["revisions", "bad"]).await?;
     assert!(revs.stdout.contains("New droplet deployed."), "{revs:?}");
 
@@ -219,7 +238,10 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
     .await?;
     assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
     assert!(out.stdout.contains("cf continue-deployment can"), "{out:?}");
-    let d = deployments(&p, &token, &guid).await?.pop().unwrap_or_default();
+    let d = deployments(&p, &token, &guid)
+        .await?
+        .pop()
+        .unwrap_or_default();
     assert_eq!(d["status"]["reason"], "PAUSED", "{d}");
     assert_eq!(d["status"]["canary"]["steps"]["current"], 1, "{d}");
     assert_eq!(d["status"]["details"]["instances"]["new_running"], 1, "{d}");
@@ -231,14 +253,16 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
         .api_call(
             &token,
             reqwest::Method::POST,
-            &format!("/v3/processes/{}/actions/scale", web["guid"].as_str().unwrap_or_default()),
+            &format!(
+                "/v3/processes/{}/actions/scale",
+                web["guid"].as_str().unwrap_or_default()
+            ),
             Some(serde_json::json!({"instances": 5})),
         )
         .await?;
     assert_eq!(status, 422, "{body}");
     assert_eq!(
-        body["errors"][0]["detail"],
-        "Cannot scale this process while a deployment is in flight.",
+        body["errors"][0]["detail"], "Cannot scale this process while a deployment is in flight.",
         "{body}"
     );
     // Both versions serve while paused.
@@ -250,14 +274,20 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
 
     let out = p.cf(&["continue-deployment", "can"]).await?;
     assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
-    let d = deployments(&p, &token, &guid).await?.pop().unwrap_or_default();
+    let d = deployments(&p, &token, &guid)
+        .await?
+        .pop()
+        .unwrap_or_default();
     assert_eq!(d["status"]["reason"], "PAUSED", "{d}");
     assert_eq!(d["status"]["canary"]["steps"]["current"], 2, "{d}");
     assert_eq!(d["status"]["details"]["instances"]["new_running"], 2, "{d}");
     let out = p.cf(&["continue-deployment", "can"]).await?;
     assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
     only(&p, host, 4, "v2").await?;
-    let d = deployments(&p, &token, &guid).await?.pop().unwrap_or_default();
+    let d = deployments(&p, &token, &guid)
+        .await?
+        .pop()
+        .unwrap_or_default();
     assert_eq!(d["status"]["reason"], "DEPLOYED", "{d}");
 
     // A canary cancelled at its pause: back to v2.
@@ -267,7 +297,10 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
     let out = p.cf(&["cancel-deployment", "can"]).await?;
     assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
     only(&p, host, 4, "v2").await?;
-    let d = deployments(&p, &token, &guid).await?.pop().unwrap_or_default();
+    let d = deployments(&p, &token, &guid)
+        .await?
+        .pop()
+        .unwrap_or_default();
     assert_eq!(d["status"]["reason"], "CANCELED", "{d}");
     assert!(d["status"]["details"]["error"].is_null(), "{d}");
     let out = p.cf(&["cancel-deployment", "can"]).await?;
@@ -279,6 +312,9 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
 
     let t = steady.stop().await;
     no_failures("canary", &t);
-    assert!(t.bodies.contains_key("v3"), "the canary never served: {t:?}");
+    assert!(
+        t.bodies.contains_key("v3"),
+        "the canary never served: {t:?}"
+    );
     Ok(())
 }

@@ -839,7 +839,11 @@ impl Agent {
             .lock()
             .instances
             .values()
-            .filter(|i| i.app_id == u.app_id && i.life.state.is_live())
+            // Every process of the app: its bus ids differ (other types,
+            // a deployed web process), its log owner is the app.
+            .filter(|i| {
+                (i.app_id == u.app_id || i.log.app_id == u.app_id) && i.life.state.is_live()
+            })
             .filter_map(|i| i.container.clone())
             .collect();
         for c in containers {

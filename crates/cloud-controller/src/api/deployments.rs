@@ -340,10 +340,7 @@ async fn list(
         status_reasons: filter(&q, "status_reasons"),
         scope: perms.space_scope(),
     };
-    let (total, rows) = ctx
-        .store
-        .deployments_page(&f, page.per_page, page.offset())
-        .await?;
+    let (total, rows) = ctx.store.deployments_page(&f, page.window()).await?;
     let mut items = Vec::new();
     for d in &rows {
         items.push(present_full(&ctx, &base, d).await);

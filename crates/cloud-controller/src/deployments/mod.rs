@@ -125,7 +125,7 @@ pub async fn create(
         d.new_instances = target;
         d.old_instances = 0;
         d.revision_guid = ctx.store.latest_revision(&app.guid).await?.map(|r| r.guid);
-        ctx.store.insert_finished_deployment(&d).await?;
+        ctx.store.insert_deployment(&d).await?;
         audit(ctx, actor, &started, "audit.app.deployment.create", &d).await;
         return Ok(d);
     }

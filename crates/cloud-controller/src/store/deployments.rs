@@ -7,7 +7,8 @@
 
 use sqlx::FromRow;
 
-use super::{now, push_in, readable_space_clause, App, Process, Result, SpaceScope, Store};
+use super::pages::Where;
+use super::{now, readable_space_clause, App, Process, Result, SpaceScope, Store, Window};
 
 pub const ACTIVE: &str = "ACTIVE";
 pub const FINALIZED: &str = "FINALIZED";
@@ -159,9 +160,10 @@ impl Store {
         Ok(())
     }
 
-    /// A deployment recorded as already finished (an app that was not
-    /// started is simply started on the new droplet).
-    pub async fn insert_finished_deployment(&self, d: &Deployment) -> Result<()> {
+    /// Records a deployment row as it is, changing nothing else (one that
+    /// finished at once: an app that was not started is simply started on
+    /// the new droplet).
+    pub async fn insert_deployment(&self, d: &Deployment) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         insert(&mut tx, d).await?;
         tx.commit().await?;
@@ -240,49 +242,24 @@ impl Store {
     pub async fn deployments_page(
         &self,
         f: &DeploymentFilter,
-        limit: usize,
-        offset: usize,
+        win: Window,
     ) -> Result<(usize, Vec<Deployment>)> {
-        let mut cond = String::from("1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        push_in(&mut cond, &mut binds, "guid", &f.guids);
-        push_in(&mut cond, &mut binds, "app_guid", &f.app_guids);
-        push_in(&mut cond, &mut binds, "status_value", &f.status_values);
-        push_in(&mut cond, &mut binds, "status_reason", &f.status_reasons);
-        if let Some(states) = &f.states {
+        let mut w = Where::new();
+        w.any_of("guid", &f.guids)
+            .any_of("app_guid", &f.app_guids)
+            .any_of("status_value", &f.status_values)
+            .any_of("status_reason", &f.status_reasons)
             // The deprecated `state`: DEPLOYING, DEPLOYED, CANCELING, CANCELED.
-            push_in(
-                &mut cond,
-                &mut binds,
-                "status_reason",
-                &Some(states.clone()),
-            );
-        }
+            .any_of("status_reason", &f.states);
         if let SpaceScope::ReadableBy(user) = &f.scope {
-            binds.push(user.clone());
-            let n = format!("${}", binds.len());
-            cond.push_str(&format!(
-                " AND app_guid IN (SELECT guid FROM apps WHERE {})",
-                readable_space_clause("space_guid", &n)
+            let u = w.param(user);
+            w.and(&format!(
+                "app_guid IN (SELECT guid FROM apps WHERE {})",
+                readable_space_clause("space_guid", &u)
             ));
         }
-        let refs: Vec<&str> = binds.iter().map(String::as_str).collect();
-        let count_sql = format!("SELECT COUNT(*) FROM deployments WHERE {cond}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        for b in &refs {
-            count = count.bind(b.to_string());
-        }
-        let total = usize::try_from(count.fetch_one(&self.pool).await?).unwrap_or(0);
-        let rows = self
-            .all(
-                &format!(
-                    "SELECT {COLS} FROM deployments WHERE {cond} ORDER BY created_at, guid LIMIT {} OFFSET {offset}",
-                    limit.min(5000)
-                ),
-                &refs,
-            )
-            .await?;
-        Ok((total, rows))
+        self.page(COLS, "deployments", &w, "created_at, guid", win)
+            .await
     }
 
     /// Writes the updater's (or the API's) changes to an ACTIVE deployment

@@ -207,6 +207,8 @@ enum Fx {
     FreshTask,
     /// A revision of the app.
     Revision,
+    /// A new PAUSED canary deployment of the app (each call gets its own).
+    FreshDeployment,
     /// The app and its `revisions` feature.
     AppFeature,
     Package,
@@ -894,6 +896,43 @@ fn rows() -> Vec<Row> {
             Fx::FreshTask,
             none,
             202,
+            MANAGE,
+        ),
+        r(
+            "POST",
+            "/v3/deployments",
+            Fx::None,
+            |w, _, _| {
+                Some(
+                    json!({"droplet": {"guid": w.droplet}, "relationships": {"app": {"data": {"guid": w.app}}}}),
+                )
+            },
+            201,
+            "2 F F F U F 2 F 2 U",
+        ),
+        r("GET", "/v3/deployments", Fx::None, none, 200, ALL),
+        r(
+            "GET",
+            "/v3/deployments/{guid}",
+            Fx::FreshDeployment,
+            none,
+            200,
+            READ,
+        ),
+        r(
+            "POST",
+            "/v3/deployments/{guid}/actions/cancel",
+            Fx::FreshDeployment,
+            none,
+            200,
+            MANAGE,
+        ),
+        r(
+            "POST",
+            "/v3/deployments/{guid}/actions/continue",
+            Fx::FreshDeployment,
+            none,
+            200,
             MANAGE,
         ),
         r("GET", "/v3/droplets/{guid}", Fx::Droplet, none, 200, READ),
@@ -1890,6 +1929,43 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
                 .await
                 .expect("revision");
             p.insert("guid", r.guid);
+        }
+        Fx::FreshDeployment => {
+            let t = cloud_controller::store::now();
+            let d = cloud_controller::store::Deployment {
+                guid: cloud_controller::store::new_guid(),
+                app_guid: w.app.clone(),
+                status_value: "ACTIVE".into(),
+                status_reason: "PAUSED".into(),
+                error: None,
+                strategy: "canary".into(),
+                max_in_flight: 1,
+                canary_steps: "[]".into(),
+                canary_step: 0,
+                failure_budget: 3,
+                progress_deadline_s: 180,
+                droplet_guid: w.droplet.clone(),
+                previous_droplet_guid: Some(w.droplet.clone()),
+                revision_guid: None,
+                target: 1,
+                new_bus_id: cloud_controller::store::new_guid(),
+                new_version: cloud_controller::store::new_guid(),
+                new_instances: 0,
+                old_bus_id: w.app.clone(),
+                old_version: "v".into(),
+                old_env: "{}".into(),
+                old_instances: 0,
+                healthy: 0,
+                failures: 0,
+                last_healthy_at: None,
+                last_progress_at: t.clone(),
+                last_status_change: t.clone(),
+                generation: 0,
+                created_at: t.clone(),
+                updated_at: t,
+            };
+            s.insert_deployment(&d).await.expect("deployment");
+            p.insert("guid", d.guid);
         }
         Fx::FreshTask => {
             let t = s

@@ -192,6 +192,7 @@ fn present(base: &BaseUrl, d: &Deployment) -> Value {
             "last_successful_healthcheck": d.last_healthy_at.clone().unwrap_or_else(|| d.created_at.clone()),
             "last_status_change": d.last_status_change,
             "error": d.error,
+            "failures": d.failures,
             "instances": {
                 "new_running": new_running,
                 "new_total": if d.active() { d.new_instances } else { new_running },

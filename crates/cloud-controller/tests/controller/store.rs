@@ -448,7 +448,149 @@ async fn jobs(url: &str) {
     assert!(s.job(&running.guid).await.expect("read").is_some());
 }
 
+/// The updater's lease (one holder at a time, taken over once expired,
+/// a new generation per holder) and the deployments' conditional writes
+/// (a writer holding a stale generation changes nothing).
+async fn leases_and_deployments(url: &str) {
+    let s = bootstrapped(url).await;
+    let g1 = s.acquire_lease("l", "a", 100, 15).await.expect("lease");
+    assert!(g1.is_some());
+    assert_eq!(
+        s.acquire_lease("l", "b", 105, 15).await.expect("lease"),
+        None
+    );
+    assert_eq!(s.acquire_lease("l", "a", 110, 15).await.expect("lease"), g1);
+    // a renewed until 125: b waits, then takes it over.
+    assert_eq!(
+        s.acquire_lease("l", "b", 124, 15).await.expect("lease"),
+        None
+    );
+    let g2 = s.acquire_lease("l", "b", 126, 15).await.expect("lease");
+    assert!(g2 > g1, "{g2:?} {g1:?}");
+    assert_eq!(
+        s.acquire_lease("l", "a", 127, 15).await.expect("lease"),
+        None
+    );
+    s.release_lease("l", "b").await.expect("release");
+    assert!(s
+        .acquire_lease("l", "a", 128, 15)
+        .await
+        .expect("lease")
+        .is_some());
+
+    let space = dev_space(&s).await;
+    let app = s
+        .create_app("dep", &space, None, "host", r#"{"V":"old"}"#)
+        .await
+        .expect("create app");
+    let t = cloud_controller::store::now();
+    let d = cloud_controller::store::Deployment {
+        guid: "d1".into(),
+        app_guid: app.guid.clone(),
+        status_value: "ACTIVE".into(),
+        status_reason: "DEPLOYING".into(),
+        error: None,
+        strategy: "rolling".into(),
+        max_in_flight: 1,
+        canary_steps: "[]".into(),
+        canary_step: 0,
+        failure_budget: 3,
+        progress_deadline_s: 180,
+        droplet_guid: "new-droplet".into(),
+        previous_droplet_guid: Some("old-droplet".into()),
+        revision_guid: None,
+        target: 2,
+        new_bus_id: "new-bus".into(),
+        new_version: "new-version".into(),
+        new_instances: 0,
+        old_bus_id: app.guid.clone(),
+        old_version: app.version.clone(),
+        old_env: app.env.clone(),
+        old_instances: 2,
+        healthy: 0,
+        failures: 0,
+        last_healthy_at: None,
+        last_progress_at: t.clone(),
+        last_status_change: t.clone(),
+        generation: 0,
+        created_at: t.clone(),
+        updated_at: t,
+    };
+    let change = cloud_controller::store::deployments::AppChange {
+        env: Some(r#"{"V":"new"}"#),
+        commands: &[],
+    };
+    s.create_deployment(&d, &change).await.expect("create");
+    let moved = s.app(&app.guid).await.expect("app");
+    assert_eq!(
+        (
+            moved.version.as_str(),
+            moved.current_droplet_guid.as_deref(),
+            moved.env.as_str()
+        ),
+        ("new-version", Some("new-droplet"), r#"{"V":"new"}"#)
+    );
+    assert_eq!(
+        s.web_process(&app.guid)
+            .await
+            .expect("web")
+            .bus_guid
+            .as_deref(),
+        Some("new-bus")
+    );
+    // Both units resolve: the new one with its desired count, the old
+    // one as the app was.
+    let (a, p) = s.unit("new-bus").await.expect("new unit");
+    assert_eq!((a.version.as_str(), p.instances), ("new-version", 0));
+    let (a, p) = s.unit(&app.guid).await.expect("old unit");
+    assert_eq!(
+        (a.version.as_str(), p.instances, p.bus_id()),
+        (app.version.as_str(), 2, app.guid.as_str())
+    );
+
+    let mut next = d.clone();
+    next.new_instances = 1;
+    assert!(s.save_deployment(&next).await.expect("save"));
+    // A writer that read generation 0 lost: nothing changes.
+    next.new_instances = 2;
+    assert!(!s.save_deployment(&next).await.expect("save"));
+    assert!(!s.cancel_deployment(&next).await.expect("cancel"));
+    let now = s.deployment("d1").await.expect("read");
+    assert_eq!((now.new_instances, now.generation), (1, 1));
+    let mut cancel = now.clone();
+    cancel.error = Some("rolled back: test".into());
+    assert!(s.cancel_deployment(&cancel).await.expect("cancel"));
+    let back = s.app(&app.guid).await.expect("app");
+    assert_eq!(
+        (
+            back.version.as_str(),
+            back.current_droplet_guid.as_deref(),
+            back.env.as_str()
+        ),
+        (app.version.as_str(), Some("old-droplet"), r#"{"V":"old"}"#)
+    );
+    assert_eq!(
+        s.web_process(&app.guid).await.expect("web").bus_id(),
+        app.guid
+    );
+    let done = s.deployment("d1").await.expect("read");
+    assert_eq!(
+        (
+            done.status_value.as_str(),
+            done.status_reason.as_str(),
+            done.error.as_deref()
+        ),
+        ("FINALIZED", "CANCELED", Some("rolled back: test"))
+    );
+    assert!(s
+        .active_deployment(&app.guid)
+        .await
+        .expect("active")
+        .is_none());
+}
+
 both_backends!(
+    leases_and_deployments,
     jobs,
     apps_and_processes,
     routes,

@@ -114,6 +114,10 @@ async fn rolling_pushes_and_a_rollback_fail_no_request() -> Result<()> {
     let out = push(&p, &v2, &["--strategy", "rolling"]).await?;
     assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
     assert!(out.stdout.contains("Waiting for app to deploy"), "{out:?}");
+    assert!(
+        out.stdout.contains("new instances running") && out.stdout.contains("old instance"),
+        "no progress line: {out:?}"
+    );
     only(&p, host, 4, "v2").await?;
     let ds = deployments(&p, &token, &guid).await?;
     let last = ds.last().cloned().unwrap_or_default();
@@ -145,12 +149,18 @@ async fn rolling_pushes_and_a_rollback_fail_no_request() -> Result<()> {
         "{revs:?}"
     );
 
+    // A rolling restage stages the newest package (v3's, as CF does) into
+    // a new droplet: no failure either.
+    let out = p.cf(&["restage", "roll", "--strategy", "rolling"]).await?;
+    assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
+    only(&p, host, 4, "v3").await?;
+
     let t = steady.stop().await;
     no_failures("rolling pushes and rollback", &t);
     for v in ["v1", "v2", "v3"] {
         assert!(t.bodies.contains_key(v), "{v} never served: {t:?}");
     }
-    assert_eq!(t.last, "v1", "{t:?}");
+    assert_eq!(t.last, "v3", "{t:?}");
     let t = slow.stop().await;
     no_failures("5 s requests", &t);
     Ok(())
@@ -315,6 +325,62 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
     assert!(
         t.bodies.contains_key("v3"),
         "the canary never served: {t:?}"
+    );
+    Ok(())
+}
+
+/// The health manager and a running deployment agree: an old instance
+/// that crashes during the rollout is restarted in the old version and
+/// never counted against the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_instance_crashing_mid_rollout_is_restarted_not_counted() -> Result<()> {
+    let p = Platform::start().await?;
+    p.login().await?;
+    let host = "agree.localhost";
+    let (token, guid) = started(&p, "agree", "v1").await?;
+    // New instances take 3 s to listen: the rollout lasts long enough.
+    let v2 = app_dir("agree", "slow-v2", "")?;
+    let killer = async {
+        wait_for("the deployment to start", T, || async {
+            let ds = deployments(&p, &token, &guid).await.ok()?;
+            ds.iter()
+                .any(|d| d["status"]["value"] == "ACTIVE")
+                .then_some(())
+        })
+        .await?;
+        // Kill one old (v1) instance: a request that reaches a v1 instance
+        // on /exit/v1 ends it (a new one answers 200).
+        wait_for("a v1 instance to die", T, || async {
+            match p.get_via_router(host, "/exit/v1").await {
+                Ok((200, _)) => None,
+                _ => Some(()),
+            }
+        })
+        .await?;
+        p.wait_recent_logs("agree", "(reason: crashed)", T).await?;
+        anyhow::Ok(())
+    };
+    let (out, killed) = tokio::join!(push(&p, &v2, &["--strategy", "rolling"]), killer);
+    killed.map_err(|e| anyhow!("{e}\n{}", p.logs_tail()))?;
+    let out = out?;
+    assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
+    only(&p, host, 4, "slow-v2").await?;
+    let d = deployments(&p, &token, &guid)
+        .await?
+        .pop()
+        .unwrap_or_default();
+    assert_eq!(d["status"]["reason"], "DEPLOYED", "{d}");
+    assert_eq!(d["status"]["details"]["failures"], 0, "{d}");
+    let crashes = p
+        .api_get(
+            &token,
+            &format!("/v3/audit_events?target_guids={guid}&types=app.crash"),
+        )
+        .await?;
+    let crashes = crashes["resources"].as_array().cloned().unwrap_or_default();
+    assert!(
+        crashes.iter().any(|e| e["data"]["exit_status"] == 3),
+        "the old instance's crash is recorded: {crashes:?}"
     );
     Ok(())
 }

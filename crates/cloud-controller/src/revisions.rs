@@ -4,7 +4,7 @@
 //! one's. The API is `api/revisions.rs`; the store `store/revisions.rs`.
 
 use crate::context::Ctx;
-use crate::store::revisions::describe;
+use crate::store::revisions::{describe, MAX_REVISIONS};
 use crate::store::{App, Revision, RevisionContent, StoreError};
 
 /// What the app would run with now.
@@ -40,6 +40,48 @@ pub async fn record_rollback(ctx: &Ctx, app: &App, to: &Revision) -> Result<Revi
         .await?;
     tracing::info!(app_id = %app.guid, version = r.version, to = to.version, "rollback revision recorded");
     Ok(r)
+}
+
+/// After a deployment that recorded revision `deployed` was canceled (the
+/// app back on its previous droplet and environment): a new revision, so
+/// the deployed one is right again: "Rolled back to revision N." naming
+/// the newest earlier revision with what the app runs now, or CF's usual
+/// description when there is none. Nothing when a newer revision exists.
+pub async fn record_cancel(
+    ctx: &Ctx,
+    app: &App,
+    deployed: Option<&str>,
+) -> Result<Option<Revision>, StoreError> {
+    let Some(deployed) = deployed else {
+        return Ok(None);
+    };
+    if !ctx.store.app_feature(&app.guid, "revisions").await? {
+        return Ok(None);
+    }
+    let latest = ctx.store.latest_revision(&app.guid).await?;
+    if latest.as_ref().map(|r| r.guid.as_str()) != Some(deployed) {
+        return Ok(None);
+    }
+    let Some(now) = content(ctx, app).await? else {
+        return Ok(None);
+    };
+    let (_, all) = ctx
+        .store
+        .revisions_page(
+            &app.guid,
+            None,
+            usize::try_from(MAX_REVISIONS).unwrap_or(100),
+            0,
+        )
+        .await?;
+    match all
+        .iter()
+        .rev()
+        .find(|r| r.guid != deployed && r.content() == now)
+    {
+        Some(to) => record_rollback(ctx, app, to).await.map(Some),
+        None => record(ctx, app).await,
+    }
 }
 
 /// A new revision when what the app runs with changed; the new one, if any.

@@ -445,14 +445,19 @@ pub fn manifest_entry(
 /// running instances at once).
 async fn apply_scale(ctx: &Ctx, app: &App, plan: &AppPlan) -> Result<()> {
     let web = web_process(ctx, &app.guid).await?;
+    // Only what changes: a push that keeps the sizes sends no scale (which
+    // the API refuses while a deployment is in flight).
     let mut scale = Map::new();
-    if let Some(i) = plan.instances {
+    if let Some(i) = plan
+        .instances
+        .filter(|i| u64::from(*i) != u64::from(web.instances))
+    {
         scale.insert("instances".into(), json!(i));
     }
-    if let Some(m) = plan.memory_mb {
+    if let Some(m) = plan.memory_mb.filter(|m| *m != web.memory_in_mb) {
         scale.insert("memory_in_mb".into(), json!(m));
     }
-    if let Some(d) = plan.disk_mb {
+    if let Some(d) = plan.disk_mb.filter(|d| *d != web.disk_in_mb) {
         scale.insert("disk_in_mb".into(), json!(d));
     }
     if !scale.is_empty() {

@@ -303,7 +303,14 @@ async fn create(
         }));
     }
     let _ = &c.metadata;
-    let d = deployments::create(&ctx, &actor, &app, &droplet_guid, revision.as_ref(), &req).await?;
+    let d = if deployments::replaces_nothing(&ctx, &app).await? {
+        // Nothing runs to replace: set the droplet and start, as CF does.
+        let next = deployments::prepare_start(&ctx, &app, &droplet_guid, revision.as_ref()).await?;
+        let started = super::apps::start_app(&ctx, next, true).await?;
+        deployments::record_started(&ctx, &actor, &app, &started, &droplet_guid, &req).await?
+    } else {
+        deployments::create(&ctx, &actor, &app, &droplet_guid, revision.as_ref(), &req).await?
+    };
     Ok((
         StatusCode::CREATED,
         Json(present_full(&ctx, &base, &d).await),

@@ -317,8 +317,21 @@ async fn apply_manifest(
             } else {
                 do_update(&ctx, &actor, p, &to_body(c.update)?).await?
             };
-            if !c.scale.is_empty() {
-                do_scale(&ctx, &actor, p, &to_body(c.scale)?).await?;
+            // What the process already has is no change (and no scale,
+            // which a deployment in flight refuses).
+            let mut scale = c.scale;
+            for (key, now) in [
+                ("instances", p.instances),
+                ("memory_in_mb", p.memory_in_mb),
+                ("disk_in_mb", p.disk_in_mb),
+                ("log_rate_limit_in_bytes_per_second", p.log_rate_limit),
+            ] {
+                if scale.get(key).and_then(Value::as_i64) == Some(now) {
+                    scale.remove(key);
+                }
+            }
+            if !scale.is_empty() {
+                do_scale(&ctx, &actor, p, &to_body(scale)?).await?;
             }
         }
         let app = ctx.store.app(&app.guid).await?;

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::store::deployments::{
     AppChange, Deployment, ACTIVE, CANCELING, DEPLOYED, DEPLOYING, FINALIZED, PAUSED,
 };
-use crate::store::{self, App, Revision, StoreError};
+use crate::store::{self, App, Process, Revision, StoreError};
 
 /// New instances may crash this many times before the deployment rolls
 /// back (option `failure_budget`).
@@ -40,18 +40,28 @@ pub struct Request {
     pub progress_deadline_s: Option<u64>,
 }
 
-/// Starts a deployment of `droplet_guid` (or of `revision`: its droplet,
-/// environment and commands) on `app`. An app that is not started is
-/// simply started on it (the deployment is DEPLOYED at once, as CF does).
-pub async fn create(
-    ctx: &Ctx,
-    actor: &Actor,
-    app: &App,
-    droplet_guid: &str,
-    revision: Option<&Revision>,
-    req: &Request,
-) -> Result<Deployment, ApiError> {
-    let web = ctx.store.web_process(&app.guid).await?;
+/// Whether a deployment of `app` has nothing to replace (the app is not
+/// started, or has no web instance): the API then starts it on the
+/// droplet ([`prepare_start`], [`record_started`]), as CF does.
+pub async fn replaces_nothing(ctx: &Ctx, app: &App) -> Result<bool, StoreError> {
+    Ok(!app.started() || ctx.store.web_process(&app.guid).await?.instances <= 0)
+}
+
+/// The revision's environment (JSON) and process commands.
+fn settings(revision: Option<&Revision>) -> (Option<String>, Vec<(String, Option<String>)>) {
+    let content = revision.map(Revision::content);
+    let env = content
+        .as_ref()
+        .map(|c| serde_json::Value::Object(c.env.clone()).to_string());
+    let commands = content
+        .map(|c| c.commands.into_iter().collect())
+        .unwrap_or_default();
+    (env, commands)
+}
+
+/// A new ACTIVE deployment's row: every web instance of the app's current
+/// version is the old unit.
+fn row(app: &App, web: &Process, droplet_guid: &str, req: &Request) -> Deployment {
     let t = store::now();
     let target = web.instances.max(0);
     let timeout = web
@@ -62,15 +72,7 @@ pub async fn create(
     let deadline = req
         .progress_deadline_s
         .unwrap_or(timeout.saturating_mul(DEADLINE_TIMEOUTS));
-    let content = revision.map(Revision::content);
-    let env = content
-        .as_ref()
-        .map(|c| serde_json::Value::Object(c.env.clone()).to_string());
-    let commands: Vec<(String, Option<String>)> = content
-        .as_ref()
-        .map(|c| c.commands.clone().into_iter().collect())
-        .unwrap_or_default();
-    let mut d = Deployment {
+    Deployment {
         guid: store::new_guid(),
         app_guid: app.guid.clone(),
         status_value: ACTIVE.into(),
@@ -101,34 +103,73 @@ pub async fn create(
         generation: 0,
         created_at: t.clone(),
         updated_at: t,
-    };
-    if !app.started() || target == 0 {
-        // Nothing runs to replace: set the droplet (and the revision's
-        // settings) and start, as a plain start would.
-        let mut next = app.clone();
-        next.current_droplet_guid = Some(droplet_guid.to_string());
-        if let Some(e) = &env {
-            next.env = e.clone();
-        }
-        for (kind, command) in &commands {
-            if let Ok(mut p) = ctx.store.ensure_process(&app.guid, kind).await {
-                p.command = command.clone();
-                ctx.store.update_process(&p).await?;
-            }
-        }
-        let next = ctx.store.update_app(&next).await?;
-        let started = crate::api::apps::start_app(ctx, next, true).await?;
-        d.status_value = FINALIZED.into();
-        d.status_reason = DEPLOYED.into();
-        d.new_version = started.version.clone();
-        d.new_bus_id = web.bus_id().to_string();
-        d.new_instances = target;
-        d.old_instances = 0;
-        d.revision_guid = ctx.store.latest_revision(&app.guid).await?.map(|r| r.guid);
-        ctx.store.insert_deployment(&d).await?;
-        audit(ctx, actor, &started, "audit.app.deployment.create", &d).await;
-        return Ok(d);
     }
+}
+
+/// For an app a deployment replaces nothing in: the app set to the droplet
+/// (and the revision's settings), ready to be started.
+pub async fn prepare_start(
+    ctx: &Ctx,
+    app: &App,
+    droplet_guid: &str,
+    revision: Option<&Revision>,
+) -> Result<App, StoreError> {
+    let (env, commands) = settings(revision);
+    let mut next = app.clone();
+    next.current_droplet_guid = Some(droplet_guid.to_string());
+    if let Some(e) = env {
+        next.env = e;
+    }
+    for (kind, command) in commands {
+        let mut p = ctx.store.ensure_process(&app.guid, &kind).await?;
+        p.command = command;
+        ctx.store.update_process(&p).await?;
+    }
+    ctx.store.update_app(&next).await
+}
+
+/// Records the deployment of an app that was simply started (`started`,
+/// from `before`): FINALIZED / DEPLOYED at once.
+pub async fn record_started(
+    ctx: &Ctx,
+    actor: &Actor,
+    before: &App,
+    started: &App,
+    droplet_guid: &str,
+    req: &Request,
+) -> Result<Deployment, ApiError> {
+    let web = ctx.store.web_process(&started.guid).await?;
+    let mut d = row(before, &web, droplet_guid, req);
+    d.status_value = FINALIZED.into();
+    d.status_reason = DEPLOYED.into();
+    d.new_version = started.version.clone();
+    d.new_bus_id = web.bus_id().to_string();
+    d.new_instances = d.target;
+    d.old_instances = 0;
+    d.revision_guid = ctx
+        .store
+        .latest_revision(&started.guid)
+        .await?
+        .map(|r| r.guid);
+    ctx.store.insert_deployment(&d).await?;
+    audit(ctx, actor, started, "audit.app.deployment.create", &d).await;
+    Ok(d)
+}
+
+/// Starts a deployment of `droplet_guid` (or of `revision`: its droplet,
+/// environment and commands) on a started `app` with web instances
+/// ([`replaces_nothing`] is false).
+pub async fn create(
+    ctx: &Ctx,
+    actor: &Actor,
+    app: &App,
+    droplet_guid: &str,
+    revision: Option<&Revision>,
+    req: &Request,
+) -> Result<Deployment, ApiError> {
+    let web = ctx.store.web_process(&app.guid).await?;
+    let (env, commands) = settings(revision);
+    let mut d = row(app, &web, droplet_guid, req);
     ctx.store
         .create_deployment(
             &d,
@@ -171,7 +212,7 @@ pub async fn create(
         }
     }
     audit(ctx, actor, &app, "audit.app.deployment.create", &d).await;
-    tracing::info!(app_id = %app.guid, deployment = %d.guid, strategy = %d.strategy, target, "deployment created");
+    tracing::info!(app_id = %app.guid, deployment = %d.guid, strategy = %d.strategy, target = d.target, "deployment created");
     Ok(ctx.store.deployment(&d.guid).await?)
 }
 

@@ -183,6 +183,9 @@ async fn pass(ctx: &Ctx, d: &Deployment) -> Result<(), StoreError> {
             return Ok(());
         }
         stop(ctx, &d.new_bus_id, &d.new_version, None).await;
+        // The deployed revision is the previous one again.
+        let back = ctx.store.app(&app.guid).await?;
+        crate::revisions::record_cancel(ctx, &back, d.revision_guid.as_deref()).await?;
         for o in olds.iter().filter(|o| o.old_bus_id != d.old_bus_id) {
             stop(ctx, &o.old_bus_id, &o.old_version, None).await;
         }

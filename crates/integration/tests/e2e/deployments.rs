@@ -222,8 +222,21 @@ async fn bad_versions_roll_back_by_themselves() -> Result<()> {
         3,
         "{events}"
     );
+    // `cf revisions` tells the story: each bad droplet deployed, then
+    // rolled back, the deployed one a rollback.
     let revs = p.cf_ok(&["revisions", "bad"]).await?;
     assert!(revs.stdout.contains("New droplet deployed."), "{revs:?}");
+    assert_eq!(
+        revs.stdout.matches("Rolled back to revision").count(),
+        3,
+        "{revs:?}"
+    );
+    let deployed = revs
+        .stdout
+        .lines()
+        .find(|l| l.contains("(deployed)"))
+        .unwrap_or_default();
+    assert!(deployed.contains("Rolled back to revision"), "{revs:?}");
 
     let t = steady.stop().await;
     no_failures("bad versions", &t);
@@ -320,12 +333,32 @@ async fn canary_steps_pause_continue_and_cancel() -> Result<()> {
         "{out:?}"
     );
 
+    // A new deployment supersedes a paused canary: both old versions
+    // keep serving until the new one has taken over.
+    let v4 = app_dir("can", "v4", "")?;
+    let out = push(&p, &v4, &["--strategy", "canary"]).await?;
+    assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
+    let v5 = app_dir("can", "v5", "")?;
+    let out = push(&p, &v5, &["--strategy", "rolling", "--max-in-flight", "2"]).await?;
+    assert_eq!(out.status, 0, "{out:?}\n{}", p.logs_tail());
+    only(&p, host, 4, "v5").await?;
+    let ds = deployments(&p, &token, &guid).await?;
+    let reasons: Vec<&str> = ds
+        .iter()
+        .rev()
+        .take(2)
+        .map(|d| d["status"]["reason"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(reasons, vec!["DEPLOYED", "SUPERSEDED"], "{ds:?}");
+
     let t = steady.stop().await;
     no_failures("canary", &t);
-    assert!(
-        t.bodies.contains_key("v3"),
-        "the canary never served: {t:?}"
-    );
+    for v in ["v3", "v4"] {
+        assert!(
+            t.bodies.contains_key(v),
+            "the canary {v} never served: {t:?}"
+        );
+    }
     Ok(())
 }
 

@@ -304,21 +304,10 @@ async fn poll_build(ctx: &Ctx, package_guid: &str, ended: &tokio::sync::Notify) 
             _ = backoff.wait() => {}
             _ = ended.notified() => {}
         }
-        match ctx.client.get(&format!("/v3/builds/{}", b.guid)).await {
-            Ok(next) => {
-                away_since = None;
-                b = next;
-            }
-            Err(e) if transient(&e) => {
-                let since = *away_since.get_or_insert_with(|| {
-                    eprintln!("The API is not answering ({e}); waiting for it...");
-                    Instant::now()
-                });
-                if since.elapsed() > Duration::from_secs(env_secs("CF_API_OUTAGE_TIMEOUT", 120)) {
-                    return Err(e);
-                }
-            }
-            Err(e) => return Err(e),
+        if let Some(next) =
+            get_waiting(ctx, &format!("/v3/builds/{}", b.guid), &mut away_since).await?
+        {
+            b = next;
         }
     }
 }
@@ -326,6 +315,33 @@ async fn poll_build(ctx: &Ctx, package_guid: &str, ended: &tokio::sync::Notify) 
 /// An error that says the API is away for now (connection refused, the
 /// router with no route or no backend for it), not that the request is
 /// wrong.
+/// GET `path` while waiting for something to finish: `None` while the
+/// API is briefly away (said once on stderr), its error once it has been
+/// away `CF_API_OUTAGE_TIMEOUT` (120 s).
+pub async fn get_waiting<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    path: &str,
+    away_since: &mut Option<Instant>,
+) -> Result<Option<T>> {
+    match ctx.client.get(path).await {
+        Ok(v) => {
+            *away_since = None;
+            Ok(Some(v))
+        }
+        Err(e) if transient(&e) => {
+            let since = *away_since.get_or_insert_with(|| {
+                eprintln!("The API is not answering ({e}); waiting for it...");
+                Instant::now()
+            });
+            if since.elapsed() > Duration::from_secs(env_secs("CF_API_OUTAGE_TIMEOUT", 120)) {
+                return Err(e);
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub fn transient(e: &CliError) -> bool {
     match e {
         CliError::Http(e) => e.is_connect() || e.is_timeout() || e.is_request(),

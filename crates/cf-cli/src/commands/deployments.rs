@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::common::{env_secs, find_app, ok, print_app, transient, Backoff, Ctx};
+use super::common::{env_secs, find_app, get_waiting, ok, print_app, Backoff, Ctx};
 use crate::error::{CliError, Result};
 use crate::models::App;
 
@@ -476,21 +476,10 @@ pub async fn wait(
             )));
         }
         backoff.wait().await;
-        match ctx.client.get(&format!("/v3/deployments/{guid}")).await {
-            Ok(next) => {
-                away_since = None;
-                d = next;
-            }
-            Err(e) if transient(&e) => {
-                let since = *away_since.get_or_insert_with(|| {
-                    eprintln!("The API is not answering ({e}); waiting for it...");
-                    Instant::now()
-                });
-                if since.elapsed() > Duration::from_secs(env_secs("CF_API_OUTAGE_TIMEOUT", 120)) {
-                    return Err(e);
-                }
-            }
-            Err(e) => return Err(e),
+        if let Some(next) =
+            get_waiting(ctx, &format!("/v3/deployments/{guid}"), &mut away_since).await?
+        {
+            d = next;
         }
     }
 }

@@ -132,20 +132,13 @@ impl Store {
             .bind(d.app_guid.clone())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE apps SET version = $1, current_droplet_guid = $2, env = COALESCE($3, env), state_changed_at = $4, updated_at = $4 WHERE guid = $5")
-            .bind(d.new_version.clone())
-            .bind(d.droplet_guid.clone())
-            .bind(change.env.map(str::to_string))
-            .bind(t.clone())
-            .bind(d.app_guid.clone())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE processes SET bus_guid = $1, updated_at = $2 WHERE app_guid = $3 AND type = 'web'")
-            .bind(d.new_bus_id.clone())
-            .bind(t.clone())
-            .bind(d.app_guid.clone())
-            .execute(&mut *tx)
-            .await?;
+        let to = Runs {
+            version: &d.new_version,
+            droplet: Some(&d.droplet_guid),
+            env: change.env,
+            bus_id: &d.new_bus_id,
+        };
+        move_app(&mut tx, &d.app_guid, &to, &t).await?;
         for (kind, command) in change.commands {
             sqlx::query("UPDATE processes SET command = $1, updated_at = $2 WHERE app_guid = $3 AND type = $4")
                 .bind(command.clone())
@@ -328,20 +321,13 @@ impl Store {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE apps SET version = $1, current_droplet_guid = COALESCE($2, current_droplet_guid), env = $3, state_changed_at = $4, updated_at = $4 WHERE guid = $5")
-            .bind(d.old_version.clone())
-            .bind(d.previous_droplet_guid.clone())
-            .bind(d.old_env.clone())
-            .bind(t.clone())
-            .bind(d.app_guid.clone())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE processes SET bus_guid = $1, updated_at = $2 WHERE app_guid = $3 AND type = 'web'")
-            .bind(d.old_bus_id.clone())
-            .bind(t.clone())
-            .bind(d.app_guid.clone())
-            .execute(&mut *tx)
-            .await?;
+        let to = Runs {
+            version: &d.old_version,
+            droplet: d.previous_droplet_guid.as_deref(),
+            env: Some(&d.old_env),
+            bus_id: &d.old_bus_id,
+        };
+        move_app(&mut tx, &d.app_guid, &to, &t).await?;
         sqlx::query("UPDATE deployments SET old_instances = 0, updated_at = $1 WHERE app_guid = $2 AND status_reason = 'SUPERSEDED' AND old_bus_id <> $3")
             .bind(t)
             .bind(d.app_guid.clone())
@@ -454,5 +440,40 @@ async fn insert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Deployment) -> Re
         .bind(d.updated_at.clone())
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// What an app's web instances run: its version, droplet (`None`: keep),
+/// environment (`None`: keep) and the web process's bus id.
+struct Runs<'a> {
+    version: &'a str,
+    droplet: Option<&'a str>,
+    env: Option<&'a str>,
+    bus_id: &'a str,
+}
+
+/// Moves the app (and its web process's bus id) to `to`, in `tx`.
+async fn move_app(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    app_guid: &str,
+    to: &Runs<'_>,
+    t: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE apps SET version = $1, current_droplet_guid = COALESCE($2, current_droplet_guid), env = COALESCE($3, env), state_changed_at = $4, updated_at = $4 WHERE guid = $5")
+        .bind(to.version.to_string())
+        .bind(to.droplet.map(str::to_string))
+        .bind(to.env.map(str::to_string))
+        .bind(t.to_string())
+        .bind(app_guid.to_string())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE processes SET bus_guid = $1, updated_at = $2 WHERE app_guid = $3 AND type = 'web'",
+    )
+    .bind(to.bus_id.to_string())
+    .bind(t.to_string())
+    .bind(app_guid.to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS deployments (
     last_healthy_at TEXT,
     last_progress_at TEXT NOT NULL,
     last_status_change TEXT NOT NULL,
+    -- When new_instances / old_instances last changed: each unit's
+    -- `updated_at` in the desired document (the HM holds off a unit only
+    -- after a change of its own count).
+    new_changed_at TEXT NOT NULL,
+    old_changed_at TEXT NOT NULL,
     -- Bumped by every write: writers update only the generation they read.
     generation BIGINT NOT NULL,
     created_at TEXT NOT NULL,

@@ -125,7 +125,7 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
                 version: d.old_version.clone(),
                 instances: u32::try_from(d.old_instances.max(0)).unwrap_or(0),
                 state: app.state.to_string(),
-                updated_at: d.updated_at.clone(),
+                updated_at: d.old_changed_at.clone(),
                 log_guid: (d.old_bus_id != app.guid).then(|| app.guid.clone()),
             });
         }
@@ -139,7 +139,7 @@ async fn desired(State(ctx): State<Ctx>, headers: HeaderMap) -> ApiResult<Json<D
                 }
             }
             let (instances, updated_at) = match &active {
-                Some(d) if p.is_web() => (d.new_instances, d.updated_at.clone()),
+                Some(d) if p.is_web() => (d.new_instances, d.new_changed_at.clone()),
                 _ => (p.instances, app.state_changed_at.clone()),
             };
             apps.push(DesiredApp {

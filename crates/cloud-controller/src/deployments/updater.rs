@@ -163,6 +163,12 @@ async fn pass(ctx: &Ctx, d: &Deployment) -> Result<(), StoreError> {
     if next.status_reason != d.status_reason {
         next.last_status_change = rfc3339(now);
     }
+    if next.new_instances != d.new_instances {
+        next.new_changed_at = rfc3339(now);
+    }
+    if next.old_instances != d.old_instances {
+        next.old_changed_at = rfc3339(now);
+    }
     let system = Actor::system();
     if actions.contains(&Action::Finish) {
         let olds = ctx.store.old_units(&app.guid).await?;

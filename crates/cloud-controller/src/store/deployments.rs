@@ -50,12 +50,16 @@ pub struct Deployment {
     pub last_healthy_at: Option<String>,
     pub last_progress_at: String,
     pub last_status_change: String,
+    /// When `new_instances` / `old_instances` last changed (each unit's
+    /// `updated_at` in the desired document).
+    pub new_changed_at: String,
+    pub old_changed_at: String,
     pub generation: i64,
     pub created_at: String,
     pub updated_at: String,
 }
 
-const COLS: &str = "guid, app_guid, status_value, status_reason, error, strategy, max_in_flight, canary_steps, canary_step, failure_budget, progress_deadline_s, droplet_guid, previous_droplet_guid, revision_guid, target, new_bus_id, new_version, new_instances, old_bus_id, old_version, old_env, old_instances, healthy, failures, last_healthy_at, last_progress_at, last_status_change, generation, created_at, updated_at";
+const COLS: &str = "guid, app_guid, status_value, status_reason, error, strategy, max_in_flight, canary_steps, canary_step, failure_budget, progress_deadline_s, droplet_guid, previous_droplet_guid, revision_guid, target, new_bus_id, new_version, new_instances, old_bus_id, old_version, old_env, old_instances, healthy, failures, last_healthy_at, last_progress_at, last_status_change, new_changed_at, old_changed_at, generation, created_at, updated_at";
 
 impl Deployment {
     pub fn active(&self) -> bool {
@@ -258,7 +262,7 @@ impl Store {
     /// Writes the updater's (or the API's) changes to an ACTIVE deployment
     /// if nobody wrote it since `d.generation` was read; whether it did.
     pub async fn save_deployment(&self, d: &Deployment) -> Result<bool> {
-        let r = sqlx::query("UPDATE deployments SET status_reason = $1, error = $2, canary_step = $3, new_instances = $4, old_instances = $5, healthy = $6, failures = $7, last_healthy_at = $8, last_progress_at = $9, last_status_change = $10, updated_at = $11, generation = generation + 1 WHERE guid = $12 AND generation = $13 AND status_value = 'ACTIVE'")
+        let r = sqlx::query("UPDATE deployments SET status_reason = $1, error = $2, canary_step = $3, new_instances = $4, old_instances = $5, healthy = $6, failures = $7, last_healthy_at = $8, last_progress_at = $9, last_status_change = $10, updated_at = $11, new_changed_at = $14, old_changed_at = $15, generation = generation + 1 WHERE guid = $12 AND generation = $13 AND status_value = 'ACTIVE'")
             .bind(d.status_reason.clone())
             .bind(d.error.clone())
             .bind(d.canary_step)
@@ -272,6 +276,8 @@ impl Store {
             .bind(now())
             .bind(d.guid.clone())
             .bind(d.generation)
+            .bind(d.new_changed_at.clone())
+            .bind(d.old_changed_at.clone())
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
@@ -407,7 +413,7 @@ impl Store {
 }
 
 async fn insert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Deployment) -> Result<()> {
-    sqlx::query(&format!("INSERT INTO deployments ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"))
+    sqlx::query(&format!("INSERT INTO deployments ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"))
         .bind(d.guid.clone())
         .bind(d.app_guid.clone())
         .bind(d.status_value.clone())
@@ -435,6 +441,8 @@ async fn insert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Deployment) -> Re
         .bind(d.last_healthy_at.clone())
         .bind(d.last_progress_at.clone())
         .bind(d.last_status_change.clone())
+        .bind(d.new_changed_at.clone())
+        .bind(d.old_changed_at.clone())
         .bind(d.generation)
         .bind(d.created_at.clone())
         .bind(d.updated_at.clone())

@@ -1960,6 +1960,8 @@ async fn params(a: &Api, w: &World, fx: Fx) -> Params {
                 last_healthy_at: None,
                 last_progress_at: t.clone(),
                 last_status_change: t.clone(),
+                new_changed_at: t.clone(),
+                old_changed_at: t.clone(),
                 generation: 0,
                 created_at: t.clone(),
                 updated_at: t,

@@ -512,6 +512,8 @@ async fn leases_and_deployments(url: &str) {
         last_healthy_at: None,
         last_progress_at: t.clone(),
         last_status_change: t.clone(),
+        new_changed_at: t.clone(),
+        old_changed_at: t.clone(),
         generation: 0,
         created_at: t.clone(),
         updated_at: t,

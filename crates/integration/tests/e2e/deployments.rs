@@ -371,7 +371,9 @@ async fn an_old_instance_crashing_mid_rollout_is_restarted_not_counted() -> Resu
     p.login().await?;
     let host = "agree.localhost";
     let (token, guid) = started(&p, "agree", "v1").await?;
-    // New instances take 3 s to listen: the rollout lasts long enough.
+    // New instances take 8 s to listen: the rollout lasts long enough,
+    // and the HM (which holds off a unit for two heartbeat intervals
+    // after its count changed) has time to act between steps.
     let v2 = app_dir("agree", "slow-v2", "")?;
     let killer = async {
         wait_for("the deployment to start", T, || async {

@@ -56,6 +56,10 @@ ensure_runtime() {
   # namespaces backend (containers as root): bridge, veths and rules.
   ensure_cmd iptables iptables
   ensure_cmd ip iproute2
+  # disk limits that fail writes: an ext4 volume per container, on a loop
+  # device (docs/containers.md).
+  ensure_cmd mkfs.ext4 e2fsprogs
+  ensure_cmd losetup mount
   ensure_cmd curl curl
 }
 

@@ -198,8 +198,13 @@ async fn network_dnat_and_egress_filter() {
     assert!(left.is_empty(), "leftovers: {left:?}");
 }
 
+/// A disk limit makes writes fail (ENOSPC) and the instance lives on, as on
+/// Garden: the container's directory is a volume of its own, bound from a
+/// ready one (the pool's slot and volume are both taken). A directory laid
+/// out before its container (a staging's) keeps the disk watch: over its
+/// limit the whole container is killed. The pool refills and nothing leaks.
 #[tokio::test]
-async fn disk_quota_kills_and_pool_recycles() {
+async fn disk_limit_fails_writes_and_pool_recycles() {
     if !root() {
         return;
     }
@@ -209,16 +214,19 @@ async fn disk_quota_kills_and_pool_recycles() {
     let _guard = Cleanup(tag.clone());
     let b = NamespacesBackend::new(s).expect("backend");
     assert!(b.pool_filled(Duration::from_secs(10)).await, "pool fills");
-    let c = b
-        .create(ContainerSpec {
-            id: "disk1".into(),
-            root: tmp.path().join("disk1"),
-            memory_mb: 64,
-            disk_mb: 2,
-            egress: None,
-        })
-        .await
-        .expect("create");
+    let spec = |id: &str, disk_mb| ContainerSpec {
+        id: id.into(),
+        root: tmp.path().join(id),
+        memory_mb: 64,
+        disk_mb,
+        egress: None,
+    };
+    // The first create of a size makes its volume; the ones after bind a
+    // ready one.
+    let first = b.create(spec("disk0", 4)).await.expect("create");
+    b.destroy(&first).await.expect("destroy");
+    assert!(b.pool_filled(Duration::from_secs(10)).await, "pool refills");
+    let c = b.create(spec("disk1", 4)).await.expect("create");
     assert_eq!(b.pool_len(), 0, "taken from the pool");
     std::fs::create_dir_all(c.root.join("app")).expect("app dir");
     let (out, st) = tokio::time::timeout(
@@ -226,15 +234,58 @@ async fn disk_quota_kills_and_pool_recycles() {
         common::run_in(
             &b,
             &c,
+            "head -c 8000000 /dev/zero > /home/vcap/big; echo \"write exit $?\"; head -c 1000000 /dev/zero >> /home/vcap/big 2>/dev/null || echo full; exit 0",
+        ),
+    )
+    .await
+    .expect("the process ends by itself");
+    assert_eq!(st, 0, "{out}");
+    assert!(out.contains("No space left on device"), "ENOSPC: {out}");
+    assert!(
+        out.contains("write exit 1") && out.contains("full"),
+        "{out}"
+    );
+    let written = std::fs::metadata(c.root.join("big"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        written > 0 && written <= 4 * 1024 * 1024,
+        "cut at the limit: {written}"
+    );
+    assert_eq!(b.exit_reason(&c), None, "not killed");
+    b.destroy(&c).await.expect("destroy");
+    assert!(!c.root.exists());
+    assert!(
+        !NamespacesBackend::leftovers(&tag)
+            .iter()
+            .any(|l| l.contains("disk1")),
+        "its volume is gone"
+    );
+
+    // Laid out before the container: the disk watch kills it.
+    let laid = tmp.path().join("laid");
+    std::fs::create_dir_all(laid.join("app")).expect("laid out");
+    let w = b
+        .create(ContainerSpec {
+            root: laid,
+            ..spec("laid", 2)
+        })
+        .await
+        .expect("create");
+    let (out, st) = tokio::time::timeout(
+        Duration::from_secs(30),
+        common::run_in(
+            &b,
+            &w,
             "head -c 8000000 /dev/zero > /home/vcap/big; exec sleep 60",
         ),
     )
     .await
     .expect("killed well before the sleep ends");
     assert_eq!(st, 137, "{out}");
-    assert_eq!(b.exit_reason(&c).as_deref(), Some("disk quota exceeded"));
-    b.destroy(&c).await.expect("destroy");
-    assert!(!c.root.exists());
+    assert_eq!(b.exit_reason(&w).as_deref(), Some("disk quota exceeded"));
+    b.destroy(&w).await.expect("destroy");
+    assert!(!w.root.exists());
     // The pool is full again and nothing leaked: one slot, one netns.
     assert!(b.pool_filled(Duration::from_secs(10)).await);
     let netns: Vec<String> = NamespacesBackend::leftovers(&tag)

@@ -1,4 +1,5 @@
-//! The disk watch: kills containers over their disk quota.
+//! The disk watch: kills containers over their disk quota (those whose
+//! directory is not a volume of its own, see `volumes.rs`).
 
 use super::*;
 
@@ -12,7 +13,7 @@ pub(super) async fn disk_watch(weak: std::sync::Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let list: Vec<(String, PathBuf, u64, u8)> = lock(&inner.live)
             .iter()
-            .filter(|(_, l)| !l.inits.is_empty() && l.disk_bytes > 0)
+            .filter(|(_, l)| !l.inits.is_empty() && l.disk_bytes > 0 && !l.volume)
             .map(|(id, l)| (id.clone(), l.root.clone(), l.disk_bytes, l.slot))
             .collect();
         for (id, root, quota, slot) in list {

@@ -17,7 +17,8 @@
 //!
 //! Here: the backend and its public API. By job: `pool` (slots and the
 //! warm pool), `refill` (keeps the pool full), `inits` (starting
-//! container-inits), `disk` (the disk quota watch), `etc_files` (the
+//! container-inits), `volumes` (disk limits that fail writes), `disk`
+//! (the disk watch where no volume is possible), `etc_files` (the
 //! stack's /etc), `pidfd` (waiting for a process and its exit status).
 
 pub mod cgroup;
@@ -33,6 +34,7 @@ mod inits;
 mod pidfd;
 mod pool;
 mod refill;
+mod volumes;
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
@@ -121,6 +123,9 @@ struct Live {
     slot: u8,
     root: PathBuf,
     disk_bytes: u64,
+    /// Whether `root` is its own volume of `disk_bytes` (writes past it
+    /// fail); else the disk watch measures it.
+    volume: bool,
     inits: Vec<i32>,
     /// A container-init started for the next process (from the pool or
     /// at create), not yet given its process.
@@ -150,6 +155,7 @@ struct Inner {
     pool: Mutex<Vec<Slot>>,
     live: Mutex<HashMap<String, Live>>,
     refill: Arc<tokio::sync::Notify>,
+    volumes: volumes::Volumes,
     /// Egress rules of a container created without any: public networks
     /// and the resolvers of the containers' resolv.conf.
     default_egress: Vec<proto::EgressRule>,
@@ -186,17 +192,34 @@ impl Inner {
             .ok_or_else(|| DeaError::Backend(format!("no container {id}")))
     }
 
-    /// The container's directory (owned by its uid) and limits on slot
-    /// `n`; returns the OOM kills counted so far.
-    fn prepare(&self, root: &Path, memory_mb: u64, n: u8) -> Result<u64> {
-        std::fs::create_dir_all(root).map_err(|e| DeaError::io(root, e))?;
-        let l = Limits::for_memory(memory_mb, self.s.pids_limit);
-        self.layout
-            .set_limits(&self.s.tag, &cg_name(n), &l)
-            .map_err(|e| DeaError::Backend(format!("cgroup limits: {e}")))?;
+    /// The container's directory (owned by its uid; its own volume of
+    /// `disk_mb` when possible) and limits on slot `n`; returns the OOM
+    /// kills counted so far and whether the directory is a volume.
+    fn prepare(&self, root: &Path, memory_mb: u64, disk_mb: u64, n: u8) -> Result<(u64, bool)> {
+        let volume = match self.volumes.attach(root, disk_mb) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "no disk volume; the disk watch measures this container");
+                false
+            }
+        };
+        let limits = std::fs::create_dir_all(root)
+            .map_err(|e| DeaError::io(root, e))
+            .and_then(|()| {
+                let l = Limits::for_memory(memory_mb, self.s.pids_limit);
+                self.layout
+                    .set_limits(&self.s.tag, &cg_name(n), &l)
+                    .map_err(|e| DeaError::Backend(format!("cgroup limits: {e}")))
+            });
+        if let Err(e) = limits {
+            if volume {
+                volumes::unmount(root);
+            }
+            return Err(e);
+        }
         let uid = UID_BASE + n as u32;
         let _ = std::os::unix::fs::lchown(root, Some(uid), Some(uid));
-        Ok(self.layout.oom_kills(&self.s.tag, &cg_name(n)))
+        Ok((self.layout.oom_kills(&self.s.tag, &cg_name(n)), volume))
     }
 
     /// Tears everything down (DEA shutdown).
@@ -219,6 +242,8 @@ impl Inner {
                 spawn::discard(c);
             }
         }
+        self.volumes.discard_ready();
+        volumes::cleanup(&self.s.tag);
         self.layout.destroy_all(&self.s.tag);
         net::cleanup(&self.s.tag);
         net::restore_host_settings();
@@ -272,7 +297,9 @@ impl NamespacesBackend {
         default_egress.extend(proto::egress::dns(&resolvers));
         tracing::info!(tag = %s.tag, subnet = %net.subnet(), cgroups = ?layout, pool = s.warm_pool_size, resolvers = ?resolvers, "namespaces backend ready");
         let init_exe = small_init(&s.init_exe);
+        let volumes = volumes::Volumes::new(&s.state_dir, &s.tag, s.warm_pool_size);
         let inner = Arc::new(Inner {
+            volumes,
             init_exe,
             layout,
             net,
@@ -293,8 +320,10 @@ impl NamespacesBackend {
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             let weak = Arc::downgrade(&inner);
             h.spawn(refiller(weak.clone(), inner.refill.clone()));
+            h.spawn(volumes::filler(weak.clone(), inner.volumes.fill.clone()));
             h.spawn(disk_watch(weak));
             inner.refill.notify_one();
+            inner.volumes.fill.notify_one();
         }
         Ok(NamespacesBackend { inner })
     }
@@ -311,10 +340,12 @@ impl NamespacesBackend {
             .count()
     }
 
-    /// Waits (bounded) until the pool is full and no teardown is pending.
+    /// Waits (bounded) until the pool (slots and disk volumes) is full and
+    /// no teardown is pending.
     pub async fn pool_filled(&self, within: Duration) -> bool {
         let end = tokio::time::Instant::now() + within;
         while self.pool_len() < self.inner.s.warm_pool_size
+            || !self.inner.volumes.is_full()
             || self.inner.pending.load(std::sync::atomic::Ordering::SeqCst) > 0
             || self
                 .inner
@@ -349,6 +380,7 @@ impl NamespacesBackend {
     /// Everything named with this backend's tag that still exists.
     pub fn leftovers(tag: &str) -> Vec<String> {
         let mut v = net::leftovers(tag);
+        v.extend(volumes::leftovers(tag));
         if let Some(l) = Layout::detect() {
             for d in l.parent_dirs(tag) {
                 if d.exists() {
@@ -363,6 +395,7 @@ impl NamespacesBackend {
 /// Removes everything named with `tag` (under the host lock when called
 /// from [`NamespacesBackend::new`]).
 fn remove_tag(tag: &str) {
+    volumes::cleanup(tag);
     if let Some(l) = Layout::detect() {
         l.destroy_all(tag);
     }
@@ -386,25 +419,31 @@ impl Backend for NamespacesBackend {
         Box::pin(async move {
             let inner = self.inner.clone();
             let root = spec.root.clone();
-            let memory_mb = spec.memory_mb;
-            // A ready slot from the pool: only a few writes to cgroup files
-            // and one mkdir, done here (no hop to a blocking thread). Else
-            // a pooled slot without init or a new slot, on a blocking
-            // thread (a new network namespace takes ~1 ms).
-            let (taken, prepared) = match inner.take_ready() {
+            let (memory_mb, disk_mb) = (spec.memory_mb, spec.disk_mb);
+            // A ready slot from the pool and a ready volume (or none
+            // needed): only a few writes to cgroup files, a bind mount and
+            // one mkdir, done here (no hop to a blocking thread). Else a
+            // pooled slot without init, a new slot or a new volume, on a
+            // blocking thread (a new network namespace takes ~1 ms, a new
+            // volume ~30 ms).
+            let quick = disk_mb == 0 || root.exists() || inner.volumes.has_ready(disk_mb);
+            let ready = if quick { inner.take_ready() } else { None };
+            let (taken, prepared) = match ready {
                 Some(slot) => {
-                    let r = inner.prepare(&root, memory_mb, slot.n);
+                    let r = inner.prepare(&root, memory_mb, disk_mb, slot.n);
                     (Taken::Pooled(slot), r)
                 }
-                None => tokio::task::spawn_blocking(move || -> Result<(Taken, Result<u64>)> {
-                    let taken = inner.slot_for_create()?;
-                    let r = inner.prepare(&root, memory_mb, taken.n());
-                    Ok((taken, r))
-                })
-                .await
-                .map_err(|e| DeaError::Backend(format!("create task: {e}")))??,
+                None => {
+                    tokio::task::spawn_blocking(move || -> Result<(Taken, Result<(u64, bool)>)> {
+                        let taken = inner.slot_for_create()?;
+                        let r = inner.prepare(&root, memory_mb, disk_mb, taken.n());
+                        Ok((taken, r))
+                    })
+                    .await
+                    .map_err(|e| DeaError::Backend(format!("create task: {e}")))??
+                }
             };
-            let oom_base = match prepared {
+            let (oom_base, volume) = match prepared {
                 Ok(b) => b,
                 Err(e) => {
                     let i = self.inner.clone();
@@ -432,7 +471,15 @@ impl Backend for NamespacesBackend {
                     finish_create(inner, n, init, pending).await
                 }
             };
-            let init = init?;
+            let init = match init {
+                Ok(c) => c,
+                Err(e) => {
+                    if volume {
+                        volumes::unmount(&spec.root);
+                    }
+                    return Err(e);
+                }
+            };
             let rules = spec
                 .egress
                 .clone()
@@ -451,6 +498,9 @@ impl Backend for NamespacesBackend {
                         i.destroy_slot(n);
                     })
                     .await;
+                    if volume {
+                        volumes::unmount(&spec.root);
+                    }
                     return Err(e);
                 }
             }
@@ -461,6 +511,7 @@ impl Backend for NamespacesBackend {
                     slot: n,
                     root: spec.root.clone(),
                     disk_bytes: spec.disk_mb.saturating_mul(1024 * 1024),
+                    volume,
                     inits: Vec::new(),
                     ready: Some(init),
                     exposed: None,
@@ -631,6 +682,11 @@ impl Backend for NamespacesBackend {
                         spawn::discard(c);
                     }
                     inner.layout.kill_all(&inner.s.tag, &cg_name(l.slot));
+                    // A volume goes whole (its files with it, once the
+                    // last process holding it is gone).
+                    if l.volume {
+                        volumes::unmount(&root);
+                    }
                 }
                 let removed = match std::fs::remove_dir_all(&root) {
                     Ok(()) => Ok(()),
@@ -774,6 +830,7 @@ impl Drop for Inner {
         for c in pool.into_iter().filter_map(|s| s.init).chain(ready) {
             spawn::discard(c);
         }
+        self.volumes.discard_ready();
     }
 }
 

@@ -35,6 +35,21 @@ pub fn dea_name(i: usize) -> String {
     }
 }
 
+/// The bus and placement id of the `i`th DEA (`dea-0`, `dea-1`...): fixed,
+/// so that each DEA has a bus user of its own and a restarted DEA finds
+/// its own leftovers.
+pub fn dea_id(i: usize) -> String {
+    format!("dea-{i}")
+}
+
+/// The component name of a DEA (`dea`, `dea1`...) back to its number.
+pub fn dea_index(component: &str) -> Option<usize> {
+    match component.strip_prefix("dea")? {
+        "" => Some(0),
+        n => n.parse().ok().filter(|i| *i > 0),
+    }
+}
+
 /// `dea1`, `dea2`...: the DEAs after the first (`cf dev start --deas N`).
 pub fn is_extra_dea(component: &str) -> bool {
     component
@@ -348,6 +363,7 @@ pub fn ensure_tls(l: &Layout, names: &[String]) -> Result<bool> {
 pub fn dea_config(l: &Layout, nats_url: &str) -> String {
     toml_doc(&[
         ("nats_url", nats_url.into()),
+        ("id", dea_id(0)),
         ("state_dir", l.dir.join("dea").display().to_string()),
         ("addr_file", l.addr("dea").display().to_string()),
     ]) + "allow_unisolated_process_backend = true\n"
@@ -384,6 +400,7 @@ pub fn dea_config_n(l: &Layout, nats_url: &str, i: usize) -> String {
     let name = dea_name(i);
     toml_doc(&[
         ("nats_url", nats_url.into()),
+        ("id", dea_id(i)),
         ("state_dir", l.dir.join(&name).display().to_string()),
         ("addr_file", l.addr(&name).display().to_string()),
         ("zone", format!("z{i}")),
@@ -566,6 +583,11 @@ mod tests {
             .is_some_and(|s| s.ends_with("run/dea2.addr")));
         assert!(is_extra_dea("dea2") && is_extra_dea("dea10"));
         assert!(!is_extra_dea("dea") && !is_extra_dea("dead"));
+        assert_eq!(d2["id"].as_str(), Some("dea-2"));
+        assert_eq!(dea_index("dea"), Some(0));
+        assert_eq!(dea_index("dea2"), Some(2));
+        assert_eq!(dea_index("dead"), None);
+        assert_eq!(dea_index("dea0"), None);
         assert_eq!(binary_name("dea3"), "dea");
         let h: toml::Table =
             toml::from_str(&hm_config(&l, "nats://n", "http://127.0.0.1:1", "tok"))

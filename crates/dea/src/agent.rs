@@ -79,13 +79,18 @@ pub async fn run_with_drain(
     cfg.size_from_host();
     // A bad `tls_ca_file` stops the DEA here (Agent::new cannot fail).
     cfg.http_client()?;
+    let blob_urls = Arc::new(BlobUrls::new(&cfg.controller_urls));
+    if !blob_urls.enforced() {
+        if !cfg.allow_any_blob_url {
+            return Err(crate::error::DeaError::Config(
+                "controller_urls is empty (or names no valid URL): set the controllers' internal API URLs, from which alone the DEA fetches droplets and packages (allow_any_blob_url = true turns the check off, for tests)".into(),
+            ));
+        }
+        tracing::warn!("allow_any_blob_url: start and staging requests may name any URL");
+    }
     let backend = crate::backend::from_config(&cfg)?;
     let bus = Bus::connect_with(&cfg.nats_url, &cfg.bus, "dea").await?;
     tracing::info!(id = %cfg.id, nats = %cfg.nats_url, backend = backend.name(), state_dir = %cfg.state_dir.display(), "dea starting");
-    let blob_urls = Arc::new(BlobUrls::new(&cfg.controller_urls));
-    if !blob_urls.enforced() {
-        tracing::warn!("controller_urls is empty: start and staging requests may name any URL");
-    }
     let (outbox, rx) = Outbox::with_log_queue(cfg.log_queue_kb.saturating_mul(1024));
     let pump_task = tokio::spawn(pump(bus.clone(), rx, outbox.log_queue()));
     let agent = Agent::new(cfg.clone(), backend.clone(), outbox.clone());
@@ -459,5 +464,24 @@ fn announce(id: &str, started: Instant) -> ComponentAnnounce {
         id: id.to_string(),
         admin_url: None,
         uptime_s: started.elapsed().as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No `controller_urls`: the DEA will not run (it would fetch any URL a
+    /// start request names), before it touches the backend or the bus.
+    #[tokio::test]
+    async fn refuses_to_run_without_controller_urls() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = Config {
+            state_dir: tmp.path().join("state"),
+            nats_url: "nats://127.0.0.1:9".into(),
+            ..Config::default()
+        };
+        let e = run(cfg, std::future::pending()).await.expect_err("refused");
+        assert!(e.to_string().contains("controller_urls is empty"), "{e}");
     }
 }

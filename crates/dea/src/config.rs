@@ -17,8 +17,13 @@ pub struct Config {
     pub bus: proto::bus::BusCredentials,
     /// The controllers' internal API base URLs (`http://host:port`): start
     /// and staging requests may only name signed blob URLs there
-    /// (`crate::blob_urls`). Empty: not checked (a warning at start).
+    /// (`crate::blob_urls`). Empty: the DEA refuses to start, unless
+    /// `allow_any_blob_url` says otherwise.
     pub controller_urls: Vec<String>,
+    /// Runs with no `controller_urls`, fetching whatever URL a start or
+    /// staging request names (tests with their own blob servers, the
+    /// simulated DEA). Never in `cf dev` or a real deployment.
+    pub allow_any_blob_url: bool,
     /// A PEM CA file trusted, besides the webpki roots, by the DEA's HTTP
     /// client (droplets, buildpacks, uploads over HTTPS). None: the roots only.
     pub tls_ca_file: Option<PathBuf>,
@@ -123,6 +128,7 @@ impl Default for Config {
             nats_url: "nats://127.0.0.1:4222".into(),
             bus: Default::default(),
             controller_urls: Vec::new(),
+            allow_any_blob_url: false,
             tls_ca_file: None,
             id: String::new(),
             zone: "default".into(),

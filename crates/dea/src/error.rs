@@ -25,6 +25,9 @@ pub enum DeaError {
     /// The `process` backend without `allow_unisolated_process_backend`.
     #[error("the process backend runs apps and builds as plain host processes, without any isolation; {reason}. Set allow_unisolated_process_backend = true in the DEA config to run it anyway (tests, cf dev), or run the DEA as root on Linux >= 5.12 with cgroups, ip and iptables for the namespaces backend")]
     UnisolatedBackend { reason: String },
+    /// A config the DEA will not run with.
+    #[error("config: {0}")]
+    Config(String),
     #[error("{0}")]
     Staging(String),
     /// A staging failure with its CF error id.

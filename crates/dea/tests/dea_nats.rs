@@ -132,6 +132,8 @@ async fn dea_over_nats() {
         addr_file: Some(tmp.path().join("ready")),
         // `auto`: the process backend when not root.
         allow_unisolated_process_backend: true,
+        // Droplets from this test's own server.
+        allow_any_blob_url: true,
         ..dea::Config::default()
     };
     // A leftover from a "previous run" must be cleaned.
@@ -312,7 +314,7 @@ async fn binary_instances_die_with_the_dea() {
         std::fs::write(
             &conf,
             format!(
-                "id = \"{id}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\n",
+                "id = \"{id}\"\nstate_dir = \"{}\"\naddr_file = \"{}\"\nallow_any_blob_url = true\n",
                 tmp.path().join(format!("state{round}")).display(),
                 ready.display()
             ),

@@ -304,7 +304,10 @@ impl Platform {
         }
 
         // NATS with JetStream and a user per role, on a port it picks itself.
+        // Each DEA its own bus user (as `cf dev start` gives them).
+        let dea_ids: Vec<String> = (0..opts.deas).map(|i| format!("dea-{i}")).collect();
         let bus_users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET)
+            .with_deas(&dea_ids, proto::busauth::DEFAULT_HM_BUCKET)
             .with_superuser("test");
         let nats = NatsServer::start_with_config(&proto::busauth::server_config(&bus_users, None))?;
         let nats_url = nats.url.clone();
@@ -367,7 +370,7 @@ impl Platform {
                 i,
                 &format!(
                     "{}\ncontroller_urls = [\"http://127.0.0.1:{cc_internal_port}\"]\n{}",
-                    bus_line(proto::busauth::Role::Dea),
+                    bus_users.dea(&format!("dea-{i}")).toml_inline(),
                     opts.dea_config
                 ),
             )?);

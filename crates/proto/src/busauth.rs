@@ -5,6 +5,12 @@
 //! ([`BusUsers::generate`]), write [`server_config`] (0600) for nats-server
 //! and give each component its role's [`BusCredentials`].
 //!
+//! DEAs: besides the shared `dea` role (a DEA standing for any DEA, kept
+//! for tools and tests), each DEA of a platform gets a user of its own
+//! ([`BusUsers::with_deas`], `dea-<id>`) that receives only its own start
+//! and staging requests (`dea.<id>.start`, `staging.<id>.*`): a DEA taken
+//! over cannot read the environments and credentials sent to the others.
+//!
 //! Replies: every role's requests use a private inbox prefix
 //! (`_INBOX.<role>.`), so a role subscribes only to its own replies; a role
 //! that answers requests has `allow_responses` (it may publish once to the
@@ -209,6 +215,28 @@ impl Role {
     }
 }
 
+/// The bus user of the DEA with this id.
+pub fn dea_user(id: &str) -> String {
+    format!("dea-{id}")
+}
+
+/// What the DEA `id` may do: the `dea` role's rights, with the requests
+/// addressed to DEAs narrowed to its own and its own reply inbox.
+pub fn dea_permissions(id: &str, hm_bucket: &str) -> Permissions {
+    let mut p = Role::Dea.permissions(hm_bucket);
+    let inbox = format!("_INBOX.{}.>", Role::Dea.user());
+    for sub in p.subscribe.iter_mut() {
+        *sub = match sub.as_str() {
+            "dea.*.start" => s::dea_start(id),
+            "staging.*.start" => s::staging_start(id),
+            "staging.*.stop" => s::staging_stop(id),
+            x if x == inbox => format!("_INBOX.{}.>", dea_user(id)),
+            x => x.to_string(),
+        };
+    }
+    p
+}
+
 /// One user of the server config.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BusUser {
@@ -264,6 +292,25 @@ impl BusUsers {
             },
         });
         self
+    }
+
+    /// Adds a user of its own for each DEA id ([`dea_permissions`]).
+    pub fn with_deas(mut self, ids: &[String], hm_bucket: &str) -> BusUsers {
+        for id in ids {
+            self.users.push(BusUser {
+                user: dea_user(id),
+                password: random_secret(),
+                permissions: dea_permissions(id, hm_bucket),
+            });
+        }
+        self
+    }
+
+    /// The credentials of the DEA `id`: its own user when there is one,
+    /// else the shared `dea` role's.
+    pub fn dea(&self, id: &str) -> BusCredentials {
+        self.credentials(&dea_user(id))
+            .unwrap_or_else(|| self.role(Role::Dea))
     }
 
     /// The credentials of `user` (a role's name or an added user).
@@ -431,6 +478,48 @@ mod tests {
             &Role::Router.permissions("b").subscribe,
             "dea.d.start"
         ));
+    }
+
+    /// A DEA's own user hears only its own start and staging requests and
+    /// replies; it publishes what any DEA publishes.
+    #[test]
+    fn a_dea_hears_only_its_own_requests() {
+        let p = dea_permissions("dea-0", "b");
+        for own in [
+            "dea.dea-0.start",
+            "staging.dea-0.start",
+            "staging.dea-0.stop",
+            "_INBOX.dea-dea-0.x.1",
+            "dea.stop",
+            "dea.find.droplet",
+        ] {
+            assert!(allows(&p.subscribe, own), "{own}");
+        }
+        for other in [
+            "dea.dea-1.start",
+            "dea.*.start",
+            "staging.dea-1.start",
+            "staging.dea-1.stop",
+            "_INBOX.dea.x.1",
+            "_INBOX.dea-dea-1.x.1",
+            "_INBOX.controller.x.1",
+        ] {
+            assert!(!allows(&p.subscribe, other), "{other}");
+        }
+        assert_eq!(p.publish, Role::Dea.permissions("b").publish);
+        let users = BusUsers::generate("b").with_deas(&["dea-0".into()], "b");
+        assert_eq!(users.dea("dea-0").user, "dea-dea-0");
+        assert_eq!(
+            users.dea("dea-0").inbox_prefix().as_deref(),
+            Some("_INBOX.dea-dea-0")
+        );
+        assert_eq!(
+            users.dea("dea-9").user,
+            "dea",
+            "no own user: the shared one"
+        );
+        let text = server_config(&users, None);
+        assert!(text.contains("\"dea.dea-0.start\""), "{text}");
     }
 
     #[test]

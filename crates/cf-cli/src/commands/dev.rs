@@ -310,7 +310,9 @@ async fn start(
     // (docs/architecture.md §3.4); nats.conf and every config holding a
     // password are 0600.
     let nats_dir = l.dir.join("nats");
-    let users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET);
+    let dea_ids: Vec<String> = (0..dea_count.max(1)).map(d::dea_id).collect();
+    let users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET)
+        .with_deas(&dea_ids, proto::busauth::DEFAULT_HM_BUCKET);
     let nats_conf = nats_dir.join("nats.conf");
     d::write_private(&nats_conf, &proto::busauth::server_config(&users, None))?;
     let mut nats_args = vec!["-c".to_string(), nats_conf.display().to_string()];
@@ -332,13 +334,14 @@ async fn start(
     let nats_url = format!("nats://127.0.0.1:{nats_port}");
     let token = uuid::Uuid::new_v4().simple().to_string();
     let write = |c: &str, text: String| {
-        let role = match c {
-            "cloud-controller" => Role::Controller,
-            "router" => Role::Router,
-            "health-manager" => Role::HealthManager,
-            _ => Role::Dea,
+        let creds = match c {
+            "cloud-controller" => users.role(Role::Controller),
+            "router" => users.role(Role::Router),
+            "health-manager" => users.role(Role::HealthManager),
+            // Each DEA its own user (only its own start requests).
+            dea => users.dea(&d::dea_id(d::dea_index(dea).unwrap_or(0))),
         };
-        let text = format!("{text}{}\n", users.role(role).toml_inline());
+        let text = format!("{text}{}\n", creds.toml_inline());
         d::write_private(&l.config(c), &text)
     };
     write("cloud-controller", d::cc_config(&l, &nats_url, &token))?;

@@ -132,6 +132,54 @@ async fn forged_bus_messages_are_refused() -> Result<()> {
         }
     }
 
+    // A DEA's own user hears only requests addressed to it, not those
+    // sent to other DEAs (their apps' environments and credentials).
+    let d0 = p.bus_as(&proto::busauth::dea_user("dea-0")).await?;
+    let mut all_starts = d0.subscribe::<serde_json::Value>("dea.*.start").await?;
+    let mut other_start = d0
+        .subscribe::<serde_json::Value>(&subjects::dea_start("dea-1"))
+        .await?;
+    let mut other_staging = d0
+        .subscribe::<serde_json::Value>(&subjects::staging_start("dea-1"))
+        .await?;
+    let mut own = d0
+        .subscribe::<serde_json::Value>(&subjects::staging_stop("dea-0"))
+        .await?;
+    d0.flush().await?;
+    spy.publish(
+        subjects::dea_start("dea-1"),
+        &serde_json::json!({"secret": 1}),
+    )
+    .await?;
+    spy.publish(
+        subjects::staging_start("dea-1"),
+        &serde_json::json!({"secret": 1}),
+    )
+    .await?;
+    spy.publish(
+        subjects::staging_stop("dea-0"),
+        &serde_json::json!({"marker": 1}),
+    )
+    .await?;
+    spy.flush().await?;
+    let mine = tokio::time::timeout(T, own.next())
+        .await
+        .context("the DEA's own request never came")?
+        .context("subscription closed")?;
+    assert!(mine.payload.get("marker").is_some(), "{}", mine.payload);
+    for (what, sub) in [
+        ("dea.*.start", &mut all_starts),
+        ("dea.dea-1.start", &mut other_start),
+        ("staging.dea-1.start", &mut other_staging),
+    ] {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), sub.next())
+                .await
+                .is_err(),
+            "DEA dea-0 heard {what}"
+        );
+    }
+
     // 3. Nothing was harmed: the API route and the app answer through the
     //    router; no DEA fetched the foreign droplet; the router never
     //    received the app's logs.

@@ -189,9 +189,23 @@ pub async fn run(
     result
 }
 
+/// Connections the kernel queues before the controller accepts them
+/// (capped by `net.core.somaxconn`): a burst of a thousand clients (a
+/// login flood) must not overflow it, or a newcomer's SYN is dropped and
+/// retried a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), RunError> {
     let err = |source| RunError::Listen { addr, source };
-    let l = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    let l = socket.listen(LISTEN_BACKLOG).map_err(err)?;
     let bound = l.local_addr().map_err(err)?;
     Ok((l, bound))
 }

@@ -4,9 +4,11 @@
 //!   many within a window lock further attempts for a while, the right
 //!   password included, without spending a password check on them
 //!   ([`Lockouts`], pure: a function of the attempts and `now`);
-//! - password checks run a bounded number at a time, off the async
-//!   workers; a check that cannot start within a short wait is refused
-//!   (503), and each gives its memory back ([`PasswordChecks`]);
+//! - password checks run a bounded number at a time, on their own threads
+//!   at the lowest CPU priority (so a flood of them leaves the API its
+//!   cores: `GET /v3/apps` keeps answering within 100 ms); a check that
+//!   cannot start within a short wait is refused (503), and each gives its
+//!   memory back ([`PasswordChecks`]);
 //! - an unknown user name costs one full check too (against a dummy hash),
 //!   so timing does not tell which names exist.
 
@@ -147,43 +149,116 @@ impl Lockouts {
 #[error("too many logins at once; try again shortly")]
 pub struct Busy;
 
-/// Password checks, a bounded number at a time.
+/// A turn to check a password ([`PasswordChecks::admit`]).
+#[derive(Debug)]
+pub struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// One password check for a checker thread.
+struct Check {
+    password: String,
+    hash: String,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Password checks, a bounded number at a time, on `concurrency` threads
+/// of their own at nice 19: under a login flood the scheduler still gives
+/// the async workers (every other request) nearly all of the CPU.
 #[derive(Debug)]
 pub struct PasswordChecks {
     permits: Arc<Semaphore>,
     wait: Duration,
     dummy: String,
+    checks: std::sync::mpsc::SyncSender<Check>,
 }
 
 impl PasswordChecks {
     /// `concurrency` checks at once; a check waits at most `wait` to start.
     pub fn new(concurrency: usize, wait: Duration) -> Result<PasswordChecks, String> {
+        let n = concurrency.max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Check>(n);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || checker(&rx))
+                .map_err(|e| format!("password check thread: {e}"))?;
+        }
         Ok(PasswordChecks {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(n)),
             wait,
             dummy: crate::auth::hash_password(&uuid::Uuid::new_v4().to_string())?,
+            checks: tx,
         })
+    }
+
+    /// A turn to check a password, within the wait. Taken before the
+    /// user's row is read, so a flood of logins queues here, not on the
+    /// database's connections that every other request needs.
+    pub async fn admit(&self) -> Result<Admitted, Busy> {
+        tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map(|p| Admitted { _permit: p })
+            .map_err(|_| Busy)
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown user) the
     /// same work against a dummy hash, and `false`.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, Busy> {
-        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| Busy)?
-            .map_err(|_| Busy)?;
+        let turn = self.admit().await?;
+        self.verify_admitted(turn, password, hash).await
+    }
+
+    /// [`PasswordChecks::verify`] with a turn already taken.
+    pub async fn verify_admitted(
+        &self,
+        turn: Admitted,
+        password: &str,
+        hash: Option<&str>,
+    ) -> Result<bool, Busy> {
         let known = hash.is_some();
-        let hash = hash.unwrap_or(&self.dummy).to_string();
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            let ok = crate::auth::verify_password(&password, &hash);
-            give_memory_back();
-            drop(permit);
-            ok
-        })
-        .await
-        .unwrap_or(false);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let check = Check {
+            password: password.to_string(),
+            hash: hash.unwrap_or(&self.dummy).to_string(),
+            reply,
+        };
+        // Never blocks: the permits keep at most as many checks in flight
+        // as the channel holds (a check whose caller went away may still
+        // be running: then it is full, and this one is refused).
+        self.checks.try_send(check).map_err(|_| Busy)?;
+        let ok = answer.await.unwrap_or(false);
+        drop(turn);
         Ok(ok && known)
+    }
+}
+
+/// A checker thread: lowest priority, then checks until the controller
+/// drops its [`PasswordChecks`].
+fn checker(rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Check>>) {
+    lowest_priority();
+    loop {
+        let next = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(p) => p.into_inner().recv(),
+        };
+        let Ok(c) = next else { return };
+        let ok = crate::auth::verify_password(&c.password, &c.hash);
+        give_memory_back();
+        let _ = c.reply.send(ok);
+    }
+}
+
+/// Nice 19 for the calling thread (Linux: priorities are per thread).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority on our own thread id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
 
@@ -313,5 +388,39 @@ mod tests {
         assert_eq!(checks.verify("pw", Some(&hash)).await, Err(Busy));
         drop(held);
         assert_eq!(checks.verify("pw", Some(&hash)).await, Ok(true));
+    }
+
+    /// The checker threads run at nice 19 (field 19 of the thread's stat).
+    #[test]
+    fn checks_run_at_the_lowest_priority() {
+        let _checks = PasswordChecks::new(2, Duration::from_millis(1)).expect("checks");
+        let nices = |want: usize| -> Vec<String> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut found = Vec::new();
+                for t in std::fs::read_dir("/proc/self/task")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                    if !comm.starts_with("password-check") {
+                        continue;
+                    }
+                    let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                    // After the `(comm)` field: state is field 3, nice 19.
+                    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                    found.push(rest.split_whitespace().nth(16).unwrap_or("?").to_string());
+                }
+                if found.len() >= want && found.iter().all(|n| n == "19")
+                    || Instant::now() > deadline
+                {
+                    return found;
+                }
+                std::thread::yield_now();
+            }
+        };
+        let n = nices(2);
+        assert!(n.len() >= 2 && n.iter().all(|n| n == "19"), "{n:?}");
     }
 }

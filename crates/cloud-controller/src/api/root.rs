@@ -122,12 +122,23 @@ async fn token(
                     login::LOCKED,
                 ));
             }
+            // A bounded number at a time (the turn is taken before the
+            // user's row is read: a flood waits here, not on the
+            // database), off the async workers; an unknown name costs a
+            // check too.
+            let turn = ctx
+                .password_checks
+                .admit()
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             let user = ctx.store.user_by_name(name).await?;
-            // Off the async workers, a bounded number at a time; an
-            // unknown name costs a check too.
             let ok = ctx
                 .password_checks
-                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .verify_admitted(
+                    turn,
+                    password,
+                    user.as_ref().map(|u| u.password_hash.as_str()),
+                )
                 .await
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             if let Ok(mut l) = ctx.lockouts.lock() {

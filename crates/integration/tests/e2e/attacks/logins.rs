@@ -1,6 +1,9 @@
 //! 1,000 concurrent wrong logins: the controller keeps answering a normal
-//! request quickly throughout, and its memory stays bounded (password
-//! checks are few at once, lockouts answer without hashing).
+//! request within 100 ms throughout, and its memory stays bounded
+//! (password checks are few at once and take their turn before reading
+//! the user's row, so the flood never queues on the database; they run at
+//! the lowest CPU priority; lockouts answer without hashing). Runs alone
+//! (`.config/nextest.toml`): it times latency.
 
 use std::time::{Duration, Instant};
 
@@ -53,23 +56,45 @@ async fn a_thousand_wrong_logins_do_not_stall_the_api() -> Result<()> {
         })
     };
 
-    // A normal request, again and again, while the attack runs.
-    let mut times = Vec::new();
-    let mut rss_max = rss_idle;
-    let mut every = tokio::time::interval(Duration::from_millis(20));
-    while !attack.is_finished() {
-        every.tick().await;
-        let t = Instant::now();
-        let r = client
-            .get(format!("{base}/v3/apps"))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-        assert_eq!(r.status(), 200);
-        times.push(t.elapsed());
-        rss_max = rss_max.max(testkit::rss_kib(pid).unwrap_or(0));
-    }
+    // A normal request, again and again, while the attack runs: from a
+    // thread and runtime of its own (another user's client), so that what
+    // is timed is the controller, not this process's runtime busy with the
+    // thousand attacking requests.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, base, token) = (done.clone(), base.clone(), token.clone());
+        std::thread::spawn(move || -> Result<(Vec<Duration>, u64)> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let client = reqwest::Client::new();
+                let mut times = Vec::new();
+                let mut rss_max = 0;
+                let mut every = tokio::time::interval(Duration::from_millis(20));
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    every.tick().await;
+                    let t = Instant::now();
+                    let r = client
+                        .get(format!("{base}/v3/apps"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status() == 200, "GET /v3/apps: {}", r.status());
+                    r.bytes().await?;
+                    times.push(t.elapsed());
+                    rss_max = rss_max.max(testkit::rss_kib(pid).unwrap_or(0));
+                }
+                Ok((times, rss_max))
+            })
+        })
+    };
     let statuses = attack.await?;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut times, rss_max) = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sampler panicked"))??;
+    let rss_max = rss_max.max(rss_idle);
     times.sort();
     let pct = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     eprintln!(
@@ -85,13 +110,22 @@ async fn a_thousand_wrong_logins_do_not_stall_the_api() -> Result<()> {
         "the controller dropped connections: {statuses:?}"
     );
     assert!(!times.is_empty());
+    // Within 100 ms throughout: every sample but at most one (a 2-core
+    // machine's scheduler noise), and that one within 250 ms. (Before the
+    // checks took their turn ahead of the database, and before the
+    // listen backlog grew, single samples reached 0.2-1 s.)
+    let slow = times
+        .iter()
+        .filter(|t| **t > Duration::from_millis(100))
+        .count();
     assert!(
-        pct(0.9) <= Duration::from_millis(100),
-        "GET /v3/apps slowed down: p90 {:?}",
-        pct(0.9)
+        slow <= 1,
+        "GET /v3/apps over 100 ms {slow} times: p90 {:?}, max {:?}",
+        pct(0.9),
+        pct(1.0)
     );
     assert!(
-        pct(1.0) <= Duration::from_millis(1000),
+        pct(1.0) <= Duration::from_millis(250),
         "GET /v3/apps stalled: max {:?}",
         pct(1.0)
     );

@@ -444,17 +444,18 @@ impl AccessLog {
     /// never blocks requests and nothing wakes a thread per request (the
     /// first version did: a futex wake and a context switch per request).
     ///
-    /// With `nats_url`, messages go to NATS through a connection of the
+    /// With `nats` (its URL and the router's bus credentials), messages go
+    /// to NATS through a connection of the
     /// thread's own ([`crate::lognats`]) when it can be made, else through
     /// the bus client.
     pub fn start(
         bus: Option<Bus>,
-        nats_url: Option<String>,
+        nats: Option<(String, proto::busauth::BusCredentials)>,
         stdout: bool,
         metrics: Arc<Metrics>,
     ) -> AccessLog {
-        let mut raw = match (&bus, nats_url) {
-            (Some(_), Some(url)) => RawNats::connect(&url, "router-access-log"),
+        let mut raw = match (&bus, nats) {
+            (Some(_), Some((url, creds))) => RawNats::connect(&url, &creds, "router-access-log"),
             _ => None,
         };
         let nats_tx = match (&raw, bus) {

@@ -149,7 +149,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         routes.clone(),
         access_log::AccessLog::start(
             Some(bus.clone()),
-            Some(config.nats_url.clone()),
+            Some((config.nats_url.clone(), config.bus.clone())),
             config.access_log_stdout,
             metrics.clone(),
         ),

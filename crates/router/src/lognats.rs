@@ -10,9 +10,10 @@
 //! (at most once a second) when the server goes away; lines that find no
 //! connection are dropped and counted, as when the queue is full.
 //!
-//! Only plain `nats://` URLs (with optional `user:password@` or `token@`)
-//! are handled; anything else (TLS, a server that requires TLS, a failed
-//! first handshake) falls back to publishing through the async client.
+//! Only plain `nats://` URLs are handled, with the router's bus
+//! credentials (else the URL's `user:password@` or `token@`); anything
+//! else (TLS, a server that requires TLS, a failed first handshake) falls
+//! back to publishing through the async client.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -35,7 +36,14 @@ pub struct RawNats {
 impl RawNats {
     /// Parses `url` and makes the first handshake; `None` when the URL or
     /// the server is not one this handles.
-    pub fn connect(url: &str, name: &str) -> Option<RawNats> {
+    pub fn connect(
+        url: &str,
+        creds: &proto::busauth::BusCredentials,
+        name: &str,
+    ) -> Option<RawNats> {
+        if creds.tls_ca_file.is_some() {
+            return None;
+        }
         let first = url.split(',').next()?.trim();
         let rest = match first.split_once("://") {
             Some(("nats", rest)) => rest,
@@ -68,6 +76,10 @@ impl RawNats {
             "protocol": 1,
         });
         match auth.map(|a| a.split_once(':')) {
+            _ if !creds.user.is_empty() => {
+                connect["user"] = creds.user.as_str().into();
+                connect["pass"] = creds.password.as_str().into();
+            }
             Some(Some((user, pass))) => {
                 connect["user"] = user.into();
                 connect["pass"] = pass.into();
@@ -247,4 +259,36 @@ pub fn push_pub(out: &mut Vec<u8>, subject: &[u8], payload: &[u8]) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::busauth::{server_config, BusCredentials, BusUsers, Role, DEFAULT_HM_BUCKET};
+
+    /// On a bus with users, the access-log connection logs in as the
+    /// router (its own fast path, not the fallback) and is refused without
+    /// credentials; a TLS bus is left to the async client.
+    #[test]
+    fn logs_in_with_the_routers_credentials() {
+        let users = BusUsers::generate(DEFAULT_HM_BUCKET);
+        let Ok(nats) = testkit::NatsServer::start_with_config(&server_config(&users, None)) else {
+            testkit::skip_or_fail("logs_in_with_the_routers_credentials", "needs nats-server");
+            return;
+        };
+        let router = users.role(Role::Router);
+        let mut raw = RawNats::connect(&nats.url, &router, "t").expect("logged in");
+        let mut batch = Vec::new();
+        push_pub(&mut batch, b"logs.app", b"{}");
+        assert!(raw.send(&batch), "published");
+        assert!(
+            RawNats::connect(&nats.url, &BusCredentials::default(), "t").is_none(),
+            "no credentials: refused"
+        );
+        let tls = BusCredentials {
+            tls_ca_file: Some("/ca.pem".into()),
+            ..router
+        };
+        assert!(RawNats::connect(&nats.url, &tls, "t").is_none());
+    }
 }

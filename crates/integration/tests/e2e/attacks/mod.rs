@@ -5,6 +5,7 @@
 
 mod bus;
 mod file_modes;
+mod log_flood;
 mod log_streams;
 mod logins;
 mod tls;

@@ -25,6 +25,9 @@ use crate::staging::{Deliver, Stager, Stagings};
 /// Prepares the state dir: leftovers of a previous run are removed, the
 /// built-in buildpacks are (re)written.
 pub fn prepare_state_dir(state_dir: &Path) -> Result<()> {
+    // A crashed run's containers' disk volumes are still mounted on their
+    // directories (and ready ones under disks/).
+    crate::backend::namespaces::unmount_leftovers(state_dir);
     for sub in ["instances", "staging", "staging-out"] {
         let d = state_dir.join(sub);
         match std::fs::remove_dir_all(&d) {

@@ -78,6 +78,8 @@ struct HostObjects {
     chains: Vec<String>,
     dnat_rules: Vec<String>,
     mounts: Vec<String>,
+    /// Disk volumes made ready for the pool (`<state>/disks/paas-disk-*`).
+    ready_volumes: Vec<String>,
 }
 
 fn iptables_lines(table: &str) -> Vec<String> {
@@ -132,11 +134,13 @@ fn host_objects(tag: &str, root: &Path) -> HostObjects {
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let r = root.display().to_string();
-    h.mounts = mountinfo
+    let (ready, mounts): (Vec<String>, Vec<String>) = mountinfo
         .lines()
         .filter(|l| l.contains(&format!("paas-{tag}")) || l.contains(&r))
         .map(String::from)
-        .collect();
+        .partition(|l| l.contains(&format!("/disks/paas-disk-{tag}-")));
+    h.mounts = mounts;
+    h.ready_volumes = ready;
     h
 }
 
@@ -148,6 +152,8 @@ fn only_pool(h: &HostObjects, pool: usize) -> bool {
         // the pool's network namespaces are bind mounts under /run/netns
         && h.mounts.iter().filter(|m| !m.contains(" /run/netns/")).count() == 0
         && h.mounts.len() == pool
+        // and its ready disk volumes (instances' volumes are gone)
+        && h.ready_volumes.len() == pool
         // one group per slot (under each controller root)
         && h
             .container_cgroups
@@ -166,6 +172,7 @@ fn nothing_left(h: &HostObjects) -> bool {
         && h.parent_cgroups.is_empty()
         && h.chains.is_empty()
         && h.mounts.is_empty()
+        && h.ready_volumes.is_empty()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,15 +301,18 @@ async fn isolation_seen_from_inside_an_app_and_no_leftovers() -> Result<()> {
     Ok(())
 }
 
+/// Past the disk limit writes fail and the instance lives on; past the
+/// memory limit it is killed (`out of memory`) and restarted; a fork bomb
+/// stops at the pids limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_memory_and_fork_bomb() -> Result<()> {
+async fn disk_and_memory_limits_and_fork_bomb() -> Result<()> {
     if !is_root() {
         return Ok(());
     }
     let p = Platform::start_with(opts("warm_pool_size = 0\npids_limit = 48\n")).await?;
     p.login().await?;
     let tag = tag(&p)?;
-    push_probe(&p, "hog", &["-m", "64M"]).await?;
+    push_probe(&p, "hog", &["-m", "64M", "-k", "100M"]).await?;
     let token = p.admin_token().await?;
     let guid = p.app_guid(&token, "hog").await?;
     p.wait_running(&token, &guid, 1, T).await?;
@@ -311,6 +321,15 @@ async fn out_of_memory_and_fork_bomb() -> Result<()> {
         .subscribe::<proto::DropletExited>(proto::subjects::DROPLET_EXITED)
         .await?;
     let before = integration::procs::app_instance_pids(&guid);
+    // Past the disk limit: the write fails (ENOSPC) and the instance lives
+    // on (the first exit below must be the OOM's); the space comes back.
+    let w = get_json(&p, "hog", "/write?mb=300").await?;
+    assert_eq!(w["error"], "No space left on device", "{w}");
+    let written = w["written_mb"].as_u64().unwrap_or(0);
+    assert!((1..100).contains(&written), "cut at the 100M limit: {w}");
+    let w = get_json(&p, "hog", "/write?mb=20").await?;
+    assert_eq!(w["error"], serde_json::Value::Null, "space freed: {w}");
+    assert_eq!(integration::procs::app_instance_pids(&guid), before, "not restarted");
     // Past the quota: killed, reported as out of memory, restarted.
     let _ = get_json(&p, "hog", "/alloc?mb=200").await;
     let msg = tokio::time::timeout(T, async {

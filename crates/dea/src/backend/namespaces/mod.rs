@@ -392,6 +392,12 @@ impl NamespacesBackend {
     }
 }
 
+/// Detaches what a previous run left mounted under the DEA's state dir
+/// (its containers' disk volumes), so the directories can be removed.
+pub fn unmount_leftovers(state_dir: &Path) {
+    volumes::unmount_under(state_dir);
+}
+
 /// Removes everything named with `tag` (under the host lock when called
 /// from [`NamespacesBackend::new`]).
 fn remove_tag(tag: &str) {

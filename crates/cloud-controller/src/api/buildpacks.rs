@@ -15,11 +15,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query};
+use super::{filter, matches, metadata, page_of, parse_json, BaseUrl, PageReq, Query};
 use crate::blobstore::validate_zip;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Buildpack, BuildpackState, BuildpackUpdate};
+use crate::store::{Buildpack, BuildpackFilter, BuildpackState, BuildpackUpdate};
 
 /// Stacks a buildpack may be restricted to.
 const STACKS: &[&str] = &["host"];
@@ -65,14 +65,7 @@ pub fn present_builtin(base: &BaseUrl, name: &str, after: i64) -> Value {
 
 /// The last position taken by an admin buildpack (0 when none).
 async fn last_admin_position(ctx: &Ctx) -> ApiResult<i64> {
-    Ok(ctx
-        .store
-        .buildpacks()
-        .await?
-        .iter()
-        .map(|b| b.position)
-        .max()
-        .unwrap_or(0))
+    Ok(ctx.store.last_buildpack_position().await?)
 }
 
 fn builtin_read_only(name: &str) -> ApiError {
@@ -220,23 +213,44 @@ async fn create(
     Ok((StatusCode::CREATED, Json(present(&base, &b))).into_response())
 }
 
+/// `GET /v3/buildpacks` (filters `names`, `stacks`): the admin buildpacks
+/// in position order, paged in SQL, then the built-in ones (a fixed list
+/// compiled into the DEAs, filtered in memory) filling the pages after
+/// them.
 async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    let names = filter(&q, "names");
-    let stacks = filter(&q, "stacks");
-    let admin = ctx.store.buildpacks().await?;
-    let after = admin.iter().map(|b| b.position).max().unwrap_or(0);
-    let mut items: Vec<Value> = admin
+    let page = PageReq::from_query(&q)?;
+    let f = BuildpackFilter {
+        names: filter(&q, "names"),
+        stacks: filter(&q, "stacks"),
+    };
+    let win = page.window();
+    let (admin_total, admin) = ctx.store.buildpacks_page(&f, win).await?;
+    let builtins: Vec<&str> = BUILTIN_BUILDPACKS
         .iter()
-        .filter(|b| matches(&names, &b.name) && matches(&stacks, &b.stack))
-        .map(|b| present(&base, b))
+        .copied()
+        .filter(|b| matches(&f.names, b) && matches(&f.stacks, STACKS[0]))
         .collect();
-    items.extend(
-        BUILTIN_BUILDPACKS
-            .iter()
-            .filter(|b| matches(&names, b) && matches(&stacks, STACKS[0]))
-            .map(|b| present_builtin(&base, b, after)),
-    );
-    Ok(Json(paginate(&base, "/v3/buildpacks", &q, items)?))
+    let mut items: Vec<Value> = admin.iter().map(|b| present(&base, b)).collect();
+    let room = win.limit.saturating_sub(items.len());
+    if room > 0 {
+        let after = last_admin_position(&ctx).await?;
+        items.extend(
+            builtins
+                .iter()
+                .skip(win.offset.saturating_sub(admin_total))
+                .take(room)
+                .map(|b| present_builtin(&base, b, after)),
+        );
+    }
+    let total = admin_total + builtins.len();
+    Ok(Json(page_of(
+        &base,
+        "/v3/buildpacks",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn show(

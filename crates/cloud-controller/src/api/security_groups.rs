@@ -14,10 +14,10 @@ use proto::EgressRule;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, BaseUrl, Query, ToMany};
+use super::{filter, metadata, page_of, parse_json, BaseUrl, PageReq, Query, ToMany};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Lifecycle, SecurityGroup};
+use crate::store::{Lifecycle, SecurityGroup, SecurityGroupFilter};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -167,41 +167,33 @@ async fn check_spaces(ctx: &Ctx, guids: &[String]) -> ApiResult<()> {
     }
 }
 
+/// `GET /v3/security_groups` (filters `names`, `guids`,
+/// `globally_enabled_running`, `globally_enabled_staging`,
+/// `running_space_guids`, `staging_space_guids`), paged in SQL.
 async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    let (names, guids) = (filter(&q, "names"), filter(&q, "guids"));
+    let page = PageReq::from_query(&q)?;
     let flag = |k: &str| q.get(k).map(|v| v == "true");
-    let (run, stg) = (
-        flag("globally_enabled_running"),
-        flag("globally_enabled_staging"),
-    );
-    let (run_spaces, stg_spaces) = (
-        filter(&q, "running_space_guids"),
-        filter(&q, "staging_space_guids"),
-    );
-    let mut items = Vec::new();
-    'groups: for g in ctx.store.security_groups().await? {
-        if !matches(&names, &g.name) || !matches(&guids, &g.guid) {
-            continue;
-        }
-        if run.is_some_and(|r| r != g.global(Lifecycle::Running))
-            || stg.is_some_and(|s| s != g.global(Lifecycle::Staging))
-        {
-            continue;
-        }
-        for (f, l) in [
-            (&run_spaces, Lifecycle::Running),
-            (&stg_spaces, Lifecycle::Staging),
-        ] {
-            if let Some(want) = f {
-                let bound = ctx.store.security_group_spaces(&g.guid, l).await?;
-                if !bound.iter().any(|s| want.contains(s)) {
-                    continue 'groups;
-                }
-            }
-        }
-        items.push(present(&ctx, &base, &g).await?);
+    let f = SecurityGroupFilter {
+        names: filter(&q, "names"),
+        guids: filter(&q, "guids"),
+        globally_enabled_running: flag("globally_enabled_running"),
+        globally_enabled_staging: flag("globally_enabled_staging"),
+        running_space_guids: filter(&q, "running_space_guids"),
+        staging_space_guids: filter(&q, "staging_space_guids"),
+    };
+    let (total, groups) = ctx.store.security_groups_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(groups.len());
+    for g in &groups {
+        items.push(present(&ctx, &base, g).await?);
     }
-    Ok(Json(paginate(&base, "/v3/security_groups", &q, items)?))
+    Ok(Json(page_of(
+        &base,
+        "/v3/security_groups",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn create(
@@ -369,13 +361,18 @@ async fn space_groups(
     lifecycle: Lifecycle,
     q: &Query,
 ) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(q)?;
     ctx.store.space(space).await?;
-    let mut items = Vec::new();
-    for g in ctx.store.space_security_groups(space, lifecycle).await? {
-        items.push(present(ctx, base, &g).await?);
+    let (total, groups) = ctx
+        .store
+        .space_security_groups_page(space, lifecycle, page.window())
+        .await?;
+    let mut items = Vec::with_capacity(groups.len());
+    for g in &groups {
+        items.push(present(ctx, base, g).await?);
     }
     let path = format!("/v3/spaces/{space}/{}_security_groups", lifecycle.as_str());
-    Ok(Json(paginate(base, &path, q, items)?))
+    Ok(Json(page_of(base, &path, q, page, total, items)))
 }
 
 async fn space_running(

@@ -5,6 +5,7 @@
 
 use sqlx::{Any, Transaction};
 
+use super::pages::{Where, Window};
 use super::{new_guid, now, unique, BuildpackState, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -42,6 +43,14 @@ pub struct BuildpackUpdate {
     pub position: Option<i64>,
     pub enabled: Option<bool>,
     pub locked: Option<bool>,
+}
+
+/// `GET /v3/buildpacks` filters (each `None` = any; `stacks` matches the
+/// stack a buildpack is restricted to, never "any stack").
+#[derive(Debug, Clone)]
+pub struct BuildpackFilter {
+    pub names: Option<Vec<String>>,
+    pub stacks: Option<Vec<String>>,
 }
 
 const BP_COLS: &str =
@@ -101,6 +110,26 @@ impl Store {
             &[],
         )
         .await
+    }
+
+    /// Buildpacks matching `f` in position order: how many, and the window.
+    pub async fn buildpacks_page(
+        &self,
+        f: &BuildpackFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Buildpack>)> {
+        let mut w = Where::new();
+        w.any_of("name", &f.names).any_of("stack", &f.stacks);
+        self.page(BP_COLS, "buildpacks", &w, "position, created_at, guid", win)
+            .await
+    }
+
+    /// The last position taken by a buildpack (0 when none).
+    pub async fn last_buildpack_position(&self) -> Result<i64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM buildpacks")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.unwrap_or(0))
     }
 
     pub async fn buildpack(&self, guid: &str) -> Result<Buildpack> {

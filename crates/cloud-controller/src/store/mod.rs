@@ -22,7 +22,7 @@ pub mod tasks;
 mod tokens;
 mod users;
 
-pub use buildpacks::{Buildpack, BuildpackUpdate};
+pub use buildpacks::{Buildpack, BuildpackFilter, BuildpackUpdate};
 pub use deployments::{Deployment, DeploymentFilter};
 pub use gc::{BlobVersion, BlobVersions};
 pub use jobs::{JobRow, JOB_COMPLETE, JOB_FAILED, JOB_POLLING, JOB_PROCESSING};
@@ -34,10 +34,10 @@ pub use pages::{
     BuildFilter, DomainFilter, EventFilter, Order, OrgFilter, PackageFilter, RouteFilter,
     SpaceFilter, UserFilter, Window,
 };
-pub use quotas::{Quota, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
+pub use quotas::{Quota, QuotaFilter, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use revisions::{Revision, RevisionContent};
 pub use roles::{Role, RoleFilter};
-pub use security_groups::{Lifecycle, SecurityGroup};
+pub use security_groups::{Lifecycle, SecurityGroup, SecurityGroupFilter};
 pub use services::{
     Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter,
     NewBinding, NewInstance, Offering, Plan, MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS,

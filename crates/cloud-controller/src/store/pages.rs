@@ -1,7 +1,8 @@
 //! List pages filtered, counted and cut in SQL (`LIMIT`/`OFFSET` with a
 //! `COUNT`), with the caller's read scope in the same query: audit events,
 //! organizations, spaces and routes here, roles in `roles.rs` (apps:
-//! `Store::apps_page`).
+//! `Store::apps_page`); security groups, quotas and buildpacks in their
+//! own modules.
 
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
@@ -167,7 +168,12 @@ pub struct PackageFilter {
 
 /// ` AND col IN (SELECT pick FROM table WHERE by IN (...))` for a list
 /// filter on a related table (`None`: any; empty: none).
-fn any_via(w: &mut Where, col: &str, sub: (&str, &str, &str), vals: &Option<Vec<String>>) {
+pub(super) fn any_via(
+    w: &mut Where,
+    col: &str,
+    sub: (&str, &str, &str),
+    vals: &Option<Vec<String>>,
+) {
     let Some(vals) = vals else {
         return;
     };

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pages::{Order, Where, Window};
 use super::{new_guid, now, unique, Result, Store, StoreError};
 
 const QUOTA_COLS: &str = "guid, kind, name, organization_guid, total_memory_in_mb, per_process_memory_in_mb, total_instances, total_routes, total_apps, created_at, updated_at";
@@ -61,6 +62,17 @@ impl Quota {
             total_apps: self.total_apps,
         }
     }
+}
+
+/// `GET /v3/organization_quotas` and `/v3/space_quotas` filters;
+/// `visible_orgs`: only space quotas of these orgs (`None`: any; the
+/// caller's orgs for a user who does not read everything).
+#[derive(Debug, Clone)]
+pub struct QuotaFilter {
+    pub kind: QuotaKind,
+    pub names: Option<Vec<String>>,
+    pub organization_guids: Option<Vec<String>>,
+    pub visible_orgs: Option<Vec<String>>,
 }
 
 /// What an org or a space uses: memory and instances of started apps,
@@ -124,12 +136,16 @@ impl Store {
         .await
     }
 
-    pub async fn quotas(&self, kind: QuotaKind) -> Result<Vec<Quota>> {
-        self.all(
-            &format!("SELECT {QUOTA_COLS} FROM quotas WHERE kind = $1 ORDER BY created_at, guid"),
-            &[kind.as_str()],
-        )
-        .await
+    /// Quotas matching `f`, in creation order.
+    pub async fn quotas_page(&self, f: &QuotaFilter, win: Window) -> Result<(usize, Vec<Quota>)> {
+        let mut w = Where::new();
+        let k = w.param(f.kind.as_str());
+        w.and(&format!("kind = {k}"));
+        w.any_of("name", &f.names)
+            .any_of("organization_guid", &f.organization_guids)
+            .any_of("organization_guid", &f.visible_orgs);
+        self.page(QUOTA_COLS, "quotas", &w, &Order::CREATED.sql(), win)
+            .await
     }
 
     pub async fn update_quota(&self, q: &Quota) -> Result<Quota> {

@@ -4,6 +4,7 @@
 
 use proto::EgressRule;
 
+use super::pages::{any_via, Order, Where, Window};
 use super::{new_guid, now, unique, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -56,6 +57,37 @@ impl Lifecycle {
     }
 }
 
+/// `GET /v3/security_groups` filters (each `None` = any): names, guids,
+/// the global flags, and the spaces a group is bound to for a lifecycle
+/// (a global group is not bound to them).
+#[derive(Debug, Clone, Default)]
+pub struct SecurityGroupFilter {
+    pub names: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+    pub globally_enabled_running: Option<bool>,
+    pub globally_enabled_staging: Option<bool>,
+    pub running_space_guids: Option<Vec<String>>,
+    pub staging_space_guids: Option<Vec<String>>,
+}
+
+/// The column of a lifecycle's global flag.
+fn global_flag(lifecycle: Lifecycle) -> &'static str {
+    match lifecycle {
+        Lifecycle::Running => "running_default",
+        Lifecycle::Staging => "staging_default",
+    }
+}
+
+/// The groups that apply to a space for a lifecycle: global or bound to
+/// it (`space`: the placeholder bound to the space's guid).
+fn applies_to_space(lifecycle: Lifecycle, space: &str) -> String {
+    format!(
+        "{} = 1 OR guid IN (SELECT security_group_guid FROM security_group_spaces WHERE space_guid = {space} AND lifecycle = '{}')",
+        global_flag(lifecycle),
+        lifecycle.as_str()
+    )
+}
+
 const SG_COLS: &str = "guid, name, rules, running_default, staging_default, created_at, updated_at";
 
 /// Settings key set once the default groups were made (deleting them later
@@ -101,6 +133,61 @@ impl Store {
             &[],
         )
         .await
+    }
+
+    /// Groups matching `f`, in creation order.
+    pub async fn security_groups_page(
+        &self,
+        f: &SecurityGroupFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<SecurityGroup>)> {
+        let mut w = Where::new();
+        w.any_of("name", &f.names).any_of("guid", &f.guids);
+        for (flag, lifecycle) in [
+            (f.globally_enabled_running, Lifecycle::Running),
+            (f.globally_enabled_staging, Lifecycle::Staging),
+        ] {
+            if let Some(on) = flag {
+                let col = global_flag(lifecycle);
+                w.and(&if on {
+                    format!("{col} <> 0")
+                } else {
+                    format!("{col} = 0")
+                });
+            }
+        }
+        for (spaces, lifecycle) in [
+            (&f.running_space_guids, Lifecycle::Running),
+            (&f.staging_space_guids, Lifecycle::Staging),
+        ] {
+            let bindings = format!(
+                "(SELECT security_group_guid, space_guid FROM security_group_spaces WHERE lifecycle = '{}') b",
+                lifecycle.as_str()
+            );
+            any_via(
+                &mut w,
+                "guid",
+                (&bindings, "b.security_group_guid", "b.space_guid"),
+                spaces,
+            );
+        }
+        self.page(SG_COLS, "security_groups", &w, &Order::CREATED.sql(), win)
+            .await
+    }
+
+    /// The groups that apply to a space for a lifecycle (global or bound
+    /// to it), in creation order: how many, and the window.
+    pub async fn space_security_groups_page(
+        &self,
+        space_guid: &str,
+        lifecycle: Lifecycle,
+        win: Window,
+    ) -> Result<(usize, Vec<SecurityGroup>)> {
+        let mut w = Where::new();
+        let s = w.param(space_guid);
+        w.and(&applies_to_space(lifecycle, &s));
+        self.page(SG_COLS, "security_groups", &w, &Order::CREATED.sql(), win)
+            .await
     }
 
     pub async fn security_group(&self, guid: &str) -> Result<SecurityGroup> {
@@ -201,15 +288,12 @@ impl Store {
         space_guid: &str,
         lifecycle: Lifecycle,
     ) -> Result<Vec<SecurityGroup>> {
-        let flag = match lifecycle {
-            Lifecycle::Running => "running_default",
-            Lifecycle::Staging => "staging_default",
-        };
         self.all(
             &format!(
-                "SELECT {SG_COLS} FROM security_groups WHERE {flag} = 1 OR guid IN (SELECT security_group_guid FROM security_group_spaces WHERE space_guid = $1 AND lifecycle = $2) ORDER BY created_at, guid"
+                "SELECT {SG_COLS} FROM security_groups WHERE {} ORDER BY created_at, guid",
+                applies_to_space(lifecycle, "$1")
             ),
-            &[space_guid, lifecycle.as_str()],
+            &[space_guid],
         )
         .await
     }

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{audit_target, create, object, present, remove, update};
-use crate::api::{filter, matches, paginate, parse_json, BaseUrl, Query, ToMany};
+use crate::api::{filter, page_of, parse_json, BaseUrl, PageReq, Query, ToMany};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::QuotaKind;
+use crate::store::{QuotaFilter, QuotaKind};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -27,15 +27,28 @@ pub fn routes() -> Router<Ctx> {
         )
 }
 
+/// `GET /v3/organization_quotas` (filter `names`), paged in SQL.
 async fn list_org(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
-    let names = filter(&q, "names");
-    let mut items = Vec::new();
-    for quota in ctx.store.quotas(QuotaKind::Organization).await? {
-        if matches(&names, &quota.name) {
-            items.push(present(&ctx, &base, &quota).await?);
-        }
+    let page = PageReq::from_query(&q)?;
+    let f = QuotaFilter {
+        kind: QuotaKind::Organization,
+        names: filter(&q, "names"),
+        organization_guids: None,
+        visible_orgs: None,
+    };
+    let (total, quotas) = ctx.store.quotas_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(quotas.len());
+    for quota in &quotas {
+        items.push(present(&ctx, &base, quota).await?);
     }
-    Ok(Json(paginate(&base, "/v3/organization_quotas", &q, items)?))
+    Ok(Json(page_of(
+        &base,
+        "/v3/organization_quotas",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn show_org(

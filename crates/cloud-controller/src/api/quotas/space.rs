@@ -10,11 +10,11 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{audit_target, create, object, present, remove, update};
-use crate::api::{filter, matches, paginate, parse_json, BaseUrl, Query, ToMany};
+use crate::api::{filter, page_of, parse_json, BaseUrl, PageReq, Query, ToMany};
 use crate::authz::{Action, Decision, Perms, Scope};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Quota, QuotaKind};
+use crate::store::{Quota, QuotaFilter, QuotaKind};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -39,21 +39,27 @@ async fn list_space(
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let (names, orgs_filter) = (filter(&q, "names"), filter(&q, "organization_guids"));
-    let mine = perms.org_guids();
-    let mut items = Vec::new();
-    for quota in ctx.store.quotas(QuotaKind::Space).await? {
-        let visible = mine
-            .as_ref()
-            .is_none_or(|m| m.contains(&quota.organization_guid));
-        if visible
-            && matches(&names, &quota.name)
-            && matches(&orgs_filter, &quota.organization_guid)
-        {
-            items.push(present(&ctx, &base, &quota).await?);
-        }
+    let page = PageReq::from_query(&q)?;
+    // A user who does not read everything sees the quotas of its orgs.
+    let f = QuotaFilter {
+        kind: QuotaKind::Space,
+        names: filter(&q, "names"),
+        organization_guids: filter(&q, "organization_guids"),
+        visible_orgs: perms.org_guids(),
+    };
+    let (total, quotas) = ctx.store.quotas_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(quotas.len());
+    for quota in &quotas {
+        items.push(present(&ctx, &base, quota).await?);
     }
-    Ok(Json(paginate(&base, "/v3/space_quotas", &q, items)?))
+    Ok(Json(page_of(
+        &base,
+        "/v3/space_quotas",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
 async fn show_space(

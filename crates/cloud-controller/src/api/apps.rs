@@ -10,13 +10,15 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_name, filter, input, matches, metadata, page_of, paginate, parse_json, rel, BaseUrl,
-    PageReq, Query, ToOne,
+    check_name, filter, input, metadata, page_of, parse_json, rel, BaseUrl, PageReq, Query, ToOne,
 };
 use crate::authz::{Action, Perms, Scope};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, App, AppFilter, AppState, DropletState};
+use crate::store::{
+    self, App, AppFilter, AppState, DropletFilter, DropletState, PackageFilter, RouteFilter,
+    SpaceScope,
+};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -498,20 +500,26 @@ async fn packages(
     q: Query,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(&q)?;
     ctx.store.app(&guid).await?;
-    let items = ctx
-        .store
-        .packages_of(&guid)
-        .await?
+    // The policy checked the app: no scope.
+    let f = PackageFilter {
+        app_guids: Some(vec![guid.clone()]),
+        scope: SpaceScope::All,
+    };
+    let (total, packages) = ctx.store.packages_page(&f, page.window()).await?;
+    let items = packages
         .iter()
         .map(|p| super::packages::present(&base, p))
         .collect();
-    Ok(Json(paginate(
+    Ok(Json(page_of(
         &base,
         &format!("/v3/apps/{guid}/packages"),
         &q,
+        page,
+        total,
         items,
-    )?))
+    )))
 }
 
 async fn droplets(
@@ -520,22 +528,25 @@ async fn droplets(
     q: Query,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(&q)?;
     ctx.store.app(&guid).await?;
-    let states = filter(&q, "states");
-    let items = ctx
-        .store
-        .droplets_of(&guid)
-        .await?
+    let f = DropletFilter {
+        app: guid.clone(),
+        states: filter(&q, "states"),
+    };
+    let (total, droplets) = ctx.store.droplets_page(&f, page.window()).await?;
+    let items = droplets
         .iter()
-        .filter(|d| matches(&states, d.state.as_str()))
         .map(|d| super::droplets::present(&base, d))
         .collect();
-    Ok(Json(paginate(
+    Ok(Json(page_of(
         &base,
         &format!("/v3/apps/{guid}/droplets"),
         &q,
+        page,
+        total,
         items,
-    )?))
+    )))
 }
 
 async fn current_droplet(
@@ -610,15 +621,30 @@ async fn app_routes(
     q: Query,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(&q)?;
     ctx.store.app(&guid).await?;
-    let mut items = Vec::new();
-    for r in ctx.store.app_routes(&guid).await? {
-        items.push(super::routes::present(&ctx, &base, &r.route).await?);
+    // The routes with a destination of the app; the policy checked the
+    // app: no scope.
+    let f = RouteFilter {
+        hosts: None,
+        paths: None,
+        domain_guids: None,
+        space_guids: None,
+        organization_guids: None,
+        app_guids: Some(vec![guid.clone()]),
+        scope: SpaceScope::All,
+    };
+    let (total, routes) = ctx.store.routes_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(routes.len());
+    for r in &routes {
+        items.push(super::routes::present(&ctx, &base, r).await?);
     }
-    Ok(Json(paginate(
+    Ok(Json(page_of(
         &base,
         &format!("/v3/apps/{guid}/routes"),
         &q,
+        page,
+        total,
         items,
-    )?))
+    )))
 }

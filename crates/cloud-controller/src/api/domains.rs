@@ -71,6 +71,7 @@ async fn list(
     let f = DomainFilter {
         names: filter(&q, "names"),
         member: (!perms.reads_everything()).then(|| perms.user_guid.clone()),
+        usable_by: None,
     };
     let (total, domains) = ctx.store.domains_page(&f, page.window()).await?;
     let mut items = Vec::with_capacity(domains.len());

@@ -54,6 +54,9 @@ async fn present(ctx: &Ctx, base: &BaseUrl, name: &str) -> ApiResult<Value> {
     }))
 }
 
+/// `GET /v3/feature_flags`. The flags are the fixed list `FLAGS` compiled
+/// in (only their values are settings rows), so this list is paged in
+/// memory (it does not grow with user input).
 async fn list(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<Json<Value>> {
     let mut items = Vec::new();
     for (name, _) in FLAGS {

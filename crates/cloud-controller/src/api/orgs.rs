@@ -9,11 +9,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, page_of, paginate, parse_json, BaseUrl, PageReq, Query};
+use super::{filter, metadata, page_of, parse_json, BaseUrl, PageReq, Query};
 use crate::authz::Perms;
 use crate::context::{Actor, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{OrgFilter, Organization, StoreError};
+use crate::store::{DomainFilter, OrgFilter, Organization, StoreError};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -253,21 +253,27 @@ async fn domains(
     q: Query,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(&q)?;
     ctx.store.org(&guid).await?;
-    let names = filter(&q, "names");
-    let mut items = Vec::new();
-    for d in ctx.store.domains_for_org(&guid).await? {
-        if matches(&names, &d.name) {
-            let shared = ctx.store.domain_shared_with(&d.guid).await?;
-            items.push(super::domains::present(&base, &d, &shared));
-        }
+    let f = DomainFilter {
+        names: filter(&q, "names"),
+        member: None,
+        usable_by: Some(guid.clone()),
+    };
+    let (total, domains) = ctx.store.domains_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(domains.len());
+    for d in &domains {
+        let shared = ctx.store.domain_shared_with(&d.guid).await?;
+        items.push(super::domains::present(&base, d, &shared));
     }
-    Ok(Json(paginate(
+    Ok(Json(page_of(
         &base,
         &format!("/v3/organizations/{guid}/domains"),
         &q,
+        page,
+        total,
         items,
-    )?))
+    )))
 }
 
 async fn usage_summary(

@@ -33,6 +33,9 @@ pub fn routes() -> Router<Ctx> {
     Router::new().route("/v3/stacks", get(list))
 }
 
+/// `GET /v3/stacks` (filter `names`). Stacks are not database rows but
+/// the fixed list `STACKS` compiled in, so this list is filtered and paged
+/// in memory (it does not grow with user input).
 async fn list(base: BaseUrl, q: Query, State(_ctx): State<Ctx>) -> ApiResult<Json<Value>> {
     let names = filter(&q, "names");
     let items = STACKS

@@ -31,8 +31,8 @@ pub use locate::{Located, Target};
 pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
 pub use pages::{
-    BuildFilter, DomainFilter, EventFilter, Order, OrgFilter, PackageFilter, RouteFilter,
-    SpaceFilter, UserFilter, Window,
+    BuildFilter, DomainFilter, DropletFilter, EventFilter, Order, OrgFilter, PackageFilter,
+    RouteFilter, SpaceFilter, UserFilter, Window,
 };
 pub use quotas::{Quota, QuotaFilter, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use revisions::{Revision, RevisionContent};

@@ -330,15 +330,6 @@ impl Store {
         .await
     }
 
-    /// Domains an org may use: shared ones, its own and those shared with it.
-    pub async fn domains_for_org(&self, org_guid: &str) -> Result<Vec<Domain>> {
-        self.all(
-            &format!("SELECT {DOMAIN_COLS} FROM domains WHERE organization_guid IS NULL OR organization_guid = $1 OR guid IN (SELECT domain_guid FROM domain_shares WHERE organization_guid = $1) ORDER BY created_at, guid"),
-            &[org_guid],
-        )
-        .await
-    }
-
     /// Whether `org_guid` may put routes on the domain.
     pub async fn domain_usable_by(&self, d: &Domain, org_guid: &str) -> Result<bool> {
         match &d.organization_guid {

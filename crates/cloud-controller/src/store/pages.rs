@@ -1,16 +1,17 @@
 //! List pages filtered, counted and cut in SQL (`LIMIT`/`OFFSET` with a
 //! `COUNT`), with the caller's read scope in the same query: audit events,
-//! organizations, spaces and routes here, roles in `roles.rs` (apps:
-//! `Store::apps_page`); security groups, quotas and buildpacks in their
-//! own modules.
+//! organizations, spaces, routes, users, domains, builds, packages and
+//! droplets here; roles, tasks, revisions, deployments, quotas, buildpacks
+//! and security groups in their own modules (apps: `Store::apps_page`).
 
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
 use super::orgs::{DOMAIN_COLS, ORG_COLS, SPACE_COLS};
 use super::{
-    push_in, readable_space_clause, AuditEvent, Build, CcUser, Domain, Organization, Package,
-    Result, Route, Space, SpaceScope, Store, BUILD_COLS, EVENT_COLS, PKG_COLS, ROUTE_COLS,
+    push_in, readable_space_clause, AuditEvent, Build, CcUser, Domain, Droplet, Organization,
+    Package, Result, Route, Space, SpaceScope, Store, BUILD_COLS, DROPLET_COLS, EVENT_COLS,
+    PKG_COLS, ROUTE_COLS,
 };
 
 /// A `WHERE` condition and its bound values (`$1`...).
@@ -140,11 +141,13 @@ pub struct UserFilter {
 
 /// `GET /v3/domains` filters; `member`: only the shared domains and those
 /// the orgs this user holds a role in own or were given (`None`: every
-/// domain).
+/// domain); `usable_by` (`/v3/organizations/:guid/domains`): only the
+/// shared domains and those this org owns or was given.
 #[derive(Debug, Clone)]
 pub struct DomainFilter {
     pub names: Option<Vec<String>>,
     pub member: Option<String>,
+    pub usable_by: Option<String>,
 }
 
 /// `GET /v3/builds` and `/v3/apps/:guid/builds` filters and the caller's
@@ -164,6 +167,13 @@ pub struct BuildFilter {
 pub struct PackageFilter {
     pub app_guids: Option<Vec<String>>,
     pub scope: SpaceScope,
+}
+
+/// `GET /v3/apps/:guid/droplets` filters.
+#[derive(Debug, Clone)]
+pub struct DropletFilter {
+    pub app: String,
+    pub states: Option<Vec<String>>,
 }
 
 /// ` AND col IN (SELECT pick FROM table WHERE by IN (...))` for a list
@@ -348,6 +358,12 @@ impl Store {
                 "organization_guid IS NULL OR organization_guid IN ({orgs}) OR guid IN (SELECT domain_guid FROM domain_shares WHERE organization_guid IN ({orgs}))"
             ));
         }
+        if let Some(org) = &f.usable_by {
+            let o = w.param(org);
+            w.and(&format!(
+                "organization_guid IS NULL OR organization_guid = {o} OR guid IN (SELECT domain_guid FROM domain_shares WHERE organization_guid = {o})"
+            ));
+        }
         self.page(DOMAIN_COLS, "domains", &w, &Order::CREATED.sql(), win)
             .await
     }
@@ -395,5 +411,20 @@ impl Store {
             win,
         )
         .await
+    }
+
+    /// An app's droplets matching `f`, oldest first (the policy checked
+    /// the app: no scope).
+    pub async fn droplets_page(
+        &self,
+        f: &DropletFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Droplet>)> {
+        let mut w = Where::new();
+        let a = w.param(&f.app);
+        w.and(&format!("app_guid = {a}"));
+        w.any_of("state", &f.states);
+        self.page(DROPLET_COLS, "droplets", &w, &Order::CREATED.sql(), win)
+            .await
     }
 }

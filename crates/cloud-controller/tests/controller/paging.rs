@@ -1,10 +1,15 @@
 //! Lists paged in SQL (issue 13, item 5): audit events, organizations,
-//! spaces, routes, roles, users, domains, packages and builds, walked page by page with filters, as an admin and as
-//! a user who reads only some spaces, on SQLite and Postgres. The expected
-//! lists come from the fixtures, not from the code under test.
+//! spaces, routes, roles, users, domains (also an org's), packages and
+//! builds (also an app's), an app's droplets and routes, security groups
+//! (also a space's), organization and space quotas and buildpacks, walked
+//! page by page with filters, as an admin and as a user who reads only
+//! some spaces, on SQLite and Postgres. The expected lists come from the
+//! fixtures, not from the code under test.
 
 use axum::http::{Method, StatusCode};
-use cloud_controller::store::{AuditEvent, Store};
+use cloud_controller::store::{
+    self, AuditEvent, Droplet, DropletState, Lifecycle, QuotaKind, QuotaLimits, Store,
+};
 use serde_json::Value;
 
 use crate::api::Api;
@@ -410,7 +415,11 @@ async fn lists(db: Option<String>) {
     assert_eq!(guids(&got), route_guids(&|r| r.2 < 2));
     roles(&a, &w, &pat_token).await;
     users_and_domains(&a, &w, &pat_token).await;
-    packages_and_builds(&a, &w, &pat_token).await;
+    let app3 = packages_and_builds(&a, &w, &pat_token).await;
+    app_lists(&a, &w, &pat_token, &app3).await;
+    security_groups(&a, &w, &pat_token).await;
+    quotas(&a, &w, &pat_token).await;
+    buildpacks(&a, &pat_token).await;
     for empty in ["app_guids=", "paths=", "organization_guids="] {
         let r = a
             .call(Method::GET, &format!("/v3/routes?{empty}"), None)
@@ -594,9 +603,45 @@ async fn users_and_domains(a: &Api, w: &World, pat_token: &str) {
     )
     .await;
     assert_eq!(guids(&got), strs(&[&a2, &o1]));
+
+    // An org's domains: the shared ones, its own, those shared with it.
+    let got = walk(
+        a,
+        pat_token,
+        &format!("/v3/organizations/{}/domains?per_page=1", w.orgs[2]),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&apps, &shared, &o1]));
+    let got = walk(
+        a,
+        &admin,
+        &format!("/v3/organizations/{}/domains?per_page=2", w.org_a),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&apps, &shared, &a1, &a2]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/organizations/{}/domains?per_page=1&names=d-o1.test,d-o3.test,s-d1.test",
+            w.orgs[1]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&shared, &o1]));
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/organizations/{}/domains", w.orgs[3]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) {
+/// Returns app3's guid (in s3, which pat does not read).
+async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) -> String {
     let st = &a.ctx.store;
     let admin = a.token.clone();
     // Apps: `web` in s1 (pat reads), app2 in s2 (pat reads), app3 in s3.
@@ -696,6 +741,388 @@ async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) {
         .status,
         StatusCode::NOT_FOUND
     );
+    app3
+}
+
+/// A page's guids and its pagination block's numbers and hrefs (without
+/// the host).
+struct Page {
+    guids: Vec<String>,
+    total: u64,
+    pages: u64,
+    next: Option<String>,
+    last: String,
+}
+
+async fn page(a: &Api, token: &str, path: &str) -> Page {
+    let r = a.call_as(token, Method::GET, path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
+    let pg = &r.body["pagination"];
+    let href = |v: &Value| {
+        v["href"]
+            .as_str()
+            .map(|h| h.trim_start_matches("http://api.test").to_string())
+    };
+    Page {
+        guids: guids(r.body["resources"].as_array().expect("resources")),
+        total: pg["total_results"].as_u64().expect("total_results"),
+        pages: pg["total_pages"].as_u64().expect("total_pages"),
+        next: href(&pg["next"]),
+        last: href(&pg["last"]).expect("last"),
+    }
+}
+
+/// A staged droplet of `app` made at second `sec` (its own package and
+/// build; another build if the staging loop failed the first, there
+/// being no DEA).
+async fn staged(st: &Store, app: &str, sec: usize) -> String {
+    let p = st.create_package(app).await.expect("package");
+    let t = format!("2021-01-01T00:00:{sec:02}.000000Z");
+    let d = Droplet {
+        guid: store::new_guid(),
+        app_guid: app.to_string(),
+        package_guid: p.guid.clone(),
+        state: DropletState::Staged,
+        sha256: Some(format!("{sec:064}")),
+        process_types: r#"{"web":"x"}"#.into(),
+        buildpack: None,
+        stack: "host".into(),
+        error: None,
+        created_at: t.clone(),
+        updated_at: t,
+        buildpacks: None,
+        config_vars: None,
+    };
+    for _ in 0..5 {
+        let b = st
+            .create_build(app, &p.guid, "system", "system")
+            .await
+            .expect("build");
+        if st.finish_staged(&b.guid, &d).await.expect("staged") {
+            return d.guid;
+        }
+    }
+    panic!("no build could be staged");
+}
+
+/// An app's packages, droplets and routes.
+async fn app_lists(a: &Api, w: &World, pat_token: &str, app3: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // Droplets made out of creation order: listed oldest first.
+    let mut droplets = Vec::new();
+    for sec in [3, 1, 4, 2, 5] {
+        droplets.push((sec, staged(st, &w.app, sec).await));
+    }
+    droplets.sort();
+    let want: Vec<String> = droplets.into_iter().map(|d| d.1).collect();
+    let path = format!("/v3/apps/{}/droplets", w.app);
+    let got = walk(a, pat_token, &format!("{path}?per_page=2&states=STAGED")).await;
+    assert_eq!(guids(&got), want);
+    assert_eq!(
+        got[0]["relationships"]["app"]["data"]["guid"],
+        w.app.as_str()
+    );
+    let p = page(
+        a,
+        &admin,
+        &format!("{path}?per_page=2&page=2&states=STAGED"),
+    )
+    .await;
+    assert_eq!(p.guids, want[2..4].to_vec());
+    assert_eq!((p.total, p.pages), (5, 3));
+    assert_eq!(
+        p.next.as_deref(),
+        Some(format!("{path}?page=3&per_page=2&states=STAGED").as_str())
+    );
+    assert_eq!(p.last, format!("{path}?page=3&per_page=2&states=STAGED"));
+    let p = page(a, &admin, &format!("{path}?states=FAILED")).await;
+    assert_eq!((p.total, p.guids.len()), (0, 0));
+    let p = page(a, &admin, &format!("{path}?per_page=1&page=9")).await;
+    assert_eq!((p.total, p.guids.len(), p.next), (5, 0, None));
+
+    // Packages: the two of the fixtures and one per droplet, oldest first.
+    let all = st.packages_of(&w.app).await.expect("packages");
+    assert_eq!(all.len(), 7);
+    let want: Vec<String> = all.into_iter().map(|p| p.guid).collect();
+    let path = format!("/v3/apps/{}/packages", w.app);
+    let got = walk(a, pat_token, &format!("{path}?per_page=2")).await;
+    assert_eq!(guids(&got), want);
+    let p = page(a, &admin, &format!("{path}?per_page=3&page=3")).await;
+    assert_eq!(p.guids, want[6..].to_vec());
+    assert_eq!((p.total, p.pages, p.next), (7, 3, None));
+
+    // Routes: those with a destination of the app.
+    let path = format!("/v3/apps/{}/routes", w.app);
+    let got = walk(a, pat_token, &format!("{path}?per_page=2")).await;
+    assert_eq!(guids(&got), w.app_routes);
+    let p = page(a, &admin, &format!("{path}?per_page=1")).await;
+    assert_eq!(p.guids, w.app_routes[..1].to_vec());
+    assert_eq!((p.total, p.pages), (3, 3));
+    assert_eq!(
+        p.next.as_deref(),
+        Some(format!("{path}?page=2&per_page=1").as_str())
+    );
+    assert_eq!(p.last, format!("{path}?page=3&per_page=1"));
+
+    // Another app's lists in a space pat does not read: not found.
+    for list in ["droplets", "packages", "routes"] {
+        let r = a
+            .call_as(
+                pat_token,
+                Method::GET,
+                &format!("/v3/apps/{app3}/{list}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{list}");
+    }
+}
+
+/// Security groups, and those of a space.
+async fn security_groups(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // g0..g5: g0 and g3 global for running, g4 for staging; g1 bound to
+    // s1 for running, g2 to s1 and s2 for staging, g5 to s2 for running.
+    let mut g = Vec::new();
+    for i in 0..6 {
+        let grp = st
+            .create_security_group(&format!("g{i}"), &[], i % 3 == 0, i == 4)
+            .await
+            .expect("group");
+        g.push(grp.guid);
+    }
+    for (i, space, l) in [
+        (1, 0, Lifecycle::Running),
+        (2, 0, Lifecycle::Staging),
+        (2, 1, Lifecycle::Staging),
+        (5, 1, Lifecycle::Running),
+    ] {
+        st.bind_security_group(&g[i], &w.s[space], l)
+            .await
+            .expect("bind");
+    }
+    let pick = |ix: &[usize]| -> Vec<String> { ix.iter().map(|i| g[*i].clone()).collect() };
+    let got = walk(a, pat_token, "/v3/security_groups?per_page=2").await;
+    assert_eq!(guids(&got), pick(&[0, 1, 2, 3, 4, 5]));
+    let p = page(
+        a,
+        &admin,
+        "/v3/security_groups?per_page=4&page=2&names=g5,g1,g4",
+    )
+    .await;
+    assert_eq!((p.total, p.pages, p.guids.len()), (3, 1, 0));
+    let got = walk(a, &admin, "/v3/security_groups?per_page=1&names=g5,g1,g4").await;
+    assert_eq!(guids(&got), pick(&[1, 4, 5]));
+    let got = walk(
+        a,
+        &admin,
+        "/v3/security_groups?per_page=2&globally_enabled_running=false",
+    )
+    .await;
+    assert_eq!(guids(&got), pick(&[1, 2, 4, 5]));
+    let got = walk(
+        a,
+        &admin,
+        "/v3/security_groups?per_page=1&globally_enabled_running=true&globally_enabled_staging=false",
+    )
+    .await;
+    assert_eq!(guids(&got), pick(&[0, 3]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/security_groups?per_page=1&running_space_guids={},{}",
+            w.s[0], w.s[1]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), pick(&[1, 5]));
+    let p = page(
+        a,
+        &admin,
+        &format!(
+            "/v3/security_groups?staging_space_guids={}&guids={},{},{}",
+            w.s[1], g[2], g[4], g[5]
+        ),
+    )
+    .await;
+    assert_eq!((p.guids, p.total), (pick(&[2]), 1));
+    let p = page(a, &admin, "/v3/security_groups?running_space_guids=").await;
+    assert_eq!(p.total, 0);
+
+    // A space's: the global ones and those bound to it, for a lifecycle.
+    let path = format!("/v3/spaces/{}/running_security_groups", w.s[0]);
+    let got = walk(a, pat_token, &format!("{path}?per_page=2")).await;
+    assert_eq!(guids(&got), pick(&[0, 1, 3]));
+    let p = page(a, pat_token, &format!("{path}?per_page=2")).await;
+    assert_eq!((p.total, p.pages), (3, 2));
+    assert_eq!(
+        p.next.as_deref(),
+        Some(format!("{path}?page=2&per_page=2").as_str())
+    );
+    let path = format!("/v3/spaces/{}/staging_security_groups", w.s[1]);
+    let got = walk(a, pat_token, &format!("{path}?per_page=1")).await;
+    assert_eq!(guids(&got), pick(&[2, 4]));
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/spaces/{}/running_security_groups", w.s[2]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Organization and space quotas.
+async fn quotas(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    let l = QuotaLimits::default();
+    let default = st.default_org_quota().await.expect("default").guid;
+    let mut org_q = vec![default];
+    for i in 0..4 {
+        org_q.push(
+            st.create_quota(QuotaKind::Organization, &format!("oq{i}"), "", &l)
+                .await
+                .expect("quota")
+                .guid,
+        );
+    }
+    let got = walk(a, pat_token, "/v3/organization_quotas?per_page=2").await;
+    assert_eq!(guids(&got), org_q);
+    let p = page(a, &admin, "/v3/organization_quotas?per_page=2&page=3").await;
+    assert_eq!(p.guids, org_q[4..].to_vec());
+    assert_eq!((p.total, p.pages, p.next), (5, 3, None));
+    let got = walk(
+        a,
+        &admin,
+        "/v3/organization_quotas?per_page=1&names=oq3,default,oq1,none",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&org_q[0], &org_q[2], &org_q[4]]));
+
+    // Space quotas: two each in org A, o1 and o2, made in rounds; pat
+    // sees those of A and o2 (its orgs).
+    let mut space_q: Vec<(usize, String)> = Vec::new();
+    for round in 0..2 {
+        for (i, org) in [&w.org_a, &w.orgs[1], &w.orgs[2]].into_iter().enumerate() {
+            let q = st
+                .create_quota(QuotaKind::Space, &format!("sq{round}"), org, &l)
+                .await
+                .expect("quota");
+            space_q.push((i, q.guid));
+        }
+    }
+    let of = |keep: &[usize]| -> Vec<String> {
+        space_q
+            .iter()
+            .filter(|q| keep.contains(&q.0))
+            .map(|q| q.1.clone())
+            .collect()
+    };
+    let got = walk(a, &admin, "/v3/space_quotas?per_page=2").await;
+    assert_eq!(guids(&got), of(&[0, 1, 2]));
+    let got = walk(a, pat_token, "/v3/space_quotas?per_page=2").await;
+    assert_eq!(guids(&got), of(&[0, 2]));
+    let got = walk(
+        a,
+        pat_token,
+        &format!(
+            "/v3/space_quotas?per_page=1&organization_guids={},{}",
+            w.orgs[1], w.orgs[2]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), of(&[2]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/space_quotas?per_page=1&names=sq1&organization_guids={},{}",
+            w.org_a, w.orgs[1]
+        ),
+    )
+    .await;
+    assert_eq!(
+        guids(&got),
+        vec![space_q[3].1.clone(), space_q[4].1.clone()]
+    );
+    let p = page(a, pat_token, "/v3/space_quotas?per_page=2&names=sq0").await;
+    assert_eq!(p.guids, vec![space_q[0].1.clone(), space_q[2].1.clone()]);
+    assert_eq!((p.total, p.pages, p.next), (2, 1, None));
+}
+
+/// Admin buildpacks in position order, then the built-in ones.
+async fn buildpacks(a: &Api, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // b0 for any stack, b1 and b2 for `host`; b2 put first.
+    let b0 = st
+        .create_buildpack("b0", "", 1, true, false)
+        .await
+        .expect("bp")
+        .guid;
+    let b1 = st
+        .create_buildpack("b1", "host", 2, true, false)
+        .await
+        .expect("bp")
+        .guid;
+    let b2 = st
+        .create_buildpack("b2", "host", 1, true, false)
+        .await
+        .expect("bp")
+        .guid;
+    let builtins: Vec<String> = cloud_controller::api::buildpacks::BUILTIN_BUILDPACKS
+        .iter()
+        .map(|b| format!("builtin-{b}"))
+        .collect();
+    let mut want = vec![b2.clone(), b0.clone(), b1.clone()];
+    want.extend(builtins.iter().cloned());
+    let got = walk(a, pat_token, "/v3/buildpacks?per_page=2").await;
+    assert_eq!(guids(&got), want);
+    let positions: Vec<u64> = got
+        .iter()
+        .map(|b| b["position"].as_u64().expect("position"))
+        .collect();
+    let n = u64::try_from(want.len()).expect("count");
+    assert_eq!(positions, (1..=n).collect::<Vec<_>>());
+    // A page across the last admin buildpack and the first built-ins.
+    let p = page(a, &admin, "/v3/buildpacks?per_page=2&page=2").await;
+    assert_eq!(p.guids, want[2..4].to_vec());
+    assert_eq!((p.total, p.pages), (n, n.div_ceil(2)));
+    assert_eq!(p.next.as_deref(), Some("/v3/buildpacks?page=3&per_page=2"));
+    assert_eq!(
+        p.last,
+        format!("/v3/buildpacks?page={}&per_page=2", n.div_ceil(2))
+    );
+    let p = page(a, &admin, "/v3/buildpacks?per_page=3&page=2").await;
+    assert_eq!(p.guids, want[3..6].to_vec());
+    let got = walk(a, &admin, "/v3/buildpacks?per_page=1&stacks=host").await;
+    let mut host = vec![b2.clone(), b1.clone()];
+    host.extend(builtins.iter().cloned());
+    assert_eq!(guids(&got), host);
+    let got = walk(
+        a,
+        &admin,
+        "/v3/buildpacks?per_page=1&names=binary,b0,b1,python",
+    )
+    .await;
+    assert_eq!(
+        guids(&got),
+        strs(&[
+            &b0,
+            &b1,
+            &"builtin-python".to_string(),
+            &"builtin-binary".to_string()
+        ])
+    );
+    let p = page(a, &admin, "/v3/buildpacks?stacks=other").await;
+    assert_eq!((p.total, p.guids.len()), (0, 0));
+    let p = page(a, &admin, "/v3/buildpacks?per_page=5&page=9").await;
+    assert_eq!((p.total, p.guids.len(), p.next), (n, 0, None));
 }
 
 #[tokio::test]

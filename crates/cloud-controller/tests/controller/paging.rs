@@ -1,14 +1,16 @@
 //! Lists paged in SQL (issue 13, item 5): audit events, organizations,
 //! spaces, routes, roles, users, domains (also an org's), packages and
 //! builds (also an app's), an app's droplets and routes, security groups
-//! (also a space's), organization and space quotas and buildpacks, walked
+//! (also a space's), organization and space quotas, buildpacks, processes
+//! (also an app's) and service brokers, offerings and plans, walked
 //! page by page with filters, as an admin and as a user who reads only
 //! some spaces, on SQLite and Postgres. The expected lists come from the
 //! fixtures, not from the code under test.
 
 use axum::http::{Method, StatusCode};
 use cloud_controller::store::{
-    self, AuditEvent, Droplet, DropletState, Lifecycle, QuotaKind, QuotaLimits, Store,
+    self, AuditEvent, CatalogOffering, CatalogPlan, Droplet, DropletState, Lifecycle, NewInstance,
+    QuotaKind, QuotaLimits, Store,
 };
 use serde_json::Value;
 
@@ -415,8 +417,10 @@ async fn lists(db: Option<String>) {
     assert_eq!(guids(&got), route_guids(&|r| r.2 < 2));
     roles(&a, &w, &pat_token).await;
     users_and_domains(&a, &w, &pat_token).await;
-    let app3 = packages_and_builds(&a, &w, &pat_token).await;
+    let (app2, app3) = packages_and_builds(&a, &w, &pat_token).await;
     app_lists(&a, &w, &pat_token, &app3).await;
+    processes(&a, &w, &pat_token, &app2, &app3).await;
+    services(&a, &w, &pat_token).await;
     security_groups(&a, &w, &pat_token).await;
     quotas(&a, &w, &pat_token).await;
     buildpacks(&a, &pat_token).await;
@@ -640,8 +644,9 @@ async fn users_and_domains(a: &Api, w: &World, pat_token: &str) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-/// Returns app3's guid (in s3, which pat does not read).
-async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) -> String {
+/// Returns app2's and app3's guids (in s2, which pat reads, and s3,
+/// which it does not).
+async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) -> (String, String) {
     let st = &a.ctx.store;
     let admin = a.token.clone();
     // Apps: `web` in s1 (pat reads), app2 in s2 (pat reads), app3 in s3.
@@ -741,7 +746,7 @@ async fn packages_and_builds(a: &Api, w: &World, pat_token: &str) -> String {
         .status,
         StatusCode::NOT_FOUND
     );
-    app3
+    (app2, app3)
 }
 
 /// A page's guids and its pagination block's numbers and hrefs (without
@@ -1123,6 +1128,480 @@ async fn buildpacks(a: &Api, pat_token: &str) {
     assert_eq!((p.total, p.guids.len()), (0, 0));
     let p = page(a, &admin, "/v3/buildpacks?per_page=5&page=9").await;
     assert_eq!((p.total, p.guids.len(), p.next), (n, 0, None));
+}
+
+/// Processes, and an app's: by app (in the apps' creation order), then
+/// oldest first.
+async fn processes(a: &Api, w: &World, pat_token: &str, app2: &str, app3: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    // Each app's web process, then a second type: web+worker, app2:
+    // web+clock, app3: web+worker+clock.
+    let mut procs: Vec<(usize, String, &str)> = Vec::new();
+    for (i, app) in [w.app.as_str(), app2, app3].into_iter().enumerate() {
+        let web = st.web_process(app).await.expect("web").guid;
+        procs.push((i, web, "web"));
+    }
+    for (i, app, kind) in [
+        (2, app3, "worker"),
+        (0, w.app.as_str(), "worker"),
+        (1, app2, "clock"),
+        (2, app3, "clock"),
+    ] {
+        let p = st.ensure_process(app, kind).await.expect("process");
+        procs.push((i, p.guid, kind));
+    }
+    let of = |keep: &[usize]| -> Vec<String> {
+        let mut v = Vec::new();
+        for i in keep {
+            v.extend(procs.iter().filter(|p| p.0 == *i).map(|p| p.1.clone()));
+        }
+        v
+    };
+    let got = walk(a, &admin, "/v3/processes?per_page=2").await;
+    assert_eq!(guids(&got), of(&[0, 1, 2]));
+    let types: Vec<&str> = got.iter().filter_map(|p| p["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["web", "worker", "web", "clock", "web", "worker", "clock"]
+    );
+    assert_eq!(got[2]["relationships"]["app"]["data"]["guid"], app2);
+    // Pat reads s1 and s2: the processes of `web` and app2.
+    let got = walk(a, pat_token, "/v3/processes?per_page=2").await;
+    assert_eq!(guids(&got), of(&[0, 1]));
+    let got = walk(
+        a,
+        pat_token,
+        &format!("/v3/processes?per_page=1&app_guids={app3},{app2}"),
+    )
+    .await;
+    assert_eq!(guids(&got), of(&[1]));
+    let got = walk(
+        a,
+        &admin,
+        &format!("/v3/processes?per_page=2&app_guids={app3},{}", w.app),
+    )
+    .await;
+    assert_eq!(guids(&got), of(&[0, 2]));
+    let p = page(
+        a,
+        &admin,
+        &format!("/v3/processes?per_page=2&page=2&app_guids={app3},{}", w.app),
+    )
+    .await;
+    assert_eq!(p.guids, of(&[0, 2])[2..4].to_vec());
+    assert_eq!((p.total, p.pages), (5, 3));
+    let q = format!("per_page=2&app_guids={app3},{}", w.app);
+    assert_eq!(
+        p.next.as_deref(),
+        Some(format!("/v3/processes?page=3&{q}").as_str())
+    );
+    assert_eq!(p.last, format!("/v3/processes?page=3&{q}"));
+    let p = page(a, pat_token, "/v3/processes?per_page=3&page=9").await;
+    assert_eq!((p.total, p.pages, p.guids.len(), p.next), (4, 2, 0, None));
+    let p = page(a, &admin, "/v3/processes?app_guids=").await;
+    assert_eq!((p.total, p.guids.len()), (0, 0));
+
+    // An app's processes.
+    let path = format!("/v3/apps/{app3}/processes");
+    let got = walk(a, &admin, &format!("{path}?per_page=1")).await;
+    assert_eq!(guids(&got), of(&[2]));
+    let p = page(a, &admin, &format!("{path}?per_page=2")).await;
+    assert_eq!(p.guids, of(&[2])[..2].to_vec());
+    assert_eq!((p.total, p.pages), (3, 2));
+    assert_eq!(
+        p.next.as_deref(),
+        Some(format!("{path}?page=2&per_page=2").as_str())
+    );
+    assert_eq!(p.last, format!("{path}?page=2&per_page=2"));
+    let p = page(a, &admin, &format!("{path}?per_page=2&page=3")).await;
+    assert_eq!((p.total, p.guids.len(), p.next), (3, 0, None));
+    let path = format!("/v3/apps/{}/processes", w.app);
+    let got = walk(a, pat_token, &format!("{path}?per_page=1")).await;
+    assert_eq!(guids(&got), of(&[0]));
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            &format!("/v3/apps/{app3}/processes"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// A catalog offering `name` with plans of these names.
+fn offering(name: &str, plans: &[&str]) -> CatalogOffering {
+    CatalogOffering {
+        broker_id: format!("id-{name}"),
+        name: name.into(),
+        description: "d".into(),
+        tags: "[]".into(),
+        requires: "[]".into(),
+        bindable: true,
+        plan_updateable: false,
+        instances_retrievable: false,
+        bindings_retrievable: false,
+        metadata: "{}".into(),
+        plans: plans
+            .iter()
+            .map(|p| CatalogPlan {
+                broker_id: format!("id-{name}-{p}"),
+                name: (*p).into(),
+                description: "d".into(),
+                free: true,
+                bindable: true,
+                plan_updateable: false,
+                metadata: "{}".into(),
+                maximum_polling_duration: None,
+            })
+            .collect(),
+    }
+}
+
+/// Service brokers, offerings and plans (visible to pat: public plans and
+/// those enabled for its orgs, and the offerings of those).
+async fn services(a: &Api, w: &World, pat_token: &str) {
+    let st = &a.ctx.store;
+    let admin = a.token.clone();
+    let mut brokers = Vec::new();
+    for name in ["bA", "bB", "bC"] {
+        let b = st
+            .create_broker(name, "http://127.0.0.1:1", "u", "p", None)
+            .await
+            .expect("broker");
+        brokers.push(b.guid);
+    }
+    // bA: oa1 (small, large), oa2 (small); bB: ob1 (small, large, xl),
+    // ob2 (no plans: seen by no one); bC: oc1 (small).
+    let catalogs = [
+        vec![
+            offering("oa1", &["small", "large"]),
+            offering("oa2", &["small"]),
+        ],
+        vec![
+            offering("ob1", &["small", "large", "xl"]),
+            offering("ob2", &[]),
+        ],
+        vec![offering("oc1", &["small"])],
+    ];
+    for (b, c) in brokers.iter().zip(&catalogs) {
+        st.sync_catalog(b, c).await.expect("catalog");
+    }
+    let offerings = st.offerings().await.expect("offerings");
+    let o = |name: &str| -> String {
+        offerings
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.guid.clone())
+            .expect("offering")
+    };
+    let all_plans = st.plans().await.expect("plans");
+    let p = |id: &str| -> String {
+        all_plans
+            .iter()
+            .find(|p| p.broker_id == format!("id-{id}"))
+            .map(|p| p.guid.clone())
+            .expect("plan")
+    };
+    let (a1s, a1l, a2s) = (p("oa1-small"), p("oa1-large"), p("oa2-small"));
+    let (b1s, b1l, b1x, c1s) = (p("ob1-small"), p("ob1-large"), p("ob1-xl"), p("oc1-small"));
+    // a1s public; a1l for o1 (not pat's); a2s for org A and o2 (pat's);
+    // b1s admin; b1l for o3; b1x public, then retired from the catalog
+    // while an instance uses it (unavailable); c1s admin.
+    for (plan, kind, orgs) in [
+        (&a1s, "public", vec![]),
+        (&a1l, "organization", vec![w.orgs[1].clone()]),
+        (
+            &a2s,
+            "organization",
+            vec![w.org_a.clone(), w.orgs[2].clone()],
+        ),
+        (&b1l, "organization", vec![w.orgs[3].clone()]),
+        (&b1x, "public", vec![]),
+    ] {
+        st.set_plan_visibility(plan, kind, &orgs, true)
+            .await
+            .expect("visibility");
+    }
+    st.create_instance(&NewInstance {
+        name: "si",
+        kind: "managed",
+        space_guid: &w.s[3],
+        plan_guid: Some(&b1x),
+        tags: "[]",
+        parameters: "{}",
+        credentials: "{}",
+        syslog_drain_url: None,
+        route_service_url: None,
+        op_state: "succeeded",
+    })
+    .await
+    .expect("instance");
+    st.sync_catalog(
+        &brokers[1],
+        &[offering("ob1", &["small", "large"]), offering("ob2", &[])],
+    )
+    .await
+    .expect("catalog");
+    assert_eq!(st.plan(&b1x).await.expect("plan").available, 0);
+
+    // ---- brokers: global readers only ----
+    let got = walk(a, &admin, "/v3/service_brokers?per_page=2").await;
+    assert_eq!(guids(&got), brokers);
+    assert_eq!(got[1]["name"], "bB");
+    let got = walk(a, &admin, "/v3/service_brokers?per_page=1&names=bC,bA,none").await;
+    assert_eq!(guids(&got), strs(&[&brokers[0], &brokers[2]]));
+    let p = page(
+        a,
+        &admin,
+        &format!(
+            "/v3/service_brokers?per_page=1&page=2&guids={},{}",
+            brokers[2], brokers[1]
+        ),
+    )
+    .await;
+    assert_eq!(p.guids, vec![brokers[2].clone()]);
+    assert_eq!((p.total, p.pages, p.next), (2, 2, None));
+    assert_eq!(
+        p.last,
+        format!(
+            "/v3/service_brokers?page=2&per_page=1&guids={},{}",
+            brokers[2], brokers[1]
+        )
+    );
+    let p = page(a, &admin, "/v3/service_brokers?per_page=2&page=5").await;
+    assert_eq!((p.total, p.guids.len(), p.next), (3, 0, None));
+    let p = page(a, &admin, "/v3/service_brokers?names=").await;
+    assert_eq!(p.total, 0);
+    let p = page(a, pat_token, "/v3/service_brokers?per_page=1").await;
+    assert_eq!((p.total, p.pages, p.guids.len(), p.next), (0, 1, 0, None));
+
+    // ---- offerings: those with a plan the caller sees ----
+    let got = walk(a, &admin, "/v3/service_offerings?per_page=2").await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("oa2"), o("ob1"), o("oc1")]);
+    let got = walk(a, pat_token, "/v3/service_offerings?per_page=2").await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("oa2"), o("ob1")]);
+    let got = walk(
+        a,
+        &admin,
+        "/v3/service_offerings?per_page=1&service_broker_names=bC,bA",
+    )
+    .await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("oa2"), o("oc1")]);
+    let p = page(
+        a,
+        pat_token,
+        "/v3/service_offerings?per_page=1&service_broker_names=bC,bA",
+    )
+    .await;
+    assert_eq!(p.guids, vec![o("oa1")]);
+    assert_eq!((p.total, p.pages), (2, 2));
+    assert_eq!(
+        p.next.as_deref(),
+        Some("/v3/service_offerings?page=2&per_page=1&service_broker_names=bC,bA")
+    );
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/service_offerings?per_page=1&service_broker_guids={},{}&names=oa2,ob1,ob2,oc1",
+            brokers[1], brokers[2]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), vec![o("ob1"), o("oc1")]);
+    let got = walk(
+        a,
+        pat_token,
+        &format!(
+            "/v3/service_offerings?per_page=1&guids={},{},{}&available=true",
+            o("oc1"),
+            o("ob1"),
+            o("oa1")
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("ob1")]);
+    let p = page(a, &admin, "/v3/service_offerings?available=false").await;
+    assert_eq!(p.total, 0);
+    // Orgs: plans usable there (public or enabled for it; every plan for
+    // an admin); a space stands for its org.
+    let got = walk(
+        a,
+        pat_token,
+        &format!(
+            "/v3/service_offerings?per_page=1&organization_guids={}",
+            w.orgs[1]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("ob1")]);
+    let got = walk(
+        a,
+        pat_token,
+        &format!("/v3/service_offerings?per_page=2&space_guids={}", w.s[0]),
+    )
+    .await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("oa2"), o("ob1")]);
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/service_offerings?per_page=2&organization_guids={}",
+            w.orgs[4]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), vec![o("oa1"), o("oa2"), o("ob1"), o("oc1")]);
+    let p = page(a, &admin, "/v3/service_offerings?organization_guids=").await;
+    assert_eq!(p.total, 0);
+    let p = page(a, pat_token, "/v3/service_offerings?per_page=2&page=3").await;
+    assert_eq!((p.total, p.pages, p.guids.len(), p.next), (3, 2, 0, None));
+    // The brokers of the page's offerings.
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            "/v3/service_offerings?fields[service_broker]=name",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body["included"]["service_brokers"],
+        serde_json::json!([{"name": "bA"}, {"name": "bB"}])
+    );
+
+    // ---- plans ----
+    let got = walk(a, &admin, "/v3/service_plans?per_page=2").await;
+    assert_eq!(
+        guids(&got),
+        strs(&[&a1s, &a1l, &a2s, &b1s, &b1l, &b1x, &c1s])
+    );
+    let got = walk(a, pat_token, "/v3/service_plans?per_page=2").await;
+    assert_eq!(guids(&got), strs(&[&a1s, &a2s, &b1x]));
+    let got = walk(a, &admin, "/v3/service_plans?per_page=2&names=small").await;
+    assert_eq!(guids(&got), strs(&[&a1s, &a2s, &b1s, &c1s]));
+    let got = walk(a, pat_token, "/v3/service_plans?per_page=1&names=small,xl").await;
+    assert_eq!(guids(&got), strs(&[&a1s, &a2s, &b1x]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/service_plans?per_page=2&service_offering_guids={},{}",
+            o("ob1"),
+            o("oa2")
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a2s, &b1s, &b1l, &b1x]));
+    let got = walk(
+        a,
+        pat_token,
+        "/v3/service_plans?per_page=1&service_offering_names=oa1,ob1",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a1s, &b1x]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/service_plans?per_page=2&service_broker_guids={},{}&available=true",
+            brokers[1], brokers[2]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&b1s, &b1l, &c1s]));
+    let got = walk(
+        a,
+        &admin,
+        "/v3/service_plans?per_page=1&service_broker_names=bA&broker_catalog_ids=id-oa1-large,id-oa2-small,id-ob1-small",
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a1l, &a2s]));
+    let p = page(a, &admin, "/v3/service_plans?available=false").await;
+    assert_eq!((p.guids, p.total), (strs(&[&b1x]), 1));
+    let p = page(
+        a,
+        pat_token,
+        &format!("/v3/service_plans?per_page=1&guids={},{},{}", a1l, b1x, a2s),
+    )
+    .await;
+    assert_eq!(p.guids, strs(&[&a2s]));
+    assert_eq!((p.total, p.pages), (2, 2));
+    let q = format!("per_page=1&guids={a1l},{b1x},{a2s}");
+    assert_eq!(
+        p.next.as_deref(),
+        Some(format!("/v3/service_plans?page=2&{q}").as_str())
+    );
+    assert_eq!(p.last, format!("/v3/service_plans?page=2&{q}"));
+    // Orgs: plans usable there; a space stands for its org.
+    let got = walk(
+        a,
+        pat_token,
+        &format!(
+            "/v3/service_plans?per_page=1&organization_guids={}",
+            w.orgs[1]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a1s, &b1x]));
+    let got = walk(
+        a,
+        pat_token,
+        &format!(
+            "/v3/service_plans?per_page=2&space_guids={},{}",
+            w.s[1], w.s[3]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a1s, &a2s, &b1x]));
+    let got = walk(
+        a,
+        &admin,
+        &format!(
+            "/v3/service_plans?per_page=1&organization_guids={}&names=large",
+            w.orgs[4]
+        ),
+    )
+    .await;
+    assert_eq!(guids(&got), strs(&[&a1l, &b1l]));
+    for empty in ["names=", "space_guids=", "service_broker_names="] {
+        let p = page(a, &admin, &format!("/v3/service_plans?{empty}")).await;
+        assert_eq!(p.total, 0, "{empty}");
+    }
+    let p = page(a, &admin, "/v3/service_plans?per_page=4&page=3").await;
+    assert_eq!((p.total, p.pages, p.guids.len(), p.next), (7, 2, 0, None));
+    let r = a
+        .call(Method::GET, "/v3/service_plans?available=maybe", None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The offerings and brokers of the page's plans.
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            "/v3/service_plans?include=service_offering&fields[service_offering.service_broker]=name,guid",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        guids(
+            r.body["included"]["service_offerings"]
+                .as_array()
+                .expect("offerings")
+        ),
+        vec![o("oa1"), o("oa2"), o("ob1")]
+    );
+    assert_eq!(
+        r.body["included"]["service_brokers"],
+        serde_json::json!([
+            {"name": "bA", "guid": brokers[0]},
+            {"name": "bB", "guid": brokers[1]}
+        ])
+    );
 }
 
 #[tokio::test]

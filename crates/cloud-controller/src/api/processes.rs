@@ -10,11 +10,11 @@ use proto::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filter, matches, metadata, paginate, parse_json, rel, BaseUrl, Query};
+use super::{filter, metadata, page_of, parse_json, rel, BaseUrl, PageReq, Query};
 use crate::authz::Perms;
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, Process};
+use crate::store::{self, Process, ProcessFilter, SpaceScope};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -88,45 +88,62 @@ async fn by_app(ctx: &Ctx, app_guid: &str, kind: &str) -> ApiResult<Process> {
         .ok_or_else(|| ApiError::not_found("Process"))
 }
 
+/// `GET /v3/processes` (filter `app_guids`): the processes of the apps in
+/// readable spaces, by app (in the apps' creation order), then oldest
+/// first, paged in SQL.
 async fn list(
     State(ctx): State<Ctx>,
     Extension(perms): Extension<Perms>,
     base: BaseUrl,
     q: Query,
 ) -> ApiResult<Json<Value>> {
-    let app_guids = filter(&q, "app_guids");
-    let mut items = Vec::new();
-    for app in ctx
-        .store
-        .apps_in(&perms.space_scope())
-        .await?
-        .iter()
-        .filter(|a| matches(&app_guids, &a.guid))
-    {
-        for p in ctx.store.processes_of(&app.guid).await? {
-            items.push(present(&ctx, &base, &p).await?);
-        }
+    let page = PageReq::from_query(&q)?;
+    let f = ProcessFilter {
+        app_guids: filter(&q, "app_guids"),
+        scope: perms.space_scope(),
+    };
+    let (total, procs) = ctx.store.processes_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(procs.len());
+    for p in &procs {
+        items.push(present(&ctx, &base, p).await?);
     }
-    Ok(Json(paginate(&base, "/v3/processes", &q, items)?))
+    Ok(Json(page_of(
+        &base,
+        "/v3/processes",
+        &q,
+        page,
+        total,
+        items,
+    )))
 }
 
+/// `GET /v3/apps/:guid/processes`: the app's processes, oldest first,
+/// paged in SQL (the policy checked the app: no scope).
 async fn list_for_app(
     State(ctx): State<Ctx>,
     base: BaseUrl,
     q: Query,
     Path(guid): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let page = PageReq::from_query(&q)?;
     ctx.store.app(&guid).await?;
-    let mut items = Vec::new();
-    for p in ctx.store.processes_of(&guid).await? {
-        items.push(present(&ctx, &base, &p).await?);
+    let f = ProcessFilter {
+        app_guids: Some(vec![guid.clone()]),
+        scope: SpaceScope::All,
+    };
+    let (total, procs) = ctx.store.processes_page(&f, page.window()).await?;
+    let mut items = Vec::with_capacity(procs.len());
+    for p in &procs {
+        items.push(present(&ctx, &base, p).await?);
     }
-    Ok(Json(paginate(
+    Ok(Json(page_of(
         &base,
         &format!("/v3/apps/{guid}/processes"),
         &q,
+        page,
+        total,
         items,
-    )?))
+    )))
 }
 
 async fn show(

@@ -32,7 +32,7 @@ pub use models::*;
 pub use orgs::{readable_space_clause, ADMIN_GROUPS, SYSTEM_ORG};
 pub use pages::{
     BuildFilter, DomainFilter, DropletFilter, EventFilter, Order, OrgFilter, PackageFilter,
-    RouteFilter, SpaceFilter, UserFilter, Window,
+    ProcessFilter, RouteFilter, SpaceFilter, UserFilter, Window,
 };
 pub use quotas::{Quota, QuotaFilter, QuotaKind, QuotaLimits, Usage, DEFAULT_QUOTA};
 pub use revisions::{Revision, RevisionContent};
@@ -339,23 +339,6 @@ impl Store {
             )
             .await?;
         Ok((total, apps))
-    }
-
-    /// Every app in readable spaces (`scope`).
-    pub async fn apps_in(&self, scope: &SpaceScope) -> Result<Vec<App>> {
-        match scope {
-            SpaceScope::All => self.apps().await,
-            SpaceScope::ReadableBy(user) => {
-                self.all(
-                    &format!(
-                        "SELECT {APP_COLS} FROM apps WHERE {} ORDER BY created_at, guid",
-                        readable_space_clause("space_guid", "$1")
-                    ),
-                    &[user],
-                )
-                .await
-            }
-        }
     }
 
     pub async fn apps(&self) -> Result<Vec<App>> {

@@ -1,7 +1,7 @@
 //! List pages filtered, counted and cut in SQL (`LIMIT`/`OFFSET` with a
 //! `COUNT`), with the caller's read scope in the same query: audit events,
-//! organizations, spaces, routes, users, domains, builds, packages and
-//! droplets here; roles, tasks, revisions, deployments, quotas, buildpacks
+//! organizations, spaces, routes, users, domains, builds, packages,
+//! droplets and processes here; roles, tasks, revisions, deployments, quotas, buildpacks
 //! and security groups in their own modules (apps: `Store::apps_page`).
 
 use sqlx::any::AnyRow;
@@ -10,8 +10,8 @@ use sqlx::FromRow;
 use super::orgs::{DOMAIN_COLS, ORG_COLS, SPACE_COLS};
 use super::{
     push_in, readable_space_clause, AuditEvent, Build, CcUser, Domain, Droplet, Organization,
-    Package, Result, Route, Space, SpaceScope, Store, BUILD_COLS, DROPLET_COLS, EVENT_COLS,
-    PKG_COLS, ROUTE_COLS,
+    Package, Process, Result, Route, Space, SpaceScope, Store, BUILD_COLS, DROPLET_COLS,
+    EVENT_COLS, PKG_COLS, PROC_COLS, ROUTE_COLS,
 };
 
 /// A `WHERE` condition and its bound values (`$1`...).
@@ -165,6 +165,14 @@ pub struct BuildFilter {
 /// `GET /v3/packages` filters and the caller's scope.
 #[derive(Debug, Clone)]
 pub struct PackageFilter {
+    pub app_guids: Option<Vec<String>>,
+    pub scope: SpaceScope,
+}
+
+/// `GET /v3/processes` and `/v3/apps/:guid/processes` filters and the
+/// caller's scope.
+#[derive(Debug, Clone)]
+pub struct ProcessFilter {
     pub app_guids: Option<Vec<String>>,
     pub scope: SpaceScope,
 }
@@ -426,5 +434,29 @@ impl Store {
         w.any_of("state", &f.states);
         self.page(DROPLET_COLS, "droplets", &w, &Order::CREATED.sql(), win)
             .await
+    }
+
+    /// Processes of the apps matching `f` in readable spaces: by app (in
+    /// the apps' creation order), then oldest first.
+    pub async fn processes_page(
+        &self,
+        f: &ProcessFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Process>)> {
+        let mut w = Where::new();
+        w.any_of("p.app_guid", &f.app_guids);
+        if let SpaceScope::ReadableBy(user) = &f.scope {
+            let u = w.param(user);
+            w.and(&readable_space_clause("a.space_guid", &u));
+        }
+        let cols: Vec<String> = PROC_COLS.split(", ").map(|c| format!("p.{c}")).collect();
+        self.page(
+            &cols.join(", "),
+            "processes p JOIN apps a ON a.guid = p.app_guid",
+            &w,
+            "a.created_at, a.guid, p.created_at, p.guid",
+            win,
+        )
+        .await
     }
 }

@@ -250,7 +250,10 @@ impl PageReq {
     }
 }
 
-/// CF pagination over an in-memory list, with absolute hrefs that keep the filters.
+/// CF pagination over an in-memory list, with absolute hrefs that keep the
+/// filters. Only for lists that do not grow with user input: `/v3/stacks`
+/// and `/v3/feature_flags`, fixed lists compiled in. Lists of database
+/// rows page in SQL (a store `*_page` function and `page_of`).
 pub fn paginate(
     base: &BaseUrl,
     path: &str,

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::presenters::services as present;
-use super::{filter, input, paginate, parse_json, BaseUrl, GuidRef, Query};
+use super::{filter, input, page_of, parse_json, BaseUrl, GuidRef, PageReq, Query};
 use crate::authz::Perms;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Broker, Offering, Plan};
+use crate::store::{Broker, Offering, OfferingFilter, Plan, PlanFilter};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -38,9 +38,10 @@ pub fn routes() -> Router<Ctx> {
         )
 }
 
-/// The catalog as the caller sees it.
+/// The catalog as the caller sees it, loaded whole (for showing one plan
+/// or offering and for service instances; the lists page in SQL with the
+/// same rule, `store::PlanFilter::viewer_orgs`).
 pub struct Catalog {
-    pub brokers: Vec<Broker>,
     pub offerings: Vec<Offering>,
     pub plans: Vec<Plan>,
     pub visibilities: Vec<(String, String)>,
@@ -64,7 +65,6 @@ impl Catalog {
             .filter(|o| plans.iter().any(|p| p.offering_guid == o.guid))
             .collect();
         Ok(Catalog {
-            brokers: ctx.store.brokers().await?,
             offerings,
             plans,
             visibilities,
@@ -73,10 +73,6 @@ impl Catalog {
 
     pub fn offering(&self, guid: &str) -> Option<&Offering> {
         self.offerings.iter().find(|o| o.guid == guid)
-    }
-
-    pub fn broker(&self, guid: &str) -> Option<&Broker> {
-        self.brokers.iter().find(|b| b.guid == guid)
     }
 
     /// Whether plan `p` may be used in org `org`: public, enabled for the
@@ -117,6 +113,11 @@ async fn filter_orgs(ctx: &Ctx, q: &BTreeMap<String, String>) -> ApiResult<Optio
     Ok(orgs)
 }
 
+/// `GET /v3/service_offerings` (filters `names`, `guids`,
+/// `service_broker_guids`, `service_broker_names`, `available`,
+/// `organization_guids`, `space_guids`; `fields[service_broker]` for the
+/// page's offerings): the offerings with a plan the caller sees, paged in
+/// SQL.
 async fn list_offerings(
     State(ctx): State<Ctx>,
     Extension(perms): Extension<Perms>,
@@ -140,50 +141,45 @@ async fn list_offerings(
             "fields[service_broker]",
         ],
     )?;
-    let cat = Catalog::load(&ctx, &perms).await?;
-    let names = filter(&q, "names");
-    let guids = filter(&q, "guids");
-    let broker_guids = filter(&q, "service_broker_guids");
-    let broker_names = filter(&q, "service_broker_names");
-    let available = bool_filter(&q, "available")?;
-    let orgs = filter_orgs(&ctx, &q).await?;
-    let chosen: Vec<&Offering> = cat
-        .offerings
-        .iter()
-        .filter(|o| {
-            let broker = cat.broker(&o.broker_guid);
-            super::matches(&names, &o.name)
-                && super::matches(&guids, &o.guid)
-                && super::matches(&broker_guids, &o.broker_guid)
-                && broker_names
-                    .as_ref()
-                    .is_none_or(|n| broker.is_some_and(|b| n.contains(&b.name)))
-                && available.is_none_or(|a| (o.available != 0) == a)
-                && orgs.as_ref().is_none_or(|orgs| {
-                    cat.plans.iter().any(|p| {
-                        p.offering_guid == o.guid
-                            && orgs.iter().any(|org| cat.usable_in(&perms, p, org))
-                    })
-                })
-        })
-        .collect();
+    let page = PageReq::from_query(&q)?;
+    let f = OfferingFilter {
+        names: filter(&q, "names"),
+        guids: filter(&q, "guids"),
+        broker_guids: filter(&q, "service_broker_guids"),
+        broker_names: filter(&q, "service_broker_names"),
+        available: bool_filter(&q, "available")?,
+        usable_in: filter_orgs(&ctx, &q).await?,
+        viewer_orgs: perms.org_guids(),
+    };
+    let (total, chosen) = ctx.store.offerings_page(&f, page.window()).await?;
     let items: Vec<Value> = chosen.iter().map(|o| present::offering(&base, o)).collect();
-    let mut page = paginate(&base, "/v3/service_offerings", &q, items)?;
+    let mut out = page_of(&base, "/v3/service_offerings", &q, page, total, items);
     if let Some(f) = q.get("fields[service_broker]") {
-        let mut seen: Vec<&str> = Vec::new();
-        let brokers: Vec<Value> = chosen
+        // The brokers of the page's offerings, in their order.
+        let brokers = brokers_of(&ctx, &chosen).await?;
+        let brokers: Vec<Value> = brokers
             .iter()
-            .filter_map(|o| cat.broker(&o.broker_guid))
-            .filter(|b| {
-                let new = !seen.contains(&b.guid.as_str());
-                seen.push(&b.guid);
-                new
-            })
             .map(|b| present::partial(json!({"guid": b.guid, "name": b.name}), Some(f)))
             .collect();
-        page["included"] = json!({"service_brokers": brokers});
+        out["included"] = json!({"service_brokers": brokers});
     }
-    Ok(Json(page))
+    Ok(Json(out))
+}
+
+/// The brokers of `offerings` (those that exist), each once, in the
+/// order of their first offering.
+async fn brokers_of(ctx: &Ctx, offerings: &[Offering]) -> ApiResult<Vec<Broker>> {
+    let mut guids: Vec<String> = Vec::new();
+    for o in offerings {
+        if !guids.contains(&o.broker_guid) {
+            guids.push(o.broker_guid.clone());
+        }
+    }
+    let found = ctx.store.brokers_in(&guids).await?;
+    Ok(guids
+        .iter()
+        .filter_map(|g| found.iter().find(|b| &b.guid == g).cloned())
+        .collect())
 }
 
 async fn show_offering(
@@ -199,6 +195,12 @@ async fn show_offering(
     Ok(Json(present::offering(&base, o)))
 }
 
+/// `GET /v3/service_plans` (filters `names`, `guids`,
+/// `service_offering_guids`, `service_offering_names`,
+/// `service_broker_guids`, `service_broker_names`, `broker_catalog_ids`,
+/// `available`, `organization_guids`, `space_guids`; `include` and
+/// `fields[service_offering.service_broker]` for the page's plans): the
+/// plans the caller sees, paged in SQL.
 async fn list_plans(
     State(ctx): State<Ctx>,
     Extension(perms): Extension<Perms>,
@@ -227,56 +229,40 @@ async fn list_plans(
             "broker_catalog_ids",
         ],
     )?;
-    let cat = Catalog::load(&ctx, &perms).await?;
-    let names = filter(&q, "names");
-    let guids = filter(&q, "guids");
-    let offering_guids = filter(&q, "service_offering_guids");
-    let offering_names = filter(&q, "service_offering_names");
-    let broker_guids = filter(&q, "service_broker_guids");
-    let broker_names = filter(&q, "service_broker_names");
-    let catalog_ids = filter(&q, "broker_catalog_ids");
-    let available = bool_filter(&q, "available")?;
-    let orgs = filter_orgs(&ctx, &q).await?;
-    let chosen: Vec<&Plan> = cat
-        .plans
-        .iter()
-        .filter(|p| {
-            let o = cat.offering(&p.offering_guid);
-            let b = o.and_then(|o| cat.broker(&o.broker_guid));
-            super::matches(&names, &p.name)
-                && super::matches(&guids, &p.guid)
-                && super::matches(&catalog_ids, &p.broker_id)
-                && super::matches(&offering_guids, &p.offering_guid)
-                && offering_names
-                    .as_ref()
-                    .is_none_or(|n| o.is_some_and(|o| n.contains(&o.name)))
-                && broker_guids
-                    .as_ref()
-                    .is_none_or(|n| b.is_some_and(|b| n.contains(&b.guid)))
-                && broker_names
-                    .as_ref()
-                    .is_none_or(|n| b.is_some_and(|b| n.contains(&b.name)))
-                && available.is_none_or(|a| (p.available != 0) == a)
-                && orgs
-                    .as_ref()
-                    .is_none_or(|orgs| orgs.iter().any(|org| cat.usable_in(&perms, p, org)))
-        })
-        .collect();
+    let page = PageReq::from_query(&q)?;
+    let f = PlanFilter {
+        names: filter(&q, "names"),
+        guids: filter(&q, "guids"),
+        broker_catalog_ids: filter(&q, "broker_catalog_ids"),
+        offering_guids: filter(&q, "service_offering_guids"),
+        offering_names: filter(&q, "service_offering_names"),
+        broker_guids: filter(&q, "service_broker_guids"),
+        broker_names: filter(&q, "service_broker_names"),
+        available: bool_filter(&q, "available")?,
+        usable_in: filter_orgs(&ctx, &q).await?,
+        viewer_orgs: perms.org_guids(),
+    };
+    let (total, chosen) = ctx.store.plans_page(&f, page.window()).await?;
     let items: Vec<Value> = chosen.iter().map(|p| present::plan(&base, p)).collect();
-    let mut page = paginate(&base, "/v3/service_plans", &q, items)?;
+    let mut out = page_of(&base, "/v3/service_plans", &q, page, total, items);
     let include_offering = q
         .get("include")
         .is_some_and(|i| i.split(',').any(|x| x == "service_offering"));
     let broker_fields = q.get("fields[service_offering.service_broker]");
     if include_offering || broker_fields.is_some() {
-        let mut offerings: Vec<&Offering> = Vec::new();
+        // The offerings of the page's plans (each once, in the order of
+        // their first plan) and their brokers.
+        let mut guids: Vec<String> = Vec::new();
         for p in &chosen {
-            if let Some(o) = cat.offering(&p.offering_guid) {
-                if !offerings.iter().any(|x| x.guid == o.guid) {
-                    offerings.push(o);
-                }
+            if !guids.contains(&p.offering_guid) {
+                guids.push(p.offering_guid.clone());
             }
         }
+        let found = ctx.store.offerings_in(&guids).await?;
+        let offerings: Vec<Offering> = guids
+            .iter()
+            .filter_map(|g| found.iter().find(|o| &o.guid == g).cloned())
+            .collect();
         let mut included = json!({});
         if include_offering {
             included["service_offerings"] = json!(offerings
@@ -285,24 +271,16 @@ async fn list_plans(
                 .collect::<Vec<_>>());
         }
         if let Some(f) = broker_fields {
-            let mut brokers: Vec<Value> = Vec::new();
-            let mut seen: Vec<&str> = Vec::new();
-            for o in &offerings {
-                if let Some(b) = cat.broker(&o.broker_guid) {
-                    if !seen.contains(&b.guid.as_str()) {
-                        seen.push(&b.guid);
-                        brokers.push(present::partial(
-                            json!({"guid": b.guid, "name": b.name}),
-                            Some(f),
-                        ));
-                    }
-                }
-            }
+            let brokers: Vec<Value> = brokers_of(&ctx, &offerings)
+                .await?
+                .iter()
+                .map(|b| present::partial(json!({"guid": b.guid, "name": b.name}), Some(f)))
+                .collect();
             included["service_brokers"] = json!(brokers);
         }
-        page["included"] = included;
+        out["included"] = included;
     }
-    Ok(Json(page))
+    Ok(Json(out))
 }
 
 async fn show_plan(

@@ -39,9 +39,9 @@ pub use revisions::{Revision, RevisionContent};
 pub use roles::{Role, RoleFilter};
 pub use security_groups::{Lifecycle, SecurityGroup, SecurityGroupFilter};
 pub use services::{
-    Binding, BindingFilter, Broker, CatalogOffering, CatalogPlan, Instance, InstanceFilter,
-    NewBinding, NewInstance, Offering, Plan, MANAGED, OP_FAILED, OP_INITIAL, OP_IN_PROGRESS,
-    OP_SUCCEEDED, USER_PROVIDED,
+    Binding, BindingFilter, Broker, BrokerFilter, CatalogOffering, CatalogPlan, Instance,
+    InstanceFilter, NewBinding, NewInstance, Offering, OfferingFilter, Plan, PlanFilter, MANAGED,
+    OP_FAILED, OP_INITIAL, OP_IN_PROGRESS, OP_SUCCEEDED, USER_PROVIDED,
 };
 pub use states::{AppState, BuildState, BuildpackState, DropletState, PackageState, UnknownState};
 pub use tasks::{NewTask, Task, TaskFilter};

@@ -1,8 +1,9 @@
 //! List pages filtered, counted and cut in SQL (`LIMIT`/`OFFSET` with a
 //! `COUNT`), with the caller's read scope in the same query: audit events,
 //! organizations, spaces, routes, users, domains, builds, packages,
-//! droplets and processes here; roles, tasks, revisions, deployments, quotas, buildpacks
-//! and security groups in their own modules (apps: `Store::apps_page`).
+//! droplets and processes here; roles, tasks, revisions, deployments,
+//! quotas, buildpacks, security groups and service brokers, offerings and
+//! plans in their own modules (apps: `Store::apps_page`).
 
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
@@ -39,6 +40,16 @@ impl Where {
     pub(crate) fn param(&mut self, v: &str) -> String {
         self.binds.push(v.to_string());
         format!("${}", self.binds.len())
+    }
+
+    /// `col IN (...)` binding `vals` (`1 = 0` when empty), for a clause
+    /// built by the caller.
+    pub(crate) fn in_list(&mut self, col: &str, vals: &[String]) -> String {
+        if vals.is_empty() {
+            return String::from("1 = 0");
+        }
+        let marks: Vec<String> = vals.iter().map(|v| self.param(v)).collect();
+        format!("{col} IN ({})", marks.join(", "))
     }
 
     /// ` AND (clause)`.

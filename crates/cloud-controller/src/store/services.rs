@@ -5,6 +5,7 @@
 
 use sqlx::FromRow;
 
+use super::pages::{any_via, Order, Where, Window};
 use super::{new_guid, now, push_in, readable_space_clause, unique, Result, SpaceScope, Store};
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -224,6 +225,85 @@ pub struct CatalogOffering {
     pub plans: Vec<CatalogPlan>,
 }
 
+/// `GET /v3/service_brokers` filters (each `None` = any).
+#[derive(Debug, Clone, Default)]
+pub struct BrokerFilter {
+    pub names: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+}
+
+/// `GET /v3/service_offerings` filters (each `None` = any). An offering is
+/// listed when the caller sees one of its plans (`viewer_orgs`, as for
+/// `PlanFilter`) and, with `usable_in`, one it sees that is usable in one
+/// of these orgs.
+#[derive(Debug, Clone, Default)]
+pub struct OfferingFilter {
+    pub names: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+    pub broker_guids: Option<Vec<String>>,
+    pub broker_names: Option<Vec<String>>,
+    pub available: Option<bool>,
+    pub usable_in: Option<Vec<String>>,
+    pub viewer_orgs: Option<Vec<String>>,
+}
+
+/// `GET /v3/service_plans` filters (each `None` = any). `viewer_orgs`:
+/// `None` for a global reader (every plan); else the orgs the caller
+/// holds a role in, and it sees the public plans and those enabled for
+/// one of them. `usable_in`: only plans usable in one of these orgs
+/// (public or enabled for it; every plan for a global reader).
+#[derive(Debug, Clone, Default)]
+pub struct PlanFilter {
+    pub names: Option<Vec<String>>,
+    pub guids: Option<Vec<String>>,
+    pub broker_catalog_ids: Option<Vec<String>>,
+    pub offering_guids: Option<Vec<String>>,
+    pub offering_names: Option<Vec<String>>,
+    pub broker_guids: Option<Vec<String>>,
+    pub broker_names: Option<Vec<String>>,
+    pub available: Option<bool>,
+    pub usable_in: Option<Vec<String>>,
+    pub viewer_orgs: Option<Vec<String>>,
+}
+
+/// A plan (columns of `service_plans`) public or enabled for one of
+/// `orgs`.
+fn enabled_for(w: &mut Where, orgs: &[String]) -> String {
+    format!(
+        "visibility = 'public' OR (visibility = 'organization' AND guid IN (SELECT plan_guid FROM service_plan_visibilities WHERE {}))",
+        w.in_list("organization_guid", orgs)
+    )
+}
+
+/// The plans (columns of `service_plans`) the viewer sees and, with
+/// `usable_in`, may use in one of those orgs (`None`: every plan).
+fn plan_scope(
+    w: &mut Where,
+    viewer_orgs: &Option<Vec<String>>,
+    usable_in: &Option<Vec<String>>,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(orgs) = viewer_orgs {
+        parts.push(enabled_for(w, orgs));
+    }
+    match usable_in {
+        None => {}
+        Some(orgs) if orgs.is_empty() => parts.push(String::from("1 = 0")),
+        // A global reader may use every plan in any org.
+        Some(_) if viewer_orgs.is_none() => {}
+        Some(orgs) => parts.push(enabled_for(w, orgs)),
+    }
+    let parts: Vec<String> = parts.into_iter().map(|p| format!("({p})")).collect();
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+/// ` AND available <> 0` (or `= 0`) for an `available` filter.
+fn available(w: &mut Where, want: Option<bool>) {
+    if let Some(a) = want {
+        w.and(if a { "available <> 0" } else { "available = 0" });
+    }
+}
+
 fn flag(b: bool) -> i64 {
     i64::from(b)
 }
@@ -279,6 +359,38 @@ impl Store {
         self.all(
             &format!("SELECT {BROKER_COLS} FROM service_brokers ORDER BY created_at, guid"),
             &[],
+        )
+        .await
+    }
+
+    /// Brokers matching `f`, in creation order.
+    pub async fn brokers_page(
+        &self,
+        f: &BrokerFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Broker>)> {
+        let mut w = Where::new();
+        w.any_of("name", &f.names).any_of("guid", &f.guids);
+        self.page(
+            BROKER_COLS,
+            "service_brokers",
+            &w,
+            &Order::CREATED.sql(),
+            win,
+        )
+        .await
+    }
+
+    /// The brokers of these guids (those that exist), in creation order.
+    pub async fn brokers_in(&self, guids: &[String]) -> Result<Vec<Broker>> {
+        let mut w = Where::new();
+        w.any_of("guid", &Some(guids.to_vec()));
+        self.all(
+            &format!(
+                "SELECT {BROKER_COLS} FROM service_brokers WHERE {} ORDER BY created_at, guid",
+                w.cond()
+            ),
+            &w.bind_refs(),
         )
         .await
     }
@@ -508,6 +620,88 @@ impl Store {
             &[],
         )
         .await
+    }
+
+    /// Offerings matching `f` (those with a plan the caller sees), in
+    /// creation order.
+    pub async fn offerings_page(
+        &self,
+        f: &OfferingFilter,
+        win: Window,
+    ) -> Result<(usize, Vec<Offering>)> {
+        let mut w = Where::new();
+        w.any_of("name", &f.names)
+            .any_of("guid", &f.guids)
+            .any_of("broker_guid", &f.broker_guids);
+        any_via(
+            &mut w,
+            "broker_guid",
+            ("service_brokers", "guid", "name"),
+            &f.broker_names,
+        );
+        available(&mut w, f.available);
+        let plans = match plan_scope(&mut w, &f.viewer_orgs, &f.usable_in) {
+            Some(c) => format!("SELECT offering_guid FROM service_plans WHERE {c}"),
+            None => String::from("SELECT offering_guid FROM service_plans"),
+        };
+        w.and(&format!("guid IN ({plans})"));
+        self.page(
+            OFFERING_COLS,
+            "service_offerings",
+            &w,
+            &Order::CREATED.sql(),
+            win,
+        )
+        .await
+    }
+
+    /// The offerings of these guids (those that exist), in creation order.
+    pub async fn offerings_in(&self, guids: &[String]) -> Result<Vec<Offering>> {
+        let mut w = Where::new();
+        w.any_of("guid", &Some(guids.to_vec()));
+        self.all(
+            &format!(
+                "SELECT {OFFERING_COLS} FROM service_offerings WHERE {} ORDER BY created_at, guid",
+                w.cond()
+            ),
+            &w.bind_refs(),
+        )
+        .await
+    }
+
+    /// Plans matching `f` (those the caller sees), in creation order.
+    pub async fn plans_page(&self, f: &PlanFilter, win: Window) -> Result<(usize, Vec<Plan>)> {
+        let mut w = Where::new();
+        w.any_of("name", &f.names)
+            .any_of("guid", &f.guids)
+            .any_of("broker_id", &f.broker_catalog_ids)
+            .any_of("offering_guid", &f.offering_guids);
+        any_via(
+            &mut w,
+            "offering_guid",
+            ("service_offerings", "guid", "name"),
+            &f.offering_names,
+        );
+        // The plan's offering's broker (both must exist).
+        let ob = "(SELECT o.guid AS og, b.guid AS bg, b.name AS bn FROM service_offerings o JOIN service_brokers b ON b.guid = o.broker_guid) ob";
+        any_via(
+            &mut w,
+            "offering_guid",
+            (ob, "ob.og", "ob.bg"),
+            &f.broker_guids,
+        );
+        any_via(
+            &mut w,
+            "offering_guid",
+            (ob, "ob.og", "ob.bn"),
+            &f.broker_names,
+        );
+        available(&mut w, f.available);
+        if let Some(c) = plan_scope(&mut w, &f.viewer_orgs, &f.usable_in) {
+            w.and(&c);
+        }
+        self.page(PLAN_COLS, "service_plans", &w, &Order::CREATED.sql(), win)
+            .await
     }
 
     pub async fn plan(&self, guid: &str) -> Result<Plan> {

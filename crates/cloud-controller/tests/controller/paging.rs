@@ -1602,6 +1602,75 @@ async fn services(a: &Api, w: &World, pat_token: &str) {
             {"name": "bB", "guid": brokers[1]}
         ])
     );
+    // On a later page: those of the page's resources only (as CF).
+    let r = a
+        .call_as(
+            pat_token,
+            Method::GET,
+            "/v3/service_plans?per_page=1&page=3&include=service_offering&fields[service_offering.service_broker]=name",
+            None,
+        )
+        .await;
+    assert_eq!(
+        guids(
+            r.body["included"]["service_offerings"]
+                .as_array()
+                .expect("offerings")
+        ),
+        vec![o("ob1")]
+    );
+    assert_eq!(
+        r.body["included"]["service_brokers"],
+        serde_json::json!([{"name": "bB"}])
+    );
+    let r = a
+        .call_as(
+            &admin,
+            Method::GET,
+            "/v3/service_offerings?per_page=2&page=2&fields[service_broker]=name",
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.body["included"]["service_brokers"],
+        serde_json::json!([{"name": "bB"}, {"name": "bC"}])
+    );
+    // Showing one plan or offering (the catalog loaded whole) agrees with
+    // the lists (SQL) on what pat sees.
+    let seen = strs(&[&a1s, &a2s, &b1x]);
+    for plan in [&a1s, &a1l, &a2s, &b1s, &b1l, &b1x, &c1s] {
+        let r = a
+            .call_as(
+                pat_token,
+                Method::GET,
+                &format!("/v3/service_plans/{plan}"),
+                None,
+            )
+            .await;
+        let want = if seen.contains(plan) {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(r.status, want, "plan {plan}");
+    }
+    for (name, want) in [
+        ("oa1", StatusCode::OK),
+        ("oa2", StatusCode::OK),
+        ("ob1", StatusCode::OK),
+        ("ob2", StatusCode::NOT_FOUND),
+        ("oc1", StatusCode::NOT_FOUND),
+    ] {
+        let r = a
+            .call_as(
+                pat_token,
+                Method::GET,
+                &format!("/v3/service_offerings/{}", o(name)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, want, "offering {name}");
+    }
 }
 
 #[tokio::test]

@@ -216,6 +216,8 @@ pub fn job(base: &BaseUrl, j: &JobRow) -> Value {
 
 /// Whether the caller sees a plan: global readers see all; others see
 /// public plans and the plans enabled for an org they hold a role in.
+/// The plan and offering lists apply the same rule in SQL
+/// (`store::services::plan_scope`); the paging tests check both agree.
 pub fn plan_visible(perms: &Perms, p: &Plan, visibilities: &[(String, String)]) -> bool {
     if perms.reads_everything() {
         return true;

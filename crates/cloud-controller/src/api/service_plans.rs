@@ -141,7 +141,6 @@ async fn list_offerings(
             "fields[service_broker]",
         ],
     )?;
-    let page = PageReq::from_query(&q)?;
     let f = OfferingFilter {
         names: filter(&q, "names"),
         guids: filter(&q, "guids"),
@@ -151,6 +150,8 @@ async fn list_offerings(
         usable_in: filter_orgs(&ctx, &q).await?,
         viewer_orgs: perms.org_guids(),
     };
+    // After the filters' own errors, as before.
+    let page = PageReq::from_query(&q)?;
     let (total, chosen) = ctx.store.offerings_page(&f, page.window()).await?;
     let items: Vec<Value> = chosen.iter().map(|o| present::offering(&base, o)).collect();
     let mut out = page_of(&base, "/v3/service_offerings", &q, page, total, items);
@@ -229,7 +230,6 @@ async fn list_plans(
             "broker_catalog_ids",
         ],
     )?;
-    let page = PageReq::from_query(&q)?;
     let f = PlanFilter {
         names: filter(&q, "names"),
         guids: filter(&q, "guids"),
@@ -242,6 +242,8 @@ async fn list_plans(
         usable_in: filter_orgs(&ctx, &q).await?,
         viewer_orgs: perms.org_guids(),
     };
+    // After the filters' own errors, as before.
+    let page = PageReq::from_query(&q)?;
     let (total, chosen) = ctx.store.plans_page(&f, page.window()).await?;
     let items: Vec<Value> = chosen.iter().map(|p| present::plan(&base, p)).collect();
     let mut out = page_of(&base, "/v3/service_plans", &q, page, total, items);

@@ -59,7 +59,6 @@ ensure_runtime() {
   # disk limits that fail writes: an ext4 volume per container, on a loop
   # device (docs/containers.md).
   ensure_cmd mkfs.ext4 e2fsprogs
-  ensure_cmd losetup mount
   ensure_cmd curl curl
 }
 

@@ -102,19 +102,26 @@ async fn list(
         app_guids: filter(&q, "app_guids"),
         scope: perms.space_scope(),
     };
-    let (total, procs) = ctx.store.processes_page(&f, page.window()).await?;
+    Ok(Json(
+        page_response(&ctx, &base, &q, page, &f, "/v3/processes").await?,
+    ))
+}
+
+/// A page of the processes `f` selects (paged in SQL), listed at `path`.
+async fn page_response(
+    ctx: &Ctx,
+    base: &BaseUrl,
+    q: &Query,
+    page: PageReq,
+    f: &ProcessFilter,
+    path: &str,
+) -> ApiResult<Value> {
+    let (total, procs) = ctx.store.processes_page(f, page.window()).await?;
     let mut items = Vec::with_capacity(procs.len());
     for p in &procs {
-        items.push(present(&ctx, &base, p).await?);
+        items.push(present(ctx, base, p).await?);
     }
-    Ok(Json(page_of(
-        &base,
-        "/v3/processes",
-        &q,
-        page,
-        total,
-        items,
-    )))
+    Ok(page_of(base, path, q, page, total, items))
 }
 
 /// `GET /v3/apps/:guid/processes`: the app's processes, oldest first,
@@ -131,19 +138,8 @@ async fn list_for_app(
         app_guids: Some(vec![guid.clone()]),
         scope: SpaceScope::All,
     };
-    let (total, procs) = ctx.store.processes_page(&f, page.window()).await?;
-    let mut items = Vec::with_capacity(procs.len());
-    for p in &procs {
-        items.push(present(&ctx, &base, p).await?);
-    }
-    Ok(Json(page_of(
-        &base,
-        &format!("/v3/apps/{guid}/processes"),
-        &q,
-        page,
-        total,
-        items,
-    )))
+    let path = format!("/v3/apps/{guid}/processes");
+    Ok(Json(page_response(&ctx, &base, &q, page, &f, &path).await?))
 }
 
 async fn show(

@@ -329,7 +329,11 @@ async fn disk_and_memory_limits_and_fork_bomb() -> Result<()> {
     assert!((1..100).contains(&written), "cut at the 100M limit: {w}");
     let w = get_json(&p, "hog", "/write?mb=20").await?;
     assert_eq!(w["error"], serde_json::Value::Null, "space freed: {w}");
-    assert_eq!(integration::procs::app_instance_pids(&guid), before, "not restarted");
+    assert_eq!(
+        integration::procs::app_instance_pids(&guid),
+        before,
+        "not restarted"
+    );
     // Past the quota: killed, reported as out of memory, restarted.
     let _ = get_json(&p, "hog", "/alloc?mb=200").await;
     let msg = tokio::time::timeout(T, async {

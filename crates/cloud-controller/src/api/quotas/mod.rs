@@ -34,6 +34,23 @@ fn path(kind: QuotaKind) -> &'static str {
     }
 }
 
+/// A page of the quotas `f` selects (paged in SQL), as the list endpoint
+/// of `f.kind` answers it.
+pub(super) async fn list(
+    ctx: &Ctx,
+    base: &BaseUrl,
+    q: &super::Query,
+    page: super::PageReq,
+    f: &crate::store::QuotaFilter,
+) -> ApiResult<Value> {
+    let (total, quotas) = ctx.store.quotas_page(f, page.window()).await?;
+    let mut items = Vec::with_capacity(quotas.len());
+    for quota in &quotas {
+        items.push(present(ctx, base, quota).await?);
+    }
+    Ok(super::page_of(base, path(f.kind), q, page, total, items))
+}
+
 pub(super) async fn present(ctx: &Ctx, base: &BaseUrl, q: &Quota) -> ApiResult<Value> {
     let kind = if q.kind == "space" {
         QuotaKind::Space

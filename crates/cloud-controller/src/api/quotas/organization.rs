@@ -8,8 +8,8 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{audit_target, create, object, present, remove, update};
-use crate::api::{filter, page_of, parse_json, BaseUrl, PageReq, Query, ToMany};
+use super::{audit_target, create, list, object, present, remove, update};
+use crate::api::{filter, parse_json, BaseUrl, PageReq, Query, ToMany};
 use crate::context::{Actor, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{QuotaFilter, QuotaKind};
@@ -36,19 +36,7 @@ async fn list_org(State(ctx): State<Ctx>, base: BaseUrl, q: Query) -> ApiResult<
         organization_guids: None,
         visible_orgs: None,
     };
-    let (total, quotas) = ctx.store.quotas_page(&f, page.window()).await?;
-    let mut items = Vec::with_capacity(quotas.len());
-    for quota in &quotas {
-        items.push(present(&ctx, &base, quota).await?);
-    }
-    Ok(Json(page_of(
-        &base,
-        "/v3/organization_quotas",
-        &q,
-        page,
-        total,
-        items,
-    )))
+    Ok(Json(list(&ctx, &base, &q, page, &f).await?))
 }
 
 async fn show_org(

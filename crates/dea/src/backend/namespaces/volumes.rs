@@ -318,7 +318,11 @@ fn mount_ext4(dev: &Path, mnt: &Path) -> Result<()> {
         )
     };
     if r != 0 {
-        return Err(os_err(&format!("mount {} on {}", dev.display(), mnt.display())));
+        return Err(os_err(&format!(
+            "mount {} on {}",
+            dev.display(),
+            mnt.display()
+        )));
     }
     Ok(())
 }

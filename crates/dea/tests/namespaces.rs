@@ -254,6 +254,8 @@ async fn disk_limit_fails_writes_and_pool_recycles() {
     );
     assert_eq!(b.exit_reason(&c), None, "not killed");
     b.destroy(&c).await.expect("destroy");
+    // The volume is detached in the background (the pool waits for it).
+    assert!(b.pool_filled(Duration::from_secs(10)).await, "pool refills");
     assert!(!c.root.exists());
     assert!(
         !NamespacesBackend::leftovers(&tag)

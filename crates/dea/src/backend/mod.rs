@@ -101,7 +101,9 @@ pub trait Backend: Send + Sync {
     /// Stops every process of the container: SIGTERM, then SIGKILL after
     /// `grace`. Returns once they are gone (or SIGKILLed).
     fn stop<'a>(&'a self, container: &'a Container, grace: Duration) -> BoxFut<'a, Result<()>>;
-    /// Kills whatever is left and removes the container's files.
+    /// Kills whatever is left and removes the container's files (a
+    /// directory that is a disk volume of its own, namespaces backend:
+    /// unmounted and removed in the background, once nothing can reach it).
     fn destroy<'a>(&'a self, container: &'a Container) -> BoxFut<'a, Result<()>>;
     fn stats<'a>(&'a self, container: &'a Container) -> BoxFut<'a, Result<proto::InstanceStats>>;
     /// Kills every process of every container (DEA shutdown) and removes

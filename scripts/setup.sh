@@ -9,8 +9,8 @@
 # - apt-get update, then Debian packages whose command is missing
 #   (scripts/lib.sh ensure_runtime, ensure_build): nats-server, python3,
 #   python3-pip, nodejs, npm, default-jdk-headless, nginx, iptables,
-#   iproute2, curl, gcc. Installing nginx also starts Debian's nginx service
-#   (port 80) where the init system runs services.
+#   iproute2, e2fsprogs, curl, gcc. Installing nginx also starts Debian's
+#   nginx service (port 80) where the init system runs services.
 # - Rust is not installed: without cargo and a rustc >= the rust-version of
 #   Cargo.toml (on PATH or in ~/.cargo/bin) it stops and says what to install.
 # - RabbitMQ, when installed and running on 127.0.0.1:5672: its
@@ -23,7 +23,8 @@
 # - `cf dev start`: ~/.cfdev (state, configs, logs, pids; $CF_HOME/.cfdev if
 #   set, or --dir) and the platform's processes in the background until
 #   `cf dev stop`. As root the DEA runs apps in containers: a bridge, network
-#   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas
+#   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas,
+#   an ext4 volume per container on a loop device under the DEA's state dir
 #   (removed when the DEA stops; a crashed DEA's when a DEA starts again),
 #   and net.ipv4.ip_forward=1 (left on). docs/containers.md lists them.
 set -euo pipefail

@@ -415,16 +415,34 @@ impl Store {
         f: &PackageFilter,
         win: Window,
     ) -> Result<(usize, Vec<Package>)> {
+        self.app_children_page(PKG_COLS, "packages", &f.app_guids, &f.scope, win)
+            .await
+    }
+
+    /// Rows of `table` (one with an `app_guid`) of the apps `app_guids` in
+    /// spaces `scope` may read: by app (in the apps' creation order), then
+    /// oldest first.
+    async fn app_children_page<T>(
+        &self,
+        cols: &str,
+        table: &str,
+        app_guids: &Option<Vec<String>>,
+        scope: &SpaceScope,
+        win: Window,
+    ) -> Result<(usize, Vec<T>)>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
         let mut w = Where::new();
-        w.any_of("p.app_guid", &f.app_guids);
-        if let SpaceScope::ReadableBy(user) = &f.scope {
+        w.any_of("p.app_guid", app_guids);
+        if let SpaceScope::ReadableBy(user) = scope {
             let u = w.param(user);
             w.and(&readable_space_clause("a.space_guid", &u));
         }
-        let cols: Vec<String> = PKG_COLS.split(", ").map(|c| format!("p.{c}")).collect();
+        let cols: Vec<String> = cols.split(", ").map(|c| format!("p.{c}")).collect();
         self.page(
             &cols.join(", "),
-            "packages p JOIN apps a ON a.guid = p.app_guid",
+            &format!("{table} p JOIN apps a ON a.guid = p.app_guid"),
             &w,
             "a.created_at, a.guid, p.created_at, p.guid",
             win,
@@ -454,20 +472,7 @@ impl Store {
         f: &ProcessFilter,
         win: Window,
     ) -> Result<(usize, Vec<Process>)> {
-        let mut w = Where::new();
-        w.any_of("p.app_guid", &f.app_guids);
-        if let SpaceScope::ReadableBy(user) = &f.scope {
-            let u = w.param(user);
-            w.and(&readable_space_clause("a.space_guid", &u));
-        }
-        let cols: Vec<String> = PROC_COLS.split(", ").map(|c| format!("p.{c}")).collect();
-        self.page(
-            &cols.join(", "),
-            "processes p JOIN apps a ON a.guid = p.app_guid",
-            &w,
-            "a.created_at, a.guid, p.created_at, p.guid",
-            win,
-        )
-        .await
+        self.app_children_page(PROC_COLS, "processes", &f.app_guids, &f.scope, win)
+            .await
     }
 }

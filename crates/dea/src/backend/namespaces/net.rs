@@ -221,7 +221,9 @@ pub fn chain(tag: &str, which: &str) -> String {
     format!("PAAS-{tag}-{which}")
 }
 
-fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<()> {
+/// Runs a host command (`ip`, `iptables`, `mkfs.ext4`), its stderr in the
+/// error when it fails.
+pub(super) fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<()> {
     let mut c = Command::new(cmd);
     c.args(args)
         .stdin(if stdin.is_some() {

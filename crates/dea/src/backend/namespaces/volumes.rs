@@ -168,10 +168,22 @@ impl Volumes {
             .map_err(|e| DeaError::io(image, e))?;
         drop(f);
         let mkfs = mkfs().ok_or_else(|| DeaError::Backend("no mkfs.ext4".into()))?;
-        run(std::process::Command::new(mkfs)
-            .args(["-q", "-F", "-m", "0", "-O", "^has_journal"])
-            .args(["-E", "lazy_itable_init=1,nodiscard"])
-            .arg(image))?;
+        let image_arg = image.to_string_lossy();
+        super::net::run(
+            &mkfs.to_string_lossy(),
+            &[
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-O",
+                "^has_journal",
+                "-E",
+                "lazy_itable_init=1,nodiscard",
+                &image_arg,
+            ],
+            None,
+        )?;
         std::fs::create_dir(mnt).map_err(|e| DeaError::io(mnt, e))?;
         let dev = attach_loop(image)?;
         let r = mount_ext4(&dev.path, mnt);
@@ -344,21 +356,6 @@ fn bind(from: &Path, to: &Path) -> Result<()> {
             "bind {} on {}",
             from.display(),
             to.display()
-        )));
-    }
-    Ok(())
-}
-
-fn run(cmd: &mut std::process::Command) -> Result<()> {
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| DeaError::Backend(format!("{cmd:?}: {e}")))?;
-    if !out.status.success() {
-        return Err(DeaError::Backend(format!(
-            "{cmd:?}: {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
     Ok(())

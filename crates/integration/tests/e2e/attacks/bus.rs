@@ -142,10 +142,14 @@ async fn forged_bus_messages_are_refused() -> Result<()> {
     let mut other_staging = d0
         .subscribe::<serde_json::Value>(&subjects::staging_start("dea-1"))
         .await?;
-    let mut own = d0
+    d0.flush().await?;
+    // Its own subject on a connection of its own: the refused subscriptions'
+    // permission errors must not bear on it.
+    let d0_own = p.bus_as(&proto::busauth::dea_user("dea-0")).await?;
+    let mut own = d0_own
         .subscribe::<serde_json::Value>(&subjects::staging_stop("dea-0"))
         .await?;
-    d0.flush().await?;
+    d0_own.flush().await?;
     spy.publish(
         subjects::dea_start("dea-1"),
         &serde_json::json!({"secret": 1}),
@@ -173,7 +177,7 @@ async fn forged_bus_messages_are_refused() -> Result<()> {
         ("staging.dea-1.start", &mut other_staging),
     ] {
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), sub.next())
+            tokio::time::timeout(Duration::from_millis(500), sub.next())
                 .await
                 .is_err(),
             "DEA dea-0 heard {what}"

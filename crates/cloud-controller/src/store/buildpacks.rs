@@ -152,7 +152,7 @@ impl Store {
     ) -> Result<Buildpack> {
         let t = now();
         let guid = new_guid();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         // The write comes first so the transaction holds the write lock
         // before it reads (SQLite), and an error rolls back at once.
         let r = async {
@@ -183,7 +183,7 @@ impl Store {
         let bp = self.buildpack(guid).await?;
         let t = now();
         let name = u.name.clone().unwrap_or_else(|| bp.name.clone());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let r = async {
             sqlx::query(
                 "UPDATE buildpacks SET name = $1, enabled = $2, locked = $3, updated_at = $4 WHERE guid = $5",
@@ -240,7 +240,7 @@ impl Store {
     /// Deletes a buildpack and closes the gap in positions.
     pub async fn delete_buildpack(&self, guid: &str) -> Result<()> {
         let t = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let r = async {
             let n = sqlx::query("DELETE FROM buildpacks WHERE guid = $1")
                 .bind(guid.to_string())

@@ -142,7 +142,7 @@ impl Store {
     /// Ends a `STAGING` build as `STAGED` with its droplet, in one
     /// transaction; `false` when it had already ended (nothing is stored).
     pub async fn finish_staged(&self, build_guid: &str, d: &Droplet) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let r = sqlx::query(&format!("UPDATE builds SET state = '{staged}', droplet_guid = $1, updated_at = $2 WHERE guid = $3 AND state = '{staging}'", staged = BuildState::Staged, staging = BuildState::Staging))
             .bind(d.guid.clone())
             .bind(now())

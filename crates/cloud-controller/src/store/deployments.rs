@@ -129,7 +129,7 @@ impl Store {
     /// app to the new droplet and version (and `change`), and gives the
     /// web process the new bus id.
     pub async fn create_deployment(&self, d: &Deployment, change: &AppChange<'_>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let t = now();
         sqlx::query("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'SUPERSEDED', last_status_change = $1, updated_at = $1, generation = generation + 1 WHERE app_guid = $2 AND status_value = 'ACTIVE'")
             .bind(t.clone())
@@ -161,7 +161,7 @@ impl Store {
     /// finished at once: an app that was not started is simply started on
     /// the new droplet).
     pub async fn insert_deployment(&self, d: &Deployment) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         insert(&mut tx, d).await?;
         tx.commit().await?;
         Ok(())
@@ -287,7 +287,7 @@ impl Store {
     /// old versions (its own and those it superseded) are no longer
     /// desired. Whether it ended it.
     pub async fn finish_deployment(&self, d: &Deployment) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let t = now();
         let r = sqlx::query("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'DEPLOYED', old_instances = 0, healthy = $1, last_healthy_at = $2, last_status_change = $3, updated_at = $3, generation = generation + 1 WHERE guid = $4 AND generation = $5 AND status_value = 'ACTIVE'")
             .bind(d.healthy)
@@ -314,7 +314,7 @@ impl Store {
     /// on the old version: its version, droplet, environment and bus id.
     /// Whether it ended it.
     pub async fn cancel_deployment(&self, d: &Deployment) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let t = now();
         let r = sqlx::query("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'CANCELED', error = $1, new_instances = 0, failures = $2, last_status_change = $3, updated_at = $3, generation = generation + 1 WHERE guid = $4 AND generation = $5 AND status_value = 'ACTIVE'")
             .bind(d.error.clone())

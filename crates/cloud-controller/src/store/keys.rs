@@ -82,7 +82,7 @@ impl Store {
         keep_s: i64,
         revoke_previous: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         if revoke_previous {
             sqlx::query("DELETE FROM signing_keys")
                 .execute(&mut *tx)

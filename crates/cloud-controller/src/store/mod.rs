@@ -132,6 +132,8 @@ fn unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: transactions start with `BEGIN IMMEDIATE` ([`Store::tx`]).
+    sqlite: bool,
 }
 
 const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at";
@@ -159,7 +161,25 @@ impl Store {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            sqlite: url.starts_with("sqlite"),
+        })
+    }
+
+    /// A transaction that will write. SQLite: `BEGIN IMMEDIATE`, which
+    /// takes the write lock at the start (waiting the busy timeout for it).
+    /// A plain (deferred) `BEGIN` that reads and then writes must upgrade
+    /// its read snapshot to the write lock, and when another connection
+    /// wrote in between (the deployment updater's lease, every 500 ms)
+    /// SQLite fails that upgrade at once with "database is locked",
+    /// without waiting.
+    async fn tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
+        })
     }
 
     pub async fn close(&self) {
@@ -272,7 +292,7 @@ impl Store {
             created_at: t.clone(),
             updated_at: t.clone(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         sqlx::query(&format!("INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"))
             .bind(app.guid.clone())
             .bind(app.name.clone())
@@ -384,7 +404,7 @@ impl Store {
 
     /// Deletes the app and everything that belongs to it.
     pub async fn delete_app(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         for table in [
             "processes",
             "packages",
@@ -687,7 +707,7 @@ impl Store {
     }
 
     pub async fn delete_route(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         sqlx::query("DELETE FROM route_destinations WHERE route_guid = $1")
             .bind(guid.to_string())
             .execute(&mut *tx)

@@ -191,7 +191,7 @@ impl Store {
     /// Deletes an empty org (no spaces left) with its roles, space quotas
     /// and private domains.
     pub async fn delete_org(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         for sql in [
             "DELETE FROM roles WHERE organization_guid = $1",
             "DELETE FROM quotas WHERE kind = 'space' AND organization_guid = $1",
@@ -297,7 +297,7 @@ impl Store {
 
     /// Deletes a space with no apps left, with its routes and roles.
     pub async fn delete_space(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         for sql in [
             "DELETE FROM route_destinations WHERE route_guid IN (SELECT guid FROM routes WHERE space_guid = $1)",
             "DELETE FROM routes WHERE space_guid = $1",
@@ -422,7 +422,7 @@ impl Store {
     }
 
     pub async fn delete_domain(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         sqlx::query("DELETE FROM domain_shares WHERE domain_guid = $1")
             .bind(guid.to_string())
             .execute(&mut *tx)

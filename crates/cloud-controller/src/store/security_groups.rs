@@ -219,7 +219,7 @@ impl Store {
 
     /// Deletes the group and its bindings.
     pub async fn delete_security_group(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         sqlx::query("DELETE FROM security_group_spaces WHERE security_group_guid = $1")
             .bind(guid.to_string())
             .execute(&mut *tx)

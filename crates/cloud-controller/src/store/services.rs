@@ -418,7 +418,7 @@ impl Store {
 
     /// Runs each statement with `$1 = guid`, in one transaction.
     async fn deletes(&self, statements: &[&str], guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         for sql in statements {
             sqlx::query(sql)
                 .bind(guid.to_string())
@@ -468,7 +468,7 @@ impl Store {
             (base + chrono::Duration::microseconds(seq))
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let existing: Vec<Offering> = sqlx::query_as(&format!(
             "SELECT {OFFERING_COLS} FROM service_offerings WHERE broker_guid = $1"
         ))
@@ -731,7 +731,7 @@ impl Store {
         orgs: &[String],
         replace: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         if replace || kind != "organization" {
             sqlx::query("DELETE FROM service_plan_visibilities WHERE plan_guid = $1")
                 .bind(plan_guid.to_string())

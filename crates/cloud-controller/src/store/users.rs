@@ -130,7 +130,7 @@ impl Store {
     /// is behind) and every refresh token is revoked.
     pub async fn set_password(&self, guid: &str, password: &str) -> Result<()> {
         let hash = crate::auth::hash_password(password).map_err(StoreError::Hash)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         let r = sqlx::query(
             "UPDATE users SET password_hash = $1, token_generation = token_generation + 1 WHERE guid = $2",
         )
@@ -153,7 +153,7 @@ impl Store {
     /// and roles go with `delete_cc_user`.
     pub async fn delete_user(&self, guid: &str) -> Result<User> {
         let u = self.user(guid).await?.ok_or(StoreError::NotFound("User"))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         sqlx::query("DELETE FROM refresh_tokens WHERE user_guid = $1")
             .bind(guid.to_string())
             .execute(&mut *tx)
@@ -190,7 +190,7 @@ impl Store {
 
     /// Deletes the controller record and every role of the user.
     pub async fn delete_cc_user(&self, guid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tx().await?;
         sqlx::query("DELETE FROM roles WHERE user_guid = $1")
             .bind(guid.to_string())
             .execute(&mut *tx)

@@ -1,6 +1,7 @@
 //! Container benchmark (docs/containers.md): create, start (`exec true`)
 //! and destroy of a namespaces container, median and p99 over N runs,
-//! without and with the warm pool (and `true` through bash from the pool),
+//! without and with the warm pool (and `true` through bash from the pool;
+//! and without the pool in the fallback without a user namespace),
 //! next to `unshare --fork --pid --mount --net --uts --ipc true` measured in
 //! the same run, round-robin (the time the caller waits: a destroy's network
 //! teardown and the pool's refill run in the background and are let finish
@@ -26,13 +27,14 @@ fn dea_binary() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn settings(dir: &Path, pool: usize) -> Settings {
+fn settings(dir: &Path, pool: usize, user_namespaces: bool) -> Settings {
     Settings {
-        tag: namespaces::tag_for(&format!("bench-{pool}"), dir),
+        tag: namespaces::tag_for(&format!("bench-{pool}-{user_namespaces}"), dir),
         state_dir: dir.to_path_buf(),
         init_exe: dea_binary(),
         warm_pool_size: pool,
         pids_limit: 64,
+        user_namespaces,
         egress_allow: vec![],
         host_services: None,
         host_ip: "127.0.0.1".into(),
@@ -139,14 +141,20 @@ async fn main() {
 
     let dir0 = tmp.path().join("nopool");
     std::fs::create_dir_all(&dir0).expect("dir");
-    let s0 = settings(&dir0, 0);
+    let s0 = settings(&dir0, 0, true);
     let tag0 = s0.tag.clone();
     let b0 = NamespacesBackend::new(s0).expect("backend");
     let dir1 = tmp.path().join("pool");
     std::fs::create_dir_all(&dir1).expect("dir");
-    let s1 = settings(&dir1, 4);
+    let s1 = settings(&dir1, 4, true);
     let tag1 = s1.tag.clone();
     let b1 = NamespacesBackend::new(s1).expect("backend");
+    // The fallback, without a user namespace (`user_namespaces = false`).
+    let dir2 = tmp.path().join("nouserns");
+    std::fs::create_dir_all(&dir2).expect("dir");
+    let s2 = settings(&dir2, 0, false);
+    let tag2 = s2.tag.clone();
+    let b2 = NamespacesBackend::new(s2).expect("backend");
 
     // Round-robin, so that the peer and each variant see the same load (on
     // a shared machine it changes during a run). Before each timed run, not
@@ -157,8 +165,8 @@ async fn main() {
         b0.pool_filled(Duration::from_secs(30)).await;
         b1.pool_filled(Duration::from_secs(30)).await;
     };
-    let (mut peer, mut cold, mut warm, mut warm_bash) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut peer, mut cold, mut cold_plain, mut warm, mut warm_bash) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         // Peer: unshare(1) with the same namespaces (minus cgroups, network
         // set-up, mounts and the uid switch).
@@ -175,18 +183,28 @@ async fn main() {
         settle().await;
         cold.push(one(&b0, &dir0, i, TRUE).await);
         settle().await;
+        cold_plain.push(one(&b2, &dir2, i, TRUE).await);
+        settle().await;
         warm.push(one(&b1, &dir1, i, TRUE).await);
         settle().await;
         warm_bash.push(one(&b1, &dir1, n + i, "true").await);
     }
     b0.kill_all();
     drop(b0);
+    b2.kill_all();
+    drop(b2);
     let (pm, pp) = stats(peer);
     println!("container create+start+destroy over {n} runs (ms):");
     println!(
         "  unshare --fork --pid --mount --net --uts --ipc true  median {pm:7.2}  p99 {pp:7.2}"
     );
-    report("namespaces backend, no pool", &cold, pm);
+    let (cm, _) = report("namespaces backend, no pool", &cold, pm);
+    let (fm, _) = report("no pool, no user namespace (fallback)", &cold_plain, pm);
+    println!(
+        "  user namespace vs none, no pool: {:+.2} ms ({:.2}x)",
+        cm - fm,
+        cm / fm
+    );
     report("namespaces backend, warm pool", &warm, pm);
     report(
         "warm pool, `true` through bash (shell syntax)",
@@ -256,4 +274,5 @@ async fn main() {
     b1.kill_all();
     NamespacesBackend::cleanup_tag(&tag0);
     NamespacesBackend::cleanup_tag(&tag1);
+    NamespacesBackend::cleanup_tag(&tag2);
 }

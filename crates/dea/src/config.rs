@@ -52,6 +52,13 @@ pub struct Config {
     pub warm_pool_size: usize,
     /// namespaces: most processes (and threads) per container.
     pub pids_limit: u64,
+    /// namespaces: run each container's processes in a user namespace of
+    /// their own (uid 2000, `vcap`, inside is the slot's host uid; uid 0
+    /// inside is the unprivileged host uid 4294967294, as Garden's
+    /// "maximus"), where the kernel allows; otherwise, or when false, they
+    /// run as the slot's host uid directly (docs/containers.md "User
+    /// namespaces").
+    pub user_namespaces: bool,
     /// namespaces: egress allowed beyond the public internet, `CIDR` or
     /// `CIDR:PORT` (host, private ranges and other containers are closed).
     pub egress_allow: Vec<String>,
@@ -141,6 +148,7 @@ impl Default for Config {
             allow_unisolated_process_backend: false,
             warm_pool_size: 2,
             pids_limit: 1024,
+            user_namespaces: true,
             egress_allow: Vec::new(),
             host_services_address: None,
             host_services_ports: Vec::new(),

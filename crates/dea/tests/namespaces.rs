@@ -53,12 +53,29 @@ async fn isolates_limits_and_cleans_up() {
     std::fs::create_dir_all(c.root.join("app")).expect("app dir");
     let (out, st) = common::run_in(&b,
         &c,
-        "echo uid=$(id -u) host=$(hostname) pwd=$PWD home=$HOME; ls /proc | grep -E '^[0-9]+$' | wc -l; touch /usr/x 2>/dev/null && echo stack-writable; touch /home/vcap/ok && echo home-writable; test -e /root/. && echo root-visible; echo reopened-stdout >/dev/stdout; exit 3",
+        "echo uid=$(id -u) user=$(id -un) host=$(hostname); echo map=$(cat /proc/self/uid_map); echo gmap=$(cat /proc/self/gid_map); echo usr-owner=$(stat -c %u /usr/bin/env); echo caps=$(grep CapEff /proc/self/status | tr -d '\t'); echo pwd=$PWD home=$HOME; ls /proc | grep -E '^[0-9]+$' | wc -l; touch /usr/x 2>/dev/null && echo stack-writable; touch /home/vcap/ok && echo home-writable; test -e /root/. && echo root-visible; echo reopened-stdout >/dev/stdout; exit 3",
     )
     .await;
     println!("{out}");
     assert_eq!(st, 3, "{out}");
-    assert!(out.contains("uid=10"), "{out}");
+    // A user namespace of its own: `vcap` (2000) inside is the slot's
+    // host uid, root inside is the unprivileged "maximus" uid, and the
+    // host's files (owned by the unmapped host root) show as nobody's.
+    let host_uid = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(c.root.join("ok")).expect("the file it made"),
+    );
+    assert!((10_002..10_255).contains(&host_uid), "host uid {host_uid}");
+    assert!(out.contains("uid=2000 user=vcap "), "{out}");
+    assert!(
+        out.contains(&format!("map= 0 4294967294 1 2000 {host_uid} 1")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("gmap= 0 4294967294 1 2000 {host_uid} 1")),
+        "{out}"
+    );
+    assert!(out.contains("usr-owner=65534"), "{out}");
+    assert!(out.contains("caps=CapEff:0000000000000000"), "{out}");
     assert!(out.contains("host=ctest1"), "{out}");
     assert!(
         out.contains("pwd=/home/vcap/app home=/home/vcap/app"),
@@ -448,10 +465,15 @@ async fn a_container_cannot_reach_the_host_through_its_own_files() {
     .await;
     println!("{out}");
     assert_eq!(st, 0, "{out}");
+    // `vcap` in the container's user namespace, the slot's uid on the host.
     assert!(
-        out.starts_with("10"),
+        out.starts_with("2000\n"),
         "what the DEA laid out is the container user's: {out}"
     );
+    let host_uid = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(c.root.join("app/laid-out-by-the-dea")).expect("md"),
+    );
+    assert!((10_002..10_255).contains(&host_uid), "{host_uid}");
     assert!(out.contains("swapped"), "{out}");
     assert_eq!(
         out.matches("Invalid cross-device link").count(),

@@ -213,6 +213,7 @@ pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Backend>> {
         init_exe,
         warm_pool_size: cfg.warm_pool_size,
         pids_limit: cfg.pids_limit,
+        user_namespaces: cfg.user_namespaces,
         egress_allow: egress,
         host_services,
         host_ip: cfg.host_ip.clone(),

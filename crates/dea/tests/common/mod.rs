@@ -242,6 +242,7 @@ pub fn ns_settings(
         init_exe: env!("CARGO_BIN_EXE_dea").into(),
         warm_pool_size: pool,
         pids_limit,
+        user_namespaces: true,
         egress_allow: vec![],
         host_services: None,
         host_ip: "127.0.0.1".into(),

@@ -252,8 +252,20 @@ async fn isolation_seen_from_inside_an_app_and_no_leftovers() -> Result<()> {
     })
     .await?;
     println!("{v:#}");
-    let uid = v["uid"].as_u64().context("uid")?;
-    assert!(uid >= 10_000, "unprivileged uid: {v}");
+    // `vcap` (2000) in a user namespace of its own, whose root is the
+    // unprivileged "maximus" uid and whose `vcap` is the slot's host uid.
+    assert_eq!(v["uid"], 2000, "vcap: {v}");
+    assert_eq!(v["gid"], 2000, "vcap: {v}");
+    assert_eq!(v["home_owner"], 2000, "the app's files are its own: {v}");
+    let map = v["uid_map"].as_array().context("uid_map")?;
+    assert_eq!(map.len(), 2, "{v}");
+    assert_eq!(map[0], serde_json::json!(["0", "4294967294", "1"]), "{v}");
+    let host_uid: u64 = map[1][1].as_str().unwrap_or("").parse()?;
+    assert_eq!(map[1][0], "2000", "{v}");
+    assert!(
+        (10_002..10_255).contains(&host_uid),
+        "an unprivileged host uid of its slot: {v}"
+    );
     assert_eq!(v["cap_eff"], "0000000000000000", "no capabilities: {v}");
     assert_eq!(v["no_new_privs"], "1", "{v}");
     assert_eq!(v["port"], "8080", "{v}");

@@ -10,9 +10,10 @@
 //! namespace and cgroup, with an empty environment, then:
 //!
 //! 1. builds the root file system (everything but the container's own
-//!    directory), forks the process-to-be (it drops every privilege, then
-//!    waits on a pipe for the spec) and writes `r` on the control socket
-//!    (fd 4): ready;
+//!    directory), forks the process-to-be (it enters a user namespace of
+//!    its own, whose id maps PID 1 writes, drops every privilege, then
+//!    waits on a pipe for the spec) and writes `u` (`r` without a user
+//!    namespace) on the control socket (fd 4): ready;
 //! 2. waits there for the process ([`Spec`], in a memfd) and the container's
 //!    directory and `tmp/` as detached mounts (`open_tree`), all passed
 //!    with `SCM_RIGHTS` — right away for a container started on demand,
@@ -20,7 +21,7 @@
 //! 3. attaches them on `/home/vcap` and `/tmp`, sets the hostname and
 //!    writes the spec to the child, which execs it.
 //!
-//! Arguments: `container-init <rootfs_dir> <uid> [etc=<dir>] [<ro_path>...]`
+//! Arguments: `container-init <rootfs_dir> <uid> [userns] [etc=<dir>] [<ro_path>...]`
 //! (`container-init --fingerprint`: prints [`fingerprint`]).
 //! Descriptors: 0 `/dev/null`, 1 and 2 the output pipes, 3 the status pipe,
 //! 4 the control socket.
@@ -64,23 +65,42 @@ const DEVICES: &[(&str, u32, u32)] = &[
     ("tty", 5, 0),
 ];
 
-/// The command line: `container-init <rootfs_dir> <uid> [etc=<dir>]
-/// [<ro_path>...]`.
+/// The command line: `container-init <rootfs_dir> <uid> [userns]
+/// [etc=<dir>] [<ro_path>...]`.
 struct Args {
     rootfs: String,
-    /// The container's uid (10000 + slot).
+    /// The container's host uid (10000 + slot).
     uid: u32,
+    /// Run the process in a user namespace of its own (where the kernel
+    /// allows): [`VCAP_UID`] inside is `uid` on the host.
+    userns: bool,
     ro: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Option<Args> {
     let (rootfs, rest) = args.split_first()?;
-    let (uid, ro) = rest.split_first()?;
+    let (uid, rest) = rest.split_first()?;
+    let userns = rest.iter().any(|a| a == "userns");
     Some(Args {
         rootfs: rootfs.clone(),
         uid: uid.parse().ok()?,
-        ro: ro.to_vec(),
+        userns,
+        ro: rest.iter().filter(|a| *a != "userns").cloned().collect(),
     })
+}
+
+/// In a container's user namespace, the uid and gid its processes run as
+/// (Cloud Foundry's `vcap`), mapped to the slot's host uid.
+pub const VCAP_UID: u32 = 2000;
+/// The host uid that uid 0 of a container's user namespace maps to: the
+/// highest one, which owns nothing (Garden's "maximus").
+pub const MAXIMUS_UID: u32 = 4_294_967_294;
+
+/// The `uid_map` (and `gid_map`) of a container's user namespace: root is
+/// [`MAXIMUS_UID`], `vcap` the slot's host uid, nothing else is mapped (the
+/// host's files show as owned by `nobody`).
+pub fn id_map(host_uid: u32) -> String {
+    format!("0 {MAXIMUS_UID} 1\n{VCAP_UID} {host_uid} 1\n")
 }
 
 /// What to run, sent by the DEA once the root file system is ready (see
@@ -439,37 +459,147 @@ fn lookup(name: &str, path: &str) -> Option<String> {
         .find(|p| executable(p))
 }
 
+/// The forked child's end of the user-namespace handshake with PID 1.
+struct Handshake {
+    /// To PID 1: `u` (in a new user namespace: map it) or `n` (refused).
+    to_init: OwnedFd,
+    /// From PID 1: `g` once the maps are written.
+    from_init: OwnedFd,
+}
+
+fn write_byte(fd: &OwnedFd, b: u8) -> bool {
+    // SAFETY: one byte from a live buffer to a descriptor we own.
+    unsafe { libc::write(fd.as_raw_fd(), [b].as_ptr().cast(), 1) == 1 }
+}
+
+fn read_byte(fd: &OwnedFd) -> Option<u8> {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: one byte into a live buffer from a descriptor we own.
+        let n = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return (n == 1).then_some(b[0]);
+    }
+}
+
+/// In the forked child: a user namespace of its own, mapped by PID 1
+/// (which, as root of the host's user namespace, may map any host uid).
+/// `Ok(false)` when the kernel refuses one (`max_user_namespaces` is 0,
+/// or the DEA itself runs in a namespace that forbids it): the slot's uid
+/// scheme then stands alone.
+fn enter_userns(h: &Handshake) -> Result<bool, String> {
+    // SAFETY: unshare in a single-threaded child.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        write_byte(&h.to_init, b'n');
+        return Ok(false);
+    }
+    if !write_byte(&h.to_init, b'u') || read_byte(&h.from_init) != Some(b'g') {
+        return Err("user namespace: PID 1 did not map it".into());
+    }
+    Ok(true)
+}
+
 /// In the forked child: drop every privilege (before the process is known:
-/// the uid is the slot's).
-fn drop_privileges(uid: u32) -> Result<(), String> {
+/// the uid is the slot's). With a user namespace, the process runs as
+/// [`VCAP_UID`] in it (the slot's uid on the host); without, as the slot's
+/// uid directly. Either way with no capability left in any set.
+fn drop_privileges(uid: u32, userns: Option<&Handshake>) -> Result<(), String> {
     // SAFETY: plain syscalls in a single-threaded child.
     unsafe {
         // Rust starts with SIGPIPE ignored; the process gets the default.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::setsid();
+        // The output pipes become the process's own, so that it can open
+        // them again by name (`/dev/stdout`, as nginx does for its log).
+        libc::fchown(1, uid, uid);
+        libc::fchown(2, uid, uid);
+    }
+    let inside = match userns {
+        Some(h) => enter_userns(h)?,
+        None => false,
+    };
+    let id = if inside { VCAP_UID } else { uid };
+    // SAFETY: plain syscalls in a single-threaded child.
+    unsafe {
         for cap in 0..=63 {
             libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
         }
         if libc::setgroups(0, std::ptr::null()) != 0 {
             return Err(err("setgroups"));
         }
-        // The output pipes become the process's own, so that it can open
-        // them again by name (`/dev/stdout`, as nginx does for its log).
-        libc::fchown(1, uid, uid);
-        libc::fchown(2, uid, uid);
-        if libc::setgid(uid) != 0 {
+        if libc::setgid(id) != 0 {
             return Err(err("setgid"));
         }
-        // From uid 0 to a non-zero uid without SECBIT_KEEP_CAPS: the
-        // permitted, effective and ambient sets are cleared.
-        if libc::setuid(uid) != 0 {
+        // From uid 0 to a non-zero uid without SECBIT_KEEP_CAPS the kernel
+        // clears the permitted, effective and ambient sets, but only when
+        // the old uid was root *of the current user namespace*; in a new
+        // one it was not (host root is unmapped there), so the sets are
+        // cleared by hand below as well.
+        if libc::setuid(id) != 0 {
             return Err(err("setuid"));
         }
+        let mut head = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let none = [CapData::default(); 2];
+        if libc::syscall(libc::SYS_capset, &mut head, none.as_ptr()) != 0 {
+            return Err(err("capset"));
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err(err("no_new_privs"));
         }
     }
     Ok(())
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// PID 1's end of the handshake: writes the id maps of the child's new
+/// user namespace. Returns whether the child runs in one.
+fn map_userns(
+    child: i32,
+    uid: u32,
+    from_child: &OwnedFd,
+    to_child: &OwnedFd,
+) -> Result<bool, String> {
+    match read_byte(from_child) {
+        Some(b'u') => {}
+        Some(_) => return Ok(false),
+        None => return Err("the process-to-be ended before its user namespace".into()),
+    }
+    let map = id_map(uid);
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{child}/{f}"), &map)
+            .map_err(|e| format!("{f} of the process-to-be: {e}"))?;
+    }
+    if !write_byte(to_child, b'g') {
+        return Err("the process-to-be ended before its user namespace was mapped".into());
+    }
+    Ok(true)
 }
 
 /// In the forked child, privileges dropped: exec the process.
@@ -522,6 +652,16 @@ fn execve(file: &str, argv: &[String], env: &[(String, String)]) {
     unsafe {
         libc::execve(file_c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
     }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(err("pipe"));
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 fn report(msg: &str) {
@@ -689,13 +829,19 @@ pub fn main(args: &[String]) -> i32 {
     // The process's own process, forked ahead too: it drops every
     // privilege now, then waits on a pipe for the spec (written once the
     // container's directories are attached) and execs.
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return fail(&err("pipe"));
-    }
-    // SAFETY: fresh descriptors we own.
-    let (spec_r, spec_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (spec_r, spec_w) = match pipe() {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    // The user-namespace handshake: (child → PID 1, PID 1 → child).
+    let handshake = if a.userns {
+        match (pipe(), pipe()) {
+            (Ok(up), Ok(down)) => Some((up, down)),
+            (Err(e), _) | (_, Err(e)) => return fail(&e),
+        }
+    } else {
+        None
+    };
     // SAFETY: single-threaded process.
     let child = unsafe { libc::fork() };
     if child < 0 {
@@ -703,10 +849,14 @@ pub fn main(args: &[String]) -> i32 {
     }
     if child == 0 {
         drop(spec_w);
+        let ours = handshake.map(|((_, up_w), (down_r, _))| Handshake {
+            to_init: up_w,
+            from_init: down_r,
+        });
         // Privileges dropped (no_new_privs set), then the seccomp filter,
         // built and installed here, before the spec is known: a pooled
         // container has it in place ahead of its start.
-        let filtered = drop_privileges(a.uid)
+        let filtered = drop_privileges(a.uid, ours.as_ref())
             .and_then(|()| super::seccomp::build())
             .and_then(|p| super::seccomp::install(&p));
         let e = match filtered {
@@ -730,12 +880,24 @@ pub fn main(args: &[String]) -> i32 {
         unsafe { libc::_exit(127) };
     }
     drop(spec_r);
-    // Ready: the DEA may now hand the container out from its pool. (A DEA
+    let userns = match handshake {
+        Some(((up_r, up_w), (down_r, down_w))) => {
+            drop((up_w, down_r));
+            match map_userns(child, a.uid, &up_r, &down_w) {
+                Ok(on) => on,
+                Err(e) => return fail(&e),
+            }
+        }
+        None => false,
+    };
+    // Ready: the DEA may now hand the container out from its pool. `u`:
+    // the process runs in a user namespace; `r`: as the slot's uid. (A DEA
     // that sent the process at once may have closed its end already: no
     // SIGPIPE; what it sent is still there to read.)
+    let ready: &[u8] = if userns { b"u" } else { b"r" };
     // SAFETY: fd 4 is the control socket.
     unsafe {
-        libc::send(4, b"r".as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
+        libc::send(4, ready.as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
     }
     let (spec, mounts) = match receive() {
         Ok(Some(x)) => x,
@@ -810,8 +972,14 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let a = parse(&v).expect("parse");
-        assert_eq!((a.rootfs.as_str(), a.uid), ("/r", 10002));
+        assert_eq!((a.rootfs.as_str(), a.uid, a.userns), ("/r", 10002, false));
         assert_eq!(a.ro, vec!["etc=/e".to_string(), "/bp".to_string()]);
+        let mut u = v.clone();
+        u.insert(2, "userns".into());
+        let a = parse(&u).expect("parse");
+        assert!(a.userns);
+        assert_eq!(a.ro, vec!["etc=/e".to_string(), "/bp".to_string()]);
+        assert_eq!(id_map(10002), "0 4294967294 1\n2000 10002 1\n");
         assert!(parse(&v[..1]).is_none());
         assert!(parse(&["/r".to_string(), "x".to_string()]).is_none());
         let s = Spec {

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Inner {
-    /// `container-init <rootfs> <uid> [etc=<dir>] [<ro_path>...]`.
+    /// `container-init <rootfs> <uid> [userns] [etc=<dir>] [<ro_path>...]`.
     fn init_argv(&self, uid: u32) -> Vec<String> {
         let mut argv = vec![
             "dea".to_string(),
@@ -11,6 +11,9 @@ impl Inner {
             self.rootfs.display().to_string(),
             uid.to_string(),
         ];
+        if self.s.user_namespaces {
+            argv.push("userns".to_string());
+        }
         if let Some(e) = &self.etc {
             argv.push(format!("etc={}", e.display()));
         }

@@ -1,7 +1,8 @@
 //! The `namespaces` backend (docs/containers.md): each process runs under
 //! its own PID 1 (`dea container-init`) in new mount, PID, UTS and IPC
 //! namespaces, in the container's network namespace and cgroup, as an
-//! unprivileged uid with no capabilities, `no_new_privs` and a seccomp
+//! unprivileged uid (`vcap` of a user namespace of its own where the
+//! kernel allows, the slot's host uid) with no capabilities, `no_new_privs` and a seccomp
 //! filter (`seccomp`), on a read-only stack with a private writable
 //! `/home/vcap` (the container's directory) and a `/proc` with the host's
 //! parts masked.
@@ -68,6 +69,9 @@ pub struct Settings {
     pub init_exe: PathBuf,
     pub warm_pool_size: usize,
     pub pids_limit: u64,
+    /// Each container's processes in a user namespace of their own
+    /// (where the kernel allows; `init.rs`).
+    pub user_namespaces: bool,
     pub egress_allow: Vec<Egress>,
     /// Servers on the host's loopback containers may reach (`net.rs`).
     pub host_services: Option<net::HostServices>,
@@ -956,6 +960,7 @@ mod tests {
             init_exe,
             warm_pool_size: 1,
             pids_limit: 64,
+            user_namespaces: false,
             egress_allow: vec![],
             host_services: None,
             host_ip: "127.0.0.1".into(),

@@ -116,7 +116,13 @@ async fn ready_slot(inner: &Arc<Inner>, mut slot: Slot) -> Result<Slot> {
     })
     .await
     .map_err(|e| DeaError::Backend(format!("init task: {e}")))?;
-    r?;
+    let userns = r?;
+    if inner.s.user_namespaces && !userns {
+        static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("the kernel refused a user namespace; containers run as their slot's host uid (user_namespaces)");
+        }
+    }
     slot.init = child;
     Ok(slot)
 }

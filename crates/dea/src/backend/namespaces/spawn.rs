@@ -352,8 +352,10 @@ fn send_fds(sock: &OwnedFd, fds: &[i32]) -> Result<()> {
     }
 }
 
-/// Waits (bounded) for the init's `r`: its root file system is ready.
-pub fn wait_ready(control: &OwnedFd, timeout: std::time::Duration) -> Result<()> {
+/// Waits (bounded) for the init's ready byte: its root file system is
+/// ready. Returns whether its process runs in a user namespace of its own
+/// (`u`) or as the slot's uid (`r`).
+pub fn wait_ready(control: &OwnedFd, timeout: std::time::Duration) -> Result<bool> {
     let mut pfd = libc::pollfd {
         fd: control.as_raw_fd(),
         events: libc::POLLIN,
@@ -368,10 +370,10 @@ pub fn wait_ready(control: &OwnedFd, timeout: std::time::Duration) -> Result<()>
     let mut b = [0u8; 1];
     // SAFETY: valid buffer.
     let n = unsafe { libc::recv(control.as_raw_fd(), b.as_mut_ptr().cast(), 1, 0) };
-    if n == 1 && b[0] == b'r' {
-        Ok(())
-    } else {
-        Err(DeaError::Backend("container-init failed to start".into()))
+    match (n, b[0]) {
+        (1, b'r') => Ok(false),
+        (1, b'u') => Ok(true),
+        _ => Err(DeaError::Backend("container-init failed to start".into())),
     }
 }
 

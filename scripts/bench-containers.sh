@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Container benchmark: create+start+destroy (median, p99) with and without the
-# warm pool next to `unshare ... true` (and, without the pool, the fallback
+# warm pool next to `unshare ... true` (and, with and without the pool, the fallback
 # without a user namespace), then density (per-instance memory).
 # Usage: scripts/bench-containers.sh [RUNS=100] [DENSITY=200]   (as root)
 # On a shared machine, serialize benchmarks:

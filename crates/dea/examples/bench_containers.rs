@@ -1,7 +1,7 @@
 //! Container benchmark (docs/containers.md): create, start (`exec true`)
 //! and destroy of a namespaces container, median and p99 over N runs,
 //! without and with the warm pool (and `true` through bash from the pool;
-//! and without the pool in the fallback without a user namespace),
+//! and, with and without the pool, the fallback without a user namespace),
 //! next to `unshare --fork --pid --mount --net --uts --ipc true` measured in
 //! the same run, round-robin (the time the caller waits: a destroy's network
 //! teardown and the pool's refill run in the background and are let finish
@@ -155,6 +155,11 @@ async fn main() {
     let s2 = settings(&dir2, 0, false);
     let tag2 = s2.tag.clone();
     let b2 = NamespacesBackend::new(s2).expect("backend");
+    let dir3 = tmp.path().join("pool-nouserns");
+    std::fs::create_dir_all(&dir3).expect("dir");
+    let s3 = settings(&dir3, 4, false);
+    let tag3 = s3.tag.clone();
+    let b3 = NamespacesBackend::new(s3).expect("backend");
 
     // Round-robin, so that the peer and each variant see the same load (on
     // a shared machine it changes during a run). Before each timed run, not
@@ -164,9 +169,16 @@ async fn main() {
     let settle = || async {
         b0.pool_filled(Duration::from_secs(30)).await;
         b1.pool_filled(Duration::from_secs(30)).await;
+        b3.pool_filled(Duration::from_secs(30)).await;
     };
-    let (mut peer, mut cold, mut cold_plain, mut warm, mut warm_bash) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut peer, mut cold, mut cold_plain, mut warm, mut warm_plain, mut warm_bash) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for i in 0..n {
         // Peer: unshare(1) with the same namespaces (minus cgroups, network
         // set-up, mounts and the uid switch).
@@ -185,7 +197,18 @@ async fn main() {
         settle().await;
         cold_plain.push(one(&b2, &dir2, i, TRUE).await);
         settle().await;
-        warm.push(one(&b1, &dir1, i, TRUE).await);
+        // The first start after the no-pool runs is slower (their
+        // background teardown leaves the caches cold): alternate which of
+        // the two pooled variants goes first.
+        if i % 2 == 0 {
+            warm.push(one(&b1, &dir1, i, TRUE).await);
+            settle().await;
+            warm_plain.push(one(&b3, &dir3, i, TRUE).await);
+        } else {
+            warm_plain.push(one(&b3, &dir3, i, TRUE).await);
+            settle().await;
+            warm.push(one(&b1, &dir1, i, TRUE).await);
+        }
         settle().await;
         warm_bash.push(one(&b1, &dir1, n + i, "true").await);
     }
@@ -193,6 +216,8 @@ async fn main() {
     drop(b0);
     b2.kill_all();
     drop(b2);
+    b3.kill_all();
+    drop(b3);
     let (pm, pp) = stats(peer);
     println!("container create+start+destroy over {n} runs (ms):");
     println!(
@@ -205,7 +230,13 @@ async fn main() {
         cm - fm,
         cm / fm
     );
-    report("namespaces backend, warm pool", &warm, pm);
+    let (wm, _) = report("namespaces backend, warm pool", &warm, pm);
+    let (wfm, _) = report("warm pool, no user namespace (fallback)", &warm_plain, pm);
+    println!(
+        "  user namespace vs none, warm pool: {:+.2} ms ({:.2}x)",
+        wm - wfm,
+        wm / wfm
+    );
     report(
         "warm pool, `true` through bash (shell syntax)",
         &warm_bash,
@@ -275,4 +306,5 @@ async fn main() {
     NamespacesBackend::cleanup_tag(&tag0);
     NamespacesBackend::cleanup_tag(&tag1);
     NamespacesBackend::cleanup_tag(&tag2);
+    NamespacesBackend::cleanup_tag(&tag3);
 }

@@ -61,6 +61,13 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what.to_string()),
             StoreError::Conflict(what) => ApiError::Uniqueness(format!("{what} already exists")),
+            // Only after `Store::modify_app` lost every retry.
+            StoreError::Stale(what) => ApiError::Coded {
+                status: StatusCode::CONFLICT,
+                code: 10004,
+                title: "CF-InvalidRequest",
+                detail: format!("{what} was changed by other requests at the same time; try again"),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }

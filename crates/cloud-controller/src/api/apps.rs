@@ -253,24 +253,38 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: UpdateApp = parse_json(&body)?;
-    let mut app = ctx.store.app(&guid).await?;
     if let Some(name) = &req.name {
         check_name(name)?;
-        app.name = name.trim().to_string();
     }
+    let mut buildpack = None;
+    let mut stack = None;
     if let Some(l) = &req.lifecycle {
         check_lifecycle(l)?;
         if let Some(d) = &l.data {
             if let Some(b) = &d.buildpacks {
-                app.buildpack = buildpack_list(b)?;
+                buildpack = Some(buildpack_list(b)?);
             }
             if let Some(s) = &d.stack {
                 super::stacks::check(s)?;
-                app.stack = s.clone();
+                stack = Some(s.clone());
             }
         }
     }
-    let app = ctx.store.update_app(&app).await?;
+    let app = ctx
+        .store
+        .modify_app(&guid, |app| {
+            if let Some(name) = &req.name {
+                app.name = name.trim().to_string();
+            }
+            if let Some(b) = &buildpack {
+                app.buildpack = b.clone();
+            }
+            if let Some(s) = &stack {
+                app.stack = s.clone();
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     ctx.audit_app(
         &actor,
         "audit.app.update",
@@ -309,25 +323,42 @@ async fn delete(
 
 /// Puts an app into STARTED with a fresh version and starts every index
 /// (a deployment in flight ends where it is).
-pub(crate) async fn start_app(ctx: &Ctx, mut app: App, restart: bool) -> ApiResult<App> {
+pub(crate) async fn start_app(ctx: &Ctx, app: App, restart: bool) -> ApiResult<App> {
+    let no_droplet =
+        || ApiError::Unprocessable("Assign a droplet before starting this app.".into());
     if app.current_droplet_guid.is_none() {
-        return Err(ApiError::Unprocessable(
-            "Assign a droplet before starting this app.".into(),
-        ));
+        return Err(no_droplet());
     }
-    let was_started = app.started();
-    if was_started && !restart {
+    if app.started() && !restart {
         return Ok(app);
     }
-    if !was_started {
+    if !app.started() {
         crate::quota::check_start(ctx, &app).await?;
     }
-    let old_version = app.version.clone();
-    app.state = AppState::Started;
-    app.version = store::new_guid();
-    app.state_changed_at = store::now();
-    let app = ctx.store.update_app(&app).await?;
-    if was_started {
+    // Decided on the row as written (another request may have started it
+    // in between): the version it ran, if it was started.
+    let mut old_version = None;
+    let mut started_meanwhile = false;
+    let app = ctx
+        .store
+        .modify_app(&app.guid, |a| {
+            if a.current_droplet_guid.is_none() {
+                return Err(no_droplet());
+            }
+            old_version = a.started().then(|| a.version.clone());
+            started_meanwhile = a.started() && !restart;
+            if !started_meanwhile {
+                a.state = AppState::Started;
+                a.version = store::new_guid();
+                a.state_changed_at = store::now();
+            }
+            Ok(())
+        })
+        .await?;
+    if started_meanwhile {
+        return Ok(app);
+    }
+    if let Some(old_version) = old_version {
         crate::deployments::abandon(ctx, &app.guid).await?;
         ctx.stop_all(&app.guid, Some(&old_version)).await;
     }
@@ -381,9 +412,14 @@ async fn stop(
 ) -> ApiResult<Json<Value>> {
     let mut app = ctx.store.app(&guid).await?;
     if app.started() {
-        app.state = AppState::Stopped;
-        app.state_changed_at = store::now();
-        app = ctx.store.update_app(&app).await?;
+        app = ctx
+            .store
+            .modify_app(&guid, |a| {
+                a.state = AppState::Stopped;
+                a.state_changed_at = store::now();
+                Ok::<_, ApiError>(())
+            })
+            .await?;
         ctx.api_log(&app.guid, format!("Stopping app with guid {}", app.guid))
             .await;
         crate::deployments::abandon(&ctx, &app.guid).await?;
@@ -462,28 +498,33 @@ async fn patch_env_vars(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: EnvPatch = parse_json(&body)?;
-    let mut app = ctx.store.app(&guid).await?;
-    let mut env = app.env_map();
-    let mut changed = Vec::new();
-    for (k, v) in req.var {
-        if k.is_empty() {
-            return Err(ApiError::Unprocessable(
-                "Environment variable names can't be blank".into(),
-            ));
-        }
-        match v {
-            Value::Null => {
-                env.remove(&k);
-            }
-            other => {
-                env.insert(k.clone(), other);
-            }
-        }
-        changed.push(k);
+    if req.var.keys().any(|k| k.is_empty()) {
+        return Err(ApiError::Unprocessable(
+            "Environment variable names can't be blank".into(),
+        ));
     }
-    input::check_env(&env)?;
-    app.env = Value::Object(env).to_string();
-    let app = ctx.store.update_app(&app).await?;
+    let changed: Vec<String> = req.var.keys().cloned().collect();
+    // Applied to the app as stored when written (merged with whatever
+    // another request set meanwhile).
+    let app = ctx
+        .store
+        .modify_app(&guid, |app| {
+            let mut env = app.env_map();
+            for (k, v) in &req.var {
+                match v {
+                    Value::Null => {
+                        env.remove(k);
+                    }
+                    other => {
+                        env.insert(k.clone(), other.clone());
+                    }
+                }
+            }
+            input::check_env(&env)?;
+            app.env = Value::Object(env).to_string();
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     ctx.audit_app(
         &actor,
         "audit.app.update",
@@ -590,7 +631,7 @@ async fn set_current_droplet(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: ToOne = parse_json(&body)?;
-    let mut app = ctx.store.app(&guid).await?;
+    let app = ctx.store.app(&guid).await?;
     let droplet = match ctx.store.droplet(&req.data.guid).await {
         Ok(d) if d.app_guid == app.guid => d,
         _ => return Err(ApiError::Unprocessable(
@@ -603,8 +644,13 @@ async fn set_current_droplet(
             "Unable to assign current droplet: the droplet is not STAGED.".into(),
         ));
     }
-    app.current_droplet_guid = Some(droplet.guid.clone());
-    let app = ctx.store.update_app(&app).await?;
+    let app = ctx
+        .store
+        .modify_app(&app.guid, |a| {
+            a.current_droplet_guid = Some(droplet.guid.clone());
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     ctx.audit_app(
         &actor,
         "audit.app.droplet.mapped",

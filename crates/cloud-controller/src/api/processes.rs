@@ -339,15 +339,20 @@ pub(super) async fn do_scale(
     if let Some(d) = req.disk_in_mb {
         p.disk_in_mb = d;
     }
-    let mut app = ctx.store.app(&p.app_guid).await?;
+    let app = ctx.store.app(&p.app_guid).await?;
     if req.memory_in_mb.is_some() || req.disk_in_mb.is_some() {
         refuse_if_never_fits(ctx, &app, &p).await?;
     }
     // Nothing changes when the quota says no.
     crate::quota::check_process(ctx, &app, &p, app.started()).await?;
     let p = ctx.store.update_process(&p).await?;
-    app.state_changed_at = store::now();
-    let app = ctx.store.update_app(&app).await?;
+    let app = ctx
+        .store
+        .modify_app(&app.guid, |a| {
+            a.state_changed_at = store::now();
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     ctx.api_log(
         &app.guid,
         format!(

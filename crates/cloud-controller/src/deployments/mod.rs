@@ -117,17 +117,20 @@ pub async fn prepare_start(
     revision: Option<&Revision>,
 ) -> Result<App, StoreError> {
     let (env, commands) = settings(revision);
-    let mut next = app.clone();
-    next.current_droplet_guid = Some(droplet_guid.to_string());
-    if let Some(e) = env {
-        next.env = e;
-    }
     for (kind, command) in commands {
         let mut p = ctx.store.ensure_process(&app.guid, &kind).await?;
         p.command = command;
         ctx.store.update_process(&p).await?;
     }
-    ctx.store.update_app(&next).await
+    ctx.store
+        .modify_app(&app.guid, |next| {
+            next.current_droplet_guid = Some(droplet_guid.to_string());
+            if let Some(e) = &env {
+                next.env = e.clone();
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
 }
 
 /// Records the deployment of an app that was simply started (`started`,

@@ -467,7 +467,7 @@ async fn move_app(
     to: &Runs<'_>,
     t: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE apps SET version = $1, current_droplet_guid = COALESCE($2, current_droplet_guid), env = COALESCE($3, env), state_changed_at = $4, updated_at = $4 WHERE guid = $5")
+    sqlx::query("UPDATE apps SET version = $1, current_droplet_guid = COALESCE($2, current_droplet_guid), env = COALESCE($3, env), state_changed_at = $4, updated_at = $4, lock_version = lock_version + 1 WHERE guid = $5")
         .bind(to.version.to_string())
         .bind(to.droplet.map(str::to_string))
         .bind(to.env.map(str::to_string))

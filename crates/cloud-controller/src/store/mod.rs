@@ -60,6 +60,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Another writer changed the row since it was read (optimistic
+    /// locking: `lock_version`).
+    #[error("{0} was changed by another request")]
+    Stale(&'static str),
     #[error("password hashing: {0}")]
     Hash(String),
 }
@@ -129,6 +133,9 @@ fn unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
     StoreError::Db(e)
 }
 
+/// How often [`Store::modify_app`] reads again after losing a race.
+pub const MODIFY_ATTEMPTS: usize = 16;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
@@ -136,7 +143,7 @@ pub struct Store {
     sqlite: bool,
 }
 
-const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at";
+const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack, env, current_droplet_guid, state_changed_at, created_at, updated_at, lock_version";
 /// The columns a new process row is written with (the health-check
 /// columns of 0008 take their defaults).
 const PROC_INSERT_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
@@ -291,9 +298,10 @@ impl Store {
             state_changed_at: t.clone(),
             created_at: t.clone(),
             updated_at: t.clone(),
+            lock_version: 0,
         };
         let mut tx = self.tx().await?;
-        sqlx::query(&format!("INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"))
+        sqlx::query(&format!("INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, 0)"))
             .bind(app.guid.clone())
             .bind(app.name.clone())
             .bind(app.space_guid.clone())
@@ -379,10 +387,14 @@ impl Store {
     }
 
     /// Writes every mutable column of `app` and bumps `updated_at`.
+    /// Writes `app` back, only if no one wrote it since it was read (its
+    /// `lock_version` is still the row's): else [`StoreError::Stale`] and
+    /// nothing is written. Read-modify-writes go through
+    /// [`Store::modify_app`], which reads again and retries.
     pub async fn update_app(&self, app: &App) -> Result<App> {
         let mut app = app.clone();
         app.updated_at = now();
-        let r = sqlx::query("UPDATE apps SET name = $1, state = $2, version = $3, buildpack = $4, stack = $5, env = $6, current_droplet_guid = $7, state_changed_at = $8, updated_at = $9 WHERE guid = $10")
+        let r = sqlx::query("UPDATE apps SET name = $1, state = $2, version = $3, buildpack = $4, stack = $5, env = $6, current_droplet_guid = $7, state_changed_at = $8, updated_at = $9, lock_version = lock_version + 1 WHERE guid = $10 AND lock_version = $11")
             .bind(app.name.clone())
             .bind(app.state.as_str())
             .bind(app.version.clone())
@@ -393,13 +405,38 @@ impl Store {
             .bind(app.state_changed_at.clone())
             .bind(app.updated_at.clone())
             .bind(app.guid.clone())
+            .bind(app.lock_version)
             .execute(&self.pool)
             .await
             .map_err(|e| unique(e, format!("App with the name '{}'", app.name)))?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound("App"));
+            // Gone, or written by someone else since it was read.
+            self.app(&app.guid).await?;
+            return Err(StoreError::Stale("App"));
         }
+        app.lock_version += 1;
         Ok(app)
+    }
+
+    /// Read-modify-write of an app that loses no concurrent update: reads
+    /// the app, lets `change` modify it (it may refuse with its own
+    /// error), and writes it back with [`Store::update_app`]; when another
+    /// writer came in between, reads again and re-applies `change` (at
+    /// most [`MODIFY_ATTEMPTS`] times, then [`StoreError::Stale`]).
+    pub async fn modify_app<E: From<StoreError>>(
+        &self,
+        guid: &str,
+        mut change: impl FnMut(&mut App) -> std::result::Result<(), E>,
+    ) -> std::result::Result<App, E> {
+        for _ in 0..MODIFY_ATTEMPTS {
+            let mut app = self.app(guid).await?;
+            change(&mut app)?;
+            match self.update_app(&app).await {
+                Err(StoreError::Stale(_)) => continue,
+                r => return Ok(r?),
+            }
+        }
+        Err(StoreError::Stale("App").into())
     }
 
     /// Deletes the app and everything that belongs to it.

@@ -75,6 +75,9 @@ pub struct App {
     pub state_changed_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Optimistic locking: one more on every write of the row
+    /// ([`super::Store::update_app`]).
+    pub lock_version: i64,
 }
 
 impl App {

@@ -3,6 +3,7 @@
 mod api;
 mod blob_gc;
 mod buildpacks;
+mod concurrent_writes;
 mod e2e;
 mod logins;
 mod paging;

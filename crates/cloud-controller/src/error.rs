@@ -61,7 +61,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what.to_string()),
             StoreError::Conflict(what) => ApiError::Uniqueness(format!("{what} already exists")),
-            // Only after `Store::modify_app` lost every retry.
+            // A whole-row write from a stale read (`Store::update_app`).
             StoreError::Stale(what) => ApiError::Coded {
                 status: StatusCode::CONFLICT,
                 code: 10004,

@@ -186,13 +186,8 @@ fn seconds(v: &Value, what: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-pub(super) async fn do_update(
-    ctx: &Ctx,
-    actor: &Actor,
-    mut p: Process,
-    body: &Bytes,
-) -> ApiResult<Process> {
-    let v: Value = parse_json(body)?;
+/// The changes of a process update (`PATCH /v3/processes/:guid`) to `p`.
+fn apply_update(p: &mut Process, v: &Value) -> ApiResult<()> {
     if let Some(c) = v.get("command") {
         p.command = match c {
             Value::Null => None,
@@ -250,7 +245,22 @@ pub(super) async fn do_update(
             p.readiness_endpoint = None;
         }
     }
-    let p = ctx.store.update_process(&p).await?;
+    Ok(())
+}
+
+pub(super) async fn do_update(
+    ctx: &Ctx,
+    actor: &Actor,
+    p: Process,
+    body: &Bytes,
+) -> ApiResult<Process> {
+    let v: Value = parse_json(body)?;
+    // Applied to the process as stored when written (another request's
+    // change in between is kept: `Store::modify_process`).
+    let p = ctx
+        .store
+        .modify_process(&p.guid, |p| apply_update(p, &v))
+        .await?;
     let app = ctx.store.app(&p.app_guid).await?;
     ctx.audit_app(
         actor,
@@ -326,26 +336,37 @@ pub(super) async fn do_scale(
             "Log rate limit must be greater than or equal to -1".into(),
         ));
     }
+    let apply = |p: &mut Process| {
+        if let Some(l) = req.log_rate_limit_in_bytes_per_second {
+            p.log_rate_limit = l;
+        }
+        if let Some(n) = req.instances {
+            p.instances = n;
+        }
+        if let Some(m) = req.memory_in_mb {
+            p.memory_in_mb = m;
+        }
+        if let Some(d) = req.disk_in_mb {
+            p.disk_in_mb = d;
+        }
+    };
     let old = p.instances;
-    if let Some(l) = req.log_rate_limit_in_bytes_per_second {
-        p.log_rate_limit = l;
-    }
-    if let Some(n) = req.instances {
-        p.instances = n;
-    }
-    if let Some(m) = req.memory_in_mb {
-        p.memory_in_mb = m;
-    }
-    if let Some(d) = req.disk_in_mb {
-        p.disk_in_mb = d;
-    }
+    apply(&mut p);
     let app = ctx.store.app(&p.app_guid).await?;
     if req.memory_in_mb.is_some() || req.disk_in_mb.is_some() {
         refuse_if_never_fits(ctx, &app, &p).await?;
     }
     // Nothing changes when the quota says no.
     crate::quota::check_process(ctx, &app, &p, app.started()).await?;
-    let p = ctx.store.update_process(&p).await?;
+    // Applied to the process as stored when written (a concurrent update
+    // of its other fields is kept).
+    let p = ctx
+        .store
+        .modify_process(&p.guid, |p| {
+            apply(p);
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     let app = ctx
         .store
         .modify_app(&app.guid, |a| {

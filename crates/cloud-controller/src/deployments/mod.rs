@@ -118,9 +118,13 @@ pub async fn prepare_start(
 ) -> Result<App, StoreError> {
     let (env, commands) = settings(revision);
     for (kind, command) in commands {
-        let mut p = ctx.store.ensure_process(&app.guid, &kind).await?;
-        p.command = command;
-        ctx.store.update_process(&p).await?;
+        let p = ctx.store.ensure_process(&app.guid, &kind).await?;
+        ctx.store
+            .modify_process(&p.guid, |p| {
+                p.command = command.clone();
+                Ok::<_, StoreError>(())
+            })
+            .await?;
     }
     ctx.store
         .modify_app(&app.guid, |next| {

@@ -144,7 +144,7 @@ impl Store {
         };
         move_app(&mut tx, &d.app_guid, &to, &t).await?;
         for (kind, command) in change.commands {
-            sqlx::query("UPDATE processes SET command = $1, updated_at = $2 WHERE app_guid = $3 AND type = $4")
+            sqlx::query("UPDATE processes SET command = $1, updated_at = $2, lock_version = lock_version + 1 WHERE app_guid = $3 AND type = $4")
                 .bind(command.clone())
                 .bind(t.clone())
                 .bind(d.app_guid.clone())
@@ -476,7 +476,7 @@ async fn move_app(
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "UPDATE processes SET bus_guid = $1, updated_at = $2 WHERE app_guid = $3 AND type = 'web'",
+        "UPDATE processes SET bus_guid = $1, updated_at = $2, lock_version = lock_version + 1 WHERE app_guid = $3 AND type = 'web'",
     )
     .bind(to.bus_id.to_string())
     .bind(t.to_string())

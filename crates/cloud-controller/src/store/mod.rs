@@ -133,9 +133,6 @@ fn unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
     StoreError::Db(e)
 }
 
-/// How often [`Store::modify_app`] reads again after losing a race.
-pub const MODIFY_ATTEMPTS: usize = 16;
-
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
@@ -147,7 +144,7 @@ const APP_COLS: &str = "guid, name, space_guid, state, version, buildpack, stack
 /// The columns a new process row is written with (the health-check
 /// columns of 0008 take their defaults).
 const PROC_INSERT_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at";
-pub(crate) const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval, log_rate_limit, bus_guid";
+pub(crate) const PROC_COLS: &str = "guid, app_guid, type, command, instances, memory_in_mb, disk_in_mb, health_check_type, health_check_timeout, health_check_endpoint, created_at, updated_at, health_check_invocation_timeout, health_check_interval, readiness_type, readiness_endpoint, readiness_invocation_timeout, readiness_interval, log_rate_limit, bus_guid, lock_version";
 /// A new app's memory when the controller's config does not say
 /// (`default_app_memory_mb`; CF's default, 1G).
 pub const DEFAULT_APP_MEMORY_MB: u64 = 1024;
@@ -386,12 +383,13 @@ impl Store {
         .await
     }
 
-    /// Writes every mutable column of `app` and bumps `updated_at`.
-    /// Writes `app` back, only if no one wrote it since it was read (its
-    /// `lock_version` is still the row's): else [`StoreError::Stale`] and
-    /// nothing is written. Read-modify-writes go through
-    /// [`Store::modify_app`], which reads again and retries.
-    pub async fn update_app(&self, app: &App) -> Result<App> {
+    /// The write of every mutable column of `app` (and a new
+    /// `updated_at`), only at the version it was read at; `None` when the
+    /// row is gone or was written since.
+    async fn write_app<'e, X>(x: X, app: &App) -> Result<Option<App>>
+    where
+        X: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
         let mut app = app.clone();
         app.updated_at = now();
         let r = sqlx::query("UPDATE apps SET name = $1, state = $2, version = $3, buildpack = $4, stack = $5, env = $6, current_droplet_guid = $7, state_changed_at = $8, updated_at = $9, lock_version = lock_version + 1 WHERE guid = $10 AND lock_version = $11")
@@ -406,37 +404,66 @@ impl Store {
             .bind(app.updated_at.clone())
             .bind(app.guid.clone())
             .bind(app.lock_version)
-            .execute(&self.pool)
+            .execute(x)
             .await
             .map_err(|e| unique(e, format!("App with the name '{}'", app.name)))?;
         if r.rows_affected() == 0 {
-            // Gone, or written by someone else since it was read.
-            self.app(&app.guid).await?;
-            return Err(StoreError::Stale("App"));
+            return Ok(None);
         }
         app.lock_version += 1;
-        Ok(app)
+        Ok(Some(app))
     }
 
-    /// Read-modify-write of an app that loses no concurrent update: reads
-    /// the app, lets `change` modify it (it may refuse with its own
-    /// error), and writes it back with [`Store::update_app`]; when another
-    /// writer came in between, reads again and re-applies `change` (at
-    /// most [`MODIFY_ATTEMPTS`] times, then [`StoreError::Stale`]).
+    /// Writes `app` back, only if no one wrote it since it was read (its
+    /// `lock_version` is still the row's): else [`StoreError::Stale`] and
+    /// nothing is written. A read-modify-write goes through
+    /// [`Store::modify_app`].
+    pub async fn update_app(&self, app: &App) -> Result<App> {
+        match Self::write_app(&self.pool, app).await? {
+            Some(app) => Ok(app),
+            None => {
+                self.app(&app.guid).await?;
+                Err(StoreError::Stale("App"))
+            }
+        }
+    }
+
+    /// `FOR UPDATE` on Postgres; SQLite's `BEGIN IMMEDIATE` ([`Store::tx`])
+    /// has locked the whole database already.
+    fn for_update(&self) -> &'static str {
+        if self.sqlite {
+            ""
+        } else {
+            " FOR UPDATE"
+        }
+    }
+
+    /// Read-modify-write of an app that loses no concurrent update: in one
+    /// transaction, reads the app with its row locked (other writers of
+    /// it, in this controller or another on the same database, wait),
+    /// lets `change` modify it (or refuse with its own error: nothing is
+    /// written) and writes it back.
     pub async fn modify_app<E: From<StoreError>>(
         &self,
         guid: &str,
-        mut change: impl FnMut(&mut App) -> std::result::Result<(), E>,
+        change: impl FnOnce(&mut App) -> std::result::Result<(), E>,
     ) -> std::result::Result<App, E> {
-        for _ in 0..MODIFY_ATTEMPTS {
-            let mut app = self.app(guid).await?;
-            change(&mut app)?;
-            match self.update_app(&app).await {
-                Err(StoreError::Stale(_)) => continue,
-                r => return Ok(r?),
-            }
-        }
-        Err(StoreError::Stale("App").into())
+        let mut tx = self.tx().await?;
+        let found: Option<App> = sqlx::query_as(&format!(
+            "SELECT {APP_COLS} FROM apps WHERE guid = $1{}",
+            self.for_update()
+        ))
+        .bind(guid.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let mut app = found.ok_or(StoreError::NotFound("App"))?;
+        change(&mut app)?;
+        let app = Self::write_app(&mut *tx, &app)
+            .await?
+            .ok_or(StoreError::Stale("App"))?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(app)
     }
 
     /// Deletes the app and everything that belongs to it.
@@ -574,10 +601,14 @@ impl Store {
         }
     }
 
-    pub async fn update_process(&self, p: &Process) -> Result<Process> {
+    /// The write of every mutable column of `p` (as [`Store::write_app`]).
+    async fn write_process<'e, X>(x: X, p: &Process) -> Result<Option<Process>>
+    where
+        X: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
         let mut p = p.clone();
         p.updated_at = now();
-        sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8, health_check_invocation_timeout = $10, health_check_interval = $11, readiness_type = $12, readiness_endpoint = $13, readiness_invocation_timeout = $14, readiness_interval = $15, log_rate_limit = $16 WHERE guid = $9")
+        let r = sqlx::query("UPDATE processes SET command = $1, instances = $2, memory_in_mb = $3, disk_in_mb = $4, health_check_type = $5, health_check_timeout = $6, health_check_endpoint = $7, updated_at = $8, health_check_invocation_timeout = $10, health_check_interval = $11, readiness_type = $12, readiness_endpoint = $13, readiness_invocation_timeout = $14, readiness_interval = $15, log_rate_limit = $16, lock_version = lock_version + 1 WHERE guid = $9 AND lock_version = $17")
             .bind(p.command.clone())
             .bind(p.instances)
             .bind(p.memory_in_mb)
@@ -594,8 +625,50 @@ impl Store {
             .bind(p.readiness_invocation_timeout)
             .bind(p.readiness_interval)
             .bind(p.log_rate_limit)
-            .execute(&self.pool)
+            .bind(p.lock_version)
+            .execute(x)
             .await?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        p.lock_version += 1;
+        Ok(Some(p))
+    }
+
+    /// Writes `p` back, only if no one wrote it since it was read (as
+    /// [`Store::update_app`]); a read-modify-write goes through
+    /// [`Store::modify_process`].
+    pub async fn update_process(&self, p: &Process) -> Result<Process> {
+        match Self::write_process(&self.pool, p).await? {
+            Some(p) => Ok(p),
+            None => {
+                self.process(&p.guid).await?;
+                Err(StoreError::Stale("Process"))
+            }
+        }
+    }
+
+    /// [`Store::modify_app`] for a process.
+    pub async fn modify_process<E: From<StoreError>>(
+        &self,
+        guid: &str,
+        change: impl FnOnce(&mut Process) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Process, E> {
+        let mut tx = self.tx().await?;
+        let found: Option<Process> = sqlx::query_as(&format!(
+            "SELECT {PROC_COLS} FROM processes WHERE guid = $1{}",
+            self.for_update()
+        ))
+        .bind(guid.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let mut p = found.ok_or(StoreError::NotFound("Process"))?;
+        change(&mut p)?;
+        let p = Self::write_process(&mut *tx, &p)
+            .await?
+            .ok_or(StoreError::Stale("Process"))?;
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(p)
     }
 

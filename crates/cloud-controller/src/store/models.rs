@@ -132,6 +132,9 @@ pub struct Process {
     pub log_rate_limit: i64,
     /// The bus id of its instances once a deployment set one (§5.12).
     pub bus_guid: Option<String>,
+    /// Optimistic locking: one more on every write of the row
+    /// ([`super::Store::update_process`]).
+    pub lock_version: i64,
 }
 
 impl Process {
@@ -159,6 +162,7 @@ impl Process {
             readiness_interval: None,
             log_rate_limit: -1,
             bus_guid: None,
+            lock_version: 0,
         }
     }
 

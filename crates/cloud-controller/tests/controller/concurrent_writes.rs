@@ -73,6 +73,39 @@ async fn no_update_is_lost(a: &Api, b: &Api) {
         (now.name, now.lock_version),
         (stored.name, stored.lock_version)
     );
+
+    // The web process: one controller scales it step by step while the
+    // other changes its health check step by step; both end at their last
+    // step (a write from a stale read would put the other's field back).
+    let web = a.ctx.store.web_process(&guid).await.expect("web");
+    let scale = format!("/v3/processes/{}/actions/scale", web.guid);
+    let update = format!("/v3/processes/{}", web.guid);
+    let scaling = async {
+        for i in 1..=EACH {
+            let r = a
+                .call(Method::POST, &scale, Some(json!({"instances": i})))
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "scale {i}: {:?}", r.body);
+        }
+    };
+    let updating = async {
+        for i in 1..=EACH {
+            let r = b
+                .call(
+                    Method::PATCH,
+                    &update,
+                    Some(json!({"health_check": {"type": "http", "data": {"timeout": i, "endpoint": format!("/h{i}")}}})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "update {i}: {:?}", r.body);
+        }
+    };
+    futures_util::future::join(scaling, updating).await;
+    let p = b.ctx.store.process(&web.guid).await.expect("process");
+    assert_eq!(p.instances, EACH as i64, "{p:?}");
+    assert_eq!(p.health_check_timeout, Some(EACH as i64), "{p:?}");
+    assert_eq!(p.health_check_endpoint, Some(format!("/h{EACH}")), "{p:?}");
+    assert_eq!(p.lock_version, 2 * EACH as i64, "{p:?}");
 }
 
 #[tokio::test]

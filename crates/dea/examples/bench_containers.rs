@@ -42,6 +42,20 @@ fn settings(dir: &Path, pool: usize, user_namespaces: bool) -> Settings {
     }
 }
 
+/// A backend in `<tmp>/<name>`: its directory, tag and itself.
+fn backend(
+    tmp: &Path,
+    name: &str,
+    pool: usize,
+    user_namespaces: bool,
+) -> (PathBuf, String, NamespacesBackend) {
+    let dir = tmp.join(name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let s = settings(&dir, pool, user_namespaces);
+    let tag = s.tag.clone();
+    (dir, tag, NamespacesBackend::new(s).expect("backend"))
+}
+
 fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -139,27 +153,11 @@ async fn main() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
 
-    let dir0 = tmp.path().join("nopool");
-    std::fs::create_dir_all(&dir0).expect("dir");
-    let s0 = settings(&dir0, 0, true);
-    let tag0 = s0.tag.clone();
-    let b0 = NamespacesBackend::new(s0).expect("backend");
-    let dir1 = tmp.path().join("pool");
-    std::fs::create_dir_all(&dir1).expect("dir");
-    let s1 = settings(&dir1, 4, true);
-    let tag1 = s1.tag.clone();
-    let b1 = NamespacesBackend::new(s1).expect("backend");
+    let (dir0, tag0, b0) = backend(tmp.path(), "nopool", 0, true);
+    let (dir1, tag1, b1) = backend(tmp.path(), "pool", 4, true);
     // The fallback, without a user namespace (`user_namespaces = false`).
-    let dir2 = tmp.path().join("nouserns");
-    std::fs::create_dir_all(&dir2).expect("dir");
-    let s2 = settings(&dir2, 0, false);
-    let tag2 = s2.tag.clone();
-    let b2 = NamespacesBackend::new(s2).expect("backend");
-    let dir3 = tmp.path().join("pool-nouserns");
-    std::fs::create_dir_all(&dir3).expect("dir");
-    let s3 = settings(&dir3, 4, false);
-    let tag3 = s3.tag.clone();
-    let b3 = NamespacesBackend::new(s3).expect("backend");
+    let (dir2, tag2, b2) = backend(tmp.path(), "nouserns", 0, false);
+    let (dir3, tag3, b3) = backend(tmp.path(), "pool-nouserns", 4, false);
 
     // Round-robin, so that the peer and each variant see the same load (on
     // a shared machine it changes during a run). Before each timed run, not

@@ -428,14 +428,26 @@ impl Store {
         }
     }
 
-    /// `FOR UPDATE` on Postgres; SQLite's `BEGIN IMMEDIATE` ([`Store::tx`])
+    /// Row `guid` of `table` read in `tx` and locked until it ends: `FOR
+    /// UPDATE` on Postgres; on SQLite, `BEGIN IMMEDIATE` ([`Store::tx`])
     /// has locked the whole database already.
-    fn for_update(&self) -> &'static str {
-        if self.sqlite {
-            ""
-        } else {
-            " FOR UPDATE"
-        }
+    async fn locked<T>(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        cols: &str,
+        table: &str,
+        guid: &str,
+        what: &'static str,
+    ) -> Result<T>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let lock = if self.sqlite { "" } else { " FOR UPDATE" };
+        sqlx::query_as(&format!("SELECT {cols} FROM {table} WHERE guid = $1{lock}"))
+            .bind(guid.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound(what))
     }
 
     /// Read-modify-write of an app that loses no concurrent update: in one
@@ -449,15 +461,7 @@ impl Store {
         change: impl FnOnce(&mut App) -> std::result::Result<(), E>,
     ) -> std::result::Result<App, E> {
         let mut tx = self.tx().await?;
-        let found: Option<App> = sqlx::query_as(&format!(
-            "SELECT {APP_COLS} FROM apps WHERE guid = $1{}",
-            self.for_update()
-        ))
-        .bind(guid.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        let mut app = found.ok_or(StoreError::NotFound("App"))?;
+        let mut app: App = self.locked(&mut tx, APP_COLS, "apps", guid, "App").await?;
         change(&mut app)?;
         let app = Self::write_app(&mut *tx, &app)
             .await?
@@ -655,15 +659,9 @@ impl Store {
         change: impl FnOnce(&mut Process) -> std::result::Result<(), E>,
     ) -> std::result::Result<Process, E> {
         let mut tx = self.tx().await?;
-        let found: Option<Process> = sqlx::query_as(&format!(
-            "SELECT {PROC_COLS} FROM processes WHERE guid = $1{}",
-            self.for_update()
-        ))
-        .bind(guid.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        let mut p = found.ok_or(StoreError::NotFound("Process"))?;
+        let mut p: Process = self
+            .locked(&mut tx, PROC_COLS, "processes", guid, "Process")
+            .await?;
         change(&mut p)?;
         let p = Self::write_process(&mut *tx, &p)
             .await?

@@ -10,10 +10,13 @@ use crate::busypoll::BusyPoll;
 use crate::metrics::Metrics;
 use crate::table::Snapshot;
 
+/// `GET /health`: 200 `ok`, or 503 `draining` once the router is a lame
+/// duck (`drain_wait_s`, gorouter's behaviour).
 pub fn handle(
     routes: &ArcSwap<Snapshot>,
     metrics: &Metrics,
     busy: &BusyPoll,
+    draining: bool,
     req: &Request<Incoming>,
 ) -> Response<RespBody> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
@@ -21,6 +24,11 @@ pub fn handle(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             metrics.render(&routes.load(), busy.spun()),
+        ),
+        (&Method::GET, "/health") if draining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining".to_string(),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok".to_string()),
         (&Method::GET, "/routes") => match serde_json::to_string(&routes.load_full().dump()) {

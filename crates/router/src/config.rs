@@ -27,6 +27,12 @@ pub struct Config {
     pub prune_threshold_s: u64,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout_s: u64,
+    /// Lame duck (gorouter's `drain_wait`): on a stop signal the router
+    /// first keeps serving for this long while `GET /health` answers 503,
+    /// so that a load balancer checking it stops sending new clients; only
+    /// then does it stop accepting and drain (`drain_timeout_s`). 0: stop
+    /// at once.
+    pub drain_wait_s: u64,
     /// Backend connect timeout.
     pub connect_timeout_ms: u64,
     /// A client must send its first request head within this time of
@@ -117,6 +123,7 @@ impl Default for Config {
             minimum_register_interval_s: 5,
             prune_threshold_s: 20,
             drain_timeout_s: 10,
+            drain_wait_s: 0,
             connect_timeout_ms: 5000,
             client_header_timeout_ms: 15_000,
             client_keepalive_timeout_ms: 75_000,

@@ -201,6 +201,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let admin_routes = routes.clone();
     let admin_busy = busy.clone();
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin_draining = draining.clone();
     tasks.push(tokio::spawn(server::serve(
         "admin",
         admin_listener,
@@ -209,7 +211,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None,
         limits,
         move |req, _conn| {
-            let resp = admin::handle(&admin_routes, &metrics, &admin_busy, &req);
+            let lame = admin_draining.load(std::sync::atomic::Ordering::Relaxed);
+            let resp = admin::handle(&admin_routes, &metrics, &admin_busy, lame, &req);
             async move { resp }
         },
         stop_rx,
@@ -223,6 +226,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     write_addr(config.addr_file.as_deref(), proxy_addr)?;
 
     shutdown.await;
+    if config.drain_wait_s > 0 {
+        // Lame duck: still serving, but telling the load balancer to go.
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            drain_wait_s = config.drain_wait_s,
+            "draining: /health answers 503 while requests are still served"
+        );
+        tokio::time::sleep(Duration::from_secs(config.drain_wait_s)).await;
+    }
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
     for t in tasks {

@@ -140,6 +140,54 @@ async fn bad_requests_get_4xx_and_slow_clients_time_out_while_others_are_served(
     router.stop().await;
 }
 
+/// `drain_wait_s` (gorouter's lame duck): after the stop signal the router
+/// keeps serving while `/health` answers 503, then stops accepting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lame_duck_fails_its_health_check_but_keeps_serving() {
+    let nats = Nats::start().expect("nats-server");
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let mut config = test_config(&nats.url);
+    config.drain_wait_s = 3;
+    let mut router = Router::start_with(config).await;
+    let c = client();
+    let app = backend("lame").await;
+    register(&bus, &reg("lame.localhost", app.addr, "i", None)).await;
+    wait_endpoints(&c, router.admin, "lame.localhost", 1).await;
+    let (s, _, body) = get(&c, router.admin, "admin", "/health").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "ok"));
+
+    let stopped_at = Instant::now();
+    router.signal_stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _, body) = get(&c, router.admin, "admin", "/health").await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body, "draining");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/health never turned 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A lame duck: new connections and requests are still served.
+    let fresh = client();
+    let (s, _, body) = get(&fresh, router.addr, "lame.localhost", "/").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "lame"));
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(3),
+        "checked within the drain wait"
+    );
+    // Then the listener closes, not before the drain wait is over.
+    testkit::wait_port(router.addr.port(), false, Duration::from_secs(10))
+        .await
+        .expect("router stops accepting");
+    assert!(
+        stopped_at.elapsed() >= Duration::from_secs(3),
+        "stopped accepting after {:?}",
+        stopped_at.elapsed()
+    );
+    router.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let nats = Nats::start().expect("nats-server");

@@ -237,7 +237,7 @@ pub async fn cancel(ctx: &Ctx, actor: &Actor, d: &Deployment) -> Result<Deployme
     next.status_reason = CANCELING.into();
     next.last_progress_at = store::now();
     next.last_status_change = next.last_progress_at.clone();
-    if !ctx.store.save_deployment(&next).await? {
+    if !ctx.store.save_deployment(&next, None).await? {
         return Err(ApiError::Unprocessable(
             "The deployment changed meanwhile; try again.".into(),
         ));
@@ -261,7 +261,7 @@ pub async fn resume(ctx: &Ctx, actor: &Actor, d: &Deployment) -> Result<Deployme
     next.canary_step += 1;
     next.last_progress_at = store::now();
     next.last_status_change = next.last_progress_at.clone();
-    if !ctx.store.save_deployment(&next).await? {
+    if !ctx.store.save_deployment(&next, None).await? {
         return Err(ApiError::Unprocessable(
             "The deployment changed meanwhile; try again.".into(),
         ));

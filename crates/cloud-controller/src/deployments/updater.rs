@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::planner::{self, Action, Observed, Progress, Seen, Spec};
 use super::DRAIN_S;
 use crate::context::{Actor, Ctx};
+use crate::store::deployments::Fence;
 use crate::store::{self, Deployment, StoreError};
 
 const PASS_EVERY: Duration = Duration::from_millis(500);
@@ -31,10 +32,15 @@ pub fn spawn_updater(ctx: Ctx) -> tokio::task::JoinHandle<()> {
                 .acquire_lease(LEASE, &holder, now_s, LEASE_TTL_S)
                 .await
             {
-                Ok(Some(_)) => match ctx.store.active_deployments().await {
+                Ok(Some(generation)) => match ctx.store.active_deployments().await {
                     Ok(list) => {
+                        let fence = Fence {
+                            lease: LEASE.to_string(),
+                            holder: holder.clone(),
+                            generation,
+                        };
                         for d in list {
-                            if let Err(e) = pass(&ctx, &d).await {
+                            if let Err(e) = pass(&ctx, &d, &fence).await {
                                 tracing::warn!(deployment = %d.guid, app_id = %d.app_guid, error = %e, "deployment pass failed");
                             }
                         }
@@ -131,7 +137,8 @@ async fn crashes(ctx: &Ctx, d: &Deployment) -> Result<(u32, Option<String>), Sto
     Ok((n, last))
 }
 
-async fn pass(ctx: &Ctx, d: &Deployment) -> Result<(), StoreError> {
+/// One pass over `d`; its writes are fenced by the updater's lease.
+async fn pass(ctx: &Ctx, d: &Deployment, fence: &Fence) -> Result<(), StoreError> {
     let app = ctx.store.app(&d.app_guid).await?;
     let web = ctx.store.web_process(&app.guid).await?;
     let (crashes, last_crash) = crashes(ctx, d).await?;
@@ -172,7 +179,7 @@ async fn pass(ctx: &Ctx, d: &Deployment) -> Result<(), StoreError> {
     let system = Actor::system();
     if actions.contains(&Action::Finish) {
         let olds = ctx.store.old_units(&app.guid).await?;
-        if !ctx.store.finish_deployment(&next).await? {
+        if !ctx.store.finish_deployment(&next, Some(fence)).await? {
             return Ok(());
         }
         for o in olds {
@@ -185,7 +192,7 @@ async fn pass(ctx: &Ctx, d: &Deployment) -> Result<(), StoreError> {
     }
     if actions.contains(&Action::Cancel) {
         let olds = ctx.store.old_units(&app.guid).await?;
-        if !ctx.store.cancel_deployment(&next).await? {
+        if !ctx.store.cancel_deployment(&next, Some(fence)).await? {
             return Ok(());
         }
         stop(ctx, &d.new_bus_id, &d.new_version, None).await;
@@ -209,7 +216,7 @@ async fn pass(ctx: &Ctx, d: &Deployment) -> Result<(), StoreError> {
     if next == *d {
         return Ok(());
     }
-    if !ctx.store.save_deployment(&next).await? {
+    if !ctx.store.save_deployment(&next, Some(fence)).await? {
         return Ok(());
     }
     if next.status_reason != d.status_reason {

@@ -261,8 +261,10 @@ impl Store {
 
     /// Writes the updater's (or the API's) changes to an ACTIVE deployment
     /// if nobody wrote it since `d.generation` was read; whether it did.
-    pub async fn save_deployment(&self, d: &Deployment) -> Result<bool> {
-        let r = sqlx::query("UPDATE deployments SET status_reason = $1, error = $2, canary_step = $3, new_instances = $4, old_instances = $5, healthy = $6, failures = $7, last_healthy_at = $8, last_progress_at = $9, last_status_change = $10, updated_at = $11, new_changed_at = $14, old_changed_at = $15, generation = generation + 1 WHERE guid = $12 AND generation = $13 AND status_value = 'ACTIVE'")
+    /// With a `fence`, only while its lease is still held (the updater).
+    pub async fn save_deployment(&self, d: &Deployment, fence: Option<&Fence>) -> Result<bool> {
+        let sql = fenced("UPDATE deployments SET status_reason = $1, error = $2, canary_step = $3, new_instances = $4, old_instances = $5, healthy = $6, failures = $7, last_healthy_at = $8, last_progress_at = $9, last_status_change = $10, updated_at = $11, new_changed_at = $14, old_changed_at = $15, generation = generation + 1 WHERE guid = $12 AND generation = $13 AND status_value = 'ACTIVE'", 16, fence);
+        let q = sqlx::query(&sql)
             .bind(d.status_reason.clone())
             .bind(d.error.clone())
             .bind(d.canary_step)
@@ -277,26 +279,25 @@ impl Store {
             .bind(d.guid.clone())
             .bind(d.generation)
             .bind(d.new_changed_at.clone())
-            .bind(d.old_changed_at.clone())
-            .execute(&self.pool)
-            .await?;
+            .bind(d.old_changed_at.clone());
+        let r = bind_fence(q, fence).execute(&self.pool).await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// Ends an ACTIVE deployment read at `d.generation` as DEPLOYED: the
     /// old versions (its own and those it superseded) are no longer
     /// desired. Whether it ended it.
-    pub async fn finish_deployment(&self, d: &Deployment) -> Result<bool> {
+    pub async fn finish_deployment(&self, d: &Deployment, fence: Option<&Fence>) -> Result<bool> {
         let mut tx = self.tx().await?;
         let t = now();
-        let r = sqlx::query("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'DEPLOYED', old_instances = 0, healthy = $1, last_healthy_at = $2, last_status_change = $3, updated_at = $3, generation = generation + 1 WHERE guid = $4 AND generation = $5 AND status_value = 'ACTIVE'")
+        let sql = fenced("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'DEPLOYED', old_instances = 0, healthy = $1, last_healthy_at = $2, last_status_change = $3, updated_at = $3, generation = generation + 1 WHERE guid = $4 AND generation = $5 AND status_value = 'ACTIVE'", 6, fence);
+        let q = sqlx::query(&sql)
             .bind(d.healthy)
             .bind(d.last_healthy_at.clone())
             .bind(t.clone())
             .bind(d.guid.clone())
-            .bind(d.generation)
-            .execute(&mut *tx)
-            .await?;
+            .bind(d.generation);
+        let r = bind_fence(q, fence).execute(&mut *tx).await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }
@@ -313,17 +314,17 @@ impl Store {
     /// `d.error` when the platform rolled it back) and puts the app back
     /// on the old version: its version, droplet, environment and bus id.
     /// Whether it ended it.
-    pub async fn cancel_deployment(&self, d: &Deployment) -> Result<bool> {
+    pub async fn cancel_deployment(&self, d: &Deployment, fence: Option<&Fence>) -> Result<bool> {
         let mut tx = self.tx().await?;
         let t = now();
-        let r = sqlx::query("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'CANCELED', error = $1, new_instances = 0, failures = $2, last_status_change = $3, updated_at = $3, generation = generation + 1 WHERE guid = $4 AND generation = $5 AND status_value = 'ACTIVE'")
+        let sql = fenced("UPDATE deployments SET status_value = 'FINALIZED', status_reason = 'CANCELED', error = $1, new_instances = 0, failures = $2, last_status_change = $3, updated_at = $3, generation = generation + 1 WHERE guid = $4 AND generation = $5 AND status_value = 'ACTIVE'", 6, fence);
+        let q = sqlx::query(&sql)
             .bind(d.error.clone())
             .bind(d.failures)
             .bind(t.clone())
             .bind(d.guid.clone())
-            .bind(d.generation)
-            .execute(&mut *tx)
-            .await?;
+            .bind(d.generation);
+        let r = bind_fence(q, fence).execute(&mut *tx).await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }
@@ -409,6 +410,43 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// A lease holder's fencing token: a write made with it happens only
+/// while `holder` still holds lease `lease` at `generation`. A holder that
+/// stalled (a long pause, a partition) past its lease and lost it to
+/// another controller changes nothing when it wakes up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub generation: i64,
+}
+
+/// `sql` (an UPDATE ending in its WHERE clause) with the fence's check,
+/// its three parameters numbered from `first`.
+fn fenced(sql: &str, first: usize, fence: Option<&Fence>) -> String {
+    match fence {
+        Some(_) => format!(
+            "{sql} AND EXISTS (SELECT 1 FROM leases WHERE name = ${first} AND holder = ${} AND generation = ${})",
+            first + 1,
+            first + 2
+        ),
+        None => sql.to_string(),
+    }
+}
+
+fn bind_fence<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    fence: Option<&Fence>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    match fence {
+        Some(f) => q
+            .bind(f.lease.clone())
+            .bind(f.holder.clone())
+            .bind(f.generation),
+        None => q,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Store tests, each run on SQLite (temp file) and Postgres (fresh database).
 
+use cloud_controller::store::deployments::Fence;
 use cloud_controller::store::{Store, StoreError};
 
 async fn bootstrapped(url: &str) -> Store {
@@ -552,16 +553,49 @@ async fn leases_and_deployments(url: &str) {
 
     let mut next = d.clone();
     next.new_instances = 1;
-    assert!(s.save_deployment(&next).await.expect("save"));
+    assert!(s.save_deployment(&next, None).await.expect("save"));
     // A writer that read generation 0 lost: nothing changes.
     next.new_instances = 2;
-    assert!(!s.save_deployment(&next).await.expect("save"));
-    assert!(!s.cancel_deployment(&next).await.expect("cancel"));
+    assert!(!s.save_deployment(&next, None).await.expect("save"));
+    assert!(!s.cancel_deployment(&next, None).await.expect("cancel"));
     let now = s.deployment("d1").await.expect("read");
     assert_eq!((now.new_instances, now.generation), (1, 1));
+    // Fencing: b lost the lease to a (at 128); b's writes, made with the
+    // generation it held, change nothing, even at the row's current
+    // generation. a's, with its own, land.
+    let ga = s
+        .acquire_lease("l", "a", 129, 15)
+        .await
+        .expect("lease")
+        .expect("a holds it");
+    let lost = Fence {
+        lease: "l".into(),
+        holder: "b".into(),
+        generation: g2.expect("b held it"),
+    };
+    let mut fenced = now.clone();
+    fenced.new_instances = 2;
+    assert!(!s.save_deployment(&fenced, Some(&lost)).await.expect("save"));
+    assert!(!s
+        .finish_deployment(&fenced, Some(&lost))
+        .await
+        .expect("finish"));
+    assert!(!s
+        .cancel_deployment(&fenced, Some(&lost))
+        .await
+        .expect("cancel"));
+    assert_eq!(s.deployment("d1").await.expect("read"), now);
+    let held = Fence {
+        lease: "l".into(),
+        holder: "a".into(),
+        generation: ga,
+    };
+    assert!(s.save_deployment(&fenced, Some(&held)).await.expect("save"));
+    let now = s.deployment("d1").await.expect("read");
+    assert_eq!((now.new_instances, now.generation), (2, 2));
     let mut cancel = now.clone();
     cancel.error = Some("rolled back: test".into());
-    assert!(s.cancel_deployment(&cancel).await.expect("cancel"));
+    assert!(s.cancel_deployment(&cancel, None).await.expect("cancel"));
     let back = s.app(&app.guid).await.expect("app");
     assert_eq!(
         (

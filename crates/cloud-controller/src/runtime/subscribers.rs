@@ -72,8 +72,11 @@ pub async fn spawn_subscribers(
         }
     }));
 
+    // One controller of the group handles each exit: its audit event, its
+    // log line (published on the bus, so every controller has it) and a
+    // task's end happen once however many controllers run.
     let mut exits = bus
-        .subscribe::<DropletExited>(subjects::DROPLET_EXITED)
+        .queue_subscribe::<DropletExited>(subjects::DROPLET_EXITED, subjects::CC_QUEUE_GROUP)
         .await?;
     let c = ctx.clone();
     tasks.push(tokio::spawn(async move {

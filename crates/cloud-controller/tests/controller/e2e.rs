@@ -245,6 +245,20 @@ async fn start_controller(
     tokio::task::JoinHandle<Result<(), cloud_controller::RunError>>,
     tempfile::TempDir,
 ) {
+    start_controller_on(nats_url, None).await
+}
+
+/// [`start_controller`] on the database `database_url` (default: SQLite
+/// in its data dir).
+async fn start_controller_on(
+    nats_url: &str,
+    database_url: Option<String>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cloud_controller::RunError>>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr_file = dir.path().join("cc.addr");
     let cfg = cloud_controller::Config {
@@ -256,6 +270,7 @@ async fn start_controller(
         nats_url: nats_url.to_string(),
         data_dir: dir.path().join("data"),
         broker_poll_interval_s: 1,
+        database_url,
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -1277,4 +1292,74 @@ fn fake_droplet() -> Vec<u8> {
     b.append_data(&mut h, "app/fake", &b"fake"[..])
         .expect("tar");
     b.into_inner().expect("tar").finish().expect("gzip")
+}
+
+/// Two controllers on one Postgres and one bus (issue 17): a crash is one
+/// `app.crash` event and one task end, not one per controller (the
+/// controllers share `droplet.exited` as a queue group).
+#[tokio::test]
+async fn two_controllers_record_each_crash_once() {
+    let db = testkit::PgDb::create().await.expect("postgres");
+    let nats = Nats::start().expect("nats-server");
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let (a, stop_a, server_a, _dir_a) = start_controller_on(&nats.url, Some(db.url.clone())).await;
+    let (b, stop_b, server_b, _dir_b) = start_controller_on(&nats.url, Some(db.url.clone())).await;
+    let ca = Client::login(&a).await;
+    let cb = Client::login(&b).await;
+    let (_, spaces) = ca.call("GET", "/v3/spaces", None).await;
+    let space = spaces["resources"][0]["guid"]
+        .as_str()
+        .expect("space")
+        .to_string();
+    let (status, app) = ca
+        .call(
+            "POST",
+            "/v3/apps",
+            Some(json!({"name": "crashy", "relationships": {"space": {"data": {"guid": space}}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let g = app["guid"].as_str().expect("app").to_string();
+    const CRASHES: usize = 6;
+    for i in 0..CRASHES {
+        let exited = DropletExited {
+            app_id: g.clone(),
+            version: "v".into(),
+            index: i as u32,
+            instance_id: format!("i{i}"),
+            reason: ExitReason::Crashed,
+            exit_status: Some(1),
+            exit_description: "app exited".into(),
+            crash_timestamp: 1.0,
+        };
+        bus.publish(subjects::DROPLET_EXITED, &exited)
+            .await
+            .expect("pub");
+    }
+    let path = format!("/v3/audit_events?target_guids={g}&types=app.crash");
+    let count = |c: &Client| {
+        let path = path.clone();
+        let c = Client {
+            addr: c.addr.clone(),
+            token: c.token.clone(),
+        };
+        async move { c.call("GET", &path, None).await.1["pagination"]["total_results"].as_u64() }
+    };
+    eventually("every crash recorded", WAIT, || async {
+        (count(&ca).await? >= CRASHES as u64).then_some(())
+    })
+    .await;
+    // Both controllers had every exit delivered well within this window
+    // before the fix (each recorded all six): the count must stay at six.
+    let until = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            count(&cb).await,
+            Some(CRASHES as u64),
+            "a crash recorded twice"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_controller(stop_a, server_a).await;
+    stop_controller(stop_b, server_b).await;
 }

@@ -232,6 +232,21 @@ impl Client {
     }
 }
 
+/// Instance `index` (`i<index>`) of `app_id` at `version` crashed with
+/// status 1.
+fn crashed(app_id: &str, version: &str, index: u32) -> DropletExited {
+    DropletExited {
+        app_id: app_id.to_string(),
+        version: version.to_string(),
+        index,
+        instance_id: format!("i{index}"),
+        reason: ExitReason::Crashed,
+        exit_status: Some(1),
+        exit_description: "app exited".into(),
+        crash_timestamp: 1.0,
+    }
+}
+
 /// The controller in-process on port 0 over the bus at `nats_url`: its
 /// address, its stop switch, its task and its data dir (which holds
 /// [`INTERNAL_ADDR`], the internal API's address).
@@ -542,16 +557,7 @@ async fn push_stage_start_scale_stop_over_nats() {
     );
 
     // Crash → audit event; app log lines → recent logs.
-    let exited = DropletExited {
-        app_id: g.clone(),
-        version: s0.version.clone(),
-        index: 0,
-        instance_id: "i0".into(),
-        reason: ExitReason::Crashed,
-        exit_status: Some(1),
-        exit_description: "app exited".into(),
-        crash_timestamp: 1.0,
-    };
+    let exited = crashed(&g, &s0.version, 0);
     bus.publish(subjects::DROPLET_EXITED, &exited)
         .await
         .expect("pub");
@@ -1322,16 +1328,7 @@ async fn two_controllers_record_each_crash_once() {
     let g = app["guid"].as_str().expect("app").to_string();
     const CRASHES: usize = 6;
     for i in 0..CRASHES {
-        let exited = DropletExited {
-            app_id: g.clone(),
-            version: "v".into(),
-            index: i as u32,
-            instance_id: format!("i{i}"),
-            reason: ExitReason::Crashed,
-            exit_status: Some(1),
-            exit_description: "app exited".into(),
-            crash_timestamp: 1.0,
-        };
+        let exited = crashed(&g, "v", i as u32);
         bus.publish(subjects::DROPLET_EXITED, &exited)
             .await
             .expect("pub");

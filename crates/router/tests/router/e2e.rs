@@ -430,3 +430,27 @@ async fn one_worker_busy_polls_under_load_and_uses_no_cpu_when_idle() {
         );
     }
 }
+
+/// Any number of routers (issue 17): each learns every route from the bus
+/// on its own, so either serves the app, and losing one leaves the other
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_router_learns_every_route() {
+    let nats = start_nats().await;
+    let bus = Bus::connect(&nats.url, "test").await.expect("bus");
+    let first = Router::start(&nats.url).await;
+    let second = Router::start(&nats.url).await;
+    let c = client();
+    let app = backend("both").await;
+    register(&bus, &reg("both.localhost", app.addr, "i", None)).await;
+    for r in [&first, &second] {
+        wait_endpoints(&c, r.admin, "both.localhost", 1).await;
+        let (s, _, body) = get(&c, r.addr, "both.localhost", "/").await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "both"));
+    }
+    first.stop().await;
+    let (s, _, body) = get(&client(), second.addr, "both.localhost", "/").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "both"));
+    assert_eq!(app.hits(), 3);
+    second.stop().await;
+}

@@ -153,8 +153,8 @@ impl Store {
         let t = now();
         let guid = new_guid();
         let mut tx = self.tx().await?;
-        // The write comes first so the transaction holds the write lock
-        // before it reads (SQLite), and an error rolls back at once.
+        // An error rolls back at once (the write lock is the
+        // transaction's from its start: `Store::tx`).
         let r = async {
             sqlx::query(&format!(
                 "INSERT INTO buildpacks ({BP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, '{awaiting}', NULL, NULL, $7, $7)",

@@ -159,16 +159,13 @@ impl Store {
     /// Connects and runs the migrations.
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let max = if url.starts_with("sqlite") { 4 } else { 10 };
+        let sqlite = url.starts_with("sqlite");
         let pool = AnyPoolOptions::new()
-            .max_connections(max)
+            .max_connections(if sqlite { 4 } else { 10 })
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store {
-            pool,
-            sqlite: url.starts_with("sqlite"),
-        })
+        Ok(Store { pool, sqlite })
     }
 
     /// A transaction that will write. SQLite: `BEGIN IMMEDIATE`, which

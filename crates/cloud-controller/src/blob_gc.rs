@@ -26,7 +26,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::blobstore::{self, age, BlobStore, BLOBS_DIR, CACHE_DIR, RESOURCES_DIR, TMP_DIR};
+use crate::blobstore::{
+    self, age, BlobStore, SharedBlobs, BLOBS_DIR, CACHE_DIR, RESOURCES_DIR, TMP_DIR,
+};
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::store::{BlobVersion, Store, StoreError};
@@ -96,17 +98,33 @@ pub struct Report {
     pub tmp: Removed,
     /// Resource-cache files beyond its bounds.
     pub resources: Removed,
+    /// What went from the shared blobstore (blobs, caches and resource
+    /// files together), by the lease holder's pass.
+    pub shared: Removed,
+    /// Whether this pass held the `blob-gc` lease (or needed none) and so
+    /// expired old versions and swept the shared blobstore.
+    pub led: bool,
 }
 
 impl Report {
     pub fn files(&self) -> usize {
-        self.blobs.files + self.caches.files + self.tmp.files + self.resources.files
+        self.blobs.files
+            + self.caches.files
+            + self.tmp.files
+            + self.resources.files
+            + self.shared.files
     }
 
     pub fn bytes(&self) -> u64 {
-        [self.blobs, self.caches, self.tmp, self.resources]
-            .iter()
-            .fold(0u64, |a, r| a.saturating_add(r.bytes))
+        [
+            self.blobs,
+            self.caches,
+            self.tmp,
+            self.resources,
+            self.shared,
+        ]
+        .iter()
+        .fold(0u64, |a, r| a.saturating_add(r.bytes))
     }
 }
 
@@ -128,7 +146,13 @@ pub enum GcError {
     },
     #[error("blob gc task: {0}")]
     Task(String),
+    #[error(transparent)]
+    Shared(#[from] blobstore::SharedError),
 }
+
+/// The lease under which one controller at a time expires old versions
+/// and sweeps the shared blobstore.
+pub const LEASE: &str = "blob-gc";
 
 // ---- planners (pure) ------------------------------------------------------
 
@@ -229,14 +253,96 @@ pub fn plan_expired(
 
 // ---- executor -------------------------------------------------------------
 
-/// One pass with the controller's config.
+/// One pass with the controller's config, as one of possibly several
+/// controllers: the shared work under the [`LEASE`].
 pub async fn run_once(ctx: &Ctx) -> Result<Report, GcError> {
-    collect(&ctx.store, &ctx.blobs, &Policy::from_config(&ctx.cfg)).await
+    let ttl_s = i64::try_from(ctx.cfg.blob_gc_interval_s.max(60)).unwrap_or(i64::MAX);
+    let lease = Lease {
+        holder: &ctx.id,
+        ttl_s,
+    };
+    collect_as(
+        &ctx.store,
+        &ctx.blobs,
+        &Policy::from_config(&ctx.cfg),
+        Some(lease),
+    )
+    .await
 }
 
-/// One pass: expire old versions, list, ask the store, remove.
+/// Who asks for the [`LEASE`], and for how long (a pass's interval: the
+/// holder keeps it from one pass to the next; when it is gone another
+/// controller's next pass takes over).
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub holder: &'a str,
+    pub ttl_s: i64,
+}
+
+/// One pass as the only controller (no lease asked for).
 pub async fn collect(store: &Store, blobs: &BlobStore, policy: &Policy) -> Result<Report, GcError> {
-    let mut report = Report::default();
+    collect_as(store, blobs, policy, None).await
+}
+
+/// One pass: expire old versions and sweep the shared blobstore (when
+/// holding `lease`, or with none), then list, ask the store and remove
+/// local files. Removing is safe in any number of controllers at once
+/// (every removal re-checks the age); the lease only spares the database
+/// N copies of the same work.
+pub async fn collect_as(
+    store: &Store,
+    blobs: &BlobStore,
+    policy: &Policy,
+    lease: Option<Lease<'_>>,
+) -> Result<Report, GcError> {
+    let led = match lease {
+        None => true,
+        Some(l) => store
+            .acquire_lease(LEASE, l.holder, chrono::Utc::now().timestamp(), l.ttl_s)
+            .await?
+            .is_some(),
+    };
+    let mut report = Report {
+        led,
+        ..Report::default()
+    };
+    if report.led {
+        expire_versions(store, policy, &mut report).await?;
+        if let Some(shared) = blobs.shared() {
+            report.shared = sweep_shared(store, shared, policy).await?;
+        }
+    }
+    local_pass(store, blobs, policy, &mut report).await?;
+    if report.files() > 0 || report.packages_expired > 0 || report.droplets_expired > 0 {
+        tracing::info!(
+            packages_expired = report.packages_expired,
+            droplets_expired = report.droplets_expired,
+            blobs = report.blobs.files,
+            blob_bytes = report.blobs.bytes,
+            caches = report.caches.files,
+            cache_bytes = report.caches.bytes,
+            tmp = report.tmp.files,
+            tmp_bytes = report.tmp.bytes,
+            resources = report.resources.files,
+            resource_bytes = report.resources.bytes,
+            shared = report.shared.files,
+            shared_bytes = report.shared.bytes,
+            bytes = report.bytes(),
+            "blob gc removed unreferenced files"
+        );
+    } else {
+        tracing::debug!("blob gc: nothing to remove");
+    }
+    Ok(report)
+}
+
+/// Deletes the rows of each app's packages and droplets beyond the newest
+/// kept (their blobs go once nothing names them).
+async fn expire_versions(
+    store: &Store,
+    policy: &Policy,
+    report: &mut Report,
+) -> Result<(), GcError> {
     let versions = store.blob_versions().await?;
     for guid in plan_expired(
         &versions.droplets,
@@ -258,7 +364,81 @@ pub async fn collect(store: &Store, blobs: &BlobStore, policy: &Policy) -> Resul
             report.packages_expired += 1;
         }
     }
+    Ok(())
+}
 
+/// The shared blobstore's objects as files of a directory (`dir/` keys,
+/// named by what follows; `touched_at` as their mtime).
+async fn list_shared(shared: &SharedBlobs, dir: &str) -> Result<Vec<FileInfo>, GcError> {
+    let prefix = format!("{dir}/");
+    Ok(shared
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|e| {
+            let name = e.key.strip_prefix(&prefix)?.to_string();
+            let secs = u64::try_from(e.touched_at).unwrap_or(0);
+            Some(FileInfo {
+                name,
+                size: e.size,
+                modified: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            })
+        })
+        .collect())
+}
+
+/// The shared blobstore's pass, with the planners of the local one:
+/// unreferenced blobs, caches of deleted apps, resource files beyond the
+/// pool's bounds. Listed before the database is asked.
+async fn sweep_shared(
+    store: &Store,
+    shared: &SharedBlobs,
+    policy: &Policy,
+) -> Result<Removed, GcError> {
+    let blob_files = list_shared(shared, BLOBS_DIR).await?;
+    let cache_files = list_shared(shared, CACHE_DIR).await?;
+    let resource_files = list_shared(shared, RESOURCES_DIR).await?;
+    let referenced = store.referenced_blobs().await?;
+    let apps = store.app_guids().await?;
+    let now = SystemTime::now();
+    let mut doomed: Vec<(&str, &FileInfo)> = Vec::new();
+    for f in plan_unreferenced(&blob_files, &referenced, blob_key, now, policy.grace) {
+        doomed.push((BLOBS_DIR, f));
+    }
+    for f in plan_unreferenced(&cache_files, &apps, cache_key, now, policy.grace) {
+        doomed.push((CACHE_DIR, f));
+    }
+    for f in plan_bounded(
+        &resource_files,
+        now,
+        policy.grace,
+        policy.resource_max_age,
+        policy.resource_max_bytes,
+    ) {
+        doomed.push((RESOURCES_DIR, f));
+    }
+    let before = chrono::Utc::now()
+        .timestamp()
+        .saturating_sub(i64::try_from(policy.grace.as_secs()).unwrap_or(i64::MAX));
+    let mut removed = Removed::default();
+    for (dir, f) in doomed {
+        let key = format!("{dir}/{}", f.name);
+        if let Some(bytes) = shared.remove_if_idle(&key, before).await? {
+            tracing::debug!(key = %key, bytes, "blob gc removed a shared object");
+            removed.add(bytes);
+        }
+    }
+    Ok(removed)
+}
+
+/// This controller's own files: listed, then the database asked, then the
+/// planners' choice removed.
+async fn local_pass(
+    store: &Store,
+    blobs: &BlobStore,
+    policy: &Policy,
+    report: &mut Report,
+) -> Result<(), GcError> {
     // Listed before the database is asked (see the module's comment).
     let blob_files = list(blobs.dir(BLOBS_DIR)).await?;
     let cache_files = list(blobs.dir(CACHE_DIR)).await?;
@@ -289,26 +469,7 @@ pub async fn collect(store: &Store, blobs: &BlobStore, policy: &Policy) -> Resul
         policy.resource_max_bytes,
     );
     report.resources = remove(blobs, RESOURCES_DIR, &doomed, policy.grace).await?;
-
-    if report.files() > 0 || report.packages_expired > 0 || report.droplets_expired > 0 {
-        tracing::info!(
-            packages_expired = report.packages_expired,
-            droplets_expired = report.droplets_expired,
-            blobs = report.blobs.files,
-            blob_bytes = report.blobs.bytes,
-            caches = report.caches.files,
-            cache_bytes = report.caches.bytes,
-            tmp = report.tmp.files,
-            tmp_bytes = report.tmp.bytes,
-            resources = report.resources.files,
-            resource_bytes = report.resources.bytes,
-            bytes = report.bytes(),
-            "blob gc removed unreferenced files"
-        );
-    } else {
-        tracing::debug!("blob gc: nothing to remove");
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// The regular files of a directory with their sizes and mtimes (a file

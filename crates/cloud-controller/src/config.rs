@@ -25,6 +25,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default `sqlite://<data_dir>/cc.db?mode=rwc`.
     pub database_url: Option<String>,
+    /// The shared blobstore (`postgres://...`: large objects in that
+    /// database, usually `database_url`'s); unset: the data dir alone
+    /// (docs/architecture.md §6.9). Every controller of a platform with
+    /// more than one must name the same one.
+    pub blobstore_url: Option<String>,
     pub system_domain: String,
     pub apps_domain: String,
     pub admin_user: String,
@@ -104,6 +109,7 @@ impl Default for Config {
             bus: Default::default(),
             data_dir: PathBuf::from("./.cc"),
             database_url: None,
+            blobstore_url: None,
             system_domain: "sys.localhost".into(),
             apps_domain: "localhost".into(),
             admin_user: "admin".into(),

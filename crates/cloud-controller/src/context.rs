@@ -43,6 +43,9 @@ pub struct AuditTarget<'a> {
 
 #[derive(Debug)]
 pub struct Inner {
+    /// This controller's id (a fresh guid per process): its name as a
+    /// lease holder.
+    pub id: String,
     pub cfg: Config,
     pub store: Store,
     pub blobs: BlobStore,
@@ -111,6 +114,7 @@ impl Ctx {
         .map_err(StoreError::Hash)?;
         let logs = LogHub::new(cfg.recent_log_kb_per_app.saturating_mul(1024));
         Ok(Ctx(Arc::new(Inner {
+            id: crate::store::new_guid(),
             cfg,
             store,
             blobs,

@@ -97,7 +97,7 @@ pub async fn run(
         )
         .await?;
     store.seed_security_groups(&dns_rules()).await?;
-    let blobs = blobstore::BlobStore::open(&cfg.data_dir).await?;
+    let blobs = blobstore::BlobStore::for_config(&cfg).await?;
     let (listener, addr) = bind(cfg.listen).await?;
     let (internal_listener, internal_addr) = bind(cfg.internal_listen).await?;
     let host = if internal_addr.ip().is_unspecified() {

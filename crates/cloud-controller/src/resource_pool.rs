@@ -82,6 +82,11 @@ pub async fn known(blobs: &BlobStore, limits: PoolLimits, r: &Resource) -> bool 
     if !is_sha1(&sha1) || !limits.allows(r.size_in_bytes) {
         return false;
     }
+    // With a shared blobstore, it is the authority: the upload that
+    // follows may reach another controller.
+    if let Some(known) = blobs.shared_resource(&sha1, r.size_in_bytes).await {
+        return known;
+    }
     let path = blobs.resource_path(&sha1);
     let Ok(meta) = tokio::fs::metadata(&path).await else {
         return false;
@@ -321,18 +326,19 @@ pub fn assemble(
 /// Adds the files of a stored package to the cache: every regular file
 /// within the pool's sizes, hashed here (never trusting a client's sha1),
 /// written to a temp file and renamed to `resources/<sha1>`; `skip` names
-/// paths known to be cached already. Returns how many files were added.
+/// paths known to be cached already. Returns the sha1s of the files
+/// added or refreshed (to be shared: [`BlobStore::share_resources`]).
 /// Blocking.
 pub fn cache_package(
     blobs: &BlobStore,
     pool: PoolLimits,
     package: &Path,
     skip: &HashSet<String>,
-) -> std::io::Result<usize> {
+) -> std::io::Result<Vec<String>> {
     let file = std::fs::File::open(package)?;
     let mut z =
         zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(std::io::Error::other)?;
-    let mut added = 0;
+    let mut cached = Vec::new();
     for i in 0..z.len() {
         let mut entry = z.by_index(i).map_err(std::io::Error::other)?;
         let is_link = entry.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000);
@@ -376,9 +382,10 @@ pub fn cache_package(
                     Err(e) => Err(e),
                 });
                 match new {
-                    Ok(true) => added += 1,
+                    Ok(true) => cached.push(sha1),
                     Ok(false) => {
                         let _ = std::fs::remove_file(&tmp);
+                        cached.push(sha1);
                     }
                     Err(e) => {
                         let _ = std::fs::remove_file(&tmp);
@@ -395,7 +402,7 @@ pub fn cache_package(
             }
         }
     }
-    Ok(added)
+    Ok(cached)
 }
 
 #[cfg(test)]

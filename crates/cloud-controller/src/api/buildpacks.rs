@@ -457,7 +457,7 @@ async fn download(
     if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ApiError::not_found("Buildpack bits"));
     }
-    let file = match tokio::fs::File::open(ctx.blobs.path(&sha)).await {
+    let file = match tokio::fs::File::open(ctx.blobs.blob_file(&sha).await?).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ApiError::not_found("Buildpack bits"))

@@ -213,7 +213,7 @@ async fn package_download(
     let sha = pkg
         .sha256
         .ok_or_else(|| ApiError::not_found("Package bits"))?;
-    send_file(ctx.blobs.path(&sha), "Package bits").await
+    send_file(ctx.blobs.blob_file(&sha).await?, "Package bits").await
 }
 
 async fn droplet_download(
@@ -228,7 +228,7 @@ async fn droplet_download(
     let sha = d
         .sha256
         .ok_or_else(|| ApiError::not_found("Droplet bits"))?;
-    send_file(ctx.blobs.path(&sha), "Droplet bits").await
+    send_file(ctx.blobs.blob_file(&sha).await?, "Droplet bits").await
 }
 
 async fn droplet_upload(
@@ -276,7 +276,7 @@ async fn cache_download(
     Path(guid): Path<String>,
 ) -> ApiResult<Response> {
     check_signature(&ctx, &method, &uri, &q)?;
-    send_file(ctx.blobs.cache_path(&guid), "Buildpack cache").await
+    send_file(ctx.blobs.cache_file(&guid).await?, "Buildpack cache").await
 }
 
 async fn cache_upload(

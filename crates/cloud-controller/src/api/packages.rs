@@ -279,7 +279,13 @@ async fn upload(
             None => return Err(ApiError::Internal("no bits".into())),
         }
     } else {
-        // The whole package: the bits' entries and the cached files.
+        // The whole package: the bits' entries and the cached files (those
+        // another controller cached fetched from the shared blobstore).
+        let sha1s: Vec<String> = fps.iter().map(|f| f.sha1.clone()).collect();
+        if let Err(e) = ctx.blobs.fetch_resources(&sha1s).await {
+            let s: Vec<&Staged> = staged.iter().collect();
+            return Err(refuse(&ctx, &guid, &s, e.into()).await);
+        }
         let out = ctx.blobs.tmp_path();
         let (blobs, pool, bits, list, to) = (
             ctx.blobs.clone(),
@@ -331,8 +337,17 @@ async fn upload(
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
+    let cached = match cached {
+        Ok(sha1s) => ctx
+            .blobs
+            .share_resources(&sha1s)
+            .await
+            .map(|()| sha1s.len())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
     match cached {
-        Ok(n) => tracing::debug!(package = %guid, added = n, "resource cache"),
+        Ok(n) => tracing::debug!(package = %guid, cached = n, "resource cache"),
         Err(e) => {
             tracing::warn!(package = %guid, error = %e, "cannot add files to the resource cache")
         }

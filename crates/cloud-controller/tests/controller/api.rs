@@ -52,7 +52,7 @@ impl Api {
             .bootstrap("admin", "admin", "sys.localhost", "localhost")
             .await
             .expect("bootstrap");
-        let blobs = BlobStore::open(dir.path()).await.expect("blobs");
+        let blobs = BlobStore::for_config(&cfg).await.expect("blobs");
         let ctx = Ctx::new(cfg, store, blobs, None, "http://127.0.0.1:9".into())
             .await
             .expect("ctx");

@@ -10,6 +10,7 @@ mod paging;
 mod permissions;
 mod resources;
 mod security_groups;
+mod shared_blobs;
 mod store;
 mod support;
 mod tenancy;

@@ -13,7 +13,7 @@ use sha1::{Digest, Sha1};
 use crate::api::{Api, Resp};
 
 /// Bytes that do not compress (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {
@@ -29,7 +29,7 @@ fn sha1_hex(data: &[u8]) -> String {
     hex::encode(Sha1::digest(data))
 }
 
-fn zip_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+pub(crate) fn zip_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data, mode) in files {
         let opts = zip::write::SimpleFileOptions::default()
@@ -41,7 +41,7 @@ fn zip_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     w.finish().expect("finish").into_inner()
 }
 
-fn resource(data: &[u8], path: &str, mode: &str) -> Value {
+pub(crate) fn resource(data: &[u8], path: &str, mode: &str) -> Value {
     json!({"checksum": {"value": sha1_hex(data)}, "size_in_bytes": data.len(), "path": path, "mode": mode})
 }
 
@@ -66,7 +66,12 @@ fn form(resources: Option<&str>, bits: Option<&[u8]>) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(a: &Api, package: &str, resources: Option<&str>, bits: Option<&[u8]>) -> Resp {
+pub(crate) async fn upload(
+    a: &Api,
+    package: &str,
+    resources: Option<&str>,
+    bits: Option<&[u8]>,
+) -> Resp {
     let (ct, body) = form(resources, bits);
     let auth = format!("bearer {}", a.token);
     a.send(
@@ -78,7 +83,7 @@ async fn upload(a: &Api, package: &str, resources: Option<&str>, bits: Option<&[
     .await
 }
 
-async fn matches(a: &Api, list: Value) -> Resp {
+pub(crate) async fn matches(a: &Api, list: Value) -> Resp {
     a.call(
         Method::POST,
         "/v3/resource_matches",

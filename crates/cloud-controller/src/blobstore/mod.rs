@@ -1,15 +1,23 @@
-//! Content-addressed blobs (sha256) on local disk, plus per-app buildpack caches.
+//! Content-addressed blobs (sha256), per-app buildpack caches and the
+//! resource cache: files on the controller's disk, and, when
+//! `blobstore_url` names one, the shared blobstore behind them
+//! ([`shared`], docs/architecture.md §6.9). With a shared blobstore every
+//! file is stored there before it is committed locally, and a file missing
+//! locally is fetched from it: the local directory is a cache.
+
+mod shared;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use std::io::{Read, Seek, SeekFrom};
-
 use futures_util::{Stream, StreamExt};
-use proto::archive::{ArchiveLimits, Budget, LimitError};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+pub use shared::{Entry, SharedBlobs, SharedError};
+pub use validate::{validate_tgz, validate_zip};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -19,6 +27,8 @@ pub enum BlobError {
     Body(String),
     #[error("the upload is larger than {} MB", .0 / (1024 * 1024))]
     TooBig(u64),
+    #[error(transparent)]
+    Shared(#[from] SharedError),
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +39,8 @@ pub struct BlobStore {
     /// file's age and removes it ([`crate::blob_gc`]): a blob committed
     /// again in between is never removed.
     gate: Arc<tokio::sync::RwLock<()>>,
+    /// The shared blobstore, when there is one.
+    shared: Option<SharedBlobs>,
 }
 
 /// The blobstore's directories under the data dir.
@@ -46,7 +58,16 @@ pub struct Staged {
 }
 
 impl BlobStore {
+    /// A blobstore on local disk only.
     pub async fn open(data_dir: &Path) -> Result<BlobStore, BlobError> {
+        Self::open_shared(data_dir, None).await
+    }
+
+    /// A blobstore under `data_dir`, backed by `shared` when given.
+    pub async fn open_shared(
+        data_dir: &Path,
+        shared: Option<SharedBlobs>,
+    ) -> Result<BlobStore, BlobError> {
         let root = data_dir.to_path_buf();
         for d in [BLOBS_DIR, TMP_DIR, CACHE_DIR, RESOURCES_DIR] {
             tokio::fs::create_dir_all(root.join(d)).await?;
@@ -54,7 +75,23 @@ impl BlobStore {
         Ok(BlobStore {
             root,
             gate: Arc::default(),
+            shared,
         })
+    }
+
+    /// The controller's blobstore: under its data dir, shared through
+    /// `blobstore_url` when set.
+    pub async fn for_config(cfg: &crate::Config) -> Result<BlobStore, BlobError> {
+        let shared = match cfg.blobstore_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => Some(SharedBlobs::connect(url).await?),
+            _ => None,
+        };
+        Self::open_shared(&cfg.data_dir, shared).await
+    }
+
+    /// The shared blobstore, if any.
+    pub fn shared(&self) -> Option<&SharedBlobs> {
+        self.shared.as_ref()
     }
 
     /// One of the blobstore's directories ([`BLOBS_DIR`], [`TMP_DIR`],
@@ -64,15 +101,13 @@ impl BlobStore {
     }
 
     pub fn path(&self, sha256: &str) -> PathBuf {
-        let safe: String = sha256.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        self.root.join("blobs").join(safe)
+        self.root.join(blob_key(sha256))
     }
 
     /// The resource cache's file of a sha1 (`resources/<sha1>`; see
     /// [`crate::resource_pool`]).
     pub fn resource_path(&self, sha1: &str) -> PathBuf {
-        let safe: String = sha1.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        self.root.join("resources").join(safe)
+        self.root.join(resource_key(sha1))
     }
 
     /// A fresh temp file name (in the same filesystem as the blobs).
@@ -81,17 +116,107 @@ impl BlobStore {
     }
 
     pub fn cache_path(&self, app_guid: &str) -> PathBuf {
-        let safe: String = app_guid
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        self.root
-            .join("buildpack_cache")
-            .join(format!("{safe}.tgz"))
+        self.root.join(cache_key(app_guid))
     }
 
+    /// Whether blob `sha256` is stored (locally or shared).
     pub async fn exists(&self, sha256: &str) -> bool {
-        !sha256.is_empty() && tokio::fs::metadata(self.path(sha256)).await.is_ok()
+        if sha256.is_empty() {
+            return false;
+        }
+        if tokio::fs::metadata(self.path(sha256)).await.is_ok() {
+            return true;
+        }
+        match &self.shared {
+            Some(s) => matches!(s.size(&blob_key(sha256)).await, Ok(Some(_))),
+            None => false,
+        }
+    }
+
+    /// The local file of blob `sha256`, fetched from the shared blobstore
+    /// when missing here (its content checked against its name). The path
+    /// names no file when the blob is stored nowhere.
+    pub async fn blob_file(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+        let path = self.path(sha256);
+        self.fetch_missing(&blob_key(sha256), &path, Some(sha256))
+            .await?;
+        Ok(path)
+    }
+
+    /// The local file of an app's build cache, fetched as
+    /// [`BlobStore::blob_file`] does.
+    pub async fn cache_file(&self, app_guid: &str) -> Result<PathBuf, BlobError> {
+        let path = self.cache_path(app_guid);
+        self.fetch_missing(&cache_key(app_guid), &path, None)
+            .await?;
+        Ok(path)
+    }
+
+    /// Fetches each resource-cache file (by sha1) missing here from the
+    /// shared blobstore; those stored nowhere stay missing.
+    pub async fn fetch_resources(&self, sha1s: &[String]) -> Result<(), BlobError> {
+        for sha1 in sha1s {
+            let path = self.resource_path(sha1);
+            self.fetch_missing(&resource_key(sha1), &path, None).await?;
+        }
+        Ok(())
+    }
+
+    /// With a shared blobstore: whether it holds resource `sha1` with
+    /// `size` bytes (refreshing it when it does). `None` without one.
+    pub async fn shared_resource(&self, sha1: &str, size: u64) -> Option<bool> {
+        let shared = self.shared.as_ref()?;
+        let key = resource_key(sha1);
+        Some(match shared.size(&key).await {
+            Ok(Some(s)) if s == size => shared.touch(&key).await.unwrap_or(false),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the shared blobstore about a resource");
+                false
+            }
+        })
+    }
+
+    /// Stores these resource-cache files (by sha1, already local) in the
+    /// shared blobstore, or refreshes them there.
+    pub async fn share_resources(&self, sha1s: &[String]) -> Result<(), BlobError> {
+        if let Some(shared) = &self.shared {
+            for sha1 in sha1s {
+                shared
+                    .put_once(&resource_key(sha1), &self.resource_path(sha1))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_missing(
+        &self,
+        key: &str,
+        path: &Path,
+        sha256: Option<&str>,
+    ) -> Result<(), BlobError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if tokio::fs::metadata(path).await.is_ok() {
+            return Ok(());
+        }
+        let tmp = self.tmp_path();
+        match shared.fetch(key, &tmp, sha256).await {
+            Ok(true) => {
+                tracing::debug!(key, "fetched from the shared blobstore");
+                self.move_fresh(&tmp, path.to_path_buf()).await
+            }
+            Ok(false) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e.into())
+            }
+        }
     }
 
     /// Streams chunks into a temp file, hashing as it goes; at most `max`
@@ -139,13 +264,26 @@ impl BlobStore {
 
     /// Moves a staged file to its content address, its mtime now (the
     /// garbage collector's grace period runs from here).
+    /// With a shared blobstore, the file is stored there first: a blob
+    /// committed is never on one host alone.
     pub async fn commit(&self, staged: &Staged) -> Result<(), BlobError> {
+        if let Some(shared) = &self.shared {
+            shared
+                .put_once(&blob_key(&staged.sha256), &staged.path)
+                .await?;
+        }
         self.move_fresh(&staged.path, self.path(&staged.sha256))
             .await
     }
 
-    /// Moves a staged file to the app's buildpack cache.
+    /// Moves a staged file to the app's buildpack cache (stored in the
+    /// shared blobstore first, when there is one).
     pub async fn commit_cache(&self, staged: &Staged, app_guid: &str) -> Result<(), BlobError> {
+        if let Some(shared) = &self.shared {
+            shared
+                .put_replace(&cache_key(app_guid), &staged.path)
+                .await?;
+        }
         self.move_fresh(&staged.path, self.cache_path(app_guid))
             .await
     }
@@ -202,6 +340,11 @@ impl BlobStore {
     /// Removes an app's build cache (the app is deleted): its size, if
     /// there was one.
     pub async fn remove_cache(&self, app_guid: &str) -> Result<Option<u64>, BlobError> {
+        if let Some(shared) = &self.shared {
+            shared
+                .remove_if_idle(&cache_key(app_guid), i64::MAX)
+                .await?;
+        }
         let path = self.cache_path(app_guid);
         let size = match tokio::fs::metadata(&path).await {
             Ok(m) => m.len(),
@@ -218,6 +361,28 @@ impl BlobStore {
     pub async fn discard(&self, staged: &Staged) {
         let _ = tokio::fs::remove_file(&staged.path).await;
     }
+}
+
+/// The shared blobstore's key of blob `sha256` (its local path under the
+/// data dir).
+pub fn blob_key(sha256: &str) -> String {
+    let safe: String = sha256.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    format!("{BLOBS_DIR}/{safe}")
+}
+
+/// The shared blobstore's key of an app's build cache.
+pub fn cache_key(app_guid: &str) -> String {
+    let safe: String = app_guid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    format!("{CACHE_DIR}/{safe}.tgz")
+}
+
+/// The shared blobstore's key of a resource-cache file.
+pub fn resource_key(sha1: &str) -> String {
+    let safe: String = sha1.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    format!("{RESOURCES_DIR}/{safe}")
 }
 
 /// How old a file modified at `modified` is at `now` (zero when its mtime
@@ -245,97 +410,4 @@ pub fn staged_file(path: PathBuf) -> std::io::Result<Staged> {
         sha256: hex::encode(hasher.finalize()),
         size,
     })
-}
-
-/// Checks that a file is a readable zip within `limits`: the entry count
-/// its end record declares (before the central directory is parsed), the
-/// sizes its entries declare, then every entry's data (CRC-checked),
-/// inflated into nothing, no entry beyond its declared size and the whole
-/// within the limits. Blocking; run it on a blocking thread.
-pub fn validate_zip(path: &Path, limits: ArchiveLimits) -> Result<usize, String> {
-    let refused = |e: LimitError| format!("the uploaded zip is refused: {e}");
-    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
-    let packed = file
-        .metadata()
-        .map_err(|e| format!("cannot open upload: {e}"))?
-        .len();
-    let mut budget = Budget::new(limits, packed).map_err(refused)?;
-    match proto::archive::zip_declared_entries(&mut file) {
-        Ok(Some(n)) if n > limits.max_entries => {
-            return Err(refused(LimitError::Entries {
-                limit: limits.max_entries,
-            }))
-        }
-        Ok(_) => {}
-        Err(e) => return Err(format!("cannot read upload: {e}")),
-    }
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("cannot read upload: {e}"))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
-        tracing::debug!(error = %e, "upload is not a zip");
-        "the uploaded bits are not a valid zip file".to_string()
-    })?;
-    let mut declared = Budget::new(limits, packed).map_err(refused)?;
-    for i in 0..archive.len() {
-        declared.entry().map_err(refused)?;
-        let size = archive
-            .by_index_raw(i)
-            .map_err(|e| format!("the uploaded zip is corrupt (entry {i}): {e}"))?
-            .size();
-        declared.add(size).map_err(refused)?;
-    }
-    for i in 0..archive.len() {
-        budget.entry().map_err(refused)?;
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| format!("the uploaded zip is corrupt (entry {i}): {e}"))?;
-        let name = entry
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| format!("entry {i}"));
-        let size = entry.size();
-        let cap = size.min(budget.room()).saturating_add(1);
-        let n = std::io::copy(&mut (&mut entry).take(cap), &mut std::io::sink())
-            .map_err(|e| format!("the uploaded zip is corrupt ({name}): {e}"))?;
-        if n > size {
-            return Err(refused(LimitError::Lies {
-                name,
-                declared: size,
-            }));
-        }
-        budget.add(n).map_err(refused)?;
-    }
-    Ok(archive.len())
-}
-
-/// Checks that a file is a gzipped tarball within `limits` (a droplet):
-/// entries counted and their sizes summed as the tarball streams by, the
-/// inflated stream itself capped. Blocking; run it on a blocking thread.
-pub fn validate_tgz(path: &Path, limits: ArchiveLimits) -> Result<u64, String> {
-    let refused = |e: LimitError| format!("the droplet is refused: {e}");
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open upload: {e}"))?;
-    let packed = file
-        .metadata()
-        .map_err(|e| format!("cannot open upload: {e}"))?
-        .len();
-    let mut budget = Budget::new(limits, packed).map_err(refused)?;
-    // Headers and padding: at most 1.5 KB per entry beyond the contents.
-    let overhead = limits
-        .max_entries
-        .saturating_mul(1536)
-        .saturating_add(1 << 20);
-    let inflated = flate2::read::GzDecoder::new(std::io::BufReader::new(file))
-        .take(budget.room().saturating_add(overhead));
-    let mut ar = tar::Archive::new(inflated);
-    let entries = ar
-        .entries()
-        .map_err(|e| format!("the droplet is not a gzipped tarball: {e}"))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("the droplet is corrupt: {e}"))?;
-        budget.entry().map_err(refused)?;
-        budget
-            .add(entry.header().size().unwrap_or(0))
-            .map_err(refused)?;
-    }
-    Ok(budget.entries())
 }

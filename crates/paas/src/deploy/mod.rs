@@ -1,0 +1,7 @@
+//! The deployer's pure parts: the manifest, the plan and the rollout's
+//! judgement.
+
+pub mod manifest;
+pub mod plan;
+pub mod rollout;
+pub mod state;

@@ -5,5 +5,6 @@
 //! what the hosts run into waves of steps, [`deploy::rollout`] judges a
 //! rollout's results; commands only read, print and (later) send.
 
+pub mod agent;
 pub mod commands;
 pub mod deploy;

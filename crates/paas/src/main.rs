@@ -34,10 +34,47 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Run the host agent: supervise this host's components as the deployer asks
+    Agent {
+        /// This host's name in the manifest
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The deployment's agent token (mode 0600)
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Write the bound address here (with port 0)
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest's rustls needs a provider (docs/conventions.md).
+    proto::https::install_ring();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One thread: the agent's children get their parent-death signal from
+    // the thread that spawned them, which must live as long as the agent.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paas: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match &cli.command {
         Command::Deploy {
             manifest,
@@ -45,6 +82,19 @@ fn main() -> ExitCode {
             state,
         } => commands::deploy::run(manifest, state.as_deref(), *dry_run),
         Command::Status { manifest, state } => commands::status::run(manifest, state.as_deref()),
+        Command::Agent {
+            host,
+            listen,
+            state_dir,
+            token_file,
+            addr_file,
+        } => rt.block_on(commands::agent::run(paas::agent::AgentConfig {
+            host: host.clone(),
+            listen: *listen,
+            state_dir: state_dir.clone(),
+            token_file: token_file.clone(),
+            addr_file: addr_file.clone(),
+        })),
     };
     match result {
         Ok(text) => {

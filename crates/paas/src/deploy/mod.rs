@@ -1,7 +1,10 @@
 //! The deployer's pure parts: the manifest, the plan and the rollout's
 //! judgement.
 
+pub mod execute;
 pub mod manifest;
 pub mod plan;
 pub mod rollout;
+pub mod sim;
 pub mod state;
+pub mod timeline;

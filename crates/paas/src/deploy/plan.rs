@@ -15,7 +15,7 @@ use super::manifest::{Manifest, Role};
 use super::state::Actual;
 
 /// One component changed on one host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub role: Role,
     /// The version it runs now (`None`: not installed).

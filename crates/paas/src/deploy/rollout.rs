@@ -90,6 +90,8 @@ pub enum Event {
     RolledBack,
     /// A rollback wave failed.
     RollbackFailed,
+    /// The operator rolls a finished deployment back (`paas rollback`).
+    Rollback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,7 @@ impl Phase {
             (P::Updating, E::Stop) => Ok(P::RollingBack),
             (P::RollingBack, E::RolledBack) => Ok(P::RolledBack),
             (P::RollingBack, E::RollbackFailed) => Ok(P::Failed),
+            (P::Done | P::Updating | P::Failed, E::Rollback) => Ok(P::RollingBack),
             (from, event) => Err(BadTransition { from, event }),
         }
     }
@@ -200,6 +203,8 @@ mod tests {
             (P::Done, E::Start, None),
             (P::RolledBack, E::Stop, None),
             (P::RollingBack, E::Finished, None),
+            (P::Done, E::Rollback, Some(P::RollingBack)),
+            (P::RolledBack, E::Rollback, None),
         ];
         for (from, event, want) in table {
             assert_eq!(from.after(event).ok(), want, "{from:?} + {event:?}");

@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Plan (and with --dry-run, only print) the move of every host to the manifest's release
+    /// Move every host to the manifest's release (with --dry-run, only print the plan)
     Deploy {
         manifest: PathBuf,
         /// Print the plan; change nothing
@@ -34,6 +34,10 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Roll the last deployment back to the release each host ran before
+    Rollback { manifest: PathBuf },
+    /// Print the deployment timeline
+    Events { manifest: PathBuf },
     /// Run the host agent: supervise this host's components as the deployer asks
     Agent {
         /// This host's name in the manifest
@@ -80,8 +84,12 @@ fn main() -> ExitCode {
             manifest,
             dry_run,
             state,
-        } => commands::deploy::run(manifest, state.as_deref(), *dry_run),
-        Command::Status { manifest, state } => commands::status::run(manifest, state.as_deref()),
+        } => rt.block_on(commands::deploy::run(manifest, state.as_deref(), *dry_run)),
+        Command::Status { manifest, state } => {
+            rt.block_on(commands::status::run(manifest, state.as_deref()))
+        }
+        Command::Rollback { manifest } => rt.block_on(commands::rollback::run(manifest)),
+        Command::Events { manifest } => commands::events::run(manifest),
         Command::Agent {
             host,
             listen,

@@ -63,7 +63,8 @@ pub struct ComponentSpec {
     /// `{config}` in any argument becomes the config file's path and
     /// `{dir}` the component's own directory.
     pub argv: Vec<String>,
-    /// The config file's text, if it has one.
+    /// The config file's text, if it has one (`{dir}` in it becomes the
+    /// component's own directory).
     #[serde(default)]
     pub config: Option<String>,
     #[serde(default)]

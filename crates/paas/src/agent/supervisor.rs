@@ -185,7 +185,8 @@ impl Supervisor {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let config = dir.join("config");
         if let Some(text) = &spec.config {
-            write_private(&config, text)
+            let text = text.replace("{dir}", &dir.display().to_string());
+            write_private(&config, &text)
                 .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         }
         let program = in_release(&root, spec.argv.first().map(String::as_str).unwrap_or(""))?;

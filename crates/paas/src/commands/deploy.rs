@@ -1,23 +1,29 @@
 //! `paas deploy MANIFEST [--dry-run]`: plans the move of every host to the
-//! manifest's release and (with `--dry-run`) prints the plan.
+//! manifest's release; with `--dry-run` prints the plan, else carries it
+//! out through the host agents (resuming an unfinished deployment of the
+//! same release) and prints its timeline.
 
 use std::path::Path;
 
-use super::{load_manifest, load_state, state_path, CmdError};
+use super::{actual, agents, ended, load_manifest, state_dir, CmdError};
+use crate::deploy::execute;
 use crate::deploy::plan::{plan, render};
+use crate::deploy::timeline::{self, Timeline};
 
-pub fn run(manifest: &Path, state: Option<&Path>, dry_run: bool) -> Result<String, CmdError> {
+pub async fn run(manifest: &Path, state: Option<&Path>, dry_run: bool) -> Result<String, CmdError> {
     let m = load_manifest(manifest)?;
-    let actual = load_state(&state_path(manifest, &m, state))?;
-    let p = plan(&m, &actual);
     if dry_run {
-        return Ok(render(&m, &p));
+        let actual = actual(manifest, &m, state).await?;
+        return Ok(render(&m, &plan(&m, &actual)));
     }
-    Err(CmdError {
-        message: format!(
-            "{}paas deploy: carrying the plan out needs the host agents (`paas agent`), which this release does not have yet; nothing was changed",
-            render(&m, &p)
-        ),
-        code: 2,
-    })
+    let mut hosts = agents(manifest, &m)?;
+    let mut t =
+        Timeline::open(&state_dir(manifest, &m)).map_err(|e| CmdError::new(e.to_string()))?;
+    let from = t.events().len();
+    let result = execute::deploy(&m, &mut hosts, &mut t).await;
+    let events = timeline::render(&t.events()[from..]);
+    match result {
+        Ok(e) => ended(&e, &events),
+        Err(e) => Err(CmdError::new(format!("{events}paas deploy: {e}"))),
+    }
 }

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use super::{load_manifest, load_state, state_path, CmdError};
+use super::{actual, load_manifest, CmdError};
 use crate::deploy::manifest::Role;
 
-pub fn run(manifest: &Path, state: Option<&Path>) -> Result<String, CmdError> {
+pub async fn run(manifest: &Path, state: Option<&Path>) -> Result<String, CmdError> {
     let m = load_manifest(manifest)?;
-    let actual = load_state(&state_path(manifest, &m, state))?;
+    let actual = actual(manifest, &m, state).await?;
     let mut out = format!("Deployment {}: release {}\n", m.name, m.release.version);
     out.push_str(&format!(
         "{:<16} {:<16} {:<15} {:<12} {}\n",

@@ -136,10 +136,14 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 pub struct Release {
     /// The version label every component of the release reports.
     pub version: String,
-    /// Where the release's binaries are (a directory the agents install
-    /// from); not needed to plan.
-    #[serde(default)]
-    pub path: Option<String>,
+    /// Where releases are on every host: release `v` is `<dir>/<v>/`
+    /// (`VERSION` and `bin/`), installed by the agents from there.
+    #[serde(default = "default_release_dir")]
+    pub dir: String,
+}
+
+fn default_release_dir() -> String {
+    "/opt/paas/releases".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -241,7 +245,50 @@ pub struct Manifest {
     pub blobstore_url: Option<String>,
     #[serde(default)]
     pub certificates: Certificates,
+    #[serde(default)]
+    pub ports: Ports,
+    #[serde(default = "default_system_domain")]
+    pub system_domain: String,
+    #[serde(default = "default_apps_domain")]
+    pub apps_domain: String,
+    /// The agents' token (a file on the deployer's machine, 0600; each
+    /// agent has the same token in its own file). Needed to deploy.
+    #[serde(default)]
+    pub agent_token_file: Option<String>,
     pub update: Update,
+}
+
+fn default_system_domain() -> String {
+    "sys.localhost".into()
+}
+
+fn default_apps_domain() -> String {
+    "localhost".into()
+}
+
+/// The components' ports (on each host's address).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ports {
+    pub controller: u16,
+    pub controller_internal: u16,
+    pub router: u16,
+    pub router_admin: u16,
+    /// How long a router stopping answers its `/health` with 503 while
+    /// still serving (the load balancer's time to notice).
+    pub router_drain_wait_s: u64,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            controller: 9022,
+            controller_internal: 9023,
+            router: 8080,
+            router_admin: 8081,
+            router_drain_wait_s: 5,
+        }
+    }
 }
 
 /// What is wrong with a manifest: where, and why.
@@ -397,6 +444,10 @@ impl Manifest {
             .iter()
             .map(|h| format!("nats://{}", socket(h.address, self.nats.client_port)))
             .collect()
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
     }
 
     /// The blobstore URL the controllers get.

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 const MANIFEST: &str = r#"
 name: lab
-release: {version: v2, path: /opt/paas/releases/v2}
+release: {version: v2, dir: /opt/paas/releases}
 database_url: postgres://cc@10.0.0.1/cc
 hosts:
   - {name: h1, address: 10.0.0.1, roles: [nats, controller, router, health_manager]}
@@ -91,14 +91,18 @@ fn dry_run_plans_a_first_deploy_then_an_upgrade_from_the_recorded_state() {
     assert!(status.contains("h4"), "{status}");
     assert_eq!(status.matches("outdated").count(), 9, "{status}");
 
-    // Carrying a plan out is refused plainly: exit 2, state untouched.
+    // Carrying a plan out needs the agents' token: refused plainly, state
+    // untouched.
     let out = paas(&["deploy", &m]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("nothing was changed"),
+        text(&out.stderr).contains("agent_token_file: needed to reach the host agents"),
         "{}",
         text(&out.stderr)
     );
+    let out = paas(&["events", &m]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "No deployment of lab yet.\n");
     let after = std::fs::read_to_string(state_dir.join("state.json")).expect("state");
     assert_eq!(after, state);
 }

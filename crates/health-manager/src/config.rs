@@ -55,6 +55,11 @@ pub struct Config {
     /// The lock expires this long after its holder's last renewal (renewed
     /// every pass, so it must exceed `pass_interval_ms`).
     pub leader_ttl_s: f64,
+    /// Copies of the lock bucket's stream: 1 on one nats-server; on a
+    /// cluster, the cluster's size up to 3 (docs/architecture.md §3.5) so
+    /// the lock survives a node going down. Used when the HM creates the
+    /// bucket.
+    pub leader_replicas: usize,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             leader_lock: true,
             leader_bucket: proto::busauth::DEFAULT_HM_BUCKET.into(),
             leader_ttl_s: 3.0,
+            leader_replicas: 1,
         }
     }
 }

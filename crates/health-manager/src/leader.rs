@@ -7,6 +7,11 @@
 //! revision it last wrote (fails once someone else took it over). When the
 //! holder dies its entry ages out and the next contender's `create` wins.
 //! A clean shutdown deletes the key so a standby takes over at once.
+//!
+//! On a NATS cluster the bucket's stream is replicated (`leader_replicas`,
+//! `num_replicas` of the stream): with 3 copies on a cluster of three the
+//! lock survives losing any one node. An existing stream is used as it is
+//! (its replica count is not changed).
 
 use std::time::Duration;
 
@@ -29,6 +34,9 @@ pub struct LeaderLock {
     bucket: String,
     id: String,
     ttl: Duration,
+    /// Copies of the bucket's stream (its `num_replicas`): 1 on one
+    /// server; 3 on a cluster of three, so the lock outlives any one node.
+    replicas: usize,
     store: Option<kv::Store>,
     /// The revision we last wrote while leading.
     revision: Option<u64>,
@@ -40,12 +48,19 @@ pub struct LeaderLock {
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl LeaderLock {
-    pub fn new(client: async_nats::Client, bucket: &str, id: &str, ttl: Duration) -> LeaderLock {
+    pub fn new(
+        client: async_nats::Client,
+        bucket: &str,
+        id: &str,
+        ttl: Duration,
+        replicas: usize,
+    ) -> LeaderLock {
         LeaderLock {
             js: jetstream::new(client),
             bucket: bucket.to_string(),
             id: id.to_string(),
             ttl,
+            replicas: replicas.max(1),
             store: None,
             revision: None,
             warned: false,
@@ -73,6 +88,7 @@ impl LeaderLock {
                     max_messages_per_subject: 1,
                     max_age: self.ttl,
                     storage: stream::StorageType::Memory,
+                    num_replicas: self.replicas,
                     allow_rollup: true,
                     deny_delete: true,
                     allow_direct: true,

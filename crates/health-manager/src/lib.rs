@@ -162,6 +162,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             &config.leader_bucket,
             &config.id,
             Duration::from_secs_f64(config.leader_ttl_s.max(0.5)),
+            config.leader_replicas,
         )
     });
     if config.leader_ttl_s * 1000.0 <= config.pass_interval_ms as f64 {

@@ -1,6 +1,7 @@
-//! Test harness: starts a real nats-server and the real component binaries
-//! (cloud-controller, router, dea, health-manager) in a temp dir, drives them
-//! with the real `cf` binary, and cleans every process up on drop.
+//! Test harness: starts a real nats-server (or a cluster of three) and the
+//! real component binaries (cloud-controller, router, dea, health-manager)
+//! in a temp dir, drives them with the real `cf` binary, and cleans every
+//! process up on drop.
 //!
 //! The binaries are looked up next to the test executable's target dir, so
 //! build them first: `cargo build --workspace --bins`.
@@ -74,7 +75,96 @@ pub async fn token_from(
         .ok_or_else(|| anyhow!("no access_token in {v}"))
 }
 
-pub use testkit::{free_port, wait_for, NatsServer};
+pub use testkit::{free_port, wait_for, NatsCluster, NatsServer};
+
+/// The platform's bus: one nats-server, or a cluster of three
+/// ([`PlatformOptions::nats_cluster`]). The methods act on every node.
+pub enum Nats {
+    One(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Nats {
+    /// What components get as `nats_url`: the server's URL, or the
+    /// cluster's comma-separated seed list.
+    pub fn urls(&self) -> String {
+        match self {
+            Nats::One(n) => n.url.clone(),
+            Nats::Cluster(c) => c.urls(),
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&NatsCluster> {
+        match self {
+            Nats::One(_) => None,
+            Nats::Cluster(c) => Some(c),
+        }
+    }
+
+    pub fn cluster_mut(&mut self) -> Option<&mut NatsCluster> {
+        match self {
+            Nats::One(_) => None,
+            Nats::Cluster(c) => Some(c),
+        }
+    }
+
+    /// Stops (SIGTERM) the server, or every node.
+    pub fn stop(&mut self) {
+        match self {
+            Nats::One(n) => n.stop(),
+            Nats::Cluster(c) => (0..c.len()).for_each(|i| c.stop(i)),
+        }
+    }
+
+    /// Starts the server, or every node, again on the same ports and store.
+    pub fn restart(&mut self) -> Result<()> {
+        match self {
+            Nats::One(n) => n.restart(),
+            Nats::Cluster(c) => (0..c.len()).try_for_each(|i| c.restart(i)),
+        }
+    }
+
+    /// SIGKILL to the server, or every node.
+    pub fn kill(&mut self) {
+        match self {
+            Nats::One(n) => n.kill(),
+            Nats::Cluster(c) => (0..c.len()).for_each(|i| c.kill(i)),
+        }
+    }
+
+    /// Whether the server, or every node, runs.
+    pub fn is_running(&mut self) -> bool {
+        match self {
+            Nats::One(n) => n.is_running(),
+            Nats::Cluster(c) => (0..c.len()).all(|i| c.is_running(i)),
+        }
+    }
+
+    /// The server's pid (a cluster's first node's).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Nats::One(n) => n.pid(),
+            Nats::Cluster(c) => c.pid(0),
+        }
+    }
+
+    /// The server's log (a cluster's first node's; its `nats.conf` is
+    /// beside it, as the single server's).
+    pub fn log_path(&self) -> &Path {
+        match self {
+            Nats::One(n) => n.log_path(),
+            Nats::Cluster(c) => c.log_path(0),
+        }
+    }
+
+    /// The end of the server's log, or of every node's.
+    pub fn log_tail(&self, n: usize) -> String {
+        match self {
+            Nats::One(s) => s.log_tail(n),
+            Nats::Cluster(c) => c.logs_tail(n),
+        }
+    }
+}
 
 fn read_addr_file(path: &Path) -> Option<String> {
     let s = std::fs::read_to_string(path).ok()?;
@@ -239,6 +329,10 @@ pub struct PlatformOptions {
     pub dea_config: String,
     pub cc_config: String,
     pub router_config: String,
+    /// Run the bus on a cluster of three nats-servers ([`NatsCluster`])
+    /// instead of one: every component gets the seed list, the health
+    /// managers' lock bucket 3 replicas (docs/architecture.md §3.5).
+    pub nats_cluster: bool,
 }
 
 impl Default for PlatformOptions {
@@ -252,6 +346,7 @@ impl Default for PlatformOptions {
             dea_config: String::new(),
             cc_config: String::new(),
             router_config: String::new(),
+            nats_cluster: false,
         }
     }
 }
@@ -259,7 +354,8 @@ impl Default for PlatformOptions {
 /// The whole platform, started from real binaries.
 pub struct Platform {
     pub dir: tempfile::TempDir,
-    pub nats: NatsServer,
+    pub nats: Nats,
+    /// The components' `nats_url`: one URL, or a cluster's seed list.
     pub nats_url: String,
     /// Every role's bus user (docs/architecture.md §3.4), plus `test`, a
     /// user with every permission that stands for any component in tests.
@@ -303,14 +399,25 @@ impl Platform {
             std::fs::create_dir_all(d)?;
         }
 
-        // NATS with JetStream and a user per role, on a port it picks itself.
-        // Each DEA its own bus user (as `cf dev start` gives them).
+        // NATS with JetStream and a user per role, on a port it picks itself
+        // (each node of a cluster on its own). Each DEA its own bus user (as
+        // `cf dev start` gives them).
         let dea_ids: Vec<String> = (0..opts.deas).map(|i| format!("dea-{i}")).collect();
         let bus_users = proto::busauth::BusUsers::generate(proto::busauth::DEFAULT_HM_BUCKET)
             .with_deas(&dea_ids, proto::busauth::DEFAULT_HM_BUCKET)
             .with_superuser("test");
-        let nats = NatsServer::start_with_config(&proto::busauth::server_config(&bus_users, None))?;
-        let nats_url = nats.url.clone();
+        let server_conf = proto::busauth::server_config(&bus_users, None);
+        let nats = if opts.nats_cluster {
+            Nats::Cluster(NatsCluster::start_with_config(&server_conf)?)
+        } else {
+            Nats::One(NatsServer::start_with_config(&server_conf)?)
+        };
+        let nats_url = nats.urls();
+        // On a cluster the HMs' lock bucket has a copy on up to 3 nodes.
+        let hm_replicas = match &nats {
+            Nats::Cluster(c) => format!("leader_replicas = {}\n", c.len().min(3)),
+            Nats::One(_) => String::new(),
+        };
         let bus_line = |r: proto::busauth::Role| bus_users.role(r).toml_inline();
         let internal_token = uuid::Uuid::new_v4().to_string();
 
@@ -421,7 +528,7 @@ impl Platform {
                 testkit::write_private(
                     &conf.join(format!("{name}.toml")),
                     &format!(
-                        "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\nid = \"hm-{n}\"\n{}\n{}\n",
+                        "nats_url = \"{nats_url}\"\ncc_url = \"http://{}\"\ninternal_api_token = \"{internal_token}\"\naddr_file = \"{}\"\nid = \"hm-{n}\"\n{hm_replicas}{}\n{}\n",
                         platform.cc_internal_addr,
                         addr.display(),
                         bus_line(proto::busauth::Role::HealthManager),
@@ -485,8 +592,8 @@ impl Platform {
         Ok(proto::Bus::connect_with(&self.nats_url, &creds, user).await?)
     }
 
-    /// Stops nats-server (SIGTERM); `start_nats` brings it back on the same
-    /// port and store dir.
+    /// Stops nats-server, or every node (SIGTERM); `start_nats` brings it
+    /// back on the same port(s) and store dir(s).
     pub fn stop_nats(&mut self) {
         self.nats.stop();
     }

@@ -38,19 +38,45 @@ pub fn args(port: Option<u16>, store_dir: &Path, ports_dir: &Path) -> Vec<String
 /// `ports_dir` (`nats-server_<pid>.ports`: `{"nats":["nats://127.0.0.1:P"]}`),
 /// once it is listening.
 pub fn read_port(ports_dir: &Path, pid: u32) -> Option<u16> {
+    read_ports(ports_dir, pid).map(|p| p.client)
+}
+
+/// Every port the server with `pid` listens on, from its ports file: the
+/// client port, and the cluster (route) and monitoring ports when it has
+/// them (`"cluster":["nats://127.0.0.1:P"]`, `"monitoring":["http://..."]`;
+/// each listed once it listens, also when configured as `-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub client: u16,
+    pub cluster: Option<u16>,
+    pub monitoring: Option<u16>,
+}
+
+/// The [`Ports`] of the server with `pid`, once it wrote its ports file.
+pub fn read_ports(ports_dir: &Path, pid: u32) -> Option<Ports> {
     let text = std::fs::read_to_string(ports_dir.join(format!("nats-server_{pid}.ports"))).ok()?;
     parse_ports_file(&text)
 }
 
-fn parse_ports_file(text: &str) -> Option<u16> {
+fn parse_ports_file(text: &str) -> Option<Ports> {
     #[derive(serde::Deserialize)]
-    struct Ports {
+    struct File {
         nats: Vec<String>,
+        #[serde(default)]
+        cluster: Vec<String>,
+        #[serde(default)]
+        monitoring: Vec<String>,
     }
-    let p: Ports = serde_json::from_str(text).ok()?;
-    p.nats
-        .iter()
-        .find_map(|u| u.rsplit(':').next()?.parse().ok())
+    let port = |urls: &[String]| {
+        urls.iter()
+            .find_map(|u| u.trim_end_matches('/').rsplit(':').next()?.parse().ok())
+    };
+    let f: File = serde_json::from_str(text).ok()?;
+    Some(Ports {
+        client: port(&f.nats)?,
+        cluster: port(&f.cluster),
+        monitoring: port(&f.monitoring),
+    })
 }
 
 #[cfg(test)]
@@ -61,7 +87,21 @@ mod tests {
     fn ports_file() {
         assert_eq!(
             parse_ports_file(r#"{"nats":["nats://127.0.0.1:46845"]}"#),
-            Some(46845)
+            Some(Ports {
+                client: 46845,
+                cluster: None,
+                monitoring: None
+            })
+        );
+        assert_eq!(
+            parse_ports_file(
+                r#"{"nats":["nats://127.0.0.1:43525"],"monitoring":["http://127.0.0.1:43977"],"cluster":["nats://127.0.0.1:49535"]}"#
+            ),
+            Some(Ports {
+                client: 43525,
+                cluster: Some(49535),
+                monitoring: Some(43977)
+            })
         );
         assert_eq!(parse_ports_file(r#"{"nats":[]}"#), None);
         assert_eq!(parse_ports_file("{"), None);

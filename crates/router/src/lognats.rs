@@ -11,9 +11,12 @@
 //! connection are dropped and counted, as when the queue is full.
 //!
 //! Only plain `nats://` URLs are handled, with the router's bus
-//! credentials (else the URL's `user:password@` or `token@`); anything
-//! else (TLS, a server that requires TLS, a failed first handshake) falls
-//! back to publishing through the async client.
+//! credentials (else the first URL's `user:password@` or `token@`);
+//! anything else (TLS, a server that requires TLS, a failed first
+//! handshake) falls back to publishing through the async client. With
+//! several servers (`nats_url` a comma-separated list, a NATS cluster)
+//! each handshake tries them in turn from the last one that worked, so the
+//! access log moves to another node when its own goes down.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -23,8 +26,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
 
 pub struct RawNats {
-    /// `host:port`.
-    addr: String,
+    /// `host:port` of each server.
+    addrs: Vec<String>,
+    /// The server tried first at the next handshake (the last that worked).
+    current: usize,
     /// `CONNECT {...}\r\nPING\r\n`.
     hello: Vec<u8>,
     stream: Option<TcpStream>,
@@ -44,29 +49,24 @@ impl RawNats {
         if creds.tls_ca_file.is_some() {
             return None;
         }
-        let first = url.split(',').next()?.trim();
-        let rest = match first.split_once("://") {
-            Some(("nats", rest)) => rest,
-            Some(_) => return None,
-            None => first,
-        };
-        let rest = rest.trim_end_matches('/');
-        let (auth, hostport) = match rest.rsplit_once('@') {
-            Some((a, h)) => (Some(a), h),
-            None => (None, rest),
-        };
-        if hostport.is_empty() || hostport.contains('/') {
+        let mut addrs = Vec::new();
+        let mut first_auth = None;
+        for (i, u) in url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .enumerate()
+        {
+            let (addr, auth) = parse_url(u)?;
+            addrs.push(addr);
+            if i == 0 {
+                first_auth = auth;
+            }
+        }
+        if addrs.is_empty() {
             return None;
         }
-        let addr = if hostport
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            && !hostport.ends_with(']')
-        {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:4222")
-        };
+        let auth = first_auth.as_deref();
         let mut connect = serde_json::json!({
             "verbose": false,
             "pedantic": false,
@@ -95,7 +95,8 @@ impl RawNats {
         hello.extend_from_slice(connect.to_string().as_bytes());
         hello.extend_from_slice(b"\r\nPING\r\n");
         let mut raw = RawNats {
-            addr,
+            addrs,
+            current: 0,
             hello,
             stream: None,
             next_try: Instant::now(),
@@ -110,10 +111,27 @@ impl RawNats {
         }
     }
 
+    /// Connects to the first server that takes the handshake, starting
+    /// with the one that worked last.
     fn handshake(&mut self) -> std::io::Result<()> {
+        let n = self.addrs.len();
+        let mut last = std::io::Error::other("no server");
+        for k in 0..n {
+            let i = (self.current + k) % n;
+            match self.handshake_with(i) {
+                Ok(()) => {
+                    self.current = i;
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn handshake_with(&mut self, i: usize) -> std::io::Result<()> {
         let other = |m: &str| std::io::Error::other(m.to_string());
-        let addr = self
-            .addr
+        let addr = self.addrs[i]
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| other("no address"))?;
@@ -216,6 +234,34 @@ impl RawNats {
     }
 }
 
+/// `host:port` (default port 4222) and the `user:password` or token part
+/// of one `nats://` URL (or a bare `host:port`); `None` for another scheme.
+fn parse_url(url: &str) -> Option<(String, Option<String>)> {
+    let rest = match url.split_once("://") {
+        Some(("nats", rest)) => rest,
+        Some(_) => return None,
+        None => url,
+    };
+    let rest = rest.trim_end_matches('/');
+    let (auth, hostport) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a.to_string()), h),
+        None => (None, rest),
+    };
+    if hostport.is_empty() || hostport.contains('/') {
+        return None;
+    }
+    let addr = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !hostport.ends_with(']')
+    {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:4222")
+    };
+    Some((addr, auth))
+}
+
 /// Reads one CRLF-terminated line (blocking, with the socket's timeout);
 /// what follows it stays in `rest`.
 fn read_line(s: &mut TcpStream, rest: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
@@ -290,5 +336,32 @@ mod tests {
             ..router
         };
         assert!(RawNats::connect(&nats.url, &tls, "t").is_none());
+    }
+
+    /// Given a cluster's seed list, the connection moves to another node
+    /// when its own goes down.
+    #[test]
+    fn moves_to_another_node_of_a_cluster() {
+        let users = BusUsers::generate(DEFAULT_HM_BUCKET);
+        let Ok(mut cluster) = testkit::NatsCluster::start_with_config(&server_config(&users, None))
+        else {
+            testkit::skip_or_fail("moves_to_another_node_of_a_cluster", "needs nats-server");
+            return;
+        };
+        let mut raw =
+            RawNats::connect(&cluster.urls(), &users.role(Role::Router), "t").expect("logged in");
+        let first = raw.current;
+        cluster.kill(first);
+        let mut batch = Vec::new();
+        push_pub(&mut batch, b"logs.app", b"{}");
+        testkit::wait_for_blocking(
+            "the access log on another node",
+            Duration::from_secs(10),
+            || {
+                raw.service();
+                (raw.send(&batch) && raw.current != first).then_some(())
+            },
+        )
+        .expect("moved");
     }
 }

@@ -1,6 +1,7 @@
 //! The test kit every crate's tests share (dev-only): a private
-//! nats-server per test, a Postgres database per test, polling with
-//! deadlines, the rule for tests that need root, and hostile archives.
+//! nats-server (or a cluster of three) per test, a Postgres database per
+//! test, polling with deadlines, the rule for tests that need root, and
+//! hostile archives.
 //!
 //! Nothing here is used by the platform itself.
 
@@ -10,7 +11,7 @@ mod pg;
 mod root;
 mod wait;
 
-pub use nats::{write_private, NatsServer};
+pub use nats::{write_private, NatsCluster, NatsServer, CLUSTER_NODES};
 pub use pg::{PgDb, PG_ADMIN_URL};
 pub use root::{in_ci, is_root, require_root, say, skip_or_fail, verdict, Verdict};
 pub use wait::{wait_file, wait_for, wait_for_blocking, wait_port};

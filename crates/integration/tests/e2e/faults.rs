@@ -25,7 +25,12 @@ fn opts(deas: usize) -> PlatformOptions {
     }
 }
 
-async fn push(p: &Platform, name: &str, fixture_dir: &str, instances: u32) -> Result<String> {
+pub(crate) async fn push(
+    p: &Platform,
+    name: &str,
+    fixture_dir: &str,
+    instances: u32,
+) -> Result<String> {
     let dir = fixture(fixture_dir);
     let n = instances.to_string();
     p.cf_ok(&[
@@ -42,7 +47,7 @@ async fn push(p: &Platform, name: &str, fixture_dir: &str, instances: u32) -> Re
 }
 
 /// Every instance of the app, as its DEAs report them (with the DEA id).
-async fn instances(p: &Platform, app_guid: &str) -> Result<Vec<FindDropletResponse>> {
+pub(crate) async fn instances(p: &Platform, app_guid: &str) -> Result<Vec<FindDropletResponse>> {
     let bus = p.bus_as("test").await?;
     let req = FindDropletRequest {
         app_id: app_guid.to_string(),

@@ -14,6 +14,7 @@ mod deployments;
 mod faults;
 mod health_checks;
 mod log_rate;
+mod nats_cluster;
 mod platform;
 mod services;
 mod staging;

@@ -15,6 +15,7 @@ mod faults;
 mod health_checks;
 mod log_rate;
 mod nats_cluster;
+mod operator;
 mod platform;
 mod services;
 mod staging;

@@ -125,6 +125,13 @@ EOF
 # it), javac and jar (the java tests build jars; the runtime's JDK package).
 ensure_test_tools() {
   ensure_cmd openssl openssl
+  # The load balancer in front of the routers (operator tests, docs/operations.md).
+  if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    echo "==> installing haproxy"
+    apt_install haproxy
+    # Debian starts its service; the tests run their own.
+    (systemctl disable --now haproxy || service haproxy stop) >/dev/null 2>&1 || true
+  fi
   ensure_cmd javac default-jdk-headless
   ensure_cmd jar default-jdk-headless
 }

@@ -1,9 +1,9 @@
 //! The operator's path (issue 17): `paas deploy` brings the whole platform
 //! up on four simulated hosts, each a host agent on a loopback address of
-//! its own (127.0.0.1-4) with its own state dir, from a release directory;
-//! `cf push` works through it and the instances spread over the DEA hosts;
-//! an upgrade moves every component to v2; a v3 whose router never becomes
-//! healthy stops at its canary and rolls back by itself.
+//! its own (127.0.0.1-4) with its own state dir, from release directories;
+//! `cf push` works through it, the instances spread over the DEA hosts,
+//! upgrades and rollbacks go host by host. Not yet network namespaces: the
+//! hosts share the machine's network stack.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -12,9 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use integration::{bin, fixture, wait_for, Platform};
+use integration::steady::Steady;
+use integration::{bin, fixture, wait_for, CfOutput, Platform};
 
-const HOSTS: [(&str, &str, &str); 4] = [
+/// (name, address, roles) of a lab's hosts.
+type HostDef = (&'static str, &'static str, &'static str);
+
+/// One router host: the API and apps reached straight through it.
+const ONE_ROUTER: [HostDef; 4] = [
     (
         "h1",
         "127.0.0.1",
@@ -25,9 +30,21 @@ const HOSTS: [(&str, &str, &str); 4] = [
     ("h4", "127.0.0.4", "[dea]"),
 ];
 
+/// Two router hosts behind HAProxy.
+const TWO_ROUTERS: [HostDef; 4] = [
+    (
+        "h1",
+        "127.0.0.1",
+        "[nats, controller, router, health_manager]",
+    ),
+    ("h2", "127.0.0.2", "[nats, router, dea]"),
+    ("h3", "127.0.0.3", "[nats, dea]"),
+    ("h4", "127.0.0.4", "[dea]"),
+];
+
 /// A release: `VERSION` and a `bin/` of scripts that run this build's
-/// binaries (`router_body` replaces the router's).
-fn release(root: &Path, version: &str, router_body: Option<&str>) -> Result<()> {
+/// binaries; `over` replaces some with a script body of its own.
+fn release(root: &Path, version: &str, over: &[(&str, &str)]) -> Result<()> {
     let dir = root.join(version);
     std::fs::create_dir_all(dir.join("bin"))?;
     std::fs::write(dir.join("VERSION"), format!("{version}\n"))?;
@@ -37,9 +54,9 @@ fn release(root: &Path, version: &str, router_body: Option<&str>) -> Result<()> 
         bins.push((b, bin(b)?));
     }
     for (name, path) in bins {
-        let body = match (name, router_body) {
-            ("router", Some(b)) => b.to_string(),
-            _ => format!("exec {} \"$@\"", path.display()),
+        let body = match over.iter().find(|(n, _)| *n == name) {
+            Some((_, b)) => b.to_string(),
+            None => format!("exec {} \"$@\"", path.display()),
         };
         let script = dir.join("bin").join(name);
         std::fs::write(&script, format!("#!/bin/sh\n{body}\n"))?;
@@ -48,38 +65,274 @@ fn release(root: &Path, version: &str, router_body: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-/// The four agents; on drop they are killed, their components stopped and
-/// whatever the DEAs' containers left removed.
-struct Hosts {
+/// The hosts' agents (and a load balancer); on drop the agents are killed,
+/// their components stopped and whatever the DEAs' containers left removed.
+struct Lab {
+    hosts: &'static [HostDef],
     agents: Vec<Child>,
+    lb: Option<Child>,
     root: PathBuf,
+    manifest: PathBuf,
+    /// The manifest's text at v1 (other versions replace the label).
+    text: String,
+    router_port: u16,
+    router_admin_port: u16,
+    _db: testkit::PgDb,
+    _dir: tempfile::TempDir,
 }
 
-impl Hosts {
+impl Lab {
+    async fn start(hosts: &'static [HostDef], releases: &[(&str, &[(&str, &str)])]) -> Result<Lab> {
+        proto::https::install_ring();
+        let db = testkit::PgDb::create().await?;
+        let dir = tempfile::Builder::new().prefix("paas-op-").tempdir()?;
+        let root = dir.path().to_path_buf();
+        for (v, over) in releases {
+            release(&root.join("releases"), v, over)?;
+        }
+        let token = root.join("agent.token");
+        std::fs::write(&token, "operator-test-token-0123456789abcdef")?;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
+        let mut lab = Lab {
+            hosts,
+            agents: Vec::new(),
+            lb: None,
+            manifest: root.join("lab.yml"),
+            root: root.clone(),
+            text: String::new(),
+            router_port: testkit::free_port(),
+            router_admin_port: testkit::free_port(),
+            _db: db,
+            _dir: dir,
+        };
+        let mut host_lines = String::new();
+        for (name, addr, roles) in hosts {
+            let port = testkit::free_port();
+            let log = std::fs::File::create(root.join(format!("{name}.log")))?;
+            lab.agents.push(
+                Command::new(bin("paas")?)
+                    .args([
+                        "agent",
+                        "--host",
+                        name,
+                        "--listen",
+                        &format!("{addr}:{port}"),
+                    ])
+                    .arg("--state-dir")
+                    .arg(root.join(name))
+                    .arg("--token-file")
+                    .arg(&token)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()?,
+            );
+            host_lines.push_str(&format!(
+                "  - {{name: {name}, address: {addr}, agent_port: {port}, roles: {roles}}}\n"
+            ));
+        }
+        lab.text = format!(
+            "name: lab\nrelease: {{version: v1, dir: {releases}}}\ndatabase_url: {db}\nagent_token_file: agent.token\n\
+             nats: {{client_port: {nc}, cluster_port: {cl}}}\n\
+             ports: {{controller: {c}, controller_internal: {ci}, router: {rp}, router_admin: {ra}, router_drain_wait_s: 2}}\n\
+             hosts:\n{host_lines}\
+             update: {{canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 60s}}\n",
+            releases = root.join("releases").display(),
+            db = lab._db.url,
+            nc = testkit::free_port(),
+            cl = testkit::free_port(),
+            c = testkit::free_port(),
+            ci = testkit::free_port(),
+            rp = lab.router_port,
+            ra = lab.router_admin_port,
+        );
+        Ok(lab)
+    }
+
+    /// `paas ARGS MANIFEST` (without blocking the runtime: the steady
+    /// client runs on it meanwhile).
+    async fn paas(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push(self.manifest.display().to_string());
+        let out = tokio::process::Command::new(bin("paas")?)
+            .args(&all)
+            .output()
+            .await?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// `paas deploy` of `version`: its exit code, stdout and stderr.
+    async fn deploy(&self, version: &str) -> Result<(i32, String, String)> {
+        std::fs::write(
+            &self.manifest,
+            self.text
+                .replace("version: v1,", &format!("version: {version},")),
+        )?;
+        self.paas(&["deploy"]).await
+    }
+
+    async fn deploy_ok(&self, version: &str) -> Result<String> {
+        let (code, out, err) = self.deploy(version).await?;
+        if code != 0 {
+            bail!(
+                "paas deploy {version} exited {code}\n{out}\n{err}\n{}",
+                self.logs()
+            );
+        }
+        Ok(out)
+    }
+
+    async fn cf(&self, args: &[&str]) -> Result<CfOutput> {
+        let home = self.root.join("cf-home");
+        std::fs::create_dir_all(&home)?;
+        Platform::cf_run(&home, args, None).await
+    }
+
+    /// Logs in as admin through the router on h1 and pushes the python
+    /// fixture as `app` with 3 instances; the hosts they run on.
+    async fn push(&self, app: &str) -> Result<Vec<String>> {
+        let secrets: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            self.root.join(".paas/lab/secrets.json"),
+        )?)?;
+        let admin = secrets["admin_password"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let api = format!("http://api.sys.localhost:{}", self.router_port);
+        let login = wait_for(
+            "cf login through the router",
+            Duration::from_secs(60),
+            || async {
+                let o = self
+                    .cf(&[
+                        "login", "-a", &api, "-u", "admin", "-p", &admin, "-o", "dev", "-s", "dev",
+                    ])
+                    .await
+                    .ok()?;
+                (o.status == 0).then_some(o)
+            },
+        )
+        .await;
+        if let Err(e) = login {
+            bail!("{e}\n{}", self.logs());
+        }
+        let dir = fixture("pyapp").display().to_string();
+        let o = self.cf(&["push", app, "-p", &dir, "-i", "3"]).await?;
+        if o.status != 0 {
+            bail!("cf push: {}\n{}\n{}", o.stdout, o.stderr, self.logs());
+        }
+        wait_for(
+            "three instances running",
+            Duration::from_secs(90),
+            || async {
+                let o = self
+                    .cf(&["curl", &format!("/v3/apps?names={app}")])
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
+                let guid = v["resources"][0]["guid"].as_str()?.to_string();
+                let o = self
+                    .cf(&["curl", &format!("/v3/apps/{guid}/processes/web/stats")])
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
+                let running: Vec<String> = v["resources"]
+                    .as_array()?
+                    .iter()
+                    .filter(|s| s["state"] == "RUNNING")
+                    .filter_map(|s| s["host"].as_str().map(str::to_string))
+                    .collect();
+                (running.len() == 3).then_some(running)
+            },
+        )
+        .await
+    }
+
+    /// HAProxy in front of the routers, health-checking their `/health`
+    /// every 200 ms; its address.
+    fn start_lb(&mut self) -> Result<std::net::SocketAddr> {
+        let port = testkit::free_port();
+        let servers: String = self
+            .hosts
+            .iter()
+            .filter(|(_, _, roles)| roles.contains("router"))
+            .map(|(name, addr, _)| {
+                format!(
+                    "  server {name} {addr}:{} check port {} inter 200ms fall 1 rise 2\n",
+                    self.router_port, self.router_admin_port
+                )
+            })
+            .collect();
+        let cfg = format!(
+            "global\n  maxconn 2000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n  retry-on conn-failure empty-response response-timeout\n\
+             frontend lb\n  bind 127.0.0.1:{port}\n  default_backend routers\n\
+             backend routers\n  option httpchk GET /health\n  http-check expect status 200\n{servers}"
+        );
+        let path = self.root.join("haproxy.cfg");
+        std::fs::write(&path, cfg)?;
+        let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| {
+                anyhow!("haproxy is not installed (scripts/lib.sh ensure_test_tools)")
+            })?;
+        let log = std::fs::File::create(self.root.join("haproxy.log"))?;
+        self.lb = Some(
+            Command::new(haproxy)
+                .arg("-db")
+                .arg("-f")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     fn component_pids(&self) -> Vec<i32> {
-        let mut pids = Vec::new();
-        for (name, ..) in HOSTS {
-            let comps = self.root.join(name).join("components");
-            let Ok(rd) = std::fs::read_dir("/proc") else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                if std::fs::read_link(format!("/proc/{pid}/cwd"))
-                    .is_ok_and(|c| c.starts_with(&comps))
-                {
-                    pids.push(pid);
+        self.hosts
+            .iter()
+            .flat_map(|(name, ..)| {
+                integration::pids_with_cwd_under(&self.root.join(name).join("components"))
+            })
+            .filter_map(|p| i32::try_from(p).ok())
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (name, ..) in self.hosts {
+            out.push_str(&format!(
+                "--- {name} agent\n{}",
+                testkit::log_tail(&self.root.join(format!("{name}.log")), 15)
+            ));
+            for c in ["nats", "controller", "router", "health_manager", "dea"] {
+                let p = self
+                    .root
+                    .join(name)
+                    .join("components")
+                    .join(c)
+                    .join(format!("{c}.log"));
+                if p.exists() {
+                    out.push_str(&format!("--- {name} {c}\n{}", testkit::log_tail(&p, 15)));
                 }
             }
         }
-        pids
+        out
     }
 }
 
-impl Drop for Hosts {
+impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some(mut lb) = self.lb.take() {
+            let _ = lb.kill();
+            let _ = lb.wait();
+        }
         for a in &mut self.agents {
             let _ = a.kill();
             let _ = a.wait();
@@ -90,13 +343,14 @@ impl Drop for Hosts {
                 self.component_pids().is_empty().then_some(())
             });
         for pid in self.component_pids() {
-            // SAFETY: kill(2) on a process this test's agents started.
+            // SAFETY: kill(2) on processes this test's agents started.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
                 libc::kill(pid, libc::SIGKILL);
             }
         }
-        let tags: Vec<String> = HOSTS
+        let tags: Vec<String> = self
+            .hosts
             .iter()
             .filter_map(|(name, ..)| {
                 std::fs::read_to_string(
@@ -122,238 +376,50 @@ impl Drop for Hosts {
     }
 }
 
-fn paas(args: &[&str]) -> Result<(i32, String, String)> {
-    let out = Command::new(bin("paas")?).args(args).output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-fn logs(root: &Path) -> String {
-    let mut out = String::new();
-    for (name, ..) in HOSTS {
-        out.push_str(&format!(
-            "--- {name} agent\n{}",
-            testkit::log_tail(&root.join(format!("{name}.log")), 15)
-        ));
-        for c in ["nats", "controller", "router", "health_manager", "dea"] {
-            let p = root
-                .join(name)
-                .join("components")
-                .join(c)
-                .join(format!("{c}.log"));
-            if p.exists() {
-                out.push_str(&format!("--- {name} {c}\n{}", testkit::log_tail(&p, 15)));
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Result<()> {
     if !testkit::require_root("paas_deploys_the_platform", &[]) {
         return Ok(());
     }
-    proto::https::install_ring();
-    let db = testkit::PgDb::create().await?;
-    let dir = tempfile::Builder::new().prefix("paas-op-").tempdir()?;
-    let root = dir.path().to_path_buf();
-    let releases = root.join("releases");
-    release(&releases, "v1", None)?;
-    release(&releases, "v2", None)?;
-    release(&releases, "v3", Some("exec sleep 3600"))?;
-    let token = root.join("agent.token");
-    std::fs::write(&token, "operator-test-token-0123456789abcdef")?;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
-
-    // The agents, one per host.
-    let mut hosts = Hosts {
-        agents: Vec::new(),
-        root: root.clone(),
-    };
-    let mut host_lines = String::new();
-    for (name, addr, roles) in HOSTS {
-        let port = testkit::free_port();
-        let log = std::fs::File::create(root.join(format!("{name}.log")))?;
-        hosts.agents.push(
-            Command::new(bin("paas")?)
-                .args([
-                    "agent",
-                    "--host",
-                    name,
-                    "--listen",
-                    &format!("{addr}:{port}"),
-                ])
-                .arg("--state-dir")
-                .arg(root.join(name))
-                .arg("--token-file")
-                .arg(&token)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
-        host_lines.push_str(&format!(
-            "  - {{name: {name}, address: {addr}, agent_port: {port}, roles: {roles}}}\n"
-        ));
-    }
-    let router_port = testkit::free_port();
-    let manifest = |version: &str| {
-        format!(
-            "name: lab\nrelease: {{version: {version}, dir: {releases}}}\ndatabase_url: {db}\nagent_token_file: agent.token\n\
-             nats: {{client_port: {nc}, cluster_port: {cl}}}\n\
-             ports: {{controller: {c}, controller_internal: {ci}, router: {router_port}, router_admin: {ra}, router_drain_wait_s: 1}}\n\
-             hosts:\n{host_lines}\
-             update: {{canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 60s}}\n",
-            releases = releases.display(),
-            db = db.url,
-            nc = testkit::free_port(),
-            cl = testkit::free_port(),
-            c = testkit::free_port(),
-            ci = testkit::free_port(),
-            ra = testkit::free_port(),
-        )
-    };
-    let v1 = manifest("v1");
-    let lab = root.join("lab.yml");
-    std::fs::write(&lab, &v1)?;
-    let lab_s = lab.display().to_string();
+    let lab = Lab::start(
+        &ONE_ROUTER,
+        &[
+            ("v1", &[]),
+            ("v2", &[]),
+            ("v3", &[("router", "exec sleep 3600")]),
+        ],
+    )
+    .await?;
 
     // A first deploy on four empty hosts.
-    let (code, out, err) = paas(&["deploy", &lab_s])?;
-    if code != 0 {
-        bail!(
-            "paas deploy v1 exited {code}\n{out}\n{err}\n{}",
-            logs(&root)
-        );
-    }
+    let out = lab.deploy_ok("v1").await?;
     assert!(out.contains("Deployment #1: done"), "{out}");
-    let (code, status, err) = paas(&["status", &lab_s])?;
+    let (code, status, err) = lab.paas(&["status"]).await?;
     assert_eq!(code, 0, "{err}");
     assert_eq!(status.matches("running").count(), 9, "{status}");
 
-    // cf push through the deployed router.
-    let secrets: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        root.join(".paas/lab/secrets.json"),
-    )?)?;
-    let admin = secrets["admin_password"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let home = root.join("cf-home");
-    std::fs::create_dir_all(&home)?;
-    let api = format!("http://api.sys.localhost:{router_port}");
-    let cf = |args: Vec<String>| {
-        let home = home.clone();
-        async move {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            Platform::cf_run(&home, &a, None).await
-        }
-    };
-    let login = wait_for(
-        "cf login through the router",
-        Duration::from_secs(60),
-        || {
-            let cf = &cf;
-            let (api, admin) = (api.clone(), admin.clone());
-            async move {
-                let o = cf(vec![
-                    "login".into(),
-                    "-a".into(),
-                    api,
-                    "-u".into(),
-                    "admin".into(),
-                    "-p".into(),
-                    admin,
-                    "-o".into(),
-                    "dev".into(),
-                    "-s".into(),
-                    "dev".into(),
-                ])
-                .await
-                .ok()?;
-                (o.status == 0).then_some(o)
-            }
-        },
-    )
-    .await;
-    if let Err(e) = login {
-        bail!("{e}\n{}", logs(&root));
-    }
-    let app = fixture("pyapp").display().to_string();
-    let o = cf(vec![
-        "push".into(),
-        "opapp".into(),
-        "-p".into(),
-        app,
-        "-i".into(),
-        "3".into(),
-    ])
-    .await?;
-    if o.status != 0 {
-        bail!("cf push: {}\n{}\n{}", o.stdout, o.stderr, logs(&root));
-    }
-    let client = reqwest::Client::new();
-    let get = || {
-        client
-            .get(format!("http://127.0.0.1:{router_port}/"))
-            .header("host", "opapp.localhost")
-            .timeout(Duration::from_secs(5))
-            .send()
-    };
-    let spread = wait_for(
-        "three instances on the DEA hosts",
-        Duration::from_secs(90),
-        || {
-            let cf = &cf;
-            async move {
-                let o = cf(vec!["curl".into(), "/v3/apps?names=opapp".into()])
-                    .await
-                    .ok()?;
-                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
-                let guid = v["resources"][0]["guid"].as_str()?.to_string();
-                let o = cf(vec![
-                    "curl".into(),
-                    format!("/v3/apps/{guid}/processes/web/stats"),
-                ])
-                .await
-                .ok()?;
-                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
-                let running: Vec<String> = v["resources"]
-                    .as_array()?
-                    .iter()
-                    .filter(|s| s["state"] == "RUNNING")
-                    .filter_map(|s| s["host"].as_str().map(str::to_string))
-                    .collect();
-                (running.len() == 3).then_some(running)
-            }
-        },
-    )
-    .await?;
+    // cf push through the deployed router; instances on the DEA hosts.
+    let spread = lab.push("opapp").await?;
     let distinct: BTreeSet<&String> = spread.iter().collect();
     assert!(
         distinct.len() >= 2,
         "instances spread over the DEA hosts: {spread:?}"
     );
     assert!(!distinct.contains(&"127.0.0.1".to_string()), "{spread:?}");
-    let r = get().await?;
-    assert_eq!(r.status().as_u16(), 200);
+    let client = reqwest::Client::new();
+    let get = || {
+        client
+            .get(format!("http://127.0.0.1:{}/", lab.router_port))
+            .header("host", "opapp.localhost")
+            .timeout(Duration::from_secs(5))
+            .send()
+    };
+    assert_eq!(get().await?.status().as_u16(), 200);
 
     // An upgrade to v2 touches every host in the sequence.
-    let v2 = v1.replace("version: v1,", "version: v2,");
-    std::fs::write(&lab, &v2)?;
-    let (code, out, err) = paas(&["deploy", &lab_s])?;
-    if code != 0 {
-        bail!(
-            "paas deploy v2 exited {code}\n{out}\n{err}\n{}",
-            logs(&root)
-        );
-    }
+    let out = lab.deploy_ok("v2").await?;
     assert!(out.contains("Deployment #2: done"), "{out}");
-    let (_, status, _) = paas(&["status", &lab_s])?;
+    let (_, status, _) = lab.paas(&["status"]).await?;
     assert_eq!(status.matches(" v2 ").count(), 9, "{status}");
     assert_eq!(status.matches("running").count(), 9, "{status}");
     wait_for(
@@ -365,8 +431,7 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
 
     // A v3 whose router never answers its health check: the canary fails,
     // the rollout stops and rolls back, every component on v2 again.
-    std::fs::write(&lab, v1.replace("version: v1,", "version: v3,"))?;
-    let (code, out, err) = paas(&["deploy", &lab_s])?;
+    let (code, out, err) = lab.deploy("v3").await?;
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
         err.contains(
@@ -375,10 +440,10 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
         "{err}"
     );
     // Healthy on v2, which the manifest (v3) calls outdated.
-    let (_, status, _) = paas(&["status", &lab_s])?;
+    let (_, status, _) = lab.paas(&["status"]).await?;
     assert_eq!(status.matches(" v2 ").count(), 9, "{status}");
     assert_eq!(status.matches("outdated").count(), 9, "{status}");
-    let (_, events, _) = paas(&["events", &lab_s])?;
+    let (_, events, _) = lab.paas(&["events"]).await?;
     assert!(
         events.contains("#3 rolling_back: canary h1 failed"),
         "{events}"
@@ -390,6 +455,77 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
         || async { get().await.ok().filter(|r| r.status().as_u16() == 200) },
     )
     .await?;
-    drop(hosts);
+    Ok(())
+}
+
+/// Through HAProxy in front of two routers, a steady client sees no failed
+/// request while every host moves to v2, nor while a v3 whose DEA crashes
+/// on start fails at its canary and rolls back.
+#[tokio::test]
+async fn an_upgrade_and_a_rollback_behind_a_load_balancer_fail_no_request() -> Result<()> {
+    if !testkit::require_root("an_upgrade_behind_a_load_balancer", &[]) {
+        return Ok(());
+    }
+    let mut lab = Lab::start(
+        &TWO_ROUTERS,
+        &[("v1", &[]), ("v2", &[]), ("v3", &[("dea", "exit 1")])],
+    )
+    .await?;
+    lab.deploy_ok("v1").await?;
+    lab.push("steady").await?;
+    let lb = lab.start_lb()?;
+    wait_for(
+        "the app through the load balancer",
+        Duration::from_secs(30),
+        || async {
+            integration::http_client()
+                .get(format!("http://steady.localhost:{}/", lb.port()))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    )
+    .await?;
+
+    let steady = Steady::start(lb, "steady.localhost", "/", 4);
+    let out = lab.deploy_ok("v2").await?;
+    assert!(out.contains("Deployment #2: done"), "{out}");
+    let upgrade = steady.stop().await;
+    assert_eq!(
+        upgrade.failed, 0,
+        "failed requests during the upgrade: {:?}\n{out}",
+        upgrade.samples
+    );
+    assert!(upgrade.ok > 100, "{upgrade:?}");
+    let (_, status, _) = lab.paas(&["status"]).await?;
+    assert_eq!(status.matches(" v2 ").count(), 10, "{status}");
+
+    let steady = Steady::start(lb, "steady.localhost", "/", 4);
+    let (code, out, err) = lab.deploy("v3").await?;
+    let rollback = steady.stop().await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("Deployment #3: rolled_back (canary h2 failed: dea v3 not healthy"),
+        "{err}"
+    );
+    assert_eq!(
+        rollback.failed, 0,
+        "failed requests during the rollback: {:?}\n{err}",
+        rollback.samples
+    );
+    let (_, status, _) = lab.paas(&["status"]).await?;
+    assert_eq!(status.matches(" v2 ").count(), 10, "{status}");
+    assert_eq!(status.matches("outdated").count(), 10, "{status}");
+    let (_, events, _) = lab.paas(&["events"]).await?;
+    assert!(events.contains("dea v2 -> v3 FAILED"), "{events}");
+    assert!(
+        events.contains("#3 rolled_back: canary h2 failed"),
+        "{events}"
+    );
+    testkit::say(&format!(
+        "operator: upgrade {} requests, {} failed; rollback {} requests, {} failed",
+        upgrade.ok, upgrade.failed, rollback.ok, rollback.failed
+    ));
     Ok(())
 }

@@ -20,6 +20,9 @@ const MAX_LOG_BYTES: u64 = 16 << 20;
 const MAX_EVENTS: usize = 20;
 /// Drain hook output kept per event.
 const MAX_HOOK_OUTPUT: usize = 2048;
+/// A component whose health is only "alive" counts as running after this
+/// long up (one that crashes on start is never reported healthy).
+pub const MIN_UPTIME: Duration = Duration::from_secs(3);
 
 struct Proc {
     spec: ComponentSpec,
@@ -28,6 +31,7 @@ struct Proc {
     restarts: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
+    started_at: Instant,
 }
 
 pub struct Supervisor {
@@ -166,6 +170,7 @@ impl Supervisor {
                 restarts,
                 retry_at,
                 last_error: error,
+                started_at: Instant::now(),
             },
         );
     }
@@ -278,7 +283,7 @@ impl Supervisor {
                 continue;
             }
             let ok = match &p.spec.health {
-                Health::Alive => true,
+                Health::Alive => p.started_at.elapsed() >= MIN_UPTIME,
                 Health::Http { url } => http
                     .get(url)
                     .send()

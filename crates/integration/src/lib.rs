@@ -7,6 +7,7 @@
 //! build them first: `cargo build --workspace --bins`.
 
 pub mod bench;
+pub mod lab;
 pub mod netns;
 pub mod procs;
 pub mod steady;

@@ -12,6 +12,9 @@ use crate::agent::spec::{AgentStatus, ComponentStatus, Desired, State};
 
 /// How often a step's health is polled.
 const POLL: Duration = Duration::from_millis(250);
+/// A changed component that crashed this many times after its first
+/// start fails its step at once.
+const CRASHES_TO_FAIL: u32 = 2;
 /// One call to an agent gives up after this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -156,6 +159,28 @@ impl Hosts for AgentHosts {
                     return (
                         Outcome::Healthy,
                         s.events.last().cloned().unwrap_or_default(),
+                    );
+                }
+                // One that keeps crashing fails now, not at the end of the
+                // watch time: the rollback starts sooner.
+                let crashing = changes.iter().find_map(|c| {
+                    s.components.iter().find(|x| {
+                        x.role == c.role
+                            && x.version == c.to
+                            && matches!(x.state, State::Crashed | State::Failed)
+                            && x.restarts >= CRASHES_TO_FAIL
+                    })
+                });
+                if let Some(x) = crashing {
+                    return (
+                        Outcome::Failed(format!(
+                            "{} {} not healthy: crashed on start {} times ({})",
+                            x.role,
+                            x.version,
+                            x.restarts + 1,
+                            x.last_error.as_deref().unwrap_or("no error given")
+                        )),
+                        s.events.join(" | "),
                     );
                 }
             }

@@ -1,0 +1,381 @@
+//! A lab of simulated hosts for the operator's tests and benchmarks
+//! (issue 17, docs/operations.md): a host agent per host on a loopback
+//! address of its own (127.0.0.N) with its own state dir, release
+//! directories whose `bin/` runs this build's binaries, a deployment
+//! manifest, Postgres, and HAProxy in front of the routers on demand. On
+//! drop the agents are killed, their components stopped and whatever the
+//! DEAs' containers left removed. The hosts share the machine's network
+//! stack (not network namespaces yet).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::{bin, fixture, wait_for, CfOutput, Platform};
+
+/// (name, address, roles) of a lab's hosts.
+pub type HostDef = (&'static str, &'static str, &'static str);
+
+/// One router host: the API and apps reached straight through it.
+pub const ONE_ROUTER: [HostDef; 4] = [
+    (
+        "h1",
+        "127.0.0.1",
+        "[nats, controller, router, health_manager]",
+    ),
+    ("h2", "127.0.0.2", "[nats, dea]"),
+    ("h3", "127.0.0.3", "[nats, dea]"),
+    ("h4", "127.0.0.4", "[dea]"),
+];
+
+/// Two router hosts behind HAProxy.
+pub const TWO_ROUTERS: [HostDef; 4] = [
+    (
+        "h1",
+        "127.0.0.1",
+        "[nats, controller, router, health_manager]",
+    ),
+    ("h2", "127.0.0.2", "[nats, router, dea]"),
+    ("h3", "127.0.0.3", "[nats, dea]"),
+    ("h4", "127.0.0.4", "[dea]"),
+];
+
+/// A release: `VERSION` and a `bin/` of scripts that run this build's
+/// binaries; `over` replaces some with a script body of its own.
+pub fn release(root: &Path, version: &str, over: &[(&str, &str)]) -> Result<()> {
+    let dir = root.join(version);
+    std::fs::create_dir_all(dir.join("bin"))?;
+    std::fs::write(dir.join("VERSION"), format!("{version}\n"))?;
+    let nats = proto::nats_server::find().ok_or_else(|| anyhow!("no nats-server"))?;
+    let mut bins: Vec<(&str, PathBuf)> = vec![("nats-server", nats)];
+    for b in ["cloud-controller", "router", "health-manager", "dea"] {
+        bins.push((b, bin(b)?));
+    }
+    for (name, path) in bins {
+        let body = match over.iter().find(|(n, _)| *n == name) {
+            Some((_, b)) => b.to_string(),
+            None => format!("exec {} \"$@\"", path.display()),
+        };
+        let script = dir.join("bin").join(name);
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n"))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// The hosts' agents (and a load balancer); on drop the agents are killed,
+/// their components stopped and whatever the DEAs' containers left removed.
+pub struct Lab {
+    pub hosts: &'static [HostDef],
+    agents: Vec<Child>,
+    lb: Option<Child>,
+    pub root: PathBuf,
+    pub manifest: PathBuf,
+    /// The manifest's text at v1 (other versions replace the label).
+    pub text: String,
+    pub router_port: u16,
+    pub router_admin_port: u16,
+    _db: testkit::PgDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Lab {
+    pub async fn start(
+        hosts: &'static [HostDef],
+        releases: &[(&str, &[(&str, &str)])],
+    ) -> Result<Lab> {
+        proto::https::install_ring();
+        let db = testkit::PgDb::create().await?;
+        let dir = tempfile::Builder::new().prefix("paas-op-").tempdir()?;
+        let root = dir.path().to_path_buf();
+        for (v, over) in releases {
+            release(&root.join("releases"), v, over)?;
+        }
+        let token = root.join("agent.token");
+        std::fs::write(&token, "operator-test-token-0123456789abcdef")?;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
+        let mut lab = Lab {
+            hosts,
+            agents: Vec::new(),
+            lb: None,
+            manifest: root.join("lab.yml"),
+            root: root.clone(),
+            text: String::new(),
+            router_port: testkit::free_port(),
+            router_admin_port: testkit::free_port(),
+            _db: db,
+            _dir: dir,
+        };
+        let mut host_lines = String::new();
+        for (name, addr, roles) in hosts {
+            let port = testkit::free_port();
+            let log = std::fs::File::create(root.join(format!("{name}.log")))?;
+            lab.agents.push(
+                Command::new(bin("paas")?)
+                    .args([
+                        "agent",
+                        "--host",
+                        name,
+                        "--listen",
+                        &format!("{addr}:{port}"),
+                    ])
+                    .arg("--state-dir")
+                    .arg(root.join(name))
+                    .arg("--token-file")
+                    .arg(&token)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()?,
+            );
+            host_lines.push_str(&format!(
+                "  - {{name: {name}, address: {addr}, agent_port: {port}, roles: {roles}}}\n"
+            ));
+        }
+        lab.text = format!(
+            "name: lab\nrelease: {{version: v1, dir: {releases}}}\ndatabase_url: {db}\nagent_token_file: agent.token\n\
+             nats: {{client_port: {nc}, cluster_port: {cl}}}\n\
+             ports: {{controller: {c}, controller_internal: {ci}, router: {rp}, router_admin: {ra}, router_drain_wait_s: 2}}\n\
+             hosts:\n{host_lines}\
+             update: {{canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 60s}}\n",
+            releases = root.join("releases").display(),
+            db = lab._db.url,
+            nc = testkit::free_port(),
+            cl = testkit::free_port(),
+            c = testkit::free_port(),
+            ci = testkit::free_port(),
+            rp = lab.router_port,
+            ra = lab.router_admin_port,
+        );
+        Ok(lab)
+    }
+
+    /// `paas ARGS MANIFEST` (without blocking the runtime: the steady
+    /// client runs on it meanwhile).
+    pub async fn paas(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push(self.manifest.display().to_string());
+        let out = tokio::process::Command::new(bin("paas")?)
+            .args(&all)
+            .output()
+            .await?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// `paas deploy` of `version`: its exit code, stdout and stderr.
+    pub async fn deploy(&self, version: &str) -> Result<(i32, String, String)> {
+        std::fs::write(
+            &self.manifest,
+            self.text
+                .replace("version: v1,", &format!("version: {version},")),
+        )?;
+        self.paas(&["deploy"]).await
+    }
+
+    pub async fn deploy_ok(&self, version: &str) -> Result<String> {
+        let (code, out, err) = self.deploy(version).await?;
+        if code != 0 {
+            bail!(
+                "paas deploy {version} exited {code}\n{out}\n{err}\n{}",
+                self.logs()
+            );
+        }
+        Ok(out)
+    }
+
+    pub async fn cf(&self, args: &[&str]) -> Result<CfOutput> {
+        let home = self.root.join("cf-home");
+        std::fs::create_dir_all(&home)?;
+        Platform::cf_run(&home, args, None).await
+    }
+
+    /// Logs in as admin through the router on h1 and pushes the python
+    /// fixture as `app` with 3 instances; the hosts they run on.
+    pub async fn push(&self, app: &str) -> Result<Vec<String>> {
+        let secrets: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            self.root.join(".paas/lab/secrets.json"),
+        )?)?;
+        let admin = secrets["admin_password"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let api = format!("http://api.sys.localhost:{}", self.router_port);
+        let login = wait_for(
+            "cf login through the router",
+            Duration::from_secs(60),
+            || async {
+                let o = self
+                    .cf(&[
+                        "login", "-a", &api, "-u", "admin", "-p", &admin, "-o", "dev", "-s", "dev",
+                    ])
+                    .await
+                    .ok()?;
+                (o.status == 0).then_some(o)
+            },
+        )
+        .await;
+        if let Err(e) = login {
+            bail!("{e}\n{}", self.logs());
+        }
+        let dir = fixture("pyapp").display().to_string();
+        let o = self.cf(&["push", app, "-p", &dir, "-i", "3"]).await?;
+        if o.status != 0 {
+            bail!("cf push: {}\n{}\n{}", o.stdout, o.stderr, self.logs());
+        }
+        wait_for(
+            "three instances running",
+            Duration::from_secs(90),
+            || async {
+                let o = self
+                    .cf(&["curl", &format!("/v3/apps?names={app}")])
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
+                let guid = v["resources"][0]["guid"].as_str()?.to_string();
+                let o = self
+                    .cf(&["curl", &format!("/v3/apps/{guid}/processes/web/stats")])
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
+                let running: Vec<String> = v["resources"]
+                    .as_array()?
+                    .iter()
+                    .filter(|s| s["state"] == "RUNNING")
+                    .filter_map(|s| s["host"].as_str().map(str::to_string))
+                    .collect();
+                (running.len() == 3).then_some(running)
+            },
+        )
+        .await
+    }
+
+    /// HAProxy in front of the routers, health-checking their `/health`
+    /// every 200 ms; its address.
+    pub fn start_lb(&mut self) -> Result<std::net::SocketAddr> {
+        let port = testkit::free_port();
+        let servers: String = self
+            .hosts
+            .iter()
+            .filter(|(_, _, roles)| roles.contains("router"))
+            .map(|(name, addr, _)| {
+                format!(
+                    "  server {name} {addr}:{} check port {} inter 200ms fall 1 rise 2\n",
+                    self.router_port, self.router_admin_port
+                )
+            })
+            .collect();
+        let cfg = format!(
+            "global\n  maxconn 2000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n  retry-on conn-failure empty-response response-timeout\n\
+             frontend lb\n  bind 127.0.0.1:{port}\n  default_backend routers\n\
+             backend routers\n  option httpchk GET /health\n  http-check expect status 200\n{servers}"
+        );
+        let path = self.root.join("haproxy.cfg");
+        std::fs::write(&path, cfg)?;
+        let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| {
+                anyhow!("haproxy is not installed (scripts/lib.sh ensure_test_tools)")
+            })?;
+        let log = std::fs::File::create(self.root.join("haproxy.log"))?;
+        self.lb = Some(
+            Command::new(haproxy)
+                .arg("-db")
+                .arg("-f")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    pub fn component_pids(&self) -> Vec<i32> {
+        self.hosts
+            .iter()
+            .flat_map(|(name, ..)| {
+                crate::pids_with_cwd_under(&self.root.join(name).join("components"))
+            })
+            .filter_map(|p| i32::try_from(p).ok())
+            .collect()
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for (name, ..) in self.hosts {
+            out.push_str(&format!(
+                "--- {name} agent\n{}",
+                testkit::log_tail(&self.root.join(format!("{name}.log")), 15)
+            ));
+            for c in ["nats", "controller", "router", "health_manager", "dea"] {
+                let p = self
+                    .root
+                    .join(name)
+                    .join("components")
+                    .join(c)
+                    .join(format!("{c}.log"));
+                if p.exists() {
+                    out.push_str(&format!("--- {name} {c}\n{}", testkit::log_tail(&p, 15)));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut lb) = self.lb.take() {
+            let _ = lb.kill();
+            let _ = lb.wait();
+        }
+        for a in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        // The components got SIGTERM with their agent; what is left goes.
+        let _ =
+            testkit::wait_for_blocking("the components to stop", Duration::from_secs(30), || {
+                self.component_pids().is_empty().then_some(())
+            });
+        for pid in self.component_pids() {
+            // SAFETY: kill(2) on processes this test's agents started.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        let tags: Vec<String> = self
+            .hosts
+            .iter()
+            .filter_map(|(name, ..)| {
+                std::fs::read_to_string(
+                    self.root
+                        .join(name)
+                        .join("components/dea/state/namespaces.tag"),
+                )
+                .ok()
+            })
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !tags.is_empty() {
+            if let Ok(dea) = bin("dea") {
+                let _ = Command::new(dea)
+                    .arg("container-cleanup")
+                    .args(&tags)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}

@@ -179,6 +179,22 @@ impl Lab {
         self.paas(&["deploy"]).await
     }
 
+    /// `paas deploy` of `version` started, not waited for.
+    pub fn spawn_deploy(&self, version: &str) -> Result<tokio::process::Child> {
+        std::fs::write(
+            &self.manifest,
+            self.text
+                .replace("version: v1,", &format!("version: {version},")),
+        )?;
+        Ok(tokio::process::Command::new(bin("paas")?)
+            .arg("deploy")
+            .arg(&self.manifest)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
     pub async fn deploy_ok(&self, version: &str) -> Result<String> {
         let (code, out, err) = self.deploy(version).await?;
         if code != 0 {
@@ -233,27 +249,34 @@ impl Lab {
             "three instances running",
             Duration::from_secs(90),
             || async {
-                let o = self
-                    .cf(&["curl", &format!("/v3/apps?names={app}")])
-                    .await
-                    .ok()?;
-                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
-                let guid = v["resources"][0]["guid"].as_str()?.to_string();
-                let o = self
-                    .cf(&["curl", &format!("/v3/apps/{guid}/processes/web/stats")])
-                    .await
-                    .ok()?;
-                let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
-                let running: Vec<String> = v["resources"]
-                    .as_array()?
-                    .iter()
-                    .filter(|s| s["state"] == "RUNNING")
-                    .filter_map(|s| s["host"].as_str().map(str::to_string))
-                    .collect();
+                let running = self.instance_hosts(app).await.ok()?;
                 (running.len() == 3).then_some(running)
             },
         )
         .await
+    }
+
+    /// The hosts (addresses) of `app`'s RUNNING web instances.
+    pub async fn instance_hosts(&self, app: &str) -> Result<Vec<String>> {
+        let o = self.cf(&["curl", &format!("/v3/apps?names={app}")]).await?;
+        let v: serde_json::Value = serde_json::from_str(&o.stdout)?;
+        let guid = v["resources"][0]["guid"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no app {app}: {}", o.stdout))?
+            .to_string();
+        let o = self
+            .cf(&["curl", &format!("/v3/apps/{guid}/processes/web/stats")])
+            .await?;
+        let v: serde_json::Value = serde_json::from_str(&o.stdout)?;
+        Ok(v["resources"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|s| s["state"] == "RUNNING")
+                    .filter_map(|s| s["host"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// HAProxy in front of the routers, health-checking their `/health`
@@ -296,6 +319,44 @@ impl Lab {
                 .spawn()?,
         );
         Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Waits until `host` answers 2xx through the load balancer at `lb`.
+    pub async fn wait_through_lb(&self, lb: std::net::SocketAddr, host: &str) -> Result<()> {
+        wait_for(
+            "the app through the load balancer",
+            Duration::from_secs(30),
+            || async {
+                crate::http_client()
+                    .get(format!("http://{host}:{}/", lb.port()))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A host lost: its agent and every process it started killed
+    /// (SIGKILL), its DEA's containers (and the apps in them) removed.
+    pub fn kill_host(&mut self, name: &str) {
+        if let Some(i) = self.hosts.iter().position(|(n, ..)| *n == name) {
+            if let Some(a) = self.agents.get_mut(i) {
+                let _ = a.kill();
+                let _ = a.wait();
+            }
+        }
+        for pid in crate::pids_with_cwd_under(&self.root.join(name).join("components")) {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: kill(2) on processes this lab's agent started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        cleanup_deas(&self.root, &[name]);
     }
 
     pub fn component_pids(&self) -> Vec<i32> {
@@ -353,29 +414,32 @@ impl Drop for Lab {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
-        let tags: Vec<String> = self
-            .hosts
-            .iter()
-            .filter_map(|(name, ..)| {
-                std::fs::read_to_string(
-                    self.root
-                        .join(name)
-                        .join("components/dea/state/namespaces.tag"),
-                )
+        let names: Vec<&str> = self.hosts.iter().map(|(n, ..)| *n).collect();
+        cleanup_deas(&self.root, &names);
+    }
+}
+
+/// `dea container-cleanup` for the DEAs of these hosts (their containers,
+/// netns, veths and iptables rules).
+fn cleanup_deas(root: &Path, hosts: &[&str]) {
+    let tags: Vec<String> = hosts
+        .iter()
+        .filter_map(|name| {
+            std::fs::read_to_string(root.join(name).join("components/dea/state/namespaces.tag"))
                 .ok()
-            })
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if !tags.is_empty() {
-            if let Ok(dea) = bin("dea") {
-                let _ = Command::new(dea)
-                    .arg("container-cleanup")
-                    .args(&tags)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        })
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tags.is_empty() {
+        return;
+    }
+    if let Ok(dea) = bin("dea") {
+        let _ = Command::new(dea)
+            .arg("container-cleanup")
+            .args(&tags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }

@@ -294,7 +294,7 @@ async fn app_delete_removes_its_build_cache() {
 }
 
 /// A small droplet tarball whose bytes name `tag`.
-fn droplet_tgz(tag: &str) -> Vec<u8> {
+pub(crate) fn droplet_tgz(tag: &str) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     let mut h = tar::Header::new_gnu();

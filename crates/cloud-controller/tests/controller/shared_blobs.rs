@@ -12,6 +12,7 @@ use cloud_controller::blobstore::{blob_key, cache_key, resource_key, SharedBlobs
 use serde_json::json;
 
 use crate::api::Api;
+use crate::blob_gc::droplet_tgz;
 use crate::resources::{matches, noise, resource, upload, zip_of};
 
 /// A controller on `db` whose blobstore is shared through the same
@@ -33,19 +34,6 @@ async fn internal(a: &Api, method: Method, path: &str, body: Vec<u8>) -> (Status
         )
         .await;
     (r.status, r.raw)
-}
-
-/// A small droplet tarball.
-fn droplet_tgz(tag: &str) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut b = tar::Builder::new(gz);
-    let mut h = tar::Header::new_gnu();
-    h.set_size(tag.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "app/tag", tag.as_bytes())
-        .expect("tar");
-    b.into_inner().expect("tar").finish().expect("gzip")
 }
 
 #[tokio::test]

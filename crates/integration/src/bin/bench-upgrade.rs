@@ -10,13 +10,12 @@
 //! As root (DEAs run namespaces containers); the hosts are agents on
 //! 127.0.0.1-6 (`integration::lab`). PAAS_BIN_DIR picks the binaries.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use integration::bench::{env_num, median};
 use integration::lab::{HostDef, Lab};
 use integration::steady::Steady;
-use integration::wait_for;
 
 const SIX: [HostDef; 6] = [
     (
@@ -58,19 +57,7 @@ async fn series(in_flight: usize, runs: usize) -> Result<(f64, Vec<Run>)> {
     let first = t.elapsed().as_secs_f64();
     lab.push("bench").await?;
     let lb = lab.start_lb()?;
-    wait_for(
-        "the app through the load balancer",
-        Duration::from_secs(30),
-        || async {
-            integration::http_client()
-                .get(format!("http://bench.localhost:{}/", lb.port()))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
-    )
-    .await?;
+    lab.wait_through_lb(lb, "bench.localhost").await?;
     let mut out = Vec::new();
     for i in 1..=runs {
         let steady = Steady::start(lb, "bench.localhost", "/", 4);

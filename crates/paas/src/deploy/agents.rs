@@ -122,12 +122,7 @@ impl Hosts for AgentHosts {
         Ok(a)
     }
 
-    async fn apply(
-        &mut self,
-        host: &str,
-        changes: &[Change],
-        watch: Duration,
-    ) -> (Outcome, String) {
+    async fn apply(&self, host: &str, changes: &[Change], watch: Duration) -> (Outcome, String) {
         let Some(h) = self.m.host(host).cloned() else {
             return (
                 Outcome::Failed(format!("{host} is not in the manifest")),

@@ -21,8 +21,7 @@ pub trait Hosts {
     /// (draining each first), leaving its other components alone, and
     /// waits up to `watch` for them to be healthy: how it went, and what
     /// the host said.
-    async fn apply(&mut self, host: &str, changes: &[Change], watch: Duration)
-        -> (Outcome, String);
+    async fn apply(&self, host: &str, changes: &[Change], watch: Duration) -> (Outcome, String);
     /// Stops and removes a component.
     async fn retire(&mut self, host: &str, role: Role) -> Result<(), String>;
 }
@@ -225,7 +224,8 @@ async fn finish_rollback<H: Hosts>(
     })
 }
 
-/// Applies a wave's steps (its hosts at once) and records each.
+/// Applies a wave's steps, its hosts at once (each recorded as applying
+/// first), and records each result.
 async fn run_wave<H: Hosts>(
     m: &Manifest,
     hosts: &mut H,
@@ -235,7 +235,6 @@ async fn run_wave<H: Hosts>(
     rollback: bool,
     done: &mut Vec<Done>,
 ) -> Result<Vec<(String, Outcome)>, DeployError> {
-    let mut results = Vec::new();
     for step in &wave.steps {
         t.record(
             n,
@@ -247,11 +246,7 @@ async fn run_wave<H: Hosts>(
                 changes: step.changes.clone(),
             },
         )?;
-        let (outcome, output) = hosts
-            .apply(&step.host, &step.changes, m.update.watch_time)
-            .await;
-        let ok = outcome == Outcome::Healthy;
-        // A failed step changed its host too: it is rolled back as well.
+        // A step counts as changed once sent: a failed one is rolled back too.
         for c in &step.changes {
             done.push(Done {
                 group: wave.group,
@@ -260,6 +255,16 @@ async fn run_wave<H: Hosts>(
                 change: c.clone(),
             });
         }
+    }
+    let shared: &H = hosts;
+    let outcomes = futures_util::future::join_all(
+        wave.steps
+            .iter()
+            .map(|step| shared.apply(&step.host, &step.changes, m.update.watch_time)),
+    )
+    .await;
+    let mut results = Vec::new();
+    for (step, (outcome, output)) in wave.steps.iter().zip(outcomes) {
         t.record(
             n,
             What::Step {
@@ -268,7 +273,7 @@ async fn run_wave<H: Hosts>(
                 canary: wave.canary,
                 rollback,
                 changes: step.changes.clone(),
-                ok,
+                ok: outcome == Outcome::Healthy,
                 output,
             },
         )?;

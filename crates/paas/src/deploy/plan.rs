@@ -23,6 +23,19 @@ pub struct Change {
     pub to: String,
 }
 
+impl std::fmt::Display for Change {
+    /// `router v1 -> v2` (`(new)` for a component not installed before).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} -> {}",
+            self.role,
+            self.from.as_deref().unwrap_or("(new)"),
+            self.to
+        )
+    }
+}
+
 /// The changes one host makes in one wave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -257,18 +270,7 @@ pub fn render(m: &Manifest, p: &Plan) -> String {
             .steps
             .iter()
             .map(|s| {
-                let changes: Vec<String> = s
-                    .changes
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {} -> {}",
-                            c.role,
-                            c.from.as_deref().unwrap_or("(new)"),
-                            c.to
-                        )
-                    })
-                    .collect();
+                let changes: Vec<String> = s.changes.iter().map(Change::to_string).collect();
                 format!("{} [{}]", s.host, changes.join(", "))
             })
             .collect();

@@ -47,12 +47,7 @@ impl Hosts for SimHosts {
         Ok(self.with(|w| w.actual.clone()))
     }
 
-    async fn apply(
-        &mut self,
-        host: &str,
-        changes: &[Change],
-        watch: Duration,
-    ) -> (Outcome, String) {
+    async fn apply(&self, host: &str, changes: &[Change], watch: Duration) -> (Outcome, String) {
         let applied = self.with(|w| w.applied.len());
         if self.hang_after.is_some_and(|n| applied >= n) {
             std::future::pending::<()>().await;

@@ -280,17 +280,7 @@ pub fn render(events: &[Event]) -> String {
                 output,
                 ..
             } => {
-                let ch: Vec<String> = changes
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {} -> {}",
-                            c.role,
-                            c.from.as_deref().unwrap_or("(new)"),
-                            c.to
-                        )
-                    })
-                    .collect();
+                let ch: Vec<String> = changes.iter().map(Change::to_string).collect();
                 format!(
                     "  {host}: {} {}{}",
                     ch.join(", "),

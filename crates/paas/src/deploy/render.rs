@@ -212,7 +212,16 @@ pub fn render(m: &Manifest, s: &Secrets, host: &Host, role: Role, version: &str)
                 ("cc_url", cc),
                 ("internal_api_token", s.internal_token.clone()),
                 ("id", format!("hm-{}", host.name)),
-            ]) + &bus(users.role(busauth::Role::HealthManager));
+            ]) + &format!(
+                // With 3 NATS nodes or more, the leader lock survives one
+                // going down (2 replicas would need both for a quorum).
+                "leader_replicas = {}\n",
+                if m.hosts_with(Role::Nats).len() >= 3 {
+                    3
+                } else {
+                    1
+                }
+            ) + &bus(users.role(busauth::Role::HealthManager));
             (
                 vec![
                     "bin/health-manager".into(),
@@ -316,6 +325,16 @@ update: {max_in_flight: 1, watch_time: 30}
         );
         assert_eq!(t["bus"]["user"].as_str(), Some("dea-h2"));
         assert_eq!(dea.drain.signal, "USR2");
+
+        let hm = render(&m, &s, h1, Role::HealthManager, "v1");
+        let conf = hm.config.clone().unwrap_or_default();
+        let t: toml::Table = conf.parse().unwrap_or_else(|e| panic!("{e}: {conf}"));
+        assert_eq!(
+            t["leader_replicas"].as_integer(),
+            Some(1),
+            "two NATS hosts: no quorum to spare"
+        );
+        assert_eq!(t["cc_url"].as_str(), Some("http://10.0.0.1:9023"));
 
         let r = render(&m, &s, h1, Role::Router, "v1");
         assert_eq!(

@@ -6,8 +6,9 @@
 # - apt-get update, then Debian packages whose command is missing
 #   (scripts/lib.sh): what scripts/setup.sh installs (the platform under
 #   test runs with it: ensure_runtime, ensure_build), and for the tests only
-#   openssl and the JDK's javac/jar (ensure_test_tools), postgresql and
-#   postgresql-client (ensure_postgres); as root, unless DEA_SKIP_VM_TESTS=1,
+#   openssl, the JDK's javac/jar and haproxy (its service stopped and
+#   disabled; the operator tests run their own) (ensure_test_tools),
+#   postgresql and postgresql-client (ensure_postgres); as root, unless DEA_SKIP_VM_TESTS=1,
 #   for the cgroup v2 VM test: qemu-system-x86, busybox-static, cpio,
 #   xz-utils, kmod and linux-image-amd64 (a kernel under /boot and
 #   /lib/modules; installed without recommends and with INITRD=No; its

@@ -419,27 +419,11 @@ impl Drop for Lab {
     }
 }
 
-/// `dea container-cleanup` for the DEAs of these hosts (their containers,
-/// netns, veths and iptables rules).
+/// What the DEAs of these hosts left (containers, netns, veths, iptables
+/// rules): [`crate::cleanup_containers`] on each host's DEA directory,
+/// whose `state/namespaces.tag` names them.
 fn cleanup_deas(root: &Path, hosts: &[&str]) {
-    let tags: Vec<String> = hosts
-        .iter()
-        .filter_map(|name| {
-            std::fs::read_to_string(root.join(name).join("components/dea/state/namespaces.tag"))
-                .ok()
-        })
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
-    if tags.is_empty() {
-        return;
-    }
-    if let Ok(dea) = bin("dea") {
-        let _ = Command::new(dea)
-            .arg("container-cleanup")
-            .args(&tags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    for name in hosts {
+        crate::cleanup_containers(&root.join(name).join("components").join("dea"));
     }
 }

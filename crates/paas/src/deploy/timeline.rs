@@ -63,7 +63,7 @@ pub enum What {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// RFC 3339.
+    /// Unix seconds with milliseconds (`1796640168.940`).
     pub at: String,
     /// The deployment's number in this timeline (1, 2, ...).
     pub deployment: u64,

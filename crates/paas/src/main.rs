@@ -16,6 +16,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once: the agent's flags inline are no cost worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Move every host to the manifest's release (with --dry-run, only print the plan)
@@ -39,21 +41,81 @@ enum Command {
     /// Print the deployment timeline
     Events { manifest: PathBuf },
     /// Run the host agent: supervise this host's components as the deployer asks
+    /// (`paas agent install`: write its systemd unit)
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Agent {
+        #[command(subcommand)]
+        action: Option<AgentAction>,
+        #[command(flatten)]
+        run: Option<AgentRun>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentAction {
+    /// Write the agent's systemd unit (paas-agent.service); runs no systemctl
+    Install {
         /// This host's name in the manifest
         #[arg(long)]
         host: String,
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        listen: std::net::SocketAddr,
+        /// The address and port the agent listens on (the manifest's address and agent_port)
+        #[arg(long)]
+        listen: String,
+        /// The agent's state dir (an absolute path)
         #[arg(long)]
         state_dir: PathBuf,
         /// The deployment's agent token (mode 0600)
         #[arg(long)]
         token_file: PathBuf,
-        /// Write the bound address here (with port 0)
+        /// Where the unit goes
+        #[arg(long, default_value = paas::agent::install::DEFAULT_UNIT_DIR)]
+        unit_dir: PathBuf,
+        /// The paas binary the unit runs (default: this one)
         #[arg(long)]
-        addr_file: Option<PathBuf>,
+        binary: Option<PathBuf>,
+        /// Serve the agent's API over HTTPS with this certificate (PEM)
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's key (PEM, mode 0600)
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Replace an existing, different unit
+        #[arg(long)]
+        force: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct AgentRun {
+    /// This host's name in the manifest
+    #[arg(long)]
+    host: String,
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: std::net::SocketAddr,
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// The deployment's agent token (mode 0600)
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Write the bound address here (with port 0)
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+    /// Serve the API over HTTPS with this certificate (PEM); off by default
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's key (PEM, mode 0600, else the agent refuses to start)
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn tls_files(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Option<paas::agent::tls::TlsFiles> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(paas::agent::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    }
 }
 
 fn main() -> ExitCode {
@@ -91,18 +153,47 @@ fn main() -> ExitCode {
         Command::Rollback { manifest } => rt.block_on(commands::rollback::run(manifest)),
         Command::Events { manifest } => commands::events::run(manifest),
         Command::Agent {
-            host,
-            listen,
-            state_dir,
-            token_file,
-            addr_file,
-        } => rt.block_on(commands::agent::run(paas::agent::AgentConfig {
+            action:
+                Some(AgentAction::Install {
+                    host,
+                    listen,
+                    state_dir,
+                    token_file,
+                    unit_dir,
+                    binary,
+                    tls_cert,
+                    tls_key,
+                    force,
+                }),
+            ..
+        } => commands::agent::install(&paas::agent::install::InstallArgs {
             host: host.clone(),
-            listen: *listen,
+            listen: listen.clone(),
             state_dir: state_dir.clone(),
             token_file: token_file.clone(),
-            addr_file: addr_file.clone(),
+            unit_dir: unit_dir.clone(),
+            binary: binary.clone(),
+            tls: tls_files(tls_cert, tls_key),
+            force: *force,
+        }),
+        Command::Agent {
+            action: None,
+            run: Some(a),
+        } => rt.block_on(commands::agent::run(paas::agent::AgentConfig {
+            host: a.host.clone(),
+            listen: a.listen,
+            state_dir: a.state_dir.clone(),
+            token_file: a.token_file.clone(),
+            addr_file: a.addr_file.clone(),
+            tls: tls_files(&a.tls_cert, &a.tls_key),
         })),
+        Command::Agent {
+            action: None,
+            run: None,
+        } => Err(commands::CmdError {
+            message: "paas agent: --host, --state-dir and --token-file are needed (or paas agent install ...)".into(),
+            code: 2,
+        }),
     };
     match result {
         Ok(text) => {

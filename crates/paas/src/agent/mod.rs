@@ -3,13 +3,17 @@
 //! of components (from the deployer, over an authenticated HTTP API),
 //! installs their releases side by side, supervises their processes
 //! (restart with backoff), drains them before they stop, and reports each
-//! one's health.
+//! one's health. Its API is plain HTTP unless it is given a certificate
+//! and key ([`tls`]); `paas agent install` ([`install`]) writes the systemd
+//! unit that keeps it running on a host.
 
 pub mod api;
+pub mod install;
 pub mod plan;
 pub mod release;
 pub mod spec;
 pub mod supervisor;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,8 @@ pub struct AgentConfig {
     pub token_file: PathBuf,
     /// Where to write the bound address (for port 0).
     pub addr_file: Option<PathBuf>,
+    /// Serve the API over HTTPS with this certificate and key.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -77,6 +85,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let token = read_token(&cfg.token_file)?;
+    // A bad certificate or key stops the agent before it listens.
+    let tls_config = cfg.tls.as_ref().map(tls::server_config).transpose()?;
     std::fs::create_dir_all(&cfg.state_dir).map_err(|source| AgentError::StateDir {
         path: cfg.state_dir.display().to_string(),
         source,
@@ -106,18 +116,35 @@ pub async fn run(
             tracing::warn!(error = %e, "cannot write the address file");
         }
     }
-    tracing::info!(host = %cfg.host, addr = %bound, "agent listening");
     let app = api::router(api::Shared {
         token: Arc::new(token),
         desired: tx,
         status: status.clone(),
         desired_file: Arc::new(desired_file),
     });
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "agent API stopped");
+    let server = match tls_config {
+        None => {
+            tracing::info!(host = %cfg.host, addr = %bound, "agent listening (http)");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "agent API stopped");
+                }
+            })
         }
-    });
+        Some(config) => {
+            let listener =
+                tls::TlsListener::new(listener, config).map_err(|source| AgentError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
+            tracing::info!(host = %cfg.host, addr = %bound, "agent listening (https)");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "agent API stopped");
+                }
+            })
+        }
+    };
     let mut sup = supervisor::Supervisor::new(&cfg.host, &cfg.state_dir);
     tokio::pin!(shutdown);
     loop {

@@ -97,7 +97,15 @@ fn save_secrets(path: &Path, s: &Secrets) -> std::io::Result<()> {
     crate::agent::supervisor::write_private(path, &text)
 }
 
-/// The agents of the manifest's hosts (its `agent_token_file` needed).
+/// A file the manifest names, on the deployer's machine: relative to the
+/// manifest's directory.
+pub fn beside_manifest(manifest: &Path, file: &str) -> PathBuf {
+    manifest.parent().unwrap_or(Path::new(".")).join(file)
+}
+
+/// The agents of the manifest's hosts (its `agent_token_file` needed):
+/// over HTTPS, trusting the manifest's `certificates.ca` alone, when it
+/// names one.
 pub fn agents(manifest: &Path, m: &Manifest) -> Result<AgentHosts, CmdError> {
     let Some(file) = &m.agent_token_file else {
         return Err(CmdError::new(format!(
@@ -105,11 +113,16 @@ pub fn agents(manifest: &Path, m: &Manifest) -> Result<AgentHosts, CmdError> {
             manifest.display()
         )));
     };
-    // Relative to the manifest's directory.
-    let path = manifest.parent().unwrap_or(Path::new(".")).join(file);
+    let path = beside_manifest(manifest, file);
     let token = crate::agent::read_token(&path).map_err(|e| CmdError::new(e.to_string()))?;
+    let ca = m
+        .certificates
+        .ca
+        .as_deref()
+        .map(|ca| beside_manifest(manifest, ca));
     let secrets = load_secrets(&state_dir(manifest, m), m)?;
-    AgentHosts::new(m, &secrets, &token).map_err(CmdError::new)
+    AgentHosts::new(m, &secrets, &token, ca.as_deref())
+        .map_err(|e| CmdError::new(format!("{}: {e}", manifest.display())))
 }
 
 /// What the hosts run: from their agents when the manifest names a token,

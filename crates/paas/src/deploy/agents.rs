@@ -1,5 +1,11 @@
-//! The real hosts: their agents over HTTP with the deployment's token.
+//! The real hosts: their agents over HTTP with the deployment's token, or
+//! over HTTPS when the manifest names the agents' CA (`certificates.ca`):
+//! then every agent's certificate must chain to that CA alone and name the
+//! host's address (docs/operations.md "TLS between the deployer and the
+//! agents").
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::execute::Hosts;
@@ -18,24 +24,92 @@ const CRASHES_TO_FAIL: u32 = 2;
 /// One call to an agent gives up after this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the client for the agents could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("certificates.ca: {0}")]
+    Ca(#[from] proto::https::HttpsError),
+    #[error("certificates.ca: {path}: {source}")]
+    CaBad {
+        path: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The deployer's client for the agents: plain HTTP without `ca`; with it,
+/// HTTPS only, trusting the certificates of the PEM file `ca` and nothing
+/// else (no built-in roots).
+pub fn agent_client(ca: Option<&Path>) -> Result<reqwest::Client, ClientError> {
+    let builder = reqwest::Client::builder().timeout(CALL_TIMEOUT);
+    let Some(ca) = ca else {
+        return Ok(builder.build()?);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in proto::https::read_pem_certs(ca)? {
+        roots.add(cert).map_err(|source| ClientError::CaBad {
+            path: ca.display().to_string(),
+            source,
+        })?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(builder
+        .tls_backend_preconfigured(config)
+        .https_only(true)
+        .build()?)
+}
+
+/// A failed call in words: reqwest's, with the certificate problem or the
+/// deepest cause (which its own text leaves out).
+pub fn why(e: &reqwest::Error) -> String {
+    if let Some(p) = proto::https::cert_problem(e) {
+        return format!("{e}: {p}");
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = None;
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        cause = Some(c);
+        cur = c.source();
+    }
+    match cause {
+        Some(c) => format!("{e}: {c}"),
+        None => e.to_string(),
+    }
+}
+
 pub struct AgentHosts {
     m: Manifest,
     secrets: Secrets,
     token: String,
     http: reqwest::Client,
+    /// `https` with the agents' CA, else `http`.
+    scheme: &'static str,
 }
 
 impl AgentHosts {
-    pub fn new(m: &Manifest, secrets: &Secrets, token: &str) -> Result<AgentHosts, String> {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
+    /// The manifest's agents; over HTTPS trusting `ca` alone when given.
+    pub fn new(
+        m: &Manifest,
+        secrets: &Secrets,
+        token: &str,
+        ca: Option<&Path>,
+    ) -> Result<AgentHosts, ClientError> {
         Ok(AgentHosts {
             m: m.clone(),
             secrets: secrets.clone(),
             token: token.to_string(),
-            http,
+            http: agent_client(ca)?,
+            scheme: if ca.is_some() { "https" } else { "http" },
         })
     }
 
@@ -44,7 +118,11 @@ impl AgentHosts {
             .m
             .host(host)
             .ok_or_else(|| format!("{host} is not in the manifest"))?;
-        Ok(format!("http://{}{path}", socket(h.address, h.agent_port)))
+        Ok(format!(
+            "{}://{}{path}",
+            self.scheme,
+            socket(h.address, h.agent_port)
+        ))
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -58,11 +136,13 @@ impl AgentHosts {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| format!("agent of {host}: {e}"))?;
+            .map_err(|e| format!("agent of {host}: {}", why(&e)))?;
         if !r.status().is_success() {
             return Err(format!("agent of {host} answered {}", r.status()));
         }
-        r.json().await.map_err(|e| format!("agent of {host}: {e}"))
+        r.json()
+            .await
+            .map_err(|e| format!("agent of {host}: {}", why(&e)))
     }
 
     async fn put_desired(&self, host: &str, d: &Desired) -> Result<(), String> {
@@ -73,7 +153,7 @@ impl AgentHosts {
             .json(d)
             .send()
             .await
-            .map_err(|e| format!("agent of {host}: {e}"))?;
+            .map_err(|e| format!("agent of {host}: {}", why(&e)))?;
         if !r.status().is_success() {
             let code = r.status();
             let body = r.text().await.unwrap_or_default();

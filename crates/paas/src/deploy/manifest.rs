@@ -191,7 +191,10 @@ fn default_cluster_port() -> u16 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificates {
-    /// The platform CA (bus TLS, the agents' channel).
+    /// The platform CA (bus TLS, the agents' channel). When set, the
+    /// deployer also reads it on its own machine (relative to the
+    /// manifest's directory, like `agent_token_file`) and talks HTTPS to
+    /// every agent, trusting this CA only.
     pub ca: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
@@ -307,8 +310,9 @@ fn invalid(field: impl Into<String>, why: impl Into<String>) -> ManifestError {
     }
 }
 
-/// A name usable in file names and on the command line.
-fn plain(s: &str) -> bool {
+/// A name usable in file names and on the command line (deployment,
+/// host and release names).
+pub(crate) fn plain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
@@ -424,6 +428,17 @@ impl Manifest {
                 ));
             }
         }
+        if self
+            .certificates
+            .ca
+            .as_deref()
+            .is_some_and(|ca| ca.trim().is_empty())
+        {
+            return Err(invalid(
+                "certificates.ca",
+                "the path of a PEM file (or no ca: plain HTTP to the agents)",
+            ));
+        }
         if self.update.watch_time.is_zero() {
             return Err(invalid("update.watch_time", "must be more than 0"));
         }
@@ -521,6 +536,7 @@ update: {canaries: 1, max_in_flight: "50%", failure_budget: 0, watch_time: 30s}
             ("roles: [nats, dea]}", "roles: [nats, nats]}", "hosts[2].roles"),
             ("postgres://cc@10.0.0.1/cc", "sqlite://cc.db", "database_url"),
             ("watch_time: 30s", "watch_time: 0", "update.watch_time"),
+            ("name: prod", "name: prod\ncertificates: {ca: \"\"}", "certificates.ca"),
             (
                 "failure_budget: 0,",
                 "failure_budget: 0, sequence: [[nats], [controller, nats], [router, health_manager], [dea]],",

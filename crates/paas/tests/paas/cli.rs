@@ -145,3 +145,197 @@ fn bad_manifests_and_states_are_refused_with_the_reason() {
         text(&out.stderr)
     );
 }
+
+/// A 0600 token file and an empty unit dir in `dir`.
+fn install_setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let token = dir.join("agent.token");
+    std::fs::write(&token, "agent-token-for-tests-0123456789").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let units = dir.join("units");
+    std::fs::create_dir_all(&units).expect("units");
+    (token, units)
+}
+
+fn install(token: &Path, units: &Path, listen: &str, more: &[&str]) -> Output {
+    let mut args = vec![
+        "agent",
+        "install",
+        "--host",
+        "h1",
+        "--listen",
+        listen,
+        "--state-dir",
+        "/var/lib/paas agent",
+        "--token-file",
+        token.to_str().expect("utf-8"),
+        "--unit-dir",
+        units.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(more);
+    paas(&args)
+}
+
+#[test]
+fn agent_install_writes_the_systemd_unit_and_prints_the_next_commands() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, units) = install_setup(dir.path());
+    let out = install(&token, &units, "10.0.0.1:7070", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let unit = units.join("paas-agent.service");
+    let mode = std::fs::metadata(&unit).expect("unit").permissions().mode();
+    assert_eq!(mode & 0o7777, 0o644);
+    let body = std::fs::read_to_string(&unit).expect("unit");
+    // Absolute paths: the binary and the token file resolved; a path with
+    // a space quoted.
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_paas")).expect("binary");
+    let token_abs = std::fs::canonicalize(&token).expect("token");
+    let exec = format!(
+        "ExecStart={} agent --host h1 --listen 10.0.0.1:7070 --state-dir \"/var/lib/paas agent\" --token-file {}\n",
+        bin.display(),
+        token_abs.display()
+    );
+    assert!(body.contains(&exec), "{exec}\n{body}");
+    for line in [
+        "Restart=always\n",
+        "RestartSec=1\n",
+        "KillMode=mixed\n",
+        "TimeoutStopSec=360\n",
+        "After=network-online.target\n",
+        "Wants=network-online.target\n",
+        "WantedBy=multi-user.target\n",
+        "LimitNOFILE=65536\n",
+    ] {
+        assert!(body.contains(line), "{line}{body}");
+    }
+    let printed = text(&out.stdout);
+    assert!(
+        printed.starts_with(&format!("Wrote {} (0644)", unit.display())),
+        "{printed}"
+    );
+    assert!(printed.contains(&body), "{printed}");
+    assert!(
+        printed.contains("systemctl daemon-reload && systemctl enable --now paas-agent"),
+        "{printed}"
+    );
+
+    // Again with the same flags: nothing changes.
+    let out = install(&token, &units, "10.0.0.1:7070", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("Unchanged "));
+
+    // Other flags: the unit there is kept unless --force.
+    let out = install(&token, &units, "10.0.0.1:7071", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("exists and is not the unit these flags make; --force replaces it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&unit).expect("unit"), body);
+    let out = install(&token, &units, "10.0.0.1:7071", &["--force"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("Replaced "));
+    assert!(text(&out.stdout).contains("systemctl restart paas-agent"));
+    assert!(std::fs::read_to_string(&unit)
+        .expect("unit")
+        .contains("--listen 10.0.0.1:7071"));
+}
+
+#[test]
+fn agent_install_refuses_bad_input_and_writes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, units) = install_setup(dir.path());
+    let loose = dir.path().join("loose.token");
+    std::fs::write(&loose, "agent-token-for-tests-0123456789").expect("token");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let tok = token.to_str().expect("utf-8");
+    let unit_dir = units.to_str().expect("utf-8");
+    let base = |host: &str, listen: &str, state: &str, token: &str| -> Vec<String> {
+        [
+            "agent",
+            "install",
+            "--host",
+            host,
+            "--listen",
+            listen,
+            "--state-dir",
+            state,
+            "--token-file",
+            token,
+            "--unit-dir",
+            unit_dir,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            base(
+                "h1",
+                "10.0.0.1:7070",
+                "/var/lib/paas",
+                loose.to_str().expect("utf-8"),
+            ),
+            1,
+            "must be readable by its owner only (chmod 600)",
+        ),
+        (
+            base("h1", "10.0.0.1:7070", "/var/lib/paas", "/nonexistent/token"),
+            1,
+            "--token-file: agent token /nonexistent/token",
+        ),
+        (
+            base("h1", "nowhere", "/var/lib/paas", tok),
+            1,
+            "--listen \"nowhere\": not an address and port",
+        ),
+        (
+            base("h1", "10.0.0.1:0", "/var/lib/paas", tok),
+            1,
+            "needs a fixed port",
+        ),
+        (
+            base("h1/x", "10.0.0.1:7070", "/var/lib/paas", tok),
+            1,
+            "--host \"h1/x\"",
+        ),
+        (
+            base("h1", "10.0.0.1:7070", "var/lib/paas", tok),
+            1,
+            "--state-dir var/lib/paas: must be an absolute path",
+        ),
+        (
+            {
+                let mut a = base("h1", "10.0.0.1:7070", "/var/lib/paas", tok);
+                a.extend(["--binary".to_string(), "/nonexistent/paas".to_string()]);
+                a
+            },
+            1,
+            "--binary /nonexistent/paas",
+        ),
+        (
+            {
+                let mut a = base("h1", "10.0.0.1:7070", "/var/lib/paas", tok);
+                a.extend(["--tls-cert".to_string(), tok.to_string()]);
+                a
+            },
+            2,
+            "--tls-key",
+        ),
+    ];
+    for (args, code, want) in cases {
+        let out = paas(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{want}: {err}");
+        assert!(err.contains(want), "{want}: {err}");
+        if code == 1 {
+            assert!(err.starts_with("paas agent install: "), "{err}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&units).expect("units").count(), 0);
+}

@@ -31,7 +31,10 @@
 # - target/debug in the checkout.
 # - While they run, as root, the tests make containers (bridges, network
 #   namespaces, veths, iptables chains PAAS-*, cgroups paas-*, /run/paas),
-#   a test namespace and veth of their own, and qemu VMs (scripts/vm/
+#   a test namespace and veth of their own, the operator lab's simulated
+#   hosts (bridges plab<N>, namespaces plab<N>-<host> with a
+#   /etc/netns/plab<N>-<host>/resolv.conf each, iptables rules commented
+#   PAAS-lab in FORWARD and nat POSTROUTING), and qemu VMs (scripts/vm/
 #   run-in-vm.sh, in a temp dir); all removed at the end. The DEA sets
 #   net.ipv4.ip_forward=1 and the last DEA to stop puts the old value back.
 set -euo pipefail

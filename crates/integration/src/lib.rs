@@ -903,15 +903,7 @@ impl Platform {
 /// (cgroups, netns, veths, iptables rules) when they could not clean up
 /// themselves: `dea container-cleanup <tag>` for each `dea*/namespaces.tag`.
 pub fn cleanup_containers(root: &Path) {
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return;
-    };
-    let tags: Vec<String> = rd
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("namespaces.tag")).ok())
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let tags = container_tags(root);
     if tags.is_empty() {
         return;
     }
@@ -923,6 +915,19 @@ pub fn cleanup_containers(root: &Path) {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The container tags the DEA state dirs under `root` name (each
+/// `*/namespaces.tag`).
+pub fn container_tags(root: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("namespaces.tag")).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 impl Drop for Platform {

@@ -7,8 +7,9 @@
 //! request. Median of RUNS (3) each. Peer, in the same run: the time the
 //! same lab takes to bring the platform up from nothing (the first deploy).
 //!
-//! As root (DEAs run namespaces containers); the hosts are agents on
-//! 127.0.0.1-6 (`integration::lab`). PAAS_BIN_DIR picks the binaries.
+//! As root (DEAs run namespaces containers); the hosts are network
+//! namespaces on a bridge, an agent in each (`integration::lab`).
+//! PAAS_BIN_DIR picks the binaries.
 
 use std::time::Instant;
 
@@ -18,16 +19,12 @@ use integration::lab::{HostDef, Lab};
 use integration::steady::Steady;
 
 const SIX: [HostDef; 6] = [
-    (
-        "h1",
-        "127.0.0.1",
-        "[nats, controller, router, health_manager]",
-    ),
-    ("h2", "127.0.0.2", "[nats, router, dea]"),
-    ("h3", "127.0.0.3", "[nats, dea]"),
-    ("h4", "127.0.0.4", "[dea]"),
-    ("h5", "127.0.0.5", "[dea]"),
-    ("h6", "127.0.0.6", "[dea]"),
+    ("h1", "[nats, controller, router, health_manager]"),
+    ("h2", "[nats, router, dea]"),
+    ("h3", "[nats, dea]"),
+    ("h4", "[dea]"),
+    ("h5", "[dea]"),
+    ("h6", "[dea]"),
 ];
 
 struct Run {
@@ -56,8 +53,8 @@ async fn series(in_flight: usize, runs: usize) -> Result<(f64, Vec<Run>)> {
     lab.deploy_ok("v1").await?;
     let first = t.elapsed().as_secs_f64();
     lab.push("bench").await?;
-    let lb = lab.start_lb()?;
-    lab.wait_through_lb(lb, "bench.localhost").await?;
+    let lb = lab.lb;
+    lab.wait_through_lb("bench.localhost").await?;
     let mut out = Vec::new();
     for i in 1..=runs {
         let steady = Steady::start(lb, "bench.localhost", "/", 4);

@@ -1,12 +1,18 @@
 //! A lab of simulated hosts for the operator's tests and benchmarks
-//! (issue 17, docs/operations.md): a host agent per host on a loopback
-//! address of its own (127.0.0.N) with its own state dir, release
-//! directories whose `bin/` runs this build's binaries, a deployment
-//! manifest, Postgres, and HAProxy in front of the routers on demand. On
-//! drop the agents are killed, their components stopped and whatever the
-//! DEAs' containers left removed. The hosts share the machine's network
-//! stack (not network namespaces yet).
+//! (issue 17, docs/operations.md): each host a network namespace of its
+//! own on a bridge ([`net`]), with its own address, state dir and host
+//! agent; release directories whose `bin/` runs this build's binaries; a
+//! deployment manifest; Postgres (reached from the hosts through a
+//! forwarder on the bridge, [`forward`]); and HAProxy in front of the
+//! routers, health-checking their `/health`, through which the API and
+//! the apps are reached. On drop the load balancer and the agents are
+//! killed, their components stopped, whatever the DEAs' containers left
+//! removed, and the namespaces, veths, bridge and rule deleted.
 
+pub mod forward;
+pub mod net;
+
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,31 +22,17 @@ use anyhow::{anyhow, bail, Result};
 
 use crate::{bin, fixture, wait_for, CfOutput, Platform};
 
-/// (name, address, roles) of a lab's hosts.
-pub type HostDef = (&'static str, &'static str, &'static str);
+/// (name, roles) of a lab's hosts.
+pub type HostDef = (&'static str, &'static str);
 
-/// One router host: the API and apps reached straight through it.
-pub const ONE_ROUTER: [HostDef; 4] = [
-    (
-        "h1",
-        "127.0.0.1",
-        "[nats, controller, router, health_manager]",
-    ),
-    ("h2", "127.0.0.2", "[nats, dea]"),
-    ("h3", "127.0.0.3", "[nats, dea]"),
-    ("h4", "127.0.0.4", "[dea]"),
-];
-
-/// Two router hosts behind HAProxy.
-pub const TWO_ROUTERS: [HostDef; 4] = [
-    (
-        "h1",
-        "127.0.0.1",
-        "[nats, controller, router, health_manager]",
-    ),
-    ("h2", "127.0.0.2", "[nats, router, dea]"),
-    ("h3", "127.0.0.3", "[nats, dea]"),
-    ("h4", "127.0.0.4", "[dea]"),
+/// Four hosts: two for the control plane (a NATS node, a controller, a
+/// router and a health manager each), two DEA hosts (one with the third
+/// NATS node).
+pub const FOUR_HOSTS: [HostDef; 4] = [
+    ("h1", "[nats, controller, router, health_manager]"),
+    ("h2", "[nats, controller, router, health_manager]"),
+    ("h3", "[nats, dea]"),
+    ("h4", "[dea]"),
 ];
 
 /// A release: `VERSION` and a `bin/` of scripts that run this build's
@@ -66,18 +58,22 @@ pub fn release(root: &Path, version: &str, over: &[(&str, &str)]) -> Result<()> 
     Ok(())
 }
 
-/// The hosts' agents (and a load balancer); on drop the agents are killed,
-/// their components stopped and whatever the DEAs' containers left removed.
+/// The hosts and their agents, the load balancer; see the module's doc
+/// for what goes on drop.
 pub struct Lab {
     pub hosts: &'static [HostDef],
     agents: Vec<Child>,
-    lb: Option<Child>,
+    lb_child: Option<Child>,
+    /// HAProxy in front of the routers (on the machine's loopback).
+    pub lb: std::net::SocketAddr,
     pub root: PathBuf,
     pub manifest: PathBuf,
     /// The manifest's text at v1 (other versions replace the label).
     pub text: String,
     pub router_port: u16,
     pub router_admin_port: u16,
+    pub net: net::Net,
+    _pg: forward::Forward,
     _db: testkit::PgDb,
     _dir: tempfile::TempDir,
 }
@@ -97,31 +93,34 @@ impl Lab {
         let token = root.join("agent.token");
         std::fs::write(&token, "operator-test-token-0123456789abcdef")?;
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
+        let names: Vec<&str> = hosts.iter().map(|(n, _)| *n).collect();
+        let net = net::Net::create(&names)?;
+        let pg = forward::Forward::start((net.gateway(), 0).into(), ([127, 0, 0, 1], 5432).into())?;
         let mut lab = Lab {
             hosts,
             agents: Vec::new(),
-            lb: None,
+            lb_child: None,
+            lb: ([127, 0, 0, 1], testkit::free_port()).into(),
             manifest: root.join("lab.yml"),
             root: root.clone(),
             text: String::new(),
-            router_port: testkit::free_port(),
-            router_admin_port: testkit::free_port(),
+            // Each host has its own ports: any number will do.
+            router_port: 8888,
+            router_admin_port: 8889,
+            net,
+            _pg: pg,
             _db: db,
             _dir: dir,
         };
         let mut host_lines = String::new();
-        for (name, addr, roles) in hosts {
-            let port = testkit::free_port();
+        let paas = bin("paas")?;
+        for (i, (name, roles)) in hosts.iter().enumerate() {
+            let addr = lab.net.addr(i);
             let log = std::fs::File::create(root.join(format!("{name}.log")))?;
             lab.agents.push(
-                Command::new(bin("paas")?)
-                    .args([
-                        "agent",
-                        "--host",
-                        name,
-                        "--listen",
-                        &format!("{addr}:{port}"),
-                    ])
+                lab.net
+                    .command(name, &paas)
+                    .args(["agent", "--host", name, "--listen", &format!("{addr}:7070")])
                     .arg("--state-dir")
                     .arg(root.join(name))
                     .arg("--token-file")
@@ -132,25 +131,43 @@ impl Lab {
                     .spawn()?,
             );
             host_lines.push_str(&format!(
-                "  - {{name: {name}, address: {addr}, agent_port: {port}, roles: {roles}}}\n"
+                "  - {{name: {name}, address: {addr}, agent_port: 7070, roles: {roles}}}\n"
             ));
         }
+        // Every agent listening before anything is asked of it.
+        for (i, (name, _)) in hosts.iter().enumerate() {
+            let addr = std::net::SocketAddr::from((lab.net.addr(i), 7070));
+            let up = wait_for("the host agents", Duration::from_secs(20), || async {
+                tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+            })
+            .await;
+            if let Err(e) = up {
+                bail!("agent of {name} at {addr}: {e}\n{}", lab.logs());
+            }
+        }
         lab.text = format!(
-            "name: lab\nrelease: {{version: v1, dir: {releases}}}\ndatabase_url: {db}\nagent_token_file: agent.token\n\
-             nats: {{client_port: {nc}, cluster_port: {cl}}}\n\
-             ports: {{controller: {c}, controller_internal: {ci}, router: {rp}, router_admin: {ra}, router_drain_wait_s: 2}}\n\
+            "name: lab\nrelease: {{version: v1, dir: {releases}}}\ndatabase_url: postgres://postgres@{pg}/{db}\nagent_token_file: agent.token\n\
+             nats: {{client_port: 4222, cluster_port: 6222}}\n\
+             ports: {{controller: 9022, controller_internal: 9023, router: {rp}, router_admin: {ra}, router_drain_wait_s: 2}}\n\
              hosts:\n{host_lines}\
-             update: {{canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 60s}}\n",
+             update: {{canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 30s}}\n",
             releases = root.join("releases").display(),
-            db = lab._db.url,
-            nc = testkit::free_port(),
-            cl = testkit::free_port(),
-            c = testkit::free_port(),
-            ci = testkit::free_port(),
+            pg = lab._pg.addr,
+            db = lab._db.name,
             rp = lab.router_port,
             ra = lab.router_admin_port,
         );
+        lab.start_lb()?;
         Ok(lab)
+    }
+
+    /// Host `name`'s address.
+    pub fn addr(&self, name: &str) -> String {
+        self.hosts
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| self.net.addr(i).to_string())
+            .unwrap_or_default()
     }
 
     /// `paas ARGS MANIFEST` (without blocking the runtime: the steady
@@ -222,9 +239,9 @@ impl Lab {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let api = format!("http://api.sys.localhost:{}", self.router_port);
+        let api = format!("http://api.sys.localhost:{}", self.lb.port());
         let login = wait_for(
-            "cf login through the router",
+            "cf login through the load balancer",
             Duration::from_secs(60),
             || async {
                 let o = self
@@ -280,14 +297,15 @@ impl Lab {
     }
 
     /// HAProxy in front of the routers, health-checking their `/health`
-    /// every 200 ms; its address.
-    pub fn start_lb(&mut self) -> Result<std::net::SocketAddr> {
-        let port = testkit::free_port();
+    /// every 200 ms, on `self.lb`.
+    fn start_lb(&mut self) -> Result<()> {
         let servers: String = self
             .hosts
             .iter()
-            .filter(|(_, _, roles)| roles.contains("router"))
-            .map(|(name, addr, _)| {
+            .enumerate()
+            .filter(|(_, (_, roles))| roles.contains("router"))
+            .map(|(i, (name, _))| {
+                let addr = self.net.addr(i);
                 format!(
                     "  server {name} {addr}:{} check port {} inter 200ms fall 1 rise 2\n",
                     self.router_port, self.router_admin_port
@@ -296,8 +314,9 @@ impl Lab {
             .collect();
         let cfg = format!(
             "global\n  maxconn 2000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n  retry-on conn-failure empty-response response-timeout\n\
-             frontend lb\n  bind 127.0.0.1:{port}\n  default_backend routers\n\
-             backend routers\n  option httpchk GET /health\n  http-check expect status 200\n{servers}"
+             frontend lb\n  bind {lb}\n  default_backend routers\n\
+             backend routers\n  option httpchk GET /health\n  http-check expect status 200\n{servers}",
+            lb = self.lb
         );
         let path = self.root.join("haproxy.cfg");
         std::fs::write(&path, cfg)?;
@@ -308,7 +327,7 @@ impl Lab {
                 anyhow!("haproxy is not installed (scripts/lib.sh ensure_test_tools)")
             })?;
         let log = std::fs::File::create(self.root.join("haproxy.log"))?;
-        self.lb = Some(
+        self.lb_child = Some(
             Command::new(haproxy)
                 .arg("-db")
                 .arg("-f")
@@ -318,11 +337,50 @@ impl Lab {
                 .stderr(log)
                 .spawn()?,
         );
-        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        Ok(())
     }
 
-    /// Waits until `host` answers 2xx through the load balancer at `lb`.
-    pub async fn wait_through_lb(&self, lb: std::net::SocketAddr, host: &str) -> Result<()> {
+    /// `app`'s instances as the hosts run them, read off the processes
+    /// (not the API, which shows one per index): (host address, index,
+    /// instance guid) of every live process with the app's environment.
+    pub fn live_instances(&self, app: &str) -> BTreeSet<(String, String, String)> {
+        let needle = format!("\"application_name\":\"{app}\"");
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return BTreeSet::new();
+        };
+        rd.flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|e| std::fs::read(e.path().join("environ")).ok())
+            .filter_map(|env| {
+                let vars: Vec<String> = env
+                    .split(|b| *b == 0)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                let get = |k: &str| {
+                    vars.iter()
+                        .find_map(|v| v.strip_prefix(&format!("{k}=")).map(str::to_string))
+                };
+                get("VCAP_APPLICATION")
+                    .filter(|v| v.contains(&needle))
+                    .and_then(|_| {
+                        Some((
+                            get("CF_INSTANCE_IP")?,
+                            get("CF_INSTANCE_INDEX")?,
+                            get("CF_INSTANCE_GUID")?,
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Waits until `host` answers 2xx through the load balancer.
+    pub async fn wait_through_lb(&self, host: &str) -> Result<()> {
+        let lb = self.lb;
         wait_for(
             "the app through the load balancer",
             Duration::from_secs(30),
@@ -356,7 +414,27 @@ impl Lab {
                 }
             }
         }
-        cleanup_deas(&self.root, &[name]);
+        self.cleanup_dea(name);
+    }
+
+    /// What host `name`'s DEA left (containers, their namespaces, veths,
+    /// rules): `dea container-cleanup` inside the host's namespace, for
+    /// the tags its state dir names.
+    fn cleanup_dea(&self, name: &str) {
+        let tags = crate::container_tags(&self.root.join(name).join("components").join("dea"));
+        if tags.is_empty() {
+            return;
+        }
+        if let Ok(dea) = bin("dea") {
+            let _ = self
+                .net
+                .command(name, &dea)
+                .arg("container-cleanup")
+                .args(&tags)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     pub fn component_pids(&self) -> Vec<i32> {
@@ -394,7 +472,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut lb) = self.lb.take() {
+        if let Some(mut lb) = self.lb_child.take() {
             let _ = lb.kill();
             let _ = lb.wait();
         }
@@ -414,16 +492,8 @@ impl Drop for Lab {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
-        let names: Vec<&str> = self.hosts.iter().map(|(n, ..)| *n).collect();
-        cleanup_deas(&self.root, &names);
-    }
-}
-
-/// What the DEAs of these hosts left (containers, netns, veths, iptables
-/// rules): [`crate::cleanup_containers`] on each host's DEA directory,
-/// whose `state/namespaces.tag` names them.
-fn cleanup_deas(root: &Path, hosts: &[&str]) {
-    for name in hosts {
-        crate::cleanup_containers(&root.join(name).join("components").join("dea"));
+        for (name, _) in self.hosts {
+            self.cleanup_dea(name);
+        }
     }
 }

@@ -426,7 +426,7 @@ pub struct Fence {
 
 /// `sql` (an UPDATE ending in its WHERE clause) with the fence's check,
 /// its three parameters numbered from `first`.
-fn fenced(sql: &str, first: usize, fence: Option<&Fence>) -> String {
+pub(crate) fn fenced(sql: &str, first: usize, fence: Option<&Fence>) -> String {
     match fence {
         Some(_) => format!(
             "{sql} AND EXISTS (SELECT 1 FROM leases WHERE name = ${first} AND holder = ${} AND generation = ${})",
@@ -437,7 +437,7 @@ fn fenced(sql: &str, first: usize, fence: Option<&Fence>) -> String {
     }
 }
 
-fn bind_fence<'q>(
+pub(crate) fn bind_fence<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     fence: Option<&Fence>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {

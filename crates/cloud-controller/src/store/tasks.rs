@@ -7,6 +7,7 @@
 
 use sqlx::FromRow;
 
+use super::deployments::{bind_fence, fenced, Fence};
 use super::{new_guid, now, push_in, readable_space_clause, Result, SpaceScope, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -234,5 +235,28 @@ impl Store {
             q = q.bind(f.to_string());
         }
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// A `RUNNING` or `CANCELING` task its DEA lost marked `FAILED` with
+    /// `reason`, only while `fence`'s lease is still held (the sweep): a
+    /// controller that stalled past its lease fails nothing.
+    pub async fn fail_lost_task(&self, guid: &str, reason: &str, fence: &Fence) -> Result<bool> {
+        let sql = fenced(
+            "UPDATE tasks SET state = $1, failure_reason = $2, updated_at = $3 WHERE guid = $4 AND state IN ($5, $6)",
+            7,
+            Some(fence),
+        );
+        let q = sqlx::query(&sql)
+            .bind(FAILED.to_string())
+            .bind(reason.to_string())
+            .bind(now())
+            .bind(guid.to_string())
+            .bind(RUNNING.to_string())
+            .bind(CANCELING.to_string());
+        Ok(bind_fence(q, Some(fence))
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
     }
 }

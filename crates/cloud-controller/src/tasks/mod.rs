@@ -14,6 +14,7 @@ use proto::{
 
 use crate::context::Ctx;
 use crate::placement::Need;
+use crate::store::deployments::Fence;
 use crate::store::tasks::{CANCELING, FAILED, PENDING, RUNNING, SUCCEEDED};
 use crate::store::{App, StoreError, Task};
 
@@ -21,6 +22,9 @@ pub use lost::LOST_AFTER;
 
 /// How often the sweep looks for lost tasks.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// The sweep's lease and its time to live (CF's lock TTL).
+pub const SWEEP_LEASE: &str = "task-sweep";
+const SWEEP_LEASE_TTL_S: i64 = 15;
 
 /// CF's reason for a cancelled task.
 pub const CANCELLED: &str = "task was cancelled";
@@ -169,12 +173,17 @@ pub async fn cancel_all(ctx: &Ctx, app_guid: &str) -> Result<(), StoreError> {
 }
 
 /// The sweep: every few seconds, tasks whose DEA has not listed them for
-/// [`LOST_AFTER`] fail (CF never re-runs a task silently).
+/// [`LOST_AFTER`] fail (CF never re-runs a task silently). It runs in one
+/// controller at a time, the holder of the `task-sweep` lease: each
+/// controller's view of the DEAs is its own (one cut off from the bus
+/// would see every task's DEA silent), so one decides and its writes are
+/// fenced by the lease.
 pub fn spawn_sweep(ctx: Ctx) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let holder = crate::store::new_guid();
         let mut missing: HashMap<String, Instant> = HashMap::new();
         loop {
-            if let Err(e) = sweep(&ctx, &mut missing).await {
+            if let Err(e) = sweep_as(&ctx, &holder, &mut missing).await {
                 tracing::warn!(error = %e, "task sweep failed");
             }
             tokio::time::sleep(SWEEP_EVERY).await;
@@ -182,7 +191,37 @@ pub fn spawn_sweep(ctx: Ctx) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn sweep(ctx: &Ctx, missing: &mut HashMap<String, Instant>) -> Result<(), StoreError> {
+/// One pass of the sweep as `holder`: nothing unless it holds (or takes)
+/// the lease; a new holder starts its own count of how long each task has
+/// been missing. Whether it held the lease.
+pub async fn sweep_as(
+    ctx: &Ctx,
+    holder: &str,
+    missing: &mut HashMap<String, Instant>,
+) -> Result<bool, StoreError> {
+    let now_s = chrono::Utc::now().timestamp();
+    let Some(generation) = ctx
+        .store
+        .acquire_lease(SWEEP_LEASE, holder, now_s, SWEEP_LEASE_TTL_S)
+        .await?
+    else {
+        missing.clear();
+        return Ok(false);
+    };
+    let fence = Fence {
+        lease: SWEEP_LEASE.to_string(),
+        holder: holder.to_string(),
+        generation,
+    };
+    sweep(ctx, missing, &fence).await?;
+    Ok(true)
+}
+
+async fn sweep(
+    ctx: &Ctx,
+    missing: &mut HashMap<String, Instant>,
+    fence: &Fence,
+) -> Result<(), StoreError> {
     let tasks = ctx.store.tasks_in_states(&[RUNNING, CANCELING]).await?;
     let now = Instant::now();
     let seen: Vec<(String, lost::Seen)> = match ctx.placement.lock() {
@@ -204,11 +243,7 @@ async fn sweep(ctx: &Ctx, missing: &mut HashMap<String, Instant>) -> Result<(), 
         Err(_) => return Ok(()),
     };
     for (guid, why) in lost::lost(&seen, missing, now) {
-        if ctx
-            .store
-            .set_task_state(&guid, &[RUNNING, CANCELING], FAILED, Some(why), None)
-            .await?
-        {
+        if ctx.store.fail_lost_task(&guid, why, fence).await? {
             tracing::warn!(task = %guid, why, "task lost");
         }
     }

@@ -625,8 +625,75 @@ async fn leases_and_deployments(url: &str) {
         .is_none());
 }
 
+/// The task sweep's writes are fenced by its lease: a controller that is
+/// not (or no longer) the holder fails no task; the holder fails a lost
+/// one once.
+async fn lost_tasks_fail_only_under_the_sweep_lease(url: &str) {
+    use cloud_controller::store::deployments::Fence;
+    let s = bootstrapped(url).await;
+    let space = dev_space(&s).await;
+    let app = s
+        .create_app("tasker", &space, None, "host", "{}")
+        .await
+        .expect("create app");
+    let t = s
+        .create_task(&cloud_controller::store::NewTask {
+            app_guid: &app.guid,
+            name: "t",
+            command: "sleep 60",
+            memory_in_mb: 64,
+            disk_in_mb: 64,
+            droplet_guid: "some-droplet",
+        })
+        .await
+        .expect("task");
+    assert!(s
+        .set_task_state(&t.guid, &["PENDING"], "RUNNING", None, Some("dea-1"))
+        .await
+        .expect("running"));
+    let lease = cloud_controller::tasks::SWEEP_LEASE;
+    let now = chrono::Utc::now().timestamp();
+    let g1 = s
+        .acquire_lease(lease, "a", now - 20, 15)
+        .await
+        .expect("lease")
+        .expect("a holds it");
+    // a's lease expired; b takes it over.
+    let g2 = s
+        .acquire_lease(lease, "b", now, 15)
+        .await
+        .expect("lease")
+        .expect("b holds it");
+    let fence = |holder: &str, generation| Fence {
+        lease: lease.to_string(),
+        holder: holder.to_string(),
+        generation,
+    };
+    assert!(
+        !s.fail_lost_task(&t.guid, "lost", &fence("a", g1))
+            .await
+            .expect("stale"),
+        "the holder that lost the lease fails nothing"
+    );
+    assert_eq!(s.task(&t.guid).await.expect("read").state, "RUNNING");
+    assert!(s
+        .fail_lost_task(&t.guid, "lost", &fence("b", g2))
+        .await
+        .expect("holder"));
+    let failed = s.task(&t.guid).await.expect("read");
+    assert_eq!(
+        (failed.state.as_str(), failed.failure_reason.as_deref()),
+        ("FAILED", Some("lost"))
+    );
+    assert!(!s
+        .fail_lost_task(&t.guid, "lost", &fence("b", g2))
+        .await
+        .expect("again"));
+}
+
 both_backends!(
     leases_and_deployments,
+    lost_tasks_fail_only_under_the_sweep_lease,
     jobs,
     apps_and_processes,
     routes,

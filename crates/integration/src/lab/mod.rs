@@ -397,22 +397,32 @@ impl Lab {
         Ok(())
     }
 
-    /// A host lost: its agent and every process it started killed
-    /// (SIGKILL), its DEA's containers (and the apps in them) removed.
+    /// A host lost: its agent and every process it started killed at once
+    /// (frozen with SIGSTOP first, so none of them hears of the others'
+    /// end and none drains or says goodbye; then SIGKILL), then its DEA's
+    /// containers (and the apps in them) removed.
     pub fn kill_host(&mut self, name: &str) {
-        if let Some(i) = self.hosts.iter().position(|(n, ..)| *n == name) {
-            if let Some(a) = self.agents.get_mut(i) {
-                let _ = a.kill();
-                let _ = a.wait();
+        let mut pids: Vec<i32> =
+            crate::pids_with_cwd_under(&self.root.join(name).join("components"))
+                .into_iter()
+                .filter_map(|p| i32::try_from(p).ok())
+                .collect();
+        let agent = self.hosts.iter().position(|(n, ..)| *n == name);
+        if let Some(a) = agent.and_then(|i| self.agents.get(i)) {
+            if let Ok(pid) = i32::try_from(a.id()) {
+                pids.push(pid);
             }
         }
-        for pid in crate::pids_with_cwd_under(&self.root.join(name).join("components")) {
-            if let Ok(pid) = i32::try_from(pid) {
+        for signal in [libc::SIGSTOP, libc::SIGKILL] {
+            for pid in &pids {
                 // SAFETY: kill(2) on processes this lab's agent started.
                 unsafe {
-                    libc::kill(pid, libc::SIGKILL);
+                    libc::kill(*pid, signal);
                 }
             }
+        }
+        if let Some(a) = agent.and_then(|i| self.agents.get_mut(i)) {
+            let _ = a.wait();
         }
         self.cleanup_dea(name);
     }

@@ -251,10 +251,20 @@ async fn lost_hosts_and_a_partition_leave_the_apps_and_the_api_answering() -> Re
     no_failures("h2 lost (API)", &api_t, &lab.logs());
     assert!(api_t.ok > 10, "{api_t:?}");
 
-    // h4 cut off for 30 s.
-    let cut = lab.addr("h4");
+    // The DEA host (not h3, see below) with the most instances cut off for
+    // 30 s.
+    let busiest = |live: &BTreeSet<(String, String, String)>| {
+        ["h4", "h5"]
+            .into_iter()
+            .map(|n| (n, lab.addr(n)))
+            .max_by_key(|(_, a)| live.iter().filter(|(h, ..)| h == a).count())
+            .unwrap_or(("h5", lab.addr("h5")))
+    };
+    let (cut_name, cut) = busiest(&before);
+    let on_cut = before.iter().filter(|(h, ..)| *h == cut).count();
+    assert!(on_cut > 0, "{before:?}");
     let t = Instant::now();
-    lab.net.set_link("h4", false)?;
+    lab.net.set_link(cut_name, false)?;
     let replaced = wait_for(
         "three instances running off the cut host",
         Duration::from_secs(25),
@@ -266,9 +276,11 @@ async fn lost_hosts_and_a_partition_leave_the_apps_and_the_api_answering() -> Re
     .await;
     // The partition lasts 30 s, whatever happened meanwhile.
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(t.elapsed())).await;
-    lab.net.set_link("h4", true)?;
+    // The cut host still runs its instances, beside their replacements.
+    let during = lab.live_instances("survivor");
+    lab.net.set_link(cut_name, true)?;
     let replaced = replaced?;
-    let on_cut = before.iter().filter(|(h, ..)| *h == cut).count();
+    assert_eq!(during.len(), 3 + on_cut, "{during:?}");
     // Back: one instance per index, the duplicates stopped.
     let settled = wait_for(
         "the duplicates stopped",
@@ -282,17 +294,14 @@ async fn lost_hosts_and_a_partition_leave_the_apps_and_the_api_answering() -> Re
     )
     .await?;
     testkit::say(&format!(
-        "partition: {on_cut} instances on the cut host, 3 running elsewhere after {:.1} s; after it returned: {settled:?}",
-        replaced.as_secs_f64()
+        "partition: {on_cut} instances on the cut host {cut_name}, 3 running elsewhere after {:.1} s; {} live at its return; after: {settled:?}",
+        replaced.as_secs_f64(),
+        during.len()
     ));
 
     // A DEA host lost (not h3: with h2 gone, its NATS node is needed for a
     // quorum): the one of h4 and h5 with the most instances.
-    let (name, addr) = ["h4", "h5"]
-        .into_iter()
-        .map(|n| (n, lab.addr(n)))
-        .max_by_key(|(_, a)| settled.iter().filter(|(h, ..)| h == a).count())
-        .unwrap_or(("h5", lab.addr("h5")));
+    let (name, addr) = busiest(&settled);
     let lost = settled.iter().filter(|(h, ..)| *h == addr).count();
     assert!(lost > 0, "{settled:?}");
     let t = Instant::now();

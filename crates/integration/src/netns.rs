@@ -22,7 +22,8 @@ pub struct PrivateHost {
     server: Option<Child>,
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+/// `ip ARGS`, failing with its stderr.
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())

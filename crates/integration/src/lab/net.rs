@@ -14,7 +14,9 @@
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+
+use crate::netns::ip;
 
 pub struct Net {
     n: u8,
@@ -30,22 +32,6 @@ type Rule = (&'static str, &'static str, Vec<String>);
 /// The iptables comment on the lab's forwarding rule (leftover checks grep
 /// for `PAAS`).
 const RULE_COMMENT: &str = "PAAS-lab";
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("ip {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 impl Net {
     /// A bridge and one namespace per host name.

@@ -26,6 +26,24 @@ const FIVE_HOSTS: [HostDef; 5] = [
     ("h5", "[dea]"),
 ];
 
+/// `paas status`: every component of the four hosts on `version` and
+/// `state` (`running`, or `outdated` when the manifest names another).
+async fn assert_all(lab: &Lab, version: &str, state: &str) -> Result<()> {
+    let (code, status, err) = lab.paas(&["status"]).await?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        status.matches(&format!(" {version} ")).count(),
+        FOUR_HOSTS_COMPONENTS,
+        "{status}"
+    );
+    assert_eq!(
+        status.matches(state).count(),
+        FOUR_HOSTS_COMPONENTS,
+        "{status}"
+    );
+    Ok(())
+}
+
 fn no_failures(what: &str, t: &Tally, output: &str) {
     assert_eq!(
         t.failed, 0,
@@ -59,13 +77,7 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
     // A first deploy on four empty hosts.
     let out = lab.deploy_ok("v1").await?;
     assert!(out.contains("Deployment #1: done"), "{out}");
-    let (code, status, err) = lab.paas(&["status"]).await?;
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        status.matches("running").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
+    assert_all(&lab, "v1", "running").await?;
 
     // cf push through the load balancer; instances on both DEA hosts.
     let spread = lab.push("opapp").await?;
@@ -85,17 +97,7 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
     assert!(out.contains("Deployment #2: done"), "{out}");
     let upgrade = steady.tally();
     no_failures("the upgrade", &upgrade, &out);
-    let (_, status, _) = lab.paas(&["status"]).await?;
-    assert_eq!(
-        status.matches(" v2 ").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
-    assert_eq!(
-        status.matches("running").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
+    assert_all(&lab, "v2", "running").await?;
 
     // v3: the canary router never healthy.
     let (code, out, err) = lab.deploy("v3").await?;
@@ -108,17 +110,7 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
     );
     no_failures("the router rollback", &steady.tally(), &err);
     // Healthy on v2, which the manifest (v3) calls outdated.
-    let (_, status, _) = lab.paas(&["status"]).await?;
-    assert_eq!(
-        status.matches(" v2 ").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
-    assert_eq!(
-        status.matches("outdated").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
+    assert_all(&lab, "v2", "outdated").await?;
     let (_, events, _) = lab.paas(&["events"]).await?;
     assert!(
         events.contains("#3 rolling_back: canary h1 failed"),
@@ -136,12 +128,7 @@ async fn paas_deploys_upgrades_and_rolls_back_the_platform_on_four_hosts() -> Re
     let all = steady.stop().await;
     no_failures("the DEA rollback", &all, &err);
     assert!(all.ok > 100, "{all:?}");
-    let (_, status, _) = lab.paas(&["status"]).await?;
-    assert_eq!(
-        status.matches(" v2 ").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
+    assert_all(&lab, "v2", "outdated").await?;
     let (_, events, _) = lab.paas(&["events"]).await?;
     assert!(events.contains("dea v2 -> v4 FAILED"), "{events}");
     assert!(
@@ -197,17 +184,7 @@ async fn a_deployer_killed_mid_upgrade_resumes_and_leaves_nothing_half_done() ->
     assert!(out.contains("Deployment #2: done"), "{out}");
     let tally = steady.stop().await;
     no_failures("the resumed upgrade", &tally, &out);
-    let (_, status, _) = lab.paas(&["status"]).await?;
-    assert_eq!(
-        status.matches(" v2 ").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
-    assert_eq!(
-        status.matches("running").count(),
-        FOUR_HOSTS_COMPONENTS,
-        "{status}"
-    );
+    assert_all(&lab, "v2", "running").await?;
     // The NATS nodes, done before the kill, were not done again.
     let (_, events, _) = lab.paas(&["events"]).await?;
     assert_eq!(events.matches("nats v1 -> v2 ok").count(), 3, "{events}");

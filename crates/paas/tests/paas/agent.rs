@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -60,29 +60,15 @@ fn start_agent(dir: tempfile::TempDir) -> Agent {
     std::fs::write(&token, TOKEN).expect("token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let addr_file = dir.path().join("agent.addr");
-    let child = Command::new(env!("CARGO_BIN_EXE_paas"))
-        .args(["agent", "--host", "h1", "--listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paas"));
+    cmd.args(["agent", "--host", "h1", "--listen", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .arg("--token-file")
         .arg(&token)
         .arg("--addr-file")
-        .arg(&addr_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.path().join("agent.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .spawn()
-        .expect("spawn agent");
-    let addr = testkit::wait_for_blocking("the agent's address", Duration::from_secs(20), || {
-        std::fs::read_to_string(&addr_file)
-            .ok()
-            .filter(|s| !s.is_empty())
-    })
-    .expect("agent address");
+        .arg(&addr_file);
+    let (child, addr) = crate::spawn_agent(&mut cmd, dir.path(), &addr_file);
     Agent {
         child: Some(child),
         url: format!("http://{addr}"),

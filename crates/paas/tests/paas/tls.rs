@@ -94,21 +94,7 @@ fn agent_command(dir: &Path, cert: &Path, key: &Path) -> Command {
 
 fn start_agent(dir: &Path, cert: &Path, key: &Path) -> Agent {
     let addr_file = dir.join("agent.addr");
-    let child = agent_command(dir, cert, key)
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join("agent.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .spawn()
-        .expect("spawn agent");
-    let addr = testkit::wait_for_blocking("the agent's address", Duration::from_secs(20), || {
-        std::fs::read_to_string(&addr_file)
-            .ok()
-            .filter(|s| !s.is_empty())
-    })
-    .expect("agent address");
+    let (child, addr) = crate::spawn_agent(&mut agent_command(dir, cert, key), dir, &addr_file);
     Agent {
         child: Some(child),
         addr,

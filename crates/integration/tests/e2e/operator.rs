@@ -44,6 +44,25 @@ async fn assert_all(lab: &Lab, version: &str, state: &str) -> Result<()> {
     Ok(())
 }
 
+/// `app`'s live instances when there are three, one per index, none on
+/// host address `off`, and the API shows all three RUNNING off it too.
+async fn one_per_index(
+    lab: &Lab,
+    app: &str,
+    off: Option<&str>,
+) -> Option<BTreeSet<(String, String, String)>> {
+    let now = lab.live_instances(app);
+    let indexes: BTreeSet<&String> = now.iter().map(|(_, i, _)| i).collect();
+    let running = lab.instance_hosts(app).await.ok()?;
+    let away = |h: &String| off.is_none_or(|o| h != o);
+    (now.len() == 3
+        && indexes.len() == 3
+        && now.iter().all(|(h, ..)| away(h))
+        && running.len() == 3
+        && running.iter().all(away))
+    .then_some(now)
+}
+
 fn no_failures(what: &str, t: &Tally, output: &str) {
     assert_eq!(
         t.failed, 0,
@@ -259,16 +278,9 @@ async fn lost_hosts_and_a_partition_leave_the_apps_and_the_api_answering() -> Re
     let replaced = replaced?;
     assert_eq!(during.len(), 3 + on_cut, "{during:?}");
     // Back: one instance per index, the duplicates stopped.
-    let settled = wait_for(
-        "the duplicates stopped",
-        Duration::from_secs(60),
-        || async {
-            let now = lab.live_instances("survivor");
-            let indexes: BTreeSet<&String> = now.iter().map(|(_, i, _)| i).collect();
-            let running = lab.instance_hosts("survivor").await.ok()?;
-            (now.len() == 3 && indexes.len() == 3 && running.len() == 3).then_some(now)
-        },
-    )
+    let settled = wait_for("the duplicates stopped", Duration::from_secs(60), || {
+        one_per_index(&lab, "survivor", None)
+    })
     .await?;
     testkit::say(&format!(
         "partition: {on_cut} instances on the cut host {cut_name}, 3 running elsewhere after {:.1} s; {} live at its return; after: {settled:?}",
@@ -288,17 +300,7 @@ async fn lost_hosts_and_a_partition_leave_the_apps_and_the_api_answering() -> Re
     let elsewhere = wait_for(
         "three instances running off the lost host",
         Duration::from_secs(10),
-        || async {
-            let now = lab.live_instances("survivor");
-            let indexes: BTreeSet<&String> = now.iter().map(|(_, i, _)| i).collect();
-            let running = lab.instance_hosts("survivor").await.ok()?;
-            (now.len() == 3
-                && indexes.len() == 3
-                && now.iter().all(|(h, ..)| *h != addr)
-                && running.len() == 3
-                && running.iter().all(|h| *h != addr))
-            .then_some(now)
-        },
+        || one_per_index(&lab, "survivor", Some(&addr)),
     )
     .await;
     let elsewhere = match elsewhere {

@@ -27,6 +27,20 @@ fn set_age(path: &Path, age: Duration) {
         .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()));
 }
 
+/// Ages every file under `dir`; one that went away meanwhile (SQLite's
+/// journal, made and removed by the running controller) is skipped.
+fn age_files(dir: &Path, age: Duration) {
+    for f in files(dir) {
+        match std::fs::File::options().write(true).open(&f) {
+            Ok(file) => file
+                .set_modified(SystemTime::now() - age)
+                .unwrap_or_else(|e| panic!("set mtime of {}: {e}", f.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("open {}: {e}", f.display()),
+        }
+    }
+}
+
 /// Every regular file under `dir` (recursively).
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -175,9 +189,7 @@ async fn gc_follows_live_apps(url: &str) {
 
     // Everything so far is old; then a fresh unreferenced blob and temp
     // file (an upload whose row is not written yet).
-    for f in files(dir.path()) {
-        set_age(&f, 2 * HOUR);
-    }
+    age_files(dir.path(), 2 * HOUR);
     set_age(&old_resource, 31 * DAY);
     let fresh = put_blob(&blobs, b"uploaded a moment ago").await;
     let fresh_tmp = blobs.dir(TMP_DIR).join("upload-in-progress");
@@ -374,9 +386,7 @@ async fn deleted_app_blobs_go_at_the_next_pass() {
     let a = Api::new().await;
     let (doomed, doomed_pkg, doomed_droplet) = push_over_api(&a, "doomed").await;
     let (live, live_pkg, _) = push_over_api(&a, "live").await;
-    for f in files(&a.ctx.cfg.data_dir) {
-        set_age(&f, 2 * HOUR);
-    }
+    age_files(&a.ctx.cfg.data_dir, 2 * HOUR);
     let fresh = put_blob(&a.ctx.blobs, b"staged a moment ago").await;
 
     let r = a

@@ -917,18 +917,7 @@ pub fn cleanup_containers(root: &Path) {
     }
 }
 
-/// The container tags the DEA state dirs under `root` name (each
-/// `*/namespaces.tag`).
-pub fn container_tags(root: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("namespaces.tag")).ok())
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
+pub use paas::lab::procs::container_tags;
 
 impl Drop for Platform {
     fn drop(&mut self) {

@@ -22,22 +22,7 @@ pub struct PrivateHost {
     server: Option<Child>,
 }
 
-/// `ip ARGS`, failing with its stderr.
-pub(crate) fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("ip {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
+pub(crate) use paas::lab::net::ip;
 
 const SERVER: &str = r#"
 import socket, sys
@@ -80,7 +65,7 @@ impl PrivateHost {
         let inside = |args: &[&str]| -> Result<()> {
             let mut v = vec!["netns", "exec", h.ns.as_str(), "ip"];
             v.extend_from_slice(args);
-            ip(&v)
+            Ok(ip(&v)?)
         };
         inside(&["addr", "add", &format!("{ns_ip}/30"), "dev", &peer])?;
         inside(&["link", "set", &peer, "up"])?;

@@ -12,41 +12,7 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
-/// Whether a process with this pid exists and is not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // State is the field after the parenthesised command name.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
-        }
-        Err(_) => false,
-    }
-}
-
-/// Pids whose working directory or executable lies under `dir`.
-pub fn pids_with_cwd_under(dir: &Path) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let under = |link: &str| {
-            std::fs::read_link(format!("/proc/{pid}/{link}"))
-                .map(|p| p.starts_with(dir))
-                .unwrap_or(false)
-        };
-        if (under("cwd") || under("exe")) && process_alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
+pub use paas::lab::procs::{pids_with_cwd_under, process_alive};
 
 /// SIGKILLs every process working under `dir`.
 pub fn kill_all_under(dir: &Path) {

@@ -8,3 +8,4 @@
 pub mod agent;
 pub mod commands;
 pub mod deploy;
+pub mod lab;

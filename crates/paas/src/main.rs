@@ -40,6 +40,11 @@ enum Command {
     Rollback { manifest: PathBuf },
     /// Print the deployment timeline
     Events { manifest: PathBuf },
+    /// Simulated hosts on this machine (what `cf dev start --hosts N` runs; root only)
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
     /// Run the host agent: supervise this host's components as the deployer asks
     /// (`paas agent install`: write its systemd unit)
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -48,6 +53,35 @@ enum Command {
         action: Option<AgentAction>,
         #[command(flatten)]
         run: Option<AgentRun>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Make N hosts (network namespaces on a bridge), start their agents
+    /// and a load balancer, and deploy the platform on them
+    Up {
+        /// Where the manifest, releases, hosts' state dirs and logs go
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+        /// The load balancer's port on 127.0.0.1
+        #[arg(long, default_value_t = 8080)]
+        lb_port: u16,
+        /// The platform's database (created when missing)
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/paas_dev")]
+        database_url: String,
+    },
+    /// Stop everything `paas lab up` started and remove what it made
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// The hosts, the load balancer and every component's version and health
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -118,6 +152,24 @@ fn tls_files(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Option<paas::agen
     }
 }
 
+fn action_args(a: &LabAction) -> commands::lab::Action {
+    match a {
+        LabAction::Up {
+            dir,
+            hosts,
+            lb_port,
+            database_url,
+        } => commands::lab::Action::Up {
+            dir: dir.clone(),
+            hosts: *hosts,
+            lb_port: *lb_port,
+            database_url: database_url.clone(),
+        },
+        LabAction::Down { dir } => commands::lab::Action::Down(dir.clone()),
+        LabAction::Status { dir } => commands::lab::Action::Status(dir.clone()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // reqwest's rustls needs a provider (docs/conventions.md).
@@ -152,6 +204,7 @@ fn main() -> ExitCode {
         }
         Command::Rollback { manifest } => rt.block_on(commands::rollback::run(manifest)),
         Command::Events { manifest } => commands::events::run(manifest),
+        Command::Lab { action } => rt.block_on(commands::lab::run(action_args(action))),
         Command::Agent {
             action:
                 Some(AgentAction::Install {

@@ -42,6 +42,18 @@ pub struct StartArgs {
     /// platform heal
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub deas: u16,
+    /// Run the platform on N simulated hosts instead (network namespaces
+    /// on a bridge, each with its own address and host agent, deployed by
+    /// `paas`; HAProxy in front of the routers on --router-port). Root only
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32), conflicts_with_all = ["deas", "router_tls_port"])]
+    pub hosts: Option<u16>,
+    /// The database of the platform on simulated hosts (created when missing)
+    #[arg(
+        long,
+        requires = "hosts",
+        default_value = "postgres://postgres@127.0.0.1:5432/paas_dev"
+    )]
+    pub database_url: String,
 }
 
 fn layout(dir: Option<PathBuf>) -> Result<Layout> {
@@ -58,6 +70,22 @@ fn layout(dir: Option<PathBuf>) -> Result<Layout> {
 
 pub async fn run(cmd: DevCommand) -> Result<()> {
     match cmd {
+        DevCommand::Start(StartArgs {
+            dir,
+            router_port,
+            hosts: Some(n),
+            database_url,
+            ..
+        }) => {
+            let l = layout(dir)?;
+            if running(&l).iter().any(|(_, pid)| pid.is_some()) {
+                return Err(CliError::other(format!(
+                    "The single-host platform is running in {0}; run 'cf dev stop --dir {0}' first.",
+                    l.dir.display()
+                )));
+            }
+            super::dev_hosts::start(&l, n, router_port, &database_url).await
+        }
         DevCommand::Start(a) => {
             start(
                 layout(a.dir)?,
@@ -67,8 +95,20 @@ pub async fn run(cmd: DevCommand) -> Result<()> {
             )
             .await
         }
-        DevCommand::Stop(a) => stop(&layout(a.dir)?).await,
-        DevCommand::Status(a) => status(&layout(a.dir)?).await,
+        DevCommand::Stop(a) => {
+            let l = layout(a.dir)?;
+            if super::dev_hosts::is_up(&l) {
+                return super::dev_hosts::stop(&l).await;
+            }
+            stop(&l).await
+        }
+        DevCommand::Status(a) => {
+            let l = layout(a.dir)?;
+            if super::dev_hosts::is_up(&l) {
+                return super::dev_hosts::status(&l).await;
+            }
+            status(&l).await
+        }
     }
 }
 
@@ -244,6 +284,12 @@ async fn start(
     router_tls_port: Option<u16>,
     dea_count: usize,
 ) -> Result<()> {
+    if super::dev_hosts::is_up(&l) {
+        return Err(CliError::other(format!(
+            "The platform runs on simulated hosts in {0}; run 'cf dev stop --dir {0}' first.",
+            l.dir.display()
+        )));
+    }
     l.create()?;
     let live = running(&l);
     let alive: Vec<_> = live.iter().filter(|(_, p)| p.is_some()).collect();

@@ -14,6 +14,7 @@ pub mod delete_orphaned_routes;
 pub mod delete_route;
 pub mod deployments;
 pub mod dev;
+pub mod dev_hosts;
 pub mod domains;
 pub mod env;
 pub mod events;

@@ -19,12 +19,12 @@ use integration::lab::{HostDef, Lab};
 use integration::steady::Steady;
 
 const SIX: [HostDef; 6] = [
-    ("h1", "[nats, controller, router, health_manager]"),
-    ("h2", "[nats, router, dea]"),
-    ("h3", "[nats, dea]"),
-    ("h4", "[dea]"),
-    ("h5", "[dea]"),
-    ("h6", "[dea]"),
+    ("h1", &["nats", "controller", "router", "health_manager"]),
+    ("h2", &["nats", "router", "dea"]),
+    ("h3", &["nats", "dea"]),
+    ("h4", &["dea"]),
+    ("h5", &["dea"]),
+    ("h6", &["dea"]),
 ];
 
 struct Run {

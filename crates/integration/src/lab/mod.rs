@@ -1,61 +1,49 @@
 //! A lab of simulated hosts for the operator's tests and benchmarks
-//! (issue 17, docs/operations.md): each host a network namespace of its
-//! own on a bridge ([`net`]), with its own address, state dir and host
-//! agent; release directories whose `bin/` runs this build's binaries; a
-//! deployment manifest; Postgres (reached from the hosts through a
-//! forwarder on the bridge, [`forward`]); and HAProxy in front of the
-//! routers, health-checking their `/health`, through which the API and
-//! the apps are reached. On drop the load balancer and the agents are
-//! killed, their components stopped, whatever the DEAs' containers left
-//! removed, and the namespaces, veths, bridge and rule deleted.
-
-pub mod forward;
-pub mod net;
+//! (issue 17, docs/operations.md "The test lab"), built from the parts
+//! `cf dev start --hosts N` uses (`paas::lab`): each host a network
+//! namespace of its own on a bridge, with its own address, state dir and
+//! host agent; release directories whose `bin/` runs this build's
+//! binaries; a deployment manifest; and HAProxy in front of the routers,
+//! health-checking their `/health` (the API and the apps are reached
+//! through it), which also passes the hosts through to Postgres. Unlike
+//! `cf dev`, everything here is a child of the test: on drop the load
+//! balancer and the agents are killed, their components stopped, what
+//! the DEAs' containers left removed, and the namespaces, veths, bridge
+//! and rules deleted.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use paas::lab::{haproxy, layout, net, release};
 
 use crate::{bin, fixture, wait_for, CfOutput, Platform};
 
 /// (name, roles) of a lab's hosts.
-pub type HostDef = (&'static str, &'static str);
+pub type HostDef = (&'static str, &'static [&'static str]);
 
 /// Four hosts: two for the control plane (a NATS node, a controller, a
 /// router and a health manager each), two DEA hosts (one with the third
-/// NATS node).
+/// NATS node): what `cf dev start --hosts 4` makes.
 pub const FOUR_HOSTS: [HostDef; 4] = [
-    ("h1", "[nats, controller, router, health_manager]"),
-    ("h2", "[nats, controller, router, health_manager]"),
-    ("h3", "[nats, dea]"),
-    ("h4", "[dea]"),
+    ("h1", &["nats", "controller", "router", "health_manager"]),
+    ("h2", &["nats", "controller", "router", "health_manager"]),
+    ("h3", &["nats", "dea"]),
+    ("h4", &["dea"]),
 ];
 
 /// A release: `VERSION` and a `bin/` of scripts that run this build's
 /// binaries; `over` replaces some with a script body of its own.
-pub fn release(root: &Path, version: &str, over: &[(&str, &str)]) -> Result<()> {
-    let dir = root.join(version);
-    std::fs::create_dir_all(dir.join("bin"))?;
-    std::fs::write(dir.join("VERSION"), format!("{version}\n"))?;
+pub fn release(root: &std::path::Path, version: &str, over: &[(&str, &str)]) -> Result<()> {
     let nats = proto::nats_server::find().ok_or_else(|| anyhow!("no nats-server"))?;
     let mut bins: Vec<(&str, PathBuf)> = vec![("nats-server", nats)];
-    for b in ["cloud-controller", "router", "health-manager", "dea"] {
+    for b in release::PROGRAMS {
         bins.push((b, bin(b)?));
     }
-    for (name, path) in bins {
-        let body = match over.iter().find(|(n, _)| *n == name) {
-            Some((_, b)) => b.to_string(),
-            None => format!("exec {} \"$@\"", path.display()),
-        };
-        let script = dir.join("bin").join(name);
-        std::fs::write(&script, format!("#!/bin/sh\n{body}\n"))?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
+    Ok(release::write(root, version, &bins, over)?)
 }
 
 /// The hosts and their agents, the load balancer; see the module's doc
@@ -73,7 +61,6 @@ pub struct Lab {
     pub router_port: u16,
     pub router_admin_port: u16,
     pub net: net::Net,
-    _pg: forward::Forward,
     _db: testkit::PgDb,
     _dir: tempfile::TempDir,
 }
@@ -95,7 +82,6 @@ impl Lab {
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
         let names: Vec<&str> = hosts.iter().map(|(n, _)| *n).collect();
         let net = net::Net::create(&names)?;
-        let pg = forward::Forward::start((net.gateway(), 0).into(), ([127, 0, 0, 1], 5432).into())?;
         let mut lab = Lab {
             hosts,
             agents: Vec::new(),
@@ -104,39 +90,25 @@ impl Lab {
             manifest: root.join("lab.yml"),
             root: root.clone(),
             text: String::new(),
-            // Each host has its own ports: any number will do.
-            router_port: 8888,
-            router_admin_port: 8889,
+            router_port: layout::ROUTER_PORT,
+            router_admin_port: layout::ROUTER_ADMIN_PORT,
             net,
-            _pg: pg,
             _db: db,
             _dir: dir,
         };
-        let mut host_lines = String::new();
         let paas = bin("paas")?;
-        for (i, (name, roles)) in hosts.iter().enumerate() {
-            let addr = lab.net.addr(i);
+        for (i, (name, _)) in hosts.iter().enumerate() {
+            let addr = (lab.net.addr(i), layout::AGENT_PORT).into();
             let log = std::fs::File::create(root.join(format!("{name}.log")))?;
             lab.agents.push(
-                lab.net
-                    .command(name, &paas)
-                    .args(["agent", "--host", name, "--listen", &format!("{addr}:7070")])
-                    .arg("--state-dir")
-                    .arg(root.join(name))
-                    .arg("--token-file")
-                    .arg(&token)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
+                paas::lab::agent_command(&lab.net, &paas, name, addr, &root.join(name), &token)
                     .stderr(log)
                     .spawn()?,
             );
-            host_lines.push_str(&format!(
-                "  - {{name: {name}, address: {addr}, agent_port: 7070, roles: {roles}}}\n"
-            ));
         }
         // Every agent listening before anything is asked of it.
         for (i, (name, _)) in hosts.iter().enumerate() {
-            let addr = std::net::SocketAddr::from((lab.net.addr(i), 7070));
+            let addr = std::net::SocketAddr::from((lab.net.addr(i), layout::AGENT_PORT));
             let up = wait_for("the host agents", Duration::from_secs(20), || async {
                 tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
             })
@@ -145,17 +117,25 @@ impl Lab {
                 bail!("agent of {name} at {addr}: {e}\n{}", lab.logs());
             }
         }
-        lab.text = format!(
-            "name: lab\nrelease: {{version: v1, dir: {releases}}}\ndatabase_url: postgres://postgres@{pg}/{db}\nagent_token_file: agent.token\n\
-             nats: {{client_port: 4222, cluster_port: 6222}}\n\
-             ports: {{controller: 9022, controller_internal: 9023, router: {rp}, router_admin: {ra}, router_drain_wait_s: 2}}\n\
-             hosts:\n{host_lines}\
-             update: {{canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 30s}}\n",
-            releases = root.join("releases").display(),
-            pg = lab._pg.addr,
-            db = lab._db.name,
-            rp = lab.router_port,
-            ra = lab.router_admin_port,
+        // Postgres for the hosts, through the load balancer.
+        let pg = (lab.net.gateway(), 5432);
+        let plan: Vec<(String, Vec<&str>)> = hosts
+            .iter()
+            .map(|(n, roles)| (n.to_string(), roles.to_vec()))
+            .collect();
+        let addrs: Vec<_> = (0..hosts.len()).map(|i| lab.net.addr(i)).collect();
+        lab.text = layout::manifest(
+            &layout::ManifestArgs {
+                name: "lab",
+                version: "v1",
+                releases_dir: &root.join("releases").display().to_string(),
+                database_url: &format!("postgres://postgres@{}:{}/{}", pg.0, pg.1, lab._db.name),
+                token_file: "agent.token",
+                router_drain_wait_s: 2,
+                update: "canaries: 1, max_in_flight: 1, failure_budget: 0, watch_time: 30s",
+            },
+            &plan,
+            &addrs,
         );
         lab.start_lb()?;
         Ok(lab)
@@ -297,38 +277,29 @@ impl Lab {
     }
 
     /// HAProxy in front of the routers, health-checking their `/health`
-    /// every 200 ms, on `self.lb`.
+    /// every 200 ms, on `self.lb`; and between the hosts and Postgres.
     fn start_lb(&mut self) -> Result<()> {
-        let servers: String = self
-            .hosts
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, roles))| roles.contains("router"))
-            .map(|(i, (name, _))| {
-                let addr = self.net.addr(i);
-                format!(
-                    "  server {name} {addr}:{} check port {} inter 200ms fall 1 rise 2\n",
-                    self.router_port, self.router_admin_port
-                )
-            })
-            .collect();
-        let cfg = format!(
-            "global\n  maxconn 2000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n  retry-on conn-failure empty-response response-timeout\n\
-             frontend lb\n  bind {lb}\n  default_backend routers\n\
-             backend routers\n  option httpchk GET /health\n  http-check expect status 200\n{servers}",
-            lb = self.lb
-        );
+        let cfg = haproxy::config(&haproxy::Config {
+            bind: self.lb,
+            routers: self
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, roles))| roles.contains(&"router"))
+                .map(|(i, (name, _))| (name.to_string(), self.net.addr(i)))
+                .collect(),
+            router_port: self.router_port,
+            router_admin_port: self.router_admin_port,
+            postgres: Some((
+                (self.net.gateway(), 5432).into(),
+                ([127, 0, 0, 1], 5432).into(),
+            )),
+        });
         let path = self.root.join("haproxy.cfg");
         std::fs::write(&path, cfg)?;
-        let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .ok_or_else(|| {
-                anyhow!("haproxy is not installed (scripts/lib.sh ensure_test_tools)")
-            })?;
         let log = std::fs::File::create(self.root.join("haproxy.log"))?;
         self.lb_child = Some(
-            Command::new(haproxy)
+            Command::new(haproxy::binary()?)
                 .arg("-db")
                 .arg("-f")
                 .arg(&path)
@@ -424,27 +395,17 @@ impl Lab {
         if let Some(a) = agent.and_then(|i| self.agents.get_mut(i)) {
             let _ = a.wait();
         }
-        self.cleanup_dea(name);
+        self.reap(&[name]);
     }
 
-    /// What host `name`'s DEA left (containers, their namespaces, veths,
-    /// rules): `dea container-cleanup` inside the host's namespace, for
-    /// the tags its state dir names.
-    fn cleanup_dea(&self, name: &str) {
-        let tags = crate::container_tags(&self.root.join(name).join("components").join("dea"));
-        if tags.is_empty() {
-            return;
-        }
-        if let Ok(dea) = bin("dea") {
-            let _ = self
-                .net
-                .command(name, &dea)
-                .arg("container-cleanup")
-                .args(&tags)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+    /// Reaps hosts whose agents are gone (`paas::lab::reap_hosts`): their
+    /// components, then what their DEAs' containers left.
+    fn reap(&self, names: &[&str]) {
+        let hosts: Vec<(String, PathBuf)> = names
+            .iter()
+            .map(|n| (n.to_string(), self.root.join(n)))
+            .collect();
+        paas::lab::reap_hosts(&self.net, &hosts, bin("dea").ok().as_deref());
     }
 
     pub fn component_pids(&self) -> Vec<i32> {
@@ -491,19 +452,7 @@ impl Drop for Lab {
             let _ = a.wait();
         }
         // The components got SIGTERM with their agent; what is left goes.
-        let _ =
-            testkit::wait_for_blocking("the components to stop", Duration::from_secs(30), || {
-                self.component_pids().is_empty().then_some(())
-            });
-        for pid in self.component_pids() {
-            // SAFETY: kill(2) on processes this test's agents started.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-        for (name, _) in self.hosts {
-            self.cleanup_dea(name);
-        }
+        let names: Vec<&str> = self.hosts.iter().map(|(n, _)| *n).collect();
+        self.reap(&names);
     }
 }

@@ -11,6 +11,7 @@ mod cli_tasks;
 mod cli_terminal;
 mod containers;
 mod deployments;
+mod dev_hosts;
 mod faults;
 mod health_checks;
 mod log_rate;

@@ -23,7 +23,7 @@ const FIVE_HOSTS: [HostDef; 5] = [
     FOUR_HOSTS[1],
     FOUR_HOSTS[2],
     FOUR_HOSTS[3],
-    ("h5", "[dea]"),
+    ("h5", &["dea"]),
 ];
 
 /// `paas status`: every component of the four hosts on `version` and

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod deploy;
 pub mod events;
+pub mod lab;
 pub mod rollback;
 pub mod status;
 

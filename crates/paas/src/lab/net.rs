@@ -3,7 +3,9 @@
 //! has its own address, loopback, ports, iptables and `/sys` (its agent
 //! runs under `ip netns exec`). A link can be cut and restored (a
 //! partition). On drop the namespaces, the bridge (with the veths) and the
-//! machine's rules for the lab (forwarding, NAT to the outside) go.
+//! machine's rules for the lab (forwarding, NAT to the outside) go, unless
+//! [`Net::keep`] handed them to a record (`cf dev start --hosts`) that
+//! [`Net::remove`] takes apart later, from another process.
 //!
 //! Names: bridge `plab<N>`, namespaces `plab<N>-<host>`, veths
 //! `plab<N><host>` on the bridge's side; addresses `10.251.<N>.0/24`, the
@@ -14,10 +16,15 @@
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::netns::ip;
+use super::LabError;
 
+type Result<T> = std::result::Result<T, LabError>;
+
+/// What a lab's network is made of, so that whoever removes it knows what
+/// to remove (also the record `cf dev start --hosts` leaves behind).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Net {
     n: u8,
     hosts: Vec<String>,
@@ -25,9 +32,30 @@ pub struct Net {
     made: Vec<String>,
     /// iptables rules added so far (removed on drop).
     added: Vec<Rule>,
+    /// Removed on drop (off once [`Net::keep`] handed it on).
+    #[serde(skip)]
+    armed: bool,
 }
 
-type Rule = (&'static str, &'static str, Vec<String>);
+/// (table, chain, rule).
+type Rule = (String, String, Vec<String>);
+
+/// `ip ARGS`, failing with its stderr.
+pub fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LabError(format!("ip {}: {e}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(LabError(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
 
 /// The iptables comment on the lab's forwarding rule (leftover checks grep
 /// for `PAAS`).
@@ -41,12 +69,13 @@ impl Net {
                 let br = format!("plab{n}");
                 ip(&["link", "add", &br, "type", "bridge"]).is_ok()
             })
-            .ok_or_else(|| anyhow!("no free lab bridge plab1..plab250"))?;
+            .ok_or_else(|| LabError("no free lab bridge plab1..plab250".into()))?;
         let mut net = Net {
             n,
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             made: Vec::new(),
             added: Vec::new(),
+            armed: true,
         };
         let br = net.bridge();
         ip(&["addr", "add", &format!("{}/24", net.gateway()), "dev", &br])?;
@@ -56,15 +85,20 @@ impl Net {
         // the outside (DNS, say) as a real host does, through NAT.
         for rule in net.rules() {
             let ok = Command::new("iptables")
-                .args(["-w", "-t", rule.0, "-I", rule.1, "1"])
+                .args(["-w", "-t", &rule.0, "-I", &rule.1, "1"])
                 .args(&rule.2)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status()?
-                .success();
+                .status()
+                .is_ok_and(|s| s.success());
             if !ok {
-                bail!("iptables -t {} -I {} {}", rule.0, rule.1, rule.2.join(" "));
+                return Err(LabError(format!(
+                    "iptables -t {} -I {} {}",
+                    rule.0,
+                    rule.1,
+                    rule.2.join(" ")
+                )));
             }
             net.added.push(rule);
         }
@@ -96,11 +130,14 @@ impl Net {
             // lookup that times out makes an app start 10 s late).
             // `ip netns exec` puts this file over /etc/resolv.conf.
             let etc = std::path::Path::new("/etc/netns").join(&ns);
-            std::fs::create_dir_all(&etc)?;
-            std::fs::write(
-                etc.join("resolv.conf"),
-                format!("nameserver {}\n", net.gateway()),
-            )?;
+            std::fs::create_dir_all(&etc)
+                .and_then(|()| {
+                    std::fs::write(
+                        etc.join("resolv.conf"),
+                        format!("nameserver {}\n", net.gateway()),
+                    )
+                })
+                .map_err(|e| LabError(format!("{}: {e}", etc.display())))?;
             // On already, so the host's DEA neither saves nor restores the
             // machine-wide record of it (/run/paas/ip_forward.saved).
             ip(&[
@@ -120,13 +157,13 @@ impl Net {
         let br = self.bridge();
         let subnet = format!("10.251.{}.0/24", self.n);
         let tail = ["-m", "comment", "--comment", RULE_COMMENT];
-        let rule = |table, chain, head: &[&str]| -> Rule {
+        let rule = |table: &str, chain: &str, head: &[&str]| -> Rule {
             let args = head
                 .iter()
                 .chain(tail.iter())
                 .map(|s| s.to_string())
                 .collect();
-            (table, chain, args)
+            (table.to_string(), chain.to_string(), args)
         };
         vec![
             rule("filter", "FORWARD", &["-i", &br, "-j", "ACCEPT"]),
@@ -245,8 +282,21 @@ fn cgroup_mounts() -> String {
     script
 }
 
-impl Drop for Net {
-    fn drop(&mut self) {
+impl Net {
+    /// Leaves everything in place past this value's end: the record to
+    /// remove it with later ([`Net::remove`]).
+    pub fn keep(mut self) -> Net {
+        self.armed = false;
+        self.clone()
+    }
+
+    /// Removes what the record names: the namespaces, veths, bridge and
+    /// rules (each best effort: what is gone already is skipped).
+    pub fn remove(mut self) {
+        self.armed = true;
+    }
+
+    fn take_apart(&mut self) {
         for ns in self.made.drain(..) {
             let _ = ip(&["netns", "del", &ns]);
             let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&ns));
@@ -258,12 +308,20 @@ impl Drop for Net {
         let _ = ip(&["link", "del", &br]);
         for (table, chain, args) in self.added.drain(..) {
             let _ = Command::new("iptables")
-                .args(["-w", "-t", table, "-D", chain])
+                .args(["-w", "-t", &table, "-D", &chain])
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if self.armed {
+            self.take_apart();
         }
     }
 }

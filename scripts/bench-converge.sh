@@ -16,5 +16,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_runtime
 ensure_build
-cargo build --release --workspace --bins
+cargo build --release --workspace --bins --features integration/bench
 PAAS_BIN_DIR="$PWD/target/release" exec target/release/bench-converge

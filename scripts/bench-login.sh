@@ -15,5 +15,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_runtime
 ensure_build
-cargo build --release -p integration -p cloud-controller --bins
+cargo build --release -p integration -p cloud-controller --bins --features integration/bench
 PAAS_BIN_DIR="${PAAS_BIN_DIR:-$PWD/target/release}" exec target/release/bench-login

@@ -18,6 +18,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_runtime
 ensure_build
-cargo build --release --workspace --bins
+cargo build --release --workspace --bins --features integration/bench
 target="${CARGO_TARGET_DIR:-$PWD/target}/release"
 PAAS_BIN_DIR="$target" exec "$target/bench-resources"

@@ -18,5 +18,5 @@ cd "$(dirname "$0")/.."
 ensure_runtime
 ensure_build
 ensure_rabbitmq_management
-cargo build --release --workspace --bins
+cargo build --release --workspace --bins --features integration/bench
 PAAS_BIN_DIR="$PWD/target/release" exec target/release/bench-services

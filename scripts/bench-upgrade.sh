@@ -22,8 +22,8 @@ ensure_postgres
 ensure_test_tools
 profile="${PROFILE:-release}"
 if [ "$profile" = release ]; then
-  cargo build --release --workspace --bins
+  cargo build --release --workspace --bins --features integration/bench
 else
-  cargo build --workspace --bins
+  cargo build --workspace --bins --features integration/bench
 fi
 PAAS_BIN_DIR="$PWD/target/$profile" exec "target/$profile/bench-upgrade"

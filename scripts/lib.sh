@@ -60,6 +60,14 @@ ensure_runtime() {
   # device (docs/containers.md).
   ensure_cmd mkfs.ext4 e2fsprogs
   ensure_cmd curl curl
+  # The load balancer in front of the routers of `cf dev start --hosts N`
+  # and the operator tests (docs/operations.md).
+  if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    echo "==> installing haproxy"
+    apt_install haproxy
+    # Debian starts its service; cf dev and the tests run their own.
+    (systemctl disable --now haproxy || service haproxy stop) >/dev/null 2>&1 || true
+  fi
 }
 
 # What building needs: a C compiler (the linker; ring and the bundled
@@ -125,13 +133,6 @@ EOF
 # it), javac and jar (the java tests build jars; the runtime's JDK package).
 ensure_test_tools() {
   ensure_cmd openssl openssl
-  # The load balancer in front of the routers (operator tests, docs/operations.md).
-  if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
-    echo "==> installing haproxy"
-    apt_install haproxy
-    # Debian starts its service; the tests run their own.
-    (systemctl disable --now haproxy || service haproxy stop) >/dev/null 2>&1 || true
-  fi
   ensure_cmd javac default-jdk-headless
   ensure_cmd jar default-jdk-headless
 }

@@ -9,8 +9,10 @@
 # - apt-get update, then Debian packages whose command is missing
 #   (scripts/lib.sh ensure_runtime, ensure_build): nats-server, python3,
 #   python3-pip, nodejs, npm, default-jdk-headless, nginx, iptables,
-#   iproute2, e2fsprogs, curl, gcc. Installing nginx also starts Debian's
-#   nginx service (port 80) where the init system runs services.
+#   iproute2, e2fsprogs, curl, haproxy (its service stopped and disabled:
+#   `cf dev start --hosts N` runs its own), gcc. Installing nginx also
+#   starts Debian's nginx service (port 80) where the init system runs
+#   services.
 # - Rust is not installed: without cargo and a rustc >= the rust-version of
 #   Cargo.toml (on PATH or in ~/.cargo/bin) it stops and says what to install.
 # - RabbitMQ, when installed and running on 127.0.0.1:5672: its

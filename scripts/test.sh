@@ -6,8 +6,7 @@
 # - apt-get update, then Debian packages whose command is missing
 #   (scripts/lib.sh): what scripts/setup.sh installs (the platform under
 #   test runs with it: ensure_runtime, ensure_build), and for the tests only
-#   openssl, the JDK's javac/jar and haproxy (its service stopped and
-#   disabled; the operator tests run their own) (ensure_test_tools),
+#   openssl and the JDK's javac/jar (ensure_test_tools),
 #   postgresql and postgresql-client (ensure_postgres); as root, unless DEA_SKIP_VM_TESTS=1,
 #   for the cgroup v2 VM test: qemu-system-x86, busybox-static, cpio,
 #   xz-utils, kmod and linux-image-amd64 (a kernel under /boot and
@@ -48,7 +47,8 @@ ensure_vm_tools
 ensure_postgres
 ensure_services
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+# --all-features: the benchmarks' binaries too (integration/bench).
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo build --workspace --bins
 # With cargo-nextest (on this machine and CI) every test binary's tests share
 # the two cores at once instead of one binary after another; then the doc

@@ -3,7 +3,6 @@
 
 use crate::error::{CliError, Result};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -461,14 +460,8 @@ pub fn spawn(l: &Layout, component: &str, bin: &Path, args: &[String]) -> Result
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
-    // SAFETY: setsid is async-signal-safe; it detaches the child from our
-    // session so it survives the CLI and terminal hang-ups.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // It survives the CLI and terminal hang-ups.
+    proto::procs::own_session(&mut cmd);
     let child = cmd
         .spawn()
         .map_err(|e| CliError::io(format!("starting {}", bin.display()), e))?;
@@ -527,24 +520,6 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = String::from_utf8_lossy(&buf);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Pids of processes whose working directory is under `dir` (leftover app
-/// instances of a killed DEA).
-pub fn pids_with_cwd_under(dir: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| *p != me)
-        .filter(|p| {
-            std::fs::read_link(format!("/proc/{p}/cwd"))
-                .map(|c| c.starts_with(dir))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[cfg(test)]

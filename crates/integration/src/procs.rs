@@ -3,16 +3,7 @@
 
 use std::path::Path;
 
-pub fn signal(pid: u32, sig: i32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) with a valid signal number has no memory effects.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
-pub use paas::lab::procs::{pids_with_cwd_under, process_alive};
+pub use proto::procs::{pids_with_cwd_under, process_alive, signal};
 
 /// SIGKILLs every process working under `dir`.
 pub fn kill_all_under(dir: &Path) {
@@ -24,14 +15,8 @@ pub fn kill_all_under(dir: &Path) {
 /// Pids whose command line mentions `needle` (e.g. a state dir path).
 pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
     let me = std::process::id();
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in proto::procs::all_pids() {
         if pid == me {
             continue;
         }
@@ -52,13 +37,7 @@ pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
 /// (whose own pid means nothing on the host). Container inits are skipped.
 pub fn app_instance_pids(app_guid: &str) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in proto::procs::all_pids() {
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };

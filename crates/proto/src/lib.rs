@@ -15,6 +15,7 @@ pub mod egress;
 pub mod https;
 pub mod messages;
 pub mod nats_server;
+pub mod procs;
 pub mod service;
 pub mod size;
 pub mod staging;

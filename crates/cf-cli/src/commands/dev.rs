@@ -661,8 +661,10 @@ fn kill_leftovers(l: &Layout) {
 /// Kills app instances left under the given DEAs' state dirs.
 fn kill_leftovers_in(l: &Layout, dirs: &[String]) {
     for dir in dirs {
-        for pid in d::pids_with_cwd_under(&l.dir.join(dir)) {
-            d::signal(pid, libc::SIGKILL);
+        for pid in proto::procs::pids_with_cwd_under(&l.dir.join(dir)) {
+            if let Ok(pid) = i32::try_from(pid) {
+                d::signal(pid, libc::SIGKILL);
+            }
         }
     }
 }

@@ -316,17 +316,9 @@ impl Lab {
     /// instance guid) of every live process with the app's environment.
     pub fn live_instances(&self, app: &str) -> BTreeSet<(String, String, String)> {
         let needle = format!("\"application_name\":\"{app}\"");
-        let Ok(rd) = std::fs::read_dir("/proc") else {
-            return BTreeSet::new();
-        };
-        rd.flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .filter_map(|e| std::fs::read(e.path().join("environ")).ok())
+        proto::procs::all_pids()
+            .into_iter()
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
             .filter_map(|env| {
                 let vars: Vec<String> = env
                     .split(|b| *b == 0)

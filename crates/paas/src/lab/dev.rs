@@ -10,7 +10,6 @@
 //! apps, and the shared blobstore their packages and droplets).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -158,14 +157,8 @@ async fn bring_up(a: &UpArgs) -> Result<String> {
         let mut cmd =
             super::agent_command(&rec.net, &paas, name, listen, &host_dir(dir, name), &token);
         cmd.stderr(log);
-        // SAFETY: setsid(2) is async-signal-safe: the agent leaves this
-        // command's session and outlives it (and a Ctrl-C in its terminal).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        // The agent outlives this command (and a Ctrl-C in its terminal).
+        proto::procs::own_session(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| LabError(format!("starting the agent of {name}: {e}")))?;

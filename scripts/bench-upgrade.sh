@@ -6,11 +6,12 @@
 # (crates/integration/src/bin/bench-upgrade.rs).
 #
 # Changes to this machine: Debian packages the platform and the tests run
-# with, when missing (scripts/lib.sh ensure_runtime, ensure_build,
-# ensure_postgres, ensure_test_tools: haproxy); target/<profile> in the
-# checkout. While it runs: six host agents on 127.0.0.1-6 with their
-# components, a Postgres database, HAProxy, the DEAs' containers (as root:
-# network namespaces, veths, iptables chains), all removed at the end.
+# with, when missing (scripts/lib.sh ensure_runtime (haproxy among them),
+# ensure_build, ensure_postgres, ensure_test_tools); target/<profile> in
+# the checkout. While it runs (root): six simulated hosts (a bridge
+# plab<N>, a network namespace each, iptables rules commented PAAS-lab;
+# docs/operations.md "The test lab") with their agents and components, a
+# Postgres database, HAProxy, the DEAs' containers, all removed at the end.
 # PROFILE=debug measures the debug build (faster to build).
 set -euo pipefail
 cd "$(dirname "$0")/.."

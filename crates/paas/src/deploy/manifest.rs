@@ -168,6 +168,12 @@ pub struct Nats {
     pub client_port: u16,
     #[serde(default = "default_cluster_port")]
     pub cluster_port: u16,
+    /// The monitoring port: the agent's health check asks its `/healthz`,
+    /// which answers 200 only once the node has joined the cluster and
+    /// its JetStream is current, so a rolling upgrade moves on to the next
+    /// node only then (never two nodes of the lock's stream down at once).
+    #[serde(default = "default_monitor_port")]
+    pub monitor_port: u16,
 }
 
 impl Default for Nats {
@@ -175,8 +181,13 @@ impl Default for Nats {
         Nats {
             client_port: default_nats_port(),
             cluster_port: default_cluster_port(),
+            monitor_port: default_monitor_port(),
         }
     }
+}
+
+fn default_monitor_port() -> u16 {
+    8222
 }
 
 fn default_nats_port() -> u16 {

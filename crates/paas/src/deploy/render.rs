@@ -122,14 +122,24 @@ pub fn render(m: &Manifest, s: &Secrets, host: &Host, role: Role, version: &str)
                     )
                 })
                 .collect();
+            // One node runs alone: a cluster of one never becomes healthy
+            // (its JetStream waits for peers that do not exist).
+            let cluster = if routes.len() > 1 {
+                format!(
+                    "cluster {{\n  name: {}\n  listen: {}\n  authorization {{ user: \"route\", password: {} }}\n  routes: [\n{}\n  ]\n}}\n",
+                    toml_str(&m.name),
+                    toml_str(&socket(addr, m.nats.cluster_port)),
+                    toml_str(&s.route_password),
+                    routes.join("\n"),
+                )
+            } else {
+                String::new()
+            };
             let text = format!(
-                "server_name: {}\nlisten: {}\njetstream {{\n  store_dir: \"{{dir}}/jetstream\"\n}}\ncluster {{\n  name: {}\n  listen: {}\n  authorization {{ user: \"route\", password: {} }}\n  routes: [\n{}\n  ]\n}}\n{}",
+                "server_name: {}\nlisten: {}\nhttp: {}\njetstream {{\n  store_dir: \"{{dir}}/jetstream\"\n}}\n{cluster}{}",
                 toml_str(&host.name),
                 toml_str(&socket(addr, m.nats.client_port)),
-                toml_str(&m.name),
-                toml_str(&socket(addr, m.nats.cluster_port)),
-                toml_str(&s.route_password),
-                routes.join("\n"),
+                toml_str(&socket(addr, m.nats.monitor_port)),
                 busauth::server_config(&users, None),
             );
             (
@@ -139,8 +149,9 @@ pub fn render(m: &Manifest, s: &Secrets, host: &Host, role: Role, version: &str)
                     "{config}".into(),
                 ],
                 text,
-                Health::Tcp {
-                    addr: socket(addr, m.nats.client_port),
+                // Joined and current, not just listening (see Nats).
+                Health::Http {
+                    url: format!("http://{}/healthz", socket(addr, m.nats.monitor_port)),
                 },
                 Drain {
                     signal: "TERM".into(),
@@ -283,6 +294,21 @@ update: {max_in_flight: 1, watch_time: 30}
 "#;
 
     #[test]
+    fn one_nats_node_runs_alone_and_several_form_a_cluster() {
+        let one = M.replace("roles: [nats, dea]", "roles: [dea]");
+        for (text, clustered) in [(M.to_string(), true), (one, false)] {
+            let m = Manifest::parse(&text).expect("manifest");
+            let s = Secrets::generate(&m);
+            let h1 = m.host("h1").expect("h1");
+            let conf = render(&m, &s, h1, Role::Nats, "v1")
+                .config
+                .unwrap_or_default();
+            assert_eq!(conf.contains("cluster {"), clustered, "{conf}");
+            assert!(conf.contains("http: \"10.0.0.1:8222\""), "{conf}");
+        }
+    }
+
+    #[test]
     fn each_role_gets_its_config_health_and_drain() {
         let m = Manifest::parse(M).expect("manifest");
         let s = Secrets::generate(&m);
@@ -294,10 +320,11 @@ update: {max_in_flight: 1, watch_time: 30}
         assert!(conf.contains("listen: \"10.0.0.2:4222\""), "{conf}");
         assert!(conf.contains("@10.0.0.1:6222\""), "{conf}");
         assert!(conf.contains("authorization {\n  users = ["), "{conf}");
+        assert!(conf.contains("http: \"10.0.0.2:8222\""), "{conf}");
         assert_eq!(
             nats.health,
-            Health::Tcp {
-                addr: "10.0.0.2:4222".into()
+            Health::Http {
+                url: "http://10.0.0.2:8222/healthz".into()
             }
         );
 

@@ -139,7 +139,11 @@ async fn bring_up(a: &UpArgs) -> Result<String> {
         haproxy: None,
         lb: ([127, 0, 0, 1], a.lb_port).into(),
     };
-    save(dir, &rec)?;
+    if let Err(e) = save(dir, &rec) {
+        // Unrecorded, so nothing else would remove it.
+        rec.net.clone().remove();
+        return Err(e);
+    }
 
     // The database, and the hosts' way to it through the load balancer.
     let (db_for_hosts, pg) = database(&a.database_url, rec.net.gateway()).await?;

@@ -66,6 +66,9 @@ pub struct Incoming<T> {
     pub payload: T,
 }
 
+/// The longest a [`Bus::flush`] waits.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Bus {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`) without
     /// credentials, naming the connection after the component. Reconnects
@@ -349,12 +352,21 @@ impl Bus {
         self.publish(reply_to.to_string(), msg).await
     }
 
-    /// Flushes pending publishes to the server.
+    /// Flushes pending publishes to the server, waiting [`FLUSH_TIMEOUT`]
+    /// at most: with every server gone the client would wait for a
+    /// reconnect forever, and a component stopping in a NATS outage (its
+    /// last flush) hung until it was killed.
     pub async fn flush(&self) -> Result<(), BusError> {
-        self.client.flush().await.map_err(|e| BusError::Publish {
+        let failed = |message: String| BusError::Publish {
             subject: "<flush>".into(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(r) => r.map_err(|e| failed(e.to_string())),
+            Err(_) => Err(failed(format!(
+                "no server took the flush within {FLUSH_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 

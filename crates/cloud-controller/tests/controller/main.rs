@@ -11,6 +11,7 @@ mod permissions;
 mod resources;
 mod security_groups;
 mod shared_blobs;
+mod shutdown;
 mod store;
 mod support;
 mod tenancy;
